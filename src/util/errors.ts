@@ -1,0 +1,57 @@
+/**
+ * Typed errors with stable codes. Expected conditions (bad input, a full
+ * queue, no leader) are errors of these classes; broken invariants are
+ * assertion failures (see assert.ts) and stop the process.
+ */
+export type ErrorCode =
+  | 'WIRE_UNKNOWN_TYPE'
+  | 'WIRE_MALFORMED'
+  | 'WIRE_FRAME_TOO_LARGE'
+  | 'RESP_PROTOCOL'
+  | 'RESP_TOO_LARGE'
+  | 'CONFIG_INVALID'
+  | 'LIMIT_EXCEEDED'
+  | 'STORAGE_CORRUPT'
+  | 'STORAGE_IO';
+
+export class KvError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** The Raft peer byte stream cannot be decoded; the connection must be closed. */
+export class WireError extends KvError {}
+
+/** The client byte stream cannot be parsed further; reply with an error and close. */
+export class RespProtocolError extends KvError {}
+
+/** The configuration file is invalid; `file` and `line` locate the problem. */
+export class ConfigError extends KvError {
+  readonly file: string;
+  readonly line: number | null;
+  constructor(file: string, line: number | null, problem: string) {
+    super('CONFIG_INVALID', `${file}${line === null ? '' : `:${line}`}: ${problem}`);
+    this.file = file;
+    this.line = line;
+  }
+}
+
+/** A named limit from limits.ts was exceeded. */
+export class LimitExceededError extends KvError {
+  readonly limit: string;
+  constructor(limit: string, message: string) {
+    super('LIMIT_EXCEEDED', message);
+    this.limit = limit;
+  }
+}
+
+/** Persistent state is damaged in a way we must not paper over. */
+export class StorageCorruptError extends KvError {
+  constructor(message: string) {
+    super('STORAGE_CORRUPT', message);
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * Every bound the system enforces lives here, so that a reader can see in one
+ * place how much memory, time and bandwidth a node may use. Exceeding one is a
+ * typed error (see errors.ts), never an out-of-memory crash.
+ */
+export const LIMITS = {
+  /** Largest Raft frame payload a peer may send us (the seed's frames, any type). */
+  raft_frame_payload_bytes_max: 64 * 1024 * 1024,
+  /** Largest single RESP bulk string a client may send (Redis's proto-max-bulk-len). */
+  resp_bulk_bytes_max: 512 * 1024 * 1024,
+  /** Most elements in one RESP request array. */
+  resp_array_elements_max: 1024 * 1024,
+  /** Longest inline command line or RESP header line before the CRLF. */
+  resp_inline_bytes_max: 64 * 1024,
+  /** Bytes of unparsed client input buffered per connection before it is closed. */
+  client_read_buffer_bytes_max: 512 * 1024 * 1024 + 64 * 1024,
+  /** Requests from one client connection in flight (parsed, not yet replied). */
+  client_pipeline_requests_max: 16 * 1024,
+  /** Bytes queued for writing to one client before we stop reading from it. */
+  client_write_queue_bytes_max: 64 * 1024 * 1024,
+  /** Bytes queued for one peer link; beyond it messages to that peer are dropped (Raft retries). */
+  peer_write_queue_bytes_max: 64 * 1024 * 1024,
+  /** Raft: payload bytes of entries in one AppendEntries message. */
+  raft_message_entries_bytes_max: 1024 * 1024,
+  /** Raft: entries in one AppendEntries message. */
+  raft_message_entries_max: 4096,
+  /** Raft: AppendEntries messages in flight to one follower. */
+  raft_inflight_messages_max: 64,
+  /** Raft: bytes of proposed-but-uncommitted entry data a leader accepts. */
+  raft_uncommitted_bytes_max: 64 * 1024 * 1024,
+  /** Raft: read requests waiting for leadership confirmation. */
+  raft_pending_reads_max: 64 * 1024,
+  /** Config file size. */
+  config_file_bytes_max: 1024 * 1024,
+  /** Largest cluster. */
+  cluster_nodes_max: 64,
+} as const;
+
+export type Limits = typeof LIMITS;
