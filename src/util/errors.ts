@@ -12,7 +12,8 @@ export type ErrorCode =
   | 'CONFIG_INVALID'
   | 'LIMIT_EXCEEDED'
   | 'STORAGE_CORRUPT'
-  | 'STORAGE_IO';
+  | 'STORAGE_IO'
+  | 'KV_COMMAND_MALFORMED';
 
 export class KvError extends Error {
   readonly code: ErrorCode;
@@ -53,5 +54,12 @@ export class LimitExceededError extends KvError {
 export class StorageCorruptError extends KvError {
   constructor(message: string) {
     super('STORAGE_CORRUPT', message);
+  }
+}
+
+/** A log entry's data is not a valid KV command encoding (see kv/command_codec.ts). */
+export class CommandMalformedError extends KvError {
+  constructor(message: string) {
+    super('KV_COMMAND_MALFORMED', message);
   }
 }
