@@ -13,7 +13,8 @@ export type ErrorCode =
   | 'LIMIT_EXCEEDED'
   | 'STORAGE_CORRUPT'
   | 'STORAGE_IO'
-  | 'KV_COMMAND_MALFORMED';
+  | 'KV_COMMAND_MALFORMED'
+  | 'STORAGE_LOCKED';
 
 export class KvError extends Error {
   readonly code: ErrorCode;
@@ -61,5 +62,19 @@ export class StorageCorruptError extends KvError {
 export class CommandMalformedError extends KvError {
   constructor(message: string) {
     super('KV_COMMAND_MALFORMED', message);
+  }
+}
+
+/** Reading or writing persistent state failed (or the storage is closed); after a failed fsync nothing written since the last good one can be trusted. */
+export class StorageIoError extends KvError {
+  constructor(message: string) {
+    super('STORAGE_IO', message);
+  }
+}
+
+/** Another live process (or another open in this process) holds the data directory. */
+export class StorageLockedError extends KvError {
+  constructor(message: string) {
+    super('STORAGE_LOCKED', message);
   }
 }
