@@ -34,6 +34,14 @@ export const LIMITS = {
   config_file_bytes_max: 1024 * 1024,
   /** Largest cluster. */
   cluster_nodes_max: 64,
+  /** WAL: bytes of one record (one save: hard state + entries); a header claiming more is damage, a bigger save is refused. */
+  wal_record_bytes_max: 128 * 1024 * 1024,
+  /** WAL: encoded bytes of saves queued behind the running write/fsync; beyond it save() is refused. */
+  wal_queued_bytes_max: 256 * 1024 * 1024,
+  /** WAL: bytes handed to one write() call; a larger batch is written in several calls, then fsync'd once. */
+  wal_write_bytes_max: 16 * 1024 * 1024,
+  /** WAL: bytes read per read() call while replaying the log at startup. */
+  wal_replay_chunk_bytes: 1024 * 1024,
 } as const;
 
 export type Limits = typeof LIMITS;
