@@ -1,0 +1,269 @@
+/**
+ * The node configuration file, in the seed's format.
+ *
+ * - A line whose first non-blank character is `!` is a comment; blank lines
+ *   are ignored. Every other line is `name value`, separated by spaces or
+ *   tabs. Trailing whitespace and CRLF line endings are fine; a value cannot
+ *   contain spaces.
+ * - `follower_info ip:port` (one or more): a node's CLIENT address. The first
+ *   one is this node, the others are its peers. The node's Raft port is the
+ *   client port − 1000, so the client port must be in 1001..65535. `ip` is an
+ *   IPv4 dotted quad or `localhost` (read as 127.0.0.1).
+ * - `data_dir PATH`: where this node keeps its log and snapshots. Default
+ *   `./data/<ip>_<clientport>`. A relative path resolves against the
+ *   process's working directory at start-up.
+ * - `client_redirect forward|moved` (default `forward`): a follower forwards
+ *   client writes to the leader, or replies `-MOVED`.
+ * - `log_level error|warn|info|debug` (default `warn`).
+ * - Timing, positive integers: `tick_ms` (default 50), `election_ticks` (10),
+ *   `heartbeat_ticks` (2, must be less than `election_ticks`),
+ *   `no_leader_timeout_ms` (2000), `request_timeout_ms` (10000).
+ *
+ * Every parameter except `follower_info` may appear at most once.
+ *
+ * Node ids: every node must derive the same id for the same address, however
+ * its own file orders the lines. So all distinct addresses are sorted by IPv4
+ * address (as a 32-bit number), then by client port, ascending; a node's id is
+ * its 1-based position in that order (1..N).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { assert } from '../util/assert';
+import { ConfigError } from '../util/errors';
+import { LIMITS } from '../util/limits';
+import type { LogLevel } from '../util/log';
+
+export interface NodeAddress {
+  id: number;
+  host: string;
+  client_port: number;
+  raft_port: number;
+}
+
+export type ClientRedirect = 'forward' | 'moved';
+
+export interface NodeConfig {
+  self: NodeAddress;
+  /** Every node but this one, sorted by id. */
+  peers: NodeAddress[];
+  /** All nodes, sorted by id. */
+  nodes: NodeAddress[];
+  /** Absolute path. */
+  data_dir: string;
+  client_redirect: ClientRedirect;
+  log_level: LogLevel;
+  tick_ms: number;
+  election_ticks: number;
+  heartbeat_ticks: number;
+  no_leader_timeout_ms: number;
+  request_timeout_ms: number;
+}
+
+/** The Raft port sits this far below the client port (the seed's rule). */
+export const RAFT_PORT_OFFSET = 1000;
+
+type IntegerParameter = 'tick_ms' | 'election_ticks' | 'heartbeat_ticks' | 'no_leader_timeout_ms' | 'request_timeout_ms';
+
+interface IntegerRule {
+  default_value: number;
+  min: number;
+  max: number;
+}
+
+/** Upper bounds catch typos (an extra zero or three) rather than encode a real limit. */
+const INTEGER_RULES: Record<IntegerParameter, IntegerRule> = {
+  tick_ms: { default_value: 50, min: 1, max: 60_000 },
+  election_ticks: { default_value: 10, min: 2, max: 10_000 },
+  heartbeat_ticks: { default_value: 2, min: 1, max: 10_000 },
+  no_leader_timeout_ms: { default_value: 2_000, min: 1, max: 3_600_000 },
+  request_timeout_ms: { default_value: 10_000, min: 1, max: 3_600_000 },
+};
+
+const CLIENT_REDIRECTS: readonly ClientRedirect[] = ['forward', 'moved'];
+const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
+const SINGLE_PARAMETERS = ['data_dir', 'client_redirect', 'log_level', ...Object.keys(INTEGER_RULES)];
+
+interface ListedNode {
+  host: string;
+  host_number: number;
+  client_port: number;
+  line: number;
+}
+
+/** Parses a config file's text. Pure apart from `cwd`, which defaults to the process's. */
+export function parseConfig(text: string, file_name: string, cwd: string = process.cwd()): NodeConfig {
+  const fail: Fail = (line, problem) => {
+    throw new ConfigError(file_name, line, problem);
+  };
+  const listed: ListedNode[] = [];
+  const single_values = new Map<string, { value: string; line: number }>();
+
+  const lines = text.replace(/^\uFEFF/, '').split('\n');
+  lines.forEach((raw_line, line_index) => {
+    const line = line_index + 1;
+    const content = raw_line.trim();
+    if (content === '' || content.startsWith('!')) return;
+    const tokens = content.split(/\s+/);
+    const name = tokens[0] ?? '';
+    if (name !== 'follower_info' && !SINGLE_PARAMETERS.includes(name)) fail(line, `unknown parameter '${name}'`);
+    const value = tokens[1];
+    if (value === undefined) return fail(line, `parameter '${name}' has no value`);
+    if (tokens.length > 2) fail(line, `parameter '${name}' takes one value, got extra '${tokens.slice(2).join(' ')}'`);
+
+    if (name === 'follower_info') {
+      listed.push(parseNodeAddress(value, line, fail));
+      if (listed.length > LIMITS.cluster_nodes_max) fail(line, `more than cluster_nodes_max (${LIMITS.cluster_nodes_max}) nodes`);
+      return;
+    }
+    const earlier = single_values.get(name);
+    if (earlier !== undefined) fail(line, `parameter '${name}' given twice (first on line ${earlier.line})`);
+    single_values.set(name, { value, line });
+  });
+
+  if (listed.length === 0) fail(null, "no 'follower_info' line: the first one names this node");
+  checkAddressesDistinct(listed, fail);
+
+  const nodes = assignIds(listed);
+  const self_listed = listed[0];
+  const self = nodes.find((node) => node.host === self_listed?.host && node.client_port === self_listed.client_port);
+  assert(self !== undefined, 'the first follower_info is among the nodes');
+
+  const integers = parseIntegers(single_values, fail);
+  if (integers.heartbeat_ticks >= integers.election_ticks) {
+    const lines_given = ['heartbeat_ticks', 'election_ticks'].map((key) => single_values.get(key)?.line ?? 0);
+    fail(Math.max(...lines_given), `heartbeat_ticks (${integers.heartbeat_ticks}) must be less than election_ticks (${integers.election_ticks})`);
+  }
+
+  const data_dir_value = single_values.get('data_dir')?.value ?? path.join('data', `${self.host}_${self.client_port}`);
+  return {
+    self,
+    peers: nodes.filter((node) => node !== self),
+    nodes,
+    data_dir: path.resolve(cwd, data_dir_value),
+    client_redirect: parseChoice(single_values, 'client_redirect', CLIENT_REDIRECTS, 'forward', fail),
+    log_level: parseChoice(single_values, 'log_level', LOG_LEVELS, 'warn', fail),
+    ...integers,
+  };
+}
+
+/** Reads and parses a config file; read failures become ConfigError(path, null, ...). */
+export function loadConfig(file_path: string): NodeConfig {
+  let bytes: Buffer;
+  try {
+    bytes = readBounded(file_path, LIMITS.config_file_bytes_max);
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    throw new ConfigError(file_path, null, `cannot read: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return parseConfig(bytes.toString('utf8'), file_path);
+}
+
+/** Reads at most `bytes_max` bytes, refusing a longer file without reading all of it. */
+function readBounded(file_path: string, bytes_max: number): Buffer {
+  const fd = fs.openSync(file_path, 'r');
+  try {
+    const buffer = Buffer.alloc(bytes_max + 1);
+    let length = 0;
+    for (;;) {
+      const read = fs.readSync(fd, buffer, length, buffer.length - length, null);
+      if (read === 0) break;
+      length += read;
+      if (length > bytes_max) {
+        throw new ConfigError(file_path, null, `file is larger than config_file_bytes_max (${bytes_max} bytes)`);
+      }
+    }
+    return buffer.subarray(0, length);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+type Fail = (line: number | null, problem: string) => never;
+
+function parseNodeAddress(value: string, line: number, fail: Fail): ListedNode {
+  const colon = value.lastIndexOf(':');
+  if (colon < 0) return fail(line, `follower_info '${value}' is not ip:port`);
+  const host_text = value.slice(0, colon);
+  const port_text = value.slice(colon + 1);
+  const host = host_text === 'localhost' ? '127.0.0.1' : host_text;
+  const host_number = parseIpv4(host);
+  if (host_number === null) fail(line, `bad ip '${host_text}': expected an IPv4 dotted quad or localhost`);
+  if (!/^[0-9]{1,5}$/.test(port_text)) fail(line, `bad port '${port_text}': expected a decimal number`);
+  const client_port = Number(port_text);
+  if (client_port > 65535) fail(line, `bad port ${client_port}: more than 65535`);
+  if (client_port <= RAFT_PORT_OFFSET) {
+    fail(line, `bad port ${client_port}: the client port must exceed ${RAFT_PORT_OFFSET} (the Raft port is client port - ${RAFT_PORT_OFFSET})`);
+  }
+  return { host, host_number, client_port, line };
+}
+
+/** The address as an unsigned 32-bit number, or null if `text` is not a dotted quad (leading zeros refused: some tools read them as octal). */
+function parseIpv4(text: string): number | null {
+  const parts = text.split('.');
+  if (parts.length !== 4) return null;
+  let value = 0;
+  for (const part of parts) {
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(part)) return null;
+    const octet = Number(part);
+    if (octet > 255) return null;
+    value = value * 256 + octet;
+  }
+  return value;
+}
+
+function checkAddressesDistinct(listed: ListedNode[], fail: Fail): void {
+  const by_address = new Map<string, ListedNode>();
+  for (const node of listed) {
+    const key = `${node.host}:${node.client_port}`;
+    const earlier = by_address.get(key);
+    if (earlier !== undefined) fail(node.line, `duplicate address ${key} (first on line ${earlier.line})`);
+    by_address.set(key, node);
+  }
+  for (const node of listed) {
+    const clash = by_address.get(`${node.host}:${node.client_port - RAFT_PORT_OFFSET}`);
+    if (clash !== undefined) {
+      fail(Math.max(node.line, clash.line), `raft port ${node.host}:${node.client_port - RAFT_PORT_OFFSET} of the node on line ${node.line} is the client port of the node on line ${clash.line}`);
+    }
+  }
+}
+
+function assignIds(listed: ListedNode[]): NodeAddress[] {
+  const sorted = [...listed].sort((a, b) => a.host_number - b.host_number || a.client_port - b.client_port);
+  return sorted.map((node, index) => ({
+    id: index + 1,
+    host: node.host,
+    client_port: node.client_port,
+    raft_port: node.client_port - RAFT_PORT_OFFSET,
+  }));
+}
+
+function parseIntegers(values: Map<string, { value: string; line: number }>, fail: Fail): Record<IntegerParameter, number> {
+  const result = {} as Record<IntegerParameter, number>;
+  for (const [name, rule] of Object.entries(INTEGER_RULES) as [IntegerParameter, IntegerRule][]) {
+    const given = values.get(name);
+    if (given === undefined) {
+      result[name] = rule.default_value;
+      continue;
+    }
+    const number = /^[0-9]{1,10}$/.test(given.value) ? Number(given.value) : NaN;
+    if (!(number >= rule.min && number <= rule.max)) {
+      fail(given.line, `${name} must be an integer in ${rule.min}..${rule.max}, got '${given.value}'`);
+    }
+    result[name] = number;
+  }
+  return result;
+}
+
+function parseChoice<T extends string>(
+  values: Map<string, { value: string; line: number }>,
+  name: string,
+  choices: readonly T[],
+  default_value: T,
+  fail: Fail,
+): T {
+  const given = values.get(name);
+  if (given === undefined) return default_value;
+  const choice = choices.find((candidate) => candidate === given.value);
+  if (choice === undefined) return fail(given.line, `${name} must be one of ${choices.join('|')}, got '${given.value}'`);
+  return choice;
+}
