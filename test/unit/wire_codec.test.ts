@@ -1,0 +1,544 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+
+import { FRAME_HEADER_BYTES, FrameDecoder, encodeMessage, encodedFrameBytes, logEntryBytes } from '../../src/wire/codec';
+import { MessageType, type LogEntry, type RaftMessage } from '../../src/wire/types';
+import { AssertionFailure } from '../../src/util/assert';
+import { WireError, type ErrorCode } from '../../src/util/errors';
+import { LIMITS } from '../../src/util/limits';
+
+/** fast-check prints seed and path on failure; FC_SEED=… FC_PATH=… replays that run. */
+const REPLAY: fc.Parameters<unknown> =
+  process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH ?? '' };
+
+function params(num_runs: number): fc.Parameters<unknown> {
+  return { numRuns: num_runs, ...REPLAY };
+}
+
+/** Hex with spaces and line breaks allowed, so the golden frames can be laid out field by field. */
+function hex(text: string): Buffer {
+  return Buffer.from(text.replace(/\s+/g, ''), 'hex');
+}
+
+function bytes(text: string): Uint8Array {
+  return new Uint8Array(Buffer.from(text, 'latin1'));
+}
+
+function decodeAll(chunks: Buffer[], options?: { payload_bytes_max?: number }): RaftMessage[] {
+  const decoder = new FrameDecoder(options);
+  const messages: RaftMessage[] = [];
+  for (const chunk of chunks) messages.push(...decoder.push(chunk));
+  assert.equal(decoder.buffered_bytes, 0, 'no bytes left over after a whole stream');
+  return messages;
+}
+
+function splitAt(stream: Buffer, cuts: number[]): Buffer[] {
+  const sorted = [...new Set(cuts.map((cut) => cut % (stream.length + 1)))].sort((a, b) => a - b);
+  const chunks: Buffer[] = [];
+  let from = 0;
+  for (const cut of sorted) {
+    chunks.push(stream.subarray(from, cut));
+    from = cut;
+  }
+  chunks.push(stream.subarray(from));
+  return chunks;
+}
+
+function byteByByte(stream: Buffer): Buffer[] {
+  const chunks: Buffer[] = [];
+  for (let at = 0; at < stream.length; at++) chunks.push(stream.subarray(at, at + 1));
+  return chunks;
+}
+
+/** Feeds the chunks and returns the WireError code thrown, failing if none is. */
+function decodeError(chunks: Buffer[], options?: { payload_bytes_max?: number }): ErrorCode {
+  const decoder = new FrameDecoder(options);
+  try {
+    for (const chunk of chunks) decoder.push(chunk);
+  } catch (error) {
+    assert.ok(error instanceof WireError, `expected a WireError, got ${String(error)}`);
+    return error.code;
+  }
+  assert.fail('expected the decoder to throw a WireError');
+}
+
+// Golden frames written by hand from the layouts, field by field, little-endian.
+const GOLDEN: { name: string; frame: Buffer; message: RaftMessage }[] = [
+  {
+    name: 'RequestVoteRequest',
+    frame: hex(`01000000 10000000
+                05000000 02000000 0a000000 04000000`),
+    message: { type: MessageType.RequestVoteRequest, term: 5, candidate_id: 2, last_log_index: 10, last_log_term: 4 },
+  },
+  {
+    name: 'RequestVoteRequest with int32 extremes',
+    frame: hex(`01000000 10000000
+                ffffff7f 00000080 ffffffff 78563412`),
+    message: {
+      type: MessageType.RequestVoteRequest,
+      term: 2147483647,
+      candidate_id: -2147483648,
+      last_log_index: -1,
+      last_log_term: 0x12345678,
+    },
+  },
+  {
+    name: 'RequestVoteResponse granted',
+    frame: hex(`02000000 05000000
+                07000000 01`),
+    message: { type: MessageType.RequestVoteResponse, term: 7, vote_granted: true },
+  },
+  {
+    name: 'AppendEntriesRequest with two entries',
+    frame: hex(`03000000 2e000000
+                03000000 01000000 09000000 02000000 08000000 2a000000 02000000
+                03000000 02000000 6869
+                03000000 00000000`),
+    message: {
+      type: MessageType.AppendEntriesRequest,
+      term: 3,
+      leader_id: 1,
+      prev_log_index: 9,
+      prev_log_term: 2,
+      leader_commit: 8,
+      seq: 42,
+      entries: [
+        { term: 3, data: bytes('hi') },
+        { term: 3, data: new Uint8Array(0) },
+      ],
+    },
+  },
+  {
+    name: 'AppendEntriesRequest heartbeat',
+    frame: hex(`03000000 1c000000
+                04000000 03000000 10000000 04000000 0f000000 00010000 00000000`),
+    message: {
+      type: MessageType.AppendEntriesRequest,
+      term: 4,
+      leader_id: 3,
+      prev_log_index: 16,
+      prev_log_term: 4,
+      leader_commit: 15,
+      seq: 256,
+      entries: [],
+    },
+  },
+  {
+    name: 'AppendEntriesResponse',
+    frame: hex(`04000000 15000000
+                03000000 02000000 0b000000 01 08000000 2a000000`),
+    message: {
+      type: MessageType.AppendEntriesResponse,
+      term: 3,
+      follower_id: 2,
+      log_index: 11,
+      success: true,
+      follower_commit: 8,
+      ack: 42,
+    },
+  },
+  {
+    name: 'AppendEntriesResponse rejected',
+    frame: hex(`04000000 15000000
+                06000000 03000000 05000000 00 04000000 07000000`),
+    message: {
+      type: MessageType.AppendEntriesResponse,
+      term: 6,
+      follower_id: 3,
+      log_index: 5,
+      success: false,
+      follower_commit: 4,
+      ack: 7,
+    },
+  },
+  {
+    name: 'PreVoteRequest',
+    frame: hex(`05000000 10000000
+                06000000 01000000 0c000000 05000000`),
+    message: { type: MessageType.PreVoteRequest, term: 6, candidate_id: 1, last_log_index: 12, last_log_term: 5 },
+  },
+  {
+    name: 'PreVoteResponse refused',
+    frame: hex(`06000000 05000000
+                06000000 00`),
+    message: { type: MessageType.PreVoteResponse, term: 6, vote_granted: false },
+  },
+  {
+    name: 'TimeoutNow',
+    frame: hex(`07000000 08000000
+                09000000 01000000`),
+    message: { type: MessageType.TimeoutNow, term: 9, leader_id: 1 },
+  },
+];
+
+// Plain objects: fast-check's default records may have a null prototype, which deepEqual tells apart.
+const record = <T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<T> => fc.record(model, { noNullPrototype: true });
+
+const int32 = fc.integer({ min: -0x8000_0000, max: 0x7fff_ffff });
+const logEntry: fc.Arbitrary<LogEntry> = record({ term: int32, data: fc.uint8Array({ maxLength: 64 }) });
+
+const raftMessage: fc.Arbitrary<RaftMessage> = fc.oneof(
+  record({
+    type: fc.constantFrom(MessageType.RequestVoteRequest, MessageType.PreVoteRequest),
+    term: int32,
+    candidate_id: int32,
+    last_log_index: int32,
+    last_log_term: int32,
+  }),
+  record({
+    type: fc.constantFrom(MessageType.RequestVoteResponse, MessageType.PreVoteResponse),
+    term: int32,
+    vote_granted: fc.boolean(),
+  }),
+  record({
+    type: fc.constant(MessageType.AppendEntriesRequest),
+    term: int32,
+    leader_id: int32,
+    prev_log_index: int32,
+    prev_log_term: int32,
+    leader_commit: int32,
+    seq: int32,
+    entries: fc.array(logEntry, { maxLength: 12 }),
+  }),
+  record({
+    type: fc.constant(MessageType.AppendEntriesResponse),
+    term: int32,
+    follower_id: int32,
+    log_index: int32,
+    success: fc.boolean(),
+    follower_commit: int32,
+    ack: int32,
+  }),
+  record({ type: fc.constant(MessageType.TimeoutNow), term: int32, leader_id: int32 }),
+);
+
+function appendEntries(entries: LogEntry[]): RaftMessage {
+  return {
+    type: MessageType.AppendEntriesRequest,
+    term: 1,
+    leader_id: 1,
+    prev_log_index: 0,
+    prev_log_term: 0,
+    leader_commit: 0,
+    seq: 1,
+    entries,
+  };
+}
+
+describe('wire codec golden frames', () => {
+  for (const golden of GOLDEN) {
+    it(`encodes ${golden.name} byte for byte`, () => {
+      assert.deepEqual(encodeMessage(golden.message), golden.frame);
+      assert.equal(encodedFrameBytes(golden.message), golden.frame.length);
+    });
+    it(`decodes ${golden.name}`, () => {
+      assert.deepEqual(decodeAll([golden.frame]), [golden.message]);
+      assert.deepEqual(decodeAll(byteByByte(golden.frame)), [golden.message]);
+    });
+  }
+
+  it('decodes all golden frames from one chunk, in order', () => {
+    const stream = Buffer.concat(GOLDEN.map((golden) => golden.frame));
+    assert.deepEqual(
+      decodeAll([stream]),
+      GOLDEN.map((golden) => golden.message),
+    );
+  });
+});
+
+describe('wire codec sizes', () => {
+  it('logEntryBytes is the 8-byte entry header plus the data', () => {
+    assert.equal(logEntryBytes({ term: 1, data: new Uint8Array(0) }), 8);
+    assert.equal(logEntryBytes({ term: 1, data: new Uint8Array(40) }), 48);
+  });
+
+  it('FRAME_HEADER_BYTES is 8', () => {
+    assert.equal(FRAME_HEADER_BYTES, 8);
+  });
+
+  it('encodedFrameBytes matches the encoded length', () => {
+    fc.assert(
+      fc.property(raftMessage, (message) => encodedFrameBytes(message) === encodeMessage(message).length),
+      params(500),
+    );
+  });
+});
+
+describe('wire codec round trips', () => {
+  it('decode(encode(m)) equals m for random messages of every type', () => {
+    fc.assert(
+      fc.property(raftMessage, (message) => {
+        assert.deepEqual(decodeAll([encodeMessage(message)]), [message]);
+      }),
+      params(2000),
+    );
+  });
+
+  it('any chunking of a stream of many frames decodes to the same messages', () => {
+    fc.assert(
+      fc.property(
+        fc.array(raftMessage, { minLength: 1, maxLength: 40 }),
+        fc.array(fc.nat(), { maxLength: 60 }),
+        (messages, cuts) => {
+          const stream = Buffer.concat(messages.map(encodeMessage));
+          assert.deepEqual(decodeAll(splitAt(stream, cuts)), messages);
+        },
+      ),
+      params(500),
+    );
+  });
+
+  it('a stream fed byte by byte decodes to the same messages', () => {
+    fc.assert(
+      fc.property(fc.array(raftMessage, { minLength: 1, maxLength: 20 }), (messages) => {
+        const stream = Buffer.concat(messages.map(encodeMessage));
+        assert.deepEqual(decodeAll(byteByByte(stream)), messages);
+      }),
+      params(100),
+    );
+  });
+
+  it('a frame larger than a network chunk decodes across 64 KiB chunks and byte by byte', () => {
+    const entries: LogEntry[] = [];
+    for (let index = 0; index < 300; index++) {
+      entries.push({ term: index, data: new Uint8Array(1000 + index).fill(index & 0xff) });
+    }
+    const message = appendEntries(entries);
+    const stream = Buffer.concat([encodeMessage(message), encodeMessage(message)]);
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < stream.length; at += 64 * 1024) chunks.push(stream.subarray(at, at + 64 * 1024));
+    assert.deepEqual(decodeAll(chunks), [message, message]);
+    assert.deepEqual(decodeAll(byteByByte(stream)), [message, message]);
+  });
+
+  it('buffered_bytes counts the bytes of the incomplete frame', () => {
+    const frame = GOLDEN[0]!.frame;
+    const decoder = new FrameDecoder();
+    assert.deepEqual(decoder.push(frame.subarray(0, 3)), []);
+    assert.equal(decoder.buffered_bytes, 3);
+    assert.deepEqual(decoder.push(frame.subarray(3, 20)), []);
+    assert.equal(decoder.buffered_bytes, 20);
+    assert.equal(decoder.push(Buffer.concat([frame.subarray(20), frame.subarray(0, 5)])).length, 1);
+    assert.equal(decoder.buffered_bytes, 5);
+    assert.equal(decoder.push(frame.subarray(5)).length, 1);
+    assert.equal(decoder.buffered_bytes, 0);
+  });
+
+  it('decoded entry data is a copy with its own memory, not a view into the chunk', () => {
+    const frame = encodeMessage(appendEntries([{ term: 2, data: bytes('SET key value') }]));
+    const chunk = Buffer.concat([frame, Buffer.alloc(64 * 1024 - frame.length)]).subarray(0, frame.length);
+    const [message] = new FrameDecoder().push(chunk);
+    assert.ok(message !== undefined && message.type === MessageType.AppendEntriesRequest);
+    const data = message.entries[0]!.data;
+    chunk.fill(0xee);
+    assert.deepEqual(data, bytes('SET key value'));
+    assert.equal(data.byteOffset, 0);
+    assert.equal(data.buffer.byteLength, data.length);
+  });
+});
+
+describe('wire codec malformed input', () => {
+  const header = (type: number, payload_bytes: number): Buffer => {
+    const bytes_out = Buffer.alloc(8);
+    bytes_out.writeUInt32LE(type, 0);
+    bytes_out.writeUInt32LE(payload_bytes, 4);
+    return bytes_out;
+  };
+  /** AppendEntriesRequest fixed fields with the given entry_count, followed by `rest`. */
+  const appendEntriesPayload = (entry_count: number, rest: Buffer): Buffer => {
+    const fixed = Buffer.alloc(28);
+    fixed.writeUInt32LE(entry_count, 24);
+    return Buffer.concat([fixed, rest]);
+  };
+  const frameOf = (type: number, payload: Buffer): Buffer => Buffer.concat([header(type, payload.length), payload]);
+  const entryOf = (data_length: number, data: Buffer): Buffer => {
+    const entry_header = Buffer.alloc(8);
+    entry_header.writeUInt32LE(data_length, 4);
+    return Buffer.concat([entry_header, data]);
+  };
+
+  const CASES: { name: string; stream: Buffer; code: ErrorCode; payload_bytes_max?: number }[] = [
+    { name: 'type 0', stream: frameOf(0, Buffer.alloc(16)), code: 'WIRE_UNKNOWN_TYPE' },
+    { name: 'type 8', stream: frameOf(8, Buffer.alloc(8)), code: 'WIRE_UNKNOWN_TYPE' },
+    { name: 'type 0xffffffff', stream: header(0xffffffff, 0), code: 'WIRE_UNKNOWN_TYPE' },
+    { name: 'RequestVoteRequest payload too short', stream: frameOf(1, Buffer.alloc(15)), code: 'WIRE_MALFORMED' },
+    { name: 'RequestVoteRequest bytes left over', stream: frameOf(1, Buffer.alloc(17)), code: 'WIRE_MALFORMED' },
+    { name: 'RequestVoteResponse payload too short', stream: frameOf(2, Buffer.alloc(4)), code: 'WIRE_MALFORMED' },
+    { name: 'PreVoteResponse bytes left over', stream: frameOf(6, Buffer.alloc(6)), code: 'WIRE_MALFORMED' },
+    { name: 'AppendEntriesResponse payload too short', stream: frameOf(4, Buffer.alloc(20)), code: 'WIRE_MALFORMED' },
+    { name: 'TimeoutNow bytes left over', stream: frameOf(7, Buffer.alloc(9)), code: 'WIRE_MALFORMED' },
+    { name: 'empty payload', stream: frameOf(5, Buffer.alloc(0)), code: 'WIRE_MALFORMED' },
+    { name: 'AppendEntriesRequest shorter than its fixed fields', stream: frameOf(3, Buffer.alloc(27)), code: 'WIRE_MALFORMED' },
+    {
+      name: 'entry_count larger than the entries present',
+      stream: frameOf(3, appendEntriesPayload(3, Buffer.concat([entryOf(2, Buffer.from('hi')), entryOf(0, Buffer.alloc(0))]))),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'entry_count 0xffffffff in a small payload',
+      stream: frameOf(3, appendEntriesPayload(0xffffffff, entryOf(0, Buffer.alloc(0)))),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'entry header cut off at the end of the payload',
+      stream: frameOf(3, appendEntriesPayload(2, Buffer.concat([entryOf(1, Buffer.from('x')), Buffer.alloc(7)]))),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'entry data_length overruns the payload',
+      stream: frameOf(3, appendEntriesPayload(1, entryOf(10, Buffer.from('short')))),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'entry data_length 0xffffffff',
+      stream: frameOf(3, appendEntriesPayload(1, entryOf(0xffffffff, Buffer.alloc(4)))),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'trailing bytes after the entries',
+      stream: frameOf(3, appendEntriesPayload(1, Buffer.concat([entryOf(2, Buffer.from('hi')), Buffer.from([0])]))),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'trailing bytes after zero entries',
+      stream: frameOf(3, appendEntriesPayload(0, Buffer.alloc(8))),
+      code: 'WIRE_MALFORMED',
+    },
+    { name: 'vote_granted byte 2', stream: hex('02000000 05000000 07000000 02'), code: 'WIRE_MALFORMED' },
+    { name: 'vote_granted byte 0xff', stream: hex('06000000 05000000 07000000 ff'), code: 'WIRE_MALFORMED' },
+    {
+      name: 'success byte 2',
+      stream: hex('04000000 15000000 03000000 02000000 0b000000 02 08000000 2a000000'),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'payload above a configured maximum',
+      stream: frameOf(3, appendEntriesPayload(1, entryOf(80, Buffer.alloc(80)))),
+      code: 'WIRE_FRAME_TOO_LARGE',
+      payload_bytes_max: 100,
+    },
+    {
+      name: 'payload one byte above the default maximum',
+      stream: header(3, LIMITS.raft_frame_payload_bytes_max + 1),
+      code: 'WIRE_FRAME_TOO_LARGE',
+    },
+    { name: 'fixed-size type claiming a huge payload', stream: header(1, 0xffffffff), code: 'WIRE_FRAME_TOO_LARGE' },
+  ];
+
+  for (const bad of CASES) {
+    const options = bad.payload_bytes_max === undefined ? undefined : { payload_bytes_max: bad.payload_bytes_max };
+    it(`${bad.name} is ${bad.code}`, () => {
+      assert.equal(decodeError([bad.stream], options), bad.code);
+      assert.equal(decodeError(byteByByte(bad.stream), options), bad.code);
+    });
+    it(`${bad.name} is ${bad.code} after valid frames, for any chunking`, () => {
+      fc.assert(
+        fc.property(fc.array(raftMessage, { maxLength: 8 }), fc.array(fc.nat(), { maxLength: 20 }), (messages, cuts) => {
+          const stream = Buffer.concat([...messages.map(encodeMessage), bad.stream]);
+          const decoder = new FrameDecoder(options);
+          const decoded: RaftMessage[] = [];
+          try {
+            for (const chunk of splitAt(stream, cuts)) decoded.push(...decoder.push(chunk));
+          } catch (error) {
+            assert.ok(error instanceof WireError);
+            assert.equal(error.code, bad.code);
+            // Messages decoded before the bad frame are exactly the good ones, in order (some may be dropped with the failing chunk).
+            assert.deepEqual(decoded, messages.slice(0, decoded.length));
+            return;
+          }
+          assert.fail('expected a WireError');
+        }),
+        params(50),
+      );
+    });
+  }
+
+  it('a header claiming 1 GiB is rejected at once, without waiting for its bytes', () => {
+    const decoder = new FrameDecoder();
+    assert.throws(
+      () => decoder.push(header(MessageType.AppendEntriesRequest, 1024 * 1024 * 1024)),
+      (error: unknown) => error instanceof WireError && error.code === 'WIRE_FRAME_TOO_LARGE',
+    );
+  });
+
+  it('a header split across chunks is checked as soon as its eighth byte arrives', () => {
+    const decoder = new FrameDecoder();
+    const huge = header(MessageType.AppendEntriesRequest, 1024 * 1024 * 1024);
+    for (let at = 0; at < 7; at++) assert.deepEqual(decoder.push(huge.subarray(at, at + 1)), []);
+    assert.throws(() => decoder.push(huge.subarray(7)), WireError);
+  });
+
+  it('the decoder is unusable after a throw', () => {
+    const decoder = new FrameDecoder();
+    assert.throws(() => decoder.push(header(9, 0)), WireError);
+    assert.throws(() => decoder.push(GOLDEN[0]!.frame), WireError);
+  });
+
+  it('an allowed but not yet received payload is not allocated up front', () => {
+    const claimed_bytes = 60 * 1024 * 1024;
+    const decoder = new FrameDecoder();
+    const array_buffers_before = process.memoryUsage().arrayBuffers;
+    assert.deepEqual(decoder.push(Buffer.concat([header(MessageType.AppendEntriesRequest, claimed_bytes), Buffer.alloc(1024)])), []);
+    assert.equal(decoder.buffered_bytes, 8 + 1024);
+    const grown_bytes = process.memoryUsage().arrayBuffers - array_buffers_before;
+    assert.ok(grown_bytes < claimed_bytes / 4, `array buffers grew by ${grown_bytes} bytes`);
+  });
+
+  it('random garbage, in random chunks, never throws anything but a WireError', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 512 }), fc.array(fc.nat(), { maxLength: 16 }), (garbage, cuts) => {
+        const decoder = new FrameDecoder({ payload_bytes_max: 4096 });
+        try {
+          for (const chunk of splitAt(Buffer.from(garbage), cuts)) decoder.push(chunk);
+        } catch (error) {
+          assert.ok(error instanceof WireError, `non-WireError thrown: ${String(error)}`);
+        }
+      }),
+      params(2000),
+    );
+  });
+
+  it('garbage after a plausible header never throws anything but a WireError', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 9 }),
+        fc.uint8Array({ maxLength: 256 }),
+        fc.array(fc.nat(), { maxLength: 8 }),
+        (type, payload, cuts) => {
+          const stream = Buffer.concat([header(type, payload.length), payload]);
+          const decoder = new FrameDecoder();
+          try {
+            for (const chunk of splitAt(stream, cuts)) decoder.push(chunk);
+          } catch (error) {
+            assert.ok(error instanceof WireError, `non-WireError thrown: ${String(error)}`);
+          }
+        },
+      ),
+      params(3000),
+    );
+  });
+});
+
+describe('wire codec encoding checks', () => {
+  const base: RaftMessage = { type: MessageType.TimeoutNow, term: 1, leader_id: 1 };
+  for (const bad_term of [2 ** 31, -(2 ** 31) - 1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+    it(`refuses term ${bad_term}, which does not fit an int32`, () => {
+      assert.throws(() => encodeMessage({ ...base, term: bad_term }), AssertionFailure);
+    });
+  }
+
+  it('refuses an entry term that does not fit an int32', () => {
+    assert.throws(() => encodeMessage(appendEntries([{ term: 2 ** 31, data: new Uint8Array(1) }])), AssertionFailure);
+  });
+
+  it('refuses a message whose payload exceeds raft_frame_payload_bytes_max', () => {
+    const data = new Uint8Array(LIMITS.raft_frame_payload_bytes_max);
+    assert.throws(() => encodeMessage(appendEntries([{ term: 1, data }])), AssertionFailure);
+  });
+
+  it('refuses an unknown message type', () => {
+    const unknown = { type: 42, term: 1 } as unknown as RaftMessage;
+    assert.throws(() => encodeMessage(unknown), AssertionFailure);
+  });
+});
