@@ -62,6 +62,8 @@ export interface Ready {
 }
 
 export interface RaftLimits {
+  /** Largest single proposal (entry data bytes); a message always carries at least one entry, so this bounds frame size. */
+  entry_bytes_max: number;
   message_entries_bytes_max: number;
   message_entries_max: number;
   inflight_messages_max: number;

@@ -20,7 +20,9 @@ export const LIMITS = {
   client_write_queue_bytes_max: 64 * 1024 * 1024,
   /** Bytes queued for one peer link; beyond it messages to that peer are dropped (Raft retries). */
   peer_write_queue_bytes_max: 64 * 1024 * 1024,
-  /** Raft: payload bytes of entries in one AppendEntries message. */
+  /** Raft: data bytes of one proposed entry (must stay below the frame payload limit). */
+  raft_entry_bytes_max: 32 * 1024 * 1024,
+  /** Raft: payload bytes of entries in one AppendEntries message (a single larger entry still goes alone). */
   raft_message_entries_bytes_max: 1024 * 1024,
   /** Raft: entries in one AppendEntries message. */
   raft_message_entries_max: 4096,
@@ -34,6 +36,20 @@ export const LIMITS = {
   config_file_bytes_max: 1024 * 1024,
   /** Largest cluster. */
   cluster_nodes_max: 64,
+  /** Deepest nesting of arrays in one RESP reply a client parser accepts. */
+  resp_reply_nesting_depth_max: 64,
+  /** KvClient: calls accepted but not yet settled (queued, in flight or backing off); more is EQUEUEFULL. */
+  kv_client_pending_calls_max: 10_000,
+  /** KvClient: addresses remembered from the configured list plus MOVED targets. */
+  kv_client_nodes_max: 64,
+  /** kvcli: lines kept in the interactive history and its file. */
+  kvcli_history_lines_max: 1000,
+  /** kvcli: bytes of one input line (a command). */
+  kvcli_line_bytes_max: 16 * 1024 * 1024,
+  /** Inbound Raft connections open at once (4 per possible peer: reconnect races briefly need more than one). */
+  peer_inbound_connections_max: 4 * 64,
+  /** Client connections open at once; beyond it a new client gets an error and is closed. */
+  client_connections_max: 10_000,
   /** WAL: bytes of one record (one save: hard state + entries); a header claiming more is damage, a bigger save is refused. */
   wal_record_bytes_max: 128 * 1024 * 1024,
   /** WAL: encoded bytes of saves queued behind the running write/fsync; beyond it save() is refused. */

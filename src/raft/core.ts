@@ -1,0 +1,790 @@
+import { MessageType } from '../wire/types';
+import type {
+  AppendEntriesRequest,
+  AppendEntriesResponse,
+  LogEntry,
+  RaftMessage,
+  RequestVoteRequest,
+  RequestVoteResponse,
+  TimeoutNow,
+} from '../wire/types';
+import { assert } from '../util/assert';
+import { RaftLog } from './log';
+import { Progress, nextSeq, seqAtMost } from './progress';
+import {
+  NO_NODE,
+  type CommittedEntry,
+  type HardState,
+  type NodeId,
+  type Outbound,
+  type ProposeResult,
+  type RaftConfig,
+  type ReadResult,
+  type ReadState,
+  type Ready,
+  type RestoredState,
+  type Role,
+  type SoftState,
+} from './types';
+
+interface PendingRead {
+  request_id: number;
+  /** Commit index when the read arrived; the read is served once applied reaches it. */
+  index: number;
+  /** The heartbeat round that proves leadership for this read; null until that round is sent. */
+  seq: number | null;
+}
+
+export interface PeerProgressStatus {
+  id: NodeId;
+  match: number;
+  next: number;
+  state: 'probe' | 'replicate';
+  inflight_messages: number;
+  recent_active: boolean;
+}
+
+export interface RaftStatus {
+  id: NodeId;
+  role: Role;
+  term: number;
+  vote: NodeId;
+  leader_id: NodeId;
+  commit_index: number;
+  last_log_index: number;
+  last_log_term: number;
+  stable_index: number;
+  uncommitted_bytes: number;
+  pending_reads: number;
+  transfer_target: NodeId;
+  peers: PeerProgressStatus[];
+}
+
+/**
+ * Raft (Ongaro & Ousterhout 2014; Ongaro's thesis ch. 3, 4, 6, 9) as a pure
+ * state machine: no clock, timers, sockets, disk or randomness of its own.
+ * The driver calls tick(), step(), propose(), readIndex(), then takes one
+ * Ready at a time, carries it out in the order documented on `Ready`, and
+ * calls advance(). Every "persist before you send" rule rests on that order.
+ */
+export class RaftCore {
+  readonly id: NodeId;
+  private readonly config: RaftConfig;
+  private readonly peers: NodeId[];
+  private readonly quorum: number;
+  private readonly log: RaftLog;
+
+  private term: number;
+  private vote: NodeId;
+  private role: Role = 'follower';
+  private leader_id: NodeId = NO_NODE;
+
+  private election_elapsed = 0;
+  private heartbeat_elapsed = 0;
+  private randomized_election_ticks = 0;
+
+  private votes = new Map<NodeId, boolean>();
+  private readonly progress = new Map<NodeId, Progress>();
+  private seq = 0;
+
+  private reads_awaiting_commit: number[] = [];
+  private pending_reads: PendingRead[] = [];
+  private read_round_needed = false;
+  private ready_reads: ReadState[] = [];
+  private failed_reads: number[] = [];
+
+  private transfer_target: NodeId = NO_NODE;
+  private transfer_elapsed = 0;
+
+  private messages: Outbound[] = [];
+  private applied_handed_out: number;
+  private persisted_hard_state: HardState;
+  private last_soft_state: SoftState;
+  private ready_outstanding: Ready | null = null;
+
+  constructor(config: RaftConfig, restored: RestoredState) {
+    assert(config.voters.includes(config.id), 'this node is a voter');
+    assert(config.heartbeat_ticks > 0 && config.heartbeat_ticks < config.election_ticks, 'heartbeat_ticks < election_ticks');
+    this.id = config.id;
+    this.config = config;
+    this.peers = config.voters.filter((id) => id !== config.id);
+    this.quorum = Math.floor(config.voters.length / 2) + 1;
+    this.log = new RaftLog(restored.entries, restored.hard_state.commit);
+    this.term = restored.hard_state.term;
+    this.vote = restored.hard_state.vote;
+    // Committed entries are replayed into a fresh state machine on every start (no snapshots yet).
+    this.applied_handed_out = 0;
+    this.persisted_hard_state = { ...restored.hard_state, commit: this.log.committed };
+    this.resetElectionTimer();
+    this.last_soft_state = this.softState();
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  tick(): void {
+    if (this.role === 'leader') this.tickLeader();
+    else this.tickElection();
+  }
+
+  step(from: NodeId, message: RaftMessage): void {
+    if (from === this.id || !this.peers.includes(from)) return;
+    if (message.term > this.term) {
+      if (!this.acceptHigherTerm(from, message)) return;
+    } else if (message.term < this.term) {
+      this.handleStaleTerm(from, message);
+      return;
+    }
+    switch (message.type) {
+      case MessageType.PreVoteRequest:
+      case MessageType.RequestVoteRequest:
+        this.handleVoteRequest(from, message);
+        return;
+      case MessageType.PreVoteResponse:
+      case MessageType.RequestVoteResponse:
+        this.handleVoteResponse(from, message);
+        return;
+      case MessageType.AppendEntriesRequest:
+        this.handleAppendEntries(from, message);
+        return;
+      case MessageType.AppendEntriesResponse:
+        this.handleAppendResponse(from, message);
+        return;
+      case MessageType.TimeoutNow:
+        this.handleTimeoutNow(from, message);
+        return;
+    }
+  }
+
+  propose(data: Uint8Array): ProposeResult {
+    if (this.role !== 'leader') return { ok: false, reason: 'not_leader', leader_id: this.leader_id };
+    if (this.transfer_target !== NO_NODE) return { ok: false, reason: 'transferring', leader_id: this.leader_id };
+    if (data.length > this.config.limits.entry_bytes_max) return { ok: false, reason: 'too_large', leader_id: this.id };
+    const uncommitted = this.log.uncommitted_bytes;
+    if (uncommitted > 0 && uncommitted + data.length > this.config.limits.uncommitted_bytes_max) {
+      return { ok: false, reason: 'uncommitted_full', leader_id: this.id };
+    }
+    const index = this.log.append({ term: this.term, data });
+    return { ok: true, index, term: this.term };
+  }
+
+  /**
+   * ReadIndex (thesis §6.4): the read is linearizable once this node has
+   * confirmed it was still leader after the read arrived (a heartbeat round
+   * answered by a majority) and has applied up to the commit index it saw.
+   */
+  readIndex(request_id: number): ReadResult {
+    if (this.role !== 'leader') return { ok: false, reason: 'not_leader', leader_id: this.leader_id };
+    if (this.reads_awaiting_commit.length + this.pending_reads.length >= this.config.limits.pending_reads_max) {
+      return { ok: false, reason: 'too_many_reads', leader_id: this.id };
+    }
+    // Until an entry of this term commits, our commit index may lag the true one (§6.4 step 1).
+    if (this.log.term(this.log.committed) !== this.term) this.reads_awaiting_commit.push(request_id);
+    else this.registerRead(request_id);
+    return { ok: true };
+  }
+
+  /** Leadership transfer (thesis §3.10): catch the target up, then tell it to campaign at once. */
+  transferLeadership(target: NodeId): boolean {
+    if (this.role !== 'leader' || target === this.id || !this.peers.includes(target)) return false;
+    this.transfer_target = target;
+    this.transfer_elapsed = 0;
+    this.maybeSendTimeoutNow(target);
+    return true;
+  }
+
+  // ---------------------------------------------------------------- outputs
+
+  hasReady(): boolean {
+    if (this.ready_outstanding !== null) return false;
+    return (
+      this.messages.length > 0 ||
+      this.log.hasUnstable() ||
+      this.hardStateChanged() ||
+      this.applied_handed_out < this.log.committed ||
+      this.ready_reads.length > 0 ||
+      this.failed_reads.length > 0 ||
+      this.read_round_needed ||
+      this.softStateChanged() ||
+      (this.role === 'leader' && this.peers.some((id) => this.canSendAppend(id)))
+    );
+  }
+
+  /** The next batch of work, or null. Only one Ready may be outstanding: call advance() first. */
+  ready(): Ready | null {
+    assert(this.ready_outstanding === null, 'ready() called before advance() of the previous Ready');
+    if (this.role === 'leader') {
+      if (this.read_round_needed) this.sendReadRound();
+      for (const id of this.peers) this.sendAppends(id);
+    }
+    if (!this.hasReady()) return null;
+    const hard_state = this.hardStateChanged() ? this.currentHardState() : null;
+    const entries = this.log.takeUnstable();
+    const committed: CommittedEntry[] = [];
+    for (let index = this.applied_handed_out + 1; index <= this.log.committed; index++) {
+      committed.push({ index, entry: this.log.entry(index) });
+    }
+    this.applied_handed_out = this.log.committed;
+    const soft = this.softStateChanged() ? this.softState() : null;
+    if (soft !== null) this.last_soft_state = soft;
+    const ready: Ready = {
+      hard_state,
+      entries,
+      messages: this.messages,
+      committed,
+      reads: this.ready_reads,
+      failed_reads: this.failed_reads,
+      soft_state: soft,
+    };
+    if (hard_state !== null) this.persisted_hard_state = hard_state;
+    this.messages = [];
+    this.ready_reads = [];
+    this.failed_reads = [];
+    this.ready_outstanding = ready;
+    return ready;
+  }
+
+  /** The Ready's hard state and entries are durable and its messages sent. */
+  advance(ready: Ready): void {
+    assert(ready === this.ready_outstanding, 'advance() takes the outstanding Ready');
+    this.ready_outstanding = null;
+    if (ready.entries !== null) {
+      this.log.markStable(ready.entries.first_index + ready.entries.entries.length - 1);
+      if (this.role === 'leader') this.maybeCommit();
+    }
+  }
+
+  status(): RaftStatus {
+    const peers: PeerProgressStatus[] = [];
+    for (const id of this.peers) {
+      const pr = this.progress.get(id);
+      peers.push({
+        id,
+        match: pr?.match ?? 0,
+        next: pr?.next ?? 0,
+        state: pr?.state ?? 'probe',
+        inflight_messages: pr?.inflights.length ?? 0,
+        recent_active: pr?.recent_active ?? false,
+      });
+    }
+    return {
+      id: this.id,
+      role: this.role,
+      term: this.term,
+      vote: this.vote,
+      leader_id: this.leader_id,
+      commit_index: this.log.committed,
+      last_log_index: this.log.last_index,
+      last_log_term: this.log.last_term,
+      stable_index: this.log.stable,
+      uncommitted_bytes: this.log.uncommitted_bytes,
+      pending_reads: this.pending_reads.length + this.reads_awaiting_commit.length,
+      transfer_target: this.transfer_target,
+      peers,
+    };
+  }
+
+  get current_role(): Role {
+    return this.role;
+  }
+
+  get current_term(): number {
+    return this.term;
+  }
+
+  get commit_index(): number {
+    return this.log.committed;
+  }
+
+  get last_log_index(): number {
+    return this.log.last_index;
+  }
+
+  /** Term of the entry at `index`, 0 for index 0, -1 beyond the log. */
+  termAt(index: number): number {
+    return this.log.term(index);
+  }
+
+  /** Test and simulator access to the log (read-only use). */
+  logEntries(): LogEntry[] {
+    return this.log.slice(1, this.log.last_index);
+  }
+
+  // ---------------------------------------------------------------- timers
+
+  private tickElection(): void {
+    this.election_elapsed++;
+    if (this.election_elapsed >= this.randomized_election_ticks) {
+      this.election_elapsed = 0;
+      this.campaign(this.config.prevote ? 'pre_candidate' : 'candidate');
+    }
+  }
+
+  private tickLeader(): void {
+    this.heartbeat_elapsed++;
+    this.election_elapsed++;
+    if (this.transfer_target !== NO_NODE && ++this.transfer_elapsed >= this.config.election_ticks) {
+      this.transfer_target = NO_NODE; // the target did not take over in time: resume serving
+    }
+    if (this.election_elapsed >= this.config.election_ticks) {
+      this.election_elapsed = 0;
+      if (this.config.check_quorum && !this.quorumActive()) {
+        this.becomeFollower(this.term, NO_NODE);
+        return;
+      }
+    }
+    if (this.heartbeat_elapsed >= this.config.heartbeat_ticks) {
+      this.heartbeat_elapsed = 0;
+      this.broadcastHeartbeat();
+    }
+  }
+
+  private quorumActive(): boolean {
+    let active = 1;
+    for (const id of this.peers) {
+      const pr = this.progressOf(id);
+      if (pr.recent_active) active++;
+      pr.recent_active = false;
+    }
+    return active >= this.quorum;
+  }
+
+  private resetElectionTimer(): void {
+    this.election_elapsed = 0;
+    this.randomized_election_ticks = this.config.election_ticks + this.config.random.int(this.config.election_ticks);
+  }
+
+  // ---------------------------------------------------------------- roles
+
+  private becomeFollower(term: number, leader_id: NodeId): void {
+    if (term > this.term) {
+      this.term = term;
+      this.vote = NO_NODE;
+    }
+    this.leaveLeadership();
+    this.role = 'follower';
+    this.leader_id = leader_id;
+    this.resetElectionTimer();
+  }
+
+  private leaveLeadership(): void {
+    if (this.role !== 'leader') return;
+    for (const read of this.pending_reads) this.failed_reads.push(read.request_id);
+    this.failed_reads.push(...this.reads_awaiting_commit);
+    this.pending_reads = [];
+    this.reads_awaiting_commit = [];
+    this.read_round_needed = false;
+    this.transfer_target = NO_NODE;
+    this.progress.clear();
+  }
+
+  private campaign(kind: 'pre_candidate' | 'candidate'): void {
+    this.leaveLeadership();
+    this.role = kind;
+    this.leader_id = NO_NODE;
+    this.votes = new Map([[this.id, true]]);
+    this.resetElectionTimer();
+    let campaign_term = this.term + 1;
+    if (kind === 'candidate') {
+      this.term = campaign_term;
+      this.vote = this.id;
+      campaign_term = this.term;
+    }
+    if (this.countVotes() === 'won') {
+      this.onElectionWon();
+      return;
+    }
+    const type = kind === 'candidate' ? MessageType.RequestVoteRequest : MessageType.PreVoteRequest;
+    for (const id of this.peers) {
+      this.send(id, {
+        type,
+        term: campaign_term,
+        candidate_id: this.id,
+        last_log_index: this.log.last_index,
+        last_log_term: this.log.last_term,
+      });
+    }
+  }
+
+  private onElectionWon(): void {
+    if (this.role === 'pre_candidate') this.campaign('candidate');
+    else this.becomeLeader();
+  }
+
+  private becomeLeader(): void {
+    assert(this.role === 'candidate', 'only a candidate becomes leader');
+    this.role = 'leader';
+    this.leader_id = this.id;
+    this.election_elapsed = 0;
+    this.heartbeat_elapsed = 0;
+    this.seq = 0;
+    this.progress.clear();
+    for (const id of this.peers) this.progress.set(id, new Progress(this.log.last_index + 1));
+    // A no-op of our own term lets us commit, and so serve reads, without waiting for a client write (§8).
+    this.log.append({ term: this.term, data: new Uint8Array(0) });
+    if (this.reads_awaiting_commit.length > 0) this.flushReadsAwaitingCommit();
+  }
+
+  private countVotes(): 'won' | 'lost' | 'pending' {
+    let granted = 0;
+    let rejected = 0;
+    for (const granted_vote of this.votes.values()) {
+      if (granted_vote) granted++;
+      else rejected++;
+    }
+    if (granted >= this.quorum) return 'won';
+    if (rejected >= this.quorum) return 'lost';
+    return 'pending';
+  }
+
+  // ---------------------------------------------------------------- terms
+
+  /** Returns false when the message must be dropped without further handling. */
+  private acceptHigherTerm(from: NodeId, message: RaftMessage): boolean {
+    if (message.type === MessageType.PreVoteRequest) return true; // pre-votes never move our term
+    if (message.type === MessageType.PreVoteResponse && message.vote_granted) return true; // carries the term we would campaign in
+    const leader =
+      message.type === MessageType.AppendEntriesRequest || message.type === MessageType.TimeoutNow ? from : NO_NODE;
+    this.becomeFollower(message.term, leader);
+    return true;
+  }
+
+  private handleStaleTerm(from: NodeId, message: RaftMessage): void {
+    if (message.type === MessageType.AppendEntriesRequest) {
+      // Tell a deposed leader about the newer term; with PreVote and CheckQuorum
+      // nothing else would ever reach it (thesis §9.6).
+      this.send(from, {
+        type: MessageType.AppendEntriesResponse,
+        term: this.term,
+        follower_id: this.id,
+        log_index: this.log.last_index,
+        success: false,
+        follower_commit: this.log.committed,
+        ack: message.seq,
+      });
+    } else if (message.type === MessageType.PreVoteRequest || message.type === MessageType.RequestVoteRequest) {
+      this.send(from, {
+        type: message.type === MessageType.PreVoteRequest ? MessageType.PreVoteResponse : MessageType.RequestVoteResponse,
+        term: this.term,
+        vote_granted: false,
+      });
+    }
+  }
+
+  // ---------------------------------------------------------------- elections
+
+  private inLease(): boolean {
+    return this.config.check_quorum && this.leader_id !== NO_NODE && this.election_elapsed < this.config.election_ticks;
+  }
+
+  private handleVoteRequest(from: NodeId, message: RequestVoteRequest): void {
+    const pre = message.type === MessageType.PreVoteRequest;
+    const log_ok =
+      this.config.faults?.vote_without_log_check === true ||
+      this.log.isUpToDate(message.last_log_index, message.last_log_term);
+    let grant: boolean;
+    if (pre) {
+      // A pre-vote is granted only to a candidate that could win and only if we
+      // have not heard from a live leader lately: this stops a rejoining node
+      // from deposing a healthy leader (thesis §9.6).
+      grant = message.term > this.term && log_ok && !this.inLease();
+    } else {
+      const can_vote = this.vote === from || (this.vote === NO_NODE && this.leader_id === NO_NODE);
+      grant = can_vote && log_ok;
+      if (grant) {
+        this.vote = from;
+        this.election_elapsed = 0;
+      }
+    }
+    this.send(from, {
+      type: pre ? MessageType.PreVoteResponse : MessageType.RequestVoteResponse,
+      term: grant && pre ? message.term : this.term,
+      vote_granted: grant,
+    });
+  }
+
+  private handleVoteResponse(from: NodeId, message: RequestVoteResponse): void {
+    const pre = message.type === MessageType.PreVoteResponse;
+    if ((pre && this.role !== 'pre_candidate') || (!pre && this.role !== 'candidate')) return;
+    if (pre && message.vote_granted && message.term !== this.term + 1) return; // from an older pre-campaign
+    this.votes.set(from, message.vote_granted);
+    const outcome = this.countVotes();
+    if (outcome === 'won') this.onElectionWon();
+    else if (outcome === 'lost') this.becomeFollower(this.term, NO_NODE);
+  }
+
+  private handleTimeoutNow(from: NodeId, _message: TimeoutNow): void {
+    if (this.role !== 'follower' || this.leader_id !== from) return;
+    this.campaign('candidate'); // skip the pre-vote: the leader asked us to take over
+  }
+
+  // ---------------------------------------------------------------- follower replication
+
+  private handleAppendEntries(from: NodeId, message: AppendEntriesRequest): void {
+    if (this.role !== 'follower') this.becomeFollower(this.term, from);
+    this.leader_id = from;
+    this.election_elapsed = 0;
+    const respond = (success: boolean, log_index: number): void => {
+      this.send(from, {
+        type: MessageType.AppendEntriesResponse,
+        term: this.term,
+        follower_id: this.id,
+        log_index,
+        success,
+        follower_commit: this.log.committed,
+        ack: message.seq,
+      });
+    };
+    const prev = message.prev_log_index;
+    if (prev < this.log.committed) {
+      // Everything up to our commit index matches any leader's log; the rest of this message is stale.
+      respond(true, this.log.committed);
+      return;
+    }
+    if (prev > this.log.last_index || this.log.term(prev) !== message.prev_log_term) {
+      respond(false, this.rejectHint(prev, message.prev_log_term));
+      return;
+    }
+    let index = prev;
+    for (const entry of message.entries) {
+      index++;
+      const existing = this.log.term(index);
+      if (existing === entry.term) continue;
+      if (existing !== -1) this.log.truncateFrom(index);
+      this.log.append(entry);
+    }
+    const last_new = prev + message.entries.length;
+    const commit = Math.min(message.leader_commit, last_new);
+    if (commit > this.log.committed) this.log.commitTo(commit);
+    respond(true, last_new);
+  }
+
+  /**
+   * Where the leader should probe next after a rejection at prev_index. We
+   * skip, in one round trip, every entry of ours that cannot match: all
+   * entries beyond prev_index, entries whose term exceeds the leader's term
+   * at prev_index, and the whole run of the conflicting term (the thesis's
+   * fast backup, §5.3), never below our commit index (that prefix matches).
+   */
+  private rejectHint(prev_index: number, prev_term: number): number {
+    const floor = this.log.committed;
+    if (prev_index > this.log.last_index) return this.log.last_index;
+    let hint = prev_index;
+    const conflict_term = this.log.term(prev_index);
+    if (conflict_term > prev_term) {
+      // The leader has no entry of a term above prev_term at or below prev_index.
+      while (hint > floor && this.log.term(hint) > prev_term) hint--;
+    } else {
+      while (hint > floor && this.log.term(hint) === conflict_term) hint--;
+    }
+    return Math.max(hint, floor);
+  }
+
+  // ---------------------------------------------------------------- leader replication
+
+  private progressOf(id: NodeId): Progress {
+    const pr = this.progress.get(id);
+    assert(pr !== undefined, `progress for peer ${id}`);
+    return pr;
+  }
+
+  private canSendAppend(id: NodeId): boolean {
+    const pr = this.progressOf(id);
+    if (pr.state === 'probe') return !pr.probe_sent;
+    return pr.inflights.length < this.config.limits.inflight_messages_max && pr.next <= this.log.last_index;
+  }
+
+  /** Fill the follower's window: one probe, or as many pipelined batches as flow control allows. */
+  private sendAppends(id: NodeId): void {
+    const pr = this.progressOf(id);
+    if (pr.state === 'probe') {
+      if (!pr.probe_sent) this.sendAppend(id, pr);
+      return;
+    }
+    while (pr.inflights.length < this.config.limits.inflight_messages_max && pr.next <= this.log.last_index) {
+      this.sendAppend(id, pr);
+    }
+  }
+
+  private sendAppend(id: NodeId, pr: Progress): void {
+    const prev_index = pr.next - 1;
+    const entries = this.log.sliceLimited(
+      pr.next,
+      this.config.limits.message_entries_max,
+      this.config.limits.message_entries_bytes_max,
+    );
+    this.seq = nextSeq(this.seq);
+    this.send(id, {
+      type: MessageType.AppendEntriesRequest,
+      term: this.term,
+      leader_id: this.id,
+      prev_log_index: prev_index,
+      prev_log_term: this.log.term(prev_index),
+      leader_commit: this.log.committed,
+      seq: this.seq,
+      entries,
+    });
+    if (pr.state === 'probe') {
+      pr.probe_sent = true;
+      pr.probe_seq = this.seq;
+    } else {
+      const last_index = prev_index + entries.length;
+      pr.inflights.push({ seq: this.seq, prev_index, last_index });
+      pr.next = last_index + 1;
+    }
+  }
+
+  /** An empty AppendEntries at the follower's known match point: asserts leadership, carries commit, never rejected for log reasons. */
+  private sendHeartbeat(id: NodeId, pr: Progress): void {
+    this.seq = nextSeq(this.seq);
+    this.send(id, {
+      type: MessageType.AppendEntriesRequest,
+      term: this.term,
+      leader_id: this.id,
+      prev_log_index: pr.match,
+      prev_log_term: this.log.term(pr.match),
+      leader_commit: this.log.committed,
+      seq: this.seq,
+      entries: [],
+    });
+  }
+
+  private broadcastHeartbeat(): void {
+    for (const id of this.peers) {
+      const pr = this.progressOf(id);
+      if (pr.state === 'probe') {
+        // The heartbeat doubles as a retry of a probe that may have been lost.
+        pr.probe_sent = false;
+        this.sendAppend(id, pr);
+      } else {
+        this.sendHeartbeat(id, pr);
+      }
+    }
+  }
+
+  private handleAppendResponse(from: NodeId, message: AppendEntriesResponse): void {
+    if (this.role !== 'leader') return;
+    const pr = this.progressOf(from);
+    pr.recent_active = true;
+    pr.noteAck(message.ack);
+    if (message.success) {
+      if (message.log_index > pr.match && message.log_index <= this.log.last_index) pr.match = message.log_index;
+      if (pr.next <= pr.match) pr.next = pr.match + 1;
+      if (pr.state === 'probe') {
+        // Our current probe matched: stream from the follower's match point.
+        if (pr.probe_sent && pr.probe_seq === message.ack) pr.becomeReplicate();
+      } else {
+        pr.freeUpTo(message.ack);
+      }
+      this.maybeCommit();
+      if (this.transfer_target === from) this.maybeSendTimeoutNow(from);
+    } else {
+      this.handleRejection(pr, message);
+    }
+    this.confirmReads();
+  }
+
+  private handleRejection(pr: Progress, message: AppendEntriesResponse): void {
+    let rejected_prev: number;
+    if (pr.state === 'replicate') {
+      const inflight = pr.inflights.find((f) => f.seq === message.ack);
+      if (inflight === undefined || inflight.prev_index <= pr.match) return; // stale
+      rejected_prev = inflight.prev_index;
+    } else {
+      if (message.ack !== pr.probe_seq) return; // answer to an older probe
+      rejected_prev = pr.next - 1;
+    }
+    if (message.follower_commit > pr.match && message.follower_commit <= this.log.last_index) {
+      pr.match = message.follower_commit; // a follower's committed prefix matches ours (Leader Completeness)
+    }
+    pr.becomeProbe();
+    pr.next = Math.max(pr.match + 1, Math.min(message.log_index + 1, rejected_prev));
+  }
+
+  private maybeCommit(): void {
+    const own_match =
+      this.config.faults?.ack_before_persist === true ? this.log.last_index : this.log.stable;
+    const matches = [own_match];
+    for (const id of this.peers) matches.push(this.progressOf(id).match);
+    matches.sort((a, b) => b - a);
+    const candidate = matches[this.quorum - 1]!;
+    if (candidate <= this.log.committed) return;
+    // Figure 8: only an entry of the current term is committed by counting replicas.
+    if (this.log.term(candidate) !== this.term && this.config.faults?.commit_old_term_entries !== true) return;
+    this.log.commitTo(candidate);
+    if (this.reads_awaiting_commit.length > 0 && this.log.term(this.log.committed) === this.term) {
+      this.flushReadsAwaitingCommit();
+    }
+  }
+
+  private maybeSendTimeoutNow(target: NodeId): void {
+    if (this.progressOf(target).match === this.log.last_index) {
+      this.send(target, { type: MessageType.TimeoutNow, term: this.term, leader_id: this.id });
+    }
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  private flushReadsAwaitingCommit(): void {
+    if (this.log.term(this.log.committed) !== this.term) return;
+    const waiting = this.reads_awaiting_commit;
+    this.reads_awaiting_commit = [];
+    for (const request_id of waiting) this.registerRead(request_id);
+  }
+
+  private registerRead(request_id: number): void {
+    if (this.peers.length === 0 || this.config.faults?.read_without_heartbeat === true) {
+      this.ready_reads.push({ request_id, index: this.log.committed });
+      return;
+    }
+    this.pending_reads.push({ request_id, index: this.log.committed, seq: null });
+    this.read_round_needed = true;
+  }
+
+  /** One heartbeat round confirms every read that arrived before it (reads batch per Ready). */
+  private sendReadRound(): void {
+    this.read_round_needed = false;
+    this.heartbeat_elapsed = 0;
+    const round_seq = nextSeq(this.seq); // every heartbeat of this round carries a seq at or after this one
+    for (const id of this.peers) this.sendHeartbeat(id, this.progressOf(id));
+    for (const read of this.pending_reads) if (read.seq === null) read.seq = round_seq;
+  }
+
+  private confirmReads(): void {
+    while (this.pending_reads.length > 0) {
+      const read = this.pending_reads[0]!;
+      if (read.seq === null) return;
+      let acks = 1;
+      for (const id of this.peers) {
+        const max_ack = this.progressOf(id).max_ack;
+        if (max_ack !== null && seqAtMost(read.seq, max_ack)) acks++;
+      }
+      if (acks < this.quorum) return;
+      this.pending_reads.shift();
+      this.ready_reads.push({ request_id: read.request_id, index: read.index });
+    }
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  private send(to: NodeId, message: RaftMessage): void {
+    this.messages.push({ to, message });
+  }
+
+  private currentHardState(): HardState {
+    return { term: this.term, vote: this.vote, commit: this.log.committed };
+  }
+
+  private hardStateChanged(): boolean {
+    const hs = this.persisted_hard_state;
+    return hs.term !== this.term || hs.vote !== this.vote || hs.commit !== this.log.committed;
+  }
+
+  private softState(): SoftState {
+    return { role: this.role, term: this.term, leader_id: this.leader_id };
+  }
+
+  private softStateChanged(): boolean {
+    const s = this.last_soft_state;
+    return s.role !== this.role || s.term !== this.term || s.leader_id !== this.leader_id;
+  }
+}

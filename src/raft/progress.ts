@@ -1,0 +1,72 @@
+/**
+ * The leader's view of one follower (thesis §3.5, §10.2.1): how much of the
+ * log it is known to hold, where to send next, and what is in flight.
+ *
+ * probe: we do not know where the follower's log matches ours; one
+ *   AppendEntries at a time, each waiting for its answer (or the next
+ *   heartbeat) before the next is sent.
+ * replicate: the follower accepted our last probe; stream entries
+ *   optimistically, up to `inflight_messages_max` messages in flight.
+ */
+export type ProgressState = 'probe' | 'replicate';
+
+export interface Inflight {
+  seq: number;
+  prev_index: number;
+  last_index: number;
+}
+
+export class Progress {
+  match = 0;
+  next: number;
+  state: ProgressState = 'probe';
+  /** probe: a probe is outstanding; wait for its answer or the next heartbeat. */
+  probe_sent = false;
+  probe_seq = 0;
+  inflights: Inflight[] = [];
+  /** Heard from this follower since the last CheckQuorum round. */
+  recent_active = false;
+  /** Highest `ack` received in the current term (for ReadIndex), null if none yet. */
+  max_ack: number | null = null;
+
+  constructor(next: number) {
+    this.next = next;
+  }
+
+  becomeProbe(): void {
+    this.state = 'probe';
+    this.probe_sent = false;
+    this.inflights = [];
+    this.next = Math.max(this.next, this.match + 1);
+  }
+
+  becomeReplicate(): void {
+    this.state = 'replicate';
+    this.probe_sent = false;
+    this.inflights = [];
+    this.next = this.match + 1;
+  }
+
+  /** Frees every in-flight message acknowledged by `ack` (TCP keeps our order; the simulator may not). */
+  freeUpTo(ack: number): void {
+    let drop = 0;
+    while (drop < this.inflights.length && seqAtMost(this.inflights[drop]!.seq, ack)) drop++;
+    if (drop > 0) this.inflights.splice(0, drop);
+  }
+
+  noteAck(ack: number): void {
+    if (this.max_ack === null || seqAtMost(this.max_ack, ack)) this.max_ack = ack;
+  }
+}
+
+/**
+ * Sequence numbers are int32 on the wire and wrap; compare them as serial
+ * numbers (RFC 1982) so a long-lived leader keeps working past 2^31 messages.
+ */
+export function seqAtMost(a: number, b: number): boolean {
+  return ((b - a) | 0) >= 0;
+}
+
+export function nextSeq(seq: number): number {
+  return (seq + 1) | 0;
+}
