@@ -1,0 +1,135 @@
+import { RaftCore } from '../raft/core';
+import type { NodeId, Ready } from '../raft/types';
+import { encodeCommand, type KvCommand } from '../kv/command_codec';
+import { KvStateMachine, type ApplyResult } from '../kv/state_machine';
+import { assert } from '../util/assert';
+
+export type WriteError = 'not_leader' | 'uncommitted_full' | 'transferring' | 'too_large' | 'dropped';
+export type WriteOutcome = { ok: true; result: ApplyResult } | { ok: false; error: WriteError; leader_id: NodeId };
+
+export type ReadError = 'not_leader' | 'too_many_reads' | 'leadership_lost';
+export type ReadOutcome = { ok: true; value: Buffer[] | null } | { ok: false; error: ReadError; leader_id: NodeId };
+
+interface PendingWrite {
+  term: number;
+  done: (outcome: WriteOutcome) => void;
+}
+
+interface PendingRead {
+  key: Buffer;
+  /** Set once the core has confirmed leadership for this read. */
+  index: number | null;
+  done: (outcome: ReadOutcome) => void;
+}
+
+/**
+ * The replicated KV service on one node, still free of I/O: turns client
+ * commands into proposals and ReadIndex requests, applies committed entries
+ * to the state machine and settles each client callback exactly once. The
+ * server and the simulator both drive it, so the simulator tests the very
+ * code that answers real clients.
+ *
+ * Outcomes: `dropped` means the proposal's log slot was taken by another
+ * entry, so it can never commit (a definite failure). A write still pending
+ * when the caller gives up has an unknown outcome; that is the caller's call.
+ */
+export class Replica {
+  readonly core: RaftCore;
+  readonly state: KvStateMachine;
+  private readonly writes = new Map<number, PendingWrite>();
+  private readonly reads = new Map<number, PendingRead>();
+  /** Confirmed reads waiting for the state machine to reach their index, in confirmation order. */
+  private confirmed_reads: number[] = [];
+  private next_read_id = 1;
+
+  constructor(core: RaftCore, state: KvStateMachine = new KvStateMachine()) {
+    this.core = core;
+    this.state = state;
+  }
+
+  /** Proposes a write; returns its log index (a handle for cancel) or null when refused (done already called). */
+  write(command: KvCommand, done: (outcome: WriteOutcome) => void): number | null {
+    const proposed = this.core.propose(encodeCommand(command));
+    if (!proposed.ok) {
+      done({ ok: false, error: proposed.reason, leader_id: proposed.leader_id });
+      return null;
+    }
+    assert(!this.writes.has(proposed.index), `one pending write per log index (${proposed.index})`);
+    this.writes.set(proposed.index, { term: proposed.term, done });
+    return proposed.index;
+  }
+
+  /** Starts a linearizable read; returns a handle for cancelRead, or null when refused (done already called). */
+  read(key: Buffer, done: (outcome: ReadOutcome) => void): number | null {
+    const id = this.next_read_id++;
+    const started = this.core.readIndex(id);
+    if (!started.ok) {
+      done({ ok: false, error: started.reason, leader_id: started.leader_id });
+      return null;
+    }
+    this.reads.set(id, { key: Buffer.from(key), index: null, done });
+    return id;
+  }
+
+  /** The caller stopped waiting (timeout, connection closed); the operation itself goes on. */
+  cancelWrite(index: number): void {
+    this.writes.delete(index);
+  }
+
+  cancelRead(id: number): void {
+    this.reads.delete(id);
+  }
+
+  get pending_writes(): number {
+    return this.writes.size;
+  }
+
+  get pending_reads(): number {
+    return this.reads.size;
+  }
+
+  /**
+   * The state-machine half of a Ready: apply committed entries in order,
+   * settle their writers, then serve reads whose index is applied. Call after
+   * the Ready's persistence (or at least after taking it) and before advance.
+   */
+  applyReady(ready: Ready): void {
+    for (const { index, entry } of ready.committed) {
+      const result = this.state.apply(index, entry.data);
+      const pending = this.writes.get(index);
+      if (pending === undefined) continue;
+      this.writes.delete(index);
+      if (pending.term === entry.term) pending.done({ ok: true, result });
+      else pending.done({ ok: false, error: 'dropped', leader_id: this.core.status().leader_id });
+    }
+    for (const request_id of ready.failed_reads) {
+      const read = this.reads.get(request_id);
+      if (read === undefined) continue;
+      this.reads.delete(request_id);
+      read.done({ ok: false, error: 'leadership_lost', leader_id: this.core.status().leader_id });
+    }
+    for (const { request_id, index } of ready.reads) {
+      const read = this.reads.get(request_id);
+      if (read === undefined) continue;
+      read.index = index;
+      this.confirmed_reads.push(request_id);
+    }
+    this.serveConfirmedReads();
+  }
+
+  private serveConfirmedReads(): void {
+    let served = 0;
+    for (const request_id of this.confirmed_reads) {
+      const read = this.reads.get(request_id);
+      if (read === undefined || read.index === null) {
+        served++;
+        continue;
+      }
+      if (read.index > this.state.last_applied) break;
+      served++;
+      this.reads.delete(request_id);
+      read.done({ ok: true, value: this.state.get(read.key) });
+    }
+    if (served > 0) this.confirmed_reads.splice(0, served);
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * `npm run sim -- --seeds N [--nodes 3|5] [--seed S] [--start S0] [--chaos-ms MS]`
+ * Runs N seeds (or replays one) and ends with exactly one summary line:
+ * `sim: <N> seeds, <V> violations (<R> seeds/s)`; exits non-zero if V > 0.
+ */
+import { runSeed, type SeedOptions } from './vopr';
+
+function parseArgs(argv: string[]): { seeds: number; start: number; replay: number | null; options: SeedOptions } {
+  let seeds = 100;
+  let start = Date.now() % 1_000_000_000; // the only clock read: it picks seeds, which are printed
+  let replay: number | null = null;
+  const options: SeedOptions = {};
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = argv[i + 1];
+    const number = (): number => {
+      const parsed = Number(value);
+      if (value === undefined || !Number.isInteger(parsed)) throw new Error(`${flag} needs an integer`);
+      i++;
+      return parsed;
+    };
+    if (flag === '--seeds') seeds = number();
+    else if (flag === '--seed') replay = number();
+    else if (flag === '--start') start = number();
+    else if (flag === '--nodes') options.nodes = number();
+    else if (flag === '--chaos-ms') options.chaos_ms = number();
+    else throw new Error(`unknown flag ${flag}; usage: npm run sim -- --seeds N [--nodes 3|5] [--seed S] [--start S0] [--chaos-ms MS]`);
+  }
+  return { seeds, start, replay, options };
+}
+
+function main(): void {
+  const { seeds, start, replay, options } = parseArgs(process.argv.slice(2));
+  const list = replay !== null ? [replay] : Array.from({ length: seeds }, (_, i) => start + i);
+  const began = process.hrtime.bigint();
+  let violations = 0;
+  let done = 0;
+  for (const seed of list) {
+    const result = runSeed(seed, options);
+    done++;
+    if (!result.ok) {
+      violations++;
+      const nodes = options.nodes !== undefined ? ` --nodes ${options.nodes}` : '';
+      console.log(`seed ${seed}: ${result.violation}\n  replay: npm run sim -- --seed ${seed}${nodes}`);
+    } else if (replay !== null) {
+      console.log(`seed ${seed}: ok (${result.operations} client operations, ${result.messages} messages, ${result.virtual_ms} virtual ms)`);
+    }
+    if (done % 50 === 0 && done < list.length) console.log(`... ${done}/${list.length} seeds, ${violations} violations`);
+  }
+  const seconds = Number(process.hrtime.bigint() - began) / 1e9;
+  console.log(`sim: ${list.length} seeds, ${violations} violations (${(list.length / seconds).toFixed(1)} seeds/s)`);
+  process.exitCode = violations > 0 ? 1 : 0;
+}
+
+main();
