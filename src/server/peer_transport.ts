@@ -1,0 +1,448 @@
+import * as net from 'node:net';
+import { encodeMessage, FrameDecoder } from '../wire/codec';
+import { MessageType, type RaftMessage } from '../wire/types';
+import { assert } from '../util/assert';
+import { WireError } from '../util/errors';
+import { LIMITS } from '../util/limits';
+import type { Logger } from '../util/log';
+
+export interface PeerAddress {
+  id: number;
+  host: string;
+  raft_port: number;
+}
+
+export interface PeerTransportOptions {
+  self_id: number;
+  listen_host: string;
+  listen_port: number;
+  /** Every other node of the cluster; an entry for self_id is ignored. */
+  peers: PeerAddress[];
+  logger: Logger;
+  /** Bytes waiting to be written on one connection beyond which new messages are dropped. */
+  queue_bytes_max?: number;
+  backoff_base_ms?: number;
+  backoff_max_ms?: number;
+  connect_timeout_ms?: number;
+  frame_payload_bytes_max?: number;
+}
+
+export interface PeerStatus {
+  id: number;
+  outbound: 'connected' | 'connecting' | 'backoff';
+  /** Whether we hold an inbound connection on which this peer sent a request, i.e. whether we can answer it. */
+  inbound_connected: boolean;
+  /** Bytes written but not yet handed to the kernel, outbound plus response connection. */
+  queued_bytes: number;
+  dropped_messages: number;
+  /** Dial attempts after the first one. */
+  reconnects: number;
+}
+
+const DEFAULT_BACKOFF_BASE_MS = 50;
+const DEFAULT_BACKOFF_MAX_MS = 2000;
+const DEFAULT_CONNECT_TIMEOUT_MS = 1000;
+/** Dead-peer detection for idle links is Raft's job (election timeouts); keep-alive only reaps half-dead sockets. */
+const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
+/** Exponent cap so that 2 ** attempts stays a small finite number. */
+const BACKOFF_EXPONENT_MAX = 30;
+
+type Direction = 'inbound' | 'outbound';
+
+/** One TCP connection to or from a peer, with its own frame decoder and write coalescing. */
+class PeerConnection {
+  readonly socket: net.Socket;
+  readonly direction: Direction;
+  readonly decoder: FrameDecoder;
+  readonly remote: string;
+  /** Outbound: the peer we dialled. Inbound: the id its requests name, null until the first request. */
+  peer_id: number | null;
+  connected_at_ms = 0;
+  /** Inbound: when this connection last carried a request, on the transport's request counter. */
+  last_request_order = 0;
+  last_error: Error | null = null;
+  connect_timer: NodeJS.Timeout | null = null;
+  readonly closed: Promise<void>;
+  private cork_pending = false;
+
+  constructor(socket: net.Socket, direction: Direction, peer_id: number | null, remote: string, frame_payload_bytes_max: number) {
+    this.socket = socket;
+    this.direction = direction;
+    this.peer_id = peer_id;
+    this.remote = remote;
+    this.decoder = new FrameDecoder({ payload_bytes_max: frame_payload_bytes_max });
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
+    // A reset or broken pipe is an ordinary peer failure: remember it for the 'close' log line.
+    socket.on('error', (error) => {
+      this.last_error = error;
+    });
+  }
+
+  get queued_bytes(): number {
+    return this.socket.writableLength;
+  }
+
+  /**
+   * Writes one frame unless that would take the connection's unsent bytes over
+   * `queue_bytes_max`. Frames written in the same event-loop turn are corked
+   * and leave in one writev.
+   */
+  write(frame: Buffer, queue_bytes_max: number): boolean {
+    const socket = this.socket;
+    if (socket.destroyed || !socket.writable) return false;
+    if (socket.writableLength + frame.length > queue_bytes_max) return false;
+    if (!this.cork_pending) {
+      this.cork_pending = true;
+      socket.cork();
+      queueMicrotask(() => {
+        this.cork_pending = false;
+        socket.uncork();
+      });
+    }
+    socket.write(frame);
+    return true;
+  }
+
+  destroy(): void {
+    if (this.connect_timer !== null) {
+      clearTimeout(this.connect_timer);
+      this.connect_timer = null;
+    }
+    this.socket.destroy();
+  }
+}
+
+interface PeerLink {
+  readonly address: PeerAddress;
+  /** The socket we dialled, connecting or connected; null while backing off. */
+  outbound: PeerConnection | null;
+  outbound_state: PeerStatus['outbound'];
+  backoff_timer: NodeJS.Timeout | null;
+  /** Consecutive failed dials (or short-lived connections); drives the backoff cap. */
+  failed_attempts: number;
+  dial_count: number;
+  dropped_messages: number;
+  /** Set while messages to this peer are being dropped for a full queue, so the warning is logged once per episode. */
+  queue_full: boolean;
+  /** The most recent inbound connection on which this peer sent a request: where its responses go. */
+  response_route: PeerConnection | null;
+}
+
+function isRequest(message: RaftMessage): boolean {
+  return requestSenderId(message) !== null;
+}
+
+/** The sender id a request names; null for responses, which carry no sender id we trust for routing. */
+function requestSenderId(message: RaftMessage): number | null {
+  switch (message.type) {
+    case MessageType.RequestVoteRequest:
+    case MessageType.PreVoteRequest:
+      return message.candidate_id;
+    case MessageType.AppendEntriesRequest:
+    case MessageType.TimeoutNow:
+      return message.leader_id;
+    default:
+      return null;
+  }
+}
+
+function describeError(error: Error | null): string {
+  if (error === null) return 'connection closed';
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === undefined ? error.message : `${code} ${error.message}`;
+}
+
+/**
+ * The Raft port: one outbound connection we dial to every peer, plus the
+ * inbound connections peers dial to us.
+ *
+ * Routing rule (both ends follow it, so each TCP connection carries traffic
+ * in a fixed pattern):
+ * - Requests (RequestVote 1, AppendEntries 3, PreVote 5, TimeoutNow 7) to
+ *   peer X go on our OUTBOUND connection to X.
+ * - Responses (2, 4, 6) to X go back on the connection the request came in
+ *   on: the most recent INBOUND connection on which X sent us a request.
+ * - A message arriving on our outbound connection to X is from X.
+ * - A message arriving on an inbound connection is from the id its request
+ *   names (candidate_id for 1/5, leader_id for 3/7). An inbound connection
+ *   that names an unconfigured id, changes id, or sends a response is
+ *   misbehaving and is closed with a warning; so is one whose bytes do not
+ *   decode (WireError).
+ *
+ * Sending never blocks and never throws for a dead or slow peer: a message
+ * with no usable connection, or one that would take that connection's unsent
+ * bytes over `queue_bytes_max`, is dropped and counted. Raft retransmits, so
+ * dropping is the correct way to shed load.
+ */
+export class PeerTransport {
+  private readonly options: PeerTransportOptions;
+  private readonly on_message: (from: number, message: RaftMessage) => void;
+  private readonly logger: Logger;
+  private readonly queue_bytes_max: number;
+  private readonly backoff_base_ms: number;
+  private readonly backoff_max_ms: number;
+  private readonly connect_timeout_ms: number;
+  private readonly frame_payload_bytes_max: number;
+  private readonly links = new Map<number, PeerLink>();
+  private readonly inbound = new Set<PeerConnection>();
+  private readonly server: net.Server;
+  /** The listen attempt, so that close() during start() waits for it and then closes the listener too. */
+  private listening: Promise<void> | null = null;
+  private request_order = 0;
+  private closing: Promise<void> | null = null;
+
+  constructor(options: PeerTransportOptions, on_message: (from: number, message: RaftMessage) => void) {
+    this.options = options;
+    this.on_message = on_message;
+    this.logger = options.logger;
+    this.queue_bytes_max = options.queue_bytes_max ?? LIMITS.peer_write_queue_bytes_max;
+    this.backoff_base_ms = options.backoff_base_ms ?? DEFAULT_BACKOFF_BASE_MS;
+    this.backoff_max_ms = Math.max(this.backoff_base_ms, options.backoff_max_ms ?? DEFAULT_BACKOFF_MAX_MS);
+    this.connect_timeout_ms = options.connect_timeout_ms ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.frame_payload_bytes_max = options.frame_payload_bytes_max ?? LIMITS.raft_frame_payload_bytes_max;
+    for (const address of options.peers) {
+      if (address.id === options.self_id) continue;
+      assert(!this.links.has(address.id), `peer id ${address.id} is configured twice`);
+      this.links.set(address.id, {
+        address,
+        outbound: null,
+        outbound_state: 'backoff',
+        backoff_timer: null,
+        failed_attempts: 0,
+        dial_count: 0,
+        dropped_messages: 0,
+        queue_full: false,
+        response_route: null,
+      });
+    }
+    this.server = net.createServer((socket) => this.acceptInbound(socket));
+  }
+
+  /** The port the Raft listener is bound to (useful when listen_port is 0). */
+  get bound_port(): number {
+    const address = this.server.address();
+    return address !== null && typeof address === 'object' ? address.port : 0;
+  }
+
+  /** Listens on the Raft port, then starts dialling every peer. Rejects with the listen error (e.g. EADDRINUSE). */
+  async start(): Promise<void> {
+    assert(this.listening === null, 'PeerTransport.start called twice');
+    this.listening = new Promise<void>((resolve, reject) => {
+      const onListenError = (error: Error): void => reject(error);
+      this.server.once('error', onListenError);
+      this.server.listen(this.options.listen_port, this.options.listen_host, () => {
+        this.server.off('error', onListenError);
+        this.server.on('error', (error) => this.logger.error(`raft listener error: ${describeError(error)}`));
+        resolve();
+      });
+    });
+    await this.listening;
+    if (this.closing !== null) return;
+    this.logger.info(`raft listener on ${this.options.listen_host}:${this.bound_port}`);
+    for (const link of this.links.values()) this.dial(link);
+  }
+
+  /** Encodes and enqueues `message` for peer `to`; false (and a counted drop) when it cannot be queued now. */
+  send(to: number, message: RaftMessage): boolean {
+    const link = this.links.get(to);
+    if (link === undefined || this.closing !== null) return false;
+    const connection = isRequest(message) ? (link.outbound_state === 'connected' ? link.outbound : null) : link.response_route;
+    if (connection === null) {
+      link.dropped_messages++;
+      return false;
+    }
+    if (!connection.write(encodeMessage(message), this.queue_bytes_max)) {
+      link.dropped_messages++;
+      if (!link.queue_full) {
+        link.queue_full = true;
+        this.logger.warn(`peer ${to}: ${connection.direction} write queue full (${connection.queued_bytes} bytes), dropping messages`);
+      }
+      return false;
+    }
+    link.queue_full = false;
+    return true;
+  }
+
+  status(): PeerStatus[] {
+    const statuses: PeerStatus[] = [];
+    for (const [id, link] of this.links) {
+      statuses.push({
+        id,
+        outbound: link.outbound_state,
+        inbound_connected: link.response_route !== null,
+        queued_bytes: (link.outbound?.queued_bytes ?? 0) + (link.response_route?.queued_bytes ?? 0),
+        dropped_messages: link.dropped_messages,
+        reconnects: Math.max(0, link.dial_count - 1),
+      });
+    }
+    return statuses;
+  }
+
+  /** Stops dialling and closes every socket and the listener; resolves once all of them are closed. */
+  close(): Promise<void> {
+    if (this.closing === null) this.closing = this.closeAll();
+    return this.closing;
+  }
+
+  private async closeAll(): Promise<void> {
+    // A listen still in flight would otherwise finish after we looked and leave the port open.
+    await this.listening?.catch(() => undefined);
+    const closed: Promise<void>[] = [];
+    for (const link of this.links.values()) {
+      if (link.backoff_timer !== null) clearTimeout(link.backoff_timer);
+      link.backoff_timer = null;
+      if (link.outbound !== null) {
+        closed.push(link.outbound.closed);
+        link.outbound.destroy();
+      }
+    }
+    for (const connection of this.inbound) {
+      closed.push(connection.closed);
+      connection.destroy();
+    }
+    if (this.server.listening) {
+      closed.push(new Promise<void>((resolve) => this.server.close(() => resolve())));
+    }
+    await Promise.all(closed);
+  }
+
+  private dial(link: PeerLink): void {
+    link.backoff_timer = null;
+    if (this.closing !== null) return;
+    const { id, host, raft_port } = link.address;
+    link.outbound_state = 'connecting';
+    link.dial_count++;
+    const socket = net.connect({ host, port: raft_port });
+    const connection = new PeerConnection(socket, 'outbound', id, `${host}:${raft_port}`, this.frame_payload_bytes_max);
+    link.outbound = connection;
+    connection.connect_timer = setTimeout(() => {
+      connection.connect_timer = null;
+      connection.last_error = new Error(`connect timeout after ${this.connect_timeout_ms} ms`);
+      socket.destroy();
+    }, this.connect_timeout_ms);
+    socket.once('connect', () => {
+      if (connection.connect_timer !== null) clearTimeout(connection.connect_timer);
+      connection.connect_timer = null;
+      connection.connected_at_ms = Date.now();
+      link.outbound_state = 'connected';
+      link.queue_full = false;
+      this.logger.info(`peer ${id} up (${connection.remote})`);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      const messages = this.decode(connection, chunk);
+      for (const message of messages) {
+        if (socket.destroyed) return;
+        this.on_message(id, message);
+      }
+    });
+    socket.once('close', () => {
+      if (connection.connect_timer !== null) clearTimeout(connection.connect_timer);
+      connection.connect_timer = null;
+      if (link.outbound !== connection) return;
+      link.outbound = null;
+      link.outbound_state = 'backoff';
+      if (this.closing !== null) return;
+      const was_connected = connection.connected_at_ms !== 0;
+      if (was_connected) {
+        this.logger.info(`peer ${id} down (${connection.remote}): ${describeError(connection.last_error)}`);
+      } else {
+        this.logger.debug(`peer ${id} dial ${connection.remote} failed: ${describeError(connection.last_error)}`);
+      }
+      // A connection that lived a while was healthy: start backing off from the base again.
+      const lived_ms = was_connected ? Date.now() - connection.connected_at_ms : 0;
+      if (lived_ms >= this.backoff_max_ms) link.failed_attempts = 0;
+      this.scheduleDial(link);
+    });
+  }
+
+  /** Full jitter: the delay is uniform in [base, cap], and the cap doubles with each consecutive failure. */
+  private scheduleDial(link: PeerLink): void {
+    const exponent = Math.min(link.failed_attempts, BACKOFF_EXPONENT_MAX);
+    const cap_ms = Math.min(this.backoff_max_ms, this.backoff_base_ms * 2 ** exponent);
+    const delay_ms = this.backoff_base_ms + Math.random() * (cap_ms - this.backoff_base_ms);
+    link.failed_attempts++;
+    link.backoff_timer = setTimeout(() => this.dial(link), delay_ms);
+  }
+
+  private acceptInbound(socket: net.Socket): void {
+    const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    if (this.closing !== null || this.inbound.size >= LIMITS.peer_inbound_connections_max) {
+      socket.on('error', () => undefined);
+      socket.destroy();
+      if (this.closing === null) {
+        this.logger.warn(`raft inbound from ${remote} refused: ${LIMITS.peer_inbound_connections_max} inbound connections open`);
+      }
+      return;
+    }
+    const connection = new PeerConnection(socket, 'inbound', null, remote, this.frame_payload_bytes_max);
+    this.inbound.add(connection);
+    this.logger.debug(`raft inbound connection from ${remote}`);
+    socket.on('data', (chunk: Buffer) => {
+      const messages = this.decode(connection, chunk);
+      for (const message of messages) {
+        if (socket.destroyed) return;
+        const from = this.attributeInbound(connection, message);
+        if (from === null) return;
+        this.on_message(from, message);
+      }
+    });
+    socket.once('close', () => {
+      this.inbound.delete(connection);
+      this.logger.debug(`raft inbound connection from ${remote} closed: ${describeError(connection.last_error)}`);
+      if (connection.peer_id === null) return;
+      const link = this.links.get(connection.peer_id);
+      if (link === undefined || link.response_route !== connection) return;
+      link.response_route = this.newestInboundFrom(connection.peer_id);
+    });
+  }
+
+  /** Applies the inbound half of the routing rule; returns the sender, or null after closing a misbehaving connection. */
+  private attributeInbound(connection: PeerConnection, message: RaftMessage): number | null {
+    const sender = requestSenderId(message);
+    const problem =
+      sender === null
+        ? `sent response type ${message.type} on an inbound connection`
+        : !this.links.has(sender)
+          ? `request names unknown node id ${sender}`
+          : connection.peer_id !== null && connection.peer_id !== sender
+            ? `request names node id ${sender} on a connection from node ${connection.peer_id}`
+            : null;
+    const link = sender === null ? undefined : this.links.get(sender);
+    if (problem !== null || sender === null || link === undefined) {
+      this.logger.warn(`raft inbound ${connection.remote} closed: ${problem ?? 'unroutable request'}`);
+      connection.destroy();
+      return null;
+    }
+    if (connection.peer_id === null) {
+      connection.peer_id = sender;
+      this.logger.debug(`raft inbound ${connection.remote} is peer ${sender}`);
+    }
+    connection.last_request_order = ++this.request_order;
+    link.response_route = connection;
+    return sender;
+  }
+
+  /** After the response route closes, fall back to the open inbound connection on which that peer last sent a request. */
+  private newestInboundFrom(peer_id: number): PeerConnection | null {
+    let newest: PeerConnection | null = null;
+    for (const connection of this.inbound) {
+      if (connection.peer_id !== peer_id || connection.socket.destroyed) continue;
+      if (newest === null || connection.last_request_order > newest.last_request_order) newest = connection;
+    }
+    return newest;
+  }
+
+  /** Decodes a chunk; on malformed bytes closes just this connection and returns nothing. */
+  private decode(connection: PeerConnection, chunk: Buffer): RaftMessage[] {
+    try {
+      return connection.decoder.push(chunk);
+    } catch (error) {
+      if (!(error instanceof WireError)) throw error;
+      this.logger.warn(`raft ${connection.direction} ${connection.remote} closed: malformed frame: ${error.message}`);
+      connection.destroy();
+      return [];
+    }
+  }
+}
