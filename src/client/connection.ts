@@ -24,7 +24,7 @@ export interface OutboundRequest {
   readonly bytes: Buffer;
   /** Set by the connection when the request is handed to the socket. */
   written: boolean;
-  /** Set by the owner when it no longer wants the outcome: an unsent request is dropped, a reply discarded. */
+  /** Set through Connection.abandon when the owner no longer wants the outcome: an unsent request is dropped, a reply discarded. */
   abandoned: boolean;
   /** Called exactly once unless abandoned first. */
   settle(outcome: RequestOutcome): void;
@@ -42,6 +42,11 @@ export interface ConnectionEvents {
 
 export interface ConnectionOptions {
   connect_timeout_ms: number;
+  /**
+   * Abandoned requests still owed a reply; beyond it the connection is
+   * dropped, so a server that stopped answering cannot grow the queue forever.
+   */
+  abandoned_requests_max: number;
   parser?: ReplyParserOptions;
 }
 
@@ -53,6 +58,9 @@ export class Connection {
   /** Written requests awaiting replies, oldest first; abandoned ones stay to keep the FIFO matching right. */
   private readonly inflight = new Fifo<OutboundRequest>();
   private flush_scheduled = false;
+  /** Abandoned requests still in unsent or inflight. */
+  private abandoned_count = 0;
+  private readonly abandoned_requests_max: number;
   private readonly parser: ReplyParser;
   private connect_timer: NodeJS.Timeout | null;
   private failure: KvClientError | null = null;
@@ -62,6 +70,7 @@ export class Connection {
   constructor(address: string, target: NodeAddress, options: ConnectionOptions, events: ConnectionEvents) {
     this.address = address;
     this.events = events;
+    this.abandoned_requests_max = options.abandoned_requests_max;
     this.parser = new ReplyParser(options.parser);
     this.socket = net.connect({ host: target.host, port: target.port });
     this.socket.setNoDelay(true);
@@ -88,6 +97,22 @@ export class Connection {
   /** Requests not yet answered, including abandoned ones still owed a reply. */
   outstanding(): number {
     return this.unsent.length + this.inflight.length;
+  }
+
+  /** Requests not yet answered whose owner still wants the answer. */
+  liveOutstanding(): number {
+    return this.outstanding() - this.abandoned_count;
+  }
+
+  /** The owner gives up on a request it enqueued here that has not been settled yet. */
+  abandon(request: OutboundRequest): void {
+    if (request.abandoned || this.state === 'closed') return;
+    request.abandoned = true;
+    this.abandoned_count += 1;
+    if (this.abandoned_count > this.abandoned_requests_max) {
+      // Deferred: the owner is in the middle of settling a call.
+      process.nextTick(() => this.fail(new ConnectionError(this.address, `${this.abandoned_count} requests abandoned without a reply`)));
+    }
   }
 
   enqueue(request: OutboundRequest): void {
@@ -117,7 +142,10 @@ export class Connection {
     if (this.state !== 'open') return;
     const batch: Buffer[] = [];
     for (let request = this.unsent.shift(); request !== undefined; request = this.unsent.shift()) {
-      if (request.abandoned) continue;
+      if (request.abandoned) {
+        this.abandoned_count -= 1;
+        continue;
+      }
       request.written = true;
       this.inflight.push(request);
       batch.push(request.bytes);
@@ -146,10 +174,11 @@ export class Connection {
         this.fail(new ProtocolError(`${this.address}: reply received with no request outstanding`));
         return;
       }
-      if (!request.abandoned) request.settle({ kind: 'reply', reply });
+      if (request.abandoned) this.abandoned_count -= 1;
+      else request.settle({ kind: 'reply', reply });
       if (this.isClosed()) return;
     }
-    if (replies.length > 0 && this.outstanding() === 0) this.events.idle(this);
+    if (replies.length > 0 && this.liveOutstanding() === 0) this.events.idle(this);
   }
 
   private fail(error: KvClientError): void {
@@ -161,6 +190,7 @@ export class Connection {
     // Tell the owner first, so that a retry triggered by a settle below opens a fresh connection.
     this.events.closed(this);
     const failure = this.failure;
+    this.abandoned_count = 0;
     for (const request of this.inflight.drain()) {
       if (!request.abandoned) request.settle({ kind: 'failed', written: true, error: failure });
     }

@@ -73,6 +73,7 @@ interface Call {
   settled: boolean;
   /** The attempt in progress, if any, and the node it went to. */
   request: OutboundRequest | null;
+  request_connection: Connection | null;
   request_address: string;
   deadline_timer: NodeJS.Timeout | null;
   retry_timer: NodeJS.Timeout | null;
@@ -210,6 +211,7 @@ export class KvClient {
         reject,
         settled: false,
         request: null,
+        request_connection: null,
         request_address: this.current,
         deadline_timer: null,
         retry_timer: null,
@@ -245,14 +247,17 @@ export class KvClient {
       abandoned: false,
       settle: (outcome) => this.onOutcome(call, request, address, outcome),
     };
+    const connection = this.connectionTo(address);
     call.request = request;
+    call.request_connection = connection;
     call.request_address = address;
-    this.connectionTo(address).enqueue(request);
+    connection.enqueue(request);
   }
 
   private onOutcome(call: Call, request: OutboundRequest, address: string, outcome: RequestOutcome): void {
     if (call.settled || call.request !== request) return;
     call.request = null;
+    call.request_connection = null;
     if (outcome.kind === 'failed') {
       if (outcome.written && !call.idempotent) {
         this.fail(call, new OutcomeUnknownError('connection_lost', `${address}: the connection was lost after the request was sent (${outcome.error.message})`, { cause: outcome.error }));
@@ -331,12 +336,25 @@ export class KvClient {
     call.deadline_timer = null;
     if (call.settled) return;
     const request = call.request;
-    if (request !== null && request.written && !call.idempotent) {
-      this.fail(call, new OutcomeUnknownError('timeout', `${call.request_address}: no reply within ${call.timeout_ms} ms after the request was sent`));
-      return;
+    const connection = call.request_connection;
+    if (request !== null && request.written) {
+      // A node that sat on a request for the whole deadline is treated as failed: later calls try another.
+      this.leaveNode(call.request_address);
+      if (!call.idempotent) {
+        this.fail(call, new OutcomeUnknownError('timeout', `${call.request_address}: no reply within ${call.timeout_ms} ms after the request was sent`));
+        this.closeIfUseless(connection);
+        return;
+      }
     }
     const last = call.last_error === null ? '' : `; last error: ${call.last_error.message}`;
     this.fail(call, new TimeoutError(call.timeout_ms, `no reply within ${call.timeout_ms} ms${last}`, { cause: call.last_error ?? undefined }));
+    this.closeIfUseless(connection);
+  }
+
+  /** Closes a connection that is not the current one, or that only owes replies nobody wants. */
+  private closeIfUseless(connection: Connection | null): void {
+    if (connection === null || connection.isClosed() || connection.liveOutstanding() > 0) return;
+    if (connection.address !== this.current || connection.outstanding() > 0) void connection.close();
   }
 
   private fail(call: Call, error: KvClientError): void {
@@ -350,8 +368,9 @@ export class KvClient {
     if (call.retry_timer !== null) clearTimeout(call.retry_timer);
     call.deadline_timer = null;
     call.retry_timer = null;
-    if (call.request !== null) call.request.abandoned = true;
+    if (call.request !== null && call.request_connection !== null) call.request_connection.abandon(call.request);
     call.request = null;
+    call.request_connection = null;
     this.pending.delete(call);
   }
 
@@ -359,7 +378,8 @@ export class KvClient {
     const existing = this.connections.get(address);
     if (existing !== undefined && !existing.isClosed()) return existing;
     const target = this.targets.get(address) ?? parseNodeAddress(address);
-    const connection = new Connection(address, target, { connect_timeout_ms: this.connect_timeout_ms }, {
+    const options = { connect_timeout_ms: this.connect_timeout_ms, abandoned_requests_max: this.pending_calls_max };
+    const connection = new Connection(address, target, options, {
       closed: (closed) => {
         if (this.connections.get(closed.address) === closed) this.connections.delete(closed.address);
       },
@@ -398,7 +418,7 @@ export class KvClient {
     const previous = this.current;
     this.current = address;
     const connection = this.connections.get(previous);
-    if (connection !== undefined && connection.outstanding() === 0) void connection.close();
+    if (connection !== undefined && connection.liveOutstanding() === 0) void connection.close();
   }
 }
 

@@ -13,7 +13,7 @@ import {
   TimeoutError,
 } from '../../src/client';
 import { SeededRandom } from '../../src/util/prng';
-import { FakeServer, FakeStore, refusedAddress, waitFor } from './client_fake_server';
+import { type FakeConnection, FakeServer, FakeStore, refusedAddress, waitFor } from './client_fake_server';
 
 const seed = process.env.CLIENT_TEST_SEED === undefined ? Date.now() >>> 0 : Number(process.env.CLIENT_TEST_SEED);
 const random = new SeededRandom(seed);
@@ -310,28 +310,58 @@ test('per-call deadline: TimeoutError for a read, OutcomeUnknownError for a sent
   }
 });
 
-test('a late reply to a timed-out call is discarded and the next call gets its own reply', async () => {
+test('a late reply to a timed-out call is discarded and the call behind it gets its own reply', async () => {
   const store = new FakeStore();
+  store.handle(['SET', 'a', 'ay']);
   store.handle(['SET', 'b', 'bee']);
-  let held: { connection: import('./client_fake_server').FakeConnection; reply: string } | null = null;
+  const held: { connection: FakeConnection; reply: string }[] = [];
   const server = await FakeServer.start((args, connection) => {
-    const reply = store.handle(args);
-    if (args[1] === 'a') {
-      held = { connection, reply };
-      return undefined;
-    }
-    if (held !== null) {
-      // Answer in order: the held reply first, then this one.
-      held.connection.socket.write(held.reply);
-      held = null;
-    }
-    return reply;
+    held.push({ connection, reply: store.handle(args) });
+    return undefined;
   });
   const client = makeClient([server.address]);
   try {
+    const a = client.command(['GET', 'a'], { timeout_ms: 50 });
+    const b = client.get('b');
+    await rejectsWith(a, TimeoutError);
+    // Now answer both, in order: the reply meant for the abandoned call must not reach b.
+    for (const { connection, reply } of held.splice(0)) connection.socket.write(reply);
+    assert.deepEqual(await b, ['bee']);
+    assert.equal(server.connections.length, 1, 'the connection with a live call stayed open');
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
+
+test('a connection whose every request timed out is dropped; the next call reconnects', async () => {
+  const store = new FakeStore();
+  let silent = true;
+  const server = await FakeServer.start((args) => (silent ? undefined : store.handle(args)));
+  const client = makeClient([server.address]);
+  try {
     await rejectsWith(client.command(['GET', 'a'], { timeout_ms: 50 }), TimeoutError);
-    assert.deepEqual(await client.get('b'), ['bee']);
-    assert.equal(server.connections.length, 1);
+    await waitFor(() => client.stats().open_connections === 0, 5000, 'the stuck connection to close');
+    silent = false;
+    assert.equal(await client.get('a'), null);
+    assert.equal(server.connections.length, 2);
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
+
+test('abandoned requests per connection are bounded', async () => {
+  const server = await FakeServer.start(() => undefined);
+  const client = makeClient([server.address], { pending_calls_max: 4 });
+  try {
+    // One live call keeps the connection current and open while others time out behind it.
+    const live = client.command(['GET', 'live'], { timeout_ms: 60_000 }).catch((error: unknown) => error);
+    for (let i = 0; i < 5; i++) await rejectsWith(client.command(['GET', `k${i}`], { timeout_ms: 20 }), TimeoutError);
+    // The fifth abandoned request exceeds pending_calls_max (4): the connection is dropped and the live GET retried.
+    await waitFor(() => server.connections.length >= 2, 5000, 'a reconnect after the bound was hit');
+    await client.close();
+    assert.ok((await live) instanceof ClientClosedError);
   } finally {
     await client.close();
     await server.close();
