@@ -1,0 +1,75 @@
+/**
+ * The few file operations the write-ahead log needs, behind an interface so
+ * that tests can observe (or delay, or fail) writes and fsyncs. Internal to
+ * src/storage: the rest of the system only sees RaftStorage.
+ */
+import * as fs from 'node:fs';
+
+export interface LogFile {
+  size(): Promise<number>;
+  /** Reads up to `length` bytes at file `position` into `target` at `target_offset`; returns the bytes read. */
+  read(target: Buffer, target_offset: number, length: number, position: number): Promise<number>;
+  /** Writes all of `data` at file `position`. */
+  write(data: Buffer, position: number): Promise<void>;
+  /** fdatasync: data and the size are on stable storage when this resolves. */
+  datasync(): Promise<void>;
+  truncate(length: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface StorageIo {
+  /** Opens the file for reading and positioned writing, creating it if missing. */
+  openLog(path: string): Promise<LogFile>;
+  /** fsyncs a directory so that entries created in it survive a crash. */
+  syncDirectory(path: string): Promise<void>;
+}
+
+class NodeLogFile implements LogFile {
+  constructor(private readonly handle: fs.promises.FileHandle) {}
+
+  async size(): Promise<number> {
+    return (await this.handle.stat()).size;
+  }
+
+  async read(target: Buffer, target_offset: number, length: number, position: number): Promise<number> {
+    const { bytesRead } = await this.handle.read(target, target_offset, length, position);
+    return bytesRead;
+  }
+
+  async write(data: Buffer, position: number): Promise<void> {
+    let written = 0;
+    while (written < data.length) {
+      const { bytesWritten } = await this.handle.write(data, written, data.length - written, position + written);
+      written += bytesWritten;
+    }
+  }
+
+  datasync(): Promise<void> {
+    return this.handle.datasync();
+  }
+
+  truncate(length: number): Promise<void> {
+    return this.handle.truncate(length);
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
+
+export const NODE_STORAGE_IO: StorageIo = {
+  async openLog(path: string): Promise<LogFile> {
+    // Not 'a+': with O_APPEND Linux ignores the position of pwrite, and we write at explicit offsets.
+    const handle = await fs.promises.open(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+    return new NodeLogFile(handle);
+  },
+
+  async syncDirectory(path: string): Promise<void> {
+    const handle = await fs.promises.open(path, fs.constants.O_RDONLY);
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  },
+};

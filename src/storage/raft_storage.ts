@@ -1,0 +1,404 @@
+/**
+ * The durable Raft log: hard state (term, vote, commit) and every log entry,
+ * in one append-only write-ahead log per node. save() resolves only once its
+ * bytes are written and fdatasync'd, so the server may then send the messages
+ * that depend on them.
+ *
+ * ## Files in the data directory
+ *   LOCK      pid of the process that has the directory open (see lock.ts)
+ *   raft.wal  the write-ahead log
+ *
+ * ## raft.wal format (version 1)
+ * A sequence of records; integers are unsigned 32-bit little-endian.
+ *
+ *   offset  bytes  field
+ *   0       4      crc            CRC-32 (IEEE, as zlib) of bytes [4, 16 + payload_bytes) of this record
+ *   4       4      prev_crc       crc field of the previous record; 0 in the first record
+ *   8       4      payload_bytes  at most LIMITS.wal_record_bytes_max
+ *   12      1      type           1 = file header, 2 = save
+ *   13      3      reserved       zero
+ *   16      ...    payload
+ *
+ * prev_crc chains the records: a record from another file, or from an older
+ * generation of this one, verifies on its own but breaks the chain.
+ *
+ * File header payload, the first record and only there (16 bytes):
+ *   "KVRAFTWL" (8 ASCII bytes), format version (u32 = 1), zero (u32).
+ *
+ * Save payload, one record per save() call, so a save is replayed whole or not at all:
+ *   flags (u8: bit 0 hard state follows, bit 1 entries follow), 3 zero bytes,
+ *   if bit 0: term, vote, commit (u32 each),
+ *   if bit 1: first_index, count (u32 each), then count times: term (u32), data_bytes (u32), data.
+ * Replaying a save drops every entry at index >= first_index, appends the
+ * entries from first_index on, then replaces the hard state. first_index must
+ * lie in [1, last index + 1]. No snapshots yet: the whole log is kept.
+ *
+ * ## Writing (group commit)
+ * save() encodes its record at call time, chaining it to the previous call's,
+ * and queues it. One writer at a time takes everything queued, writes it at the
+ * end of the file (one write() per wal_write_bytes_max), then one fdatasync
+ * covers the whole batch; only then do those saves resolve and does the next
+ * batch start. So saves made while an fsync runs share the next one, the file
+ * holds records in call order, and at any moment only the bytes after the last
+ * completed fdatasync (the end of the file) can be damaged by a crash.
+ * A failed write or fsync fails that batch, everything queued and every later
+ * save (after a failed fsync the kernel may have dropped the dirty pages, so
+ * nothing since the last good one can be trusted); the process should restart
+ * and recover from the file.
+ *
+ * ## Replay and the torn-tail rule
+ * Records are read from the start. A record is *intact* if its header is
+ * complete and plausible (known type, zero reserved bytes, payload_bytes within
+ * the limit and within the file) and its crc matches. Replay stops at the first
+ * record that is not intact; call its offset B.
+ *   - No intact record starts anywhere in (B, EOF): the bytes from B on are the
+ *     remains of the write a crash interrupted (cut short, zero-filled or
+ *     garbage). The file is truncated to B, the truncation is fsync'd before
+ *     anything is appended, and recovery reports the bytes dropped.
+ *   - An intact record starts after B: something was written after the damage,
+ *     and a write only starts once the previous fsync completed, so the damage
+ *     hit data that had been durable: StorageCorruptError naming the file, B and
+ *     the offset of the intact record.
+ * An intact record that breaks the chain, a file header anywhere but offset 0,
+ * or a payload that does not decode is corruption wherever it is.
+ * Limits of the rule: damage confined to the last fsync'd record (a bit flip in
+ * it) looks exactly like a torn write and is truncated, as in etcd; a crash
+ * that persisted the pages of one write out of order (a later record intact, an
+ * earlier one not) is reported as corruption instead of repaired. Both err
+ * towards refusing to start rather than silently dropping durable data, except
+ * the first, which no format without an external durable length can tell apart.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { EntriesToPersist, HardState, RestoredState } from '../raft/types';
+import { assert } from '../util/assert';
+import { KvError, LimitExceededError, StorageIoError } from '../util/errors';
+import { LIMITS } from '../util/limits';
+import { RECORD_HEADER_BYTES } from './frame';
+import type { LogFile, StorageIo } from './io';
+import { NODE_STORAGE_IO } from './io';
+import { acquireDirLock, type DirLock } from './lock';
+import { encodeFileHeader, encodeSave, savePayloadBytes } from './payload';
+import { replayLog } from './replay';
+
+export const LOG_FILE_NAME = 'raft.wal';
+
+export interface StorageOptions {
+  /** Default true. Only tests of logic turn it off: without fsync nothing is durable. */
+  fsync?: boolean;
+}
+
+export interface RecoveryReport {
+  /** Save records replayed. */
+  records: number;
+  /** Bytes of torn tail cut off the end of the log (0 if it ended cleanly). */
+  truncated_tail_bytes: number;
+  log_file: string;
+}
+
+export interface OpenResult {
+  storage: RaftStorage;
+  restored: RestoredState;
+  recovery: RecoveryReport;
+}
+
+export interface StorageStats {
+  saves: number;
+  /** Batches written (each is one or more write() calls and, with fsync on, one fdatasync). */
+  batches: number;
+  fsyncs: number;
+  fsync_last_ms: number;
+  fsync_avg_ms: number;
+  fsync_max_ms: number;
+  bytes_written: number;
+  log_file_bytes: number;
+  /** Encoded bytes waiting behind the running batch. */
+  queued_bytes: number;
+}
+
+interface QueuedSave {
+  record: Buffer | null;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+const UINT32_MAX = 0xffffffff;
+
+export class RaftStorage {
+  private queue: QueuedSave[] = [];
+  private queued_bytes = 0;
+  private writing = false;
+  private idle_waiters: Array<() => void> = [];
+  private failure: KvError | null = null;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+  private saves = 0;
+  private batches = 0;
+  private fsyncs = 0;
+  private fsync_total_ms = 0;
+  private fsync_last_ms = 0;
+  private fsync_max_ms = 0;
+  private bytes_written = 0;
+
+  private constructor(
+    private readonly file: LogFile,
+    private readonly lock: DirLock,
+    readonly log_file: string,
+    private readonly fsync: boolean,
+    /** Bytes of the file holding written records; the next batch goes here. */
+    private file_bytes: number,
+    /** CRC of the last encoded record: the next one chains to it. */
+    private last_crc: number,
+    /** Last log index once every queued save is applied: bounds the next first_index. */
+    private last_index: number,
+  ) {}
+
+  /** Opens (creating the directory and files if needed) and replays the log; see the file comment for the recovery rule. */
+  static open(dir: string, options: StorageOptions = {}): Promise<OpenResult> {
+    return RaftStorage.openWithIo(dir, options, NODE_STORAGE_IO);
+  }
+
+  /** Internal: open with an injected file layer (tests observe or fail writes and fsyncs through it). */
+  static async openWithIo(dir: string, options: StorageOptions, io: StorageIo): Promise<OpenResult> {
+    const fsync = options.fsync ?? true;
+    const data_dir = path.resolve(dir);
+    const log_file = path.join(data_dir, LOG_FILE_NAME);
+    const created_dir = await withContext(`cannot create data directory ${data_dir}`, () => fs.promises.mkdir(data_dir, { recursive: true }));
+    const lock = await acquireDirLock(data_dir);
+    let file: LogFile | null = null;
+    try {
+      const log = await withContext(`cannot open ${log_file}`, () => io.openLog(log_file));
+      file = log;
+      const sync = async (): Promise<void> => {
+        if (fsync) await withContext(`cannot fsync ${log_file}`, () => log.datasync());
+      };
+      const replay = await replayLog(log, log_file);
+      let file_bytes = replay.valid_bytes;
+      let last_crc = replay.last_crc;
+      const truncated_tail_bytes = replay.file_bytes - replay.valid_bytes;
+      if (truncated_tail_bytes > 0) {
+        // Durable before anything is appended, or a crash could bring the torn bytes back behind new records.
+        await withContext(`cannot truncate the torn tail of ${log_file} at byte ${file_bytes}`, () => log.truncate(file_bytes));
+        await sync();
+      }
+      if (file_bytes === 0) {
+        const header = encodeFileHeader();
+        await withContext(`cannot write the file header of ${log_file}`, () => log.write(header.bytes, 0));
+        await sync();
+        if (fsync) {
+          for (const directory of directoriesToSync(data_dir, created_dir)) {
+            await withContext(`cannot fsync directory ${directory}`, () => io.syncDirectory(directory));
+          }
+        }
+        file_bytes = header.bytes.length;
+        last_crc = header.crc;
+      }
+      const storage = new RaftStorage(log, lock, log_file, fsync, file_bytes, last_crc, replay.restored.entries.length);
+      return {
+        storage,
+        restored: replay.restored,
+        recovery: { records: replay.save_records, truncated_tail_bytes, log_file },
+      };
+    } catch (error) {
+      if (file !== null) await file.close().catch(() => undefined);
+      await lock.release().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /**
+   * Appends hard state and/or entries; resolves once they are durable. Calls
+   * are written in call order; those made while an fsync runs share the next.
+   */
+  save(hard_state: HardState | null, entries: EntriesToPersist | null): Promise<void> {
+    if (this.failure !== null) return Promise.reject(this.failure);
+    if (this.closed) return Promise.reject(new StorageIoError(`${this.log_file}: save after close`));
+    let record: Buffer | null = null;
+    let next_last_index = this.last_index;
+    if (hard_state !== null || entries !== null) {
+      try {
+        next_last_index = this.checkSave(hard_state, entries);
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+      }
+      const payload_bytes = savePayloadBytes(hard_state, entries);
+      if (payload_bytes > LIMITS.wal_record_bytes_max) {
+        return Promise.reject(
+          new LimitExceededError('wal_record_bytes_max', `save of ${payload_bytes} bytes exceeds wal_record_bytes_max ${LIMITS.wal_record_bytes_max}`),
+        );
+      }
+      if (this.queued_bytes + RECORD_HEADER_BYTES + payload_bytes > LIMITS.wal_queued_bytes_max) {
+        return Promise.reject(
+          new LimitExceededError('wal_queued_bytes_max', `${this.queued_bytes} bytes already queued for ${this.log_file}; limit ${LIMITS.wal_queued_bytes_max}`),
+        );
+      }
+      const sealed = encodeSave(hard_state, entries, this.last_crc);
+      record = sealed.bytes;
+      this.last_crc = sealed.crc;
+      this.last_index = next_last_index;
+      this.queued_bytes += record.length;
+    }
+    this.saves += 1;
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ record, resolve, reject });
+      if (!this.writing) void this.writeQueued();
+    });
+  }
+
+  stats(): StorageStats {
+    return {
+      saves: this.saves,
+      batches: this.batches,
+      fsyncs: this.fsyncs,
+      fsync_last_ms: this.fsync_last_ms,
+      fsync_avg_ms: this.fsyncs === 0 ? 0 : this.fsync_total_ms / this.fsyncs,
+      fsync_max_ms: this.fsync_max_ms,
+      bytes_written: this.bytes_written,
+      log_file_bytes: this.file_bytes,
+      queued_bytes: this.queued_bytes,
+    };
+  }
+
+  /** Waits for queued and in-flight saves, closes the file and releases the directory lock. */
+  close(): Promise<void> {
+    if (this.closing === null) {
+      this.closed = true;
+      this.closing = this.idle().then(async () => {
+        try {
+          await this.file.close();
+        } finally {
+          await this.lock.release();
+        }
+      });
+    }
+    return this.closing;
+  }
+
+  /** Validates a save against the log as it will be when the queue is written; returns the resulting last index. */
+  private checkSave(hard_state: HardState | null, entries: EntriesToPersist | null): number {
+    if (hard_state !== null) {
+      assert(isUint32(hard_state.term) && isUint32(hard_state.vote) && isUint32(hard_state.commit), `hard state fields must be uint32: ${JSON.stringify(hard_state)}`);
+    }
+    if (entries === null) return this.last_index;
+    const { first_index } = entries;
+    assert(
+      Number.isInteger(first_index) && first_index >= 1 && first_index <= this.last_index + 1,
+      `entries must start in [1, ${this.last_index + 1}], not at ${first_index}`,
+    );
+    const next_last_index = first_index - 1 + entries.entries.length;
+    assert(next_last_index <= UINT32_MAX, `log index ${next_last_index} exceeds uint32`);
+    for (const entry of entries.entries) assert(isUint32(entry.term), `entry term must be uint32, not ${entry.term}`);
+    return next_last_index;
+  }
+
+  private async writeQueued(): Promise<void> {
+    this.writing = true;
+    while (this.queue.length > 0 && this.failure === null) {
+      const batch = this.queue;
+      this.queue = [];
+      try {
+        await this.writeBatch(batch);
+      } catch (error) {
+        this.failure = ioError(`${this.log_file}: write or fsync failed; no later save will be accepted, restart to recover`, error);
+        for (const save of batch) save.reject(this.failure);
+      }
+    }
+    if (this.failure !== null) {
+      for (const save of this.queue) save.reject(this.failure);
+      this.queue = [];
+      this.queued_bytes = 0;
+    }
+    this.writing = false;
+    for (const waiter of this.idle_waiters.splice(0)) waiter();
+  }
+
+  private async writeBatch(batch: QueuedSave[]): Promise<void> {
+    const records: Buffer[] = [];
+    let batch_bytes = 0;
+    for (const save of batch) {
+      if (save.record === null) continue;
+      records.push(save.record);
+      batch_bytes += save.record.length;
+    }
+    this.queued_bytes -= batch_bytes;
+    if (batch_bytes > 0) {
+      let position = this.file_bytes;
+      for (const chunk of groupUpTo(records, LIMITS.wal_write_bytes_max)) {
+        await this.file.write(chunk, position);
+        position += chunk.length;
+        this.bytes_written += chunk.length;
+      }
+      if (this.fsync) {
+        const started_ms = performance.now();
+        await this.file.datasync();
+        const took_ms = performance.now() - started_ms;
+        this.fsyncs += 1;
+        this.fsync_last_ms = took_ms;
+        this.fsync_total_ms += took_ms;
+        this.fsync_max_ms = Math.max(this.fsync_max_ms, took_ms);
+      }
+      this.file_bytes = position;
+      this.batches += 1;
+    }
+    for (const save of batch) save.resolve();
+  }
+
+  private idle(): Promise<void> {
+    if (!this.writing && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle_waiters.push(resolve));
+  }
+}
+
+/** Concatenates buffers into chunks of at most `bytes_max` (a single larger buffer stays alone). */
+function groupUpTo(buffers: Buffer[], bytes_max: number): Buffer[] {
+  const chunks: Buffer[] = [];
+  let pending: Buffer[] = [];
+  let pending_bytes = 0;
+  for (const buffer of buffers) {
+    if (pending_bytes > 0 && pending_bytes + buffer.length > bytes_max) {
+      chunks.push(Buffer.concat(pending, pending_bytes));
+      pending = [];
+      pending_bytes = 0;
+    }
+    pending.push(buffer);
+    pending_bytes += buffer.length;
+  }
+  if (pending_bytes > 0) chunks.push(pending.length === 1 && pending[0] !== undefined ? pending[0] : Buffer.concat(pending, pending_bytes));
+  return chunks;
+}
+
+/** The data directory (for the new log file's name) and, up to the parent of the first directory mkdir created, each new directory's parent. */
+function directoriesToSync(data_dir: string, created_dir: string | undefined): string[] {
+  const directories = [data_dir];
+  if (created_dir === undefined) return directories;
+  const top = path.dirname(created_dir);
+  let directory = data_dir;
+  while (directory !== top && path.dirname(directory) !== directory) {
+    directory = path.dirname(directory);
+    directories.push(directory);
+  }
+  return directories;
+}
+
+function isUint32(value: number): boolean {
+  return Number.isInteger(value) && value >= 0 && value <= UINT32_MAX;
+}
+
+/** Runs a file operation, turning a failure into a StorageIoError that says what we were doing. */
+async function withContext<T>(context: string, operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    throw ioError(context, error);
+  }
+}
+
+function ioError(context: string, error: unknown): KvError {
+  if (error instanceof KvError) return error;
+  return new StorageIoError(`${context}: ${describe(error)}`);
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
