@@ -15,6 +15,9 @@ import { ConnectionError, type KvClientError, ProtocolError } from './errors';
 import type { NodeAddress } from './address';
 import { Fifo } from './fifo';
 
+/** Batches up to this size are copied into one buffer before writing; larger ones use writev. */
+const FLUSH_COPY_BYTES_MAX = 64 * 1024;
+
 export type RequestOutcome =
   | { kind: 'reply'; reply: Reply }
   /** `written`: the request was handed to the socket, so the server may have acted on it. */
@@ -141,6 +144,7 @@ export class Connection {
     this.flush_scheduled = false;
     if (this.state !== 'open') return;
     const batch: Buffer[] = [];
+    let batch_bytes = 0;
     for (let request = this.unsent.shift(); request !== undefined; request = this.unsent.shift()) {
       if (request.abandoned) {
         this.abandoned_count -= 1;
@@ -149,12 +153,18 @@ export class Connection {
       request.written = true;
       this.inflight.push(request);
       batch.push(request.bytes);
+      batch_bytes += request.bytes.length;
     }
     if (batch.length === 0) return;
-    // Corked writes leave as one writev, so a batch costs one syscall and usually one packet.
-    this.socket.cork();
-    for (const bytes of batch) this.socket.write(bytes);
-    this.socket.uncork();
+    if (batch_bytes <= FLUSH_COPY_BYTES_MAX) {
+      // Copying small requests together is cheaper than a writev of many tiny buffers.
+      this.socket.write(batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, batch_bytes));
+    } else {
+      // Corked writes leave as one writev: one syscall, no copy of large values.
+      this.socket.cork();
+      for (const bytes of batch) this.socket.write(bytes);
+      this.socket.uncork();
+    }
     this.events.wrote(this);
   }
 

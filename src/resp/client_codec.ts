@@ -18,7 +18,6 @@ export type Reply =
   | { type: 'bulk'; value: Buffer | null }
   | { type: 'array'; items: Reply[] | null };
 
-const CRLF = Buffer.from('\r\n');
 const CR = 0x0d;
 const LF = 0x0a;
 
@@ -27,15 +26,26 @@ export function encodeCommand(args: readonly (Buffer | string)[]): Buffer {
   if (args.length > LIMITS.resp_array_elements_max) {
     throw new LimitExceededError('resp_array_elements_max', `command has ${args.length} arguments, more than ${LIMITS.resp_array_elements_max}`);
   }
-  const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`, 'latin1')];
-  for (const arg of args) {
-    const bytes = typeof arg === 'string' ? Buffer.from(arg, 'utf8') : arg;
-    if (bytes.length > LIMITS.resp_bulk_bytes_max) {
-      throw new LimitExceededError('resp_bulk_bytes_max', `argument of ${bytes.length} bytes is larger than ${LIMITS.resp_bulk_bytes_max}`);
+  // Size first, then one allocation: requests are small and many, so allocation dominates.
+  const lengths = args.map((arg) => (typeof arg === 'string' ? Buffer.byteLength(arg, 'utf8') : arg.length));
+  let total = 3 + String(args.length).length;
+  for (const length of lengths) {
+    if (length > LIMITS.resp_bulk_bytes_max) {
+      throw new LimitExceededError('resp_bulk_bytes_max', `argument of ${length} bytes is larger than ${LIMITS.resp_bulk_bytes_max}`);
     }
-    parts.push(Buffer.from(`$${bytes.length}\r\n`, 'latin1'), bytes, CRLF);
+    total += 5 + String(length).length + length;
   }
-  return Buffer.concat(parts);
+  const out = Buffer.allocUnsafe(total);
+  let offset = out.write(`*${args.length}\r\n`, 0, 'latin1');
+  args.forEach((arg, index) => {
+    const length = lengths[index] as number;
+    offset += out.write(`$${length}\r\n`, offset, 'latin1');
+    offset += typeof arg === 'string' ? out.write(arg, offset, 'utf8') : arg.copy(out, offset);
+    out[offset++] = CR;
+    out[offset++] = LF;
+  });
+  assert(offset === total, 'encodeCommand size mismatch');
+  return out;
 }
 
 export interface ReplyParserOptions {
@@ -144,16 +154,15 @@ export class ReplyParser {
     if (line === undefined) return undefined;
     if (line.length === 0) throw new RespProtocolError('RESP_PROTOCOL', 'empty reply line');
     const type = line[0];
-    const text = line.toString('utf8', 1);
     switch (type) {
       case 0x2b /* + */:
-        return { type: 'simple', value: text };
+        return { type: 'simple', value: line.toString('utf8', 1) };
       case 0x2d /* - */:
-        return { type: 'error', message: text };
+        return { type: 'error', message: line.toString('utf8', 1) };
       case 0x3a /* : */:
-        return { type: 'integer', value: parseInteger(text, 'integer reply') };
+        return { type: 'integer', value: parseInteger(line, 'integer reply') };
       case 0x24 /* $ */: {
-        const length = parseLength(text, 'bulk length');
+        const length = parseLength(line, 'bulk length');
         if (length === -1) return { type: 'bulk', value: null };
         if (length > this.bulk_bytes_max) {
           throw new RespProtocolError('RESP_TOO_LARGE', `bulk string of ${length} bytes exceeds bulk_bytes_max ${this.bulk_bytes_max}`);
@@ -162,7 +171,7 @@ export class ReplyParser {
         return this.parseBulkBody();
       }
       case 0x2a /* * */: {
-        const count = parseLength(text, 'array length');
+        const count = parseLength(line, 'array length');
         if (count === -1) return { type: 'array', items: null };
         if (count > this.array_elements_max) {
           throw new RespProtocolError('RESP_TOO_LARGE', `array of ${count} elements exceeds array_elements_max ${this.array_elements_max}`);
@@ -271,18 +280,32 @@ export class ReplyParser {
   }
 }
 
-const DECIMAL = /^-?(0|[1-9][0-9]*)$/;
-
-function parseInteger(text: string, what: string): number {
-  if (!DECIMAL.test(text) || text === '-0') throw new RespProtocolError('RESP_PROTOCOL', `malformed ${what} ${JSON.stringify(text)}`);
-  const value = Number(text);
-  if (!Number.isSafeInteger(value)) throw new RespProtocolError('RESP_PROTOCOL', `${what} ${text} is outside the safe integer range`);
-  return value;
+/**
+ * The decimal after the type byte of `line`: optional '-', then digits with
+ * no leading zero, within the safe integer range. Parsed from the bytes
+ * because header lines are the parser's hot path.
+ */
+function parseInteger(line: Buffer, what: string): number {
+  const negative = line[1] === 0x2d;
+  const first = negative ? 2 : 1;
+  const digits = line.length - first;
+  const malformed = (): RespProtocolError => new RespProtocolError('RESP_PROTOCOL', `malformed ${what} ${JSON.stringify(line.toString('latin1', 1))}`);
+  if (digits <= 0 || (line[first] === 0x30 && (digits > 1 || negative))) throw malformed();
+  let value = 0;
+  for (let i = first; i < line.length; i++) {
+    const digit = (line[i] as number) - 0x30;
+    if (digit < 0 || digit > 9) throw malformed();
+    value = value * 10 + digit;
+  }
+  if (!Number.isSafeInteger(value)) {
+    throw new RespProtocolError('RESP_PROTOCOL', `${what} ${line.toString('latin1', 1)} is outside the safe integer range`);
+  }
+  return negative ? -value : value;
 }
 
 /** A length field: a non-negative count, or -1 for null. */
-function parseLength(text: string, what: string): number {
-  const value = parseInteger(text, what);
+function parseLength(line: Buffer, what: string): number {
+  const value = parseInteger(line, what);
   if (value < -1) throw new RespProtocolError('RESP_PROTOCOL', `negative ${what} ${value}`);
   return value;
 }
