@@ -302,6 +302,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
 /** Entry point for the `kvcli` executable. */
 export function runKvcli(): void {
   const io: CliIo = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
+  // A reader that went away (`kvcli ... | head`) ends the program quietly, as in other CLIs.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(process.exitCode ?? 0);
+  });
   main(process.argv.slice(2), io).then(
     (code) => {
       process.exitCode = code;
