@@ -54,7 +54,12 @@ export class Replica {
       done({ ok: false, error: proposed.reason, leader_id: proposed.leader_id });
       return null;
     }
-    assert(!this.writes.has(proposed.index), `one pending write per log index (${proposed.index})`);
+    const displaced = this.writes.get(proposed.index);
+    if (displaced !== undefined) {
+      // Our earlier proposal at this index (an older term) was truncated away: it can never commit.
+      assert(displaced.term < proposed.term, `one pending write per log index and term (${proposed.index})`);
+      displaced.done({ ok: false, error: 'dropped', leader_id: this.core.id });
+    }
     this.writes.set(proposed.index, { term: proposed.term, done });
     return proposed.index;
   }

@@ -1,5 +1,5 @@
 /**
- * `npm run sim -- --seeds N [--nodes 3|5] [--seed S] [--start S0] [--chaos-ms MS]`
+ * `npm run sim -- --seeds N [--nodes 3|5] [--seed S] [--start S0] [--chaos-ms MS] [--profile mixed|crashy|partition]`
  * Runs N seeds (or replays one) and ends with exactly one summary line:
  * `sim: <N> seeds, <V> violations (<R> seeds/s)`; exits non-zero if V > 0.
  */
@@ -24,7 +24,12 @@ function parseArgs(argv: string[]): { seeds: number; start: number; replay: numb
     else if (flag === '--start') start = number();
     else if (flag === '--nodes') options.nodes = number();
     else if (flag === '--chaos-ms') options.chaos_ms = number();
-    else throw new Error(`unknown flag ${flag}; usage: npm run sim -- --seeds N [--nodes 3|5] [--seed S] [--start S0] [--chaos-ms MS]`);
+    else if (flag === '--profile') {
+      if (value !== 'mixed' && value !== 'crashy' && value !== 'partition') throw new Error('--profile is mixed, crashy or partition');
+      options.profile = value;
+      i++;
+    }
+    else throw new Error(`unknown flag ${flag}; usage: npm run sim -- --seeds N [--nodes 3|5] [--seed S] [--start S0] [--chaos-ms MS] [--profile mixed|crashy|partition]`);
   }
   return { seeds, start, replay, options };
 }
@@ -40,7 +45,7 @@ function main(): void {
     done++;
     if (!result.ok) {
       violations++;
-      const nodes = options.nodes !== undefined ? ` --nodes ${options.nodes}` : '';
+      const nodes = (options.nodes !== undefined ? ` --nodes ${options.nodes}` : '') + (options.profile !== undefined ? ` --profile ${options.profile}` : '');
       console.log(`seed ${seed}: ${result.violation}\n  replay: npm run sim -- --seed ${seed}${nodes}`);
     } else if (replay !== null) {
       console.log(`seed ${seed}: ok (${result.operations} client operations, ${result.messages} messages, ${result.virtual_ms} virtual ms)`);

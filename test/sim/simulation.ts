@@ -43,6 +43,8 @@ export interface SimParams {
   use_codec: boolean;
   message_entries_max: number;
   inflight_messages_max: number;
+  /** false: each connection is FIFO as TCP is (requests and responses travel on different connections); true: any order. */
+  reorder: boolean;
 }
 
 export class SafetyViolation extends Error {
@@ -62,6 +64,8 @@ class SimNode {
   alive = false;
   incarnation = 0;
   paused_until = 0;
+  /** Per connection, when the resumed process gets to what queued up on it (FIFO within a connection). */
+  resume_order = new Map<string, number>();
   disk: Disk = { hard_state: { term: 0, vote: NO_NODE, commit: 0 }, entries: [] };
   core!: RaftCore;
   replica!: Replica;
@@ -94,10 +98,14 @@ export class Simulation {
   now = 0;
   private readonly queue = new EventQueue();
   private readonly blocked = new Set<string>();
+  /** Per simulated connection, the delivery time of the last message scheduled on it. */
+  private readonly channel_last = new Map<string, number>();
   private drop_rate: number;
   private duplicate_rate: number;
   /** The cluster's committed log as observed so far: index → entry. */
   private readonly committed: LogEntry[] = [];
+  /** For each committed index, the term in which it was first seen committed (the committing leader's term). */
+  private readonly committed_in_term: number[] = [];
   private readonly leader_of_term = new Map<number, NodeId>();
   private readonly clients: ClientState[] = [];
   private events_run = 0;
@@ -107,6 +115,8 @@ export class Simulation {
   private value_counter = 0;
   /** Called when a node first becomes leader of a term (the nemesis uses it to strike at bad moments). */
   on_leader_elected: ((id: NodeId) => void) | null = null;
+  /** Called when a leader's commit index advances. */
+  on_leader_commit: ((id: NodeId) => void) | null = null;
 
   constructor(params: SimParams) {
     this.params = params;
@@ -217,12 +227,19 @@ export class Simulation {
 
   pause(id: NodeId, ms: number): void {
     const node = this.node(id);
-    if (node.alive) node.paused_until = Math.max(node.paused_until, this.now + ms);
+    if (!node.alive) return;
+    if (node.paused_until <= this.now) node.resume_order.clear();
+    node.paused_until = Math.max(node.paused_until, this.now + ms);
   }
 
   /** When a paused node handles something that arrived during the pause: sockets are read in no fixed order. */
-  private resumeTime(node: SimNode): number {
-    return node.paused_until + this.rng.float() * 2;
+  private resumeTime(node: SimNode, connection: string): number {
+    let offset = node.resume_order.get(connection);
+    if (offset === undefined) {
+      offset = this.rng.float() * 2;
+      node.resume_order.set(connection, offset);
+    }
+    return node.paused_until + offset;
   }
 
   node(id: NodeId): SimNode {
@@ -281,10 +298,18 @@ export class Simulation {
     if (this.blocked.has(`${from}>${to}`)) return;
     if (this.rng.float() < this.drop_rate) return;
     const copies = this.rng.float() < this.duplicate_rate ? 2 : 1;
+    // Requests go on the sender's outbound connection, responses on the connection the request came in on.
+    const is_response = message.type === 2 || message.type === 4 || message.type === 6;
+    const channel = is_response ? `${to}<${from}` : `${from}>${to}`;
     for (let i = 0; i < copies; i++) {
       const delay = this.params.delay_min_ms + this.rng.float() * (this.params.delay_max_ms - this.params.delay_min_ms);
+      let at = this.now + delay;
+      if (!this.params.reorder) {
+        at = Math.max(at, this.channel_last.get(channel) ?? 0);
+        this.channel_last.set(channel, at);
+      }
       const delivered = this.params.use_codec ? roundTrip(message) : message;
-      this.schedule(delay, () => this.deliver(from, to, delivered));
+      this.queue.push(at, () => this.deliver(from, to, delivered));
     }
   }
 
@@ -293,7 +318,7 @@ export class Simulation {
     if (!node.alive) return;
     if (node.paused_until > this.now) {
       const incarnation = node.incarnation;
-      this.queue.push(this.resumeTime(node), () => {
+      this.queue.push(this.resumeTime(node, `peer${from}`), () => {
         if (node.incarnation === incarnation) this.deliver(from, to, message);
       });
       return;
@@ -388,6 +413,7 @@ export class Simulation {
       const log = core.logEntries();
       for (let index = node.commit_recorded + 1; index <= commit; index++) this.recordCommitted(node, index, log[index - 1]!);
       node.commit_recorded = commit;
+      if (core.current_role === 'leader' && this.on_leader_commit !== null) this.on_leader_commit(node.id);
     }
   }
 
@@ -396,6 +422,7 @@ export class Simulation {
     if (known === undefined) {
       if (this.committed.length !== index - 1) throw new SafetyViolation(`committed log gap at ${index}`);
       this.committed.push(entry);
+      this.committed_in_term.push(node.core.current_term);
       return;
     }
     if (!sameEntry(known, entry)) {
@@ -405,9 +432,13 @@ export class Simulation {
     }
   }
 
+  /** Figure 3: an entry committed in term T is in the log of every leader of a term after T. */
   private checkLeaderCompleteness(node: SimNode): void {
     const log = node.core.logEntries();
+    const term = node.core.current_term;
     for (let index = 1; index <= this.committed.length; index++) {
+      // A stale leader of an older term may still win its old election late (its votes were delayed): not covered.
+      if (this.committed_in_term[index - 1]! >= term) continue;
       const mine = log[index - 1];
       if (mine === undefined || !sameEntry(mine, this.committed[index - 1]!)) {
         throw new SafetyViolation(
@@ -523,7 +554,7 @@ export class Simulation {
     const arrive = (): void => {
       if (settled || !target.alive || target.incarnation !== incarnation) return;
       if (target.paused_until > this.now) {
-        this.queue.push(this.resumeTime(target), arrive); // a paused process reads its sockets, in any order, when it resumes
+        this.queue.push(this.resumeTime(target, `client${client.id}`), arrive); // a paused process reads its sockets, in any order, when it resumes
         return;
       }
       if (input.kind === 'get') {
@@ -556,6 +587,18 @@ export class Simulation {
       this.pump(target);
     };
     this.schedule(hop(), arrive);
+  }
+
+  /** Proposes `count` writes straight to node `id` (no client history); returns how many it accepted. */
+  proposeMany(id: NodeId, count: number, prefix: string): number {
+    const node = this.node(id);
+    let accepted = 0;
+    for (let i = 0; i < count; i++) {
+      const handle = node.replica.write({ op: 'set', key: Buffer.from(`${prefix}${i % 7}`), words: [Buffer.from(`${prefix}-${i}`)] }, () => undefined);
+      if (handle !== null) accepted++;
+    }
+    this.pump(node);
+    return accepted;
   }
 
   /** Submits one write through the current leader and reports whether it committed within the deadline. */

@@ -17,7 +17,7 @@ export interface SeedOptions {
   faults?: SimFaults;
   chaos_ms?: number;
   /** 'mixed': every kind of fault; 'crashy': frequent crashes and restarts (durability and Figure 8). */
-  profile?: 'mixed' | 'crashy';
+  profile?: 'mixed' | 'crashy' | 'partition';
   /** Force the batch size (1 exposes rules that batching would mask). */
   message_entries_max?: number;
   /** Skip the liveness phase (for runs that break a rule on purpose and only look for safety failures). */
@@ -57,6 +57,7 @@ export function drawParams(seed: number, options: SeedOptions = {}): SimParams {
     use_codec: rng.float() < 0.25,
     message_entries_max: options.message_entries_max ?? [1, 2, 8, 64][rng.int(4)]!,
     inflight_messages_max: [1, 4, 16][rng.int(3)]!,
+    reorder: rng.float() < 0.3,
   };
 }
 
@@ -65,11 +66,13 @@ export function runSeed(seed: number, options: SeedOptions = {}): SeedResult {
   const sim = new Simulation(params);
   const nemesis_rng = new SeededRandom(seed ^ 0xbad);
   const chaos_ms = options.chaos_ms ?? 3000;
+  const profile = options.profile ?? profileForSeed(seed);
   let violation: string | null = null;
   try {
     sim.startClients();
     const end = sim.now + chaos_ms;
-    const crashy = options.profile === 'crashy';
+    const crashy = profile === 'crashy';
+    let chaos = true;
     if (crashy) {
       // Figure 8: leaders that die moments after election, having replicated only part of their log.
       // Like MIT's Figure8 test, each new leader also gets a proposal of its own at once.
@@ -81,16 +84,23 @@ export function runSeed(seed: number, options: SeedOptions = {}): SeedResult {
             node.replica.write({ op: 'set', key: Buffer.from('fig8'), words: [Buffer.from(`f${++fig8_counter}`)] }, () => undefined);
           }
         });
-        if (nemesis_rng.float() < 0.5) sim.schedule(nemesis_rng.float() * 15, () => sim.crash(id));
+        if (nemesis_rng.float() < 0.5) sim.schedule(nemesis_rng.float() * 15, () => chaos && sim.crash(id));
+      };
+      // ... and leaders that die just after their commit index moved, before followers learn of it.
+      sim.on_leader_commit = (id) => {
+        if (nemesis_rng.float() < 0.2) sim.schedule(nemesis_rng.float() * 2, () => chaos && sim.crash(id));
       };
     }
     while (sim.now < end) {
       sim.runFor(crashy ? 10 + nemesis_rng.int(150) : 50 + nemesis_rng.int(400));
       if (crashy) crashNemesis(sim, nemesis_rng);
+      else if (profile === 'partition') partitionNemesis(sim, nemesis_rng);
       else nemesis(sim, nemesis_rng);
     }
     // Liveness: heal everything and demand progress within a stated bound.
     sim.on_leader_elected = null;
+    sim.on_leader_commit = null;
+    chaos = false;
     sim.heal();
     sim.setUnreliable(0, 0);
     for (const node of sim.nodes) sim.restart(node.id);
@@ -136,6 +146,12 @@ export function runSeed(seed: number, options: SeedOptions = {}): SeedResult {
   };
 }
 
+/** The seed alone picks the fault profile, so a seed replays exactly with no other flag. */
+export function profileForSeed(seed: number): 'mixed' | 'crashy' | 'partition' {
+  const roll = new SeededRandom(seed ^ 0x9f0f).float();
+  return roll < 0.5 ? 'mixed' : roll < 0.75 ? 'crashy' : 'partition';
+}
+
 function nemesis(sim: Simulation, rng: SeededRandom): void {
   const n = sim.nodes.length;
   const pick = (): number => 1 + rng.int(n);
@@ -163,6 +179,19 @@ function nemesis(sim: Simulation, rng: SeededRandom): void {
   } else if (roll < 0.82) {
     const leader = sim.leader();
     if (leader !== null) sim.pause(leader.id, 200 + rng.int(800));
+  } else {
+    sim.heal();
+  }
+}
+
+/** Cut off or pause the leader again and again: a deposed leader that still believes it leads must not serve reads. */
+function partitionNemesis(sim: Simulation, rng: SeededRandom): void {
+  const roll = rng.float();
+  const leader = sim.leader();
+  if (roll < 0.4) {
+    if (leader !== null) sim.isolate(leader.id);
+  } else if (roll < 0.7) {
+    if (leader !== null) sim.pause(leader.id, 150 + rng.int(400));
   } else {
     sim.heal();
   }

@@ -1,0 +1,233 @@
+/**
+ * The simulator in the test suite: named scenarios, a few hundred random
+ * seeds, and proof that each check can fail (test-only switches that break
+ * one Raft rule each must be caught within a stated number of seeds).
+ * Every failure message carries the command that replays it.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { checkLinearizable } from './linearizability';
+import { drawParams, runSeed, LIVENESS_BOUND_MS, type SeedOptions } from './vopr';
+import { Simulation, type SimParams } from './simulation';
+
+function reliable(seed: number, nodes: number, overrides: Partial<SimParams> = {}): Simulation {
+  const params: SimParams = {
+    ...drawParams(seed, { nodes }),
+    drop_rate: 0,
+    duplicate_rate: 0,
+    delay_min_ms: 0.5,
+    delay_max_ms: 3,
+    fsync_min_ms: 0.1,
+    fsync_max_ms: 1,
+    use_codec: true,
+    message_entries_max: 64,
+    inflight_messages_max: 8,
+    reorder: false,
+    ...overrides,
+  };
+  return new Simulation(params);
+}
+
+function replay(seed: number, options: SeedOptions): string {
+  const flags = [`--seed ${seed}`];
+  if (options.nodes !== undefined) flags.push(`--nodes ${options.nodes}`);
+  if (options.profile !== undefined) flags.push(`--profile ${options.profile}`);
+  return `npm run sim -- ${flags.join(' ')}`;
+}
+
+function runSeeds(first: number, count: number, options: SeedOptions): void {
+  const failures: string[] = [];
+  for (let seed = first; seed < first + count; seed++) {
+    const result = runSeed(seed, options);
+    if (!result.ok) failures.push(`seed ${seed}: ${result.violation}\n  replay: ${replay(seed, options)}`);
+  }
+  assert.deepEqual(failures, [], failures.join('\n'));
+}
+
+function assertLinearizable(sim: Simulation): void {
+  const result = checkLinearizable(sim.history);
+  assert.ok(result.ok, `history not linearizable (seed ${sim.params.seed}): ${result.failure?.explanation ?? ''}`);
+}
+
+/** Runs seeds until one violates a check; returns that seed or null. */
+function firstViolation(count: number, options: SeedOptions): { seed: number; violation: string } | null {
+  for (let seed = 1; seed <= count; seed++) {
+    const result = runSeed(seed, { ...options, liveness: false });
+    if (!result.ok) return { seed, violation: result.violation ?? '' };
+  }
+  return null;
+}
+
+// ------------------------------------------------------------------ scenarios
+
+test('initial election: 3 and 5 nodes elect one leader that every node follows', () => {
+  for (const nodes of [3, 5]) {
+    const sim = reliable(11, nodes);
+    assert.ok(sim.runUntil(() => sim.leader() !== null, 1000), `a leader within 1000 ms (${nodes} nodes)`);
+    sim.runFor(200);
+    const leader = sim.leader()!;
+    const leaders = sim.nodes.filter((n) => n.core.current_role === 'leader');
+    assert.equal(leaders.length, 1);
+    for (const node of sim.nodes) assert.equal(node.core.status().leader_id, leader.id);
+  }
+});
+
+test('re-election after the leader crashes; the old leader rejoins as a follower', () => {
+  const sim = reliable(12, 3);
+  sim.startClients();
+  assert.ok(sim.runUntil(() => sim.leader() !== null, 1000));
+  const old = sim.leader()!;
+  const old_term = old.core.current_term;
+  sim.crash(old.id);
+  assert.ok(sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== old.id, LIVENESS_BOUND_MS), 'a survivor is elected');
+  assert.ok(sim.leader()!.core.current_term > old_term);
+  assert.ok(sim.writeThroughLeader('after', 'crash', 1000), 'the new leader commits writes');
+  sim.restart(old.id);
+  sim.runFor(500);
+  assert.equal(old.core.current_role, 'follower');
+  sim.stopClients();
+  sim.runFor(1000);
+  assertLinearizable(sim);
+});
+
+test('no quorum: with two of three nodes down there is no leader and nothing commits', () => {
+  const sim = reliable(13, 3);
+  assert.ok(sim.runUntil(() => sim.leader() !== null, 1000));
+  const leader = sim.leader()!;
+  const survivor = sim.nodes.find((n) => n.id !== leader.id)!;
+  for (const node of sim.nodes) if (node.id !== survivor.id) sim.crash(node.id);
+  const commit = survivor.core.commit_index;
+  sim.runFor(3000);
+  assert.notEqual(survivor.core.current_role, 'leader');
+  assert.equal(survivor.core.commit_index, commit);
+  assert.equal(survivor.replica.core.propose(Buffer.from('x')).ok, false);
+});
+
+test('PreVote: a partitioned node rejoins without deposing the leader; a partitioned old leader steps down and rejoins quietly', () => {
+  const sim = reliable(14, 5);
+  assert.ok(sim.runUntil(() => sim.leader() !== null, 1000));
+  const leader = sim.leader()!;
+  const term = leader.core.current_term;
+  const follower = sim.nodes.find((n) => n.id !== leader.id)!;
+  sim.isolate(follower.id);
+  sim.runFor(3000);
+  assert.equal(follower.core.current_term, term, 'an isolated node cannot inflate its term');
+  sim.heal();
+  sim.runFor(1000);
+  assert.equal(sim.leader()?.id, leader.id, 'the leader was not disrupted');
+  assert.equal(leader.core.current_term, term);
+
+  sim.isolate(leader.id);
+  assert.ok(sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== leader.id, LIVENESS_BOUND_MS));
+  const successor = sim.leader()!;
+  sim.runFor(500);
+  assert.notEqual(leader.core.current_role, 'leader', 'CheckQuorum: the cut-off leader stepped down');
+  const successor_term = successor.core.current_term;
+  sim.heal();
+  sim.runFor(1000);
+  assert.equal(sim.leader()?.id, successor.id);
+  assert.equal(successor.core.current_term, successor_term, 'no election was forced by the returning node');
+});
+
+test('Figure 8 on an unreliable network: leaders crash right after election or commit, over 150 seeds of 5 nodes', () => {
+  runSeeds(20_000, 150, { profile: 'crashy', nodes: 5 });
+});
+
+test('followers far behind and with 3,000 conflicting entries catch up in a handful of rejections', () => {
+  const sim = reliable(15, 5, { message_entries_max: 64, inflight_messages_max: 8 });
+  assert.ok(sim.runUntil(() => sim.leader() !== null, 1000));
+  const old = sim.leader()!;
+  sim.isolate(old.id);
+  assert.equal(sim.proposeMany(old.id, 3000, 'stale'), 3000, 'the cut-off leader accepts writes it can never commit');
+  const behind = sim.nodes.find((n) => n.id !== old.id)!;
+  sim.crash(behind.id);
+  assert.ok(sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== old.id, LIVENESS_BOUND_MS));
+  const leader = sim.leader()!;
+  let proposed = 0;
+  while (proposed < 5000) {
+    proposed += sim.proposeMany(leader.id, 500, `good${proposed}`);
+    sim.runFor(50);
+  }
+  assert.ok(sim.runUntil(() => leader.core.commit_index >= 5000, 5000));
+  const rejections_before = sim.append_rejections;
+  sim.heal();
+  sim.restart(behind.id);
+  const target = leader.core.last_log_index;
+  const caught_up = sim.runUntil(
+    () => sim.nodes.every((n) => n.alive && n.core.last_log_index >= target && n.core.termAt(target) === leader.core.termAt(target)),
+    3000,
+  );
+  assert.ok(caught_up, 'every node holds the leader log within 3 s');
+  const rejections = sim.append_rejections - rejections_before;
+  assert.ok(rejections <= 12, `${rejections} rejections for two lagging followers (one per stale term, not per entry)`);
+  sim.checkLogMatching();
+});
+
+test('leader crashes during replication on an unreliable network lose no acknowledged write', () => {
+  const sim = reliable(16, 3, { drop_rate: 0.1, duplicate_rate: 0.05, delay_max_ms: 10 });
+  sim.startClients();
+  for (let round = 0; round < 12; round++) {
+    assert.ok(sim.runUntil(() => sim.leader() !== null, LIVENESS_BOUND_MS), `round ${round}: a leader`);
+    sim.runFor(100 + round * 37);
+    const leader = sim.leader();
+    if (leader !== null) sim.crash(leader.id);
+    sim.runFor(50);
+    for (const node of sim.nodes) sim.restart(node.id);
+  }
+  assert.ok(sim.runUntil(() => sim.leader() !== null, LIVENESS_BOUND_MS));
+  sim.stopClients();
+  sim.runFor(2000);
+  assert.ok(sim.history.length > 40, `clients made progress (${sim.history.length} operations)`);
+  assertLinearizable(sim);
+});
+
+test('churn: every node crashes and restarts, sometimes all at once, while clients write', () => {
+  const sim = reliable(17, 5, { drop_rate: 0.02 });
+  sim.startClients();
+  for (let round = 0; round < 20; round++) {
+    sim.runFor(150);
+    const victim = 1 + (round * 3) % 5;
+    if (round % 7 === 6) for (const node of sim.nodes) sim.crash(node.id);
+    else sim.crash(victim);
+    sim.runFor(60);
+    for (const node of sim.nodes) sim.restart(node.id);
+  }
+  assert.ok(sim.runUntil(() => sim.leader() !== null, LIVENESS_BOUND_MS));
+  assert.ok(sim.writeThroughLeader('churn', 'done', LIVENESS_BOUND_MS));
+  sim.stopClients();
+  sim.runFor(2000);
+  sim.checkLogMatching();
+  assertLinearizable(sim);
+});
+
+test('reads during partitions and pauses are never stale (100 seeds of leader isolation and pauses)', () => {
+  runSeeds(30_000, 100, { profile: 'partition' });
+});
+
+test('random seeds: 200 of 3 nodes and 100 of 5 nodes, every fault mixed, liveness asserted after healing', () => {
+  runSeeds(1, 200, { nodes: 3 });
+  runSeeds(100_000, 100, { nodes: 5 });
+});
+
+// ------------------------------------------------------------------ the checks can fail
+
+test('switch vote_without_log_check: the simulator reports a violation within 20 seeds', () => {
+  const found = firstViolation(20, { faults: { vote_without_log_check: true }, profile: 'mixed' });
+  assert.ok(found !== null, 'granting votes to out-of-date candidates must break Leader Completeness');
+});
+
+test('switch read_without_heartbeat: the linearizability checker reports a stale read within 100 seeds', () => {
+  const found = firstViolation(100, { faults: { read_without_heartbeat: true }, profile: 'partition' });
+  assert.ok(found !== null, 'serving reads without confirming leadership must produce a stale read');
+  assert.match(found.violation, /Linearizability/);
+});
+
+test('switch ack_before_persist: the simulator reports lost committed entries within 100 seeds', () => {
+  const found = firstViolation(100, { faults: { ack_before_persist: true, send_before_persist: true }, profile: 'crashy' });
+  assert.ok(found !== null, 'acknowledging before fsync must lose a committed entry after crashes');
+});
+
+test('switch commit_old_term_entries: the simulator reports a Figure 8 violation within 500 seeds', () => {
+  const found = firstViolation(500, { faults: { commit_old_term_entries: true }, profile: 'crashy', nodes: 5, message_entries_max: 1 });
+  assert.ok(found !== null, 'committing an earlier term\'s entry by counting replicas must lose it (Figure 8)');
+});
