@@ -58,6 +58,10 @@ export const LIMITS = {
   wal_write_bytes_max: 16 * 1024 * 1024,
   /** WAL: bytes read per read() call while replaying the log at startup. */
   wal_replay_chunk_bytes: 1024 * 1024,
+  /** Requests a follower has relayed to the leader and not yet had answered, per leader link. */
+  forward_pending_requests_max: 64 * 1024,
+  /** Client requests waiting for a leader to become known (each waits at most no_leader_timeout_ms). */
+  leader_waiters_max: 64 * 1024,
 } as const;
 
 export type Limits = typeof LIMITS;

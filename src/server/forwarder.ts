@@ -1,0 +1,139 @@
+import * as net from 'node:net';
+import { encodeCommand, ReplyParser } from '../resp/client_codec';
+import { LIMITS } from '../util/limits';
+import type { Logger } from '../util/log';
+
+/**
+ * A follower's pipelined link to the leader's client port. Each client
+ * request is relayed as-is and the leader's reply comes back byte for byte,
+ * in order (one FIFO per connection, so a reply can never be matched to
+ * another request: redisraft #26).
+ *
+ * The first command on every link is `RAFT.PROXY`, which tells the leader
+ * not to forward anything it receives there again: a node that is not the
+ * leader answers such requests with `-TRYAGAIN not the leader` instead, so
+ * two nodes with stale views can never bounce a request between them.
+ */
+export const PROXY_HELLO = 'RAFT.PROXY';
+export const NOT_LEADER_PREFIX = '-TRYAGAIN not the leader';
+
+export type ForwardResult =
+  /** The leader's reply, exactly as it sent it. */
+  | { kind: 'reply'; bytes: Buffer }
+  /** Certainly not executed: the request never left this node. */
+  | { kind: 'not_sent' }
+  /** The link failed after the request was written: it may or may not have run. */
+  | { kind: 'unknown' };
+
+interface PendingForward {
+  resolve: (result: ForwardResult) => void;
+  /** Written to a connected socket. */
+  sent: boolean;
+}
+
+class LeaderLink {
+  private readonly socket: net.Socket;
+  private readonly parser = new ReplyParser();
+  private readonly pending: PendingForward[] = [];
+  private connected = false;
+  private hello_pending = true;
+  closed = false;
+
+  constructor(
+    readonly address: string,
+    host: string,
+    port: number,
+    private readonly logger: Logger,
+    private readonly on_closed: (link: LeaderLink) => void,
+  ) {
+    this.socket = net.connect({ host, port });
+    this.socket.setNoDelay(true);
+    this.socket.on('connect', () => {
+      this.connected = true;
+      for (const item of this.pending) item.sent = true;
+    });
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('error', (error) => this.logger.debug(`forward link to ${address}: ${error.message}`));
+    this.socket.on('close', () => this.fail());
+    this.socket.write(encodeCommand([PROXY_HELLO]));
+  }
+
+  get pending_count(): number {
+    return this.pending.length;
+  }
+
+  forward(args: readonly Buffer[]): Promise<ForwardResult> {
+    if (this.closed) return Promise.resolve({ kind: 'not_sent' });
+    if (this.pending.length >= LIMITS.forward_pending_requests_max) return Promise.resolve({ kind: 'not_sent' });
+    return new Promise((resolve) => {
+      this.pending.push({ resolve, sent: this.connected });
+      this.socket.write(encodeCommand(args));
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+    this.fail();
+  }
+
+  private onData(chunk: Buffer): void {
+    let replies: Buffer[];
+    try {
+      replies = this.parser.pushRaw(chunk);
+    } catch (error) {
+      this.logger.warn(`forward link to ${this.address}: bad reply bytes (${(error as Error).message}); closing`);
+      this.close();
+      return;
+    }
+    for (const bytes of replies) {
+      if (this.hello_pending) {
+        this.hello_pending = false;
+        continue;
+      }
+      const item = this.pending.shift();
+      if (item === undefined) {
+        this.logger.warn(`forward link to ${this.address}: reply without a request; closing`);
+        this.close();
+        return;
+      }
+      item.resolve({ kind: 'reply', bytes });
+    }
+  }
+
+  private fail(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const item of this.pending.splice(0)) item.resolve(item.sent ? { kind: 'unknown' } : { kind: 'not_sent' });
+    this.on_closed(this);
+  }
+}
+
+export class LeaderForwarder {
+  private readonly links = new Map<string, LeaderLink>();
+
+  constructor(private readonly logger: Logger) {}
+
+  forward(host: string, port: number, args: readonly Buffer[]): Promise<ForwardResult> {
+    const address = `${host}:${port}`;
+    let link = this.links.get(address);
+    if (link === undefined || link.closed) {
+      link = new LeaderLink(address, host, port, this.logger, (closed) => {
+        if (this.links.get(closed.address) === closed) this.links.delete(closed.address);
+      });
+      this.links.set(address, link);
+    }
+    return link.forward(args);
+  }
+
+  /** Closes idle links to nodes that are no longer the leader. */
+  retainOnly(address: string | null): void {
+    for (const [key, link] of this.links) {
+      if (key !== address && link.pending_count === 0) link.close();
+    }
+  }
+
+  close(): void {
+    for (const link of [...this.links.values()]) link.close();
+    this.links.clear();
+  }
+}

@@ -1,0 +1,412 @@
+import type { NodeAddress, NodeConfig } from '../config/config';
+import type { ClientCommand } from '../kv/client_command';
+import { parseClientCommand } from '../kv/client_command';
+import { RaftCore } from '../raft/core';
+import { NO_NODE, type NodeId, type Ready, type SoftState } from '../raft/types';
+import { Replica, type ReadOutcome, type WriteOutcome } from '../replica/replica';
+import { encodeBulkArray, encodeBulkString, encodeError, encodeInteger, REPLY_NIL, REPLY_OK, REPLY_PONG } from '../resp/reply';
+import { RaftStorage } from '../storage';
+import { LIMITS } from '../util/limits';
+import type { Logger } from '../util/log';
+import { SeededRandom } from '../util/prng';
+import { ClientListener, type ClientConnectionInfo, type ClientReply } from './client_listener';
+import { LeaderForwarder, NOT_LEADER_PREFIX, PROXY_HELLO } from './forwarder';
+import { formatInfo } from './info';
+import { PeerTransport } from './peer_transport';
+
+const PROXIED_TAG = 'proxied';
+const EMPTY_ARRAY_REPLY = Buffer.from('*0\r\n', 'latin1');
+const NOT_LEADER_REPLY = encodeError(`${NOT_LEADER_PREFIX.slice(1)}`);
+/** How often a request waiting for a leader re-checks when nothing else wakes it. */
+const LEADER_RECHECK_MS = 50;
+
+type Dispatchable = Extract<ClientCommand, { kind: 'write' } | { kind: 'read' }>;
+
+/**
+ * One node of the cluster: the event-loop glue around the pure Raft core. It
+ * owns the disk (WAL), the two listeners, the peer links and the timer, and
+ * carries out each Ready in the order the core demands: persist (fsync, off
+ * the event loop), then send, then apply and answer clients.
+ */
+export class KvNode {
+  private readonly config: NodeConfig;
+  private readonly logger: Logger;
+  private storage: RaftStorage | null = null;
+  private core: RaftCore | null = null;
+  private replica: Replica | null = null;
+  private transport: PeerTransport | null = null;
+  private listener: ClientListener | null = null;
+  private readonly forwarder: LeaderForwarder;
+  private tick_timer: NodeJS.Timeout | null = null;
+  private pump_scheduled = false;
+  private persisting = false;
+  private persisted_last_index = 0;
+  private idle_waiters: Array<() => void> = [];
+  private leader_waiters = new Set<() => void>();
+  private soft: SoftState = { role: 'follower', term: 0, leader_id: NO_NODE };
+  private fatal_error: Error | null = null;
+  private stopping = false;
+  /** Called once if the node hits an error it cannot continue from (the process should exit non-zero). */
+  on_fatal: (error: Error) => void = () => undefined;
+
+  constructor(config: NodeConfig, logger: Logger) {
+    this.config = config;
+    this.logger = logger;
+    this.forwarder = new LeaderForwarder(logger);
+  }
+
+  async start(): Promise<void> {
+    const { storage, restored, recovery } = await RaftStorage.open(this.config.data_dir);
+    this.storage = storage;
+    this.persisted_last_index = restored.entries.length;
+    this.logger.info(
+      `recovered ${restored.entries.length} log entries (term ${restored.hard_state.term}, commit ${restored.hard_state.commit}) from ${recovery.records} records in ${recovery.log_file}` +
+        (recovery.truncated_tail_bytes > 0 ? `; truncated a torn tail of ${recovery.truncated_tail_bytes} bytes` : ''),
+    );
+    if (recovery.truncated_tail_bytes > 0) this.logger.warn(`truncated a torn WAL tail of ${recovery.truncated_tail_bytes} bytes`);
+    const self = this.config.self;
+    this.core = new RaftCore(
+      {
+        id: self.id,
+        voters: this.config.nodes.map((n) => n.id),
+        election_ticks: this.config.election_ticks,
+        heartbeat_ticks: this.config.heartbeat_ticks,
+        // Election jitter only needs to differ between nodes and runs; it is not a secret.
+        random: new SeededRandom((Date.now() ^ (process.pid << 8) ^ self.id) >>> 0),
+        limits: {
+          entry_bytes_max: LIMITS.raft_entry_bytes_max,
+          message_entries_bytes_max: LIMITS.raft_message_entries_bytes_max,
+          message_entries_max: LIMITS.raft_message_entries_max,
+          inflight_messages_max: LIMITS.raft_inflight_messages_max,
+          uncommitted_bytes_max: LIMITS.raft_uncommitted_bytes_max,
+          pending_reads_max: LIMITS.raft_pending_reads_max,
+        },
+        prevote: true,
+        check_quorum: true,
+      },
+      restored,
+    );
+    this.replica = new Replica(this.core);
+    try {
+      this.transport = new PeerTransport(
+        {
+          self_id: self.id,
+          listen_host: self.host,
+          listen_port: self.raft_port,
+          peers: this.config.peers.map((p) => ({ id: p.id, host: p.host, raft_port: p.raft_port })),
+          logger: this.logger,
+        },
+        (from, message) => {
+          if (this.stopped()) return;
+          this.requireCore().step(from, message);
+          this.schedulePump();
+        },
+      );
+      await this.transport.start();
+      this.listener = new ClientListener({ host: self.host, port: self.client_port, logger: this.logger }, (args, connection) =>
+        this.handleClient(args, connection),
+      );
+      await this.listener.start();
+    } catch (error) {
+      await this.transport?.close();
+      await storage.close();
+      throw error;
+    }
+    this.tick_timer = setInterval(() => {
+      if (this.stopped()) return;
+      this.requireCore().tick();
+      this.schedulePump();
+    }, this.config.tick_ms);
+    this.schedulePump(); // replay committed entries into the state machine
+    this.logger.info(`node ${self.id} serving clients on ${self.host}:${self.client_port}, raft on ${self.raft_port}`);
+  }
+
+  /** Graceful stop: no new clients, hand leadership over, finish the disk, close everything. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await this.listener?.stopAccepting();
+    const core = this.core;
+    if (core !== null && core.current_role === 'leader' && this.config.peers.length > 0 && this.fatal_error === null) {
+      const target = core.status().peers.reduce((best, p) => (p.match > best.match ? p : best));
+      if (core.transferLeadership(target.id)) {
+        this.logger.info(`handing leadership to node ${target.id} before exit`);
+        this.schedulePump();
+        await this.waitFor(() => core.current_role !== 'leader', 2 * this.config.election_ticks * this.config.tick_ms);
+      }
+    }
+    if (this.tick_timer !== null) clearInterval(this.tick_timer);
+    await this.waitFor(() => !this.persisting, 10_000);
+    await this.listener?.close();
+    this.forwarder.close();
+    await this.transport?.close();
+    await this.storage?.close();
+    for (const wake of this.leader_waiters) wake();
+  }
+
+  /** For INFO and tests. */
+  info(section: string | null): string {
+    const core = this.requireCore();
+    return formatInfo(section, {
+      config: this.config,
+      status: core.status(),
+      last_applied: this.requireReplica().state.last_applied,
+      key_count: this.requireReplica().state.key_count,
+      data_bytes: this.requireReplica().state.data_bytes,
+      pending_writes: this.requireReplica().pending_writes,
+      pending_reads: this.requireReplica().pending_reads,
+      peers: this.transport?.status() ?? [],
+      storage: this.storage?.stats() ?? null,
+      connected_clients: this.listener?.connection_count ?? 0,
+    });
+  }
+
+  // ------------------------------------------------------------------ the Ready loop
+
+  private schedulePump(): void {
+    if (this.pump_scheduled) return;
+    this.pump_scheduled = true;
+    // setImmediate runs after this turn's I/O callbacks: every request that arrived together shares one Ready and one fsync.
+    setImmediate(() => {
+      this.pump_scheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    const core = this.core;
+    const storage = this.storage;
+    if (core === null || storage === null || this.fatal_error !== null) return;
+    while (!this.persisting && core.hasReady()) {
+      const ready = core.ready();
+      if (ready === null) break;
+      if (ready.soft_state !== null) this.onSoftState(ready.soft_state);
+      if (ready.entries !== null && ready.entries.first_index <= this.persisted_last_index) {
+        this.logger.info(`log truncated from index ${ready.entries.first_index} (conflict with the leader's log)`);
+      }
+      if (ready.hard_state === null && ready.entries === null) {
+        this.finishReady(ready);
+        continue;
+      }
+      this.persisting = true;
+      storage.save(ready.hard_state, ready.entries).then(
+        () => {
+          this.persisting = false;
+          if (ready.entries !== null) this.persisted_last_index = ready.entries.first_index + ready.entries.entries.length - 1;
+          this.finishReady(ready);
+          this.notifyIdle();
+          this.pump();
+        },
+        (error: Error) => this.fail(error),
+      );
+    }
+    if (!this.persisting) this.notifyIdle();
+  }
+
+  private finishReady(ready: Ready): void {
+    const transport = this.transport;
+    if (transport !== null) for (const { to, message } of ready.messages) transport.send(to, message);
+    this.requireReplica().applyReady(ready);
+    this.requireCore().advance(ready);
+  }
+
+  private onSoftState(soft: SoftState): void {
+    const previous = this.soft;
+    this.soft = soft;
+    if (previous.role !== soft.role || previous.term !== soft.term) {
+      this.logger.info(`role ${soft.role} in term ${soft.term}${soft.leader_id !== NO_NODE ? ` (leader ${soft.leader_id})` : ''}`);
+    }
+    if (previous.leader_id !== soft.leader_id) {
+      const leader = this.addressOf(soft.leader_id);
+      this.forwarder.retainOnly(leader === null ? null : `${leader.host}:${leader.client_port}`);
+      for (const wake of [...this.leader_waiters]) wake();
+    }
+  }
+
+  private fail(error: Error): void {
+    if (this.fatal_error !== null) return;
+    this.fatal_error = error;
+    this.logger.error(`stopping: ${error.message}`);
+    this.on_fatal(error);
+  }
+
+  private notifyIdle(): void {
+    const waiters = this.idle_waiters;
+    this.idle_waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  // ------------------------------------------------------------------ clients
+
+  private handleClient(args: Buffer[], connection: ClientConnectionInfo): ClientReply | Promise<ClientReply> {
+    const name = args[0];
+    if (name !== undefined && name.length === PROXY_HELLO.length && name.toString('latin1').toUpperCase() === PROXY_HELLO) {
+      connection.tags.add(PROXIED_TAG);
+      return { reply: REPLY_OK };
+    }
+    const command = parseClientCommand(args);
+    switch (command.kind) {
+      case 'error':
+        return { reply: encodeError(command.message) };
+      case 'ping':
+        return { reply: command.message === null ? REPLY_PONG : encodeBulkString(command.message) };
+      case 'quit':
+        return { reply: REPLY_OK, close_after: true };
+      case 'command_docs':
+        return { reply: EMPTY_ARRAY_REPLY };
+      case 'info':
+        return { reply: encodeBulkString(this.info(command.section)) };
+      case 'read':
+      case 'write':
+        if (this.stopping) return { reply: encodeError('ERR shutting down') };
+        return this.dispatch(command, args, connection).then((reply) => ({ reply }));
+    }
+  }
+
+  /**
+   * Serves a read or write wherever the leader is: here, by forwarding, or
+   * by a MOVED redirect. Waits a bounded time for a leader to be known.
+   */
+  private async dispatch(command: Dispatchable, args: Buffer[], connection: ClientConnectionInfo): Promise<Buffer> {
+    const started_ms = Date.now();
+    const deadline_ms = started_ms + this.config.request_timeout_ms;
+    let no_leader_since_ms: number | null = null;
+    for (;;) {
+      if (this.stopped()) return encodeError('ERR shutting down');
+      const core = this.requireCore();
+      if (core.current_role === 'leader') {
+        const local = await this.executeLocally(command, deadline_ms);
+        if (local !== null) return local;
+      } else if (connection.tags.has(PROXIED_TAG)) {
+        return NOT_LEADER_REPLY; // the forwarding node retries; never forward twice
+      } else {
+        const leader = this.addressOf(core.status().leader_id);
+        if (leader !== null) {
+          no_leader_since_ms = null;
+          if (this.config.client_redirect === 'moved') return encodeError(`MOVED 0 ${leader.host}:${leader.client_port}`);
+          const result = await this.forwarder.forward(leader.host, leader.client_port, args);
+          if (result.kind === 'reply' && !isNotLeaderReply(result.bytes)) return result.bytes;
+          if (result.kind === 'unknown' && command.kind === 'write') {
+            return encodeError('TIMEOUT outcome unknown: the link to the leader failed after the write was sent');
+          }
+        }
+      }
+      const now_ms = Date.now();
+      if (now_ms >= deadline_ms) return encodeError(`TIMEOUT request not served within ${this.config.request_timeout_ms} ms`);
+      if (this.requireCore().status().leader_id === NO_NODE) {
+        no_leader_since_ms ??= now_ms;
+        if (now_ms - no_leader_since_ms >= this.config.no_leader_timeout_ms) {
+          return encodeError(`CLUSTERDOWN no leader elected within ${this.config.no_leader_timeout_ms} ms; retry later`);
+        }
+      }
+      await this.waitForLeaderChange(LEADER_RECHECK_MS);
+    }
+  }
+
+  /** Runs the command on this node as leader; null means "leadership moved, dispatch again". */
+  private executeLocally(command: Dispatchable, deadline_ms: number): Promise<Buffer | null> {
+    const replica = this.requireReplica();
+    return new Promise((resolve) => {
+      let settled = false;
+      let timer: NodeJS.Timeout | null = null;
+      const settle = (reply: Buffer | null): void => {
+        if (settled) return;
+        settled = true;
+        if (timer !== null) clearTimeout(timer);
+        resolve(reply);
+      };
+      let handle: number | null;
+      if (command.kind === 'write') {
+        handle = replica.write(command.command, (outcome) => settle(writeReply(outcome)));
+      } else {
+        handle = replica.read(command.key, (outcome) => settle(readReply(outcome)));
+      }
+      if (settled || handle === null) return;
+      this.schedulePump();
+      const submitted = handle;
+      timer = setTimeout(() => {
+        if (command.kind === 'write') {
+          replica.cancelWrite(submitted);
+          settle(encodeError(`TIMEOUT outcome unknown: the write was not confirmed within ${this.config.request_timeout_ms} ms`));
+        } else {
+          replica.cancelRead(submitted);
+          settle(encodeError(`TIMEOUT read not confirmed within ${this.config.request_timeout_ms} ms`));
+        }
+      }, Math.max(deadline_ms - Date.now(), 1));
+    });
+  }
+
+  private waitForLeaderChange(timeout_ms: number): Promise<void> {
+    if (this.leader_waiters.size >= LIMITS.leader_waiters_max) return new Promise((resolve) => setTimeout(resolve, timeout_ms));
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.leader_waiters.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, timeout_ms);
+      this.leader_waiters.add(wake);
+    });
+  }
+
+  private waitFor(condition: () => boolean, timeout_ms: number): Promise<void> {
+    const deadline = Date.now() + timeout_ms;
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (condition() || Date.now() >= deadline) resolve();
+        else setTimeout(check, 10);
+      };
+      check();
+    });
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  private stopped(): boolean {
+    return this.fatal_error !== null;
+  }
+
+  private addressOf(id: NodeId): NodeAddress | null {
+    if (id === NO_NODE) return null;
+    return this.config.nodes.find((n) => n.id === id) ?? null;
+  }
+
+  private requireCore(): RaftCore {
+    if (this.core === null) throw new Error('node not started');
+    return this.core;
+  }
+
+  private requireReplica(): Replica {
+    if (this.replica === null) throw new Error('node not started');
+    return this.replica;
+  }
+}
+
+function writeReply(outcome: WriteOutcome): Buffer | null {
+  if (outcome.ok) {
+    const result = outcome.result;
+    return result.kind === 'integer' ? encodeInteger(result.value) : REPLY_OK;
+  }
+  switch (outcome.error) {
+    case 'not_leader':
+      return null;
+    case 'uncommitted_full':
+      return encodeError('TRYAGAIN too many uncommitted writes; retry shortly');
+    case 'transferring':
+      return encodeError('TRYAGAIN leadership transfer in progress; retry shortly');
+    case 'too_large':
+      return encodeError(`ERR command too large (the limit is ${LIMITS.raft_entry_bytes_max} bytes)`);
+    case 'dropped':
+      return encodeError('ERR write not committed: leadership changed before it was replicated; it is safe to retry');
+  }
+}
+
+function readReply(outcome: ReadOutcome): Buffer | null {
+  if (outcome.ok) return outcome.value === null ? REPLY_NIL : encodeBulkArray(outcome.value);
+  if (outcome.error === 'too_many_reads') return encodeError('TRYAGAIN too many reads waiting; retry shortly');
+  return null; // not leader any more: dispatch again
+}
+
+function isNotLeaderReply(bytes: Buffer): boolean {
+  return bytes.length >= NOT_LEADER_PREFIX.length && bytes.toString('latin1', 0, NOT_LEADER_PREFIX.length) === NOT_LEADER_PREFIX;
+}

@@ -1,0 +1,290 @@
+/**
+ * Real node processes on loopback: every node serves clients, writes are
+ * durable across kill -9, the cluster survives minority failures, garbage
+ * on either port only closes that connection.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { KvClient } from '../../src/client';
+import { NODE_BIN, pollUntil, rawExchange, TestCluster, freePortPairs } from './cluster_harness';
+import * as net from 'node:net';
+
+const TEST_TIMEOUT_MS = 120_000;
+
+async function withCluster(nodes: number, body: (cluster: TestCluster) => Promise<void>, extra_config: string[] = []): Promise<void> {
+  const cluster = await TestCluster.create({ nodes, extra_config });
+  try {
+    cluster.startAll();
+    await body(cluster);
+  } catch (error) {
+    (error as Error).message += `\n${cluster.logs()}`;
+    throw error;
+  } finally {
+    await cluster.destroy();
+  }
+}
+
+/** Writes keys until `stop` says so; returns the acknowledged ones (key → value). */
+async function writeAcknowledged(client: KvClient, prefix: string, count: number): Promise<Map<string, string>> {
+  const acknowledged = new Map<string, string>();
+  await Promise.all(
+    Array.from({ length: count }, async (_, i) => {
+      const key = `${prefix}${i}`;
+      try {
+        await client.set(key, `value-${i}`);
+        acknowledged.set(key, `value-${i}`);
+      } catch {
+        // not acknowledged: may or may not be there
+      }
+    }),
+  );
+  return acknowledged;
+}
+
+async function assertAllPresent(client: KvClient, acknowledged: Map<string, string>): Promise<void> {
+  for (const [key, value] of acknowledged) assert.deepEqual(await client.get(key), [value], `acknowledged ${key} survived`);
+}
+
+test('SET, GET and DEL through every node of a 3-node cluster, seed byte strings exactly', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withCluster(3, async (cluster) => {
+    await cluster.waitForLeader();
+    const set_request = '*4\r\n$3\r\nSET\r\n$7\r\nCS06142\r\n$5\r\nCloud\r\n$9\r\nComputing\r\n';
+    for (const node of cluster.nodes) {
+      const set = await rawExchange(node.client_port, set_request, (b) => b.includes('\r\n'));
+      assert.equal(set.data.toString(), '+OK\r\n');
+      const get = await rawExchange(node.client_port, '*2\r\n$3\r\nGET\r\n$7\r\nCS06142\r\n', (b) => b.length >= 30);
+      assert.equal(get.data.toString(), '*2\r\n$5\r\nCloud\r\n$9\r\nComputing\r\n');
+    }
+    const del = await rawExchange(cluster.nodes[1]!.client_port, '*3\r\n$3\r\nDEL\r\n$7\r\nCS06142\r\n$7\r\nmissing\r\n', (b) => b.includes('\r\n'));
+    assert.equal(del.data.toString(), ':1\r\n');
+    for (const node of cluster.nodes) {
+      const get = await rawExchange(node.client_port, '*2\r\n$3\r\nGET\r\n$7\r\nCS06142\r\n', (b) => b.length >= 13);
+      assert.equal(get.data.toString(), '*1\r\n$3\r\nnil\r\n');
+    }
+    const inline = await rawExchange(cluster.nodes[2]!.client_port, 'SET a b\r\nGET a\r\n', (b) => b.length >= 5 + 11);
+    assert.equal(inline.data.toString(), '+OK\r\n*1\r\n$1\r\nb\r\n');
+  });
+});
+
+test('pipelining: 2,000 commands in one write are answered in order through a follower', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withCluster(3, async (cluster) => {
+    const leader = await cluster.waitForLeader();
+    const follower = (leader + 1) % 3;
+    let payload = '';
+    let expected = '';
+    for (let i = 0; i < 1000; i++) {
+      payload += `*3\r\n$3\r\nSET\r\n$${`k${i}`.length}\r\nk${i}\r\n$${`v${i}`.length}\r\nv${i}\r\n`;
+      payload += `*2\r\n$3\r\nGET\r\n$${`k${i}`.length}\r\nk${i}\r\n`;
+      expected += `+OK\r\n*1\r\n$${`v${i}`.length}\r\nv${i}\r\n`;
+    }
+    const reply = await rawExchange(cluster.nodes[follower]!.client_port, payload, (b) => b.length >= expected.length, 30_000);
+    assert.equal(reply.data.toString(), expected);
+  });
+});
+
+test('a one-node cluster serves reads and writes and keeps them across a restart', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withCluster(1, async (cluster) => {
+    await cluster.waitForLeader();
+    const client = cluster.client();
+    await client.set('solo', 'one', 'two');
+    assert.deepEqual(await client.get('solo'), ['one', 'two']);
+    assert.equal(await client.del('solo', 'nothing'), 1);
+    await client.set('kept', 'yes');
+    await client.close();
+    await cluster.kill(0);
+    cluster.start(0);
+    await cluster.waitForLeader();
+    const again = cluster.client();
+    assert.deepEqual(await again.get('kept'), ['yes']);
+    assert.equal(await again.get('solo'), null);
+    await again.close();
+  });
+});
+
+test('kill -9 of the leader: a survivor accepts writes within 3 s and no acknowledged write is lost', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withCluster(3, async (cluster) => {
+    const leader = await cluster.waitForLeader();
+    const client = cluster.client();
+    const acknowledged = await writeAcknowledged(client, 'before', 200);
+    assert.equal(acknowledged.size, 200);
+    await client.close();
+    await cluster.kill(leader);
+    const killed_at = Date.now();
+    const survivors = [0, 1, 2].filter((i) => i !== leader);
+    const writer = cluster.client(survivors, { call_timeout_ms: 1000 });
+    await pollUntil('a write through a survivor', 3000, async () => {
+      await writer.set('after-failover', 'yes');
+      return true;
+    });
+    const failover_ms = Date.now() - killed_at;
+    assert.ok(failover_ms <= 3000, `failover took ${failover_ms} ms`);
+    await assertAllPresent(writer, acknowledged);
+    await writer.close();
+  });
+});
+
+test('kill two of three and restart them: every acknowledged write is there; kill all three: intact', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withCluster(3, async (cluster) => {
+    await cluster.waitForLeader();
+    const client = cluster.client();
+    const acknowledged = await writeAcknowledged(client, 'k', 300);
+    assert.equal(acknowledged.size, 300);
+    await client.close();
+    await cluster.kill(0);
+    await cluster.kill(1);
+    cluster.start(0);
+    cluster.start(1);
+    await cluster.waitForLeader();
+    const after_two = cluster.client();
+    await assertAllPresent(after_two, acknowledged);
+    const more = await writeAcknowledged(after_two, 'm', 100);
+    await after_two.close();
+    await cluster.stopAll();
+    cluster.startAll();
+    await cluster.waitForLeader();
+    const after_all = cluster.client();
+    await assertAllPresent(after_all, acknowledged);
+    await assertAllPresent(after_all, more);
+    await after_all.close();
+  });
+});
+
+test('a 5-node cluster keeps serving with two nodes down', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withCluster(5, async (cluster) => {
+    const leader = await cluster.waitForLeader();
+    const victims = [leader, (leader + 1) % 5];
+    for (const victim of victims) await cluster.kill(victim);
+    const survivors = [0, 1, 2, 3, 4].filter((i) => !victims.includes(i));
+    const client = cluster.client(survivors);
+    const acknowledged = await writeAcknowledged(client, 'five', 100);
+    assert.equal(acknowledged.size, 100);
+    await assertAllPresent(client, acknowledged);
+    await client.close();
+  });
+});
+
+test('with no quorum a request gets a no-leader error in bounded time instead of hanging', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withCluster(3, async (cluster) => {
+    await cluster.waitForLeader();
+    await cluster.kill(0);
+    await cluster.kill(1);
+    // Once node 3 notices the leader is gone it waits at most no_leader_timeout_ms (2 s) per request.
+    const reply = await pollUntil('a CLUSTERDOWN reply', 15_000, async () => {
+      const started = Date.now();
+      const r = await rawExchange(cluster.nodes[2]!.client_port, '*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$1\r\ny\r\n', (b) => b.includes('\r\n'), 12_000);
+      const text = r.data.toString();
+      return text.startsWith('-CLUSTERDOWN') ? { text, waited_ms: Date.now() - started } : null;
+    });
+    assert.match(reply.text, /^-CLUSTERDOWN no leader/);
+    assert.ok(reply.waited_ms < 4000, `answered after ${reply.waited_ms} ms`);
+  });
+});
+
+test('garbage on the client port and the Raft port closes only that connection', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withCluster(3, async (cluster) => {
+    await cluster.waitForLeader();
+    const node = cluster.nodes[0]!;
+    const bad_resp = await rawExchange(node.client_port, '*2\r\n$abc\r\n', () => false);
+    assert.ok(bad_resp.closed);
+    assert.match(bad_resp.data.toString(), /^-ERR Protocol error/);
+    const oversized = await rawExchange(node.client_port, '*1\r\n$999999999999\r\n', () => false);
+    assert.ok(oversized.closed);
+    for (const garbage of [Buffer.from('GET / HTTP/1.1\r\n\r\n'), Buffer.from([0x63, 0, 0, 0, 5, 0, 0, 0, 1, 2, 3, 4, 5]), Buffer.alloc(64, 0xff)]) {
+      const raft = await rawExchange(node.raft_port, garbage, () => false);
+      assert.ok(raft.closed, 'the Raft port closed the garbage connection');
+    }
+    const client = cluster.client([0]);
+    await client.set('still', 'serving');
+    assert.deepEqual(await client.get('still'), ['serving']);
+    await client.close();
+    assert.notEqual(node.process, null, 'the node process is alive');
+  });
+});
+
+test('redis-cli works against the cluster, and follows -MOVED with -c in client_redirect moved mode', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const redis_cli = ['/usr/bin/redis-cli', '/usr/local/bin/redis-cli'].find((p) => existsSync(p));
+  assert.ok(redis_cli !== undefined, 'redis-cli is required (Debian package redis-tools; .ci/run installs it)');
+  const run = (args: string[]): Promise<string> =>
+    new Promise((resolve, reject) => execFile(redis_cli, args, { timeout: 20_000 }, (error, stdout) => (error ? reject(error) : resolve(stdout))));
+  await withCluster(3, async (cluster) => {
+    await cluster.waitForLeader();
+    const port = String(cluster.nodes[1]!.client_port);
+    assert.equal((await run(['-p', port, 'SET', 'CS06142', 'Cloud', 'Computing'])).trim(), 'OK');
+    assert.equal(await run(['-p', port, 'GET', 'CS06142']), 'Cloud\nComputing\n');
+    assert.equal((await run(['-p', port, 'DEL', 'CS06142'])).trim(), '1');
+    assert.equal((await run(['-p', port, 'PING'])).trim(), 'PONG');
+  });
+  await withCluster(
+    3,
+    async (cluster) => {
+      const leader = await cluster.waitForLeader();
+      const follower = cluster.nodes[(leader + 1) % 3]!;
+      const moved = await rawExchange(follower.client_port, '*3\r\n$3\r\nSET\r\n$1\r\nm\r\n$1\r\nv\r\n', (b) => b.includes('\r\n'));
+      assert.equal(moved.data.toString(), `-MOVED 0 127.0.0.1:${cluster.nodes[leader]!.client_port}\r\n`);
+      assert.equal((await run(['-c', '-p', String(follower.client_port), 'SET', 'm', 'v'])).trim(), 'OK');
+      assert.equal((await run(['-c', '-p', String(follower.client_port), 'GET', 'm'])).trim(), 'v');
+    },
+    ['client_redirect moved'],
+  );
+});
+
+test('SIGTERM: the leader hands over leadership and exits 0', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withCluster(3, async (cluster) => {
+    const leader = await cluster.waitForLeader();
+    const client = cluster.client();
+    await client.set('graceful', 'yes');
+    await client.close();
+    await cluster.signal(leader, 'SIGTERM');
+    assert.equal(cluster.nodes[leader]!.exit_code, 0);
+    assert.match(cluster.nodes[leader]!.stderr, /handing leadership to node/);
+    const next = await cluster.waitForLeader(5000);
+    assert.notEqual(next, leader);
+    const after = cluster.client([0, 1, 2].filter((i) => i !== leader));
+    assert.deepEqual(await after.get('graceful'), ['yes']);
+    await after.close();
+  });
+});
+
+test('startup failures print one clear line and exit non-zero', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const run = (args: string[]): Promise<{ code: number; stderr: string }> =>
+    new Promise((resolve) =>
+      execFile(process.execPath, [NODE_BIN, ...args], { timeout: 20_000 }, (error, _stdout, stderr) =>
+        resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stderr }),
+      ),
+    );
+  const cluster = await TestCluster.create({ nodes: 1 });
+  try {
+    const bad = join(cluster.dir, 'bad.conf');
+    writeFileSync(bad, 'follower_info 127.0.0.1:8001\nbogus_parameter 1\n');
+    const bad_result = await run(['--config_path', bad]);
+    assert.notEqual(bad_result.code, 0);
+    assert.match(bad_result.stderr, /bad\.conf:2: .*bogus_parameter/);
+    const missing = await run(['--config_path', join(cluster.dir, 'nope.conf')]);
+    assert.notEqual(missing.code, 0);
+    assert.equal(missing.stderr.trim().split('\n').length, 1);
+    const usage = await run([]);
+    assert.notEqual(usage.code, 0);
+    // Port in use.
+    const [port] = await freePortPairs(1);
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(port!, '127.0.0.1', () => resolve()));
+    const conf = join(cluster.dir, 'busy.conf');
+    writeFileSync(conf, `follower_info 127.0.0.1:${port}\ndata_dir ${join(cluster.dir, 'busy')}\n`);
+    const busy = await run(['--config_path', conf]);
+    blocker.close();
+    assert.notEqual(busy.code, 0);
+    assert.match(busy.stderr, /address already in use/);
+    assert.equal(busy.stderr.trim().split('\n').length, 1, busy.stderr);
+    // Unwritable data_dir.
+    const ro = join(cluster.dir, 'ro.conf');
+    writeFileSync(ro, `follower_info 127.0.0.1:${port}\ndata_dir /proc/kvraft-not-writable\n`);
+    const ro_result = await run(['--config_path', ro]);
+    assert.notEqual(ro_result.code, 0);
+    assert.equal(ro_result.stderr.trim().split('\n').length, 1, ro_result.stderr);
+  } finally {
+    await cluster.destroy();
+  }
+});
