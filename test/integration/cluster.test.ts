@@ -5,11 +5,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KvClient } from '../../src/client';
-import { NODE_BIN, pollUntil, rawExchange, TestCluster, freePortPairs } from './cluster_harness';
+import { NODE_BIN, REPO_ROOT, pollUntil, rawExchange, TestCluster, freePortPairs } from './cluster_harness';
 import * as net from 'node:net';
 
 const TEST_TIMEOUT_MS = 120_000;
@@ -284,6 +284,32 @@ test('startup failures print one clear line and exit non-zero', { timeout: TEST_
     const ro_result = await run(['--config_path', ro]);
     assert.notEqual(ro_result.code, 0);
     assert.equal(ro_result.stderr.trim().split('\n').length, 1, ro_result.stderr);
+  } finally {
+    await cluster.destroy();
+  }
+});
+
+test('npm start: the local cluster launcher elects a leader, says how to connect and stops every node on Ctrl-C', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const [port] = await freePortPairs(3);
+  const cluster = await TestCluster.create({ nodes: 1 }); // only for its temporary directory
+  try {
+    const launcher = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'cluster', 'local_cluster.js'), '--port', String(port), '--data', cluster.dir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    launcher.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    launcher.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => launcher.on('exit', (code) => resolve(code)));
+    await pollUntil('the launcher banner', 20_000, () => (/leader: 127\.0\.0\.1:\d+ \(node \d/.test(output) ? true : null));
+    assert.match(output, new RegExp(`redis-cli -p ${port}`));
+    const client = new KvClient({ nodes: [`127.0.0.1:${port! + 1}`] });
+    await client.set('launched', 'yes');
+    assert.deepEqual(await client.get('launched'), ['yes']);
+    await client.close();
+    launcher.kill('SIGINT');
+    assert.equal(await exited, 0);
+    assert.match(output, /all nodes stopped/);
+    await pollUntil('ports released', 5000, async () => ((await rawExchange(port!, 'PING\r\n', () => true, 1000).then((r) => r.closed && r.data.length === 0)) ? true : null));
   } finally {
     await cluster.destroy();
   }

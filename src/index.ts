@@ -1,0 +1,2 @@
+/** The package's public API: the client library (see README, "Client library"). */
+export * from './client';
