@@ -314,3 +314,24 @@ test('npm start: the local cluster launcher elects a leader, says how to connect
     await cluster.destroy();
   }
 });
+
+test('200 client connections with 50-deep pipelines each get every reply in order', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withCluster(3, async (cluster) => {
+    await cluster.waitForLeader();
+    const results = await Promise.all(
+      Array.from({ length: 200 }, async (_, c) => {
+        const port = cluster.nodes[c % 3]!.client_port;
+        let payload = '';
+        let expected = '';
+        for (let i = 0; i < 25; i++) {
+          const key = `c${c}k${i}`;
+          payload += `SET ${key} v${i}\r\nGET ${key}\r\n`;
+          expected += `+OK\r\n*1\r\n$${`v${i}`.length}\r\nv${i}\r\n`;
+        }
+        const reply = await rawExchange(port, payload, (b) => b.length >= expected.length, 60_000);
+        return reply.data.toString() === expected;
+      }),
+    );
+    assert.equal(results.filter((ok) => ok).length, 200);
+  });
+});
