@@ -624,8 +624,7 @@ export class RaftCore {
       entries,
     });
     if (pr.state === 'probe') {
-      pr.probe_sent = true;
-      pr.probe_seq = this.seq;
+      pr.noteSent(this.seq);
     } else {
       const last_index = prev_index + entries.length;
       pr.inflights.push({ seq: this.seq, prev_index, last_index });
@@ -668,11 +667,14 @@ export class RaftCore {
     pr.noteAck(message.ack);
     if (message.success) {
       if (message.log_index > pr.match && message.log_index <= this.log.last_index) pr.match = message.log_index;
-      if (pr.next <= pr.match) pr.next = pr.match + 1;
       if (pr.state === 'probe') {
-        // Our current probe matched: stream from the follower's match point.
-        if (pr.probe_sent && pr.probe_seq === message.ack) pr.becomeReplicate();
+        if (pr.answersCurrentProbe(message.ack)) {
+          pr.becomeReplicate(); // our probe matched: stream from the follower's match point
+        } else if (pr.next <= pr.match) {
+          pr.becomeProbe(); // an older answer moved match past our probe point: probe afresh from there
+        }
       } else {
+        if (pr.next <= pr.match) pr.next = pr.match + 1;
         pr.freeUpTo(message.ack);
       }
       this.maybeCommit();
@@ -690,7 +692,7 @@ export class RaftCore {
       if (inflight === undefined || inflight.prev_index <= pr.match) return; // stale
       rejected_prev = inflight.prev_index;
     } else {
-      if (message.ack !== pr.probe_seq) return; // answer to an older probe
+      if (!pr.answersCurrentProbe(message.ack)) return; // answer to a probe at an earlier next
       rejected_prev = pr.next - 1;
     }
     if (message.follower_commit > pr.match && message.follower_commit <= this.log.last_index) {

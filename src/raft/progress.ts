@@ -22,7 +22,12 @@ export class Progress {
   state: ProgressState = 'probe';
   /** probe: a probe is outstanding; wait for its answer or the next heartbeat. */
   probe_sent = false;
-  probe_seq = 0;
+  /**
+   * seq of the first probe sent at the current `next`, null if none yet. Every
+   * probe since then asks the same question, so an answer to any of them is
+   * current: a follower slower than the heartbeat still gets its answers heard.
+   */
+  probe_first_seq: number | null = null;
   inflights: Inflight[] = [];
   /** Heard from this follower since the last CheckQuorum round. */
   recent_active = false;
@@ -36,6 +41,7 @@ export class Progress {
   becomeProbe(): void {
     this.state = 'probe';
     this.probe_sent = false;
+    this.probe_first_seq = null;
     this.inflights = [];
     this.next = Math.max(this.next, this.match + 1);
   }
@@ -43,6 +49,7 @@ export class Progress {
   becomeReplicate(): void {
     this.state = 'replicate';
     this.probe_sent = false;
+    this.probe_first_seq = null;
     this.inflights = [];
     this.next = this.match + 1;
   }
@@ -52,6 +59,16 @@ export class Progress {
     let drop = 0;
     while (drop < this.inflights.length && seqAtMost(this.inflights[drop]!.seq, ack)) drop++;
     if (drop > 0) this.inflights.splice(0, drop);
+  }
+
+  /** Whether `ack` answers a probe sent at the current `next`. */
+  answersCurrentProbe(ack: number): boolean {
+    return this.probe_first_seq !== null && seqAtMost(this.probe_first_seq, ack);
+  }
+
+  noteSent(seq: number): void {
+    this.probe_sent = true;
+    if (this.probe_first_seq === null) this.probe_first_seq = seq;
   }
 
   noteAck(ack: number): void {
