@@ -13,8 +13,12 @@
  *
  * An operation whose outcome is unknown (timeout, dropped connection) may take
  * effect at any moment after its call or never: its return time is taken as
- * +infinity and any output is accepted. Certainly-failed operations must not
- * be in the history at all.
+ * +infinity and any output is accepted (see "Unknown outcomes" for how the
+ * search stays tractable with many of them). Certainly-failed operations must
+ * not be in the history at all.
+ *
+ * A search that would exceed its step budget gives up and reports timed_out
+ * instead of hanging the test suite on a pathological history.
  */
 import { assert } from '../../src/util/assert';
 
@@ -54,6 +58,12 @@ export interface CheckOptions {
    * ones from being decided before the budget runs out.
    */
   step_budget?: number;
+  /**
+   * Which search decides each key (see searchLinearization); 'auto' (the
+   * default) runs 'quick' on part of the budget, then 'thorough'. The others
+   * exist to test each search alone.
+   */
+  search?: 'auto' | 'quick' | 'thorough';
 }
 
 const STEP_BUDGET_DEFAULT = 5_000_000;
@@ -72,8 +82,7 @@ export function checkLinearizable(history: readonly HistoryOperation[], options:
   );
   let steps_left = step_budget;
   for (const [key, operations] of partitions) {
-    const compiled = compileKeyHistory(operations);
-    const outcome = searchLinearization(compiled, steps_left);
+    const { outcome, compiled } = checkKey(operations, steps_left, options.search ?? 'auto');
     steps_left -= outcome.steps_used;
     if (outcome.kind === 'illegal') {
       return { ok: false, timed_out: false, failure: { key, explanation: explainFailure(key, compiled, outcome.dead_end) } };
@@ -81,6 +90,30 @@ export function checkLinearizable(history: readonly HistoryOperation[], options:
     if (outcome.kind === 'gave_up') return { ok: false, timed_out: true };
   }
   return { ok: true, timed_out: false };
+}
+
+/** Share of a key's budget for the quick search when unknown outcomes make the thorough one worth having. */
+const QUICK_SEARCH_BUDGET_SHARE = 0.25;
+
+/**
+ * Both searches are complete; the quick one finds linearizations fast but may
+ * repeat itself at length refuting histories with unknown outcomes, which the
+ * thorough one does without repetition (see searchLinearization).
+ */
+function checkKey(
+  operations: readonly HistoryOperation[],
+  step_budget: number,
+  search: 'auto' | 'quick' | 'thorough',
+): { outcome: SearchOutcome; compiled: CompiledKeyHistory } {
+  const compiled = compileKeyHistory(operations);
+  if (search !== 'auto') return { outcome: searchLinearization(compiled, step_budget, search), compiled };
+  // Without unknown outcomes to spend, the two searches are the same.
+  if (compiled.pools.length === 0) return { outcome: searchLinearization(compiled, step_budget, 'quick'), compiled };
+  const quick = searchLinearization(compiled, Math.floor(step_budget * QUICK_SEARCH_BUDGET_SHARE), 'quick');
+  if (quick.kind !== 'gave_up') return { outcome: quick, compiled };
+  const fresh = compileKeyHistory(operations); // the quick search left its event list mid-way
+  const thorough = searchLinearization(fresh, step_budget - quick.steps_used, 'thorough');
+  return { outcome: { ...thorough, steps_used: quick.steps_used + thorough.steps_used }, compiled: fresh };
 }
 
 export function formatOperation(op: HistoryOperation): string {
@@ -155,19 +188,22 @@ function partitionByKey(history: readonly HistoryOperation[]): Map<string, Histo
 // - an unknown GET is dropped (no effect, any output);
 // - an operation with no possible observer (none returning at or after its
 //   call) is dropped: it can always go last;
-// - otherwise it is optional: it either takes effect and the very next
-//   operation linearized observes it and could not have returned what it did
-//   without it (else the effect changed nothing), or it is skipped. Either
-//   way it is settled by the latest return among its observers (its deadline);
 // - an unknown SET of a value that no other SET writes, and that some GET
-//   returned, certainly took effect: it is required, and settled by the
-//   earliest return among those GETs.
+//   returned, certainly took effect: it is an ordinary operation whose return
+//   is the earliest return among those GETs;
+// - any other is optional: it either never takes effect, or takes effect
+//   right before an operation that observes it and could not have returned
+//   what it did without it, no later than the latest return among its
+//   observers (its deadline).
+// Optional operations with the same effect have the same deadline, so once
+// called they are interchangeable: the search treats each such group as a
+// pool of tokens (see searchLinearization).
 
 interface PlannedOperation {
   op: HistoryOperation;
   /** Where its return sits in real time: the return time, or for an unknown outcome its deadline. */
   deadline: number;
-  /** An unknown outcome that the search may skip (treat as never having taken effect). */
+  /** An unknown outcome that may never have taken effect. */
   optional: boolean;
 }
 
@@ -256,35 +292,30 @@ function observesState(step_kind: number): boolean {
 /** Marks "no optional operation awaits its witness" (see searchLinearization). */
 const NO_WITNESS_NEEDED = -1;
 
+/** Optional operations with one effect: interchangeable tokens once called. */
+interface TokenPool {
+  /** The state they write. */
+  effect: number;
+  /** Their common deadline: none can take effect after an operation called later. */
+  deadline: number;
+  /** Call times, ascending: how many are available by a given time. */
+  call_times: Float64Array;
+  /** The operations, in the same order (for explanations). */
+  operations: HistoryOperation[];
+}
+
 /**
- * One key's sub-history as flat arrays. Operations are numbered in the order
- * of their returns, so that the linearized set is always "every operation
- * below some id, plus a few concurrent ones" — which keeps memo keys short.
+ * One key's sub-history as flat arrays. The event list holds the operations
+ * that are not optional, numbered in the order of their returns, so that the
+ * linearized set is always "every operation below some id, plus a few
+ * concurrent ones" — which keeps memo keys short.
  */
 interface CompiledKeyHistory {
   /** By operation id. */
   operations: HistoryOperation[];
   step_kind: Uint8Array;
   step_argument: Int32Array;
-  /** 1 for an unknown outcome the search may skip. */
-  optional: Uint8Array;
-  /** Position of the operation among the optional ones, or among the others (both in id order). */
-  rank: Int32Array;
-  optional_count: number;
-  /**
-   * Optional operations with the same effect (the state they write) also
-   * share their deadline (see planKeyOperations), so once called they are
-   * interchangeable: only one of them needs to be tried at a point, and the
-   * memo only needs how many of each group are settled. Grouped in id order:
-   * `peers.slice(peers_from[id], peers_to[id])`; `effect_class[id]` numbers
-   * the group (-1 for operations that are not optional).
-   */
-  peers: Int32Array;
-  effect_class: Int32Array;
-  effect_class_count: number;
-  peers_from: Int32Array;
-  peers_to: Int32Array;
-  call_node: Int32Array;
+  pools: TokenPool[];
   /** Read values by state id; 0 (missing) and 1 (unread values) have no string. */
   values: string[];
   /** Event list: node 0 is the head sentinel, nodes 1..2n are calls and returns in time order. */
@@ -294,6 +325,8 @@ interface CompiledKeyHistory {
   node_is_call: Uint8Array;
   /** A call's return node, a return's call node. */
   node_partner: Int32Array;
+  /** Real time of each node (a return's is its deadline). */
+  node_time: Float64Array;
   /** Unknown-outcome operations of the key left out because they cannot change the verdict. */
   operations_dropped: number;
 }
@@ -303,11 +336,12 @@ const NO_NODE = -1;
 
 function compileKeyHistory(key_operations: readonly HistoryOperation[]): CompiledKeyHistory {
   const planned = planKeyOperations(key_operations);
-  const operation_count = planned.length;
+  const listed = planned.filter((plan) => !plan.optional);
+  const operation_count = listed.length;
 
-  // Event e is the call (even) or return (odd) of planned[e >> 1].
+  // Event e is the call (even) or return (odd) of listed[e >> 1].
   const event_time = (event: number): number => {
-    const plan = planned[event >> 1];
+    const plan = listed[event >> 1];
     assert(plan !== undefined, 'event of a missing operation');
     return (event & 1) === 0 ? plan.op.call_time : plan.deadline;
   };
@@ -320,9 +354,9 @@ function compileKeyHistory(key_operations: readonly HistoryOperation[]): Compile
     return a - b;
   });
 
-  const id_of_planned = new Int32Array(operation_count);
+  const id_of_listed = new Int32Array(operation_count);
   let next_id = 0;
-  for (const event of events) if ((event & 1) === 1) id_of_planned[event >> 1] = next_id++;
+  for (const event of events) if ((event & 1) === 1) id_of_listed[event >> 1] = next_id++;
 
   const node_count = 2 * operation_count + 1;
   const next = new Int32Array(node_count);
@@ -334,15 +368,17 @@ function compileKeyHistory(key_operations: readonly HistoryOperation[]): Compile
   const node_operation = new Int32Array(node_count).fill(-1);
   const node_is_call = new Uint8Array(node_count);
   const node_partner = new Int32Array(node_count).fill(NO_NODE);
-  const call_node_of_planned = new Int32Array(operation_count);
+  const node_time = new Float64Array(node_count);
+  const call_node_of_listed = new Int32Array(operation_count);
   events.forEach((event, position) => {
     const node = position + 1;
-    node_operation[node] = id_of_planned[event >> 1] ?? -1;
+    node_operation[node] = id_of_listed[event >> 1] ?? -1;
+    node_time[node] = event_time(event);
     if ((event & 1) === 0) {
       node_is_call[node] = 1;
-      call_node_of_planned[event >> 1] = node;
+      call_node_of_listed[event >> 1] = node;
     } else {
-      const call = call_node_of_planned[event >> 1] ?? NO_NODE; // calls sort before their returns
+      const call = call_node_of_listed[event >> 1] ?? NO_NODE; // calls sort before their returns
       node_partner[node] = call;
       node_partner[call] = node;
     }
@@ -365,12 +401,9 @@ function compileKeyHistory(key_operations: readonly HistoryOperation[]): Compile
   const operations = new Array<HistoryOperation>(operation_count);
   const step_kind = new Uint8Array(operation_count);
   const step_argument = new Int32Array(operation_count);
-  const optional = new Uint8Array(operation_count);
-  planned.forEach((plan, index) => {
-    const id = id_of_planned[index] ?? 0;
-    const { op } = plan;
+  listed.forEach(({ op }, index) => {
+    const id = id_of_listed[index] ?? 0;
     operations[id] = op;
-    optional[id] = plan.optional ? 1 : 0;
     if (op.input.kind === 'set') {
       step_kind[id] = STEP_SET;
       step_argument[id] = intern(op.input.value);
@@ -386,59 +419,35 @@ function compileKeyHistory(key_operations: readonly HistoryOperation[]): Compile
     }
   });
 
-  const rank = new Int32Array(operation_count);
-  let optional_count = 0;
-  let required_count = 0;
-  for (let id = 0; id < operation_count; id++) rank[id] = optional[id] === 1 ? optional_count++ : required_count++;
-
-  const call_node = new Int32Array(operation_count);
-  for (let node = 1; node < node_count; node++) if (node_is_call[node] === 1) call_node[node_operation[node] ?? 0] = node;
-
-  const ids_by_effect = new Map<number, number[]>();
-  for (let id = 0; id < operation_count; id++) {
-    if (optional[id] !== 1) continue;
-    const effect = step_kind[id] === STEP_SET ? (step_argument[id] ?? 0) : STATE_MISSING;
-    const group = ids_by_effect.get(effect);
-    if (group === undefined) ids_by_effect.set(effect, [id]);
-    else group.push(id);
-  }
-  const peers = new Int32Array(operation_count);
-  const peers_from = new Int32Array(operation_count);
-  const peers_to = new Int32Array(operation_count);
-  const effect_class = new Int32Array(operation_count).fill(-1);
-  let peers_used = 0;
-  let effect_class_count = 0;
-  for (const group of ids_by_effect.values()) {
-    const from = peers_used;
-    for (const id of group) peers[peers_used++] = id;
-    for (const id of group) {
-      peers_from[id] = from;
-      peers_to[id] = peers_used;
-      effect_class[id] = effect_class_count;
+  const pool_by_effect = new Map<number, { deadline: number; members: HistoryOperation[] }>();
+  for (const { op, optional, deadline } of planned) {
+    if (!optional) continue;
+    const effect = op.input.kind === 'set' ? intern(op.input.value) : STATE_MISSING;
+    const pool = pool_by_effect.get(effect);
+    if (pool === undefined) pool_by_effect.set(effect, { deadline, members: [op] });
+    else {
+      assert(pool.deadline === deadline, 'optional operations with one effect share their deadline');
+      pool.members.push(op);
     }
-    effect_class_count++;
   }
+  const pools = [...pool_by_effect].map(([effect, { deadline, members }]): TokenPool => {
+    members.sort((a, b) => a.call_time - b.call_time);
+    return { effect, deadline, call_times: Float64Array.from(members, (op) => op.call_time), operations: members };
+  });
 
   return {
     operations,
     step_kind,
     step_argument,
-    optional,
-    rank,
-    optional_count,
-    peers,
-    effect_class,
-    effect_class_count,
-    peers_from,
-    peers_to,
-    call_node,
+    pools,
     values,
     next,
     prev,
     node_operation,
     node_is_call,
     node_partner,
-    operations_dropped: key_operations.length - operation_count,
+    node_time,
+    operations_dropped: key_operations.length - planned.length,
   };
 }
 
@@ -449,22 +458,28 @@ function compileKeyHistory(key_operations: readonly HistoryOperation[]): Compile
 // from the head, each call met is a candidate for the next linearization
 // point; the first return met is a barrier, because that operation must be
 // linearized before anything called after its return. Linearizing removes
-// the call and its return from the list; backtracking puts them back. Every
-// situation (linearized set, model state) is explored at most once.
+// the call and its return from the list; backtracking puts them back.
 //
-// Optional operations (see "Unknown outcomes") are tried at a point only
-// after every other candidate there (the second phase of the scan), so the
-// search first exhausts what the certain operations allow; a situation that
-// differs from an explored one only by having used or skipped more optional
-// operations is then pruned, since it can do nothing the explored one could
-// not (see ExploredSituations).
+// After the listed candidates, the search tries spending a token from each
+// pool (an optional operation taking effect): allowed while no operation
+// called after the pool's deadline has been linearized, and while the tokens
+// spent from the pool so far do not outnumber its operations called before
+// the barrier.
+//
+// The 'quick' search never overspends and memoises (operations linearized,
+// model state, awaited witness, tokens spent): plain Porcupine over that
+// state. Refuting a history, it explores a situation again for every
+// combination of tokens spent on the way to it. The 'thorough' search
+// explores each situation once, path-independently (overspending too), and
+// remembers the set of token counts from which it can still be completed: a
+// down-set, stored as its maximal vectors (a Frontier). The history is
+// linearizable iff the root's set contains zero. Both stop at the first
+// complete linearization whose path spent only tokens that were there.
 
 /** Where the deepest dead end was met: the evidence for a failure. */
 interface DeadEnd {
-  /** Operation ids in linearization order. */
+  /** Linearization order: an operation id, or -1 - p for a token of pools[p]. */
   prefix: number[];
-  /** Parallel to prefix: true for an unknown outcome the search took as never having happened. */
-  skipped: boolean[];
   /** The operation whose return (or deadline) was reached while it was still pending. */
   blocking: number;
   /** Every operation called (and not linearized) before that return. */
@@ -476,47 +491,60 @@ type SearchOutcome =
   | { kind: 'illegal'; steps_used: number; dead_end: DeadEnd }
   | { kind: 'gave_up'; steps_used: number };
 
-/** First phase of a scan: candidates that are not optional. */
-const PHASE_CERTAIN = 0;
-/** Second phase: optional candidates, once the first phase reached the barrier. */
-const PHASE_OPTIONAL = 1;
+/** A down-set of token-count vectors (one count per pool), as its maximal elements. */
+type Frontier = readonly Int32Array[];
+const NOTHING: Frontier = [];
+/** Stands for "any number of tokens". */
+const TOKENS_UNBOUNDED = 0x3fffffff;
 
-function searchLinearization(history: CompiledKeyHistory, step_budget: number): SearchOutcome {
-  const { next, prev, node_operation, node_is_call, node_partner, step_kind, step_argument, optional, rank, peers, peers_from, peers_to, call_node } =
-    history;
+function frontierContains(frontier: Frontier, counts: Int32Array): boolean {
+  return frontier.some((maximal) => dominates(maximal, counts));
+}
+
+function dominates(larger: Int32Array, smaller: Int32Array): boolean {
+  for (let index = 0; index < larger.length; index++) if ((larger[index] ?? 0) < (smaller[index] ?? 0)) return false;
+  return true;
+}
+
+function frontierUnion(a: Frontier, b: Frontier): Frontier {
+  if (a.length === 0) return b;
+  if (b.length === 0) return a;
+  const merged: Int32Array[] = [];
+  for (const candidate of [...a, ...b]) {
+    if (merged.some((kept) => dominates(kept, candidate))) continue;
+    for (let index = merged.length - 1; index >= 0; index--) if (dominates(candidate, merged[index] ?? candidate)) merged.splice(index, 1);
+    merged.push(candidate);
+  }
+  return merged;
+}
+
+/** The counts before spending a token of `pool`, given the child's frontier and the tokens there were. */
+function frontierBeforeSpending(child: Frontier, pool: number, tokens_available: number): Frontier {
+  let result: Frontier = NOTHING;
+  for (const maximal of child) {
+    const before = maximal.slice();
+    before[pool] = Math.min(maximal[pool] ?? 0, tokens_available) - 1;
+    if ((before[pool] ?? -1) >= 0) result = frontierUnion(result, [before]);
+  }
+  return result;
+}
+
+/** First phase of a scan: the listed candidates. */
+const SCAN_LISTED = 0;
+/** Second phase, from the barrier on: spending a token of each pool in turn. */
+const SCAN_POOLS = 1;
+/** A frame's move spends a token rather than linearizing a listed call. */
+const MOVE_SPENDS_TOKEN = -1;
+
+function searchLinearization(history: CompiledKeyHistory, step_budget: number, mode: 'quick' | 'thorough'): SearchOutcome {
+  const { next, prev, node_operation, node_is_call, node_partner, node_time, step_kind, step_argument, pools } = history;
+  const pool_count = pools.length;
   const state_count = history.values.length;
-  // A search situation's state is (model state, the state an awaited witness must reject).
-  const certain_done = new LinearizedSet(history.operations.length - history.optional_count, state_count * (state_count + 1));
-  const optional_done = new Uint32Array(Math.ceil(history.optional_count / 32));
-  const settled_per_class = new Uint32Array(history.effect_class_count);
-  const { effect_class } = history;
-  const explored = new ExploredSituations();
-
-  const isDone = (id: number): boolean => {
-    const r = rank[id] ?? 0;
-    return optional[id] === 1 ? (((optional_done[r >>> 5] ?? 0) >>> (r & 31)) & 1) === 1 : certain_done.has(r);
-  };
-  const markDone = (id: number): void => {
-    const r = rank[id] ?? 0;
-    if (optional[id] === 1) {
-      optional_done[r >>> 5] = (optional_done[r >>> 5] ?? 0) | (1 << (r & 31));
-      const group = effect_class[id] ?? 0;
-      settled_per_class[group] = (settled_per_class[group] ?? 0) + 1;
-    } else {
-      certain_done.add(r);
-    }
-  };
-  /** Undoes the latest markDone(id); `lowest_before` is certain_done.lowestAbsent() before it. */
-  const unmarkDone = (id: number, lowest_before: number): void => {
-    const r = rank[id] ?? 0;
-    if (optional[id] === 1) {
-      optional_done[r >>> 5] = (optional_done[r >>> 5] ?? 0) & ~(1 << (r & 31));
-      const group = effect_class[id] ?? 0;
-      settled_per_class[group] = (settled_per_class[group] ?? 0) - 1;
-    } else {
-      certain_done.remove(r, lowest_before);
-    }
-  };
+  // A situation's search state is (model state, the state an awaited witness must reject).
+  const linearized = new LinearizedSet(history.operations.length, state_count * (state_count + 1));
+  const explored = new Map<number | string, Frontier>();
+  const everything: Frontier = [new Int32Array(pool_count).fill(TOKENS_UNBOUNDED)];
+  const tokens_in_key = mode === 'quick' && pool_count > 0;
 
   // Removes a call and its return from the event list; restore() undoes the
   // most recent remove (the nodes keep their own links, dancing-links style).
@@ -539,164 +567,207 @@ function searchLinearization(history: CompiledKeyHistory, step_budget: number): 
     next[prev[call] ?? HEAD] = call;
     prev[next[call] ?? HEAD] = call;
   };
+  const tokensCalledBy = (pool: TokenPool, time: number): number => {
+    let low = 0;
+    let high = pool.call_times.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if ((pool.call_times[middle] ?? Infinity) <= time) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  };
 
-  // One frame per linearized operation: the node to resume from (its call
-  // node, or its return node when it was skipped) and what to restore.
-  const frame_node: number[] = [];
-  const frame_phase: number[] = [];
+  // The situation being explored.
+  let state = STATE_MISSING;
+  // Right after a token is spent, the state before it: the next operation
+  // linearized must be a witness of the effect, one that accepts the new
+  // state but would have rejected this one (see "Unknown outcomes").
+  let witness_rejects = NO_WITNESS_NEEDED;
+  /** Latest call among the linearized operations: a pool whose deadline is earlier is closed. */
+  let latest_call_time = -Infinity;
+  /** Token counts along the current path, and how many spends on it exceeded what was there. */
+  const tokens_spent = new Int32Array(pool_count);
+  let overspent_moves = 0;
+  /** The frontier of the situation so far, from its children explored. */
+  let frontier: Frontier = NOTHING;
+  // Where its scan is.
+  let scan = SCAN_LISTED;
+  let node = next[HEAD] ?? NO_NODE;
+  let pool_index = 0;
+  let barrier_time = Infinity;
+
+  // One frame per move on the current path: the move, the child's memo key,
+  // and the parent situation to resume.
+  const frame_move: number[] = []; // the call node linearized, or MOVE_SPENDS_TOKEN
+  const frame_resume_node: number[] = [];
+  const frame_pool: number[] = [];
+  const frame_tokens_available: number[] = [];
+  const frame_overspent: boolean[] = [];
+  const frame_key: (number | string)[] = [];
   const frame_state: number[] = [];
   const frame_witness_rejects: number[] = [];
+  const frame_latest_call_time: number[] = [];
   const frame_lowest: number[] = [];
-  /** The memo key and entry of the situation each frame entered. */
-  const frame_key: (number | string)[] = [];
-  const frame_entry: Uint32Array[] = [];
-  let state = STATE_MISSING;
-  // Right after an optional operation takes effect, the state before it: the
-  // next operation linearized must be a witness of the effect, one that
-  // accepts the new state but would have rejected this one (see "Unknown
-  // outcomes"). Other continuations are the same as skipping the operation.
-  let witness_rejects = NO_WITNESS_NEEDED;
-  let phase = PHASE_CERTAIN;
+  const frame_frontier: Frontier[] = [];
+  const frame_scan: number[] = [];
+  const frame_pool_index: number[] = [];
+  const frame_barrier_time: number[] = [];
+
   let dead_end: DeadEnd | null = null;
-  let node = next[HEAD] ?? NO_NODE;
   let steps_used = 0;
 
-  // Linearizes operation `id` resulting in (`next_state`, `next_witness_rejects`)
-  // unless that situation (or a better one) was explored before.
-  const tryEnter = (id: number, resume_node: number, next_state: number, next_witness_rejects: number): boolean => {
-    const lowest_before = certain_done.lowestAbsent();
-    markDone(id);
-    const key = certain_done.memoKey(next_state * (state_count + 1) + next_witness_rejects + 1);
-    const entry = explored.visit(key, settled_per_class, (earlier) => isOnCurrentPath(key, earlier));
-    if (entry === null) {
-      unmarkDone(id, lowest_before);
+  const undoMove = (move: number, pool: number, lowest_before: number, overspent: boolean): void => {
+    if (move === MOVE_SPENDS_TOKEN) {
+      tokens_spent[pool] = (tokens_spent[pool] ?? 0) - 1;
+      if (overspent) overspent_moves--;
+    } else {
+      linearized.remove(node_operation[move] ?? 0, lowest_before);
+      restore(move);
+    }
+  };
+
+  /**
+   * Makes a move (linearize `move`, or spend a token of `pool` of which
+   * `tokens_available` were called) into the situation (next_state,
+   * next_witness_rejects). Returns true when that completes a linearization.
+   */
+  const enter = (move: number, pool: number, tokens_available: number, next_state: number, next_witness_rejects: number, next_latest_call_time: number): boolean => {
+    const lowest_before = linearized.lowestAbsent();
+    let overspent = false;
+    if (move === MOVE_SPENDS_TOKEN) {
+      tokens_spent[pool] = (tokens_spent[pool] ?? 0) + 1;
+      overspent = (tokens_spent[pool] ?? 0) > tokens_available;
+      if (overspent) overspent_moves++;
+    } else {
+      linearized.add(node_operation[move] ?? 0);
+      remove(move);
+    }
+    const situation_key = linearized.memoKey(next_state * (state_count + 1) + next_witness_rejects + 1);
+    const key = tokens_in_key ? `${situation_key}/${tokens_spent.join(',')}` : situation_key;
+    const known = explored.get(key);
+    if (known !== undefined) {
+      if (overspent_moves === 0 && frontierContains(known, tokens_spent)) return true;
+      undoMove(move, pool, lowest_before, overspent);
+      frontier = frontierUnion(frontier, move === MOVE_SPENDS_TOKEN ? frontierBeforeSpending(known, pool, tokens_available) : known);
       return false;
     }
+    frame_move.push(move);
+    frame_resume_node.push(node);
+    frame_pool.push(pool);
+    frame_tokens_available.push(tokens_available);
+    frame_overspent.push(overspent);
     frame_key.push(key);
-    frame_entry.push(entry);
-    frame_node.push(resume_node);
-    frame_phase.push(phase);
     frame_state.push(state);
     frame_witness_rejects.push(witness_rejects);
+    frame_latest_call_time.push(latest_call_time);
     frame_lowest.push(lowest_before);
+    frame_frontier.push(frontier);
+    frame_scan.push(scan);
+    frame_pool_index.push(pool_index);
+    frame_barrier_time.push(barrier_time);
     state = next_state;
     witness_rejects = next_witness_rejects;
-    phase = PHASE_CERTAIN;
+    latest_call_time = next_latest_call_time;
+    frontier = NOTHING;
+    scan = SCAN_LISTED;
+    node = next[HEAD] ?? NO_NODE;
+    return next[HEAD] === NO_NODE && overspent_moves === 0;
+  };
+
+  /** The situation is fully explored: remember it and resume its parent. Returns false at the root. */
+  const leave = (): boolean => {
+    const depth = frame_move.length;
+    if (depth === 0) return false;
+    const move = frame_move.pop() ?? MOVE_SPENDS_TOKEN;
+    const pool = frame_pool.pop() ?? 0;
+    const tokens_available = frame_tokens_available.pop() ?? 0;
+    explored.set(frame_key.pop() ?? '', frontier);
+    const child = frontier;
+    state = frame_state.pop() ?? STATE_MISSING;
+    witness_rejects = frame_witness_rejects.pop() ?? NO_WITNESS_NEEDED;
+    latest_call_time = frame_latest_call_time.pop() ?? -Infinity;
+    undoMove(move, pool, frame_lowest.pop() ?? 0, frame_overspent.pop() ?? false);
+    frontier = frontierUnion(frame_frontier.pop() ?? NOTHING, move === MOVE_SPENDS_TOKEN ? frontierBeforeSpending(child, pool, tokens_available) : child);
+    scan = frame_scan.pop() ?? SCAN_LISTED;
+    pool_index = frame_pool_index.pop() ?? 0;
+    barrier_time = frame_barrier_time.pop() ?? Infinity;
+    node = frame_resume_node.pop() ?? NO_NODE;
     return true;
   };
 
-  // Only situations since the last certain operation share its memo key.
-  const isOnCurrentPath = (key: number | string, entry: Uint32Array): boolean => {
-    for (let index = frame_node.length - 1; index >= 0; index--) {
-      if (frame_key[index] === key && frame_entry[index] === entry) return true;
-      if (optional[node_operation[frame_node[index] ?? HEAD] ?? 0] !== 1) return false;
-    }
-    return false;
-  };
-
-  // False when an optional peer of `id` with a lower id is also a candidate
-  // now (pending, and called before the barrier): only that one is tried.
-  const isFirstCandidateAmongPeers = (id: number, node_of_id: number): boolean => {
-    let barrier = NO_NODE;
-    const to = peers_to[id] ?? 0;
-    for (let index = peers_from[id] ?? 0; index < to; index++) {
-      const peer = peers[index] ?? id;
-      if (peer === id) return true;
-      if (isDone(peer)) continue;
-      if (barrier === NO_NODE) {
-        barrier = node_of_id;
-        while (node_is_call[barrier] === 1) barrier = next[barrier] ?? NO_NODE;
-      }
-      // The list keeps nodes in time order, so node numbers compare positions.
-      if ((call_node[peer] ?? barrier) < barrier) return false;
-    }
-    return true;
-  };
-
-  while (next[HEAD] !== NO_NODE) {
+  if (next[HEAD] === NO_NODE) return { kind: 'linearizable', steps_used };
+  for (;;) {
     if (steps_used === step_budget) return { kind: 'gave_up', steps_used };
     steps_used++;
-    const id = node_operation[node] ?? 0;
-    const is_optional = optional[id] === 1;
-    if (node_is_call[node] === 1) {
-      // A pending call: try to make it the next linearization point.
-      if (is_optional === (phase === PHASE_OPTIONAL) && (!is_optional || isFirstCandidateAmongPeers(id, node))) {
+    if (next[HEAD] === NO_NODE) {
+      // Complete, but on a path that spent tokens it did not have.
+      frontier = everything;
+      leave();
+      continue;
+    }
+    if (scan === SCAN_LISTED) {
+      const id = node_operation[node] ?? 0;
+      if (node_is_call[node] === 1) {
+        // A pending call: try to make it the next linearization point.
         const kind = step_kind[id] ?? STEP_GET;
         const argument = step_argument[id] ?? 0;
         const witnesses =
           witness_rejects === NO_WITNESS_NEEDED || (observesState(kind) && stepModel(kind, argument, witness_rejects) === STATE_REJECTED);
         const next_state = witnesses ? stepModel(kind, argument, state) : STATE_REJECTED;
-        const next_witness_rejects = is_optional ? state : NO_WITNESS_NEEDED;
-        if (next_state !== STATE_REJECTED && next_state !== next_witness_rejects && tryEnter(id, node, next_state, next_witness_rejects)) {
-          remove(node);
-          node = next[HEAD] ?? NO_NODE;
-          continue;
+        const call = node;
+        node = next[node] ?? NO_NODE;
+        if (next_state !== STATE_REJECTED) {
+          const next_latest_call_time = Math.max(latest_call_time, node_time[call] ?? 0);
+          if (enter(call, 0, 0, next_state, NO_WITNESS_NEEDED, next_latest_call_time)) return { kind: 'linearizable', steps_used };
         }
+        continue;
       }
-      node = next[node] ?? NO_NODE;
+      // The barrier. Tokens write, so none can be the witness awaited.
+      if (pool_count > 0 && witness_rejects === NO_WITNESS_NEEDED) {
+        scan = SCAN_POOLS;
+        pool_index = 0;
+        barrier_time = node_time[node] ?? Infinity;
+        continue;
+      }
+    } else if (pool_index < pool_count) {
+      const pool_number = pool_index++;
+      const pool = pools[pool_number];
+      assert(pool !== undefined, 'pool index in range');
+      const tokens_available = tokensCalledBy(pool, barrier_time);
+      // Spending is pointless when the state would not change.
+      const affordable = mode === 'thorough' || (tokens_spent[pool_number] ?? 0) < tokens_available;
+      if (affordable && tokens_available > 0 && latest_call_time <= pool.deadline && pool.effect !== state) {
+        if (enter(MOVE_SPENDS_TOKEN, pool_number, tokens_available, pool.effect, state, latest_call_time)) return { kind: 'linearizable', steps_used };
+      }
       continue;
     }
-    // The barrier: the return of a pending operation.
-    if (phase === PHASE_CERTAIN) {
-      // An optional operation may be skipped (taken as never having happened).
-      if (is_optional && tryEnter(id, node, state, witness_rejects)) {
-        remove(node_partner[node] ?? NO_NODE);
-        node = next[HEAD] ?? NO_NODE;
-        continue;
-      }
-      // Optional operations write, so none can be the witness awaited.
-      if (history.optional_count > 0 && witness_rejects === NO_WITNESS_NEEDED) {
-        phase = PHASE_OPTIONAL;
-        node = next[HEAD] ?? NO_NODE;
-        continue;
-      }
-    }
-    // Every candidate here was tried: backtrack.
-    const depth = frame_node.length;
-    if (dead_end === null || depth > dead_end.prefix.length) dead_end = describeDeadEnd(history, frame_node, node);
-    if (depth === 0) return { kind: 'illegal', steps_used, dead_end };
-    frame_key.pop();
-    frame_entry.pop();
-    const resume = frame_node.pop() ?? NO_NODE;
-    const resumed_phase = frame_phase.pop() ?? PHASE_CERTAIN;
-    const call = node_is_call[resume] === 1 ? resume : (node_partner[resume] ?? NO_NODE);
-    state = frame_state.pop() ?? STATE_MISSING;
-    witness_rejects = frame_witness_rejects.pop() ?? NO_WITNESS_NEEDED;
-    unmarkDone(node_operation[call] ?? 0, frame_lowest.pop() ?? 0);
-    restore(call);
-    if (resume === call) {
-      node = next[call] ?? NO_NODE;
-      phase = resumed_phase;
-    } else {
-      // The skip at this barrier is explored: the optional phase comes next.
-      // (Whether it applies is decided at the barrier again.)
-      node = next[HEAD] ?? NO_NODE;
-      phase = history.optional_count > 0 && witness_rejects === NO_WITNESS_NEEDED ? PHASE_OPTIONAL : PHASE_CERTAIN;
-      if (phase === PHASE_CERTAIN) node = resume;
-    }
+    // Every move from this situation is explored.
+    const depth = frame_move.length;
+    if (dead_end === null || depth > dead_end.prefix.length) dead_end = describeDeadEnd(history, frame_move, frame_pool, node);
+    if (!leave()) break;
   }
-  return { kind: 'linearizable', steps_used };
+  assert(dead_end !== null, 'a failed search met a dead end');
+  return { kind: 'illegal', steps_used, dead_end };
 }
 
-function describeDeadEnd(history: CompiledKeyHistory, frame_node: readonly number[], return_node: number): DeadEnd {
+function describeDeadEnd(history: CompiledKeyHistory, frame_move: readonly number[], frame_pool: readonly number[], return_node: number): DeadEnd {
   const pending: number[] = [];
   for (let node = history.next[HEAD] ?? NO_NODE; node !== return_node && node !== NO_NODE; node = history.next[node] ?? NO_NODE) {
     if (history.node_is_call[node] === 1) pending.push(history.node_operation[node] ?? 0);
   }
   return {
-    prefix: frame_node.map((node) => history.node_operation[node] ?? 0),
-    skipped: frame_node.map((node) => history.node_is_call[node] !== 1),
+    prefix: frame_move.map((move, index) => (move === MOVE_SPENDS_TOKEN ? -1 - (frame_pool[index] ?? 0) : (history.node_operation[move] ?? 0))),
     blocking: history.node_operation[return_node] ?? 0,
     pending,
   };
 }
 
 /**
- * The set of linearized (non-optional) operations as a bitset over their
- * ranks, plus the lowest absent rank. Because ranks follow return order,
- * every rank below the lowest absent one is present, and the ranks above it
- * that are present are few (operations concurrent with the earliest pending
- * return).
+ * The set of linearized operations as a bitset over their ids, plus the
+ * lowest absent id. Because ids follow return order, every id below the
+ * lowest absent one is present, and the ids above it that are present are
+ * few (operations concurrent with the earliest pending return).
  */
 class LinearizedSet {
   private readonly words: Uint32Array;
@@ -717,27 +788,27 @@ class LinearizedSet {
     return this.lowest;
   }
 
-  has(rank: number): boolean {
-    return (((this.words[rank >>> 5] ?? 0) >>> (rank & 31)) & 1) === 1;
+  has(id: number): boolean {
+    return (((this.words[id >>> 5] ?? 0) >>> (id & 31)) & 1) === 1;
   }
 
-  add(rank: number): void {
-    this.words[rank >>> 5] = (this.words[rank >>> 5] ?? 0) | (1 << (rank & 31));
+  add(id: number): void {
+    this.words[id >>> 5] = (this.words[id >>> 5] ?? 0) | (1 << (id & 31));
     this.size++;
     while (this.lowest < this.capacity && this.has(this.lowest)) this.lowest++;
   }
 
-  /** Undoes the latest add(rank); `lowest_before` is what lowestAbsent() returned before it. */
-  remove(rank: number, lowest_before: number): void {
-    this.words[rank >>> 5] = (this.words[rank >>> 5] ?? 0) & ~(1 << (rank & 31));
+  /** Undoes the latest add(id); `lowest_before` is what lowestAbsent() returned before it. */
+  remove(id: number, lowest_before: number): void {
+    this.words[id >>> 5] = (this.words[id >>> 5] ?? 0) & ~(1 << (id & 31));
     this.size--;
     this.lowest = lowest_before;
   }
 
   /**
    * An exact key for (this set, a non-negative search state): a number when
-   * the set is a prefix of ranks (the common, mostly-sequential case), else a
-   * string listing the ranks beyond the prefix.
+   * the set is a prefix of ids (the common, mostly-sequential case), else a
+   * string listing the ids beyond the prefix.
    */
   memoKey(search_state: number): number | string {
     const beyond_prefix = this.size - this.lowest;
@@ -758,79 +829,45 @@ class LinearizedSet {
   }
 }
 
-const NONE_SETTLED = new Uint32Array(0);
-
-/**
- * The memo: for each (certain operations done, search state), the counts of
- * optional operations settled (used or skipped) per effect class with which
- * it was entered. Having settled no more of each class is at least as good:
- * the ones still pending can always be skipped later, so anything possible
- * after settling more of them is possible after settling fewer. That only
- * proves something once the better situation is fully explored, not while it
- * is an ancestor of the current one (skipping an optional operation leads
- * from a situation to one it dominates).
- */
-class ExploredSituations {
-  private readonly seen = new Map<number | string, Uint32Array | Uint32Array[]>();
-
-  /**
-   * Records the situation and returns its stored identity, or null when it is
-   * no better than one entered before and not `onCurrentPath`.
-   */
-  visit(key: number | string, settled_per_class: Uint32Array, onCurrentPath: (entry: Uint32Array) => boolean): Uint32Array | null {
-    const earlier = this.seen.get(key);
-    const entry = settled_per_class.every((count) => count === 0) ? NONE_SETTLED : settled_per_class.slice();
-    if (earlier === undefined) {
-      this.seen.set(key, entry);
-    } else if (earlier instanceof Uint32Array) {
-      if (settlesNoMore(earlier, settled_per_class) && !onCurrentPath(earlier)) return null;
-      this.seen.set(key, [earlier, entry]);
-    } else {
-      if (earlier.some((settled) => settlesNoMore(settled, settled_per_class) && !onCurrentPath(settled))) return null;
-      earlier.push(entry);
-    }
-    return entry;
-  }
-}
-
-function settlesNoMore(better: Uint32Array, than: Uint32Array): boolean {
-  for (let index = 0; index < better.length; index++) {
-    if ((better[index] ?? 0) > (than[index] ?? 0)) return false;
-  }
-  return true;
-}
-
 // ---------------------------------------------------------------------------
 // Explanations.
 
 function explainFailure(key: string, history: CompiledKeyHistory, dead_end: DeadEnd): string {
-  const operation = (id: number): string => {
-    const op = history.operations[id];
-    return op === undefined ? `operation #${id}` : formatOperation(op);
+  const describe = (step: number): string => {
+    if (step < 0) {
+      const pool = history.pools[-1 - step];
+      const example = pool?.operations[0];
+      const count = pool?.operations.length ?? 0;
+      return example === undefined ? 'an unknown-outcome write' : `${formatOperation(example)} takes effect here${count > 1 ? ` (or another of ${count} alike)` : ''}`;
+    }
+    const op = history.operations[step];
+    return op === undefined ? `operation #${step}` : formatOperation(op);
   };
-  const total = history.operations.length;
+  const optional_count = history.pools.reduce((sum, pool) => sum + pool.operations.length, 0);
+  const total = history.operations.length + optional_count;
   const lines = [`key ${quote(key)}: no linearization of its ${total} operations exists`];
-  if (history.operations_dropped > 0) {
-    lines[0] += ` (${history.operations_dropped} unknown-outcome operations that nothing could observe were left out)`;
-  }
-  const { prefix, skipped } = dead_end;
-  lines.push(`longest linearizable prefix found (${prefix.length} of ${total}):`);
+  if (optional_count > 0) lines[0] += ` (${optional_count} of them unknown-outcome writes that may never have taken effect)`;
+  if (history.operations_dropped > 0) lines[0] += `; ${history.operations_dropped} unknown-outcome operations nothing could observe were left out`;
+  const { prefix } = dead_end;
+  lines.push(`longest linearizable prefix found (${prefix.length} steps):`);
   const shown_from = Math.max(0, prefix.length - EXPLANATION_OPERATIONS_MAX);
-  if (shown_from > 0) lines.push(`  … ${shown_from} earlier operations`);
-  for (let index = shown_from; index < prefix.length; index++) {
-    lines.push(`  ${operation(prefix[index] ?? 0)}${skipped[index] === true ? ' (taken as never having happened)' : ''}`);
-  }
+  if (shown_from > 0) lines.push(`  … ${shown_from} earlier steps`);
+  for (const step of prefix.slice(shown_from)) lines.push(`  ${describe(step)}`);
   // The search state merges values nobody read; replaying the prefix names the value.
-  let value: string | null = null;
-  prefix.forEach((id, index) => {
-    const input = history.operations[id]?.input;
-    if (input === undefined || skipped[index] === true) return;
-    if (input.kind === 'set') value = input.value;
-    if (input.kind === 'del') value = null;
-  });
-  lines.push(`value after it: ${value === null ? 'missing' : quote(value)}`);
-  lines.push(`then ${operation(dead_end.blocking)} must take effect before it returns, but no pending operation can be applied next:`);
-  for (const id of dead_end.pending.slice(0, EXPLANATION_OPERATIONS_MAX)) lines.push(`  ${operation(id)}`);
+  let value_text = 'missing';
+  for (const step of prefix) {
+    if (step < 0) {
+      const effect = history.pools[-1 - step]?.effect ?? STATE_MISSING;
+      value_text = effect === STATE_MISSING ? 'missing' : effect === STATE_UNREAD_VALUE ? 'a value no get returned' : quote(history.values[effect] ?? '');
+      continue;
+    }
+    const input = history.operations[step]?.input;
+    if (input?.kind === 'set') value_text = quote(input.value);
+    if (input?.kind === 'del') value_text = 'missing';
+  }
+  lines.push(`value after it: ${value_text}`);
+  lines.push(`then ${describe(dead_end.blocking)} must take effect before it returns, but no pending operation can be applied next:`);
+  for (const id of dead_end.pending.slice(0, EXPLANATION_OPERATIONS_MAX)) lines.push(`  ${describe(id)}`);
   if (dead_end.pending.length > EXPLANATION_OPERATIONS_MAX) lines.push(`  … and ${dead_end.pending.length - EXPLANATION_OPERATIONS_MAX} more`);
   return lines.join('\n');
 }
