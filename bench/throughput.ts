@@ -17,6 +17,7 @@
  * competes with them for CPU. Figures go in notes, never in tests.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { KvClient } from '../src/client';
@@ -48,6 +49,8 @@ interface RunResult {
   errors: number;
   leader_fsyncs: number;
   follower_fsyncs: number;
+  /** CPU used during the timed part, as % of one core: this bench process, the leader, each follower (null where unreadable). */
+  cpu_percent: { bench: number; leader: number | null; followers: Array<number | null> };
 }
 
 const KEY_SPACE = 10_000;
@@ -76,7 +79,20 @@ async function walFsyncs(cluster: TestCluster, index: number): Promise<number> {
   return value;
 }
 
-async function run(cluster: TestCluster, leader: number, target: number, spec: RunSpec, value: string): Promise<RunResult> {
+/** user+system CPU ms of a process from /proc (Linux); null elsewhere or when it is gone. */
+function processCpuMs(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15, in clock ticks (100 Hz on Linux).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return null;
+  }
+}
+
+async function run(cluster: TestCluster, pids: ReadonlyMap<number, number>, leader: number, target: number, spec: RunSpec, value: string): Promise<RunResult> {
   const followers = cluster.nodes.map((n) => n.index).filter((i) => i !== leader);
   const clients = Array.from({ length: spec.clients }, () => new KvClient({ nodes: [cluster.address(target)], call_timeout_ms: 30_000 }));
   try {
@@ -102,9 +118,18 @@ async function run(cluster: TestCluster, leader: number, target: number, spec: R
         }
       }
     };
+    const cpu_before = { bench: process.cpuUsage(), leader: processCpuMs(pids.get(leader)), followers: followers.map((i) => processCpuMs(pids.get(i))) };
     const started_ms = performance.now();
     await Promise.all(clients.flatMap((client) => Array.from({ length: spec.callers_per_client }, () => caller(client))));
     const elapsed_ms = performance.now() - started_ms;
+    const bench_cpu = process.cpuUsage(cpu_before.bench);
+    const percentOf = (before: number | null, after: number | null): number | null =>
+      before === null || after === null ? null : ((after - before) / elapsed_ms) * 100;
+    const cpu_percent = {
+      bench: ((bench_cpu.user + bench_cpu.system) / 1000 / elapsed_ms) * 100,
+      leader: percentOf(cpu_before.leader, processCpuMs(pids.get(leader))),
+      followers: followers.map((i, k) => percentOf(cpu_before.followers[k] ?? null, processCpuMs(pids.get(i)))),
+    };
 
     // Followers persist what the leader already acknowledged a moment later; let them finish before counting.
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -112,7 +137,7 @@ async function run(cluster: TestCluster, leader: number, target: number, spec: R
     const follower_fsyncs_after = await Promise.all(followers.map((i) => walFsyncs(cluster, i)));
     const follower_fsyncs = follower_fsyncs_after.reduce((sum, after, k) => sum + after - (follower_fsyncs_before[k] ?? 0), 0) / followers.length;
     latencies_ms.sort((a, b) => a - b);
-    return { target: target === leader ? 'leader' : 'follower', spec, elapsed_ms, latencies_ms, errors, leader_fsyncs, follower_fsyncs };
+    return { target: target === leader ? 'leader' : 'follower', spec, elapsed_ms, latencies_ms, errors, leader_fsyncs, follower_fsyncs, cpu_percent };
   } finally {
     await Promise.all(clients.map((client) => client.close()));
   }
@@ -136,6 +161,7 @@ const COLUMNS: Array<[string, number]> = [
   ['leader fsyncs', 13],
   ['writes/fsync', 12],
   ['follower fsyncs', 15],
+  ['cpu% bench/L/F/F', 16],
 ];
 
 function row(cells: string[]): string {
@@ -159,6 +185,7 @@ function formatResult(r: RunResult): string {
     String(r.leader_fsyncs),
     is_set && r.leader_fsyncs > 0 ? (ok / r.leader_fsyncs).toFixed(1) : '-',
     r.follower_fsyncs.toFixed(0),
+    [r.cpu_percent.bench, r.cpu_percent.leader, ...r.cpu_percent.followers].map((p) => (p === null ? '?' : p.toFixed(0))).join('/'),
   ]);
 }
 
@@ -226,10 +253,18 @@ async function main(): Promise<void> {
     for (const target of targets) {
       for (const spec of specs(options)) {
         if (options.profile_dir !== null && spec.operation !== 'SET') continue;
-        console.log(formatResult(await run(cluster, leader, target, spec, value)));
+        const pids = new Map<number, number>();
+        for (const node of cluster.nodes) {
+          const pid = node.index === 0 && profiled !== null ? profiled.pid : node.process?.pid;
+          if (pid !== undefined) pids.set(node.index, pid);
+        }
+        console.log(formatResult(await run(cluster, pids, leader, target, spec, value)));
       }
     }
-    console.log('writes/fsync = acknowledged SETs / leader fsyncs; follower fsyncs = mean per follower over the same run');
+    console.log('writes/fsync = acknowledged SETs / leader fsyncs; follower fsyncs = mean per follower over the same run;');
+    console.log('cpu% = CPU time during the timed part / its wall time, for this process, the leader and the followers (2 cores = 200%)');
+    const leader_info = await cluster.info(leader);
+    console.log(`leader fdatasync: avg ${leader_info?.wal_fsync_avg_ms ?? '?'} ms, max ${leader_info?.wal_fsync_max_ms ?? '?'} ms over ${leader_info?.wal_fsyncs ?? '?'} fsyncs`);
   } catch (error) {
     console.error(cluster.logs());
     throw error;
