@@ -10,7 +10,7 @@ import type {
 } from '../wire/types';
 import { assert } from '../util/assert';
 import { RaftLog } from './log';
-import { Progress, nextSeq, seqAtMost } from './progress';
+import { Progress } from './progress';
 import {
   NO_NODE,
   type CommittedEntry,
@@ -416,7 +416,6 @@ export class RaftCore {
     this.leader_id = this.id;
     this.election_elapsed = 0;
     this.heartbeat_elapsed = 0;
-    this.seq = 0;
     this.progress.clear();
     for (const id of this.peers) this.progress.set(id, new Progress(this.log.last_index + 1));
     // A no-op of our own term lets us commit, and so serve reads, without waiting for a client write (§8).
@@ -612,7 +611,7 @@ export class RaftCore {
       this.config.limits.message_entries_max,
       this.config.limits.message_entries_bytes_max,
     );
-    this.seq = nextSeq(this.seq);
+    this.seq++;
     this.send(id, {
       type: MessageType.AppendEntriesRequest,
       term: this.term,
@@ -620,7 +619,7 @@ export class RaftCore {
       prev_log_index: prev_index,
       prev_log_term: this.log.term(prev_index),
       leader_commit: this.log.committed,
-      seq: this.seq,
+      seq: this.seq | 0,
       entries,
     });
     if (pr.state === 'probe') {
@@ -634,7 +633,7 @@ export class RaftCore {
 
   /** An empty AppendEntries at the follower's known match point: asserts leadership, carries commit, never rejected for log reasons. */
   private sendHeartbeat(id: NodeId, pr: Progress): void {
-    this.seq = nextSeq(this.seq);
+    this.seq++;
     this.send(id, {
       type: MessageType.AppendEntriesRequest,
       term: this.term,
@@ -642,7 +641,7 @@ export class RaftCore {
       prev_log_index: pr.match,
       prev_log_term: this.log.term(pr.match),
       leader_commit: this.log.committed,
-      seq: this.seq,
+      seq: this.seq | 0,
       entries: [],
     });
   }
@@ -664,35 +663,44 @@ export class RaftCore {
     if (this.role !== 'leader') return;
     const pr = this.progressOf(from);
     pr.recent_active = true;
-    pr.noteAck(message.ack);
+    const ack = this.fullSeq(message.ack);
+    // Only a success proves the answer is to a request of this leadership (a rejection may come from handleStaleTerm).
+    if (message.success) pr.noteAck(ack);
     if (message.success) {
       if (message.log_index > pr.match && message.log_index <= this.log.last_index) pr.match = message.log_index;
       if (pr.state === 'probe') {
-        if (pr.answersCurrentProbe(message.ack)) {
+        if (pr.answersCurrentProbe(ack)) {
           pr.becomeReplicate(); // our probe matched: stream from the follower's match point
         } else if (pr.next <= pr.match) {
           pr.becomeProbe(); // an older answer moved match past our probe point: probe afresh from there
         }
       } else {
         if (pr.next <= pr.match) pr.next = pr.match + 1;
-        pr.freeUpTo(message.ack);
+        pr.freeUpTo(ack);
+        // Every message sent up to `ack` is answered or lost: resend whatever the follower still lacks.
+        if (pr.inflights.length === 0 && pr.next > pr.match + 1) pr.next = pr.match + 1;
       }
       this.maybeCommit();
       if (this.transfer_target === from) this.maybeSendTimeoutNow(from);
     } else {
-      this.handleRejection(pr, message);
+      this.handleRejection(pr, message, ack);
     }
     this.confirmReads();
   }
 
-  private handleRejection(pr: Progress, message: AppendEntriesResponse): void {
+  /** The full (53-bit) seq whose low 32 bits are `wire_ack`, at most this.seq: acks never look newer than what we sent. */
+  private fullSeq(wire_ack: number): number {
+    return this.seq - (((this.seq | 0) - wire_ack) >>> 0);
+  }
+
+  private handleRejection(pr: Progress, message: AppendEntriesResponse, ack: number): void {
     let rejected_prev: number;
     if (pr.state === 'replicate') {
-      const inflight = pr.inflights.find((f) => f.seq === message.ack);
+      const inflight = pr.inflights.find((f) => f.seq === ack);
       if (inflight === undefined || inflight.prev_index <= pr.match) return; // stale
       rejected_prev = inflight.prev_index;
     } else {
-      if (!pr.answersCurrentProbe(message.ack)) return; // answer to a probe at an earlier next
+      if (!pr.answersCurrentProbe(ack)) return; // answer to a probe at an earlier next
       rejected_prev = pr.next - 1;
     }
     if (message.follower_commit > pr.match && message.follower_commit <= this.log.last_index) {
@@ -745,8 +753,7 @@ export class RaftCore {
   /** One heartbeat round confirms every read that arrived before it (reads batch per Ready). */
   private sendReadRound(): void {
     this.read_round_needed = false;
-    this.heartbeat_elapsed = 0;
-    const round_seq = nextSeq(this.seq); // every heartbeat of this round carries a seq at or after this one
+    const round_seq = this.seq + 1; // every heartbeat of this round carries a seq at or after this one
     for (const id of this.peers) this.sendHeartbeat(id, this.progressOf(id));
     for (const read of this.pending_reads) if (read.seq === null) read.seq = round_seq;
   }
@@ -758,7 +765,7 @@ export class RaftCore {
       let acks = 1;
       for (const id of this.peers) {
         const max_ack = this.progressOf(id).max_ack;
-        if (max_ack !== null && seqAtMost(read.seq, max_ack)) acks++;
+        if (max_ack !== null && read.seq <= max_ack) acks++;
       }
       if (acks < this.quorum) return;
       this.pending_reads.shift();

@@ -54,16 +54,19 @@ export class Progress {
     this.next = this.match + 1;
   }
 
-  /** Frees every in-flight message acknowledged by `ack` (TCP keeps our order; the simulator may not). */
+  /**
+   * Frees every in-flight message acknowledged by `ack` (TCP keeps our order; the simulator may not).
+   * Seqs here are the leader's full, ever-increasing counter; only their low 32 bits go on the wire.
+   */
   freeUpTo(ack: number): void {
     let drop = 0;
-    while (drop < this.inflights.length && seqAtMost(this.inflights[drop]!.seq, ack)) drop++;
+    while (drop < this.inflights.length && this.inflights[drop]!.seq <= ack) drop++;
     if (drop > 0) this.inflights.splice(0, drop);
   }
 
   /** Whether `ack` answers a probe sent at the current `next`. */
   answersCurrentProbe(ack: number): boolean {
-    return this.probe_first_seq !== null && seqAtMost(this.probe_first_seq, ack);
+    return this.probe_first_seq !== null && this.probe_first_seq <= ack;
   }
 
   noteSent(seq: number): void {
@@ -72,18 +75,6 @@ export class Progress {
   }
 
   noteAck(ack: number): void {
-    if (this.max_ack === null || seqAtMost(this.max_ack, ack)) this.max_ack = ack;
+    if (this.max_ack === null || this.max_ack < ack) this.max_ack = ack;
   }
-}
-
-/**
- * Sequence numbers are int32 on the wire and wrap; compare them as serial
- * numbers (RFC 1982) so a long-lived leader keeps working past 2^31 messages.
- */
-export function seqAtMost(a: number, b: number): boolean {
-  return ((b - a) | 0) >= 0;
-}
-
-export function nextSeq(seq: number): number {
-  return (seq + 1) | 0;
 }

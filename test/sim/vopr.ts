@@ -107,6 +107,13 @@ export function runSeed(seed: number, options: SeedOptions = {}): SeedResult {
     if (options.liveness !== false) {
       const elected = sim.runUntil(() => sim.leader() !== null, LIVENESS_BOUND_MS);
       if (!elected) throw new LivenessFailure(`no leader within ${LIVENESS_BOUND_MS} ms after healing`);
+      // Everything already in the leader's log commits (clients keep writing, so the log never stops growing).
+      const backlog = sim.leader()!.core.last_log_index;
+      const drained = sim.runUntil(() => {
+        const leader = sim.leader();
+        return leader !== null && leader.core.commit_index >= backlog;
+      }, LIVENESS_BOUND_MS);
+      if (!drained) throw new LivenessFailure(`the leader's log did not fully commit within ${LIVENESS_BOUND_MS} ms after healing`);
       const start = sim.now;
       if (!sim.writeThroughLeader('liveness', `probe-${seed}`, LIVENESS_BOUND_MS)) {
         // The first leader may be deposed once by a node whose log was ahead; one retry within the same bound.
