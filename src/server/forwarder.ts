@@ -37,6 +37,7 @@ class LeaderLink {
   private readonly pending: PendingForward[] = [];
   private connected = false;
   private hello_pending = true;
+  private corked = false;
   closed = false;
 
   constructor(
@@ -67,6 +68,15 @@ class LeaderLink {
     if (this.pending.length >= LIMITS.forward_pending_requests_max) return Promise.resolve({ kind: 'not_sent' });
     return new Promise((resolve) => {
       this.pending.push({ resolve, sent: this.connected });
+      // Requests relayed in the same turn leave in one write, as the client pipelined them.
+      if (!this.corked) {
+        this.corked = true;
+        this.socket.cork();
+        process.nextTick(() => {
+          this.corked = false;
+          this.socket.uncork();
+        });
+      }
       this.socket.write(encodeCommand(args));
     });
   }

@@ -70,6 +70,8 @@ class SimNode {
   core!: RaftCore;
   replica!: Replica;
   persisting = false;
+  /** A commit-only hard state waiting to ride on the next save. */
+  deferred_hard_state: HardState | null = null;
   /** Highest commit index this incarnation has reported (commit must not go backwards). */
   commit_seen = 0;
   applied_seen = 0;
@@ -169,6 +171,7 @@ export class Simulation {
     node.alive = true;
     node.incarnation++;
     node.persisting = false;
+    node.deferred_hard_state = null;
     node.paused_until = 0;
     const voters = this.nodes.map((n) => n.id);
     node.core = new RaftCore(
@@ -332,32 +335,56 @@ export class Simulation {
 
   // ------------------------------------------------------------ the driver (what the server does with a Ready)
 
+  /**
+   * The same liberties KvNode takes with the Ready contract, so the simulator
+   * checks the server's real ordering: apply at once, a leader with term and
+   * vote on disk sends before its fsync, a commit-only change rides on the
+   * next save.
+   */
   private pump(node: SimNode): void {
     if (!node.alive || node.persisting || node.paused_until > this.now) return;
-    if (!node.core.hasReady()) return;
-    const ready = node.core.ready();
-    if (ready === null) return;
-    node.persisting = true;
-    const incarnation = node.incarnation;
-    const send_early = this.params.faults.send_before_persist === true;
-    if (send_early) this.sendAll(node, ready);
-    const fsync_ms = this.params.fsync_min_ms + this.rng.float() * (this.params.fsync_max_ms - this.params.fsync_min_ms);
-    this.schedule(fsync_ms, () => {
-      if (node.incarnation !== incarnation) return; // crashed before the fsync finished: nothing reached the disk
-      if (node.paused_until > this.now) {
-        this.queue.push(node.paused_until, () => this.completeReady(node, incarnation, ready, send_early));
-        return;
+    while (node.core.hasReady()) {
+      const ready = node.core.ready();
+      if (ready === null) return;
+      node.replica.applyReady(ready);
+      this.checkApplied(node, ready);
+      let hard_state = ready.hard_state;
+      const on_disk = node.disk.hard_state;
+      const term_and_vote_durable = hard_state === null || (hard_state.term === on_disk.term && hard_state.vote === on_disk.vote);
+      if (hard_state !== null && term_and_vote_durable && ready.entries === null) {
+        node.deferred_hard_state = hard_state;
+        hard_state = null;
       }
-      this.completeReady(node, incarnation, ready, send_early);
-    });
+      if (hard_state === null && ready.entries === null) {
+        this.sendAll(node, ready);
+        node.core.advance(ready);
+        this.observe(node);
+        continue;
+      }
+      if (hard_state === null) hard_state = node.deferred_hard_state;
+      node.deferred_hard_state = null;
+      const send_early = (term_and_vote_durable && node.core.current_role === 'leader') || this.params.faults.send_before_persist === true;
+      if (send_early) this.sendAll(node, ready);
+      node.persisting = true;
+      const incarnation = node.incarnation;
+      const fsync_ms = this.params.fsync_min_ms + this.rng.float() * (this.params.fsync_max_ms - this.params.fsync_min_ms);
+      const save = hard_state;
+      this.schedule(fsync_ms, () => {
+        if (node.incarnation !== incarnation) return; // crashed before the fsync finished: nothing reached the disk
+        if (node.paused_until > this.now) {
+          this.queue.push(node.paused_until, () => this.completeReady(node, incarnation, ready, save, send_early));
+          return;
+        }
+        this.completeReady(node, incarnation, ready, save, send_early);
+      });
+      return;
+    }
   }
 
-  private completeReady(node: SimNode, incarnation: number, ready: Ready, sent_already: boolean): void {
+  private completeReady(node: SimNode, incarnation: number, ready: Ready, hard_state: HardState | null, sent_already: boolean): void {
     if (node.incarnation !== incarnation) return;
-    this.writeDisk(node, ready);
+    this.writeDisk(node, hard_state, ready);
     if (!sent_already) this.sendAll(node, ready);
-    node.replica.applyReady(ready);
-    this.checkApplied(node, ready);
     node.core.advance(ready);
     node.persisting = false;
     this.observe(node);
@@ -368,7 +395,7 @@ export class Simulation {
     for (const { to, message } of ready.messages) this.transmit(node.id, to, message);
   }
 
-  private writeDisk(node: SimNode, ready: Ready): void {
+  private writeDisk(node: SimNode, hard_state: HardState | null, ready: Ready): void {
     if (ready.entries !== null) {
       const { first_index, entries } = ready.entries;
       node.disk.entries.length = Math.min(node.disk.entries.length, first_index - 1);
@@ -377,16 +404,16 @@ export class Simulation {
       }
       node.disk.entries.push(...entries);
     }
-    if (ready.hard_state !== null) {
+    if (hard_state !== null) {
       const before = node.disk.hard_state;
-      if (ready.hard_state.term < before.term) throw new SafetyViolation(`node ${node.id}: persisted term went back ${before.term} → ${ready.hard_state.term}`);
-      if (ready.hard_state.commit < before.commit) {
-        throw new SafetyViolation(`node ${node.id}: persisted commit went back ${before.commit} → ${ready.hard_state.commit}`);
+      if (hard_state.term < before.term) throw new SafetyViolation(`node ${node.id}: persisted term went back ${before.term} → ${hard_state.term}`);
+      if (hard_state.commit < before.commit) {
+        throw new SafetyViolation(`node ${node.id}: persisted commit went back ${before.commit} → ${hard_state.commit}`);
       }
-      if (ready.hard_state.term === before.term && before.vote !== NO_NODE && ready.hard_state.vote !== before.vote) {
-        throw new SafetyViolation(`node ${node.id}: voted twice in term ${before.term} (${before.vote}, ${ready.hard_state.vote})`);
+      if (hard_state.term === before.term && before.vote !== NO_NODE && hard_state.vote !== before.vote) {
+        throw new SafetyViolation(`node ${node.id}: voted twice in term ${before.term} (${before.vote}, ${hard_state.vote})`);
       }
-      node.disk.hard_state = { ...ready.hard_state };
+      node.disk.hard_state = { ...hard_state };
     }
   }
 
