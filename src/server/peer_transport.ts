@@ -418,6 +418,12 @@ export class PeerTransport {
     if (connection.peer_id === null) {
       connection.peer_id = sender;
       this.logger.debug(`raft inbound ${connection.remote} is peer ${sender}`);
+      // The peer is evidently back: stop waiting out the backoff and dial it now.
+      if (link.outbound_state === 'backoff' && link.backoff_timer !== null && this.closing === null) {
+        clearTimeout(link.backoff_timer);
+        link.failed_attempts = 0;
+        this.dial(link);
+      }
     }
     connection.last_request_order = ++this.request_order;
     link.response_route = connection;

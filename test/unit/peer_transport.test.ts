@@ -293,6 +293,22 @@ test('a peer that is down at start is dialled with backoff until it comes up', a
   assert.deepEqual(a.received[0], { from: 2, message: voteResponse(2) });
 });
 
+test('a peer that comes back and sends us a request is dialled at once, not after the backoff', async () => {
+  const port_b = await freePort();
+  const port_a = await freePort();
+  const addresses: PeerAddress[] = [
+    { id: 1, host: HOST, raft_port: port_a },
+    { id: 2, host: HOST, raft_port: port_b },
+  ];
+  // A backs off for 30 s after its first failed dial: only the inbound request can bring the link up in time.
+  const a = await startNode(1, port_a, addresses, { backoff_base_ms: 30_000, backoff_max_ms: 30_000 });
+  await waitFor('the first dial failed', () => peerStatus(a.transport, 2).outbound === 'backoff');
+  const b = await startNode(2, port_b, addresses);
+  await waitFor('B connects to A', () => peerStatus(b.transport, 1).outbound === 'connected');
+  assert.equal(b.transport.send(1, voteRequest(2)), true);
+  await waitFor('A dials B as soon as B speaks', () => peerStatus(a.transport, 2).outbound === 'connected', 5000);
+});
+
 test('killing a peer transport and restarting it reconnects', async () => {
   const ports = [await freePort(), await freePort()];
   const addresses: PeerAddress[] = ports.map((raft_port, index) => ({ id: index + 1, host: HOST, raft_port }));
