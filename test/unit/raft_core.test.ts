@@ -7,121 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RaftCore } from '../../src/raft/core';
-import type { NodeId, RaftFaults, Ready, ReadState, RestoredState } from '../../src/raft/types';
-import { MessageType, type LogEntry, type RaftMessage } from '../../src/wire/types';
-import { SeededRandom } from '../../src/util/prng';
-
-const ELECTION_TICKS = 10;
-
-function makeCore(id: NodeId, voters: NodeId[], restored?: RestoredState, faults: RaftFaults = {}): RaftCore {
-  return new RaftCore(
-    {
-      id,
-      voters,
-      election_ticks: ELECTION_TICKS,
-      heartbeat_ticks: 2,
-      random: new SeededRandom(id * 7919),
-      limits: {
-        entry_bytes_max: 1024 * 1024,
-        message_entries_bytes_max: 64 * 1024,
-        message_entries_max: 64,
-        inflight_messages_max: 8,
-        uncommitted_bytes_max: 1000,
-        pending_reads_max: 100,
-      },
-      prevote: true,
-      check_quorum: true,
-      faults,
-    },
-    restored ?? { hard_state: { term: 0, vote: 0, commit: 0 }, entries: [] },
-  );
-}
-
-/** Synchronous cluster: instant persistence, in-order delivery, optional cut links. */
-class Cluster {
-  readonly cores = new Map<NodeId, RaftCore>();
-  readonly cut = new Set<string>();
-  readonly reads = new Map<NodeId, ReadState[]>();
-  readonly applied = new Map<NodeId, number>();
-  delivered: RaftMessage[] = [];
-  /** Messages held back instead of delivered (for stepping by hand). */
-  hold = false;
-  held: { from: NodeId; to: NodeId; message: RaftMessage }[] = [];
-
-  constructor(ids: NodeId[], faults: RaftFaults = {}) {
-    for (const id of ids) this.cores.set(id, makeCore(id, ids, undefined, faults));
-  }
-
-  core(id: NodeId): RaftCore {
-    const core = this.cores.get(id);
-    assert.ok(core);
-    return core;
-  }
-
-  /** Drains every Ready and delivers every message until the cluster is quiet. */
-  settle(limit = 100_000): void {
-    for (let round = 0; round < limit; round++) {
-      let any = false;
-      for (const [id, core] of this.cores) {
-        if (!core.hasReady()) continue;
-        const ready = core.ready();
-        if (ready === null) continue;
-        any = true;
-        this.carryOut(id, core, ready);
-      }
-      if (!any) return;
-    }
-    throw new Error('cluster did not settle');
-  }
-
-  private carryOut(id: NodeId, core: RaftCore, ready: Ready): void {
-    this.applied.set(id, (this.applied.get(id) ?? 0) + ready.committed.length);
-    this.reads.set(id, [...(this.reads.get(id) ?? []), ...ready.reads]);
-    core.advance(ready);
-    for (const { to, message } of ready.messages) {
-      if (this.cut.has(`${id}>${to}`)) continue;
-      if (this.hold) {
-        this.held.push({ from: id, to, message });
-        continue;
-      }
-      this.delivered.push(message);
-      this.cores.get(to)?.step(id, message);
-    }
-  }
-
-  tick(id: NodeId, times = 1): void {
-    for (let i = 0; i < times; i++) {
-      this.core(id).tick();
-      this.settle();
-    }
-  }
-
-  tickAll(times: number): void {
-    for (let i = 0; i < times; i++) {
-      for (const core of this.cores.values()) core.tick();
-      this.settle();
-    }
-  }
-
-  isolate(id: NodeId): void {
-    for (const other of this.cores.keys()) {
-      if (other === id) continue;
-      this.cut.add(`${id}>${other}`);
-      this.cut.add(`${other}>${id}`);
-    }
-  }
-
-  heal(): void {
-    this.cut.clear();
-  }
-
-  /** Ticks `id` until it is leader (its election timeout is at most 2 × ELECTION_TICKS). */
-  elect(id: NodeId): void {
-    this.tick(id, 2 * ELECTION_TICKS + 1);
-    assert.equal(this.core(id).current_role, 'leader', `node ${id} became leader`);
-  }
-}
+import { MessageType, type LogEntry } from '../../src/wire/types';
+import { ELECTION_TICKS, makeCore, TestNet } from './raft_test_net';
 
 const data = (text: string): Uint8Array => Buffer.from(text);
 
@@ -146,7 +33,7 @@ test('the core imports no I/O, timers, clock or randomness of its own', () => {
 });
 
 test('§5.2: a follower that hears nothing campaigns and a lone node elects itself and commits its no-op', () => {
-  const cluster = new Cluster([1]);
+  const cluster = new TestNet([1]);
   cluster.elect(1);
   const status = cluster.core(1).status();
   assert.equal(status.term, 1);
@@ -154,7 +41,7 @@ test('§5.2: a follower that hears nothing campaigns and a lone node elects itse
 });
 
 test('§5.2: three nodes elect exactly one leader and replicate its no-op', () => {
-  const cluster = new Cluster([1, 2, 3]);
+  const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   for (const id of [2, 3]) {
     assert.equal(cluster.core(id).current_role, 'follower');
@@ -165,7 +52,7 @@ test('§5.2: three nodes elect exactly one leader and replicate its no-op', () =
 });
 
 test('§5.4.1: a vote is refused to a candidate whose log is less up to date', () => {
-  const voter = makeCore(2, [1, 2, 3], { hard_state: { term: 3, vote: 0, commit: 0 }, entries: [{ term: 3, data: data('x') }] });
+  const voter = makeCore(2, [1, 2, 3], { restored: { hard_state: { term: 3, vote: 0, commit: 0 }, entries: [{ term: 3, data: data('x') }] } });
   voter.step(1, { type: MessageType.RequestVoteRequest, term: 4, candidate_id: 1, last_log_index: 5, last_log_term: 2 });
   const reply = voter.ready()!.messages[0]!.message;
   assert.equal(reply.type, MessageType.RequestVoteResponse);
@@ -173,7 +60,7 @@ test('§5.4.1: a vote is refused to a candidate whose log is less up to date', (
 });
 
 test('test switch vote_without_log_check grants that same vote (the check is what refuses it)', () => {
-  const voter = makeCore(2, [1, 2, 3], { hard_state: { term: 3, vote: 0, commit: 0 }, entries: [{ term: 3, data: data('x') }] }, { vote_without_log_check: true });
+  const voter = makeCore(2, [1, 2, 3], { restored: { hard_state: { term: 3, vote: 0, commit: 0 }, entries: [{ term: 3, data: data('x') }] }, faults: { vote_without_log_check: true } });
   voter.step(1, { type: MessageType.RequestVoteRequest, term: 4, candidate_id: 1, last_log_index: 5, last_log_term: 2 });
   const reply = voter.ready()!.messages[0]!.message;
   assert.equal(reply.type === MessageType.RequestVoteResponse && reply.vote_granted, true);
@@ -191,7 +78,7 @@ test('§5.2: at most one vote per term, and it is persisted before the reply is 
 });
 
 test('PreVote: a pre-vote request never changes the receiver\'s term, and a node that hears its leader refuses it', () => {
-  const cluster = new Cluster([1, 2, 3]);
+  const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   const term = cluster.core(2).current_term;
   cluster.core(2).step(3, { type: MessageType.PreVoteRequest, term: term + 1, candidate_id: 3, last_log_index: 99, last_log_term: term });
@@ -203,7 +90,7 @@ test('PreVote: a pre-vote request never changes the receiver\'s term, and a node
 });
 
 test('PreVote: a node cut off from the cluster does not inflate its term, so it cannot depose the leader when it returns', () => {
-  const cluster = new Cluster([1, 2, 3]);
+  const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   const term = cluster.core(1).current_term;
   cluster.isolate(3);
@@ -216,7 +103,7 @@ test('PreVote: a node cut off from the cluster does not inflate its term, so it 
 });
 
 test('CheckQuorum: a leader that hears from no majority for an election timeout steps down', () => {
-  const cluster = new Cluster([1, 2, 3]);
+  const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   cluster.isolate(1);
   cluster.tick(1, 2 * ELECTION_TICKS + 1);
@@ -227,7 +114,7 @@ test('Figure 8: a leader never commits an entry of an earlier term by counting r
   for (const faults of [{}, { commit_old_term_entries: true }]) {
     // Node 1 restarts as leader of term 3 holding an entry of term 2 at index 1 that node 2 also holds.
     const entries: LogEntry[] = [{ term: 2, data: data('old') }];
-    const leader = makeCore(1, [1, 2, 3], { hard_state: { term: 2, vote: 1, commit: 0 }, entries }, faults);
+    const leader = makeCore(1, [1, 2, 3], { restored: { hard_state: { term: 2, vote: 1, commit: 0 }, entries }, faults });
     for (let i = 0; i < 2 * ELECTION_TICKS + 1 && leader.current_role !== 'candidate'; i++) {
       leader.tick();
       if (leader.current_role === 'pre_candidate') leader.step(2, { type: MessageType.PreVoteResponse, term: 3, vote_granted: true });
@@ -247,7 +134,7 @@ test('Figure 8: a leader never commits an entry of an earlier term by counting r
 
 test('the leader counts its own entries only once they are persisted (advance), unless the test switch says otherwise', () => {
   for (const faults of [{}, { ack_before_persist: true }]) {
-    const cluster = new Cluster([1, 2, 3], faults);
+    const cluster = new TestNet([1, 2, 3], { faults });
     cluster.elect(1);
     cluster.tick(1, 2);
     const leader = cluster.core(1);
@@ -267,10 +154,10 @@ test('fast backtracking: a follower with 10,000 conflicting entries is repaired 
   for (let i = 0; i < 10_000; i++) conflicting.push({ term: 2 + Math.floor(i / 4000), data: data(`stale-${i}`) });
   const leader_log: LogEntry[] = [];
   for (let i = 0; i < 10_000; i++) leader_log.push({ term: 5, data: data(`good-${i}`) });
-  const cluster = new Cluster([1, 2, 3]);
-  cluster.cores.set(1, makeCore(1, [1, 2, 3], { hard_state: { term: 5, vote: 1, commit: 0 }, entries: leader_log }));
-  cluster.cores.set(2, makeCore(2, [1, 2, 3], { hard_state: { term: 5, vote: 1, commit: 0 }, entries: leader_log.slice() }));
-  cluster.cores.set(3, makeCore(3, [1, 2, 3], { hard_state: { term: 4, vote: 0, commit: 0 }, entries: conflicting }));
+  const cluster = new TestNet([1, 2, 3]);
+  cluster.cores.set(1, makeCore(1, [1, 2, 3], { restored: { hard_state: { term: 5, vote: 1, commit: 0 }, entries: leader_log } }));
+  cluster.cores.set(2, makeCore(2, [1, 2, 3], { restored: { hard_state: { term: 5, vote: 1, commit: 0 }, entries: leader_log.slice() } }));
+  cluster.cores.set(3, makeCore(3, [1, 2, 3], { restored: { hard_state: { term: 4, vote: 0, commit: 0 }, entries: conflicting } }));
   cluster.elect(1);
   for (let i = 0; i < 40; i++) cluster.tick(1);
   const rejections = cluster.delivered.filter((m) => m.type === MessageType.AppendEntriesResponse && !m.success && m.follower_id === 3).length;
@@ -280,7 +167,7 @@ test('fast backtracking: a follower with 10,000 conflicting entries is repaired 
 });
 
 test('flow control: at most inflight_messages_max AppendEntries are outstanding to a follower that does not answer', () => {
-  const cluster = new Cluster([1, 2, 3]);
+  const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   cluster.cut.add('2>1'); // follower 2's answers are lost
   cluster.delivered = [];
@@ -295,7 +182,7 @@ test('flow control: at most inflight_messages_max AppendEntries are outstanding 
 });
 
 test('the uncommitted-bytes cap refuses proposals with a distinct reason, and survives a change of leader', () => {
-  const cluster = new Cluster([1, 2, 3]);
+  const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   cluster.isolate(1); // nothing can commit now
   const leader = cluster.core(1);
@@ -308,24 +195,24 @@ test('the uncommitted-bytes cap refuses proposals with a distinct reason, and su
   cluster.settle();
   // Node 1 restarts as leader of a new term with the same uncommitted tail: the cap still holds.
   const restored = { hard_state: { term: leader.current_term, vote: 1, commit: leader.commit_index }, entries: leader.logEntries() };
-  const again = makeCore(1, [1], restored);
+  const again = makeCore(1, [1], { restored });
   for (let i = 0; i < 2 * ELECTION_TICKS + 1; i++) again.tick();
   assert.equal(again.current_role, 'leader');
   assert.ok(again.status().uncommitted_bytes >= 900, 'the tail from the old term still counts');
 });
 
 test('ReadIndex: reads wait for one heartbeat round answered by a majority; many reads share one round', () => {
-  const cluster = new Cluster([1, 2, 3]);
+  const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   cluster.tick(1, 2);
   const leader = cluster.core(1);
-  cluster.hold = true;
+  cluster.hold = () => true;
   for (let id = 1; id <= 5; id++) assert.deepEqual(leader.readIndex(id), { ok: true });
   cluster.settle();
   assert.equal(cluster.reads.get(1)?.length ?? 0, 0, 'no read is served before the round is answered');
   const round = cluster.held.filter((h) => h.message.type === MessageType.AppendEntriesRequest);
   assert.equal(round.length, 2, 'one heartbeat per follower confirms all five reads');
-  cluster.hold = false;
+  cluster.hold = () => false;
   const first = round[0]!;
   cluster.core(first.to).step(first.from, first.message);
   cluster.settle();
@@ -333,7 +220,7 @@ test('ReadIndex: reads wait for one heartbeat round answered by a majority; many
 });
 
 test('test switch read_without_heartbeat serves reads with no round at all', () => {
-  const cluster = new Cluster([1, 2, 3], { read_without_heartbeat: true });
+  const cluster = new TestNet([1, 2, 3], { faults: { read_without_heartbeat: true } });
   cluster.elect(1);
   cluster.tick(1, 2);
   cluster.isolate(1);
@@ -343,7 +230,7 @@ test('test switch read_without_heartbeat serves reads with no round at all', () 
 });
 
 test('ReadIndex: a deposed leader fails its pending reads instead of serving them', () => {
-  const cluster = new Cluster([1, 2, 3]);
+  const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   cluster.tick(1, 2);
   cluster.isolate(1);
@@ -362,7 +249,7 @@ test('ReadIndex: a deposed leader fails its pending reads instead of serving the
 });
 
 test('leadership transfer: TimeoutNow makes the caught-up target leader of the next term', () => {
-  const cluster = new Cluster([1, 2, 3]);
+  const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   cluster.tick(1, 2);
   assert.ok(cluster.core(1).transferLeadership(3));
@@ -373,7 +260,7 @@ test('leadership transfer: TimeoutNow makes the caught-up target leader of the n
 });
 
 test('a follower never truncates committed entries (assertion) and keeps Log Matching on conflict', () => {
-  const follower = makeCore(2, [1, 2, 3], { hard_state: { term: 2, vote: 0, commit: 0 }, entries: [{ term: 1, data: data('a') }, { term: 2, data: data('b') }] });
+  const follower = makeCore(2, [1, 2, 3], { restored: { hard_state: { term: 2, vote: 0, commit: 0 }, entries: [{ term: 1, data: data('a') }, { term: 2, data: data('b') }] } });
   follower.step(1, {
     type: MessageType.AppendEntriesRequest,
     term: 3,

@@ -5,119 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RaftCore } from '../../src/raft/core';
-import type { NodeId, ReadState } from '../../src/raft/types';
-import { MessageType, type RaftMessage } from '../../src/wire/types';
-import { SeededRandom } from '../../src/util/prng';
-
-const ELECTION_TICKS = 10;
-
-function makeCore(id: NodeId, voters: NodeId[], inflight_messages_max = 8): RaftCore {
-  return new RaftCore(
-    {
-      id,
-      voters,
-      election_ticks: ELECTION_TICKS,
-      heartbeat_ticks: 2,
-      random: new SeededRandom(id * 7919),
-      limits: {
-        entry_bytes_max: 1024 * 1024,
-        message_entries_bytes_max: 64 * 1024,
-        message_entries_max: 64,
-        inflight_messages_max,
-        uncommitted_bytes_max: 1 << 20,
-        pending_reads_max: 100,
-      },
-      prevote: true,
-      check_quorum: true,
-    },
-    { hard_state: { term: 0, vote: 0, commit: 0 }, entries: [] },
-  );
-}
-
-interface Envelope {
-  from: NodeId;
-  to: NodeId;
-  message: RaftMessage;
-}
-
-/**
- * Synchronous network with instant disks. Every message passes `drop`
- * (return true to lose it) or is captured into `held` while `hold` returns
- * true, so single messages can be delayed and delivered later by hand.
- */
-class Net {
-  readonly cores = new Map<NodeId, RaftCore>();
-  readonly cut = new Set<string>();
-  readonly reads = new Map<NodeId, ReadState[]>();
-  drop: (e: Envelope) => boolean = () => false;
-  hold: (e: Envelope) => boolean = () => false;
-  held: Envelope[] = [];
-
-  constructor(ids: NodeId[], inflight_messages_max = 8) {
-    for (const id of ids) this.cores.set(id, makeCore(id, ids, inflight_messages_max));
-  }
-
-  core(id: NodeId): RaftCore {
-    const core = this.cores.get(id);
-    assert.ok(core);
-    return core;
-  }
-
-  settle(limit = 100_000): void {
-    for (let round = 0; round < limit; round++) {
-      let any = false;
-      for (const [id, core] of this.cores) {
-        if (!core.hasReady()) continue;
-        const ready = core.ready();
-        if (ready === null) continue;
-        any = true;
-        this.reads.set(id, [...(this.reads.get(id) ?? []), ...ready.reads]);
-        core.advance(ready);
-        for (const { to, message } of ready.messages) this.route({ from: id, to, message });
-      }
-      if (!any) return;
-    }
-    throw new Error('network did not settle');
-  }
-
-  route(e: Envelope): void {
-    if (this.cut.has(`${e.from}>${e.to}`)) return;
-    if (this.drop(e)) return;
-    if (this.hold(e)) {
-      this.held.push(e);
-      return;
-    }
-    this.cores.get(e.to)?.step(e.from, e.message);
-  }
-
-  /** Delivers a held message now (bypassing drop/hold, but not cut links). */
-  release(e: Envelope): void {
-    this.held = this.held.filter((h) => h !== e);
-    if (this.cut.has(`${e.from}>${e.to}`)) return;
-    this.cores.get(e.to)?.step(e.from, e.message);
-  }
-
-  tick(ids: NodeId[], times = 1): void {
-    for (let i = 0; i < times; i++) {
-      for (const id of ids) this.core(id).tick();
-      this.settle();
-    }
-  }
-
-  isolate(id: NodeId): void {
-    for (const other of this.cores.keys()) {
-      if (other === id) continue;
-      this.cut.add(`${id}>${other}`);
-      this.cut.add(`${other}>${id}`);
-    }
-  }
-
-  elect(id: NodeId): void {
-    this.tick([id], 2 * ELECTION_TICKS + 1);
-    assert.equal(this.core(id).current_role, 'leader', `node ${id} became leader`);
-  }
-}
+import { MessageType } from '../../src/wire/types';
+import { ELECTION_TICKS, makeCore, TestNet, type Envelope } from './raft_test_net';
 
 const data = (text: string): Uint8Array => Buffer.from(text);
 const isAppend = (e: Envelope): boolean => e.message.type === MessageType.AppendEntriesRequest;
@@ -132,7 +21,7 @@ const appendWithEntries = (e: Envelope): boolean =>
 // follower never answered: a stale read.
 // ---------------------------------------------------------------------------------------------
 test('finding 1: a stale-term AppendEntries rejection must not confirm a ReadIndex round of a later term', () => {
-  const net = new Net([1, 2, 3]);
+  const net = new TestNet([1, 2, 3], { uncommitted_bytes_max: 1 << 20 });
   net.elect(1);
   const term1 = net.core(1).current_term;
   // Term 1 runs for a while so node 1's seq counter grows well above what term 3 will use.
@@ -201,7 +90,7 @@ test('finding 1: a stale-term AppendEntries rejection must not confirm a ReadInd
 // re-sends the lost entries: heartbeats are sent at prev = pr.match and always succeed.
 // ---------------------------------------------------------------------------------------------
 test('finding 2: a lost AppendEntries in replicate state is re-sent even when no new entry is proposed', () => {
-  const net = new Net([1, 2, 3]);
+  const net = new TestNet([1, 2, 3], { uncommitted_bytes_max: 1 << 20 });
   net.elect(1);
   net.tick([1], 2);
   net.isolate(3); // node 3 is down: commit needs node 2
@@ -239,7 +128,7 @@ test('finding 2: a lost AppendEntries in replicate state is re-sent even when no
 // the current probe). Kept as a regression test.
 // ---------------------------------------------------------------------------------------------
 test('finding 3: a lost probe is retried even while ReadIndex rounds keep resetting the heartbeat timer', () => {
-  const net = new Net([1, 2, 3]);
+  const net = new TestNet([1, 2, 3], { uncommitted_bytes_max: 1 << 20 });
   net.elect(1);
   net.tick([1], 2);
   net.isolate(3);
@@ -289,7 +178,7 @@ test('finding 3: a lost probe is retried even while ReadIndex rounds keep resett
 // private seq counter instead of sending 2^31 messages.)
 // ---------------------------------------------------------------------------------------------
 test('finding 4: the flow-control window reopens after a follower was silent for 2^31 messages', () => {
-  const net = new Net([1, 2, 3], 1);
+  const net = new TestNet([1, 2, 3], { inflight_messages_max: 1, uncommitted_bytes_max: 1 << 20 });
   net.elect(1);
   net.tick([1], 2);
   const leader = net.core(1);
@@ -307,7 +196,7 @@ test('finding 4: the flow-control window reopens after a follower was silent for
 });
 
 test('finding 4b: a follower that was down for 2^31 messages is still caught up from probe state (probe_first_seq wrap)', () => {
-  const net = new Net([1, 2, 3]);
+  const net = new TestNet([1, 2, 3], { uncommitted_bytes_max: 1 << 20 });
   net.elect(1);
   net.isolate(2); // node 2 goes down
   for (let i = 0; i < 5; i++) assert.ok(net.core(1).propose(data(`w${i}`)).ok);
