@@ -82,6 +82,9 @@ export class Connection {
     }, options.connect_timeout_ms);
     this.socket.on('connect', () => this.onConnect());
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    // The server's FIN: no reply can follow, and Node refuses writes from here on while 'close'
+    // is still a few ticks away, so a request enqueued now would be lost unsent yet look written.
+    this.socket.on('end', () => this.fail(new ConnectionError(address, 'connection closed by the server')));
     this.socket.on('error', (error: Error) => {
       this.failure ??= new ConnectionError(address, error.message, { cause: error });
     });

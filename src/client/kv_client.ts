@@ -259,11 +259,14 @@ export class KvClient {
     call.request = null;
     call.request_connection = null;
     if (outcome.kind === 'failed') {
+      // Whatever happens to this call, later calls try another node: the next
+      // connect to a node that is dying can still be accepted and then reset,
+      // turning one more write into an unknown outcome.
+      this.leaveNode(address);
       if (outcome.written && !call.idempotent) {
         this.fail(call, new OutcomeUnknownError('connection_lost', `${address}: the connection was lost after the request was sent (${outcome.error.message})`, { cause: outcome.error }));
         return;
       }
-      this.leaveNode(address);
       this.retry(call, outcome.error);
       return;
     }
