@@ -23,6 +23,17 @@ const LEADER_RECHECK_MS = 50;
 type Dispatchable = Extract<ClientCommand, { kind: 'write' } | { kind: 'read' }>;
 
 /**
+ * Per-connection order, as Redis executes a pipeline: a read waits for the
+ * writes sent before it on the same connection, a write waits for the reads
+ * sent before it. Runs of the same kind still go concurrently (writes are
+ * proposed in order; reads share heartbeat rounds).
+ */
+interface ConnectionOrder {
+  writes: Promise<unknown> | null;
+  reads: Promise<unknown> | null;
+}
+
+/**
  * One node of the cluster: the event-loop glue around the pure Raft core. It
  * owns the disk (WAL), the two listeners, the peer links and the timer, and
  * carries out each Ready in the order the core demands: persist (fsync, off
@@ -49,6 +60,7 @@ export class KvNode {
   private leader_waiters = new Set<() => void>();
   private soft: SoftState = { role: 'follower', term: 0, leader_id: NO_NODE };
   private fatal_error: Error | null = null;
+  private readonly connection_order = new WeakMap<ClientConnectionInfo, ConnectionOrder>();
   private stopping = false;
   /** Called once if the node hits an error it cannot continue from (the process should exit non-zero). */
   on_fatal: (error: Error) => void = () => undefined;
@@ -290,8 +302,27 @@ export class KvNode {
       case 'read':
       case 'write':
         if (this.stopping) return { reply: encodeError('ERR shutting down') };
-        return this.dispatch(command, args, connection).then((reply) => ({ reply }));
+        return this.inConnectionOrder(command, connection, () => this.dispatch(command, args, connection)).then((reply) => ({ reply }));
     }
+  }
+
+  private inConnectionOrder(command: Dispatchable, connection: ClientConnectionInfo, run: () => Promise<Buffer>): Promise<Buffer> {
+    let order = this.connection_order.get(connection);
+    if (order === undefined) {
+      order = { writes: null, reads: null };
+      this.connection_order.set(connection, order);
+    }
+    const barrier = command.kind === 'read' ? order.writes : order.reads;
+    const result = barrier === null ? run() : barrier.then(run, run);
+    const state = order;
+    const kind = command.kind === 'read' ? 'reads' : 'writes';
+    const pending = state[kind] === null ? result : Promise.all([state[kind], result]);
+    state[kind] = pending;
+    const clear = (): void => {
+      if (state[kind] === pending) state[kind] = null;
+    };
+    pending.then(clear, clear);
+    return result;
   }
 
   /**
