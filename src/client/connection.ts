@@ -13,7 +13,7 @@ import { RespProtocolError } from '../util/errors';
 import { assert } from '../util/assert';
 import { ConnectionError, type KvClientError, ProtocolError } from './errors';
 import type { NodeAddress } from './address';
-import { Fifo } from './fifo';
+import { Fifo } from '../util/fifo';
 
 /** Batches up to this size are copied into one buffer before writing; larger ones use writev. */
 const FLUSH_COPY_BYTES_MAX = 64 * 1024;

@@ -3,6 +3,7 @@ import { RequestParser, type RequestParserOptions } from '../resp/request_parser
 import { encodeError } from '../resp/reply';
 import { assert } from '../util/assert';
 import type { RespProtocolError } from '../util/errors';
+import { Fifo } from '../util/fifo';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
 
@@ -60,43 +61,6 @@ const KEEPALIVE_INITIAL_DELAY_MS = 300_000;
 const END_LINGER_MS = 5_000;
 const INTERNAL_ERROR_REPLY = encodeError('ERR internal error');
 const MAX_CLIENTS_REPLY = encodeError('ERR max number of clients reached');
-
-/** A FIFO with O(1) shift that compacts its array now and then. */
-class Fifo<T> {
-  private items: T[] = [];
-  private head = 0;
-
-  get length(): number {
-    return this.items.length - this.head;
-  }
-
-  push(item: T): void {
-    this.items.push(item);
-  }
-
-  peek(): T | undefined {
-    return this.items[this.head];
-  }
-
-  shift(): T | undefined {
-    if (this.head >= this.items.length) return undefined;
-    const item = this.items[this.head];
-    this.head++;
-    if (this.head === this.items.length) {
-      this.items = [];
-      this.head = 0;
-    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-    return item;
-  }
-
-  clear(): void {
-    this.items = [];
-    this.head = 0;
-  }
-}
 
 /** Where one command's reply will go; filled when its handler settles. */
 interface ReplySlot {

@@ -18,14 +18,22 @@ export class Fifo<T> {
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
     const item = this.items[this.head];
-    this.items[this.head] = undefined;
+    this.items[this.head] = undefined; // drop the reference at once
     this.head += 1;
-    // Compact once the dead prefix dominates, keeping shifts amortised O(1).
-    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      // Compact once the dead prefix dominates, keeping shifts amortised O(1).
       this.items = this.items.slice(this.head);
       this.head = 0;
     }
     return item;
+  }
+
+  clear(): void {
+    this.items = [];
+    this.head = 0;
   }
 
   /** Removes and returns every item, oldest first. */
