@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KvClient } from '../../src/client';
 import { NODE_BIN, REPO_ROOT, pollUntil, rawExchange, TestCluster, freePortPairs } from './cluster_harness';
@@ -333,5 +333,37 @@ test('200 client connections with 50-deep pipelines each get every reply in orde
       }),
     );
     assert.equal(results.filter((ok) => ok).length, 200);
+  });
+});
+
+test('recovery: a torn WAL tail is truncated and the data served; damage before the tail stops the node with one clear line', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await withCluster(1, async (cluster) => {
+    await cluster.waitForLeader();
+    const client = cluster.client();
+    for (let i = 0; i < 50; i++) await client.set(`durable${i}`, `v${i}`);
+    await client.close();
+    await cluster.kill(0);
+    const wal = join(cluster.nodes[0]!.data_dir, 'raft.wal');
+    const intact = readFileSync(wal);
+    // A crash mid-append leaves a partial record at the end.
+    writeFileSync(wal, Buffer.concat([intact, Buffer.from([0x10, 0x20, 0x30, 0, 0, 0, 0])]));
+    cluster.start(0);
+    await cluster.waitForLeader();
+    const after = cluster.client();
+    for (let i = 0; i < 50; i++) assert.deepEqual(await after.get(`durable${i}`), [`v${i}`]);
+    await after.close();
+    assert.match(cluster.nodes[0]!.stderr, /torn/);
+    await cluster.kill(0);
+    // Flip a byte inside an early record: data that was durable is damaged.
+    const damaged = readFileSync(wal);
+    damaged[100] = damaged[100]! ^ 0xff;
+    writeFileSync(wal, damaged);
+    cluster.nodes[0]!.stderr = '';
+    cluster.start(0);
+    await pollUntil('the node to exit', 10_000, () => (cluster.nodes[0]!.exit_code !== null ? true : null));
+    assert.notEqual(cluster.nodes[0]!.exit_code, 0);
+    const lines = cluster.nodes[0]!.stderr.trim().split('\n').filter((line) => line.startsWith('kvstoreraftsystem:'));
+    assert.equal(lines.length, 1, cluster.nodes[0]!.stderr);
+    assert.match(lines[0]!, /corrupt|damaged/i);
   });
 });
