@@ -220,10 +220,11 @@ export class RaftCore {
     const hard_state = this.hardStateChanged() ? this.currentHardState() : null;
     const entries = this.log.takeUnstable();
     const committed: CommittedEntry[] = [];
-    for (let index = this.applied_handed_out + 1; index <= this.log.committed; index++) {
+    const apply_to = Math.min(this.log.committed, this.applied_handed_out + this.config.limits.committed_entries_per_ready_max);
+    for (let index = this.applied_handed_out + 1; index <= apply_to; index++) {
       committed.push({ index, entry: this.log.entry(index) });
     }
-    this.applied_handed_out = this.log.committed;
+    this.applied_handed_out = apply_to;
     const soft = this.softStateChanged() ? this.softState() : null;
     if (soft !== null) this.last_soft_state = soft;
     const ready: Ready = {

@@ -69,6 +69,8 @@ export interface RaftLimits {
   inflight_messages_max: number;
   uncommitted_bytes_max: number;
   pending_reads_max: number;
+  /** Committed entries handed out in one Ready, so that replaying a long log never blocks the driver for long. */
+  committed_entries_per_ready_max: number;
 }
 
 /**

@@ -17,6 +17,8 @@ import { PeerTransport } from './peer_transport';
 const PROXIED_TAG = 'proxied';
 const EMPTY_ARRAY_REPLY = Buffer.from('*0\r\n', 'latin1');
 const NOT_LEADER_REPLY = encodeError(`${NOT_LEADER_PREFIX.slice(1)}`);
+/** Readies carried out back to back before yielding to the event loop. */
+const READIES_PER_TURN_MAX = 8;
 /** How often a request waiting for a leader re-checks when nothing else wakes it. */
 const LEADER_RECHECK_MS = 50;
 
@@ -97,6 +99,7 @@ export class KvNode {
           inflight_messages_max: LIMITS.raft_inflight_messages_max,
           uncommitted_bytes_max: LIMITS.raft_uncommitted_bytes_max,
           pending_reads_max: LIMITS.raft_pending_reads_max,
+          committed_entries_per_ready_max: LIMITS.raft_committed_entries_per_ready_max,
         },
         prevote: true,
         check_quorum: true,
@@ -206,7 +209,12 @@ export class KvNode {
     const core = this.core;
     const storage = this.storage;
     if (core === null || storage === null || this.fatal_error !== null) return;
+    let readies = 0;
     while (!this.persisting && core.hasReady()) {
+      if (++readies > READIES_PER_TURN_MAX) {
+        this.schedulePump(); // let clients and peers in between (a long log replays in many turns)
+        return;
+      }
       const ready = core.ready();
       if (ready === null) break;
       if (ready.soft_state !== null) this.onSoftState(ready.soft_state);

@@ -30,6 +30,8 @@ export const LIMITS = {
   raft_inflight_messages_max: 64,
   /** Raft: bytes of proposed-but-uncommitted entry data a leader accepts. */
   raft_uncommitted_bytes_max: 64 * 1024 * 1024,
+  /** Raft: committed entries handed to the state machine per Ready (the server yields to the event loop between Readies). */
+  raft_committed_entries_per_ready_max: 8192,
   /** Raft: read requests waiting for leadership confirmation. */
   raft_pending_reads_max: 64 * 1024,
   /** Config file size. */

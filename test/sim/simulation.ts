@@ -188,6 +188,7 @@ export class Simulation {
           inflight_messages_max: this.params.inflight_messages_max,
           uncommitted_bytes_max: 1024 * 1024,
           pending_reads_max: 1024,
+          committed_entries_per_ready_max: 1 + (this.params.seed % 64),
         },
         prevote: this.params.prevote,
         check_quorum: this.params.check_quorum,

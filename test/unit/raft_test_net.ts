@@ -33,6 +33,7 @@ export function makeCore(id: NodeId, voters: NodeId[], options: CoreOptions = {}
         inflight_messages_max: options.inflight_messages_max ?? 8,
         uncommitted_bytes_max: options.uncommitted_bytes_max ?? 1000,
         pending_reads_max: 100,
+        committed_entries_per_ready_max: 8192,
       },
       prevote: true,
       check_quorum: true,
