@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { FrameDecoder, encodeMessage } from '../../src/wire/codec';
 import { MessageType, type LogEntry, type RaftMessage } from '../../src/wire/types';
 import { WireError } from '../../src/util/errors';
+import { splitAt } from '../support/chunks';
 
 const RUNS = Number(process.env.WIRE_FUZZ_RUNS ?? 1000);
 const PARAMS: fc.Parameters<unknown> =
@@ -91,18 +92,6 @@ function mutate(stream: Buffer, mutations: Mutation[]): Buffer {
   return bytes;
 }
 
-function split(stream: Buffer, cuts: number[]): Buffer[] {
-  const sorted = [...new Set(cuts.map((cut) => cut % (stream.length + 1)))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let from = 0;
-  for (const cut of sorted) {
-    chunks.push(stream.subarray(from, cut));
-    from = cut;
-  }
-  chunks.push(stream.subarray(from));
-  return chunks;
-}
-
 describe('wire decoder mutation fuzzing', () => {
   it('mutated streams give messages or a WireError, and whatever decodes re-encodes to the same bytes', () => {
     fc.assert(
@@ -115,7 +104,7 @@ describe('wire decoder mutation fuzzing', () => {
           const decoder = new FrameDecoder({ payload_bytes_max: 64 * 1024 });
           const decoded: RaftMessage[] = [];
           try {
-            for (const chunk of split(stream, cuts)) decoded.push(...decoder.push(chunk));
+            for (const chunk of splitAt(stream, cuts)) decoded.push(...decoder.push(chunk));
           } catch (error) {
             assert.ok(error instanceof WireError, `non-WireError thrown: ${String(error)}`);
             return;

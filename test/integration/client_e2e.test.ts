@@ -12,7 +12,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { KvClient, KvClientError, OutcomeUnknownError, type ClientErrorCode } from '../../src/client';
-import { pollUntil, TestCluster } from './cluster_harness';
+import { pollUntil, TestCluster, withCluster } from './cluster_harness';
 
 const TEST_TIMEOUT_MS = 120_000;
 const WRITER_CALL_TIMEOUT_MS = 3000;
@@ -29,19 +29,6 @@ const ACKS_AFTER_KILL_PER_WRITER = 15;
 
 /** Codes that mean "this call certainly did not take effect" for a SET. */
 const DEFINITE_FAILURE_CODES: ReadonlySet<ClientErrorCode> = new Set(['ETIMEOUT', 'ECONNECTION', 'ENOLEADER', 'ESERVER']);
-
-async function withCluster(extra_config: string[], body: (cluster: TestCluster) => Promise<void>): Promise<void> {
-  const cluster = await TestCluster.create({ nodes: 3, extra_config });
-  try {
-    cluster.startAll();
-    await body(cluster);
-  } catch (error) {
-    if (error instanceof Error) error.message += `\n${cluster.logs()}`;
-    throw error;
-  } finally {
-    await cluster.destroy();
-  }
-}
 
 type Outcome = { kind: 'ok' } | { kind: 'unknown'; error: OutcomeUnknownError } | { kind: 'failed'; error: KvClientError } | { kind: 'hung' };
 
@@ -205,14 +192,14 @@ function report(t: TestContext, text: string): void {
 }
 
 test('failover: concurrent writers survive kill -9 of the leader; every call settles in time and acknowledged writes persist', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-  await withCluster([], async (cluster) => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
     const failover = await writeThroughLeaderKill(cluster, 'fwd');
     report(t, await checkFailoverReport(cluster, failover));
   });
 });
 
 test('MOVED mode: the client follows -MOVED to the leader and, after kill -9 of it, finds the new one', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-  await withCluster(['client_redirect moved'], async (cluster) => {
+  await withCluster({ nodes: 3, extra_config: ['client_redirect moved'] }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     const follower = (leader + 1) % 3;
     // Only the follower is configured: the leader's address can only come from MOVED.
@@ -318,7 +305,7 @@ function rate(calls: number, elapsed_ms: number): string {
 }
 
 test('pipelining: 5,000 GET/SET calls issued in one turn resolve in order with the right values, in few socket writes', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-  await withCluster([], async (cluster) => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     // Through the leader, and through a follower so the calls also cross its forwarding link.
     for (const start of [leader, (leader + 1) % 3]) {
@@ -367,7 +354,7 @@ test(
   'pipelining: a GET pipelined right after a SET of the same key on one connection sees it (Redis order)',
   { timeout: TEST_TIMEOUT_MS },
   async (t) => {
-    await withCluster([], async (cluster) => {
+    await withCluster({ nodes: 3 }, async (cluster) => {
       const leader = await cluster.waitForLeader();
       const failures: string[] = [];
       for (const start of [leader, (leader + 1) % 3]) {
@@ -396,7 +383,7 @@ test(
 );
 
 test('a node killed -9 under a pipelined stream: in-flight SETs settle at once as outcome-unknown and the client moves on', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-  await withCluster([], async (cluster) => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     const victim = (leader + 1) % 3; // a follower: it forwards, so its in-flight SETs may still commit
     const client = new KvClient({ nodes: rotate(cluster.addresses(), victim), call_timeout_ms: WRITER_CALL_TIMEOUT_MS });

@@ -9,23 +9,10 @@ import { execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KvClient } from '../../src/client';
-import { NODE_BIN, REPO_ROOT, pollUntil, rawExchange, TestCluster, freePortPairs } from './cluster_harness';
+import { NODE_BIN, REPO_ROOT, pollUntil, rawExchange, TestCluster, freePortPairs, withCluster } from './cluster_harness';
 import * as net from 'node:net';
 
 const TEST_TIMEOUT_MS = 120_000;
-
-async function withCluster(nodes: number, body: (cluster: TestCluster) => Promise<void>, extra_config: string[] = []): Promise<void> {
-  const cluster = await TestCluster.create({ nodes, extra_config });
-  try {
-    cluster.startAll();
-    await body(cluster);
-  } catch (error) {
-    (error as Error).message += `\n${cluster.logs()}`;
-    throw error;
-  } finally {
-    await cluster.destroy();
-  }
-}
 
 /** Writes keys until `stop` says so; returns the acknowledged ones (key → value). */
 async function writeAcknowledged(client: KvClient, prefix: string, count: number): Promise<Map<string, string>> {
@@ -49,7 +36,7 @@ async function assertAllPresent(client: KvClient, acknowledged: Map<string, stri
 }
 
 test('SET, GET and DEL through every node of a 3-node cluster, seed byte strings exactly', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await withCluster(3, async (cluster) => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
     await cluster.waitForLeader();
     const set_request = '*4\r\n$3\r\nSET\r\n$7\r\nCS06142\r\n$5\r\nCloud\r\n$9\r\nComputing\r\n';
     for (const node of cluster.nodes) {
@@ -70,7 +57,7 @@ test('SET, GET and DEL through every node of a 3-node cluster, seed byte strings
 });
 
 test('pipelining: 2,000 commands in one write are answered in order through a follower', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await withCluster(3, async (cluster) => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     const follower = (leader + 1) % 3;
     let payload = '';
@@ -86,7 +73,7 @@ test('pipelining: 2,000 commands in one write are answered in order through a fo
 });
 
 test('a one-node cluster serves reads and writes and keeps them across a restart', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await withCluster(1, async (cluster) => {
+  await withCluster({ nodes: 1 }, async (cluster) => {
     await cluster.waitForLeader();
     const client = cluster.client();
     await client.set('solo', 'one', 'two');
@@ -105,7 +92,7 @@ test('a one-node cluster serves reads and writes and keeps them across a restart
 });
 
 test('kill -9 of the leader: a survivor accepts writes within 3 s and no acknowledged write is lost', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await withCluster(3, async (cluster) => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     const client = cluster.client();
     const acknowledged = await writeAcknowledged(client, 'before', 200);
@@ -127,7 +114,7 @@ test('kill -9 of the leader: a survivor accepts writes within 3 s and no acknowl
 });
 
 test('kill two of three and restart them: every acknowledged write is there; kill all three: intact', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await withCluster(3, async (cluster) => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
     await cluster.waitForLeader();
     const client = cluster.client();
     const acknowledged = await writeAcknowledged(client, 'k', 300);
@@ -153,7 +140,7 @@ test('kill two of three and restart them: every acknowledged write is there; kil
 });
 
 test('a 5-node cluster keeps serving with two nodes down', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await withCluster(5, async (cluster) => {
+  await withCluster({ nodes: 5 }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     const victims = [leader, (leader + 1) % 5];
     for (const victim of victims) await cluster.kill(victim);
@@ -167,7 +154,7 @@ test('a 5-node cluster keeps serving with two nodes down', { timeout: TEST_TIMEO
 });
 
 test('with no quorum a request gets a no-leader error in bounded time instead of hanging', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await withCluster(3, async (cluster) => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
     await cluster.waitForLeader();
     await cluster.kill(0);
     await cluster.kill(1);
@@ -184,7 +171,7 @@ test('with no quorum a request gets a no-leader error in bounded time instead of
 });
 
 test('garbage on the client port and the Raft port closes only that connection', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await withCluster(3, async (cluster) => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
     await cluster.waitForLeader();
     const node = cluster.nodes[0]!;
     const bad_resp = await rawExchange(node.client_port, '*2\r\n$abc\r\n', () => false);
@@ -209,7 +196,7 @@ test('redis-cli works against the cluster, and follows -MOVED with -c in client_
   assert.ok(redis_cli !== undefined, 'redis-cli is required (Debian package redis-tools; .ci/run installs it)');
   const run = (args: string[]): Promise<string> =>
     new Promise((resolve, reject) => execFile(redis_cli, args, { timeout: 20_000 }, (error, stdout) => (error ? reject(error) : resolve(stdout))));
-  await withCluster(3, async (cluster) => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
     await cluster.waitForLeader();
     const port = String(cluster.nodes[1]!.client_port);
     assert.equal((await run(['-p', port, 'SET', 'CS06142', 'Cloud', 'Computing'])).trim(), 'OK');
@@ -218,7 +205,7 @@ test('redis-cli works against the cluster, and follows -MOVED with -c in client_
     assert.equal((await run(['-p', port, 'PING'])).trim(), 'PONG');
   });
   await withCluster(
-    3,
+    { nodes: 3, extra_config: ['client_redirect moved'] },
     async (cluster) => {
       const leader = await cluster.waitForLeader();
       const follower = cluster.nodes[(leader + 1) % 3]!;
@@ -227,12 +214,11 @@ test('redis-cli works against the cluster, and follows -MOVED with -c in client_
       assert.equal((await run(['-c', '-p', String(follower.client_port), 'SET', 'm', 'v'])).trim(), 'OK');
       assert.equal((await run(['-c', '-p', String(follower.client_port), 'GET', 'm'])).trim(), 'v');
     },
-    ['client_redirect moved'],
   );
 });
 
 test('SIGTERM: the leader hands over leadership and exits 0', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await withCluster(3, async (cluster) => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     const client = cluster.client();
     await client.set('graceful', 'yes');
@@ -316,7 +302,7 @@ test('npm start: the local cluster launcher elects a leader, says how to connect
 });
 
 test('200 client connections with 50-deep pipelines each get every reply in order', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await withCluster(3, async (cluster) => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
     await cluster.waitForLeader();
     const results = await Promise.all(
       Array.from({ length: 200 }, async (_, c) => {
@@ -337,7 +323,7 @@ test('200 client connections with 50-deep pipelines each get every reply in orde
 });
 
 test('recovery: a torn WAL tail is truncated and the data served; damage before the tail stops the node with one clear line', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await withCluster(1, async (cluster) => {
+  await withCluster({ nodes: 1 }, async (cluster) => {
     await cluster.waitForLeader();
     const client = cluster.client();
     for (let i = 0; i < 50; i++) await client.set(`durable${i}`, `v${i}`);

@@ -180,6 +180,20 @@ export class TestCluster {
   }
 }
 
+/** Runs `body` against a started cluster; on failure appends the nodes' logs to the error; always cleans up. */
+export async function withCluster(options: ClusterOptions, body: (cluster: TestCluster) => Promise<void>): Promise<void> {
+  const cluster = await TestCluster.create(options);
+  try {
+    cluster.startAll();
+    await body(cluster);
+  } catch (error) {
+    if (error instanceof Error) error.message += `\n${cluster.logs()}`;
+    throw error;
+  } finally {
+    await cluster.destroy();
+  }
+}
+
 /** Sends raw bytes and collects what comes back until `until` matches or the socket closes. */
 export function rawExchange(port: number, payload: Buffer | string, until: (received: Buffer) => boolean, timeout_ms = 5000): Promise<{ data: Buffer; closed: boolean }> {
   return new Promise((resolve, reject) => {

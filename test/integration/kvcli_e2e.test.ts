@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { pollUntil, REPO_ROOT, TestCluster } from './cluster_harness';
+import { pollUntil, REPO_ROOT, withCluster } from './cluster_harness';
 
 const TEST_TIMEOUT_MS = 120_000;
 const KVCLI_BIN = join(REPO_ROOT, 'kvcli');
@@ -57,19 +57,6 @@ function assertPrinted(run: KvcliRun, stdout: string, code = 0): void {
   assert.deepEqual({ code: run.code, stdout: run.stdout, stderr: run.stderr }, { code, stdout, stderr: '' });
 }
 
-async function withCluster(extra_config: string[], body: (cluster: TestCluster) => Promise<void>): Promise<void> {
-  const cluster = await TestCluster.create({ nodes: 3, extra_config });
-  try {
-    cluster.startAll();
-    await body(cluster);
-  } catch (error) {
-    if (error instanceof Error) error.message += `\n${cluster.logs()}`;
-    throw error;
-  } finally {
-    await cluster.destroy();
-  }
-}
-
 /** A loopback port nothing listens on (bound, then released). */
 function deadAddress(): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -83,7 +70,7 @@ function deadAddress(): Promise<string> {
 }
 
 test('kvcli one-shot commands against a cluster: redis-cli output, --json, exit status', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await withCluster([], async (cluster) => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     // A follower: every command below is forwarded to the leader.
     const port = String(cluster.nodes[(leader + 1) % 3]!.client_port);
@@ -127,7 +114,7 @@ test('kvcli one-shot commands against a cluster: redis-cli output, --json, exit 
 });
 
 test('kvcli reads a command session from a pipe: replies in order, no prompt, quit, exit status', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await withCluster([], async (cluster) => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
     await cluster.waitForLeader();
     const p = ['-p', String(cluster.nodes[0]!.client_port)];
     const session = [
@@ -164,7 +151,7 @@ test('kvcli reads a command session from a pipe: replies in order, no prompt, qu
 });
 
 test('kvcli --nodes skips a dead first address; with every address dead it fails in bounded time', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-  await withCluster([], async (cluster) => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
     await cluster.waitForLeader();
     const dead = await deadAddress();
     const nodes = ['--nodes', [dead, ...cluster.addresses()].join(',')];
@@ -187,7 +174,7 @@ test('kvcli --nodes skips a dead first address; with every address dead it fails
 });
 
 test('kvcli follows -MOVED to the leader, and to the new leader after kill -9 of the old one', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-  await withCluster(['client_redirect moved'], async (cluster) => {
+  await withCluster({ nodes: 3, extra_config: ['client_redirect moved'] }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     const follower = (leader + 1) % 3;
     assertPrinted(await kvcli(['-p', String(cluster.nodes[follower]!.client_port), 'SET', 'moved', 'by', 'redirect']), 'OK\n');

@@ -7,6 +7,7 @@ import { MessageType, type LogEntry, type RaftMessage } from '../../src/wire/typ
 import { AssertionFailure } from '../../src/util/assert';
 import { WireError, type ErrorCode } from '../../src/util/errors';
 import { LIMITS } from '../../src/util/limits';
+import { splitAt } from '../support/chunks';
 
 /** fast-check prints seed and path on failure; FC_SEED=… FC_PATH=… replays that run. */
 const REPLAY: fc.Parameters<unknown> =
@@ -31,18 +32,6 @@ function decodeAll(chunks: Buffer[], options?: { payload_bytes_max?: number }): 
   for (const chunk of chunks) messages.push(...decoder.push(chunk));
   assert.equal(decoder.buffered_bytes, 0, 'no bytes left over after a whole stream');
   return messages;
-}
-
-function splitAt(stream: Buffer, cuts: number[]): Buffer[] {
-  const sorted = [...new Set(cuts.map((cut) => cut % (stream.length + 1)))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let from = 0;
-  for (const cut of sorted) {
-    chunks.push(stream.subarray(from, cut));
-    from = cut;
-  }
-  chunks.push(stream.subarray(from));
-  return chunks;
 }
 
 function byteByByte(stream: Buffer): Buffer[] {
