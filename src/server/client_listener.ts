@@ -4,6 +4,7 @@ import { encodeError } from '../resp/reply';
 import { assert } from '../util/assert';
 import type { RespProtocolError } from '../util/errors';
 import { Fifo } from '../util/fifo';
+import { boundPort, listen } from './listen';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
 
@@ -168,22 +169,15 @@ export class ClientListener {
 
   /** The port the listener is bound to (useful when port is 0). */
   get bound_port(): number {
-    const address = this.server.address();
-    return address !== null && typeof address === 'object' ? address.port : 0;
+    return boundPort(this.server);
   }
 
   /** Listens on the client port; rejects with the listen error (e.g. EADDRINUSE). */
   async start(): Promise<void> {
     assert(this.listening === null, 'ClientListener.start called twice');
-    this.listening = new Promise<void>((resolve, reject) => {
-      const onListenError = (error: Error): void => reject(error);
-      this.server.once('error', onListenError);
-      this.server.listen(this.options.port, this.options.host, () => {
-        this.server.off('error', onListenError);
-        this.server.on('error', (error) => this.logger.error(`client listener error: ${describe(error)}`));
-        resolve();
-      });
-    });
+    this.listening = listen(this.server, this.options.host, this.options.port, (error) =>
+      this.logger.error(`client listener error: ${describe(error)}`),
+    );
     await this.listening;
     if (this.closing !== null) return;
     this.logger.info(`client listener on ${this.options.host}:${this.bound_port}`);

@@ -5,6 +5,7 @@ import { assert } from '../util/assert';
 import { WireError } from '../util/errors';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
+import { boundPort, listen } from './listen';
 
 export interface PeerAddress {
   id: number;
@@ -222,22 +223,15 @@ export class PeerTransport {
 
   /** The port the Raft listener is bound to (useful when listen_port is 0). */
   get bound_port(): number {
-    const address = this.server.address();
-    return address !== null && typeof address === 'object' ? address.port : 0;
+    return boundPort(this.server);
   }
 
   /** Listens on the Raft port, then starts dialling every peer. Rejects with the listen error (e.g. EADDRINUSE). */
   async start(): Promise<void> {
     assert(this.listening === null, 'PeerTransport.start called twice');
-    this.listening = new Promise<void>((resolve, reject) => {
-      const onListenError = (error: Error): void => reject(error);
-      this.server.once('error', onListenError);
-      this.server.listen(this.options.listen_port, this.options.listen_host, () => {
-        this.server.off('error', onListenError);
-        this.server.on('error', (error) => this.logger.error(`raft listener error: ${describeError(error)}`));
-        resolve();
-      });
-    });
+    this.listening = listen(this.server, this.options.listen_host, this.options.listen_port, (error) =>
+      this.logger.error(`raft listener error: ${describeError(error)}`),
+    );
     await this.listening;
     if (this.closing !== null) return;
     this.logger.info(`raft listener on ${this.options.listen_host}:${this.bound_port}`);
