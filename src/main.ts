@@ -47,8 +47,10 @@ async function main(): Promise<void> {
     await node.start();
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
-    if (e.code === 'EADDRINUSE') die(`cannot listen on ${e.message.replace(/^listen EADDRINUSE: address already in use /, '')}: address already in use`);
-    if (e.code === 'EACCES' || e.code === 'EROFS' || e.code === 'EPERM') die(`data_dir ${config.data_dir} is not writable (${e.code})`);
+    if (e.syscall === 'listen') {
+      const reason = e.code === 'EADDRINUSE' ? 'address already in use' : e.code === 'EACCES' ? 'permission denied' : (e.code ?? 'failed');
+      die(`cannot listen on ${(e as NodeJS.ErrnoException & { address?: string; port?: number }).address ?? ''}:${(e as { port?: number }).port ?? ''}: ${reason}`);
+    }
     die(e.message);
   }
   let stopping = false;

@@ -83,6 +83,8 @@ class ClientConnection {
   input_ended = false;
   /** No more commands are taken: a close_after reply or a protocol error is queued. */
   finishing = false;
+  /** A command replied close_after (QUIT): what was pipelined after it is never run, as in Redis. */
+  quit_seen = false;
   /** Our side is ended; input is read only to notice the client closing. */
   ending = false;
   dead = false;
@@ -290,12 +292,17 @@ export class ClientListener {
   private dispatch(connection: ClientConnection): void {
     while (
       !connection.dead &&
+      !connection.quit_seen &&
       connection.slots.length < this.pipeline_requests_max &&
       connection.socket.writableLength <= this.write_queue_bytes_max
     ) {
       const args = connection.backlog.shift();
       if (args === undefined) break;
       this.runHandler(connection, args);
+    }
+    if (connection.quit_seen) {
+      connection.backlog.clear();
+      connection.protocol_error_reply = null;
     }
     if (connection.backlog.length === 0 && connection.protocol_error_reply !== null) {
       connection.slots.push({ reply: connection.protocol_error_reply, close_after: true });
@@ -321,6 +328,10 @@ export class ClientListener {
         (error: unknown) => this.failSlot(connection, slot, error),
       );
     } else {
+      if (result.close_after === true) {
+        connection.quit_seen = true;
+        connection.finishing = true;
+      }
       this.fillSlot(connection, slot, result);
     }
   }

@@ -29,7 +29,13 @@ interface PendingForward {
   resolve: (result: ForwardResult) => void;
   /** Written to a connected socket. */
   sent: boolean;
+  timer: NodeJS.Timeout;
 }
+
+/** How long a deposed leader may still answer requests relayed to it before its link is closed. */
+const LEADER_CHANGE_GRACE_MS = 1_000;
+/** Keep-alive probes notice a leader host that vanished without closing the connection. */
+const KEEPALIVE_INITIAL_DELAY_MS = 5_000;
 
 class LeaderLink {
   private readonly socket: net.Socket;
@@ -49,6 +55,7 @@ class LeaderLink {
   ) {
     this.socket = net.connect({ host, port });
     this.socket.setNoDelay(true);
+    this.socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
     this.socket.on('connect', () => {
       this.connected = true;
       for (const item of this.pending) item.sent = true;
@@ -63,11 +70,23 @@ class LeaderLink {
     return this.pending.length;
   }
 
-  forward(args: readonly Buffer[]): Promise<ForwardResult> {
+  /**
+   * Relays one request. A leader that stops answering without closing the
+   * connection (paused, partitioned) must not hold the request forever: at
+   * `deadline_ms` the whole link is failed, settling everything on it (a
+   * later reply could otherwise be matched to the wrong request).
+   */
+  forward(args: readonly Buffer[], deadline_ms: number): Promise<ForwardResult> {
     if (this.closed) return Promise.resolve({ kind: 'not_sent' });
     if (this.pending.length >= LIMITS.forward_pending_requests_max) return Promise.resolve({ kind: 'not_sent' });
+    // A leader that stopped reading must not make us buffer without bound.
+    if (this.socket.writableLength > LIMITS.client_write_queue_bytes_max) return Promise.resolve({ kind: 'not_sent' });
     return new Promise((resolve) => {
-      this.pending.push({ resolve, sent: this.connected });
+      const timer = setTimeout(() => {
+        this.logger.warn(`forward link to ${this.address}: no reply before the request deadline; closing the link`);
+        this.close();
+      }, Math.max(deadline_ms - Date.now(), 1));
+      this.pending.push({ resolve, sent: this.connected, timer });
       // Requests relayed in the same turn leave in one write, as the client pipelined them.
       if (!this.corked) {
         this.corked = true;
@@ -106,6 +125,7 @@ class LeaderLink {
         this.close();
         return;
       }
+      clearTimeout(item.timer);
       item.resolve({ kind: 'reply', bytes });
     }
   }
@@ -113,17 +133,22 @@ class LeaderLink {
   private fail(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const item of this.pending.splice(0)) item.resolve(item.sent ? { kind: 'unknown' } : { kind: 'not_sent' });
+    for (const item of this.pending.splice(0)) {
+      clearTimeout(item.timer);
+      item.resolve(item.sent ? { kind: 'unknown' } : { kind: 'not_sent' });
+    }
     this.on_closed(this);
   }
 }
 
 export class LeaderForwarder {
   private readonly links = new Map<string, LeaderLink>();
+  private readonly grace_timers = new Set<NodeJS.Timeout>();
+  private retained: string | null = null;
 
   constructor(private readonly logger: Logger) {}
 
-  forward(host: string, port: number, args: readonly Buffer[]): Promise<ForwardResult> {
+  forward(host: string, port: number, args: readonly Buffer[], deadline_ms: number): Promise<ForwardResult> {
     const address = `${host}:${port}`;
     let link = this.links.get(address);
     if (link === undefined || link.closed) {
@@ -132,17 +157,35 @@ export class LeaderForwarder {
       });
       this.links.set(address, link);
     }
-    return link.forward(args);
+    return link.forward(args, deadline_ms);
   }
 
-  /** Closes idle links to nodes that are no longer the leader. */
+  /**
+   * Closes links to nodes that are no longer the leader: idle ones at once,
+   * busy ones after a grace period in which a deposed leader that is alive
+   * still answers what it already took (a paused or cut-off one does not,
+   * and its requests then settle: reads are retried at the new leader,
+   * writes already sent report an unknown outcome).
+   */
   retainOnly(address: string | null): void {
+    this.retained = address;
     for (const [key, link] of this.links) {
-      if (key !== address && link.pending_count === 0) link.close();
+      if (key === address) continue;
+      if (link.pending_count === 0) {
+        link.close();
+        continue;
+      }
+      const timer = setTimeout(() => {
+        this.grace_timers.delete(timer);
+        if (this.retained !== key) link.close(); // unless it became the leader again meanwhile
+      }, LEADER_CHANGE_GRACE_MS);
+      this.grace_timers.add(timer);
     }
   }
 
   close(): void {
+    for (const timer of this.grace_timers) clearTimeout(timer);
+    this.grace_timers.clear();
     for (const link of [...this.links.values()]) link.close();
     this.links.clear();
   }

@@ -64,6 +64,8 @@ export class KvNode {
   private fatal_error: Error | null = null;
   private readonly connection_order = new WeakMap<ClientConnectionInfo, ConnectionOrder>();
   private stopping = false;
+  /** Stop has handed leadership over: no more Readies are taken, only the running save finishes. */
+  private draining = false;
   /** Called once if the node hits an error it cannot continue from (the process should exit non-zero). */
   on_fatal: (error: Error) => void = () => undefined;
 
@@ -141,7 +143,12 @@ export class KvNode {
     this.logger.info(`node ${self.id} serving clients on ${self.host}:${self.client_port}, raft on ${self.raft_port}`);
   }
 
-  /** Graceful stop: no new clients, hand leadership over, finish the disk, close everything. */
+  /**
+   * Graceful stop: no new clients, hand leadership over (clients of this
+   * node keep being served meanwhile, by forwarding once another node
+   * leads), then stop taking Readies, let the running save finish, write a
+   * pending commit index, close everything.
+   */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
@@ -155,11 +162,15 @@ export class KvNode {
         await this.waitFor(() => core.current_role !== 'leader', 2 * this.config.election_ticks * this.config.tick_ms);
       }
     }
+    this.draining = true;
     if (this.tick_timer !== null) clearInterval(this.tick_timer);
+    await this.transport?.close();
     await this.waitFor(() => !this.persisting, 10_000);
+    if (!this.persisting && this.fatal_error === null && this.deferred_hard_state !== null && this.storage !== null) {
+      await this.storage.save(this.deferred_hard_state, null).catch((error: Error) => this.logger.warn(`final save: ${error.message}`));
+    }
     await this.listener?.close();
     this.forwarder.close();
-    await this.transport?.close();
     await this.storage?.close();
     for (const wake of this.leader_waiters) wake();
   }
@@ -208,7 +219,7 @@ export class KvNode {
   private pump(): void {
     const core = this.core;
     const storage = this.storage;
-    if (core === null || storage === null || this.fatal_error !== null) return;
+    if (core === null || storage === null || this.fatal_error !== null || this.draining) return;
     let readies = 0;
     while (!this.persisting && core.hasReady()) {
       if (++readies > READIES_PER_TURN_MAX) {
@@ -248,7 +259,7 @@ export class KvNode {
           if (!sent_early) this.sendMessages(ready);
           core.advance(ready);
           this.notifyIdle();
-          this.pump();
+          if (!this.draining) this.pump();
         },
         (error: Error) => this.fail(error),
       );
@@ -309,7 +320,9 @@ export class KvNode {
         return { reply: encodeBulkString(this.info(command.section)) };
       case 'read':
       case 'write':
-        if (this.stopping) return { reply: encodeError('ERR shutting down') };
+        if (this.draining) {
+          return { reply: connection.tags.has(PROXIED_TAG) ? NOT_LEADER_REPLY : encodeError('TRYAGAIN shutting down; retry on another node') };
+        }
         return this.inConnectionOrder(command, connection, () => this.dispatch(command, args, connection)).then((reply) => ({ reply }));
     }
   }
@@ -342,7 +355,7 @@ export class KvNode {
     const deadline_ms = started_ms + this.config.request_timeout_ms;
     let no_leader_since_ms: number | null = null;
     for (;;) {
-      if (this.stopped()) return encodeError('ERR shutting down');
+      if (this.stopped() || this.draining) return encodeError('TRYAGAIN shutting down; retry on another node');
       const core = this.requireCore();
       if (core.current_role === 'leader') {
         const local = await this.executeLocally(command, deadline_ms);
@@ -354,7 +367,7 @@ export class KvNode {
         if (leader !== null) {
           no_leader_since_ms = null;
           if (this.config.client_redirect === 'moved') return encodeError(`MOVED 0 ${leader.host}:${leader.client_port}`);
-          const result = await this.forwarder.forward(leader.host, leader.client_port, args);
+          const result = await this.forwarder.forward(leader.host, leader.client_port, args, deadline_ms);
           if (result.kind === 'reply' && !isNotLeaderReply(result.bytes)) return result.bytes;
           if (result.kind === 'unknown' && command.kind === 'write') {
             return encodeError('TIMEOUT outcome unknown: the link to the leader failed after the write was sent');
@@ -362,7 +375,10 @@ export class KvNode {
         }
       }
       const now_ms = Date.now();
-      if (now_ms >= deadline_ms) return encodeError(`TIMEOUT request not served within ${this.config.request_timeout_ms} ms`);
+      if (now_ms >= deadline_ms) {
+        // Every attempt was refused or never sent: certainly not executed, so not a TIMEOUT (outcome unknown).
+        return encodeError(`TRYAGAIN request not served within ${this.config.request_timeout_ms} ms; it was not executed`);
+      }
       if (this.requireCore().status().leader_id === NO_NODE) {
         no_leader_since_ms ??= now_ms;
         if (now_ms - no_leader_since_ms >= this.config.no_leader_timeout_ms) {
@@ -467,7 +483,7 @@ function writeReply(outcome: WriteOutcome): Buffer | null {
     case 'too_large':
       return encodeError(`ERR command too large (the limit is ${LIMITS.raft_entry_bytes_max} bytes)`);
     case 'dropped':
-      return encodeError('ERR write not committed: leadership changed before it was replicated; it is safe to retry');
+      return encodeError('TRYAGAIN write not committed: leadership changed before it was replicated; it was not executed');
   }
 }
 

@@ -362,6 +362,7 @@ export class PeerTransport {
 
   private acceptInbound(socket: net.Socket): void {
     const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    if (this.closing === null && this.inbound.size >= LIMITS.peer_inbound_connections_max) this.evictAnonymousInbound();
     if (this.closing !== null || this.inbound.size >= LIMITS.peer_inbound_connections_max) {
       socket.on('error', () => undefined);
       socket.destroy();
@@ -390,6 +391,22 @@ export class PeerTransport {
       if (link === undefined || link.response_route !== connection) return;
       link.response_route = this.newestInboundFrom(connection.peer_id);
     });
+  }
+
+  /**
+   * At the inbound limit, make room by closing the oldest connection that has
+   * never sent a request: silent sockets (scanners, half-dead peers) must not
+   * lock real peers out. (A follower's own outbound link is silent too until
+   * it campaigns, so silence alone is no reason to close a connection.)
+   */
+  private evictAnonymousInbound(): void {
+    for (const connection of this.inbound) {
+      if (connection.peer_id !== null) continue;
+      this.logger.warn(`raft inbound ${connection.remote} closed to make room: it never sent a request`);
+      this.inbound.delete(connection);
+      connection.destroy();
+      return;
+    }
   }
 
   /** Applies the inbound half of the routing rule; returns the sender, or null after closing a misbehaving connection. */

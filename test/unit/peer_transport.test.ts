@@ -246,24 +246,30 @@ test('misbehaving inbound connections are closed and the transport keeps serving
   assert.ok(!node.received.some((entry) => entry.from === 9 || entry.from === 1));
 });
 
-test('inbound connections beyond peer_inbound_connections_max are refused; the open ones keep working', async () => {
+test('at peer_inbound_connections_max the oldest silent connection makes room; connections that sent requests are kept', async () => {
   const unreachable = await freePort();
   const node = await startNode(1, 0, [{ id: 2, host: HOST, raft_port: unreachable }]);
   const port = node.transport.bound_port;
   const open: RawPeer[] = [];
   for (let index = 0; index < LIMITS.peer_inbound_connections_max; index++) open.push(new RawPeer(port));
   await Promise.all(open.map((peer) => peer.connected()));
+  const first = open[0];
   const last = open[open.length - 1];
-  assert.ok(last !== undefined);
-  // A request on the newest accepted connection proves the server has accepted all of them.
+  assert.ok(first !== undefined && last !== undefined);
+  // A request on the newest accepted connection proves the server has accepted all of them; that one is identified.
   last.send(voteRequest(2, 1));
   await waitFor('request on the last allowed connection', () => node.received.length === 1);
 
-  const refused = new RawPeer(port);
-  await waitFor('connection over the limit closed', () => refused.closed);
-  assert.ok(open.every((peer) => !peer.closed));
+  // One more: the oldest connection that never sent a request is closed to make room, and the newcomer is served.
+  const newcomer = new RawPeer(port);
+  await newcomer.connected();
+  await waitFor('the oldest silent connection closed', () => first.closed);
+  assert.equal(open.filter((peer) => peer.closed).length, 1);
+  assert.ok(!last.closed, 'an identified peer connection is never evicted');
+  newcomer.send(voteRequest(2, 2));
+  await waitFor('the newcomer is served', () => node.received.length === 2);
   assert.equal(node.transport.send(2, voteResponse(1)), true);
-  await waitFor('response on the last allowed connection', () => last.received.length === 1);
+  await waitFor('response on the newest request route', () => newcomer.received.length === 1);
 });
 
 test('a peer that is down at start is dialled with backoff until it comes up', async () => {
