@@ -54,7 +54,7 @@ export class SafetyViolation extends Error {
   }
 }
 
-interface Disk {
+export interface Disk {
   hard_state: HardState;
   entries: LogEntry[];
 }
@@ -120,13 +120,33 @@ export class Simulation {
   /** Called when a leader's commit index advances. */
   on_leader_commit: ((id: NodeId) => void) | null = null;
 
-  constructor(params: SimParams) {
+  /**
+   * `initial` sets up what scripted scenarios need: disks as earlier
+   * (imagined) history left them, and nodes that start crashed.
+   */
+  constructor(params: SimParams, initial: { disks?: Map<NodeId, Disk>; down?: NodeId[] } = {}) {
     this.params = params;
     this.rng = new SeededRandom(params.seed);
     this.drop_rate = params.drop_rate;
     this.duplicate_rate = params.duplicate_rate;
-    for (let id = 1; id <= params.nodes; id++) this.nodes.push(new SimNode(id));
-    for (const node of this.nodes) this.start(node);
+    for (let id = 1; id <= params.nodes; id++) {
+      const node = new SimNode(id);
+      const disk = initial.disks?.get(id);
+      if (disk !== undefined) {
+        node.disk = { hard_state: { ...disk.hard_state }, entries: disk.entries.slice() };
+        for (let index = 1; index <= disk.hard_state.commit; index++) {
+          const entry = disk.entries[index - 1]!;
+          const known = this.committed[index - 1];
+          if (known !== undefined && !sameEntry(known, entry)) throw new Error(`initial disks disagree on committed index ${index}`);
+          if (known === undefined) {
+            this.committed.push(entry);
+            this.committed_in_term.push(entry.term); // committed in its own term at the latest
+          }
+        }
+      }
+      this.nodes.push(node);
+    }
+    for (const node of this.nodes) if (!(initial.down ?? []).includes(node.id)) this.start(node);
   }
 
   // ------------------------------------------------------------ time
