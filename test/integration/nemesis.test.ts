@@ -15,7 +15,7 @@ import { pollUntil, TestCluster } from './cluster_harness';
 
 const NEMESIS_MS = 12_000;
 const CLIENTS = 4;
-const KEYS = 3;
+const KEYS = 5;
 
 test('nemesis: kill -9, restart and pause nodes under concurrent clients; the history is linearizable', { timeout: 180_000 }, async (t) => {
   const seed = process.env['NEMESIS_SEED'] !== undefined ? Number(process.env['NEMESIS_SEED']) : Date.now() % 1_000_000;
