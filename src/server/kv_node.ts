@@ -58,7 +58,6 @@ export class KvNode {
   private durable_hard_state: HardState = { term: 0, vote: NO_NODE, commit: 0 };
   /** A newer commit index not yet written; it goes out with the next save. */
   private deferred_hard_state: HardState | null = null;
-  private idle_waiters: Array<() => void> = [];
   private leader_waiters = new Set<() => void>();
   private soft: SoftState = { role: 'follower', term: 0, leader_id: NO_NODE };
   private fatal_error: Error | null = null;
@@ -258,13 +257,11 @@ export class KvNode {
           if (ready.entries !== null) this.persisted_last_index = ready.entries.first_index + ready.entries.entries.length - 1;
           if (!sent_early) this.sendMessages(ready);
           core.advance(ready);
-          this.notifyIdle();
           if (!this.draining) this.pump();
         },
         (error: Error) => this.fail(error),
       );
     }
-    if (!this.persisting) this.notifyIdle();
   }
 
   private sendMessages(ready: Ready): void {
@@ -292,11 +289,6 @@ export class KvNode {
     this.on_fatal(error);
   }
 
-  private notifyIdle(): void {
-    const waiters = this.idle_waiters;
-    this.idle_waiters = [];
-    for (const wake of waiters) wake();
-  }
 
   // ------------------------------------------------------------------ clients
 
