@@ -12,7 +12,8 @@
  *    idempotent so that it does not matter: ETIMEOUT (the deadline passed
  *    while the request was unsent, backing off, or idempotent),
  *    ECONNECTION / ENOLEADER (retries gave up before the deadline: the last
- *    attempt could not connect / found no leader), ESERVER (the server
+ *    attempt could not connect / found no leader; ENOLEADER also when the
+ *    deadline passed unsent after nodes said there is no leader), ESERVER (the server
  *    refused it), EQUEUEFULL, ECLOSED (unless `request_sent` is true and the
  *    call was not idempotent), EINVALID, EPROTOCOL.
  */

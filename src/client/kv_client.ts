@@ -349,6 +349,12 @@ export class KvClient {
         return;
       }
     }
+    if (call.last_error instanceof NoLeaderError) {
+      // Unsent when time ran out, and every node said there is no leader: that is the more useful answer.
+      this.fail(call, call.last_error);
+      this.closeIfUseless(connection);
+      return;
+    }
     const last = call.last_error === null ? '' : `; last error: ${call.last_error.message}`;
     this.fail(call, new TimeoutError(call.timeout_ms, `no reply within ${call.timeout_ms} ms${last}`, { cause: call.last_error ?? undefined }));
     this.closeIfUseless(connection);
