@@ -5,51 +5,19 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as net from 'node:net';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { pollUntil, REPO_ROOT, withCluster } from './cluster_harness';
+import { runKvcliProcess, type KvcliRun } from '../support/kvcli_process';
 
 const TEST_TIMEOUT_MS = 120_000;
 const KVCLI_BIN = join(REPO_ROOT, 'kvcli');
 /** A kvcli run that takes longer than this is killed and fails the test. */
 const KVCLI_RUN_TIMEOUT_MS = 20_000;
 
-interface KvcliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  elapsed_ms: number;
-}
-
-/** Runs the kvcli script with `args`, writing `input` to its stdin (a pipe, so not a TTY) and closing it. */
+/** Runs the repository's kvcli script with `args`, `input` on a pipe. */
 function kvcli(args: readonly string[], input = ''): Promise<KvcliRun> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn(process.execPath, [KVCLI_BIN, ...args], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, KVCLI_HISTFILE: '' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
-    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
-    const killer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`kvcli ${args.join(' ')} did not exit within ${KVCLI_RUN_TIMEOUT_MS} ms; stdout: ${stdout}; stderr: ${stderr}`));
-    }, KVCLI_RUN_TIMEOUT_MS);
-    child.on('error', (error) => {
-      clearTimeout(killer);
-      reject(error);
-    });
-    child.on('close', (code) => {
-      clearTimeout(killer);
-      resolve({ code, stdout, stderr, elapsed_ms: performance.now() - started });
-    });
-    child.stdin.on('error', () => undefined); // kvcli may exit before reading everything (quit)
-    child.stdin.end(input);
-  });
+  return runKvcliProcess(KVCLI_BIN, args, input, KVCLI_RUN_TIMEOUT_MS);
 }
 
 /** Asserts a run succeeded with exactly `stdout` and nothing on stderr. */

@@ -113,11 +113,3 @@ export async function refusedAddress(): Promise<string> {
   return `127.0.0.1:${address.port}`;
 }
 
-/** Polls until `predicate` holds, failing after `timeout_ms`. */
-export async function waitFor(predicate: () => boolean, timeout_ms = 5000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeout_ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}

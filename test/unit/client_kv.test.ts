@@ -13,7 +13,8 @@ import {
   TimeoutError,
 } from '../../src/client';
 import { SeededRandom } from '../../src/util/prng';
-import { type FakeConnection, FakeServer, FakeStore, refusedAddress, waitFor } from './client_fake_server';
+import { type FakeConnection, FakeServer, FakeStore, refusedAddress } from './client_fake_server';
+import { waitFor } from '../support/wait';
 
 const seed = process.env.CLIENT_TEST_SEED === undefined ? Date.now() >>> 0 : Number(process.env.CLIENT_TEST_SEED);
 const random = new SeededRandom(seed);
@@ -128,7 +129,7 @@ test('follows MOVED to the leader, learns it, and goes there directly afterwards
     assert.equal(follower.requests.length, 1, 'only the first call was redirected');
     assert.equal(client.stats().redirects, 1);
     // The follower connection is closed once it has nothing outstanding.
-    await waitFor(() => client.stats().open_connections === 1, 5000, 'follower connection to close');
+    await waitFor('follower connection to close', () => client.stats().open_connections === 1, 5000);
   } finally {
     await client.close();
     await leader.close();
@@ -341,7 +342,7 @@ test('a connection whose every request timed out is dropped; the next call recon
   const client = makeClient([server.address]);
   try {
     await rejectsWith(client.command(['GET', 'a'], { timeout_ms: 50 }), TimeoutError);
-    await waitFor(() => client.stats().open_connections === 0, 5000, 'the stuck connection to close');
+    await waitFor('the stuck connection to close', () => client.stats().open_connections === 0, 5000);
     silent = false;
     assert.equal(await client.get('a'), null);
     assert.equal(server.connections.length, 2);
@@ -359,7 +360,7 @@ test('abandoned requests per connection are bounded', async () => {
     const live = client.command(['GET', 'live'], { timeout_ms: 60_000 }).catch((error: unknown) => error);
     for (let i = 0; i < 5; i++) await rejectsWith(client.command(['GET', `k${i}`], { timeout_ms: 20 }), TimeoutError);
     // The fifth abandoned request exceeds pending_calls_max (4): the connection is dropped and the live GET retried.
-    await waitFor(() => server.connections.length >= 2, 5000, 'a reconnect after the bound was hit');
+    await waitFor('a reconnect after the bound was hit', () => server.connections.length >= 2, 5000);
     await client.close();
     assert.ok((await live) instanceof ClientClosedError);
   } finally {
@@ -376,7 +377,7 @@ test('the pending-call queue is bounded and close() settles every pending call',
   try {
     const full = await rejectsWith(client.get('d'), QueueFullError);
     assert.equal(full.code, 'EQUEUEFULL');
-    await waitFor(() => server.requests.length === 3, 5000, 'requests to arrive');
+    await waitFor('requests to arrive', () => server.requests.length === 3, 5000);
   } finally {
     await client.close();
   }
@@ -396,11 +397,11 @@ test('after close() the client holds no timers or sockets', async () => {
   const server = await FakeServer.start(() => undefined);
   const client = makeClient([server.address, await refusedAddress()], { call_timeout_ms: 60_000 });
   const calls = [client.get('a'), client.set('b', 'c'), client.command(['PING'])].map((call) => call.catch((error: unknown) => error));
-  await waitFor(() => server.requests.length === 3, 5000, 'requests to arrive');
+  await waitFor('requests to arrive', () => server.requests.length === 3, 5000);
   await client.close();
   await server.close();
   for (const outcome of await Promise.all(calls)) assert.ok(outcome instanceof ClientClosedError);
-  await waitFor(() => sameCounts(resourceCounts(), baseline), 5000, `resources back to baseline ${JSON.stringify(baseline)}, now ${JSON.stringify(resourceCounts())}`);
+  await waitFor(`resources back to baseline ${JSON.stringify(baseline)}, now ${JSON.stringify(resourceCounts())}`, () => sameCounts(resourceCounts(), baseline), 5000);
 });
 
 test('a reply of the wrong type is a ProtocolError; garbage bytes break only that connection', async () => {

@@ -3,25 +3,15 @@ import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { ClientListener, type ClientHandler, type ClientListenerOptions, type ClientReply } from '../../src/server/client_listener';
 import { SILENT_LOGGER, type Logger, type LogLevel } from '../../src/util/log';
+import { leakedHandles, waitFor } from '../support/wait';
 
 const HOST = '127.0.0.1';
-const WAIT_MS = 10_000;
-
-async function waitFor(what: string, condition: () => boolean, timeout_ms = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + timeout_ms;
-  while (!condition()) {
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeout_ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 const cleanups: Array<() => Promise<void>> = [];
 
 afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()?.();
-  await waitFor('no sockets, servers or timers left', () =>
-    process.getActiveResourcesInfo().every((kind) => kind !== 'TCPSocketWrap' && kind !== 'TCPServerWrap' && kind !== 'Timeout'),
-  );
+  await waitFor('no sockets, servers or timers left', () => leakedHandles().length === 0);
 });
 
 function command(...args: string[]): Buffer {

@@ -1,40 +1,22 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { expandSetWords, main, parseCliArgs } from '../../src/cli/kvcli';
-import { FakeServer, FakeStore, refusedAddress, waitFor } from './client_fake_server';
+import { FakeServer, FakeStore, refusedAddress } from './client_fake_server';
+import { waitFor } from '../support/wait';
+import { runKvcliProcess, type KvcliRun } from '../support/kvcli_process';
 
 const KVCLI = path.resolve(__dirname, '../../src/cli/kvcli.js');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = Omit<KvcliRun, 'elapsed_ms'>;
 
 /** Runs the built kvcli with `node`, feeding `input` on a pipe; kills it after timeout_ms. */
-function runKvcli(args: string[], input = '', timeout_ms = 15_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [KVCLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, KVCLI_HISTFILE: '' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
-    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
-    const killer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`kvcli ${args.join(' ')} did not exit within ${timeout_ms} ms; stdout so far: ${stdout}`));
-    }, timeout_ms);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(killer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
+async function runKvcli(args: string[], input = '', timeout_ms = 15_000): Promise<Run> {
+  const { code, stdout, stderr } = await runKvcliProcess(KVCLI, args, input, timeout_ms);
+  return { code, stdout, stderr };
 }
 
 async function withKvServer<T>(body: (server: FakeServer) => Promise<T>): Promise<T> {
@@ -170,11 +152,11 @@ test('interactive mode on a terminal: prompt shows the node, history is saved', 
     stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
     const finished = main(['-p', String(server.port)], { stdin, stdout, stderr, env: { KVCLI_HISTFILE: history_file } });
     try {
-      await waitFor(() => output.includes(`127.0.0.1:${server.port}> `), 5000, 'the first prompt');
+      await waitFor('the first prompt', () => output.includes(`127.0.0.1:${server.port}> `), 5000);
       stdin.write('SET k "a b"\r');
-      await waitFor(() => output.includes('OK'), 5000, 'the SET reply');
+      await waitFor('the SET reply', () => output.includes('OK'), 5000);
       stdin.write('GET k\r');
-      await waitFor(() => output.includes('2) "b"'), 5000, 'the GET reply');
+      await waitFor('the GET reply', () => output.includes('2) "b"'), 5000);
       stdin.write('quit\r');
       assert.equal(await finished, 0);
       assert.deepEqual(fs.readFileSync(history_file, 'utf8').split('\n'), ['PING', 'SET k "a b"', 'GET k', 'quit', '']);

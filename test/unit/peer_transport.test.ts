@@ -6,18 +6,10 @@ import { encodeMessage, FrameDecoder } from '../../src/wire/codec';
 import { MessageType, type AppendEntriesRequest, type RaftMessage } from '../../src/wire/types';
 import { LIMITS } from '../../src/util/limits';
 import { createLogger, SILENT_LOGGER, type Logger } from '../../src/util/log';
+import { leakedHandles, waitFor } from '../support/wait';
 
 const HOST = '127.0.0.1';
 const WAIT_MS = 10_000;
-
-/** Polls `condition` until it holds; fails with `what` after `timeout_ms`. */
-async function waitFor(what: string, condition: () => boolean, timeout_ms = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + timeout_ms;
-  while (!condition()) {
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeout_ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 /** A port nothing listens on right now (the kernel picks it, we release it). */
 async function freePort(): Promise<number> {
@@ -46,10 +38,6 @@ afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()?.();
   await waitFor('no sockets, servers or timers left', () => leakedHandles().length === 0);
 });
-
-function leakedHandles(): string[] {
-  return process.getActiveResourcesInfo().filter((kind) => kind === 'TCPSocketWrap' || kind === 'TCPServerWrap' || kind === 'Timeout');
-}
 
 function verboseLogger(): Logger {
   return process.env['NET_TEST_VERBOSE'] === '1' ? createLogger('test', 'debug') : SILENT_LOGGER;
