@@ -4,6 +4,7 @@ import * as net from 'node:net';
 import { ClientListener, type ClientHandler, type ClientListenerOptions, type ClientReply } from '../../src/server/client_listener';
 import { SILENT_LOGGER, type Logger, type LogLevel } from '../../src/util/log';
 import { leakedHandles, waitFor } from '../support/wait';
+import { countSocketWrites } from '../support/socket_writes';
 
 const HOST = '127.0.0.1';
 
@@ -166,27 +167,12 @@ test('10,000 commands pipelined in one write get 10,000 in-order replies in few 
       requests.push(command('ECHO', String(index)));
       replies.push(bulk(String(index)));
     }
-    type WriteHook = (this: net.Socket, ...args: unknown[]) => void;
-    const prototype = net.Socket.prototype as unknown as { _write: WriteHook; _writev: WriteHook };
-    const original_write = prototype._write;
-    const original_writev = prototype._writev;
-    let socket_writes = 0;
-    prototype._write = function (this: net.Socket, ...args: unknown[]) {
-      socket_writes++;
-      original_write.apply(this, args);
-    };
-    prototype._writev = function (this: net.Socket, ...args: unknown[]) {
-      socket_writes++;
-      original_writev.apply(this, args);
-    };
     const started_ms = performance.now();
-    try {
+    const { write_calls, writev_calls } = await countSocketWrites(async () => {
       client.socket.write(Buffer.concat(requests));
       await client.expect(replies.join(''));
-    } finally {
-      prototype._write = original_write;
-      prototype._writev = original_writev;
-    }
+    });
+    const socket_writes = write_calls + writev_calls;
     t.diagnostic(`pipeline_requests_max ${pipeline_requests_max}: ${count} replies in ${(performance.now() - started_ms).toFixed(1)} ms, ${socket_writes} socket writes`);
     assert.equal(handler.calls.length, count);
     // One write per read chunk (or per pipeline refill), not one per reply.

@@ -7,6 +7,7 @@ import { MessageType, type AppendEntriesRequest, type RaftMessage } from '../../
 import { LIMITS } from '../../src/util/limits';
 import { createLogger, SILENT_LOGGER, type Logger } from '../../src/util/log';
 import { leakedHandles, waitFor } from '../support/wait';
+import { countSocketWrites } from '../support/socket_writes';
 
 const HOST = '127.0.0.1';
 const WAIT_MS = 10_000;
@@ -399,28 +400,11 @@ test('sends in one event-loop turn leave in one socket write', async () => {
   const a = await startNode(1, 0, [{ id: 2, host: HOST, raft_port: sink_address.port }]);
   await waitFor('connected', () => peerStatus(a.transport, 2).outbound === 'connected');
 
-  type WriteHook = (this: net.Socket, ...args: unknown[]) => void;
-  const prototype = net.Socket.prototype as unknown as { _write: WriteHook; _writev: WriteHook };
-  const original_write = prototype._write;
-  const original_writev = prototype._writev;
-  let write_calls = 0;
-  let writev_calls = 0;
-  prototype._write = function (this: net.Socket, ...args: unknown[]) {
-    write_calls++;
-    original_write.apply(this, args);
-  };
-  prototype._writev = function (this: net.Socket, ...args: unknown[]) {
-    writev_calls++;
-    original_writev.apply(this, args);
-  };
   const messages = 50;
-  try {
+  const { write_calls, writev_calls } = await countSocketWrites(async () => {
     for (let seq = 1; seq <= messages; seq++) assert.equal(a.transport.send(2, appendRequest(1, 0, seq)), true);
     await new Promise((resolve) => setImmediate(resolve));
-  } finally {
-    prototype._write = original_write;
-    prototype._writev = original_writev;
-  }
+  });
   assert.equal(write_calls + writev_calls, 1, `${write_calls} writes and ${writev_calls} writevs for ${messages} sends`);
 
   const expected_bytes = messages * encodeMessage(appendRequest(1, 0, 1)).length;
