@@ -12,7 +12,7 @@
  * Figures go in notes, never in tests.
  */
 import { performance } from 'node:perf_hooks';
-import { KvClient } from '../src/client';
+import type { KvClient } from '../src/client';
 import { pollUntil, TestCluster } from '../test/integration/cluster_harness';
 
 interface Options {
@@ -36,13 +36,19 @@ function parseOptions(argv: string[]): Options {
     const value = Number(argv[i + 1]);
     if (flag === '--tries' && Number.isInteger(value) && value > 0) options.tries = value;
     else if (flag === '--call-timeout-ms' && value > 0) options.call_timeout_ms = value;
-    else throw new Error(`usage: failover [--tries N] [--call-timeout-ms M]; bad argument '${flag ?? ''}'`);
+    else
+      throw new Error(
+        `usage: failover [--tries N] [--call-timeout-ms M]; bad argument '${flag ?? ''}'`,
+      );
     i += 1;
   }
   return options;
 }
 
-/** One SET at a time through the survivors, forever until stopped; remembers each acknowledged SET's send time. */
+/**
+ * One SET at a time through the survivors, forever until stopped; remembers each acknowledged SET's
+ * send time.
+ */
 class Writer {
   private stopped = false;
   private sequence = 0;
@@ -106,13 +112,20 @@ async function runTry(cluster: TestCluster, attempt: number, options: Options): 
   const client = cluster.client(survivors, { call_timeout_ms: options.call_timeout_ms });
   const writer = new Writer(client, `failover:${attempt}`);
   // Let the writer reach a steady state (connections open, forwarding warm) before the kill.
-  await pollUntil('the writer to get acknowledgements', 10_000, () => (writer.ack_count > 0 ? true : null));
+  await pollUntil('the writer to get acknowledgements', 10_000, () =>
+    writer.ack_count > 0 ? true : null,
+  );
   await new Promise((resolve) => setTimeout(resolve, 200));
 
   const failed_before = writer.failed_calls;
   const killed_ms = performance.now();
   await cluster.kill(leader);
-  const acked_ms = await pollUntil('a write after the kill', 30_000, () => writer.firstAckSentAfter(killed_ms), 1);
+  const acked_ms = await pollUntil(
+    'a write after the kill',
+    30_000,
+    () => writer.firstAckSentAfter(killed_ms),
+    1,
+  );
   const failed_calls = writer.failed_calls - failed_before;
   await writer.stop();
   await client.close();
@@ -126,12 +139,21 @@ async function runTry(cluster: TestCluster, attempt: number, options: Options): 
     const own = await commitIndex(cluster, leader);
     return target !== null && own !== null && own === target ? true : null;
   });
-  return { killed: leader, failover_ms: acked_ms - killed_ms, failed_calls, new_leader, new_term, catch_up_ms: performance.now() - restarted_ms };
+  return {
+    killed: leader,
+    failover_ms: acked_ms - killed_ms,
+    failed_calls,
+    new_leader,
+    new_term,
+    catch_up_ms: performance.now() - restarted_ms,
+  };
 }
 
 /** Nearest-rank percentile of an ascending array. */
 function percentile(sorted: readonly number[], fraction: number): number {
-  return sorted[Math.max(0, Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1))] ?? 0;
+  return (
+    sorted[Math.max(0, Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1))] ?? 0
+  );
 }
 
 function median(sorted: readonly number[]): number {

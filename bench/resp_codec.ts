@@ -34,7 +34,8 @@ function benchParse(): void {
     parsed += batch.commands.length;
   }
   const elapsed_ms = performance.now() - started_ms;
-  if (parsed !== COMMAND_COUNT) throw new Error(`parsed ${parsed} commands, expected ${COMMAND_COUNT}`);
+  if (parsed !== COMMAND_COUNT)
+    throw new Error(`parsed ${parsed} commands, expected ${COMMAND_COUNT}`);
   const seconds = elapsed_ms / 1000;
   console.log(
     `resp: parsed ${parsed} SET commands in ${elapsed_ms.toFixed(0)} ms (${formatRate(parsed / seconds)} commands/s, ${(input.length / 1e6 / seconds).toFixed(1)} MB/s)`,
@@ -43,7 +44,8 @@ function benchParse(): void {
 
 function benchEncode(): void {
   const values: Buffer[] = [];
-  for (let index = 0; index < COMMAND_COUNT; index++) values.push(Buffer.from(`value-${index}`, 'latin1'));
+  for (let index = 0; index < COMMAND_COUNT; index++)
+    values.push(Buffer.from(`value-${index}`, 'latin1'));
   let encoded_bytes = 0;
   const started_ms = performance.now();
   for (const value of values) encoded_bytes += encodeBulkArray([value]).length;

@@ -46,7 +46,13 @@ async function run(label: string, concurrency: number, root: string): Promise<Ru
     const elapsed_ms = performance.now() - started_ms;
     const stats = storage.stats();
     await storage.close();
-    return { label, elapsed_ms, latencies_ms, fsyncs: stats.fsyncs - fsyncs_at_start, fsync_avg_ms: stats.fsync_avg_ms };
+    return {
+      label,
+      elapsed_ms,
+      latencies_ms,
+      fsyncs: stats.fsyncs - fsyncs_at_start,
+      fsync_avg_ms: stats.fsync_avg_ms,
+    };
   } finally {
     await fs.promises.rm(dir, { recursive: true, force: true });
   }
@@ -71,15 +77,19 @@ function report(result: RunResult): string {
 }
 
 export async function benchStorage(): Promise<void> {
-  const root = process.env['STORAGE_BENCH_DIR'] ?? os.tmpdir();
-  process.stdout.write(`storage fsync bench: ${SAVES} saves of one ${ENTRY_BYTES}-byte entry, data dir under ${root}\n`);
+  const root = process.env.STORAGE_BENCH_DIR ?? os.tmpdir();
+  process.stdout.write(
+    `storage fsync bench: ${SAVES} saves of one ${ENTRY_BYTES}-byte entry, data dir under ${root}\n`,
+  );
   process.stdout.write(`${report(await run('(a) sequential, awaited', 1, root))}\n`);
   process.stdout.write(`${report(await run(`(b) ${CONCURRENCY} in flight`, CONCURRENCY, root))}\n`);
 }
 
 if (require.main === module) {
   benchStorage().catch((error: unknown) => {
-    process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.stderr.write(
+      `${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
     process.exit(1);
   });
 }

@@ -49,14 +49,23 @@ interface RunResult {
   errors: number;
   leader_fsyncs: number;
   follower_fsyncs: number;
-  /** CPU used during the timed part, as % of one core: this bench process, the leader, each follower (null where unreadable). */
+  /**
+   * CPU used during the timed part, as % of one core: this bench process, the leader, each follower
+   * (null where unreadable).
+   */
   cpu_percent: { bench: number; leader: number | null; followers: Array<number | null> };
 }
 
 const KEY_SPACE = 10_000;
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { ops: 20_000, seq_ops: 2_000, callers: 50, value_bytes: 32, profile_dir: null };
+  const options: Options = {
+    ops: 20_000,
+    seq_ops: 2_000,
+    callers: 50,
+    value_bytes: 32,
+    profile_dir: null,
+  };
   for (let i = 0; i < argv.length; i += 2) {
     const flag = argv[i];
     const text = argv[i + 1] ?? '';
@@ -67,7 +76,10 @@ function parseOptions(argv: string[]): Options {
     else if (flag === '--callers' && count) options.callers = value;
     else if (flag === '--value-bytes' && count) options.value_bytes = value;
     else if (flag === '--profile-dir' && text !== '') options.profile_dir = text;
-    else throw new Error(`usage: throughput [--ops N] [--seq-ops N] [--callers N] [--value-bytes N] [--profile-dir DIR]; bad argument '${flag ?? ''}'`);
+    else
+      throw new Error(
+        `usage: throughput [--ops N] [--seq-ops N] [--callers N] [--value-bytes N] [--profile-dir DIR]; bad argument '${flag ?? ''}'`,
+      );
   }
   return options;
 }
@@ -84,7 +96,8 @@ function processCpuMs(pid: number | undefined): number | null {
   if (pid === undefined) return null;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15, in clock ticks (100 Hz on Linux).
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15, in clock
+    // ticks (100 Hz on Linux).
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(fields[11]) + Number(fields[12])) * 10;
   } catch {
@@ -92,9 +105,19 @@ function processCpuMs(pid: number | undefined): number | null {
   }
 }
 
-async function run(cluster: TestCluster, pids: ReadonlyMap<number, number>, leader: number, target: number, spec: RunSpec, value: string): Promise<RunResult> {
+async function run(
+  cluster: TestCluster,
+  pids: ReadonlyMap<number, number>,
+  leader: number,
+  target: number,
+  spec: RunSpec,
+  value: string,
+): Promise<RunResult> {
   const followers = cluster.nodes.map((n) => n.index).filter((i) => i !== leader);
-  const clients = Array.from({ length: spec.clients }, () => new KvClient({ nodes: [cluster.address(target)], call_timeout_ms: 30_000 }));
+  const clients = Array.from(
+    { length: spec.clients },
+    () => new KvClient({ nodes: [cluster.address(target)], call_timeout_ms: 30_000 }),
+  );
   try {
     // Open every connection before the clock starts.
     await Promise.all(clients.map((client) => client.ping()));
@@ -118,9 +141,17 @@ async function run(cluster: TestCluster, pids: ReadonlyMap<number, number>, lead
         }
       }
     };
-    const cpu_before = { bench: process.cpuUsage(), leader: processCpuMs(pids.get(leader)), followers: followers.map((i) => processCpuMs(pids.get(i))) };
+    const cpu_before = {
+      bench: process.cpuUsage(),
+      leader: processCpuMs(pids.get(leader)),
+      followers: followers.map((i) => processCpuMs(pids.get(i))),
+    };
     const started_ms = performance.now();
-    await Promise.all(clients.flatMap((client) => Array.from({ length: spec.callers_per_client }, () => caller(client))));
+    await Promise.all(
+      clients.flatMap((client) =>
+        Array.from({ length: spec.callers_per_client }, () => caller(client)),
+      ),
+    );
     const elapsed_ms = performance.now() - started_ms;
     const bench_cpu = process.cpuUsage(cpu_before.bench);
     const percentOf = (before: number | null, after: number | null): number | null =>
@@ -128,16 +159,32 @@ async function run(cluster: TestCluster, pids: ReadonlyMap<number, number>, lead
     const cpu_percent = {
       bench: ((bench_cpu.user + bench_cpu.system) / 1000 / elapsed_ms) * 100,
       leader: percentOf(cpu_before.leader, processCpuMs(pids.get(leader))),
-      followers: followers.map((i, k) => percentOf(cpu_before.followers[k] ?? null, processCpuMs(pids.get(i)))),
+      followers: followers.map((i, k) =>
+        percentOf(cpu_before.followers[k] ?? null, processCpuMs(pids.get(i))),
+      ),
     };
 
-    // Followers persist what the leader already acknowledged a moment later; let them finish before counting.
+    // Followers persist what the leader already acknowledged a moment later; let them finish before
+    // counting.
     await new Promise((resolve) => setTimeout(resolve, 200));
     const leader_fsyncs = (await walFsyncs(cluster, leader)) - leader_fsyncs_before;
     const follower_fsyncs_after = await Promise.all(followers.map((i) => walFsyncs(cluster, i)));
-    const follower_fsyncs = follower_fsyncs_after.reduce((sum, after, k) => sum + after - (follower_fsyncs_before[k] ?? 0), 0) / followers.length;
+    const follower_fsyncs =
+      follower_fsyncs_after.reduce(
+        (sum, after, k) => sum + after - (follower_fsyncs_before[k] ?? 0),
+        0,
+      ) / followers.length;
     latencies_ms.sort((a, b) => a - b);
-    return { target: target === leader ? 'leader' : 'follower', spec, elapsed_ms, latencies_ms, errors, leader_fsyncs, follower_fsyncs, cpu_percent };
+    return {
+      target: target === leader ? 'leader' : 'follower',
+      spec,
+      elapsed_ms,
+      latencies_ms,
+      errors,
+      leader_fsyncs,
+      follower_fsyncs,
+      cpu_percent,
+    };
   } finally {
     await Promise.all(clients.map((client) => client.close()));
   }
@@ -145,7 +192,9 @@ async function run(cluster: TestCluster, pids: ReadonlyMap<number, number>, lead
 
 /** Nearest-rank percentile of an ascending array. */
 function percentile(sorted: readonly number[], fraction: number): number {
-  return sorted[Math.max(0, Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1))] ?? 0;
+  return (
+    sorted[Math.max(0, Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1))] ?? 0
+  );
 }
 
 const COLUMNS: Array<[string, number]> = [
@@ -165,7 +214,11 @@ const COLUMNS: Array<[string, number]> = [
 ];
 
 function row(cells: string[]): string {
-  return cells.map((cell, i) => (i < 3 ? cell.padEnd(COLUMNS[i]?.[1] ?? 0) : cell.padStart(COLUMNS[i]?.[1] ?? 0))).join('  ');
+  return cells
+    .map((cell, i) =>
+      i < 3 ? cell.padEnd(COLUMNS[i]?.[1] ?? 0) : cell.padStart(COLUMNS[i]?.[1] ?? 0),
+    )
+    .join('  ');
 }
 
 function formatResult(r: RunResult): string {
@@ -185,7 +238,9 @@ function formatResult(r: RunResult): string {
     String(r.leader_fsyncs),
     is_set && r.leader_fsyncs > 0 ? (ok / r.leader_fsyncs).toFixed(1) : '-',
     r.follower_fsyncs.toFixed(0),
-    [r.cpu_percent.bench, r.cpu_percent.leader, ...r.cpu_percent.followers].map((p) => (p === null ? '?' : p.toFixed(0))).join('/'),
+    [r.cpu_percent.bench, r.cpu_percent.leader, ...r.cpu_percent.followers]
+      .map((p) => (p === null ? '?' : p.toFixed(0)))
+      .join('/'),
   ]);
 }
 
@@ -199,13 +254,23 @@ function specs(options: Options): RunSpec[] {
   return list;
 }
 
-/** Starts node 1 under the CPU profiler (this process owns it) and has it lead, by killing other leaders. */
-async function startProfiledLeader(cluster: TestCluster, profile_dir: string): Promise<ChildProcess> {
+/**
+ * Starts node 1 under the CPU profiler (this process owns it) and has it lead, by killing other
+ * leaders.
+ */
+async function startProfiledLeader(
+  cluster: TestCluster,
+  profile_dir: string,
+): Promise<ChildProcess> {
   const node = cluster.nodes[0]!;
   const main_js = join(REPO_ROOT, 'dist', 'src', 'main.js');
-  const child = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profile_dir, main_js, '--config_path', node.config_path], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--cpu-prof', '--cpu-prof-dir', profile_dir, main_js, '--config_path', node.config_path],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   child.stderr?.on('data', (chunk: Buffer) => {
     node.stderr = (node.stderr + chunk.toString()).slice(-100_000); // shown by cluster.logs() on failure
   });
@@ -215,7 +280,10 @@ async function startProfiledLeader(cluster: TestCluster, profile_dir: string): P
     const leader = await cluster.waitForLeader(15_000, all);
     if (leader === 0) return child;
     await cluster.kill(leader);
-    await cluster.waitForLeader(15_000, all.filter((i) => i !== leader));
+    await cluster.waitForLeader(
+      15_000,
+      all.filter((i) => i !== leader),
+    );
     cluster.start(leader);
   }
   throw new Error('node 1 never became leader');
@@ -227,7 +295,8 @@ async function main(): Promise<void> {
   const cluster = await TestCluster.create({ nodes: 3 });
   let profiled: ChildProcess | null = null;
   try {
-    if (options.profile_dir !== null) profiled = await startProfiledLeader(cluster, options.profile_dir);
+    if (options.profile_dir !== null)
+      profiled = await startProfiledLeader(cluster, options.profile_dir);
     else cluster.startAll();
     const all = cluster.nodes.map((n) => n.index);
     const leader = await cluster.waitForLeader(15_000, all);
@@ -247,7 +316,9 @@ async function main(): Promise<void> {
     );
     await warm.close();
 
-    console.log(`3-node cluster, value ${options.value_bytes} bytes, key space ${KEY_SPACE}; leader node ${leader + 1}, follower node ${follower + 1}`);
+    console.log(
+      `3-node cluster, value ${options.value_bytes} bytes, key space ${KEY_SPACE}; leader node ${leader + 1}, follower node ${follower + 1}`,
+    );
     console.log(row(COLUMNS.map(([name]) => name)));
     const targets = options.profile_dir !== null ? [leader] : [leader, follower];
     for (const target of targets) {
@@ -261,10 +332,16 @@ async function main(): Promise<void> {
         console.log(formatResult(await run(cluster, pids, leader, target, spec, value)));
       }
     }
-    console.log('writes/fsync = acknowledged SETs / leader fsyncs; follower fsyncs = mean per follower over the same run;');
-    console.log('cpu% = CPU time during the timed part / its wall time, for this process, the leader and the followers (2 cores = 200%)');
+    console.log(
+      'writes/fsync = acknowledged SETs / leader fsyncs; follower fsyncs = mean per follower over the same run;',
+    );
+    console.log(
+      'cpu% = CPU time during the timed part / its wall time, for this process, the leader and the followers (2 cores = 200%)',
+    );
     const leader_info = await cluster.info(leader);
-    console.log(`leader fdatasync: avg ${leader_info?.wal_fsync_avg_ms ?? '?'} ms, max ${leader_info?.wal_fsync_max_ms ?? '?'} ms over ${leader_info?.wal_fsyncs ?? '?'} fsyncs`);
+    console.log(
+      `leader fdatasync: avg ${leader_info?.wal_fsync_avg_ms ?? '?'} ms, max ${leader_info?.wal_fsync_max_ms ?? '?'} ms over ${leader_info?.wal_fsyncs ?? '?'} fsyncs`,
+    );
   } catch (error) {
     console.error(cluster.logs());
     throw error;

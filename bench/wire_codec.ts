@@ -46,7 +46,8 @@ function encodeAll(messages: AppendEntriesRequest[]): { frames: Buffer[]; elapse
 function decodeAll(stream: Buffer): { entries: number; elapsed_ms: number } {
   // Separate buffers per chunk, like socket reads, rather than views of one stream.
   const chunks: Buffer[] = [];
-  for (let at = 0; at < stream.length; at += CHUNK_BYTES) chunks.push(Buffer.from(stream.subarray(at, at + CHUNK_BYTES)));
+  for (let at = 0; at < stream.length; at += CHUNK_BYTES)
+    chunks.push(Buffer.from(stream.subarray(at, at + CHUNK_BYTES)));
   const start_ns = process.hrtime.bigint();
   const decoder = new FrameDecoder();
   let entries = 0;
@@ -56,7 +57,8 @@ function decodeAll(stream: Buffer): { entries: number; elapsed_ms: number } {
     }
   }
   const elapsed_ms = elapsedMs(start_ns);
-  if (decoder.buffered_bytes !== 0) throw new Error(`${decoder.buffered_bytes} bytes left undecoded`);
+  if (decoder.buffered_bytes !== 0)
+    throw new Error(`${decoder.buffered_bytes} bytes left undecoded`);
   return { entries, elapsed_ms };
 }
 
@@ -76,7 +78,8 @@ export function benchWireCodec(): void {
   );
   decodeAll(stream);
   const decoded = decodeAll(stream);
-  if (decoded.entries !== ENTRIES_TOTAL) throw new Error(`decoded ${decoded.entries} entries, expected ${ENTRIES_TOTAL}`);
+  if (decoded.entries !== ENTRIES_TOTAL)
+    throw new Error(`decoded ${decoded.entries} entries, expected ${ENTRIES_TOTAL}`);
   console.log(
     `wire: decoded ${decoded.entries} entries in ${decoded.elapsed_ms.toFixed(0)} ms ` +
       `(${rate(decoded.entries, decoded.elapsed_ms)} entries/s, ${(megabytes / (decoded.elapsed_ms / 1000)).toFixed(0)} MB/s)`,

@@ -14,7 +14,8 @@ function configPathFrom(argv: string[]): string {
     const arg = argv[i]!;
     if (arg === '--config_path' || arg === '--config-path') {
       const value = argv[i + 1];
-      if (value === undefined || value === '') throw new Error(`--config_path needs a file; ${USAGE}`);
+      if (value === undefined || value === '')
+        throw new Error(`--config_path needs a file; ${USAGE}`);
       return value;
     }
     if (arg.startsWith('--config_path=')) return arg.slice('--config_path='.length);
@@ -41,15 +42,28 @@ async function main(): Promise<void> {
   const logger = createLogger(`node${config.self.id}`, config.log_level);
   const node = new KvNode(config, logger);
   node.on_fatal = (error) => die(error.message);
-  process.on('uncaughtException', (error) => die(`internal error: ${error.stack ?? error.message}`));
-  process.on('unhandledRejection', (error) => die(`internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`));
+  process.on('uncaughtException', (error) =>
+    die(`internal error: ${error.stack ?? error.message}`),
+  );
+  process.on('unhandledRejection', (error) =>
+    die(
+      `internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+    ),
+  );
   try {
     await node.start();
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
     if (e.syscall === 'listen') {
-      const reason = e.code === 'EADDRINUSE' ? 'address already in use' : e.code === 'EACCES' ? 'permission denied' : (e.code ?? 'failed');
-      die(`cannot listen on ${(e as NodeJS.ErrnoException & { address?: string; port?: number }).address ?? ''}:${(e as { port?: number }).port ?? ''}: ${reason}`);
+      const reason =
+        e.code === 'EADDRINUSE'
+          ? 'address already in use'
+          : e.code === 'EACCES'
+            ? 'permission denied'
+            : (e.code ?? 'failed');
+      die(
+        `cannot listen on ${(e as NodeJS.ErrnoException & { address?: string; port?: number }).address ?? ''}:${(e as { port?: number }).port ?? ''}: ${reason}`,
+      );
     }
     die(e.message);
   }

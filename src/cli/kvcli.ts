@@ -64,7 +64,9 @@ const HELP = `Commands:
 Quote arguments "like \\"this\\"\\n" (escapes \\" \\\\ \\n \\r \\t \\xHH) or 'like this'.
 Note: a stored value that is the single word nil reads back as (nil).`;
 
-export function parseCliArgs(argv: readonly string[]): CliOptions | { usage_error: string } | { help: true } {
+export function parseCliArgs(
+  argv: readonly string[],
+): CliOptions | { usage_error: string } | { help: true } {
   let host: string | null = null;
   let port: string | null = null;
   const listed: string[] = [];
@@ -89,16 +91,24 @@ export function parseCliArgs(argv: readonly string[]): CliOptions | { usage_erro
       if (typeof text !== 'string') return text;
       if (arg === '-h') host = text;
       else if (arg === '-p') port = text;
-      else if (arg === '--nodes') listed.push(...text.split(',').map((node) => node.trim()).filter((node) => node !== ''));
+      else if (arg === '--nodes')
+        listed.push(
+          ...text
+            .split(',')
+            .map((node) => node.trim())
+            .filter((node) => node !== ''),
+        );
       else timeout_text = text;
       continue;
     }
-    if (arg.startsWith('-') && arg.length > 1 && !/^-\d/.test(arg)) return { usage_error: `unknown option ${arg}` };
+    if (arg.startsWith('-') && arg.length > 1 && !/^-\d/.test(arg))
+      return { usage_error: `unknown option ${arg}` };
     break;
   }
   if (port !== null && !/^\d{1,5}$/.test(port)) return { usage_error: `bad port ${port}` };
   const timeout_ms = Number(timeout_text);
-  if (!(timeout_ms > 0) || !Number.isFinite(timeout_ms)) return { usage_error: `bad timeout ${timeout_text}` };
+  if (!(timeout_ms > 0) || !Number.isFinite(timeout_ms))
+    return { usage_error: `bad timeout ${timeout_text}` };
   const nodes: string[] = [];
   if (host !== null || port !== null) nodes.push(`${host ?? '127.0.0.1'}:${port ?? '8001'}`);
   for (const node of listed) if (!nodes.includes(node)) nodes.push(node);
@@ -127,7 +137,8 @@ function splitOnWhitespace(bytes: Buffer): Buffer[] {
   let start = -1;
   for (let i = 0; i <= bytes.length; i++) {
     const byte = bytes[i];
-    const space = byte === undefined || byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d;
+    const space =
+      byte === undefined || byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d;
     if (space && start !== -1) {
       words.push(bytes.subarray(start, i));
       start = -1;
@@ -150,7 +161,11 @@ class CommandRunner {
     const command = args[0]?.toString('utf8').toUpperCase() ?? '';
     try {
       const reply = await this.client.command(expandSetWords(args));
-      this.print(this.json ? JSON.stringify(replyToJson(reply, { command })) : formatReplyText(reply, { command }));
+      this.print(
+        this.json
+          ? JSON.stringify(replyToJson(reply, { command }))
+          : formatReplyText(reply, { command }),
+      );
       return true;
     } catch (error) {
       if (error instanceof ServerError) {
@@ -253,7 +268,10 @@ function historyPath(env: NodeJS.ProcessEnv): string | null {
 function loadHistory(file: string | null): string[] {
   if (file === null) return [];
   try {
-    const lines = fs.readFileSync(file, 'utf8').split('\n').filter((line) => line !== '');
+    const lines = fs
+      .readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((line) => line !== '');
     return lines.slice(-LIMITS.kvcli_history_lines_max).reverse();
   } catch {
     return [];
@@ -293,7 +311,9 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     if (parsed.command.length > 0) {
       return (await runner.run(parsed.command.map((arg) => Buffer.from(arg, 'utf8')))) ? 0 : 1;
     }
-    return io.stdin.isTTY === true ? await runInteractive(io, client, runner) : await runPiped(io, runner);
+    return io.stdin.isTTY === true
+      ? await runInteractive(io, client, runner)
+      : await runPiped(io, runner);
   } finally {
     await client.close();
   }
@@ -301,7 +321,12 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
 
 /** Entry point for the `kvcli` executable. */
 export function runKvcli(): void {
-  const io: CliIo = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
+  const io: CliIo = {
+    stdin: process.stdin,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+  };
   // A reader that went away (`kvcli ... | head`) ends the program quietly, as in other CLIs.
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code !== 'EPIPE') throw error;
@@ -312,7 +337,9 @@ export function runKvcli(): void {
       process.exitCode = code;
     },
     (error: unknown) => {
-      process.stderr.write(`kvcli: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.stderr.write(
+        `kvcli: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
       process.exitCode = 1;
     },
   );

@@ -18,5 +18,7 @@ export function parseNodeAddress(text: string): NodeAddress {
 
 /** The canonical "host:port" text used as a node's identity inside the client. */
 export function formatNodeAddress(address: NodeAddress): string {
-  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+  return address.host.includes(':')
+    ? `[${address.host}]:${address.port}`
+    : `${address.host}:${address.port}`;
 }

@@ -27,7 +27,10 @@ export interface OutboundRequest {
   readonly bytes: Buffer;
   /** Set by the connection when the request is handed to the socket. */
   written: boolean;
-  /** Set through Connection.abandon when the owner no longer wants the outcome: an unsent request is dropped, a reply discarded. */
+  /**
+   * Set through Connection.abandon when the owner no longer wants the outcome: an unsent request is
+   * dropped, a reply discarded.
+   */
   abandoned: boolean;
   /** Called exactly once unless abandoned first. */
   settle(outcome: RequestOutcome): void;
@@ -58,7 +61,10 @@ export class Connection {
   private readonly socket: net.Socket;
   private state: 'connecting' | 'open' | 'closed' = 'connecting';
   private readonly unsent = new Fifo<OutboundRequest>();
-  /** Written requests awaiting replies, oldest first; abandoned ones stay to keep the FIFO matching right. */
+  /**
+   * Written requests awaiting replies, oldest first; abandoned ones stay to keep the FIFO matching
+   * right.
+   */
   private readonly inflight = new Fifo<OutboundRequest>();
   private flush_scheduled = false;
   /** Abandoned requests still in unsent or inflight. */
@@ -70,7 +76,12 @@ export class Connection {
   private readonly closed: Promise<void>;
   private readonly events: ConnectionEvents;
 
-  constructor(address: string, target: NodeAddress, options: ConnectionOptions, events: ConnectionEvents) {
+  constructor(
+    address: string,
+    target: NodeAddress,
+    options: ConnectionOptions,
+    events: ConnectionEvents,
+  ) {
     this.address = address;
     this.events = events;
     this.abandoned_requests_max = options.abandoned_requests_max;
@@ -78,13 +89,17 @@ export class Connection {
     this.socket = net.connect({ host: target.host, port: target.port });
     this.socket.setNoDelay(true);
     this.connect_timer = setTimeout(() => {
-      this.fail(new ConnectionError(address, `connect timed out after ${options.connect_timeout_ms} ms`));
+      this.fail(
+        new ConnectionError(address, `connect timed out after ${options.connect_timeout_ms} ms`),
+      );
     }, options.connect_timeout_ms);
     this.socket.on('connect', () => this.onConnect());
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     // The server's FIN: no reply can follow, and Node refuses writes from here on while 'close'
     // is still a few ticks away, so a request enqueued now would be lost unsent yet look written.
-    this.socket.on('end', () => this.fail(new ConnectionError(address, 'connection closed by the server')));
+    this.socket.on('end', () =>
+      this.fail(new ConnectionError(address, 'connection closed by the server')),
+    );
     this.socket.on('error', (error: Error) => {
       this.failure ??= new ConnectionError(address, error.message, { cause: error });
     });
@@ -117,7 +132,14 @@ export class Connection {
     this.abandoned_count += 1;
     if (this.abandoned_count > this.abandoned_requests_max) {
       // Deferred: the owner is in the middle of settling a call.
-      process.nextTick(() => this.fail(new ConnectionError(this.address, `${this.abandoned_count} requests abandoned without a reply`)));
+      process.nextTick(() =>
+        this.fail(
+          new ConnectionError(
+            this.address,
+            `${this.abandoned_count} requests abandoned without a reply`,
+          ),
+        ),
+      );
     }
   }
 
@@ -131,7 +153,9 @@ export class Connection {
   }
 
   /** Fails every request and closes the socket; resolves once it is closed. */
-  close(reason: KvClientError = new ConnectionError(this.address, 'connection closed by the client')): Promise<void> {
+  close(
+    reason: KvClientError = new ConnectionError(this.address, 'connection closed by the client'),
+  ): Promise<void> {
     this.fail(reason);
     return this.closed;
   }
@@ -161,7 +185,9 @@ export class Connection {
     if (batch.length === 0) return;
     if (batch_bytes <= FLUSH_COPY_BYTES_MAX) {
       // Copying small requests together is cheaper than a writev of many tiny buffers.
-      this.socket.write(batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, batch_bytes));
+      this.socket.write(
+        batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, batch_bytes),
+      );
     } else {
       // Corked writes leave as one writev: one syscall, no copy of large values.
       this.socket.cork();
@@ -178,7 +204,9 @@ export class Connection {
       replies = this.parser.push(chunk);
     } catch (error) {
       if (!(error instanceof RespProtocolError)) throw error;
-      this.fail(new ProtocolError(`${this.address}: unparsable reply: ${error.message}`, { cause: error }));
+      this.fail(
+        new ProtocolError(`${this.address}: unparsable reply: ${error.message}`, { cause: error }),
+      );
       return;
     }
     for (const reply of replies) {

@@ -47,7 +47,10 @@ export class ConnectionError extends KvClientError {
   }
 }
 
-/** The per-call deadline passed; the call had no effect or was idempotent. `cause` is the last retry's error, if any. */
+/**
+ * The per-call deadline passed; the call had no effect or was idempotent. `cause` is the last
+ * retry's error, if any.
+ */
 export class TimeoutError extends KvClientError {
   readonly timeout_ms: number;
   constructor(timeout_ms: number, message: string, options?: { cause?: unknown }) {
@@ -74,7 +77,10 @@ export class NoLeaderError extends KvClientError {
   }
 }
 
-/** The server replied with an error. `reply` is the text after '-', `prefix` its first word (ERR, TRYAGAIN, ...). */
+/**
+ * The server replied with an error. `reply` is the text after '-', `prefix` its first word (ERR,
+ * TRYAGAIN, ...).
+ */
 export class ServerError extends KvClientError {
   readonly reply: string;
   readonly prefix: string;
@@ -96,7 +102,10 @@ export class QueueFullError extends KvClientError {
 export class ClientClosedError extends KvClientError {
   readonly request_sent: boolean;
   constructor(request_sent: boolean) {
-    super('ECLOSED', request_sent ? 'the client was closed after the request was sent' : 'the client is closed');
+    super(
+      'ECLOSED',
+      request_sent ? 'the client was closed after the request was sent' : 'the client is closed',
+    );
     this.request_sent = request_sent;
   }
 }

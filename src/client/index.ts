@@ -1,5 +1,11 @@
 /** The typed client library for the cluster's RESP interface. */
-export { KvClient, parseInfo, type CallOptions, type KvClientOptions, type KvClientStats } from './kv_client';
+export {
+  KvClient,
+  parseInfo,
+  type CallOptions,
+  type KvClientOptions,
+  type KvClientStats,
+} from './kv_client';
 export {
   KvClientError,
   ConnectionError,
@@ -15,4 +21,9 @@ export {
   type OutcomeUnknownReason,
 } from './errors';
 export { parseNodeAddress, formatNodeAddress, type NodeAddress } from './address';
-export { encodeCommand, ReplyParser, type Reply, type ReplyParserOptions } from '../resp/client_codec';
+export {
+  encodeCommand,
+  ReplyParser,
+  type Reply,
+  type ReplyParserOptions,
+} from '../resp/client_codec';

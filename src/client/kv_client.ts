@@ -60,7 +60,10 @@ export interface KvClientStats {
 
 const IDEMPOTENT_COMMANDS: ReadonlySet<string> = new Set(['GET', 'PING', 'INFO']);
 
-/** Redirects a call follows at once; after these it backs off like any retry (guards against MOVED ping-pong). */
+/**
+ * Redirects a call follows at once; after these it backs off like any retry (guards against MOVED
+ * ping-pong).
+ */
 const IMMEDIATE_REDIRECTS_MAX = 1;
 
 interface Call {
@@ -102,11 +105,15 @@ export class KvClient {
   private redirects = 0;
 
   constructor(options: KvClientOptions) {
-    if (options.nodes.length === 0) throw new InvalidArgumentError('KvClient needs at least one node address');
+    if (options.nodes.length === 0)
+      throw new InvalidArgumentError('KvClient needs at least one node address');
     for (const text of options.nodes) this.learnNode(text);
     this.current = this.node_list[0] as string;
     this.call_timeout_ms = positive('call_timeout_ms', options.call_timeout_ms ?? 5000);
-    this.pending_calls_max = positive('pending_calls_max', options.pending_calls_max ?? LIMITS.kv_client_pending_calls_max);
+    this.pending_calls_max = positive(
+      'pending_calls_max',
+      options.pending_calls_max ?? LIMITS.kv_client_pending_calls_max,
+    );
     this.connect_timeout_ms = positive('connect_timeout_ms', options.connect_timeout_ms ?? 1000);
     this.backoff_base_ms = positive('backoff_base_ms', options.backoff_base_ms ?? 20);
     this.backoff_max_ms = positive('backoff_max_ms', options.backoff_max_ms ?? 1000);
@@ -191,14 +198,20 @@ export class KvClient {
     if (this.closed) return Promise.reject(new ClientClosedError(false));
     const name = args[0];
     if (name === undefined) return Promise.reject(new InvalidArgumentError('empty command'));
-    if (this.pending.size >= this.pending_calls_max) return Promise.reject(new QueueFullError(this.pending_calls_max));
+    if (this.pending.size >= this.pending_calls_max)
+      return Promise.reject(new QueueFullError(this.pending_calls_max));
     const timeout_ms = options.timeout_ms ?? this.call_timeout_ms;
-    if (!(timeout_ms > 0)) return Promise.reject(new InvalidArgumentError(`timeout_ms must be positive, got ${timeout_ms}`));
+    if (!(timeout_ms > 0))
+      return Promise.reject(
+        new InvalidArgumentError(`timeout_ms must be positive, got ${timeout_ms}`),
+      );
     let bytes: Buffer;
     try {
       bytes = encodeCommand(args);
     } catch (error) {
-      return Promise.reject(error instanceof LimitExceededError ? new InvalidArgumentError(error.message) : error);
+      return Promise.reject(
+        error instanceof LimitExceededError ? new InvalidArgumentError(error.message) : error,
+      );
     }
     const idempotent = options.idempotent ?? IDEMPOTENT_COMMANDS.has(name.toString().toUpperCase());
     return new Promise<Reply>((resolve, reject) => {
@@ -254,7 +267,12 @@ export class KvClient {
     connection.enqueue(request);
   }
 
-  private onOutcome(call: Call, request: OutboundRequest, address: string, outcome: RequestOutcome): void {
+  private onOutcome(
+    call: Call,
+    request: OutboundRequest,
+    address: string,
+    outcome: RequestOutcome,
+  ): void {
     if (call.settled || call.request !== request) return;
     call.request = null;
     call.request_connection = null;
@@ -264,7 +282,14 @@ export class KvClient {
       // turning one more write into an unknown outcome.
       this.leaveNode(address);
       if (outcome.written && !call.idempotent) {
-        this.fail(call, new OutcomeUnknownError('connection_lost', `${address}: the connection was lost after the request was sent (${outcome.error.message})`, { cause: outcome.error }));
+        this.fail(
+          call,
+          new OutcomeUnknownError(
+            'connection_lost',
+            `${address}: the connection was lost after the request was sent (${outcome.error.message})`,
+            { cause: outcome.error },
+          ),
+        );
         return;
       }
       this.retry(call, outcome.error);
@@ -284,7 +309,10 @@ export class KvClient {
           target = this.learnNode(verdict.address);
         } catch {
           this.leaveNode(address);
-          this.retry(call, new NoLeaderError(`${address} replied with an unusable redirect: ${reply.message}`));
+          this.retry(
+            call,
+            new NoLeaderError(`${address} replied with an unusable redirect: ${reply.message}`),
+          );
           return;
         }
         this.redirects += 1;
@@ -294,7 +322,12 @@ export class KvClient {
           this.retries += 1;
           this.attempt(call);
         } else {
-          this.retry(call, new NoLeaderError(`redirected ${call.redirects} times, last from ${address} to ${target}`));
+          this.retry(
+            call,
+            new NoLeaderError(
+              `redirected ${call.redirects} times, last from ${address} to ${target}`,
+            ),
+          );
         }
         return;
       }
@@ -319,11 +352,19 @@ export class KvClient {
     }
   }
 
-  /** Schedules another attempt after a backoff, or gives up with `error` if that would pass the deadline. */
+  /**
+   * Schedules another attempt after a backoff, or gives up with `error` if that would pass the
+   * deadline.
+   */
   private retry(call: Call, error: KvClientError): void {
     call.last_error = error;
     call.failures += 1;
-    const delay_ms = backoffDelay(call.failures, this.backoff_base_ms, this.backoff_max_ms, this.random);
+    const delay_ms = backoffDelay(
+      call.failures,
+      this.backoff_base_ms,
+      this.backoff_max_ms,
+      this.random,
+    );
     if (performance.now() + delay_ms >= call.deadline_ms) {
       this.fail(call, error);
       return;
@@ -340,30 +381,44 @@ export class KvClient {
     if (call.settled) return;
     const request = call.request;
     const connection = call.request_connection;
-    if (request !== null && request.written) {
-      // A node that sat on a request for the whole deadline is treated as failed: later calls try another.
+    if (request?.written) {
+      // A node that sat on a request for the whole deadline is treated as failed: later calls try
+      // another.
       this.leaveNode(call.request_address);
       if (!call.idempotent) {
-        this.fail(call, new OutcomeUnknownError('timeout', `${call.request_address}: no reply within ${call.timeout_ms} ms after the request was sent`));
+        this.fail(
+          call,
+          new OutcomeUnknownError(
+            'timeout',
+            `${call.request_address}: no reply within ${call.timeout_ms} ms after the request was sent`,
+          ),
+        );
         this.closeIfUseless(connection);
         return;
       }
     }
     if (call.last_error instanceof NoLeaderError) {
-      // Unsent when time ran out, and every node said there is no leader: that is the more useful answer.
+      // Unsent when time ran out, and every node said there is no leader: that is the more useful
+      // answer.
       this.fail(call, call.last_error);
       this.closeIfUseless(connection);
       return;
     }
     const last = call.last_error === null ? '' : `; last error: ${call.last_error.message}`;
-    this.fail(call, new TimeoutError(call.timeout_ms, `no reply within ${call.timeout_ms} ms${last}`, { cause: call.last_error ?? undefined }));
+    this.fail(
+      call,
+      new TimeoutError(call.timeout_ms, `no reply within ${call.timeout_ms} ms${last}`, {
+        cause: call.last_error ?? undefined,
+      }),
+    );
     this.closeIfUseless(connection);
   }
 
   /** Closes a connection that is not the current one, or that only owes replies nobody wants. */
   private closeIfUseless(connection: Connection | null): void {
     if (connection === null || connection.isClosed() || connection.liveOutstanding() > 0) return;
-    if (connection.address !== this.current || connection.outstanding() > 0) void connection.close();
+    if (connection.address !== this.current || connection.outstanding() > 0)
+      void connection.close();
   }
 
   private fail(call: Call, error: KvClientError): void {
@@ -377,7 +432,8 @@ export class KvClient {
     if (call.retry_timer !== null) clearTimeout(call.retry_timer);
     call.deadline_timer = null;
     call.retry_timer = null;
-    if (call.request !== null && call.request_connection !== null) call.request_connection.abandon(call.request);
+    if (call.request !== null && call.request_connection !== null)
+      call.request_connection.abandon(call.request);
     call.request = null;
     call.request_connection = null;
     this.pending.delete(call);
@@ -387,10 +443,14 @@ export class KvClient {
     const existing = this.connections.get(address);
     if (existing !== undefined && !existing.isClosed()) return existing;
     const target = this.targets.get(address) ?? parseNodeAddress(address);
-    const options = { connect_timeout_ms: this.connect_timeout_ms, abandoned_requests_max: this.pending_calls_max };
+    const options = {
+      connect_timeout_ms: this.connect_timeout_ms,
+      abandoned_requests_max: this.pending_calls_max,
+    };
     const connection = new Connection(address, target, options, {
       closed: (closed) => {
-        if (this.connections.get(closed.address) === closed) this.connections.delete(closed.address);
+        if (this.connections.get(closed.address) === closed)
+          this.connections.delete(closed.address);
       },
       idle: (idle) => {
         if (idle.address !== this.current) void idle.close();
@@ -432,7 +492,8 @@ export class KvClient {
 }
 
 function positive(name: string, value: number): number {
-  if (!(value > 0) || !Number.isFinite(value)) throw new InvalidArgumentError(`${name} must be a positive number, got ${value}`);
+  if (!(value > 0) || !Number.isFinite(value))
+    throw new InvalidArgumentError(`${name} must be a positive number, got ${value}`);
   return value;
 }
 
@@ -474,7 +535,9 @@ function describeReply(reply: Reply): string {
     case 'integer':
       return `:${reply.value}`;
     case 'bulk':
-      return reply.value === null ? 'null bulk string' : `bulk string of ${reply.value.length} bytes`;
+      return reply.value === null
+        ? 'null bulk string'
+        : `bulk string of ${reply.value.length} bytes`;
     case 'array':
       return reply.items === null ? 'null array' : `array of ${reply.items.length}`;
   }

@@ -18,11 +18,18 @@ export async function* readLines(input: Readable, line_bytes_max: number): Async
     return line.toString('utf8', 0, end);
   };
   const tooLong = (): LimitExceededError =>
-    new LimitExceededError('kvcli_line_bytes_max', `input line longer than ${line_bytes_max} bytes`);
+    new LimitExceededError(
+      'kvcli_line_bytes_max',
+      `input line longer than ${line_bytes_max} bytes`,
+    );
   for await (const data of input) {
     const chunk = typeof data === 'string' ? Buffer.from(data) : (data as Buffer);
     let start = 0;
-    for (let newline = chunk.indexOf(0x0a, start); newline !== -1; newline = chunk.indexOf(0x0a, start)) {
+    for (
+      let newline = chunk.indexOf(0x0a, start);
+      newline !== -1;
+      newline = chunk.indexOf(0x0a, start)
+    ) {
       if (partial_bytes + (newline - start) > line_bytes_max + 1) throw tooLong();
       yield finish(chunk.subarray(start, newline));
       start = newline + 1;

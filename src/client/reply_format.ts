@@ -45,13 +45,18 @@ function formatNested(reply: Reply, indent: string): string {
       // Continuation lines of an element line up under its first line.
       const child_indent = indent + ' '.repeat(width + 2);
       return reply.items
-        .map((item, index) => `${index === 0 ? '' : indent}${String(index + 1).padStart(width)}) ${formatNested(item, child_indent)}`)
+        .map(
+          (item, index) =>
+            `${index === 0 ? '' : indent}${String(index + 1).padStart(width)}) ${formatNested(item, child_indent)}`,
+        )
         .join('\n');
     }
   }
 }
 
-/** redis-cli's quoting: printable ASCII as is, \\ \" \n \r \t \a \b escaped, every other byte \xHH. */
+/**
+ * redis-cli's quoting: printable ASCII as is, \\ \" \n \r \t \a \b escaped, every other byte \xHH.
+ */
 export function quoteBytes(bytes: Buffer): string {
   let out = '"';
   for (const byte of bytes) {
@@ -73,7 +78,13 @@ const BYTE_ESCAPES: ReadonlyMap<number, string> = new Map([
   [0x08, '\\b'],
 ]);
 
-export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+export type JsonValue =
+  | string
+  | number
+  | boolean
+  | null
+  | JsonValue[]
+  | { [key: string]: JsonValue };
 
 /**
  * The JSON form: "OK", 1, ["Cloud","Computing"], null (nil), {"error": "..."};
@@ -82,7 +93,8 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | { [key:
  */
 export function replyToJson(reply: Reply, context: ReplyContext): JsonValue {
   if (context.command === 'GET' && isNilGetReply(reply)) return null;
-  if (context.command === 'INFO' && reply.type === 'bulk' && reply.value !== null) return parseInfo(reply.value.toString('utf8'));
+  if (context.command === 'INFO' && reply.type === 'bulk' && reply.value !== null)
+    return parseInfo(reply.value.toString('utf8'));
   return nestedToJson(reply);
 }
 

@@ -28,10 +28,19 @@ function parseOptions(argv: string[]): Options {
     else if (flag === '--port') options.port = Number(value);
     else if (flag === '--data') options.data = value;
     else if (flag === '--log-level') options.log_level = value;
-    else throw new Error(`unknown option ${flag}; usage: npm start -- [--nodes N] [--port P] [--data DIR] [--log-level L]`);
+    else
+      throw new Error(
+        `unknown option ${flag}; usage: npm start -- [--nodes N] [--port P] [--data DIR] [--log-level L]`,
+      );
   }
-  if (!Number.isInteger(options.nodes) || options.nodes < 1 || options.nodes > 9) throw new Error('--nodes must be 1..9');
-  if (!Number.isInteger(options.port) || options.port <= 1000 || options.port + options.nodes > 65536) throw new Error('--port must be 1001..65535');
+  if (!Number.isInteger(options.nodes) || options.nodes < 1 || options.nodes > 9)
+    throw new Error('--nodes must be 1..9');
+  if (
+    !Number.isInteger(options.port) ||
+    options.port <= 1000 ||
+    options.port + options.nodes > 65536
+  )
+    throw new Error('--port must be 1001..65535');
   return options;
 }
 
@@ -60,11 +69,15 @@ async function main(): Promise<void> {
       `log_level ${options.log_level}`,
     ];
     const config_path = join(config_dir, `node${port}.conf`);
-    writeFileSync(config_path, lines.join('\n') + '\n');
-    const child = spawn(process.execPath, [main_js, '--config_path', config_path], { stdio: ['ignore', 'inherit', 'inherit'] });
+    writeFileSync(config_path, `${lines.join('\n')}\n`);
+    const child = spawn(process.execPath, [main_js, '--config_path', config_path], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
     child.on('exit', (code, signal) => {
       if (!stopping) {
-        process.stderr.write(`node on port ${port} exited (${signal ?? `code ${code}`}); stopping the cluster\n`);
+        process.stderr.write(
+          `node on port ${port} exited (${signal ?? `code ${code}`}); stopping the cluster\n`,
+        );
         void stop(1);
       }
     });
@@ -99,7 +112,8 @@ async function main(): Promise<void> {
       const client = new KvClient({ nodes: [`127.0.0.1:${port}`], call_timeout_ms: 500 });
       try {
         const info = await client.info();
-        if (info.role === 'leader') leader = `127.0.0.1:${port} (node ${info.node_id}, term ${info.term})`;
+        if (info.role === 'leader')
+          leader = `127.0.0.1:${port} (node ${info.node_id}, term ${info.term})`;
       } catch {
         // not up yet
       } finally {

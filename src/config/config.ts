@@ -62,7 +62,12 @@ export interface NodeConfig {
 /** The Raft port sits this far below the client port (the seed's rule). */
 export const RAFT_PORT_OFFSET = 1000;
 
-type IntegerParameter = 'tick_ms' | 'election_ticks' | 'heartbeat_ticks' | 'no_leader_timeout_ms' | 'request_timeout_ms';
+type IntegerParameter =
+  | 'tick_ms'
+  | 'election_ticks'
+  | 'heartbeat_ticks'
+  | 'no_leader_timeout_ms'
+  | 'request_timeout_ms';
 
 interface IntegerRule {
   default_value: number;
@@ -81,7 +86,12 @@ const INTEGER_RULES: Record<IntegerParameter, IntegerRule> = {
 
 const CLIENT_REDIRECTS: readonly ClientRedirect[] = ['forward', 'moved'];
 const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
-const SINGLE_PARAMETERS = ['data_dir', 'client_redirect', 'log_level', ...Object.keys(INTEGER_RULES)];
+const SINGLE_PARAMETERS = [
+  'data_dir',
+  'client_redirect',
+  'log_level',
+  ...Object.keys(INTEGER_RULES),
+];
 
 interface ListedNode {
   host: string;
@@ -91,7 +101,11 @@ interface ListedNode {
 }
 
 /** Parses a config file's text. Pure apart from `cwd`, which defaults to the process's. */
-export function parseConfig(text: string, file_name: string, cwd: string = process.cwd()): NodeConfig {
+export function parseConfig(
+  text: string,
+  file_name: string,
+  cwd: string = process.cwd(),
+): NodeConfig {
   const fail: Fail = (line, problem) => {
     throw new ConfigError(file_name, line, problem);
   };
@@ -105,18 +119,22 @@ export function parseConfig(text: string, file_name: string, cwd: string = proce
     if (content === '' || content.startsWith('!')) return;
     const tokens = content.split(/\s+/);
     const name = tokens[0] ?? '';
-    if (name !== 'follower_info' && !SINGLE_PARAMETERS.includes(name)) fail(line, `unknown parameter '${name}'`);
+    if (name !== 'follower_info' && !SINGLE_PARAMETERS.includes(name))
+      fail(line, `unknown parameter '${name}'`);
     const value = tokens[1];
     if (value === undefined) return fail(line, `parameter '${name}' has no value`);
-    if (tokens.length > 2) fail(line, `parameter '${name}' takes one value, got extra '${tokens.slice(2).join(' ')}'`);
+    if (tokens.length > 2)
+      fail(line, `parameter '${name}' takes one value, got extra '${tokens.slice(2).join(' ')}'`);
 
     if (name === 'follower_info') {
       listed.push(parseNodeAddress(value, line, fail));
-      if (listed.length > LIMITS.cluster_nodes_max) fail(line, `more than cluster_nodes_max (${LIMITS.cluster_nodes_max}) nodes`);
+      if (listed.length > LIMITS.cluster_nodes_max)
+        fail(line, `more than cluster_nodes_max (${LIMITS.cluster_nodes_max}) nodes`);
       return;
     }
     const earlier = single_values.get(name);
-    if (earlier !== undefined) fail(line, `parameter '${name}' given twice (first on line ${earlier.line})`);
+    if (earlier !== undefined)
+      fail(line, `parameter '${name}' given twice (first on line ${earlier.line})`);
     single_values.set(name, { value, line });
   });
 
@@ -125,22 +143,36 @@ export function parseConfig(text: string, file_name: string, cwd: string = proce
 
   const nodes = assignIds(listed);
   const self_listed = listed[0];
-  const self = nodes.find((node) => node.host === self_listed?.host && node.client_port === self_listed.client_port);
+  const self = nodes.find(
+    (node) => node.host === self_listed?.host && node.client_port === self_listed.client_port,
+  );
   assert(self !== undefined, 'the first follower_info is among the nodes');
 
   const integers = parseIntegers(single_values, fail);
   if (integers.heartbeat_ticks >= integers.election_ticks) {
-    const lines_given = ['heartbeat_ticks', 'election_ticks'].map((key) => single_values.get(key)?.line ?? 0);
-    fail(Math.max(...lines_given), `heartbeat_ticks (${integers.heartbeat_ticks}) must be less than election_ticks (${integers.election_ticks})`);
+    const lines_given = ['heartbeat_ticks', 'election_ticks'].map(
+      (key) => single_values.get(key)?.line ?? 0,
+    );
+    fail(
+      Math.max(...lines_given),
+      `heartbeat_ticks (${integers.heartbeat_ticks}) must be less than election_ticks (${integers.election_ticks})`,
+    );
   }
 
-  const data_dir_value = single_values.get('data_dir')?.value ?? path.join('data', `${self.host}_${self.client_port}`);
+  const data_dir_value =
+    single_values.get('data_dir')?.value ?? path.join('data', `${self.host}_${self.client_port}`);
   return {
     self,
     peers: nodes.filter((node) => node !== self),
     nodes,
     data_dir: path.resolve(cwd, data_dir_value),
-    client_redirect: parseChoice(single_values, 'client_redirect', CLIENT_REDIRECTS, 'forward', fail),
+    client_redirect: parseChoice(
+      single_values,
+      'client_redirect',
+      CLIENT_REDIRECTS,
+      'forward',
+      fail,
+    ),
     log_level: parseChoice(single_values, 'log_level', LOG_LEVELS, 'warn', fail),
     ...integers,
   };
@@ -153,7 +185,11 @@ export function loadConfig(file_path: string): NodeConfig {
     bytes = readBounded(file_path, LIMITS.config_file_bytes_max);
   } catch (error) {
     if (error instanceof ConfigError) throw error;
-    throw new ConfigError(file_path, null, `cannot read: ${error instanceof Error ? error.message : String(error)}`);
+    throw new ConfigError(
+      file_path,
+      null,
+      `cannot read: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
   return parseConfig(bytes.toString('utf8'), file_path);
 }
@@ -169,7 +205,11 @@ function readBounded(file_path: string, bytes_max: number): Buffer {
       if (read === 0) break;
       length += read;
       if (length > bytes_max) {
-        throw new ConfigError(file_path, null, `file is larger than config_file_bytes_max (${bytes_max} bytes)`);
+        throw new ConfigError(
+          file_path,
+          null,
+          `file is larger than config_file_bytes_max (${bytes_max} bytes)`,
+        );
       }
     }
     return buffer.subarray(0, length);
@@ -187,17 +227,25 @@ function parseNodeAddress(value: string, line: number, fail: Fail): ListedNode {
   const port_text = value.slice(colon + 1);
   const host = host_text === 'localhost' ? '127.0.0.1' : host_text;
   const host_number = parseIpv4(host);
-  if (host_number === null) fail(line, `bad ip '${host_text}': expected an IPv4 dotted quad or localhost`);
-  if (!/^[0-9]{1,5}$/.test(port_text)) fail(line, `bad port '${port_text}': expected a decimal number`);
+  if (host_number === null)
+    fail(line, `bad ip '${host_text}': expected an IPv4 dotted quad or localhost`);
+  if (!/^[0-9]{1,5}$/.test(port_text))
+    fail(line, `bad port '${port_text}': expected a decimal number`);
   const client_port = Number(port_text);
   if (client_port > 65535) fail(line, `bad port ${client_port}: more than 65535`);
   if (client_port <= RAFT_PORT_OFFSET) {
-    fail(line, `bad port ${client_port}: the client port must exceed ${RAFT_PORT_OFFSET} (the Raft port is client port - ${RAFT_PORT_OFFSET})`);
+    fail(
+      line,
+      `bad port ${client_port}: the client port must exceed ${RAFT_PORT_OFFSET} (the Raft port is client port - ${RAFT_PORT_OFFSET})`,
+    );
   }
   return { host, host_number, client_port, line };
 }
 
-/** The address as an unsigned 32-bit number, or null if `text` is not a dotted quad (leading zeros refused: some tools read them as octal). */
+/**
+ * The address as an unsigned 32-bit number, or null if `text` is not a dotted quad (leading zeros
+ * refused: some tools read them as octal).
+ */
 function parseIpv4(text: string): number | null {
   const parts = text.split('.');
   if (parts.length !== 4) return null;
@@ -216,19 +264,25 @@ function checkAddressesDistinct(listed: ListedNode[], fail: Fail): void {
   for (const node of listed) {
     const key = `${node.host}:${node.client_port}`;
     const earlier = by_address.get(key);
-    if (earlier !== undefined) fail(node.line, `duplicate address ${key} (first on line ${earlier.line})`);
+    if (earlier !== undefined)
+      fail(node.line, `duplicate address ${key} (first on line ${earlier.line})`);
     by_address.set(key, node);
   }
   for (const node of listed) {
     const clash = by_address.get(`${node.host}:${node.client_port - RAFT_PORT_OFFSET}`);
     if (clash !== undefined) {
-      fail(Math.max(node.line, clash.line), `raft port ${node.host}:${node.client_port - RAFT_PORT_OFFSET} of the node on line ${node.line} is the client port of the node on line ${clash.line}`);
+      fail(
+        Math.max(node.line, clash.line),
+        `raft port ${node.host}:${node.client_port - RAFT_PORT_OFFSET} of the node on line ${node.line} is the client port of the node on line ${clash.line}`,
+      );
     }
   }
 }
 
 function assignIds(listed: ListedNode[]): NodeAddress[] {
-  const sorted = [...listed].sort((a, b) => a.host_number - b.host_number || a.client_port - b.client_port);
+  const sorted = [...listed].sort(
+    (a, b) => a.host_number - b.host_number || a.client_port - b.client_port,
+  );
   return sorted.map((node, index) => ({
     id: index + 1,
     host: node.host,
@@ -237,7 +291,10 @@ function assignIds(listed: ListedNode[]): NodeAddress[] {
   }));
 }
 
-function parseIntegers(values: Map<string, { value: string; line: number }>, fail: Fail): Record<IntegerParameter, number> {
+function parseIntegers(
+  values: Map<string, { value: string; line: number }>,
+  fail: Fail,
+): Record<IntegerParameter, number> {
   const result = {} as Record<IntegerParameter, number>;
   for (const [name, rule] of Object.entries(INTEGER_RULES) as [IntegerParameter, IntegerRule][]) {
     const given = values.get(name);
@@ -247,7 +304,10 @@ function parseIntegers(values: Map<string, { value: string; line: number }>, fai
     }
     const number = /^[0-9]{1,10}$/.test(given.value) ? Number(given.value) : NaN;
     if (!(number >= rule.min && number <= rule.max)) {
-      fail(given.line, `${name} must be an integer in ${rule.min}..${rule.max}, got '${given.value}'`);
+      fail(
+        given.line,
+        `${name} must be an integer in ${rule.min}..${rule.max}, got '${given.value}'`,
+      );
     }
     result[name] = number;
   }
@@ -264,6 +324,7 @@ function parseChoice<T extends string>(
   const given = values.get(name);
   if (given === undefined) return default_value;
   const choice = choices.find((candidate) => candidate === given.value);
-  if (choice === undefined) return fail(given.line, `${name} must be one of ${choices.join('|')}, got '${given.value}'`);
+  if (choice === undefined)
+    return fail(given.line, `${name} must be one of ${choices.join('|')}, got '${given.value}'`);
   return choice;
 }

@@ -40,11 +40,36 @@ interface CommandSpec {
 const COMMANDS: ReadonlyMap<string, CommandSpec> = new Map(
   (
     [
-      { name: 'set', arity_min: 3, arity_max: null, build: (args) => write({ op: 'set', key: at(args, 1), words: args.slice(2) }) },
-      { name: 'del', arity_min: 2, arity_max: null, build: (args) => write({ op: 'del', keys: args.slice(1) }) },
-      { name: 'get', arity_min: 2, arity_max: 2, build: (args) => ({ kind: 'read', key: at(args, 1) }) },
-      { name: 'ping', arity_min: 1, arity_max: 2, build: (args) => ({ kind: 'ping', message: args[1] ?? null }) },
-      { name: 'info', arity_min: 1, arity_max: 2, build: (args) => ({ kind: 'info', section: sectionOf(args[1]) }) },
+      {
+        name: 'set',
+        arity_min: 3,
+        arity_max: null,
+        build: (args) => write({ op: 'set', key: at(args, 1), words: args.slice(2) }),
+      },
+      {
+        name: 'del',
+        arity_min: 2,
+        arity_max: null,
+        build: (args) => write({ op: 'del', keys: args.slice(1) }),
+      },
+      {
+        name: 'get',
+        arity_min: 2,
+        arity_max: 2,
+        build: (args) => ({ kind: 'read', key: at(args, 1) }),
+      },
+      {
+        name: 'ping',
+        arity_min: 1,
+        arity_max: 2,
+        build: (args) => ({ kind: 'ping', message: args[1] ?? null }),
+      },
+      {
+        name: 'info',
+        arity_min: 1,
+        arity_max: 2,
+        build: (args) => ({ kind: 'info', section: sectionOf(args[1]) }),
+      },
       { name: 'command', arity_min: 1, arity_max: null, build: buildCommandCommand },
       { name: 'quit', arity_min: 1, arity_max: null, build: () => ({ kind: 'quit' }) },
     ] satisfies CommandSpec[]
@@ -56,7 +81,10 @@ const LONGEST_NAME_BYTES = Math.max(...[...COMMANDS.keys()].map((name) => name.l
 export function parseClientCommand(args: readonly Buffer[]): ClientCommand {
   const name = args[0];
   if (name === undefined) return { kind: 'error', message: 'ERR empty command' };
-  const spec = name.length <= LONGEST_NAME_BYTES ? COMMANDS.get(name.toString('latin1').toLowerCase()) : undefined;
+  const spec =
+    name.length <= LONGEST_NAME_BYTES
+      ? COMMANDS.get(name.toString('latin1').toLowerCase())
+      : undefined;
   if (spec === undefined) return { kind: 'error', message: unknownCommandMessage(args) };
   if (args.length < spec.arity_min || (spec.arity_max !== null && args.length > spec.arity_max)) {
     return { kind: 'error', message: `ERR wrong number of arguments for '${spec.name}' command` };
@@ -78,14 +106,23 @@ function sectionOf(arg: Buffer | undefined): string | null {
   return arg === undefined ? null : arg.toString('utf8').toLowerCase();
 }
 
-/** redis-cli sends `COMMAND DOCS` on connect; we answer it (and bare COMMAND) with an empty array. */
+/**
+ * redis-cli sends `COMMAND DOCS` on connect; we answer it (and bare COMMAND) with an empty array.
+ */
 function buildCommandCommand(args: readonly Buffer[]): ClientCommand {
   const subcommand = args[1];
-  if (subcommand === undefined || subcommand.toString('latin1').toLowerCase() === 'docs') return { kind: 'command_docs' };
-  return { kind: 'error', message: `ERR unknown subcommand '${echo(subcommand, ERROR_ECHO_BYTES_MAX)}'. Try COMMAND HELP.` };
+  if (subcommand === undefined || subcommand.toString('latin1').toLowerCase() === 'docs')
+    return { kind: 'command_docs' };
+  return {
+    kind: 'error',
+    message: `ERR unknown subcommand '${echo(subcommand, ERROR_ECHO_BYTES_MAX)}'. Try COMMAND HELP.`,
+  };
 }
 
-/** Redis: the name, then each argument quoted and followed by a space, until 128 bytes of arguments are echoed. */
+/**
+ * Redis: the name, then each argument quoted and followed by a space, until 128 bytes of arguments
+ * are echoed.
+ */
 function unknownCommandMessage(args: readonly Buffer[]): string {
   const name = args[0];
   let echoed = '';
@@ -102,5 +139,8 @@ function unknownCommandMessage(args: readonly Buffer[]): string {
 
 /** At most `bytes_max` bytes of `arg`, with CR/LF blanked so the reply stays one RESP line. */
 function echo(arg: Buffer, bytes_max: number): string {
-  return arg.subarray(0, Math.max(0, bytes_max)).toString('utf8').replace(/[\r\n]/g, ' ');
+  return arg
+    .subarray(0, Math.max(0, bytes_max))
+    .toString('utf8')
+    .replace(/[\r\n]/g, ' ');
 }

@@ -32,7 +32,10 @@ const U32_MAX = 0xffff_ffff;
 
 export function encodeCommand(command: KvCommand): Buffer {
   const fields = command.op === 'set' ? command.words : command.keys;
-  assert(fields.length >= 1, `${command.op} command needs at least one ${command.op === 'set' ? 'word' : 'key'}`);
+  assert(
+    fields.length >= 1,
+    `${command.op} command needs at least one ${command.op === 'set' ? 'word' : 'key'}`,
+  );
   assert(fields.length <= U32_MAX, 'command field count does not fit in u32');
 
   let total_bytes = 1 + U32_BYTES;
@@ -115,11 +118,14 @@ class CommandReader {
 
   lengthPrefixedList(what: string): Buffer[] {
     const count = this.u32(`${what} count`);
-    if (count === 0) throw new CommandMalformedError(`${what} count is 0 at offset ${this.offset - U32_BYTES}`);
+    if (count === 0)
+      throw new CommandMalformedError(`${what} count is 0 at offset ${this.offset - U32_BYTES}`);
     // Each item needs at least its length prefix; checking this first keeps a
     // forged count from making us allocate a huge array.
     if (count > this.remaining() / U32_BYTES) {
-      throw new CommandMalformedError(`${what} count ${count} cannot fit in the ${this.remaining()} bytes left`);
+      throw new CommandMalformedError(
+        `${what} count ${count} cannot fit in the ${this.remaining()} bytes left`,
+      );
     }
     const items: Buffer[] = [];
     for (let i = 0; i < count; i++) items.push(this.lengthPrefixed(what));
@@ -128,7 +134,9 @@ class CommandReader {
 
   expectEnd(): void {
     if (this.remaining() !== 0) {
-      throw new CommandMalformedError(`${this.remaining()} trailing bytes after the command at offset ${this.offset}`);
+      throw new CommandMalformedError(
+        `${this.remaining()} trailing bytes after the command at offset ${this.offset}`,
+      );
     }
   }
 
@@ -138,7 +146,9 @@ class CommandReader {
 
   private need(length: number, what: string): void {
     if (length > this.remaining()) {
-      throw new CommandMalformedError(`${what} needs ${length} bytes at offset ${this.offset}, only ${this.remaining()} left`);
+      throw new CommandMalformedError(
+        `${what} needs ${length} bytes at offset ${this.offset}, only ${this.remaining()} left`,
+      );
     }
   }
 }

@@ -49,7 +49,10 @@ export class KvStateMachine {
    * it was accepted by a leader and committed by a quorum.
    */
   apply(index: number, data: Uint8Array): ApplyResult {
-    assert(index === this.applied_index + 1, `apply index ${index} does not follow last_applied ${this.applied_index}`);
+    assert(
+      index === this.applied_index + 1,
+      `apply index ${index} does not follow last_applied ${this.applied_index}`,
+    );
     const command = decodeCommitted(index, data);
     this.applied_index = index;
     if (command === null) return { kind: 'noop' };
@@ -93,17 +96,26 @@ export class KvStateMachine {
         offset += word.copy(out, offset);
       }
     }
-    assert(offset === total_bytes, `snapshot size mismatch: wrote ${offset} of ${total_bytes} bytes`);
+    assert(
+      offset === total_bytes,
+      `snapshot size mismatch: wrote ${offset} of ${total_bytes} bytes`,
+    );
     return out;
   }
 
-  /** Rebuilds a state machine from `serialize` output; throws StorageCorruptError on malformed input. */
+  /**
+   * Rebuilds a state machine from `serialize` output; throws StorageCorruptError on malformed
+   * input.
+   */
   static restore(bytes: Uint8Array): KvStateMachine {
-    const reader = new SnapshotReader(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    const reader = new SnapshotReader(
+      Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+    );
     const magic = reader.bytes(SNAPSHOT_MAGIC.length, 'magic');
     if (!magic.equals(SNAPSHOT_MAGIC)) throw new StorageCorruptError('kv snapshot: bad magic');
     const version = reader.u8('version');
-    if (version !== SNAPSHOT_VERSION) throw new StorageCorruptError(`kv snapshot: unsupported version ${version}`);
+    if (version !== SNAPSHOT_VERSION)
+      throw new StorageCorruptError(`kv snapshot: unsupported version ${version}`);
     const last_applied = reader.u64('last_applied');
 
     const machine = new KvStateMachine();
@@ -163,7 +175,9 @@ function decodeCommitted(index: number, data: Uint8Array): KvCommand | null {
     return decodeCommand(data);
   } catch (error) {
     if (error instanceof CommandMalformedError) {
-      throw new AssertionFailure(`committed entry ${index} is not a valid command: ${error.message}`);
+      throw new AssertionFailure(
+        `committed entry ${index} is not a valid command: ${error.message}`,
+      );
     }
     throw error;
   }
@@ -205,15 +219,21 @@ class SnapshotReader {
     this.need(8, what);
     const value = this.input.readBigUInt64LE(this.offset);
     this.offset += 8;
-    if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new StorageCorruptError(`kv snapshot: ${what} ${value} is out of range`);
+    if (value > BigInt(Number.MAX_SAFE_INTEGER))
+      throw new StorageCorruptError(`kv snapshot: ${what} ${value} is out of range`);
     return Number(value);
   }
 
-  /** A u32 count whose items need at least `item_bytes_min` each; rejects counts the rest of the input cannot hold. */
+  /**
+   * A u32 count whose items need at least `item_bytes_min` each; rejects counts the rest of the
+   * input cannot hold.
+   */
   count(what: string, item_bytes_min: number): number {
     const value = this.u32(what);
     if (value > (this.input.length - this.offset) / item_bytes_min) {
-      throw new StorageCorruptError(`kv snapshot: ${what} ${value} at offset ${this.offset - U32_BYTES} exceeds the remaining input`);
+      throw new StorageCorruptError(
+        `kv snapshot: ${what} ${value} at offset ${this.offset - U32_BYTES} exceeds the remaining input`,
+      );
     }
     return value;
   }
@@ -224,7 +244,8 @@ class SnapshotReader {
 
   expectEnd(): void {
     const left = this.input.length - this.offset;
-    if (left !== 0) throw new StorageCorruptError(`kv snapshot: ${left} trailing bytes at offset ${this.offset}`);
+    if (left !== 0)
+      throw new StorageCorruptError(`kv snapshot: ${left} trailing bytes at offset ${this.offset}`);
   }
 
   private need(length: number, what: string): void {

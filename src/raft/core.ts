@@ -104,7 +104,10 @@ export class RaftCore {
 
   constructor(config: RaftConfig, restored: RestoredState) {
     assert(config.voters.includes(config.id), 'this node is a voter');
-    assert(config.heartbeat_ticks > 0 && config.heartbeat_ticks < config.election_ticks, 'heartbeat_ticks < election_ticks');
+    assert(
+      config.heartbeat_ticks > 0 && config.heartbeat_ticks < config.election_ticks,
+      'heartbeat_ticks < election_ticks',
+    );
     this.id = config.id;
     this.config = config;
     this.peers = config.voters.filter((id) => id !== config.id);
@@ -156,9 +159,12 @@ export class RaftCore {
   }
 
   propose(data: Uint8Array): ProposeResult {
-    if (this.role !== 'leader') return { ok: false, reason: 'not_leader', leader_id: this.leader_id };
-    if (this.transfer_target !== NO_NODE) return { ok: false, reason: 'transferring', leader_id: this.leader_id };
-    if (data.length > this.config.limits.entry_bytes_max) return { ok: false, reason: 'too_large', leader_id: this.id };
+    if (this.role !== 'leader')
+      return { ok: false, reason: 'not_leader', leader_id: this.leader_id };
+    if (this.transfer_target !== NO_NODE)
+      return { ok: false, reason: 'transferring', leader_id: this.leader_id };
+    if (data.length > this.config.limits.entry_bytes_max)
+      return { ok: false, reason: 'too_large', leader_id: this.id };
     const uncommitted = this.log.uncommitted_bytes;
     if (uncommitted > 0 && uncommitted + data.length > this.config.limits.uncommitted_bytes_max) {
       return { ok: false, reason: 'uncommitted_full', leader_id: this.id };
@@ -173,12 +179,17 @@ export class RaftCore {
    * answered by a majority) and has applied up to the commit index it saw.
    */
   readIndex(request_id: number): ReadResult {
-    if (this.role !== 'leader') return { ok: false, reason: 'not_leader', leader_id: this.leader_id };
-    if (this.reads_awaiting_commit.length + this.pending_reads.length >= this.config.limits.pending_reads_max) {
+    if (this.role !== 'leader')
+      return { ok: false, reason: 'not_leader', leader_id: this.leader_id };
+    if (
+      this.reads_awaiting_commit.length + this.pending_reads.length >=
+      this.config.limits.pending_reads_max
+    ) {
       return { ok: false, reason: 'too_many_reads', leader_id: this.id };
     }
     // Until an entry of this term commits, our commit index may lag the true one (§6.4 step 1).
-    if (this.log.term(this.log.committed) !== this.term) this.reads_awaiting_commit.push(request_id);
+    if (this.log.term(this.log.committed) !== this.term)
+      this.reads_awaiting_commit.push(request_id);
     else this.registerRead(request_id);
     return { ok: true };
   }
@@ -211,7 +222,10 @@ export class RaftCore {
 
   /** The next batch of work, or null. Only one Ready may be outstanding: call advance() first. */
   ready(): Ready | null {
-    assert(this.ready_outstanding === null, 'ready() called before advance() of the previous Ready');
+    assert(
+      this.ready_outstanding === null,
+      'ready() called before advance() of the previous Ready',
+    );
     if (this.role === 'leader') {
       if (this.read_round_needed) this.sendReadRound();
       for (const id of this.peers) this.sendAppends(id);
@@ -220,7 +234,10 @@ export class RaftCore {
     const hard_state = this.hardStateChanged() ? this.currentHardState() : null;
     const entries = this.log.takeUnstable();
     const committed: CommittedEntry[] = [];
-    const apply_to = Math.min(this.log.committed, this.applied_handed_out + this.config.limits.committed_entries_per_ready_max);
+    const apply_to = Math.min(
+      this.log.committed,
+      this.applied_handed_out + this.config.limits.committed_entries_per_ready_max,
+    );
     for (let index = this.applied_handed_out + 1; index <= apply_to; index++) {
       committed.push({ index, entry: this.log.entry(index) });
     }
@@ -351,7 +368,8 @@ export class RaftCore {
 
   private resetElectionTimer(): void {
     this.election_elapsed = 0;
-    this.randomized_election_ticks = this.config.election_ticks + this.config.random.int(this.config.election_ticks);
+    this.randomized_election_ticks =
+      this.config.election_ticks + this.config.random.int(this.config.election_ticks);
   }
 
   // ---------------------------------------------------------------- roles
@@ -419,7 +437,8 @@ export class RaftCore {
     this.heartbeat_elapsed = 0;
     this.progress.clear();
     for (const id of this.peers) this.progress.set(id, new Progress(this.log.last_index + 1));
-    // A no-op of our own term lets us commit, and so serve reads, without waiting for a client write (§8).
+    // A no-op of our own term lets us commit, and so serve reads, without waiting for a client
+    // write (§8).
     this.log.append({ term: this.term, data: new Uint8Array(0) });
     if (this.reads_awaiting_commit.length > 0) this.flushReadsAwaitingCommit();
   }
@@ -443,7 +462,9 @@ export class RaftCore {
     if (message.type === MessageType.PreVoteRequest) return true; // pre-votes never move our term
     if (message.type === MessageType.PreVoteResponse && message.vote_granted) return true; // carries the term we would campaign in
     const leader =
-      message.type === MessageType.AppendEntriesRequest || message.type === MessageType.TimeoutNow ? from : NO_NODE;
+      message.type === MessageType.AppendEntriesRequest || message.type === MessageType.TimeoutNow
+        ? from
+        : NO_NODE;
     this.becomeFollower(message.term, leader);
     return true;
   }
@@ -461,9 +482,15 @@ export class RaftCore {
         follower_commit: this.log.committed,
         ack: message.seq,
       });
-    } else if (message.type === MessageType.PreVoteRequest || message.type === MessageType.RequestVoteRequest) {
+    } else if (
+      message.type === MessageType.PreVoteRequest ||
+      message.type === MessageType.RequestVoteRequest
+    ) {
       this.send(from, {
-        type: message.type === MessageType.PreVoteRequest ? MessageType.PreVoteResponse : MessageType.RequestVoteResponse,
+        type:
+          message.type === MessageType.PreVoteRequest
+            ? MessageType.PreVoteResponse
+            : MessageType.RequestVoteResponse,
         term: this.term,
         vote_granted: false,
       });
@@ -473,7 +500,11 @@ export class RaftCore {
   // ---------------------------------------------------------------- elections
 
   private inLease(): boolean {
-    return this.config.check_quorum && this.leader_id !== NO_NODE && this.election_elapsed < this.config.election_ticks;
+    return (
+      this.config.check_quorum &&
+      this.leader_id !== NO_NODE &&
+      this.election_elapsed < this.config.election_ticks
+    );
   }
 
   private handleVoteRequest(from: NodeId, message: RequestVoteRequest): void {
@@ -536,7 +567,8 @@ export class RaftCore {
     };
     const prev = message.prev_log_index;
     if (prev < this.log.committed) {
-      // Everything up to our commit index matches any leader's log; the rest of this message is stale.
+      // Everything up to our commit index matches any leader's log; the rest of this message is
+      // stale.
       respond(true, this.log.committed);
       return;
     }
@@ -590,7 +622,10 @@ export class RaftCore {
   private canSendAppend(id: NodeId): boolean {
     const pr = this.progressOf(id);
     if (pr.state === 'probe') return !pr.probe_sent;
-    return pr.inflights.length < this.config.limits.inflight_messages_max && pr.next <= this.log.last_index;
+    return (
+      pr.inflights.length < this.config.limits.inflight_messages_max &&
+      pr.next <= this.log.last_index
+    );
   }
 
   /** Fill the follower's window: one probe, or as many pipelined batches as flow control allows. */
@@ -600,7 +635,10 @@ export class RaftCore {
       if (!pr.probe_sent) this.sendAppend(id, pr);
       return;
     }
-    while (pr.inflights.length < this.config.limits.inflight_messages_max && pr.next <= this.log.last_index) {
+    while (
+      pr.inflights.length < this.config.limits.inflight_messages_max &&
+      pr.next <= this.log.last_index
+    ) {
       this.sendAppend(id, pr);
     }
   }
@@ -632,7 +670,10 @@ export class RaftCore {
     }
   }
 
-  /** An empty AppendEntries at the follower's known match point: asserts leadership, carries commit, never rejected for log reasons. */
+  /**
+   * An empty AppendEntries at the follower's known match point: asserts leadership, carries commit,
+   * never rejected for log reasons.
+   */
   private sendHeartbeat(id: NodeId, pr: Progress): void {
     this.seq++;
     this.send(id, {
@@ -665,10 +706,12 @@ export class RaftCore {
     const pr = this.progressOf(from);
     pr.recent_active = true;
     const ack = this.fullSeq(message.ack);
-    // Only a success proves the answer is to a request of this leadership (a rejection may come from handleStaleTerm).
+    // Only a success proves the answer is to a request of this leadership (a rejection may come
+    // from handleStaleTerm).
     if (message.success) pr.noteAck(ack);
     if (message.success) {
-      if (message.log_index > pr.match && message.log_index <= this.log.last_index) pr.match = message.log_index;
+      if (message.log_index > pr.match && message.log_index <= this.log.last_index)
+        pr.match = message.log_index;
       if (pr.state === 'probe') {
         if (pr.answersCurrentProbe(ack)) {
           pr.becomeReplicate(); // our probe matched: stream from the follower's match point
@@ -678,7 +721,8 @@ export class RaftCore {
       } else {
         if (pr.next <= pr.match) pr.next = pr.match + 1;
         pr.freeUpTo(ack);
-        // Every message sent up to `ack` is answered or lost: resend whatever the follower still lacks.
+        // Every message sent up to `ack` is answered or lost: resend whatever the follower still
+        // lacks.
         if (pr.inflights.length === 0 && pr.next > pr.match + 1) pr.next = pr.match + 1;
       }
       this.maybeCommit();
@@ -689,7 +733,10 @@ export class RaftCore {
     this.confirmReads();
   }
 
-  /** The full (53-bit) seq whose low 32 bits are `wire_ack`, at most this.seq: acks never look newer than what we sent. */
+  /**
+   * The full (53-bit) seq whose low 32 bits are `wire_ack`, at most this.seq: acks never look newer
+   * than what we sent.
+   */
   private fullSeq(wire_ack: number): number {
     return this.seq - (((this.seq | 0) - wire_ack) >>> 0);
   }
@@ -720,7 +767,11 @@ export class RaftCore {
     const candidate = matches[this.quorum - 1]!;
     if (candidate <= this.log.committed) return;
     // Figure 8: only an entry of the current term is committed by counting replicas.
-    if (this.log.term(candidate) !== this.term && this.config.faults?.commit_old_term_entries !== true) return;
+    if (
+      this.log.term(candidate) !== this.term &&
+      this.config.faults?.commit_old_term_entries !== true
+    )
+      return;
     this.log.commitTo(candidate);
     if (this.reads_awaiting_commit.length > 0 && this.log.term(this.log.committed) === this.term) {
       this.flushReadsAwaitingCommit();

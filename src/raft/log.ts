@@ -27,7 +27,8 @@ export class RaftLog {
     this.unstable_from = this.entries.length + 1;
     // A torn write may keep a hard state whose commit outruns the entries on disk.
     this.committed = Math.min(committed, this.entries.length);
-    for (let i = this.committed; i < this.entries.length; i++) this.uncommitted_bytes_total += this.entries[i]!.data.length;
+    for (let i = this.committed; i < this.entries.length; i++)
+      this.uncommitted_bytes_total += this.entries[i]!.data.length;
   }
 
   get last_index(): number {
@@ -86,9 +87,13 @@ export class RaftLog {
 
   /** Drop entries at index >= from. Never touches committed entries. */
   truncateFrom(from: number): void {
-    assert(from > this.committed, `truncation at ${from} would remove committed entries (commit ${this.committed})`);
+    assert(
+      from > this.committed,
+      `truncation at ${from} would remove committed entries (commit ${this.committed})`,
+    );
     if (from > this.entries.length) return;
-    for (let i = from - 1; i < this.entries.length; i++) this.uncommitted_bytes_total -= this.entries[i]!.data.length;
+    for (let i = from - 1; i < this.entries.length; i++)
+      this.uncommitted_bytes_total -= this.entries[i]!.data.length;
     this.entries.length = from - 1;
     if (this.stable_index >= from) this.stable_index = from - 1;
     if (this.unstable_from > from) this.unstable_from = from;
@@ -97,22 +102,30 @@ export class RaftLog {
   }
 
   commitTo(index: number): void {
-    assert(index <= this.entries.length, `commit ${index} beyond last index ${this.entries.length}`);
+    assert(
+      index <= this.entries.length,
+      `commit ${index} beyond last index ${this.entries.length}`,
+    );
     if (index <= this.committed) return;
-    for (let i = this.committed; i < index; i++) this.uncommitted_bytes_total -= this.entries[i]!.data.length;
+    for (let i = this.committed; i < index; i++)
+      this.uncommitted_bytes_total -= this.entries[i]!.data.length;
     this.committed = index;
   }
 
   /** True if a log ending at (last_index, last_term) is at least as up to date as ours (§5.4.1). */
   isUpToDate(last_index: number, last_term: number): boolean {
-    return last_term > this.last_term || (last_term === this.last_term && last_index >= this.last_index);
+    return (
+      last_term > this.last_term || (last_term === this.last_term && last_index >= this.last_index)
+    );
   }
 
   hasUnstable(): boolean {
     return this.unstable_from <= this.entries.length || this.truncation_pending;
   }
 
-  /** Hands out the unstable suffix for persistence; call markStable with its result once durable. */
+  /**
+   * Hands out the unstable suffix for persistence; call markStable with its result once durable.
+   */
   takeUnstable(): { first_index: number; entries: LogEntry[] } | null {
     this.truncated_since_ready = Infinity;
     const truncation_pending = this.truncation_pending;
@@ -124,7 +137,10 @@ export class RaftLog {
     return { first_index, entries };
   }
 
-  /** The batch ending at `last_persisted` is durable; a truncation since then limits what that proves. */
+  /**
+   * The batch ending at `last_persisted` is durable; a truncation since then limits what that
+   * proves.
+   */
   markStable(last_persisted: number): void {
     const proven = Math.min(last_persisted, this.truncated_since_ready - 1, this.entries.length);
     if (proven > this.stable_index) this.stable_index = proven;

@@ -55,8 +55,10 @@ export class Progress {
   }
 
   /**
-   * Frees every in-flight message acknowledged by `ack` (TCP keeps our order; the simulator may not).
-   * Seqs here are the leader's full, ever-increasing counter; only their low 32 bits go on the wire.
+   * Frees every in-flight message acknowledged by `ack` (TCP keeps our order; the simulator may
+   * not).
+   * Seqs here are the leader's full, ever-increasing counter; only their low 32 bits go on the
+   * wire.
    */
   freeUpTo(ack: number): void {
     let drop = 0;

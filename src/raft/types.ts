@@ -14,7 +14,10 @@ export interface HardState {
   commit: number;
 }
 
-/** Log entries to persist: drop every entry at index >= first_index, then append `entries` starting at first_index. */
+/**
+ * Log entries to persist: drop every entry at index >= first_index, then append `entries` starting
+ * at first_index.
+ */
 export interface EntriesToPersist {
   first_index: number;
   entries: LogEntry[];
@@ -62,14 +65,20 @@ export interface Ready {
 }
 
 export interface RaftLimits {
-  /** Largest single proposal (entry data bytes); a message always carries at least one entry, so this bounds frame size. */
+  /**
+   * Largest single proposal (entry data bytes); a message always carries at least one entry, so
+   * this bounds frame size.
+   */
   entry_bytes_max: number;
   message_entries_bytes_max: number;
   message_entries_max: number;
   inflight_messages_max: number;
   uncommitted_bytes_max: number;
   pending_reads_max: number;
-  /** Committed entries handed out in one Ready, so that replaying a long log never blocks the driver for long. */
+  /**
+   * Committed entries handed out in one Ready, so that replaying a long log never blocks the driver
+   * for long.
+   */
   committed_entries_per_ready_max: number;
 }
 
@@ -92,7 +101,10 @@ export interface RaftConfig {
   id: NodeId;
   /** Every voting member, including this node. */
   voters: NodeId[];
-  /** Ticks without hearing a leader before a follower campaigns; the real timeout is drawn from [election_ticks, 2*election_ticks). */
+  /**
+   * Ticks without hearing a leader before a follower campaigns; the real timeout is drawn from
+   * [election_ticks, 2*election_ticks).
+   */
   election_ticks: number;
   heartbeat_ticks: number;
   random: Random;
@@ -110,7 +122,11 @@ export interface RestoredState {
 
 export type ProposeResult =
   | { ok: true; index: number; term: number }
-  | { ok: false; reason: 'not_leader' | 'uncommitted_full' | 'transferring' | 'too_large'; leader_id: NodeId };
+  | {
+      ok: false;
+      reason: 'not_leader' | 'uncommitted_full' | 'transferring' | 'too_large';
+      leader_id: NodeId;
+    };
 
 export type ReadResult =
   | { ok: true }

@@ -1,14 +1,23 @@
-import { RaftCore } from '../raft/core';
+import type { RaftCore } from '../raft/core';
 import type { NodeId, Ready } from '../raft/types';
 import { encodeCommand, type KvCommand } from '../kv/command_codec';
 import { KvStateMachine, type ApplyResult } from '../kv/state_machine';
 import { assert } from '../util/assert';
 
-export type WriteError = 'not_leader' | 'uncommitted_full' | 'transferring' | 'too_large' | 'dropped';
-export type WriteOutcome = { ok: true; result: ApplyResult } | { ok: false; error: WriteError; leader_id: NodeId };
+export type WriteError =
+  | 'not_leader'
+  | 'uncommitted_full'
+  | 'transferring'
+  | 'too_large'
+  | 'dropped';
+export type WriteOutcome =
+  | { ok: true; result: ApplyResult }
+  | { ok: false; error: WriteError; leader_id: NodeId };
 
 export type ReadError = 'not_leader' | 'too_many_reads' | 'leadership_lost';
-export type ReadOutcome = { ok: true; value: Buffer[] | null } | { ok: false; error: ReadError; leader_id: NodeId };
+export type ReadOutcome =
+  | { ok: true; value: Buffer[] | null }
+  | { ok: false; error: ReadError; leader_id: NodeId };
 
 interface PendingWrite {
   term: number;
@@ -47,7 +56,10 @@ export class Replica {
     this.state = state;
   }
 
-  /** Proposes a write; returns its log index (a handle for cancel) or null when refused (done already called). */
+  /**
+   * Proposes a write; returns its log index (a handle for cancel) or null when refused (done
+   * already called).
+   */
   write(command: KvCommand, done: (outcome: WriteOutcome) => void): number | null {
     const proposed = this.core.propose(encodeCommand(command));
     if (!proposed.ok) {
@@ -57,14 +69,20 @@ export class Replica {
     const displaced = this.writes.get(proposed.index);
     if (displaced !== undefined) {
       // Our earlier proposal at this index (an older term) was truncated away: it can never commit.
-      assert(displaced.term < proposed.term, `one pending write per log index and term (${proposed.index})`);
+      assert(
+        displaced.term < proposed.term,
+        `one pending write per log index and term (${proposed.index})`,
+      );
       displaced.done({ ok: false, error: 'dropped', leader_id: this.core.id });
     }
     this.writes.set(proposed.index, { term: proposed.term, done });
     return proposed.index;
   }
 
-  /** Starts a linearizable read; returns a handle for cancelRead, or null when refused (done already called). */
+  /**
+   * Starts a linearizable read; returns a handle for cancelRead, or null when refused (done already
+   * called).
+   */
   read(key: Buffer, done: (outcome: ReadOutcome) => void): number | null {
     const id = this.next_read_id++;
     const started = this.core.readIndex(id);

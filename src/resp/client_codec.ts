@@ -24,14 +24,22 @@ const LF = 0x0a;
 /** RESP array of bulk strings: the only request form the server accepts from clients. */
 export function encodeCommand(args: readonly (Buffer | string)[]): Buffer {
   if (args.length > LIMITS.resp_array_elements_max) {
-    throw new LimitExceededError('resp_array_elements_max', `command has ${args.length} arguments, more than ${LIMITS.resp_array_elements_max}`);
+    throw new LimitExceededError(
+      'resp_array_elements_max',
+      `command has ${args.length} arguments, more than ${LIMITS.resp_array_elements_max}`,
+    );
   }
   // Size first, then one allocation: requests are small and many, so allocation dominates.
-  const lengths = args.map((arg) => (typeof arg === 'string' ? Buffer.byteLength(arg, 'utf8') : arg.length));
+  const lengths = args.map((arg) =>
+    typeof arg === 'string' ? Buffer.byteLength(arg, 'utf8') : arg.length,
+  );
   let total = 3 + String(args.length).length;
   for (const length of lengths) {
     if (length > LIMITS.resp_bulk_bytes_max) {
-      throw new LimitExceededError('resp_bulk_bytes_max', `argument of ${length} bytes is larger than ${LIMITS.resp_bulk_bytes_max}`);
+      throw new LimitExceededError(
+        'resp_bulk_bytes_max',
+        `argument of ${length} bytes is larger than ${LIMITS.resp_bulk_bytes_max}`,
+      );
     }
     total += 5 + String(length).length + length;
   }
@@ -83,7 +91,10 @@ export class ReplyParser {
   /** Bytes of chunks[0] already consumed. */
   private head_offset = 0;
   private buffered_bytes = 0;
-  /** Progress of the search for the next LF: chunks[0..scan_chunk) hold scanned_bytes unconsumed bytes without one. */
+  /**
+   * Progress of the search for the next LF: chunks[0..scan_chunk) hold scanned_bytes unconsumed
+   * bytes without one.
+   */
   private scan_chunk = 0;
   private scanned_bytes = 0;
 
@@ -114,14 +125,19 @@ export class ReplyParser {
     this.enterMode('raw');
     const frames: Buffer[] = [];
     this.feed(chunk, () => {
-      frames.push(this.raw_parts.length === 1 ? (this.raw_parts[0] as Buffer) : Buffer.concat(this.raw_parts));
+      frames.push(
+        this.raw_parts.length === 1 ? (this.raw_parts[0] as Buffer) : Buffer.concat(this.raw_parts),
+      );
       this.raw_parts = [];
     });
     return frames;
   }
 
   private enterMode(mode: 'parsed' | 'raw'): void {
-    assert(this.mode === 'none' || this.mode === mode, `ReplyParser used in both parsed and raw mode`);
+    assert(
+      this.mode === 'none' || this.mode === mode,
+      `ReplyParser used in both parsed and raw mode`,
+    );
     this.mode = mode;
   }
 
@@ -161,30 +177,44 @@ export class ReplyParser {
         return { type: 'error', message: line.toString('utf8', 1) };
       case 0x3a /* : */:
         return { type: 'integer', value: parseInteger(line, 'integer reply') };
-      case 0x24 /* $ */: {
-        const length = parseLength(line, 'bulk length');
-        if (length === -1) return { type: 'bulk', value: null };
-        if (length > this.bulk_bytes_max) {
-          throw new RespProtocolError('RESP_TOO_LARGE', `bulk string of ${length} bytes exceeds bulk_bytes_max ${this.bulk_bytes_max}`);
+      case 0x24 /* $ */:
+        {
+          const length = parseLength(line, 'bulk length');
+          if (length === -1) return { type: 'bulk', value: null };
+          if (length > this.bulk_bytes_max) {
+            throw new RespProtocolError(
+              'RESP_TOO_LARGE',
+              `bulk string of ${length} bytes exceeds bulk_bytes_max ${this.bulk_bytes_max}`,
+            );
+          }
+          this.bulk_length = length;
+          return this.parseBulkBody();
         }
-        this.bulk_length = length;
-        return this.parseBulkBody();
-      }
-      case 0x2a /* * */: {
-        const count = parseLength(line, 'array length');
-        if (count === -1) return { type: 'array', items: null };
-        if (count > this.array_elements_max) {
-          throw new RespProtocolError('RESP_TOO_LARGE', `array of ${count} elements exceeds array_elements_max ${this.array_elements_max}`);
+      case 0x2a /* * */:
+        {
+          const count = parseLength(line, 'array length');
+          if (count === -1) return { type: 'array', items: null };
+          if (count > this.array_elements_max) {
+            throw new RespProtocolError(
+              'RESP_TOO_LARGE',
+              `array of ${count} elements exceeds array_elements_max ${this.array_elements_max}`,
+            );
+          }
+          if (count === 0) return { type: 'array', items: [] };
+          if (this.open_arrays.length >= this.nesting_depth_max) {
+            throw new RespProtocolError(
+              'RESP_TOO_LARGE',
+              `arrays nested deeper than nesting_depth_max ${this.nesting_depth_max}`,
+            );
+          }
+          this.open_arrays.push({ items: [], remaining: count });
+          return this.parseOne();
         }
-        if (count === 0) return { type: 'array', items: [] };
-        if (this.open_arrays.length >= this.nesting_depth_max) {
-          throw new RespProtocolError('RESP_TOO_LARGE', `arrays nested deeper than nesting_depth_max ${this.nesting_depth_max}`);
-        }
-        this.open_arrays.push({ items: [], remaining: count });
-        return this.parseOne();
-      }
       default:
-        throw new RespProtocolError('RESP_PROTOCOL', `unknown reply type byte 0x${(type ?? 0).toString(16).padStart(2, '0')}`);
+        throw new RespProtocolError(
+          'RESP_PROTOCOL',
+          `unknown reply type byte 0x${(type ?? 0).toString(16).padStart(2, '0')}`,
+        );
     }
   }
 
@@ -213,7 +243,9 @@ export class ReplyParser {
     }
   }
 
-  /** Consumes one CRLF-terminated line and returns it without the CRLF, or undefined if incomplete. */
+  /**
+   * Consumes one CRLF-terminated line and returns it without the CRLF, or undefined if incomplete.
+   */
   private takeLine(): Buffer | undefined {
     // Chunks before scan_chunk were already searched for LF; resume after them.
     while (this.scan_chunk < this.chunks.length) {
@@ -233,14 +265,18 @@ export class ReplyParser {
         throw new RespProtocolError('RESP_PROTOCOL', 'reply line ends in a bare LF');
       }
       const line = terminated.subarray(0, line_length);
-      if (line.includes(CR)) throw new RespProtocolError('RESP_PROTOCOL', 'reply line contains a bare CR');
+      if (line.includes(CR))
+        throw new RespProtocolError('RESP_PROTOCOL', 'reply line contains a bare CR');
       return line;
     }
     return undefined;
   }
 
   private throwLineTooLong(): never {
-    throw new RespProtocolError('RESP_TOO_LARGE', `reply line longer than line_bytes_max ${this.line_bytes_max}`);
+    throw new RespProtocolError(
+      'RESP_TOO_LARGE',
+      `reply line longer than line_bytes_max ${this.line_bytes_max}`,
+    );
   }
 
   /** Removes exactly `length` buffered bytes from the front; copies only when they span chunks. */
@@ -289,7 +325,11 @@ function parseInteger(line: Buffer, what: string): number {
   const negative = line[1] === 0x2d;
   const first = negative ? 2 : 1;
   const digits = line.length - first;
-  const malformed = (): RespProtocolError => new RespProtocolError('RESP_PROTOCOL', `malformed ${what} ${JSON.stringify(line.toString('latin1', 1))}`);
+  const malformed = (): RespProtocolError =>
+    new RespProtocolError(
+      'RESP_PROTOCOL',
+      `malformed ${what} ${JSON.stringify(line.toString('latin1', 1))}`,
+    );
   if (digits <= 0 || (line[first] === 0x30 && (digits > 1 || negative))) throw malformed();
   let value = 0;
   for (let i = first; i < line.length; i++) {
@@ -298,7 +338,10 @@ function parseInteger(line: Buffer, what: string): number {
     value = value * 10 + digit;
   }
   if (!Number.isSafeInteger(value)) {
-    throw new RespProtocolError('RESP_PROTOCOL', `${what} ${line.toString('latin1', 1)} is outside the safe integer range`);
+    throw new RespProtocolError(
+      'RESP_PROTOCOL',
+      `${what} ${line.toString('latin1', 1)} is outside the safe integer range`,
+    );
   }
   return negative ? -value : value;
 }

@@ -34,7 +34,9 @@ export interface RequestParserOptions {
   bulk_bytes_max?: number;
   /** Most arguments in one request; default LIMITS.resp_array_elements_max. */
   array_elements_max?: number;
-  /** Longest inline command line (without its line ending); default LIMITS.resp_inline_bytes_max. */
+  /**
+   * Longest inline command line (without its line ending); default LIMITS.resp_inline_bytes_max.
+   */
   inline_bytes_max?: number;
   /**
    * Most bytes held for one request while it is being assembled: the
@@ -99,20 +101,30 @@ export class RequestParser {
     this.bulk_bytes_max = options.bulk_bytes_max ?? LIMITS.resp_bulk_bytes_max;
     this.array_elements_max = options.array_elements_max ?? LIMITS.resp_array_elements_max;
     this.inline_bytes_max = options.inline_bytes_max ?? LIMITS.resp_inline_bytes_max;
-    this.buffered_bytes_max = options.buffered_bytes_max ?? this.bulk_bytes_max + this.inline_bytes_max;
+    this.buffered_bytes_max =
+      options.buffered_bytes_max ?? this.bulk_bytes_max + this.inline_bytes_max;
     for (const [name, value] of [
       ['bulk_bytes_max', this.bulk_bytes_max],
       ['array_elements_max', this.array_elements_max],
       ['inline_bytes_max', this.inline_bytes_max],
       ['buffered_bytes_max', this.buffered_bytes_max],
     ] as const) {
-      assert(Number.isSafeInteger(value) && value > 0, `RequestParser ${name} must be a positive integer, got ${value}`);
+      assert(
+        Number.isSafeInteger(value) && value > 0,
+        `RequestParser ${name} must be a positive integer, got ${value}`,
+      );
     }
     // An inline line without its LF may hold inline_bytes_max + 1 bytes (the CR).
-    assert(this.buffered_bytes_max > this.inline_bytes_max, 'RequestParser buffered_bytes_max must exceed inline_bytes_max');
+    assert(
+      this.buffered_bytes_max > this.inline_bytes_max,
+      'RequestParser buffered_bytes_max must exceed inline_bytes_max',
+    );
   }
 
-  /** Input bytes held for the request not yet complete: its finished arguments and a partial bulk body or inline line. */
+  /**
+   * Input bytes held for the request not yet complete: its finished arguments and a partial bulk
+   * body or inline line.
+   */
   get buffered_bytes(): number {
     return this.args_bytes + this.parts_bytes;
   }
@@ -139,7 +151,13 @@ export class RequestParser {
           }
           break;
         case STATE_ARRAY_COUNT:
-          pos = this.readNumber(chunk, pos, this.array_elements_max, 'multibulk length', 'elements');
+          pos = this.readNumber(
+            chunk,
+            pos,
+            this.array_elements_max,
+            'multibulk length',
+            'elements',
+          );
           if (this.number_progress === NUMBER_DONE) {
             const count = this.number_negative ? -this.number_value : this.number_value;
             // Redis skips `*0` and `*-1` without replying.
@@ -169,7 +187,10 @@ export class RequestParser {
             // Counts the CRLF too: a partial body holds it until the body is complete.
             const request_bytes = this.args_bytes + length + 2;
             if (request_bytes > this.buffered_bytes_max) {
-              this.fail('RESP_TOO_LARGE', `Protocol error: request too large: ${request_bytes} bytes exceed the limit of ${this.buffered_bytes_max}`);
+              this.fail(
+                'RESP_TOO_LARGE',
+                `Protocol error: request too large: ${request_bytes} bytes exceed the limit of ${this.buffered_bytes_max}`,
+              );
               break;
             }
             this.body_remaining = length + 2;
@@ -219,7 +240,10 @@ export class RequestParser {
       if (arg.buffer === chunk.buffer) this.args[index] = Buffer.from(arg);
     }
     this.args_owned = this.args.length;
-    assert(this.buffered_bytes <= this.buffered_bytes_max, 'RequestParser buffered beyond its limit');
+    assert(
+      this.buffered_bytes <= this.buffered_bytes_max,
+      'RequestParser buffered beyond its limit',
+    );
     return { commands, error: this.failure };
   }
 
@@ -236,7 +260,13 @@ export class RequestParser {
    * only for array counts. A value above `value_max` fails at the digit that
    * crosses it, so a header can never grow long.
    */
-  private readNumber(chunk: Buffer, pos: number, value_max: number, what: string, unit: string): number {
+  private readNumber(
+    chunk: Buffer,
+    pos: number,
+    value_max: number,
+    what: string,
+    unit: string,
+  ): number {
     const end = chunk.length;
     let value = this.number_value;
     let digits = this.number_digits;
@@ -245,7 +275,10 @@ export class RequestParser {
       pos++;
       if (this.number_progress === NUMBER_EXPECT_LF) {
         if (byte !== BYTE_LF) {
-          this.fail('RESP_PROTOCOL', `Protocol error: invalid ${what}: expected LF after CR, got ${describeByte(byte)}`);
+          this.fail(
+            'RESP_PROTOCOL',
+            `Protocol error: invalid ${what}: expected LF after CR, got ${describeByte(byte)}`,
+          );
           return pos;
         }
         this.number_progress = NUMBER_DONE;
@@ -259,8 +292,13 @@ export class RequestParser {
         value = value * 10 + (byte - BYTE_ZERO);
         digits++;
         if (this.number_negative ? value !== 1 : value > value_max) {
-          const detail = this.number_negative ? 'negative' : `more than the limit of ${value_max} ${unit}`;
-          this.fail(this.number_negative ? 'RESP_PROTOCOL' : 'RESP_TOO_LARGE', `Protocol error: invalid ${what}: ${detail}`);
+          const detail = this.number_negative
+            ? 'negative'
+            : `more than the limit of ${value_max} ${unit}`;
+          this.fail(
+            this.number_negative ? 'RESP_PROTOCOL' : 'RESP_TOO_LARGE',
+            `Protocol error: invalid ${what}: ${detail}`,
+          );
           return pos;
         }
       } else if (byte === BYTE_CR) {
@@ -269,10 +307,18 @@ export class RequestParser {
           return pos;
         }
         this.number_progress = NUMBER_EXPECT_LF;
-      } else if (byte === BYTE_MINUS && digits === 0 && !this.number_negative && what === 'multibulk length') {
+      } else if (
+        byte === BYTE_MINUS &&
+        digits === 0 &&
+        !this.number_negative &&
+        what === 'multibulk length'
+      ) {
         this.number_negative = true;
       } else {
-        this.fail('RESP_PROTOCOL', `Protocol error: invalid ${what}: unexpected ${describeByte(byte)}`);
+        this.fail(
+          'RESP_PROTOCOL',
+          `Protocol error: invalid ${what}: unexpected ${describeByte(byte)}`,
+        );
         return pos;
       }
     }
@@ -301,7 +347,8 @@ export class RequestParser {
       line = Buffer.concat(this.parts, this.parts_bytes + (newline - pos));
       this.clearParts();
     }
-    if (line.length > 0 && line[line.length - 1] === BYTE_CR) line = line.subarray(0, line.length - 1);
+    if (line.length > 0 && line[line.length - 1] === BYTE_CR)
+      line = line.subarray(0, line.length - 1);
     if (line.length > this.inline_bytes_max) {
       this.failInlineTooBig();
       return newline + 1;
@@ -310,7 +357,10 @@ export class RequestParser {
     if (args === null) {
       this.fail('RESP_PROTOCOL', 'Protocol error: unbalanced quotes in request');
     } else if (args.length > this.array_elements_max) {
-      this.fail('RESP_TOO_LARGE', `Protocol error: inline request has more than ${this.array_elements_max} arguments`);
+      this.fail(
+        'RESP_TOO_LARGE',
+        `Protocol error: inline request has more than ${this.array_elements_max} arguments`,
+      );
     } else {
       if (args.length > 0) commands.push(args);
       this.state = STATE_COMMAND_START;
@@ -337,7 +387,10 @@ export class RequestParser {
     return command;
   }
 
-  /** Keeps chunk[pos..] for later; a tail of a chunk is copied so that it does not pin the whole chunk. */
+  /**
+   * Keeps chunk[pos..] for later; a tail of a chunk is copied so that it does not pin the whole
+   * chunk.
+   */
   private keepPart(chunk: Buffer, pos: number): void {
     const part = pos === 0 ? chunk : Buffer.from(chunk.subarray(pos));
     this.parts.push(part);
@@ -350,7 +403,10 @@ export class RequestParser {
   }
 
   private failInlineTooBig(): void {
-    this.fail('RESP_TOO_LARGE', `Protocol error: too big inline request (line longer than ${this.inline_bytes_max} bytes)`);
+    this.fail(
+      'RESP_TOO_LARGE',
+      `Protocol error: too big inline request (line longer than ${this.inline_bytes_max} bytes)`,
+    );
   }
 
   private fail(code: 'RESP_PROTOCOL' | 'RESP_TOO_LARGE', message: string): void {
@@ -383,7 +439,14 @@ const DOUBLE_QUOTE_ESCAPES: ReadonlyMap<number, number> = new Map([
 
 /** C isspace(): skipped between arguments and required after a closing quote. */
 function isBlank(byte: number): boolean {
-  return byte === BYTE_SPACE || byte === BYTE_TAB || byte === BYTE_LF || byte === BYTE_CR || byte === BYTE_VTAB || byte === BYTE_FORM_FEED;
+  return (
+    byte === BYTE_SPACE ||
+    byte === BYTE_TAB ||
+    byte === BYTE_LF ||
+    byte === BYTE_CR ||
+    byte === BYTE_VTAB ||
+    byte === BYTE_FORM_FEED
+  );
 }
 
 /** Ends an unquoted argument; narrower than isBlank, as in sdssplitargs. */
@@ -433,14 +496,20 @@ export function splitInlineArgs(line: Buffer): Buffer[] | null {
     }
     const bytes: number[] = [];
     for (let index = start; index < pos; index++) bytes.push(line[index] as number);
-    pos = quote === BYTE_DOUBLE_QUOTE ? readDoubleQuoted(line, pos + 1, bytes) : readSingleQuoted(line, pos + 1, bytes);
+    pos =
+      quote === BYTE_DOUBLE_QUOTE
+        ? readDoubleQuoted(line, pos + 1, bytes)
+        : readSingleQuoted(line, pos + 1, bytes);
     if (pos < 0) return null;
     if (pos < end && !isBlank(line[pos] as number)) return null;
     args.push(Buffer.from(bytes));
   }
 }
 
-/** Decodes a double-quoted string starting after its quote; returns the position after the closing quote, or -1. */
+/**
+ * Decodes a double-quoted string starting after its quote; returns the position after the closing
+ * quote, or -1.
+ */
 function readDoubleQuoted(line: Buffer, pos: number, out: number[]): number {
   const end = line.length;
   while (pos < end) {
@@ -465,7 +534,10 @@ function readDoubleQuoted(line: Buffer, pos: number, out: number[]): number {
   return -1;
 }
 
-/** Decodes a single-quoted string starting after its quote; returns the position after the closing quote, or -1. */
+/**
+ * Decodes a single-quoted string starting after its quote; returns the position after the closing
+ * quote, or -1.
+ */
 function readSingleQuoted(line: Buffer, pos: number, out: number[]): number {
   const end = line.length;
   while (pos < end) {

@@ -25,13 +25,19 @@ export interface ClientConnectionInfo {
  * Runs one command. Called in request order; the returned promises may settle
  * in any order, replies are still written in request order.
  */
-export type ClientHandler = (args: Buffer[], connection: ClientConnectionInfo) => ClientReply | Promise<ClientReply>;
+export type ClientHandler = (
+  args: Buffer[],
+  connection: ClientConnectionInfo,
+) => ClientReply | Promise<ClientReply>;
 
 export interface ClientListenerOptions {
   host: string;
   port: number;
   logger: Logger;
-  /** Commands of one connection handed to the handler and not yet written back; beyond it reading pauses. */
+  /**
+   * Commands of one connection handed to the handler and not yet written back; beyond it reading
+   * pauses.
+   */
   pipeline_requests_max?: number;
   /** Reply bytes waiting in one socket's write buffer beyond which reading pauses. */
   write_queue_bytes_max?: number;
@@ -50,7 +56,9 @@ export interface ClientConnectionStats {
   reading_paused: boolean;
 }
 
-/** Ready replies are concatenated into writes of about this size; larger replies are written alone. */
+/**
+ * Ready replies are concatenated into writes of about this size; larger replies are written alone.
+ */
 const REPLY_COALESCE_BYTES_MAX = 256 * 1024;
 const KEEPALIVE_INITIAL_DELAY_MS = 300_000;
 /**
@@ -83,7 +91,9 @@ class ClientConnection {
   input_ended = false;
   /** No more commands are taken: a close_after reply or a protocol error is queued. */
   finishing = false;
-  /** A command replied close_after (QUIT): what was pipelined after it is never run, as in Redis. */
+  /**
+   * A command replied close_after (QUIT): what was pipelined after it is never run, as in Redis.
+   */
   quit_seen = false;
   /** Our side is ended; input is read only to notice the client closing. */
   ending = false;
@@ -117,7 +127,9 @@ function describe(error: unknown): string {
 }
 
 function protocolErrorReply(error: RespProtocolError): Buffer {
-  const message = error.message.startsWith('Protocol error') ? error.message : `Protocol error: ${error.message}`;
+  const message = error.message.startsWith('Protocol error')
+    ? error.message
+    : `Protocol error: ${error.message}`;
   return encodeError(`ERR ${message}`);
 }
 
@@ -143,12 +155,18 @@ export class ClientListener {
   private readonly server: net.Server;
   private readonly server_closed: Promise<void>;
   private readonly connections = new Set<ClientConnection>();
-  /** Every open socket, including ones refused for the connection limit, so that close() reaches them all. */
+  /**
+   * Every open socket, including ones refused for the connection limit, so that close() reaches
+   * them all.
+   */
   private readonly sockets = new Set<net.Socket>();
   private next_connection_id = 1;
   /** server.close() was called; its 'close' event follows once every connection is gone. */
   private server_close_requested = false;
-  /** The listen attempt, so that close() during start() waits for it and then closes the listener too. */
+  /**
+   * The listen attempt, so that close() during start() waits for it and then closes the listener
+   * too.
+   */
   private listening: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
 
@@ -156,11 +174,14 @@ export class ClientListener {
     this.options = options;
     this.handler = handler;
     this.logger = options.logger;
-    this.pipeline_requests_max = options.pipeline_requests_max ?? LIMITS.client_pipeline_requests_max;
-    this.write_queue_bytes_max = options.write_queue_bytes_max ?? LIMITS.client_write_queue_bytes_max;
+    this.pipeline_requests_max =
+      options.pipeline_requests_max ?? LIMITS.client_pipeline_requests_max;
+    this.write_queue_bytes_max =
+      options.write_queue_bytes_max ?? LIMITS.client_write_queue_bytes_max;
     this.connections_max = options.connections_max ?? LIMITS.client_connections_max;
     assert(this.pipeline_requests_max >= 1, 'pipeline_requests_max must be at least 1');
-    // Half-open lets a client send its commands and FIN (`printf ... | nc`) and still get every reply.
+    // Half-open lets a client send its commands and FIN (`printf ... | nc`) and still get every
+    // reply.
     this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
     this.server_closed = new Promise((resolve) => this.server.once('close', () => resolve()));
   }
@@ -229,7 +250,9 @@ export class ClientListener {
   private accept(socket: net.Socket): void {
     const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     // Resets and broken pipes are the client's business; 'close' follows and cleans up.
-    socket.on('error', (error) => this.logger.debug(`client ${remote} socket error: ${describe(error)}`));
+    socket.on('error', (error) =>
+      this.logger.debug(`client ${remote} socket error: ${describe(error)}`),
+    );
     if (this.closing !== null) {
       socket.destroy();
       return;
@@ -248,7 +271,12 @@ export class ClientListener {
     this.track(socket);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
-    const connection = new ClientConnection(this.next_connection_id++, remote, socket, new RequestParser(this.options.parser_options));
+    const connection = new ClientConnection(
+      this.next_connection_id++,
+      remote,
+      socket,
+      new RequestParser(this.options.parser_options),
+    );
     this.connections.add(connection);
     this.logger.debug(`client ${connection.info.id} connected from ${remote}`);
     socket.on('data', (chunk: Buffer) => this.receive(connection, chunk));
@@ -278,7 +306,9 @@ export class ClientListener {
     if (batch.error !== null) {
       connection.finishing = true;
       connection.protocol_error_reply = protocolErrorReply(batch.error);
-      this.logger.debug(`client ${connection.info.id} protocol error, closing: ${batch.error.message}`);
+      this.logger.debug(
+        `client ${connection.info.id} protocol error, closing: ${batch.error.message}`,
+      );
     }
     this.dispatch(connection);
   }
@@ -348,7 +378,10 @@ export class ClientListener {
     this.fillSlot(connection, slot, { reply: INTERNAL_ERROR_REPLY });
   }
 
-  /** Replies filled in the same turn (a parsed chunk, or promises settling together) go out in one flush. */
+  /**
+   * Replies filled in the same turn (a parsed chunk, or promises settling together) go out in one
+   * flush.
+   */
   private scheduleFlush(connection: ClientConnection): void {
     if (connection.flush_scheduled) return;
     connection.flush_scheduled = true;
@@ -363,7 +396,11 @@ export class ClientListener {
     if (connection.dead) return;
     const ready: Buffer[] = [];
     let close_after = false;
-    for (let slot = connection.slots.peek(); slot !== undefined && slot.reply !== null; slot = connection.slots.peek()) {
+    for (
+      let slot = connection.slots.peek();
+      slot !== undefined && slot.reply !== null;
+      slot = connection.slots.peek()
+    ) {
       connection.slots.shift();
       ready.push(slot.reply);
       if (slot.close_after) {
@@ -376,7 +413,11 @@ export class ClientListener {
       this.finish(connection);
       return;
     }
-    if (connection.input_ended && connection.slots.length === 0 && connection.backlog.length === 0) {
+    if (
+      connection.input_ended &&
+      connection.slots.length === 0 &&
+      connection.backlog.length === 0
+    ) {
       this.finish(connection);
       return;
     }
@@ -425,7 +466,10 @@ export class ClientListener {
     socket.uncork();
   }
 
-  /** Pauses reading while the pipeline or the write queue is full (or input is no longer wanted); resumes otherwise. */
+  /**
+   * Pauses reading while the pipeline or the write queue is full (or input is no longer wanted);
+   * resumes otherwise.
+   */
   private updateReading(connection: ClientConnection): void {
     if (connection.dead) return;
     if (connection.ending) return;

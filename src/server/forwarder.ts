@@ -61,7 +61,9 @@ class LeaderLink {
       for (const item of this.pending) item.sent = true;
     });
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    this.socket.on('error', (error) => this.logger.debug(`forward link to ${address}: ${error.message}`));
+    this.socket.on('error', (error) =>
+      this.logger.debug(`forward link to ${address}: ${error.message}`),
+    );
     this.socket.on('close', () => this.fail());
     this.socket.write(encodeCommand([PROXY_HELLO]));
   }
@@ -78,14 +80,21 @@ class LeaderLink {
    */
   forward(args: readonly Buffer[], deadline_ms: number): Promise<ForwardResult> {
     if (this.closed) return Promise.resolve({ kind: 'not_sent' });
-    if (this.pending.length >= LIMITS.forward_pending_requests_max) return Promise.resolve({ kind: 'not_sent' });
+    if (this.pending.length >= LIMITS.forward_pending_requests_max)
+      return Promise.resolve({ kind: 'not_sent' });
     // A leader that stopped reading must not make us buffer without bound.
-    if (this.socket.writableLength > LIMITS.client_write_queue_bytes_max) return Promise.resolve({ kind: 'not_sent' });
+    if (this.socket.writableLength > LIMITS.client_write_queue_bytes_max)
+      return Promise.resolve({ kind: 'not_sent' });
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.logger.warn(`forward link to ${this.address}: no reply before the request deadline; closing the link`);
-        this.close();
-      }, Math.max(deadline_ms - Date.now(), 1));
+      const timer = setTimeout(
+        () => {
+          this.logger.warn(
+            `forward link to ${this.address}: no reply before the request deadline; closing the link`,
+          );
+          this.close();
+        },
+        Math.max(deadline_ms - Date.now(), 1),
+      );
       this.pending.push({ resolve, sent: this.connected, timer });
       // Requests relayed in the same turn leave in one write, as the client pipelined them.
       if (!this.corked) {
@@ -110,7 +119,9 @@ class LeaderLink {
     try {
       replies = this.parser.pushRaw(chunk);
     } catch (error) {
-      this.logger.warn(`forward link to ${this.address}: bad reply bytes (${(error as Error).message}); closing`);
+      this.logger.warn(
+        `forward link to ${this.address}: bad reply bytes (${(error as Error).message}); closing`,
+      );
       this.close();
       return;
     }
@@ -148,7 +159,12 @@ export class LeaderForwarder {
 
   constructor(private readonly logger: Logger) {}
 
-  forward(host: string, port: number, args: readonly Buffer[], deadline_ms: number): Promise<ForwardResult> {
+  forward(
+    host: string,
+    port: number,
+    args: readonly Buffer[],
+    deadline_ms: number,
+  ): Promise<ForwardResult> {
     const address = `${host}:${port}`;
     let link = this.links.get(address);
     if (link === undefined || link.closed) {

@@ -60,7 +60,12 @@ export function formatInfo(section: string | null, inputs: InfoInputs): string {
             `dropped=${link?.dropped_messages ?? 0}`,
           ];
           if (status.role === 'leader' && progress !== undefined) {
-            fields.push(`match=${progress.match}`, `next=${progress.next}`, `state=${progress.state}`, `inflight=${progress.inflight_messages}`);
+            fields.push(
+              `match=${progress.match}`,
+              `next=${progress.next}`,
+              `state=${progress.state}`,
+              `inflight=${progress.inflight_messages}`,
+            );
           }
           return [`peer${peer.id}`, fields.join(',')];
         }),
@@ -81,10 +86,25 @@ export function formatInfo(section: string | null, inputs: InfoInputs): string {
             ['wal_queued_bytes', inputs.storage.queued_bytes],
           ],
     ],
-    ['clients', [['connected_clients', inputs.connected_clients], ['client_redirect', config.client_redirect]]],
-    ['keyspace', [['keys', inputs.key_count], ['data_bytes', inputs.data_bytes]]],
+    [
+      'clients',
+      [
+        ['connected_clients', inputs.connected_clients],
+        ['client_redirect', config.client_redirect],
+      ],
+    ],
+    [
+      'keyspace',
+      [
+        ['keys', inputs.key_count],
+        ['data_bytes', inputs.data_bytes],
+      ],
+    ],
   ];
-  const wanted = section === null || section === 'all' || section === 'everything' ? null : section.toLowerCase();
+  const wanted =
+    section === null || section === 'all' || section === 'everything'
+      ? null
+      : section.toLowerCase();
   const lines: string[] = [];
   for (const [name, fields] of sections) {
     if (wanted !== null && wanted !== name) continue;
@@ -92,5 +112,5 @@ export function formatInfo(section: string | null, inputs: InfoInputs): string {
     lines.push(`# ${name[0]!.toUpperCase()}${name.slice(1)}`);
     for (const [key, value] of fields) lines.push(`${key}:${value}`);
   }
-  return lines.join('\r\n') + '\r\n';
+  return `${lines.join('\r\n')}\r\n`;
 }

@@ -4,7 +4,15 @@ import { parseClientCommand } from '../kv/client_command';
 import { RaftCore } from '../raft/core';
 import { NO_NODE, type HardState, type NodeId, type Ready, type SoftState } from '../raft/types';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../replica/replica';
-import { encodeBulkArray, encodeBulkString, encodeError, encodeInteger, REPLY_NIL, REPLY_OK, REPLY_PONG } from '../resp/reply';
+import {
+  encodeBulkArray,
+  encodeBulkString,
+  encodeError,
+  encodeInteger,
+  REPLY_NIL,
+  REPLY_OK,
+  REPLY_PONG,
+} from '../resp/reply';
 import { RaftStorage } from '../storage';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
@@ -65,7 +73,10 @@ export class KvNode {
   private stopping = false;
   /** Stop has handed leadership over: no more Readies are taken, only the running save finishes. */
   private draining = false;
-  /** Called once if the node hits an error it cannot continue from (the process should exit non-zero). */
+  /**
+   * Called once if the node hits an error it cannot continue from (the process should exit
+   * non-zero).
+   */
   on_fatal: (error: Error) => void = () => undefined;
 
   constructor(config: NodeConfig, logger: Logger) {
@@ -81,9 +92,12 @@ export class KvNode {
     this.durable_hard_state = { ...restored.hard_state };
     this.logger.info(
       `recovered ${restored.entries.length} log entries (term ${restored.hard_state.term}, commit ${restored.hard_state.commit}) from ${recovery.records} records in ${recovery.log_file}` +
-        (recovery.truncated_tail_bytes > 0 ? `; truncated a torn tail of ${recovery.truncated_tail_bytes} bytes` : ''),
+        (recovery.truncated_tail_bytes > 0
+          ? `; truncated a torn tail of ${recovery.truncated_tail_bytes} bytes`
+          : ''),
     );
-    if (recovery.truncated_tail_bytes > 0) this.logger.warn(`truncated a torn WAL tail of ${recovery.truncated_tail_bytes} bytes`);
+    if (recovery.truncated_tail_bytes > 0)
+      this.logger.warn(`truncated a torn WAL tail of ${recovery.truncated_tail_bytes} bytes`);
     const self = this.config.self;
     this.core = new RaftCore(
       {
@@ -124,8 +138,9 @@ export class KvNode {
         },
       );
       await this.transport.start();
-      this.listener = new ClientListener({ host: self.host, port: self.client_port, logger: this.logger }, (args, connection) =>
-        this.handleClient(args, connection),
+      this.listener = new ClientListener(
+        { host: self.host, port: self.client_port, logger: this.logger },
+        (args, connection) => this.handleClient(args, connection),
       );
       await this.listener.start();
     } catch (error) {
@@ -139,7 +154,9 @@ export class KvNode {
       this.schedulePump();
     }, this.config.tick_ms);
     this.schedulePump(); // replay committed entries into the state machine
-    this.logger.info(`node ${self.id} serving clients on ${self.host}:${self.client_port}, raft on ${self.raft_port}`);
+    this.logger.info(
+      `node ${self.id} serving clients on ${self.host}:${self.client_port}, raft on ${self.raft_port}`,
+    );
   }
 
   /**
@@ -153,20 +170,35 @@ export class KvNode {
     this.stopping = true;
     await this.listener?.stopAccepting();
     const core = this.core;
-    if (core !== null && core.current_role === 'leader' && this.config.peers.length > 0 && this.fatal_error === null) {
+    if (
+      core !== null &&
+      core.current_role === 'leader' &&
+      this.config.peers.length > 0 &&
+      this.fatal_error === null
+    ) {
       const target = core.status().peers.reduce((best, p) => (p.match > best.match ? p : best));
       if (core.transferLeadership(target.id)) {
         this.logger.info(`handing leadership to node ${target.id} before exit`);
         this.schedulePump();
-        await this.waitFor(() => core.current_role !== 'leader', 2 * this.config.election_ticks * this.config.tick_ms);
+        await this.waitFor(
+          () => core.current_role !== 'leader',
+          2 * this.config.election_ticks * this.config.tick_ms,
+        );
       }
     }
     this.draining = true;
     if (this.tick_timer !== null) clearInterval(this.tick_timer);
     await this.transport?.close();
     await this.waitFor(() => !this.persisting, 10_000);
-    if (!this.persisting && this.fatal_error === null && this.deferred_hard_state !== null && this.storage !== null) {
-      await this.storage.save(this.deferred_hard_state, null).catch((error: Error) => this.logger.warn(`final save: ${error.message}`));
+    if (
+      !this.persisting &&
+      this.fatal_error === null &&
+      this.deferred_hard_state !== null &&
+      this.storage !== null
+    ) {
+      await this.storage
+        .save(this.deferred_hard_state, null)
+        .catch((error: Error) => this.logger.warn(`final save: ${error.message}`));
     }
     await this.listener?.close();
     this.forwarder.close();
@@ -196,7 +228,8 @@ export class KvNode {
   private schedulePump(): void {
     if (this.pump_scheduled) return;
     this.pump_scheduled = true;
-    // setImmediate runs after this turn's I/O callbacks: every request that arrived together shares one Ready and one fsync.
+    // setImmediate runs after this turn's I/O callbacks: every request that arrived together shares
+    // one Ready and one fsync.
     setImmediate(() => {
       this.pump_scheduled = false;
       this.pump();
@@ -229,12 +262,16 @@ export class KvNode {
       if (ready === null) break;
       if (ready.soft_state !== null) this.onSoftState(ready.soft_state);
       if (ready.entries !== null && ready.entries.first_index <= this.persisted_last_index) {
-        this.logger.info(`log truncated from index ${ready.entries.first_index} (conflict with the leader's log)`);
+        this.logger.info(
+          `log truncated from index ${ready.entries.first_index} (conflict with the leader's log)`,
+        );
       }
       this.requireReplica().applyReady(ready);
       let hard_state = ready.hard_state;
       const term_and_vote_durable =
-        hard_state === null || (hard_state.term === this.durable_hard_state.term && hard_state.vote === this.durable_hard_state.vote);
+        hard_state === null ||
+        (hard_state.term === this.durable_hard_state.term &&
+          hard_state.vote === this.durable_hard_state.vote);
       if (hard_state !== null && term_and_vote_durable && ready.entries === null) {
         this.deferred_hard_state = hard_state; // commit index only
         hard_state = null;
@@ -254,7 +291,9 @@ export class KvNode {
         () => {
           this.persisting = false;
           if (saved !== null) this.durable_hard_state = saved;
-          if (ready.entries !== null) this.persisted_last_index = ready.entries.first_index + ready.entries.entries.length - 1;
+          if (ready.entries !== null)
+            this.persisted_last_index =
+              ready.entries.first_index + ready.entries.entries.length - 1;
           if (!sent_early) this.sendMessages(ready);
           core.advance(ready);
           if (!this.draining) this.pump();
@@ -266,14 +305,17 @@ export class KvNode {
 
   private sendMessages(ready: Ready): void {
     const transport = this.transport;
-    if (transport !== null) for (const { to, message } of ready.messages) transport.send(to, message);
+    if (transport !== null)
+      for (const { to, message } of ready.messages) transport.send(to, message);
   }
 
   private onSoftState(soft: SoftState): void {
     const previous = this.soft;
     this.soft = soft;
     if (previous.role !== soft.role || previous.term !== soft.term) {
-      this.logger.info(`role ${soft.role} in term ${soft.term}${soft.leader_id !== NO_NODE ? ` (leader ${soft.leader_id})` : ''}`);
+      this.logger.info(
+        `role ${soft.role} in term ${soft.term}${soft.leader_id !== NO_NODE ? ` (leader ${soft.leader_id})` : ''}`,
+      );
     }
     if (previous.leader_id !== soft.leader_id) {
       const leader = this.addressOf(soft.leader_id);
@@ -289,12 +331,18 @@ export class KvNode {
     this.on_fatal(error);
   }
 
-
   // ------------------------------------------------------------------ clients
 
-  private handleClient(args: Buffer[], connection: ClientConnectionInfo): ClientReply | Promise<ClientReply> {
+  private handleClient(
+    args: Buffer[],
+    connection: ClientConnectionInfo,
+  ): ClientReply | Promise<ClientReply> {
     const name = args[0];
-    if (name !== undefined && name.length === PROXY_HELLO.length && name.toString('latin1').toUpperCase() === PROXY_HELLO) {
+    if (
+      name !== undefined &&
+      name.length === PROXY_HELLO.length &&
+      name.toString('latin1').toUpperCase() === PROXY_HELLO
+    ) {
       connection.tags.add(PROXIED_TAG);
       return { reply: REPLY_OK };
     }
@@ -313,13 +361,23 @@ export class KvNode {
       case 'read':
       case 'write':
         if (this.draining) {
-          return { reply: connection.tags.has(PROXIED_TAG) ? NOT_LEADER_REPLY : encodeError('TRYAGAIN shutting down; retry on another node') };
+          return {
+            reply: connection.tags.has(PROXIED_TAG)
+              ? NOT_LEADER_REPLY
+              : encodeError('TRYAGAIN shutting down; retry on another node'),
+          };
         }
-        return this.inConnectionOrder(command, connection, () => this.dispatch(command, args, connection)).then((reply) => ({ reply }));
+        return this.inConnectionOrder(command, connection, () =>
+          this.dispatch(command, args, connection),
+        ).then((reply) => ({ reply }));
     }
   }
 
-  private inConnectionOrder(command: Dispatchable, connection: ClientConnectionInfo, run: () => Promise<Buffer>): Promise<Buffer> {
+  private inConnectionOrder(
+    command: Dispatchable,
+    connection: ClientConnectionInfo,
+    run: () => Promise<Buffer>,
+  ): Promise<Buffer> {
     let order = this.connection_order.get(connection);
     if (order === undefined) {
       order = { writes: null, reads: null };
@@ -342,12 +400,17 @@ export class KvNode {
    * Serves a read or write wherever the leader is: here, by forwarding, or
    * by a MOVED redirect. Waits a bounded time for a leader to be known.
    */
-  private async dispatch(command: Dispatchable, args: Buffer[], connection: ClientConnectionInfo): Promise<Buffer> {
+  private async dispatch(
+    command: Dispatchable,
+    args: Buffer[],
+    connection: ClientConnectionInfo,
+  ): Promise<Buffer> {
     const started_ms = Date.now();
     const deadline_ms = started_ms + this.config.request_timeout_ms;
     let no_leader_since_ms: number | null = null;
     for (;;) {
-      if (this.stopped() || this.draining) return encodeError('TRYAGAIN shutting down; retry on another node');
+      if (this.stopped() || this.draining)
+        return encodeError('TRYAGAIN shutting down; retry on another node');
       const core = this.requireCore();
       if (core.current_role === 'leader') {
         const local = await this.executeLocally(command, deadline_ms);
@@ -358,23 +421,36 @@ export class KvNode {
         const leader = this.addressOf(core.status().leader_id);
         if (leader !== null) {
           no_leader_since_ms = null;
-          if (this.config.client_redirect === 'moved') return encodeError(`MOVED 0 ${leader.host}:${leader.client_port}`);
-          const result = await this.forwarder.forward(leader.host, leader.client_port, args, deadline_ms);
+          if (this.config.client_redirect === 'moved')
+            return encodeError(`MOVED 0 ${leader.host}:${leader.client_port}`);
+          const result = await this.forwarder.forward(
+            leader.host,
+            leader.client_port,
+            args,
+            deadline_ms,
+          );
           if (result.kind === 'reply' && !isNotLeaderReply(result.bytes)) return result.bytes;
           if (result.kind === 'unknown' && command.kind === 'write') {
-            return encodeError('TIMEOUT outcome unknown: the link to the leader failed after the write was sent');
+            return encodeError(
+              'TIMEOUT outcome unknown: the link to the leader failed after the write was sent',
+            );
           }
         }
       }
       const now_ms = Date.now();
       if (now_ms >= deadline_ms) {
-        // Every attempt was refused or never sent: certainly not executed, so not a TIMEOUT (outcome unknown).
-        return encodeError(`TRYAGAIN request not served within ${this.config.request_timeout_ms} ms; it was not executed`);
+        // Every attempt was refused or never sent: certainly not executed, so not a TIMEOUT
+        // (outcome unknown).
+        return encodeError(
+          `TRYAGAIN request not served within ${this.config.request_timeout_ms} ms; it was not executed`,
+        );
       }
       if (this.requireCore().status().leader_id === NO_NODE) {
         no_leader_since_ms ??= now_ms;
         if (now_ms - no_leader_since_ms >= this.config.no_leader_timeout_ms) {
-          return encodeError(`CLUSTERDOWN no leader elected within ${this.config.no_leader_timeout_ms} ms; retry later`);
+          return encodeError(
+            `CLUSTERDOWN no leader elected within ${this.config.no_leader_timeout_ms} ms; retry later`,
+          );
         }
       }
       await this.waitForLeaderChange(LEADER_RECHECK_MS);
@@ -402,20 +478,30 @@ export class KvNode {
       if (settled || handle === null) return;
       this.schedulePump();
       const submitted = handle;
-      timer = setTimeout(() => {
-        if (command.kind === 'write') {
-          replica.cancelWrite(submitted);
-          settle(encodeError(`TIMEOUT outcome unknown: the write was not confirmed within ${this.config.request_timeout_ms} ms`));
-        } else {
-          replica.cancelRead(submitted);
-          settle(encodeError(`TIMEOUT read not confirmed within ${this.config.request_timeout_ms} ms`));
-        }
-      }, Math.max(deadline_ms - Date.now(), 1));
+      timer = setTimeout(
+        () => {
+          if (command.kind === 'write') {
+            replica.cancelWrite(submitted);
+            settle(
+              encodeError(
+                `TIMEOUT outcome unknown: the write was not confirmed within ${this.config.request_timeout_ms} ms`,
+              ),
+            );
+          } else {
+            replica.cancelRead(submitted);
+            settle(
+              encodeError(`TIMEOUT read not confirmed within ${this.config.request_timeout_ms} ms`),
+            );
+          }
+        },
+        Math.max(deadline_ms - Date.now(), 1),
+      );
     });
   }
 
   private waitForLeaderChange(timeout_ms: number): Promise<void> {
-    if (this.leader_waiters.size >= LIMITS.leader_waiters_max) return new Promise((resolve) => setTimeout(resolve, timeout_ms));
+    if (this.leader_waiters.size >= LIMITS.leader_waiters_max)
+      return new Promise((resolve) => setTimeout(resolve, timeout_ms));
     return new Promise((resolve) => {
       const wake = (): void => {
         clearTimeout(timer);
@@ -473,18 +559,26 @@ function writeReply(outcome: WriteOutcome): Buffer | null {
     case 'transferring':
       return encodeError('TRYAGAIN leadership transfer in progress; retry shortly');
     case 'too_large':
-      return encodeError(`ERR command too large (the limit is ${LIMITS.raft_entry_bytes_max} bytes)`);
+      return encodeError(
+        `ERR command too large (the limit is ${LIMITS.raft_entry_bytes_max} bytes)`,
+      );
     case 'dropped':
-      return encodeError('TRYAGAIN write not committed: leadership changed before it was replicated; it was not executed');
+      return encodeError(
+        'TRYAGAIN write not committed: leadership changed before it was replicated; it was not executed',
+      );
   }
 }
 
 function readReply(outcome: ReadOutcome): Buffer | null {
   if (outcome.ok) return outcome.value === null ? REPLY_NIL : encodeBulkArray(outcome.value);
-  if (outcome.error === 'too_many_reads') return encodeError('TRYAGAIN too many reads waiting; retry shortly');
+  if (outcome.error === 'too_many_reads')
+    return encodeError('TRYAGAIN too many reads waiting; retry shortly');
   return null; // not leader any more: dispatch again
 }
 
 function isNotLeaderReply(bytes: Buffer): boolean {
-  return bytes.length >= NOT_LEADER_PREFIX.length && bytes.toString('latin1', 0, NOT_LEADER_PREFIX.length) === NOT_LEADER_PREFIX;
+  return (
+    bytes.length >= NOT_LEADER_PREFIX.length &&
+    bytes.toString('latin1', 0, NOT_LEADER_PREFIX.length) === NOT_LEADER_PREFIX
+  );
 }

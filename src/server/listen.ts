@@ -5,7 +5,12 @@ import type * as net from 'node:net';
  * EACCES, …) so the node can exit with one clear line; errors after that go
  * to `on_later_error`.
  */
-export function listen(server: net.Server, host: string, port: number, on_later_error: (error: Error) => void): Promise<void> {
+export function listen(
+  server: net.Server,
+  host: string,
+  port: number,
+  on_later_error: (error: Error) => void,
+): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const onListenError = (error: Error): void => reject(error);
     server.once('error', onListenError);

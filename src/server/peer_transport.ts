@@ -31,7 +31,10 @@ export interface PeerTransportOptions {
 export interface PeerStatus {
   id: number;
   outbound: 'connected' | 'connecting' | 'backoff';
-  /** Whether we hold an inbound connection on which this peer sent a request, i.e. whether we can answer it. */
+  /**
+   * Whether we hold an inbound connection on which this peer sent a request, i.e. whether we can
+   * answer it.
+   */
   inbound_connected: boolean;
   /** Bytes written but not yet handed to the kernel, outbound plus response connection. */
   queued_bytes: number;
@@ -43,7 +46,10 @@ export interface PeerStatus {
 const DEFAULT_BACKOFF_BASE_MS = 50;
 const DEFAULT_BACKOFF_MAX_MS = 2000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 1000;
-/** Dead-peer detection for idle links is Raft's job (election timeouts); keep-alive only reaps half-dead sockets. */
+/**
+ * Dead-peer detection for idle links is Raft's job (election timeouts); keep-alive only reaps
+ * half-dead sockets.
+ */
 const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
 /** Exponent cap so that 2 ** attempts stays a small finite number. */
 const BACKOFF_EXPONENT_MAX = 30;
@@ -56,7 +62,9 @@ class PeerConnection {
   readonly direction: Direction;
   readonly decoder: FrameDecoder;
   readonly remote: string;
-  /** Outbound: the peer we dialled. Inbound: the id its requests name, null until the first request. */
+  /**
+   * Outbound: the peer we dialled. Inbound: the id its requests name, null until the first request.
+   */
   peer_id: number | null;
   connected_at_ms = 0;
   /** Inbound: when this connection last carried a request, on the transport's request counter. */
@@ -66,7 +74,13 @@ class PeerConnection {
   readonly closed: Promise<void>;
   private cork_pending = false;
 
-  constructor(socket: net.Socket, direction: Direction, peer_id: number | null, remote: string, frame_payload_bytes_max: number) {
+  constructor(
+    socket: net.Socket,
+    direction: Direction,
+    peer_id: number | null,
+    remote: string,
+    frame_payload_bytes_max: number,
+  ) {
     this.socket = socket;
     this.direction = direction;
     this.peer_id = peer_id;
@@ -125,9 +139,14 @@ interface PeerLink {
   failed_attempts: number;
   dial_count: number;
   dropped_messages: number;
-  /** Set while messages to this peer are being dropped for a full queue, so the warning is logged once per episode. */
+  /**
+   * Set while messages to this peer are being dropped for a full queue, so the warning is logged
+   * once per episode.
+   */
   queue_full: boolean;
-  /** The most recent inbound connection on which this peer sent a request: where its responses go. */
+  /**
+   * The most recent inbound connection on which this peer sent a request: where its responses go.
+   */
   response_route: PeerConnection | null;
 }
 
@@ -135,7 +154,9 @@ function isRequest(message: RaftMessage): boolean {
   return requestSenderId(message) !== null;
 }
 
-/** The sender id a request names; null for responses, which carry no sender id we trust for routing. */
+/**
+ * The sender id a request names; null for responses, which carry no sender id we trust for routing.
+ */
 function requestSenderId(message: RaftMessage): number | null {
   switch (message.type) {
     case MessageType.RequestVoteRequest:
@@ -189,20 +210,30 @@ export class PeerTransport {
   private readonly links = new Map<number, PeerLink>();
   private readonly inbound = new Set<PeerConnection>();
   private readonly server: net.Server;
-  /** The listen attempt, so that close() during start() waits for it and then closes the listener too. */
+  /**
+   * The listen attempt, so that close() during start() waits for it and then closes the listener
+   * too.
+   */
   private listening: Promise<void> | null = null;
   private request_order = 0;
   private closing: Promise<void> | null = null;
 
-  constructor(options: PeerTransportOptions, on_message: (from: number, message: RaftMessage) => void) {
+  constructor(
+    options: PeerTransportOptions,
+    on_message: (from: number, message: RaftMessage) => void,
+  ) {
     this.options = options;
     this.on_message = on_message;
     this.logger = options.logger;
     this.queue_bytes_max = options.queue_bytes_max ?? LIMITS.peer_write_queue_bytes_max;
     this.backoff_base_ms = options.backoff_base_ms ?? DEFAULT_BACKOFF_BASE_MS;
-    this.backoff_max_ms = Math.max(this.backoff_base_ms, options.backoff_max_ms ?? DEFAULT_BACKOFF_MAX_MS);
+    this.backoff_max_ms = Math.max(
+      this.backoff_base_ms,
+      options.backoff_max_ms ?? DEFAULT_BACKOFF_MAX_MS,
+    );
     this.connect_timeout_ms = options.connect_timeout_ms ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    this.frame_payload_bytes_max = options.frame_payload_bytes_max ?? LIMITS.raft_frame_payload_bytes_max;
+    this.frame_payload_bytes_max =
+      options.frame_payload_bytes_max ?? LIMITS.raft_frame_payload_bytes_max;
     for (const address of options.peers) {
       if (address.id === options.self_id) continue;
       assert(!this.links.has(address.id), `peer id ${address.id} is configured twice`);
@@ -226,11 +257,17 @@ export class PeerTransport {
     return boundPort(this.server);
   }
 
-  /** Listens on the Raft port, then starts dialling every peer. Rejects with the listen error (e.g. EADDRINUSE). */
+  /**
+   * Listens on the Raft port, then starts dialling every peer. Rejects with the listen error (e.g.
+   * EADDRINUSE).
+   */
   async start(): Promise<void> {
     assert(this.listening === null, 'PeerTransport.start called twice');
-    this.listening = listen(this.server, this.options.listen_host, this.options.listen_port, (error) =>
-      this.logger.error(`raft listener error: ${describeError(error)}`),
+    this.listening = listen(
+      this.server,
+      this.options.listen_host,
+      this.options.listen_port,
+      (error) => this.logger.error(`raft listener error: ${describeError(error)}`),
     );
     await this.listening;
     if (this.closing !== null) return;
@@ -238,11 +275,18 @@ export class PeerTransport {
     for (const link of this.links.values()) this.dial(link);
   }
 
-  /** Encodes and enqueues `message` for peer `to`; false (and a counted drop) when it cannot be queued now. */
+  /**
+   * Encodes and enqueues `message` for peer `to`; false (and a counted drop) when it cannot be
+   * queued now.
+   */
   send(to: number, message: RaftMessage): boolean {
     const link = this.links.get(to);
     if (link === undefined || this.closing !== null) return false;
-    const connection = isRequest(message) ? (link.outbound_state === 'connected' ? link.outbound : null) : link.response_route;
+    const connection = isRequest(message)
+      ? link.outbound_state === 'connected'
+        ? link.outbound
+        : null
+      : link.response_route;
     if (connection === null) {
       link.dropped_messages++;
       return false;
@@ -251,7 +295,9 @@ export class PeerTransport {
       link.dropped_messages++;
       if (!link.queue_full) {
         link.queue_full = true;
-        this.logger.warn(`peer ${to}: ${connection.direction} write queue full (${connection.queued_bytes} bytes), dropping messages`);
+        this.logger.warn(
+          `peer ${to}: ${connection.direction} write queue full (${connection.queued_bytes} bytes), dropping messages`,
+        );
       }
       return false;
     }
@@ -274,7 +320,9 @@ export class PeerTransport {
     return statuses;
   }
 
-  /** Stops dialling and closes every socket and the listener; resolves once all of them are closed. */
+  /**
+   * Stops dialling and closes every socket and the listener; resolves once all of them are closed.
+   */
   close(): Promise<void> {
     if (this.closing === null) this.closing = this.closeAll();
     return this.closing;
@@ -309,7 +357,13 @@ export class PeerTransport {
     link.outbound_state = 'connecting';
     link.dial_count++;
     const socket = net.connect({ host, port: raft_port });
-    const connection = new PeerConnection(socket, 'outbound', id, `${host}:${raft_port}`, this.frame_payload_bytes_max);
+    const connection = new PeerConnection(
+      socket,
+      'outbound',
+      id,
+      `${host}:${raft_port}`,
+      this.frame_payload_bytes_max,
+    );
     link.outbound = connection;
     connection.connect_timer = setTimeout(() => {
       connection.connect_timer = null;
@@ -340,9 +394,13 @@ export class PeerTransport {
       if (this.closing !== null) return;
       const was_connected = connection.connected_at_ms !== 0;
       if (was_connected) {
-        this.logger.info(`peer ${id} down (${connection.remote}): ${describeError(connection.last_error)}`);
+        this.logger.info(
+          `peer ${id} down (${connection.remote}): ${describeError(connection.last_error)}`,
+        );
       } else {
-        this.logger.debug(`peer ${id} dial ${connection.remote} failed: ${describeError(connection.last_error)}`);
+        this.logger.debug(
+          `peer ${id} dial ${connection.remote} failed: ${describeError(connection.last_error)}`,
+        );
       }
       // A connection that lived a while was healthy: start backing off from the base again.
       const lived_ms = was_connected ? Date.now() - connection.connected_at_ms : 0;
@@ -351,7 +409,10 @@ export class PeerTransport {
     });
   }
 
-  /** Full jitter: the delay is uniform in [base, cap], and the cap doubles with each consecutive failure. */
+  /**
+   * Full jitter: the delay is uniform in [base, cap], and the cap doubles with each consecutive
+   * failure.
+   */
   private scheduleDial(link: PeerLink): void {
     const exponent = Math.min(link.failed_attempts, BACKOFF_EXPONENT_MAX);
     const cap_ms = Math.min(this.backoff_max_ms, this.backoff_base_ms * 2 ** exponent);
@@ -362,16 +423,25 @@ export class PeerTransport {
 
   private acceptInbound(socket: net.Socket): void {
     const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
-    if (this.closing === null && this.inbound.size >= LIMITS.peer_inbound_connections_max) this.evictAnonymousInbound();
+    if (this.closing === null && this.inbound.size >= LIMITS.peer_inbound_connections_max)
+      this.evictAnonymousInbound();
     if (this.closing !== null || this.inbound.size >= LIMITS.peer_inbound_connections_max) {
       socket.on('error', () => undefined);
       socket.destroy();
       if (this.closing === null) {
-        this.logger.warn(`raft inbound from ${remote} refused: ${LIMITS.peer_inbound_connections_max} inbound connections open`);
+        this.logger.warn(
+          `raft inbound from ${remote} refused: ${LIMITS.peer_inbound_connections_max} inbound connections open`,
+        );
       }
       return;
     }
-    const connection = new PeerConnection(socket, 'inbound', null, remote, this.frame_payload_bytes_max);
+    const connection = new PeerConnection(
+      socket,
+      'inbound',
+      null,
+      remote,
+      this.frame_payload_bytes_max,
+    );
     this.inbound.add(connection);
     this.logger.debug(`raft inbound connection from ${remote}`);
     socket.on('data', (chunk: Buffer) => {
@@ -385,7 +455,9 @@ export class PeerTransport {
     });
     socket.once('close', () => {
       this.inbound.delete(connection);
-      this.logger.debug(`raft inbound connection from ${remote} closed: ${describeError(connection.last_error)}`);
+      this.logger.debug(
+        `raft inbound connection from ${remote} closed: ${describeError(connection.last_error)}`,
+      );
       if (connection.peer_id === null) return;
       const link = this.links.get(connection.peer_id);
       if (link === undefined || link.response_route !== connection) return;
@@ -402,14 +474,19 @@ export class PeerTransport {
   private evictAnonymousInbound(): void {
     for (const connection of this.inbound) {
       if (connection.peer_id !== null) continue;
-      this.logger.warn(`raft inbound ${connection.remote} closed to make room: it never sent a request`);
+      this.logger.warn(
+        `raft inbound ${connection.remote} closed to make room: it never sent a request`,
+      );
       this.inbound.delete(connection);
       connection.destroy();
       return;
     }
   }
 
-  /** Applies the inbound half of the routing rule; returns the sender, or null after closing a misbehaving connection. */
+  /**
+   * Applies the inbound half of the routing rule; returns the sender, or null after closing a
+   * misbehaving connection.
+   */
   private attributeInbound(connection: PeerConnection, message: RaftMessage): number | null {
     const sender = requestSenderId(message);
     const problem =
@@ -422,7 +499,9 @@ export class PeerTransport {
             : null;
     const link = sender === null ? undefined : this.links.get(sender);
     if (problem !== null || sender === null || link === undefined) {
-      this.logger.warn(`raft inbound ${connection.remote} closed: ${problem ?? 'unroutable request'}`);
+      this.logger.warn(
+        `raft inbound ${connection.remote} closed: ${problem ?? 'unroutable request'}`,
+      );
       connection.destroy();
       return null;
     }
@@ -430,7 +509,11 @@ export class PeerTransport {
       connection.peer_id = sender;
       this.logger.debug(`raft inbound ${connection.remote} is peer ${sender}`);
       // The peer is evidently back: stop waiting out the backoff and dial it now.
-      if (link.outbound_state === 'backoff' && link.backoff_timer !== null && this.closing === null) {
+      if (
+        link.outbound_state === 'backoff' &&
+        link.backoff_timer !== null &&
+        this.closing === null
+      ) {
         clearTimeout(link.backoff_timer);
         link.failed_attempts = 0;
         this.dial(link);
@@ -441,12 +524,16 @@ export class PeerTransport {
     return sender;
   }
 
-  /** After the response route closes, fall back to the open inbound connection on which that peer last sent a request. */
+  /**
+   * After the response route closes, fall back to the open inbound connection on which that peer
+   * last sent a request.
+   */
   private newestInboundFrom(peer_id: number): PeerConnection | null {
     let newest: PeerConnection | null = null;
     for (const connection of this.inbound) {
       if (connection.peer_id !== peer_id || connection.socket.destroyed) continue;
-      if (newest === null || connection.last_request_order > newest.last_request_order) newest = connection;
+      if (newest === null || connection.last_request_order > newest.last_request_order)
+        newest = connection;
     }
     return newest;
   }
@@ -457,7 +544,9 @@ export class PeerTransport {
       return connection.decoder.push(chunk);
     } catch (error) {
       if (!(error instanceof WireError)) throw error;
-      this.logger.warn(`raft ${connection.direction} ${connection.remote} closed: malformed frame: ${error.message}`);
+      this.logger.warn(
+        `raft ${connection.direction} ${connection.remote} closed: malformed frame: ${error.message}`,
+      );
       connection.destroy();
       return [];
     }

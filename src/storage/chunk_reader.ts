@@ -27,7 +27,10 @@ export class ChunkReader {
    * until the next call: copy what must outlive it.
    */
   async view(offset: number, length: number): Promise<Buffer> {
-    assert(offset >= 0 && length >= 0 && offset + length <= this.file_bytes, `read [${offset}, +${length}) outside file of ${this.file_bytes} bytes`);
+    assert(
+      offset >= 0 && length >= 0 && offset + length <= this.file_bytes,
+      `read [${offset}, +${length}) outside file of ${this.file_bytes} bytes`,
+    );
     const window_end = this.window_start + this.window_bytes;
     if (offset < this.window_start || offset + length > window_end) await this.fill(offset, length);
     return this.window.subarray(offset - this.window_start, this.window_bytes);
@@ -39,8 +42,12 @@ export class ChunkReader {
     let filled = 0;
     while (filled < want) {
       const got = await this.file.read(this.window, filled, want - filled, offset + filled);
-      // The file was measured when replay began and we hold its lock; a short file now is an outside change.
-      if (got === 0) throw new StorageIoError(`${this.file_path}: file shrank while being read (end at byte ${offset + filled})`);
+      // The file was measured when replay began and we hold its lock; a short file now is an
+      // outside change.
+      if (got === 0)
+        throw new StorageIoError(
+          `${this.file_path}: file shrank while being read (end at byte ${offset + filled})`,
+        );
       filled += got;
     }
     this.window_start = offset;

@@ -30,7 +30,10 @@ export interface RecordHeader {
   type: RecordTypeNumber;
 }
 
-/** Allocates a record with room for `payload_bytes` of payload at RECORD_HEADER_BYTES; fill it, then seal it. */
+/**
+ * Allocates a record with room for `payload_bytes` of payload at RECORD_HEADER_BYTES; fill it, then
+ * seal it.
+ */
 export function allocateRecord(payload_bytes: number): Buffer {
   return Buffer.alloc(RECORD_HEADER_BYTES + payload_bytes);
 }
@@ -52,10 +55,16 @@ export function sealRecord(record: Buffer, type: RecordTypeNumber, prev_crc: num
  * plausible only if its type is known, its reserved bytes are zero and its
  * payload fits both the size limit and the `bytes_to_eof` remaining in the file.
  */
-export function parseRecordHeader(bytes: Buffer, at: number, bytes_to_eof: number): RecordHeader | string {
+export function parseRecordHeader(
+  bytes: Buffer,
+  at: number,
+  bytes_to_eof: number,
+): RecordHeader | string {
   const type = bytes[at + 12];
-  if (type !== RecordType.FileHeader && type !== RecordType.Save) return `unknown record type ${String(type)}`;
-  if (bytes[at + 13] !== 0 || bytes[at + 14] !== 0 || bytes[at + 15] !== 0) return 'non-zero reserved header bytes';
+  if (type !== RecordType.FileHeader && type !== RecordType.Save)
+    return `unknown record type ${String(type)}`;
+  if (bytes[at + 13] !== 0 || bytes[at + 14] !== 0 || bytes[at + 15] !== 0)
+    return 'non-zero reserved header bytes';
   const payload_bytes = bytes.readUInt32LE(at + 8);
   if (payload_bytes > LIMITS.wal_record_bytes_max) {
     return `payload length ${payload_bytes} exceeds wal_record_bytes_max ${LIMITS.wal_record_bytes_max}`;

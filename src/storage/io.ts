@@ -7,7 +7,10 @@ import * as fs from 'node:fs';
 
 export interface LogFile {
   size(): Promise<number>;
-  /** Reads up to `length` bytes at file `position` into `target` at `target_offset`; returns the bytes read. */
+  /**
+   * Reads up to `length` bytes at file `position` into `target` at `target_offset`; returns the
+   * bytes read.
+   */
   read(target: Buffer, target_offset: number, length: number, position: number): Promise<number>;
   /** Writes all of `data` at file `position`. */
   write(data: Buffer, position: number): Promise<void>;
@@ -31,7 +34,12 @@ class NodeLogFile implements LogFile {
     return (await this.handle.stat()).size;
   }
 
-  async read(target: Buffer, target_offset: number, length: number, position: number): Promise<number> {
+  async read(
+    target: Buffer,
+    target_offset: number,
+    length: number,
+    position: number,
+  ): Promise<number> {
     const { bytesRead } = await this.handle.read(target, target_offset, length, position);
     return bytesRead;
   }
@@ -39,7 +47,12 @@ class NodeLogFile implements LogFile {
   async write(data: Buffer, position: number): Promise<void> {
     let written = 0;
     while (written < data.length) {
-      const { bytesWritten } = await this.handle.write(data, written, data.length - written, position + written);
+      const { bytesWritten } = await this.handle.write(
+        data,
+        written,
+        data.length - written,
+        position + written,
+      );
       written += bytesWritten;
     }
   }
@@ -59,7 +72,8 @@ class NodeLogFile implements LogFile {
 
 export const NODE_STORAGE_IO: StorageIo = {
   async openLog(path: string): Promise<LogFile> {
-    // Not 'a+': with O_APPEND Linux ignores the position of pwrite, and we write at explicit offsets.
+    // Not 'a+': with O_APPEND Linux ignores the position of pwrite, and we write at explicit
+    // offsets.
     const handle = await fs.promises.open(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
     return new NodeLogFile(handle);
   },

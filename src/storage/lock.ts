@@ -27,7 +27,9 @@ export interface DirLock {
 export async function acquireDirLock(dir: string): Promise<DirLock> {
   const lock_path = path.join(dir, LOCK_FILE_NAME);
   if (held_lock_paths.has(lock_path)) {
-    throw new StorageLockedError(`data directory ${dir} is already open in this process (pid ${process.pid}); lock file ${lock_path}`);
+    throw new StorageLockedError(
+      `data directory ${dir} is already open in this process (pid ${process.pid}); lock file ${lock_path}`,
+    );
   }
   // Claimed before the first await, so two opens racing in this process cannot both get past here.
   held_lock_paths.add(lock_path);
@@ -58,11 +60,15 @@ async function takeLock(dir: string, lock_path: string): Promise<void> {
       );
     }
     if (pid !== process.pid && isProcessAlive(pid)) {
-      throw new StorageLockedError(`data directory ${dir} is in use by process ${pid} (lock file ${lock_path})`);
+      throw new StorageLockedError(
+        `data directory ${dir} is in use by process ${pid} (lock file ${lock_path})`,
+      );
     }
     await removeStaleLock(lock_path, content);
   }
-  throw new StorageLockedError(`data directory ${dir}: could not take the lock ${lock_path}; other processes keep racing for it`);
+  throw new StorageLockedError(
+    `data directory ${dir}: could not take the lock ${lock_path}; other processes keep racing for it`,
+  );
 }
 
 /** Creates the lock with our pid; false if a lock file already exists. */
@@ -97,7 +103,9 @@ async function removeStaleLock(lock_path: string, stale_content: string): Promis
   if (moved !== stale_content) {
     await fs.promises.link(aside_path, lock_path).catch(() => undefined);
     await fs.promises.rm(aside_path, { force: true });
-    throw new StorageLockedError(`lock file ${lock_path} was taken over by another process while we were removing a stale lock`);
+    throw new StorageLockedError(
+      `lock file ${lock_path} was taken over by another process while we were removing a stale lock`,
+    );
   }
   await fs.promises.rm(aside_path, { force: true });
 }
@@ -128,7 +136,9 @@ function isProcessAlive(pid: number): boolean {
 }
 
 function errnoCode(error: unknown): string | undefined {
-  return error instanceof Error && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
+  return error instanceof Error && 'code' in error && typeof error.code === 'string'
+    ? error.code
+    : undefined;
 }
 
 function describe(error: unknown): string {

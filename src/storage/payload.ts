@@ -38,17 +38,23 @@ export function encodeFileHeader(): SealedRecord {
 
 /** Returns null if the payload is a file header of the version we write, else what is wrong. */
 export function checkFileHeader(payload: Uint8Array): string | null {
-  if (payload.length !== FILE_HEADER_PAYLOAD_BYTES) return `file header payload is ${payload.length} bytes, expected ${FILE_HEADER_PAYLOAD_BYTES}`;
+  if (payload.length !== FILE_HEADER_PAYLOAD_BYTES)
+    return `file header payload is ${payload.length} bytes, expected ${FILE_HEADER_PAYLOAD_BYTES}`;
   const view = asBuffer(payload);
   const magic = view.toString('latin1', 0, 8);
-  if (magic !== WAL_MAGIC) return `bad magic ${JSON.stringify(magic)}, expected ${JSON.stringify(WAL_MAGIC)}`;
+  if (magic !== WAL_MAGIC)
+    return `bad magic ${JSON.stringify(magic)}, expected ${JSON.stringify(WAL_MAGIC)}`;
   const version = view.readUInt32LE(8);
-  if (version !== WAL_FORMAT_VERSION) return `unsupported format version ${version} (this build reads version ${WAL_FORMAT_VERSION})`;
+  if (version !== WAL_FORMAT_VERSION)
+    return `unsupported format version ${version} (this build reads version ${WAL_FORMAT_VERSION})`;
   return null;
 }
 
 /** Bytes of the save payload; the caller checks it against wal_record_bytes_max before encoding. */
-export function savePayloadBytes(hard_state: HardState | null, entries: EntriesToPersist | null): number {
+export function savePayloadBytes(
+  hard_state: HardState | null,
+  entries: EntriesToPersist | null,
+): number {
   let bytes = SAVE_FLAGS_BYTES;
   if (hard_state !== null) bytes += HARD_STATE_BYTES;
   if (entries !== null) {
@@ -58,11 +64,21 @@ export function savePayloadBytes(hard_state: HardState | null, entries: EntriesT
   return bytes;
 }
 
-/** Encodes one save as one sealed record chained to `prev_crc`. Numbers must already be validated as uint32. */
-export function encodeSave(hard_state: HardState | null, entries: EntriesToPersist | null, prev_crc: number): SealedRecord {
+/**
+ * Encodes one save as one sealed record chained to `prev_crc`. Numbers must already be validated as
+ * uint32.
+ */
+export function encodeSave(
+  hard_state: HardState | null,
+  entries: EntriesToPersist | null,
+  prev_crc: number,
+): SealedRecord {
   const record = allocateRecord(savePayloadBytes(hard_state, entries));
   let at = RECORD_HEADER_BYTES;
-  record.writeUInt8((hard_state === null ? 0 : FLAG_HARD_STATE) | (entries === null ? 0 : FLAG_ENTRIES), at);
+  record.writeUInt8(
+    (hard_state === null ? 0 : FLAG_HARD_STATE) | (entries === null ? 0 : FLAG_ENTRIES),
+    at,
+  );
   at += SAVE_FLAGS_BYTES;
   if (hard_state !== null) {
     at = record.writeUInt32LE(hard_state.term, at);
@@ -92,24 +108,35 @@ export function decodeSave(payload: Uint8Array): DecodedSave | string {
   const view = asBuffer(payload);
   if (view.length < SAVE_FLAGS_BYTES) return 'save payload shorter than its flags';
   const flags = view.readUInt8(0);
-  if ((flags & ~(FLAG_HARD_STATE | FLAG_ENTRIES)) !== 0 || view.readUInt8(1) !== 0 || view.readUInt16LE(2) !== 0) {
+  if (
+    (flags & ~(FLAG_HARD_STATE | FLAG_ENTRIES)) !== 0 ||
+    view.readUInt8(1) !== 0 ||
+    view.readUInt16LE(2) !== 0
+  ) {
     return `unknown save flags 0x${view.readUInt32LE(0).toString(16)}`;
   }
   let at = SAVE_FLAGS_BYTES;
   let hard_state: HardState | null = null;
   if ((flags & FLAG_HARD_STATE) !== 0) {
     if (view.length < at + HARD_STATE_BYTES) return 'save payload ends inside the hard state';
-    hard_state = { term: view.readUInt32LE(at), vote: view.readUInt32LE(at + 4), commit: view.readUInt32LE(at + 8) };
+    hard_state = {
+      term: view.readUInt32LE(at),
+      vote: view.readUInt32LE(at + 4),
+      commit: view.readUInt32LE(at + 8),
+    };
     at += HARD_STATE_BYTES;
   }
   let entries: EntriesToPersist | null = null;
   if ((flags & FLAG_ENTRIES) !== 0) {
-    if (view.length < at + ENTRIES_PREFIX_BYTES) return 'save payload ends inside the entries prefix';
+    if (view.length < at + ENTRIES_PREFIX_BYTES)
+      return 'save payload ends inside the entries prefix';
     const first_index = view.readUInt32LE(at);
     const count = view.readUInt32LE(at + 4);
     at += ENTRIES_PREFIX_BYTES;
-    // Each entry takes at least its prefix, so a count the payload cannot hold is rejected before allocating.
-    if (count > (view.length - at) / ENTRY_PREFIX_BYTES) return `entry count ${count} does not fit the payload`;
+    // Each entry takes at least its prefix, so a count the payload cannot hold is rejected before
+    // allocating.
+    if (count > (view.length - at) / ENTRY_PREFIX_BYTES)
+      return `entry count ${count} does not fit the payload`;
     const list: LogEntry[] = [];
     for (let i = 0; i < count; i += 1) {
       if (view.length < at + ENTRY_PREFIX_BYTES) return `save payload ends inside entry ${i}`;

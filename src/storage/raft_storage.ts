@@ -12,7 +12,8 @@
  * A sequence of records; integers are unsigned 32-bit little-endian.
  *
  *   offset  bytes  field
- *   0       4      crc            CRC-32 (IEEE, as zlib) of bytes [4, 16 + payload_bytes) of this record
+ *   0       4      crc            CRC-32 (IEEE, as zlib) of bytes [4, 16 + payload_bytes) of this
+ * record
  *   4       4      prev_crc       crc field of the previous record; 0 in the first record
  *   8       4      payload_bytes  at most LIMITS.wal_record_bytes_max
  *   12      1      type           1 = file header, 2 = save
@@ -154,17 +155,29 @@ export class RaftStorage {
     private last_index: number,
   ) {}
 
-  /** Opens (creating the directory and files if needed) and replays the log; see the file comment for the recovery rule. */
+  /**
+   * Opens (creating the directory and files if needed) and replays the log; see the file comment
+   * for the recovery rule.
+   */
   static open(dir: string, options: StorageOptions = {}): Promise<OpenResult> {
     return RaftStorage.openWithIo(dir, options, NODE_STORAGE_IO);
   }
 
-  /** Internal: open with an injected file layer (tests observe or fail writes and fsyncs through it). */
-  static async openWithIo(dir: string, options: StorageOptions, io: StorageIo): Promise<OpenResult> {
+  /**
+   * Internal: open with an injected file layer (tests observe or fail writes and fsyncs through
+   * it).
+   */
+  static async openWithIo(
+    dir: string,
+    options: StorageOptions,
+    io: StorageIo,
+  ): Promise<OpenResult> {
     const fsync = options.fsync ?? true;
     const data_dir = path.resolve(dir);
     const log_file = path.join(data_dir, LOG_FILE_NAME);
-    const created_dir = await withContext(`cannot create data directory ${data_dir}`, () => fs.promises.mkdir(data_dir, { recursive: true }));
+    const created_dir = await withContext(`cannot create data directory ${data_dir}`, () =>
+      fs.promises.mkdir(data_dir, { recursive: true }),
+    );
     const lock = await acquireDirLock(data_dir);
     let file: LogFile | null = null;
     try {
@@ -178,23 +191,39 @@ export class RaftStorage {
       let last_crc = replay.last_crc;
       const truncated_tail_bytes = replay.file_bytes - replay.valid_bytes;
       if (truncated_tail_bytes > 0) {
-        // Durable before anything is appended, or a crash could bring the torn bytes back behind new records.
-        await withContext(`cannot truncate the torn tail of ${log_file} at byte ${file_bytes}`, () => log.truncate(file_bytes));
+        // Durable before anything is appended, or a crash could bring the torn bytes back behind
+        // new records.
+        await withContext(
+          `cannot truncate the torn tail of ${log_file} at byte ${file_bytes}`,
+          () => log.truncate(file_bytes),
+        );
         await sync();
       }
       if (file_bytes === 0) {
         const header = encodeFileHeader();
-        await withContext(`cannot write the file header of ${log_file}`, () => log.write(header.bytes, 0));
+        await withContext(`cannot write the file header of ${log_file}`, () =>
+          log.write(header.bytes, 0),
+        );
         await sync();
         if (fsync) {
           for (const directory of directoriesToSync(data_dir, created_dir)) {
-            await withContext(`cannot fsync directory ${directory}`, () => io.syncDirectory(directory));
+            await withContext(`cannot fsync directory ${directory}`, () =>
+              io.syncDirectory(directory),
+            );
           }
         }
         file_bytes = header.bytes.length;
         last_crc = header.crc;
       }
-      const storage = new RaftStorage(log, lock, log_file, fsync, file_bytes, last_crc, replay.restored.entries.length);
+      const storage = new RaftStorage(
+        log,
+        lock,
+        log_file,
+        fsync,
+        file_bytes,
+        last_crc,
+        replay.restored.entries.length,
+      );
       return {
         storage,
         restored: replay.restored,
@@ -213,7 +242,8 @@ export class RaftStorage {
    */
   save(hard_state: HardState | null, entries: EntriesToPersist | null): Promise<void> {
     if (this.failure !== null) return Promise.reject(this.failure);
-    if (this.closed) return Promise.reject(new StorageIoError(`${this.log_file}: save after close`));
+    if (this.closed)
+      return Promise.reject(new StorageIoError(`${this.log_file}: save after close`));
     let record: Buffer | null = null;
     let next_last_index = this.last_index;
     if (hard_state !== null || entries !== null) {
@@ -225,12 +255,18 @@ export class RaftStorage {
       const payload_bytes = savePayloadBytes(hard_state, entries);
       if (payload_bytes > LIMITS.wal_record_bytes_max) {
         return Promise.reject(
-          new LimitExceededError('wal_record_bytes_max', `save of ${payload_bytes} bytes exceeds wal_record_bytes_max ${LIMITS.wal_record_bytes_max}`),
+          new LimitExceededError(
+            'wal_record_bytes_max',
+            `save of ${payload_bytes} bytes exceeds wal_record_bytes_max ${LIMITS.wal_record_bytes_max}`,
+          ),
         );
       }
       if (this.queued_bytes + RECORD_HEADER_BYTES + payload_bytes > LIMITS.wal_queued_bytes_max) {
         return Promise.reject(
-          new LimitExceededError('wal_queued_bytes_max', `${this.queued_bytes} bytes already queued for ${this.log_file}; limit ${LIMITS.wal_queued_bytes_max}`),
+          new LimitExceededError(
+            'wal_queued_bytes_max',
+            `${this.queued_bytes} bytes already queued for ${this.log_file}; limit ${LIMITS.wal_queued_bytes_max}`,
+          ),
         );
       }
       const sealed = encodeSave(hard_state, entries, this.last_crc);
@@ -275,10 +311,16 @@ export class RaftStorage {
     return this.closing;
   }
 
-  /** Validates a save against the log as it will be when the queue is written; returns the resulting last index. */
+  /**
+   * Validates a save against the log as it will be when the queue is written; returns the resulting
+   * last index.
+   */
   private checkSave(hard_state: HardState | null, entries: EntriesToPersist | null): number {
     if (hard_state !== null) {
-      assert(isUint32(hard_state.term) && isUint32(hard_state.vote) && isUint32(hard_state.commit), `hard state fields must be uint32: ${JSON.stringify(hard_state)}`);
+      assert(
+        isUint32(hard_state.term) && isUint32(hard_state.vote) && isUint32(hard_state.commit),
+        `hard state fields must be uint32: ${JSON.stringify(hard_state)}`,
+      );
     }
     if (entries === null) return this.last_index;
     const { first_index } = entries;
@@ -288,7 +330,8 @@ export class RaftStorage {
     );
     const next_last_index = first_index - 1 + entries.entries.length;
     assert(next_last_index <= UINT32_MAX, `log index ${next_last_index} exceeds uint32`);
-    for (const entry of entries.entries) assert(isUint32(entry.term), `entry term must be uint32, not ${entry.term}`);
+    for (const entry of entries.entries)
+      assert(isUint32(entry.term), `entry term must be uint32, not ${entry.term}`);
     return next_last_index;
   }
 
@@ -300,7 +343,10 @@ export class RaftStorage {
       try {
         await this.writeBatch(batch);
       } catch (error) {
-        this.failure = ioError(`${this.log_file}: write or fsync failed; no later save will be accepted, restart to recover`, error);
+        this.failure = ioError(
+          `${this.log_file}: write or fsync failed; no later save will be accepted, restart to recover`,
+          error,
+        );
         for (const save of batch) save.reject(this.failure);
       }
     }
@@ -364,11 +410,19 @@ function groupUpTo(buffers: Buffer[], bytes_max: number): Buffer[] {
     pending.push(buffer);
     pending_bytes += buffer.length;
   }
-  if (pending_bytes > 0) chunks.push(pending.length === 1 && pending[0] !== undefined ? pending[0] : Buffer.concat(pending, pending_bytes));
+  if (pending_bytes > 0)
+    chunks.push(
+      pending.length === 1 && pending[0] !== undefined
+        ? pending[0]
+        : Buffer.concat(pending, pending_bytes),
+    );
   return chunks;
 }
 
-/** The data directory (for the new log file's name) and, up to the parent of the first directory mkdir created, each new directory's parent. */
+/**
+ * The data directory (for the new log file's name) and, up to the parent of the first directory
+ * mkdir created, each new directory's parent.
+ */
 function directoriesToSync(data_dir: string, created_dir: string | undefined): string[] {
   const directories = [data_dir];
   if (created_dir === undefined) return directories;

@@ -45,7 +45,11 @@ export async function replayLog(file: LogFile, file_path: string): Promise<Repla
       damage = `only ${file_bytes - offset} bytes left, less than a record header`;
       break;
     }
-    const header = parseRecordHeader(await reader.view(offset, RECORD_HEADER_BYTES), 0, file_bytes - offset);
+    const header = parseRecordHeader(
+      await reader.view(offset, RECORD_HEADER_BYTES),
+      0,
+      file_bytes - offset,
+    );
     if (typeof header === 'string') {
       damage = header;
       break;
@@ -58,21 +62,27 @@ export async function replayLog(file: LogFile, file_path: string): Promise<Repla
     }
     // The record is intact, so a torn write cannot explain anything wrong with it from here on.
     if (header.prev_crc !== prev_crc) {
-      throw corrupt(`breaks the checksum chain (its prev_crc is ${hex(header.prev_crc)}, the previous record's crc is ${hex(prev_crc)})`);
+      throw corrupt(
+        `breaks the checksum chain (its prev_crc is ${hex(header.prev_crc)}, the previous record's crc is ${hex(prev_crc)})`,
+      );
     }
     const payload = record.subarray(RECORD_HEADER_BYTES);
     if (offset === 0) {
-      if (header.type !== RecordType.FileHeader) throw corrupt('the first record is not a file header');
+      if (header.type !== RecordType.FileHeader)
+        throw corrupt('the first record is not a file header');
       const problem = checkFileHeader(payload);
       if (problem !== null) throw corrupt(problem);
     } else {
-      if (header.type !== RecordType.Save) throw corrupt('a file header record after the start of the file');
+      if (header.type !== RecordType.Save)
+        throw corrupt('a file header record after the start of the file');
       const save = decodeSave(payload);
       if (typeof save === 'string') throw corrupt(save);
       if (save.entries !== null) {
         const { first_index } = save.entries;
         if (first_index < 1 || first_index > entries.length + 1) {
-          throw corrupt(`entries start at index ${first_index} but the log ends at index ${entries.length}`);
+          throw corrupt(
+            `entries start at index ${first_index} but the log ends at index ${entries.length}`,
+          );
         }
         entries.length = first_index - 1;
         for (const entry of save.entries.entries) entries.push(entry);
@@ -93,7 +103,14 @@ export async function replayLog(file: LogFile, file_path: string): Promise<Repla
       );
     }
   }
-  return { restored: { hard_state, entries }, save_records, valid_bytes: offset, file_bytes, last_crc: prev_crc, torn_reason: damage };
+  return {
+    restored: { hard_state, entries },
+    save_records,
+    valid_bytes: offset,
+    file_bytes,
+    last_crc: prev_crc,
+    torn_reason: damage,
+  };
 }
 
 /**
@@ -116,7 +133,8 @@ async function findIntactRecord(reader: ChunkReader, from: number): Promise<numb
         if (recordCrcMatches(window.subarray(i, i + record_bytes))) return start + i;
         continue;
       }
-      // The candidate runs past the window; reading it replaces the window, so resume the scan after it.
+      // The candidate runs past the window; reading it replaces the window, so resume the scan
+      // after it.
       const record = await reader.view(start + i, record_bytes);
       if (recordCrcMatches(record.subarray(0, record_bytes))) return start + i;
       next_start = start + i + 1;

@@ -65,7 +65,10 @@ export class CommandMalformedError extends KvError {
   }
 }
 
-/** Reading or writing persistent state failed (or the storage is closed); after a failed fsync nothing written since the last good one can be trusted. */
+/**
+ * Reading or writing persistent state failed (or the storage is closed); after a failed fsync
+ * nothing written since the last good one can be trusted.
+ */
 export class StorageIoError extends KvError {
   constructor(message: string) {
     super('STORAGE_IO', message);

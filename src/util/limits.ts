@@ -22,7 +22,10 @@ export const LIMITS = {
   peer_write_queue_bytes_max: 64 * 1024 * 1024,
   /** Raft: data bytes of one proposed entry (must stay below the frame payload limit). */
   raft_entry_bytes_max: 32 * 1024 * 1024,
-  /** Raft: payload bytes of entries in one AppendEntries message (a single larger entry still goes alone). */
+  /**
+   * Raft: payload bytes of entries in one AppendEntries message (a single larger entry still goes
+   * alone).
+   */
   raft_message_entries_bytes_max: 1024 * 1024,
   /** Raft: entries in one AppendEntries message. */
   raft_message_entries_max: 4096,
@@ -30,7 +33,10 @@ export const LIMITS = {
   raft_inflight_messages_max: 64,
   /** Raft: bytes of proposed-but-uncommitted entry data a leader accepts. */
   raft_uncommitted_bytes_max: 64 * 1024 * 1024,
-  /** Raft: committed entries handed to the state machine per Ready (the server yields to the event loop between Readies). */
+  /**
+   * Raft: committed entries handed to the state machine per Ready (the server yields to the event
+   * loop between Readies).
+   */
   raft_committed_entries_per_ready_max: 8192,
   /** Raft: read requests waiting for leadership confirmation. */
   raft_pending_reads_max: 64 * 1024,
@@ -40,7 +46,10 @@ export const LIMITS = {
   cluster_nodes_max: 64,
   /** Deepest nesting of arrays in one RESP reply a client parser accepts. */
   resp_reply_nesting_depth_max: 64,
-  /** KvClient: calls accepted but not yet settled (queued, in flight or backing off); more is EQUEUEFULL. */
+  /**
+   * KvClient: calls accepted but not yet settled (queued, in flight or backing off); more is
+   * EQUEUEFULL.
+   */
   kv_client_pending_calls_max: 10_000,
   /** KvClient: addresses remembered from the configured list plus MOVED targets. */
   kv_client_nodes_max: 64,
@@ -48,21 +57,34 @@ export const LIMITS = {
   kvcli_history_lines_max: 1000,
   /** kvcli: bytes of one input line (a command). */
   kvcli_line_bytes_max: 16 * 1024 * 1024,
-  /** Inbound Raft connections open at once (4 per possible peer: reconnect races briefly need more than one). */
+  /**
+   * Inbound Raft connections open at once (4 per possible peer: reconnect races briefly need more
+   * than one).
+   */
   peer_inbound_connections_max: 4 * 64,
   /** Client connections open at once; beyond it a new client gets an error and is closed. */
   client_connections_max: 10_000,
-  /** WAL: bytes of one record (one save: hard state + entries); a header claiming more is damage, a bigger save is refused. */
+  /**
+   * WAL: bytes of one record (one save: hard state + entries); a header claiming more is damage, a
+   * bigger save is refused.
+   */
   wal_record_bytes_max: 128 * 1024 * 1024,
-  /** WAL: encoded bytes of saves queued behind the running write/fsync; beyond it save() is refused. */
+  /**
+   * WAL: encoded bytes of saves queued behind the running write/fsync; beyond it save() is refused.
+   */
   wal_queued_bytes_max: 256 * 1024 * 1024,
-  /** WAL: bytes handed to one write() call; a larger batch is written in several calls, then fsync'd once. */
+  /**
+   * WAL: bytes handed to one write() call; a larger batch is written in several calls, then fsync'd
+   * once.
+   */
   wal_write_bytes_max: 16 * 1024 * 1024,
   /** WAL: bytes read per read() call while replaying the log at startup. */
   wal_replay_chunk_bytes: 1024 * 1024,
   /** Requests a follower has relayed to the leader and not yet had answered, per leader link. */
   forward_pending_requests_max: 64 * 1024,
-  /** Client requests waiting for a leader to become known (each waits at most no_leader_timeout_ms). */
+  /**
+   * Client requests waiting for a leader to become known (each waits at most no_leader_timeout_ms).
+   */
   leader_waiters_max: 64 * 1024,
 } as const;
 

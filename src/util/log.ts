@@ -14,7 +14,11 @@ export interface Logger {
   enabled(level: LogLevel): boolean;
 }
 
-export function createLogger(prefix: string, level: LogLevel, write: (line: string) => void = (line) => process.stderr.write(line)): Logger {
+export function createLogger(
+  prefix: string,
+  level: LogLevel,
+  write: (line: string) => void = (line) => process.stderr.write(line),
+): Logger {
   const rank = LEVEL_RANK[level];
   const emit = (at: LogLevel, message: string): void => {
     if (LEVEL_RANK[at] > rank) return;

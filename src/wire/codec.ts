@@ -99,7 +99,10 @@ export function encodeMessage(message: RaftMessage): Buffer {
     default:
       return unknownMessage(message);
   }
-  if (at !== frame.length) throw new AssertionFailure(`encoded ${at} of ${frame.length} frame bytes for type ${message.type}`);
+  if (at !== frame.length)
+    throw new AssertionFailure(
+      `encoded ${at} of ${frame.length} frame bytes for type ${message.type}`,
+    );
   return frame;
 }
 
@@ -125,7 +128,11 @@ function payloadBytes(message: RaftMessage): number {
   }
 }
 
-function writeAppendEntriesRequest(frame: Buffer, start: number, message: AppendEntriesRequest): number {
+function writeAppendEntriesRequest(
+  frame: Buffer,
+  start: number,
+  message: AppendEntriesRequest,
+): number {
   let at = start;
   at = writeInt32(frame, at, message.term, 'term');
   at = writeInt32(frame, at, message.leader_id, 'leader_id');
@@ -166,7 +173,9 @@ function writeBool(frame: Buffer, at: number, value: boolean): number {
 }
 
 function unknownMessage(message: never): never {
-  throw new AssertionFailure(`cannot encode unknown message type ${(message as { type: unknown }).type}`);
+  throw new AssertionFailure(
+    `cannot encode unknown message type ${(message as { type: unknown }).type}`,
+  );
 }
 
 /**
@@ -174,7 +183,11 @@ function unknownMessage(message: never): never {
  * oversized frame is refused before a single payload byte is buffered.
  * Returns the message type.
  */
-function checkFrameHeader(type: number, payload_bytes: number, payload_bytes_max: number): MessageTypeNumber {
+function checkFrameHeader(
+  type: number,
+  payload_bytes: number,
+  payload_bytes_max: number,
+): MessageTypeNumber {
   let message_type: MessageTypeNumber;
   let exact_payload_bytes: number | null;
   switch (type) {
@@ -210,7 +223,10 @@ function checkFrameHeader(type: number, payload_bytes: number, payload_bytes_max
     );
   }
   if (exact_payload_bytes !== null && payload_bytes !== exact_payload_bytes) {
-    throw new WireError('WIRE_MALFORMED', `Raft message type ${type} payload must be ${exact_payload_bytes} bytes, header says ${payload_bytes}`);
+    throw new WireError(
+      'WIRE_MALFORMED',
+      `Raft message type ${type} payload must be ${exact_payload_bytes} bytes, header says ${payload_bytes}`,
+    );
   }
   if (exact_payload_bytes === null && payload_bytes < APPEND_ENTRIES_REQUEST_FIXED_BYTES) {
     throw new WireError(
@@ -222,7 +238,12 @@ function checkFrameHeader(type: number, payload_bytes: number, payload_bytes_max
 }
 
 /** Decodes bytes[start, end), a payload whose header checkFrameHeader accepted. */
-function decodePayload(type: MessageTypeNumber, bytes: Buffer, start: number, end: number): RaftMessage {
+function decodePayload(
+  type: MessageTypeNumber,
+  bytes: Buffer,
+  start: number,
+  end: number,
+): RaftMessage {
   switch (type) {
     case MessageType.RequestVoteRequest:
     case MessageType.PreVoteRequest:
@@ -235,7 +256,11 @@ function decodePayload(type: MessageTypeNumber, bytes: Buffer, start: number, en
       };
     case MessageType.RequestVoteResponse:
     case MessageType.PreVoteResponse:
-      return { type, term: bytes.readInt32LE(start), vote_granted: readBool(bytes, start + 4, 'vote_granted') };
+      return {
+        type,
+        term: bytes.readInt32LE(start),
+        vote_granted: readBool(bytes, start + 4, 'vote_granted'),
+      };
     case MessageType.AppendEntriesRequest:
       return decodeAppendEntriesRequest(bytes, start, end);
     case MessageType.AppendEntriesResponse:
@@ -264,24 +289,37 @@ function readBool(bytes: Buffer, at: number, field: string): boolean {
   throw new WireError('WIRE_MALFORMED', `${field} byte is ${String(value)}, expected 0 or 1`);
 }
 
-function decodeAppendEntriesRequest(bytes: Buffer, start: number, end: number): AppendEntriesRequest {
+function decodeAppendEntriesRequest(
+  bytes: Buffer,
+  start: number,
+  end: number,
+): AppendEntriesRequest {
   const entry_count = bytes.readUInt32LE(start + 24);
   let at = start + APPEND_ENTRIES_REQUEST_FIXED_BYTES;
   // Each entry takes at least its header, so a count the payload cannot hold is
   // refused before looping over it.
   if (entry_count > (end - at) / LOG_ENTRY_HEADER_BYTES) {
-    throw new WireError('WIRE_MALFORMED', `AppendEntriesRequest claims ${entry_count} entries in ${end - at} bytes`);
+    throw new WireError(
+      'WIRE_MALFORMED',
+      `AppendEntriesRequest claims ${entry_count} entries in ${end - at} bytes`,
+    );
   }
   const entries: LogEntry[] = [];
   for (let index = 0; index < entry_count; index++) {
     if (end - at < LOG_ENTRY_HEADER_BYTES) {
-      throw new WireError('WIRE_MALFORMED', `AppendEntriesRequest entry ${index} of ${entry_count} starts past the payload`);
+      throw new WireError(
+        'WIRE_MALFORMED',
+        `AppendEntriesRequest entry ${index} of ${entry_count} starts past the payload`,
+      );
     }
     const term = bytes.readInt32LE(at);
     const data_bytes = bytes.readUInt32LE(at + 4);
     at += LOG_ENTRY_HEADER_BYTES;
     if (data_bytes > end - at) {
-      throw new WireError('WIRE_MALFORMED', `AppendEntriesRequest entry ${index} data_length ${data_bytes} overruns the payload`);
+      throw new WireError(
+        'WIRE_MALFORMED',
+        `AppendEntriesRequest entry ${index} data_length ${data_bytes} overruns the payload`,
+      );
     }
     // A copy with its own ArrayBuffer: entries live in the log for long, and a
     // view would keep the whole network chunk or frame alive with them.
@@ -291,7 +329,10 @@ function decodeAppendEntriesRequest(bytes: Buffer, start: number, end: number): 
     at += data_bytes;
   }
   if (at !== end) {
-    throw new WireError('WIRE_MALFORMED', `AppendEntriesRequest has ${end - at} bytes after its ${entry_count} entries`);
+    throw new WireError(
+      'WIRE_MALFORMED',
+      `AppendEntriesRequest has ${end - at} bytes after its ${entry_count} entries`,
+    );
   }
   return {
     type: MessageType.AppendEntriesRequest,
@@ -352,7 +393,8 @@ class IncompleteFrame {
     const bytes = Buffer.concat(this.chunks, this.bytes_total + last.length);
     this.chunks = [];
     this.bytes_total = 0;
-    // Every view into the coalescing buffer was just copied out, so it can be refilled from the start.
+    // Every view into the coalescing buffer was just copied out, so it can be refilled from the
+    // start.
     this.coalesce_start = 0;
     this.coalesce_end = 0;
     return bytes;
@@ -380,15 +422,23 @@ export interface FrameDecoderOptions {
 export class FrameDecoder {
   private readonly payload_bytes_max: number;
   private readonly incomplete = new IncompleteFrame();
-  /** Type and total size of the incomplete frame once its header is in; frame_bytes is 0 until then. */
+  /**
+   * Type and total size of the incomplete frame once its header is in; frame_bytes is 0 until then.
+   */
   private incomplete_type: MessageTypeNumber = MessageType.RequestVoteRequest;
   private incomplete_frame_bytes = 0;
   private failure: unknown = null;
 
   constructor(options: FrameDecoderOptions = {}) {
     const payload_bytes_max = options.payload_bytes_max ?? LIMITS.raft_frame_payload_bytes_max;
-    if (!Number.isInteger(payload_bytes_max) || payload_bytes_max < 0 || payload_bytes_max > UINT32_MAX) {
-      throw new AssertionFailure(`payload_bytes_max ${payload_bytes_max} must be an integer in [0, ${UINT32_MAX}]`);
+    if (
+      !Number.isInteger(payload_bytes_max) ||
+      payload_bytes_max < 0 ||
+      payload_bytes_max > UINT32_MAX
+    ) {
+      throw new AssertionFailure(
+        `payload_bytes_max ${payload_bytes_max} must be an integer in [0, ${UINT32_MAX}]`,
+      );
     }
     this.payload_bytes_max = payload_bytes_max;
   }
@@ -454,7 +504,11 @@ export class FrameDecoder {
       const header = this.incomplete.take(chunk.subarray(0, at));
       this.incomplete.append(header);
       const payload_bytes = header.readUInt32LE(4);
-      this.incomplete_type = checkFrameHeader(header.readUInt32LE(0), payload_bytes, this.payload_bytes_max);
+      this.incomplete_type = checkFrameHeader(
+        header.readUInt32LE(0),
+        payload_bytes,
+        this.payload_bytes_max,
+      );
       this.incomplete_frame_bytes = FRAME_HEADER_BYTES + payload_bytes;
     }
     const bytes_missing = this.incomplete_frame_bytes - this.incomplete.bytes;

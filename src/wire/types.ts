@@ -53,7 +53,10 @@ export interface AppendEntriesResponse {
   type: typeof MessageType.AppendEntriesResponse;
   term: number;
   follower_id: number;
-  /** On success: the index of the last entry the follower now matches. On rejection: a hint where the leader should resume (see raft core). */
+  /**
+   * On success: the index of the last entry the follower now matches. On rejection: a hint where
+   * the leader should resume (see raft core).
+   */
   log_index: number;
   success: boolean;
   follower_commit: number;

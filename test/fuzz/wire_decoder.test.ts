@@ -18,10 +18,14 @@ const PARAMS: fc.Parameters<unknown> =
     ? { numRuns: RUNS }
     : { numRuns: RUNS, seed: Number(process.env.FC_SEED), path: process.env.FC_PATH ?? '' };
 
-const record = <T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<T> => fc.record(model, { noNullPrototype: true });
+const record = <T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<T> =>
+  fc.record(model, { noNullPrototype: true });
 // Small values keep mutated length fields near plausible sizes, where decoding bugs hide.
 const small = fc.integer({ min: -3, max: 300 });
-const logEntry: fc.Arbitrary<LogEntry> = record({ term: small, data: fc.uint8Array({ maxLength: 24 }) });
+const logEntry: fc.Arbitrary<LogEntry> = record({
+  term: small,
+  data: fc.uint8Array({ maxLength: 24 }),
+});
 const raftMessage: fc.Arbitrary<RaftMessage> = fc.oneof(
   record({
     type: fc.constantFrom(MessageType.RequestVoteRequest, MessageType.PreVoteRequest),
@@ -64,8 +68,16 @@ type Mutation =
   | { kind: 'truncate'; at: number };
 
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-  record({ kind: fc.constant('set' as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
-  record({ kind: fc.constant('insert' as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
+  record({
+    kind: fc.constant('set' as const),
+    at: fc.nat(),
+    value: fc.integer({ min: 0, max: 255 }),
+  }),
+  record({
+    kind: fc.constant('insert' as const),
+    at: fc.nat(),
+    value: fc.integer({ min: 0, max: 255 }),
+  }),
   record({ kind: fc.constant('remove' as const), at: fc.nat() }),
   record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
 );
@@ -79,7 +91,11 @@ function mutate(stream: Buffer, mutations: Mutation[]): Buffer {
         if (bytes.length > 0) bytes[at] = change.value;
         break;
       case 'insert':
-        bytes = Buffer.concat([bytes.subarray(0, at), Buffer.from([change.value]), bytes.subarray(at)]);
+        bytes = Buffer.concat([
+          bytes.subarray(0, at),
+          Buffer.from([change.value]),
+          bytes.subarray(at),
+        ]);
         break;
       case 'remove':
         bytes = Buffer.concat([bytes.subarray(0, at), bytes.subarray(at + 1)]);

@@ -11,8 +11,13 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
-import { KvClient, KvClientError, OutcomeUnknownError, type ClientErrorCode } from '../../src/client';
-import { pollUntil, TestCluster, withCluster } from './cluster_harness';
+import {
+  KvClient,
+  KvClientError,
+  OutcomeUnknownError,
+  type ClientErrorCode,
+} from '../../src/client';
+import { pollUntil, type TestCluster, withCluster } from './cluster_harness';
 
 const TEST_TIMEOUT_MS = 120_000;
 const WRITER_CALL_TIMEOUT_MS = 3000;
@@ -28,9 +33,18 @@ const ACKS_BEFORE_KILL_PER_WRITER = 15;
 const ACKS_AFTER_KILL_PER_WRITER = 15;
 
 /** Codes that mean "this call certainly did not take effect" for a SET. */
-const DEFINITE_FAILURE_CODES: ReadonlySet<ClientErrorCode> = new Set(['ETIMEOUT', 'ECONNECTION', 'ENOLEADER', 'ESERVER']);
+const DEFINITE_FAILURE_CODES: ReadonlySet<ClientErrorCode> = new Set([
+  'ETIMEOUT',
+  'ECONNECTION',
+  'ENOLEADER',
+  'ESERVER',
+]);
 
-type Outcome = { kind: 'ok' } | { kind: 'unknown'; error: OutcomeUnknownError } | { kind: 'failed'; error: KvClientError } | { kind: 'hung' };
+type Outcome =
+  | { kind: 'ok' }
+  | { kind: 'unknown'; error: OutcomeUnknownError }
+  | { kind: 'failed'; error: KvClientError }
+  | { kind: 'hung' };
 
 interface CallRecord {
   key: string;
@@ -40,7 +54,11 @@ interface CallRecord {
 }
 
 /** One SET, classified; never throws, never waits past HUNG_AFTER_MS. */
-async function classifiedSet(client: KvClient, key: string, value: string): Promise<{ outcome: Outcome; elapsed_ms: number }> {
+async function classifiedSet(
+  client: KvClient,
+  key: string,
+  value: string,
+): Promise<{ outcome: Outcome; elapsed_ms: number }> {
   const started = performance.now();
   let watchdog: NodeJS.Timeout | null = null;
   const hung = new Promise<Outcome>((resolve) => {
@@ -79,11 +97,18 @@ interface FailoverReport {
  * once each has some acknowledged writes, and they go on until each has some
  * acknowledged after the kill.
  */
-async function writeThroughLeaderKill(cluster: TestCluster, prefix: string): Promise<FailoverReport> {
+async function writeThroughLeaderKill(
+  cluster: TestCluster,
+  prefix: string,
+): Promise<FailoverReport> {
   const leader = await cluster.waitForLeader();
   const clients = Array.from(
     { length: WRITERS },
-    (_, w) => new KvClient({ nodes: rotate(cluster.addresses(), w), call_timeout_ms: WRITER_CALL_TIMEOUT_MS }),
+    (_, w) =>
+      new KvClient({
+        nodes: rotate(cluster.addresses(), w),
+        call_timeout_ms: WRITER_CALL_TIMEOUT_MS,
+      }),
   );
   const records: CallRecord[] = [];
   const acks = new Array<number>(WRITERS).fill(0);
@@ -111,12 +136,18 @@ async function writeThroughLeaderKill(cluster: TestCluster, prefix: string): Pro
 
   try {
     await pollUntil('acknowledged writes from every writer before the kill', 30_000, () =>
-      acks.every((n) => n >= ACKS_BEFORE_KILL_PER_WRITER) || records.some((r) => r.outcome.kind === 'hung') ? true : null,
+      acks.every((n) => n >= ACKS_BEFORE_KILL_PER_WRITER) ||
+      records.some((r) => r.outcome.kind === 'hung')
+        ? true
+        : null,
     );
     killed_at = performance.now();
     await cluster.kill(leader);
     await pollUntil('acknowledged writes from every writer after the kill', 60_000, () =>
-      acks_after_kill.every((n) => n >= ACKS_AFTER_KILL_PER_WRITER) || records.some((r) => r.outcome.kind === 'hung') ? true : null,
+      acks_after_kill.every((n) => n >= ACKS_AFTER_KILL_PER_WRITER) ||
+      records.some((r) => r.outcome.kind === 'hung')
+        ? true
+        : null,
     );
   } finally {
     stop = true;
@@ -130,9 +161,17 @@ async function writeThroughLeaderKill(cluster: TestCluster, prefix: string): Pro
 async function checkFailoverReport(cluster: TestCluster, report: FailoverReport): Promise<string> {
   const { records } = report;
   const hung = records.filter((r) => r.outcome.kind === 'hung');
-  assert.deepEqual(hung.map((r) => r.key), [], 'no call hangs');
+  assert.deepEqual(
+    hung.map((r) => r.key),
+    [],
+    'no call hangs',
+  );
   const late = records.filter((r) => r.elapsed_ms > WRITER_CALL_TIMEOUT_MS + SETTLE_SLACK_MS);
-  assert.deepEqual(late.map((r) => `${r.key}: ${Math.round(r.elapsed_ms)} ms`), [], `every call settles within ${WRITER_CALL_TIMEOUT_MS} + ${SETTLE_SLACK_MS} ms`);
+  assert.deepEqual(
+    late.map((r) => `${r.key}: ${Math.round(r.elapsed_ms)} ms`),
+    [],
+    `every call settles within ${WRITER_CALL_TIMEOUT_MS} + ${SETTLE_SLACK_MS} ms`,
+  );
   for (const record of records) {
     if (record.outcome.kind === 'failed') {
       assert.ok(
@@ -151,27 +190,50 @@ async function checkFailoverReport(cluster: TestCluster, report: FailoverReport)
       const stored = values[i] ?? null;
       switch (record.outcome.kind) {
         case 'ok':
-          assert.deepEqual(stored, [record.value], `acknowledged ${record.key} is readable with its value`);
+          assert.deepEqual(
+            stored,
+            [record.value],
+            `acknowledged ${record.key} is readable with its value`,
+          );
           break;
         case 'failed':
-          assert.equal(stored, null, `${record.key} failed definitely (${record.outcome.error.message}) yet is stored`);
+          assert.equal(
+            stored,
+            null,
+            `${record.key} failed definitely (${record.outcome.error.message}) yet is stored`,
+          );
           break;
         case 'unknown':
-          if (stored !== null) assert.deepEqual(stored, [record.value], `outcome-unknown ${record.key} holds its own value if any`);
+          if (stored !== null)
+            assert.deepEqual(
+              stored,
+              [record.value],
+              `outcome-unknown ${record.key} holds its own value if any`,
+            );
           break;
         case 'hung':
           break;
       }
     });
-    const count = (kind: Outcome['kind']): number => records.filter((r) => r.outcome.kind === kind).length;
-    const unknown = records.filter((r): r is CallRecord & { outcome: { kind: 'unknown'; error: OutcomeUnknownError } } => r.outcome.kind === 'unknown');
+    const count = (kind: Outcome['kind']): number =>
+      records.filter((r) => r.outcome.kind === kind).length;
+    const unknown = records.filter(
+      (r): r is CallRecord & { outcome: { kind: 'unknown'; error: OutcomeUnknownError } } =>
+        r.outcome.kind === 'unknown',
+    );
     const unknown_applied = unknown.filter((r) => values[records.indexOf(r)] !== null).length;
-    const failed_codes = records.flatMap((r) => (r.outcome.kind === 'failed' ? [r.outcome.error.code] : []));
+    const failed_codes = records.flatMap((r) =>
+      r.outcome.kind === 'failed' ? [r.outcome.error.code] : [],
+    );
     const max_elapsed = Math.max(...records.map((r) => r.elapsed_ms));
     return [
       `${records.length} SETs: ${count('ok')} ok, ${count('unknown')} outcome-unknown (${unknown_applied} of them applied), ${count('failed')} definite failures`,
-      unknown.length > 0 ? `  unknown: ${unknown.map((r) => `${r.key} [${r.outcome.error.reason}] ${r.outcome.error.message}`).join('\n           ')}` : null,
-      failed_codes.length > 0 ? `  definite failures by code: ${JSON.stringify(countBy(failed_codes))}` : null,
+      unknown.length > 0
+        ? `  unknown: ${unknown.map((r) => `${r.key} [${r.outcome.error.reason}] ${r.outcome.error.message}`).join('\n           ')}`
+        : null,
+      failed_codes.length > 0
+        ? `  definite failures by code: ${JSON.stringify(countBy(failed_codes))}`
+        : null,
       `  slowest call ${Math.round(max_elapsed)} ms (deadline ${WRITER_CALL_TIMEOUT_MS} ms); recovery after the kill per writer: ${report.recovery_ms.map((ms) => `${Math.round(ms)} ms`).join(', ')}`,
     ]
       .filter((line) => line !== null)
@@ -191,14 +253,18 @@ function report(t: TestContext, text: string): void {
   for (const line of text.split('\n')) t.diagnostic(line);
 }
 
-test('failover: concurrent writers survive kill -9 of the leader; every call settles in time and acknowledged writes persist', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('failover: concurrent writers survive kill -9 of the leader; every call settles in time and acknowledged writes persist', {
+  timeout: TEST_TIMEOUT_MS,
+}, async (t) => {
   await withCluster({ nodes: 3 }, async (cluster) => {
     const failover = await writeThroughLeaderKill(cluster, 'fwd');
     report(t, await checkFailoverReport(cluster, failover));
   });
 });
 
-test('MOVED mode: the client follows -MOVED to the leader and, after kill -9 of it, finds the new one', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('MOVED mode: the client follows -MOVED to the leader and, after kill -9 of it, finds the new one', {
+  timeout: TEST_TIMEOUT_MS,
+}, async (t) => {
   await withCluster({ nodes: 3, extra_config: ['client_redirect moved'] }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     const follower = (leader + 1) % 3;
@@ -207,8 +273,16 @@ test('MOVED mode: the client follows -MOVED to the leader and, after kill -9 of 
     try {
       await client.set('moved-before', 'one');
       assert.ok(client.stats().redirects >= 1, 'the SET was redirected');
-      assert.equal(client.currentNode(), cluster.address(leader), 'the client now talks to the leader');
-      assert.deepEqual(client.nodes(), [cluster.address(follower), cluster.address(leader)], 'the leader was learnt from MOVED');
+      assert.equal(
+        client.currentNode(),
+        cluster.address(leader),
+        'the client now talks to the leader',
+      );
+      assert.deepEqual(
+        client.nodes(),
+        [cluster.address(follower), cluster.address(leader)],
+        'the leader was learnt from MOVED',
+      );
       const redirects_before = client.stats().redirects;
       assert.deepEqual(await client.get('moved-before'), ['one']);
       assert.equal(client.stats().redirects, redirects_before, 'no redirect once at the leader');
@@ -222,17 +296,25 @@ test('MOVED mode: the client follows -MOVED to the leader and, after kill -9 of 
           return true;
         } catch (error) {
           // Retrying is safe: the same key and value.
-          errors.push(error instanceof KvClientError ? `${error.code}: ${error.message}` : String(error));
+          errors.push(
+            error instanceof KvClientError ? `${error.code}: ${error.message}` : String(error),
+          );
           return null;
         }
       });
       const recovered_ms = performance.now() - killed_at;
       const survivors = [0, 1, 2].filter((i) => i !== leader);
       const new_leader = await cluster.waitForLeader(15_000, survivors);
-      assert.equal(client.currentNode(), cluster.address(new_leader), 'the client found the new leader');
+      assert.equal(
+        client.currentNode(),
+        cluster.address(new_leader),
+        'the client found the new leader',
+      );
       assert.deepEqual(await client.get('moved-before'), ['one']);
       assert.deepEqual(await client.get('moved-after'), ['two']);
-      t.diagnostic(`MOVED: new leader found ${Math.round(recovered_ms)} ms after the kill; ${client.stats().redirects} redirects, ${client.stats().retries} retries; failed attempts: ${JSON.stringify(errors)}`);
+      t.diagnostic(
+        `MOVED: new leader found ${Math.round(recovered_ms)} ms after the kill; ${client.stats().redirects} redirects, ${client.stats().retries} retries; failed attempts: ${JSON.stringify(errors)}`,
+      );
     } finally {
       await client.close();
     }
@@ -243,8 +325,13 @@ test('MOVED mode: the client follows -MOVED to the leader and, after kill -9 of 
   });
 });
 
-/** Restarts the killed node so there is a quorum again after the next kill, then runs the writers. */
-async function writeThroughLeaderKillAfterRestart(cluster: TestCluster, killed: number): Promise<FailoverReport> {
+/**
+ * Restarts the killed node so there is a quorum again after the next kill, then runs the writers.
+ */
+async function writeThroughLeaderKillAfterRestart(
+  cluster: TestCluster,
+  killed: number,
+): Promise<FailoverReport> {
   cluster.start(killed);
   await pollUntil('the restarted node to know the leader', 20_000, async () => {
     const info = await cluster.info(killed);
@@ -253,7 +340,9 @@ async function writeThroughLeaderKillAfterRestart(cluster: TestCluster, killed: 
   return writeThroughLeaderKill(cluster, 'moved');
 }
 
-type PipelinedCall = { kind: 'set'; key: string; words: string[] } | { kind: 'get'; key: string; expect: string[] | null };
+type PipelinedCall =
+  | { kind: 'set'; key: string; words: string[] }
+  | { kind: 'get'; key: string; expect: string[] | null };
 
 interface PipelineResult {
   elapsed_ms: number;
@@ -266,26 +355,35 @@ interface PipelineResult {
  * Issues every call in one synchronous loop (one event-loop turn), then
  * checks they settled in issue order and every GET returned its `expect`.
  */
-async function runPipeline(client: KvClient, calls: readonly PipelinedCall[]): Promise<PipelineResult> {
+async function runPipeline(
+  client: KvClient,
+  calls: readonly PipelinedCall[],
+): Promise<PipelineResult> {
   const writes_before = client.stats().socket_writes;
   const settled_order: number[] = [];
   const started = performance.now();
-  // Both branches observe settlement at the same promise depth, so the recorded order is the real one.
-  const promises = calls.map((call, i): Promise<string[] | null> =>
-    call.kind === 'set'
-      ? client.set(call.key, ...call.words).then(() => {
-          settled_order.push(i);
-          return null;
-        })
-      : client.get(call.key).then((value) => {
-          settled_order.push(i);
-          return value;
-        }),
+  // Both branches observe settlement at the same promise depth, so the recorded order is the real
+  // one.
+  const promises = calls.map(
+    (call, i): Promise<string[] | null> =>
+      call.kind === 'set'
+        ? client.set(call.key, ...call.words).then(() => {
+            settled_order.push(i);
+            return null;
+          })
+        : client.get(call.key).then((value) => {
+            settled_order.push(i);
+            return value;
+          }),
   );
   const results = await Promise.all(promises);
   const elapsed_ms = performance.now() - started;
   const out_of_order = settled_order.findIndex((index, position) => index !== position);
-  assert.equal(out_of_order, -1, `call ${settled_order[out_of_order]} settled in position ${out_of_order}`);
+  assert.equal(
+    out_of_order,
+    -1,
+    `call ${settled_order[out_of_order]} settled in position ${out_of_order}`,
+  );
   const wrong: string[] = [];
   calls.forEach((call, i) => {
     if (call.kind === 'get' && JSON.stringify(results[i]) !== JSON.stringify(call.expect)) {
@@ -304,13 +402,18 @@ function rate(calls: number, elapsed_ms: number): string {
   return `${calls} calls in ${Math.round(elapsed_ms)} ms (${Math.round((calls * 1000) / elapsed_ms)}/s)`;
 }
 
-test('pipelining: 5,000 GET/SET calls issued in one turn resolve in order with the right values, in few socket writes', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('pipelining: 5,000 GET/SET calls issued in one turn resolve in order with the right values, in few socket writes', {
+  timeout: TEST_TIMEOUT_MS,
+}, async (t) => {
   await withCluster({ nodes: 3 }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     // Through the leader, and through a follower so the calls also cross its forwarding link.
     for (const start of [leader, (leader + 1) % 3]) {
       const via = start === leader ? 'leader' : 'follower';
-      const client = new KvClient({ nodes: rotate(cluster.addresses(), start), call_timeout_ms: 60_000 });
+      const client = new KvClient({
+        nodes: rotate(cluster.addresses(), start),
+        call_timeout_ms: 60_000,
+      });
       try {
         await client.ping(); // connected first, so the batch is not held back by the handshake
         const pairs = 2500;
@@ -334,11 +437,18 @@ test('pipelining: 5,000 GET/SET calls issued in one turn resolve in order with t
         assert.deepEqual(second.wrong.slice(0, 5), [], `${second.wrong.length} wrong GETs`);
         const check = await runPipeline(
           client,
-          Array.from({ length: pairs }, (_, i): PipelinedCall => ({ kind: 'get', key: key('b', i), expect: [`b${i}`] })),
+          Array.from(
+            { length: pairs },
+            (_, i): PipelinedCall => ({ kind: 'get', key: key('b', i), expect: [`b${i}`] }),
+          ),
         );
         assert.deepEqual(check.wrong.slice(0, 5), [], `${check.wrong.length} wrong GETs`);
         assert.equal(client.stats().retries, 0, 'nothing was retried');
-        for (const round of [first, second]) assert.ok(round.socket_writes <= 5, `5,000 calls went out in ${round.socket_writes} socket writes`);
+        for (const round of [first, second])
+          assert.ok(
+            round.socket_writes <= 5,
+            `5,000 calls went out in ${round.socket_writes} socket writes`,
+          );
         t.diagnostic(
           `pipeline via the ${via}: ${rate(2 * pairs, first.elapsed_ms)} in ${first.socket_writes} socket write(s); ` +
             `${rate(2 * pairs, second.elapsed_ms)} in ${second.socket_writes}; ${rate(pairs, check.elapsed_ms)} in ${check.socket_writes}`,
@@ -350,50 +460,69 @@ test('pipelining: 5,000 GET/SET calls issued in one turn resolve in order with t
   });
 });
 
-test(
-  'pipelining: a GET pipelined right after a SET of the same key on one connection sees it (Redis order)',
-  { timeout: TEST_TIMEOUT_MS },
-  async (t) => {
-    await withCluster({ nodes: 3 }, async (cluster) => {
-      const leader = await cluster.waitForLeader();
-      const failures: string[] = [];
-      for (const start of [leader, (leader + 1) % 3]) {
-        const via = start === leader ? 'leader' : 'follower';
-        const client = new KvClient({ nodes: rotate(cluster.addresses(), start), call_timeout_ms: 60_000 });
-        try {
-          await client.ping();
-          // 2,500 × 2 kB is several AppendEntries messages: the reads' heartbeat round overtakes them.
-          const filler = 'x'.repeat(2000);
-          const result = await runPipeline(
-            client,
-            Array.from({ length: 2500 }, (_, i): PipelinedCall[] => [
-              { kind: 'set', key: `ryw-${via}-${i}`, words: [`v${i}`, filler] },
-              { kind: 'get', key: `ryw-${via}-${i}`, expect: [`v${i}`, filler] },
-            ]).flat(),
-          );
-          t.diagnostic(`via the ${via}: ${result.wrong.length} of 2500 GETs missed the SET pipelined just before them`);
-          if (result.wrong.length > 0) failures.push(`via the ${via}: ${result.wrong.length} of 2500, e.g. ${result.wrong[0]}`);
-        } finally {
-          await client.close();
-        }
+test('pipelining: a GET pipelined right after a SET of the same key on one connection sees it (Redis order)', {
+  timeout: TEST_TIMEOUT_MS,
+}, async (t) => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
+    const leader = await cluster.waitForLeader();
+    const failures: string[] = [];
+    for (const start of [leader, (leader + 1) % 3]) {
+      const via = start === leader ? 'leader' : 'follower';
+      const client = new KvClient({
+        nodes: rotate(cluster.addresses(), start),
+        call_timeout_ms: 60_000,
+      });
+      try {
+        await client.ping();
+        // 2,500 × 2 kB is several AppendEntries messages: the reads' heartbeat round overtakes
+        // them.
+        const filler = 'x'.repeat(2000);
+        const result = await runPipeline(
+          client,
+          Array.from({ length: 2500 }, (_, i): PipelinedCall[] => [
+            { kind: 'set', key: `ryw-${via}-${i}`, words: [`v${i}`, filler] },
+            { kind: 'get', key: `ryw-${via}-${i}`, expect: [`v${i}`, filler] },
+          ]).flat(),
+        );
+        t.diagnostic(
+          `via the ${via}: ${result.wrong.length} of 2500 GETs missed the SET pipelined just before them`,
+        );
+        if (result.wrong.length > 0)
+          failures.push(`via the ${via}: ${result.wrong.length} of 2500, e.g. ${result.wrong[0]}`);
+      } finally {
+        await client.close();
       }
-      assert.deepEqual(failures, []);
-    });
-  },
-);
+    }
+    assert.deepEqual(failures, []);
+  });
+});
 
-test('a node killed -9 under a pipelined stream: in-flight SETs settle at once as outcome-unknown and the client moves on', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('a node killed -9 under a pipelined stream: in-flight SETs settle at once as outcome-unknown and the client moves on', {
+  timeout: TEST_TIMEOUT_MS,
+}, async (t) => {
   await withCluster({ nodes: 3 }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     const victim = (leader + 1) % 3; // a follower: it forwards, so its in-flight SETs may still commit
-    const client = new KvClient({ nodes: rotate(cluster.addresses(), victim), call_timeout_ms: WRITER_CALL_TIMEOUT_MS });
+    const client = new KvClient({
+      nodes: rotate(cluster.addresses(), victim),
+      call_timeout_ms: WRITER_CALL_TIMEOUT_MS,
+    });
     try {
       await client.ping();
       assert.equal(client.currentNode(), cluster.address(victim));
-      const warm_up = await Promise.allSettled(Array.from({ length: 1000 }, (_, i) => client.set(`warm-${i}`, 'up')));
-      assert.deepEqual(warm_up.filter((r) => r.status === 'rejected'), [], 'the stream works through the follower');
+      const warm_up = await Promise.allSettled(
+        Array.from({ length: 1000 }, (_, i) => client.set(`warm-${i}`, 'up')),
+      );
+      assert.deepEqual(
+        warm_up.filter((r) => r.status === 'rejected'),
+        [],
+        'the stream works through the follower',
+      );
       const count = 5000;
-      const records = Array.from({ length: count }, (_, i) => ({ key: `stream-${i}`, value: `value-${i}` }));
+      const records = Array.from({ length: count }, (_, i) => ({
+        key: `stream-${i}`,
+        value: `value-${i}`,
+      }));
       const writes_before = client.stats().socket_writes;
       const started = performance.now();
       const outcomes = records.map(({ key, value }) => classifiedSet(client, key, value));
@@ -403,15 +532,28 @@ test('a node killed -9 under a pipelined stream: in-flight SETs settle at once a
       await cluster.kill(victim);
       const results = await Promise.all(outcomes);
       const all_settled_ms = performance.now() - started;
-      assert.equal(client.currentNode() === cluster.address(victim), false, 'the client left the dead node without another failed call');
+      assert.equal(
+        client.currentNode() === cluster.address(victim),
+        false,
+        'the client left the dead node without another failed call',
+      );
 
-      const kinds = countBy(results.map((r) => (r.outcome.kind === 'failed' ? r.outcome.error.code : r.outcome.kind)));
-      assert.ok((kinds.unknown ?? 0) > 0, `some SETs were in flight at the kill: ${JSON.stringify(kinds)}`);
+      const kinds = countBy(
+        results.map((r) => (r.outcome.kind === 'failed' ? r.outcome.error.code : r.outcome.kind)),
+      );
+      assert.ok(
+        (kinds.unknown ?? 0) > 0,
+        `some SETs were in flight at the kill: ${JSON.stringify(kinds)}`,
+      );
       for (const [i, { outcome, elapsed_ms }] of results.entries()) {
         assert.notEqual(outcome.kind, 'hung');
-        assert.ok(elapsed_ms <= WRITER_CALL_TIMEOUT_MS + SETTLE_SLACK_MS, `stream-${i} settled after ${Math.round(elapsed_ms)} ms`);
+        assert.ok(
+          elapsed_ms <= WRITER_CALL_TIMEOUT_MS + SETTLE_SLACK_MS,
+          `stream-${i} settled after ${Math.round(elapsed_ms)} ms`,
+        );
         if (outcome.kind === 'unknown') assert.equal(outcome.error.reason, 'connection_lost');
-        if (outcome.kind === 'failed') assert.ok(DEFINITE_FAILURE_CODES.has(outcome.error.code), outcome.error.message);
+        if (outcome.kind === 'failed')
+          assert.ok(DEFINITE_FAILURE_CODES.has(outcome.error.code), outcome.error.message);
       }
       await client.set('after-stream', 'yes');
       assert.equal(client.stats().pending_calls, 0);
@@ -428,7 +570,9 @@ test('a node killed -9 under a pipelined stream: in-flight SETs settle at once a
           unknown_applied += 1;
         }
       });
-      t.diagnostic(`${count} pipelined SETs, follower killed once they were written: ${JSON.stringify(kinds)}, ${unknown_applied} unknown ones applied; all settled ${Math.round(all_settled_ms)} ms after issue`);
+      t.diagnostic(
+        `${count} pipelined SETs, follower killed once they were written: ${JSON.stringify(kinds)}, ${unknown_applied} unknown ones applied; all settled ${Math.round(all_settled_ms)} ms after issue`,
+      );
     } finally {
       await client.close();
     }

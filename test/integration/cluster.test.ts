@@ -9,13 +9,25 @@ import { execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KvClient } from '../../src/client';
-import { NODE_BIN, REPO_ROOT, pollUntil, rawExchange, TestCluster, freePortPairs, withCluster } from './cluster_harness';
+import {
+  NODE_BIN,
+  REPO_ROOT,
+  pollUntil,
+  rawExchange,
+  TestCluster,
+  freePortPairs,
+  withCluster,
+} from './cluster_harness';
 import * as net from 'node:net';
 
 const TEST_TIMEOUT_MS = 120_000;
 
 /** Writes keys until `stop` says so; returns the acknowledged ones (key → value). */
-async function writeAcknowledged(client: KvClient, prefix: string, count: number): Promise<Map<string, string>> {
+async function writeAcknowledged(
+  client: KvClient,
+  prefix: string,
+  count: number,
+): Promise<Map<string, string>> {
   const acknowledged = new Map<string, string>();
   await Promise.all(
     Array.from({ length: count }, async (_, i) => {
@@ -31,32 +43,56 @@ async function writeAcknowledged(client: KvClient, prefix: string, count: number
   return acknowledged;
 }
 
-async function assertAllPresent(client: KvClient, acknowledged: Map<string, string>): Promise<void> {
-  for (const [key, value] of acknowledged) assert.deepEqual(await client.get(key), [value], `acknowledged ${key} survived`);
+async function assertAllPresent(
+  client: KvClient,
+  acknowledged: Map<string, string>,
+): Promise<void> {
+  for (const [key, value] of acknowledged)
+    assert.deepEqual(await client.get(key), [value], `acknowledged ${key} survived`);
 }
 
-test('SET, GET and DEL through every node of a 3-node cluster, seed byte strings exactly', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('SET, GET and DEL through every node of a 3-node cluster, seed byte strings exactly', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   await withCluster({ nodes: 3 }, async (cluster) => {
     await cluster.waitForLeader();
     const set_request = '*4\r\n$3\r\nSET\r\n$7\r\nCS06142\r\n$5\r\nCloud\r\n$9\r\nComputing\r\n';
     for (const node of cluster.nodes) {
       const set = await rawExchange(node.client_port, set_request, (b) => b.includes('\r\n'));
       assert.equal(set.data.toString(), '+OK\r\n');
-      const get = await rawExchange(node.client_port, '*2\r\n$3\r\nGET\r\n$7\r\nCS06142\r\n', (b) => b.length >= 30);
+      const get = await rawExchange(
+        node.client_port,
+        '*2\r\n$3\r\nGET\r\n$7\r\nCS06142\r\n',
+        (b) => b.length >= 30,
+      );
       assert.equal(get.data.toString(), '*2\r\n$5\r\nCloud\r\n$9\r\nComputing\r\n');
     }
-    const del = await rawExchange(cluster.nodes[1]!.client_port, '*3\r\n$3\r\nDEL\r\n$7\r\nCS06142\r\n$7\r\nmissing\r\n', (b) => b.includes('\r\n'));
+    const del = await rawExchange(
+      cluster.nodes[1]!.client_port,
+      '*3\r\n$3\r\nDEL\r\n$7\r\nCS06142\r\n$7\r\nmissing\r\n',
+      (b) => b.includes('\r\n'),
+    );
     assert.equal(del.data.toString(), ':1\r\n');
     for (const node of cluster.nodes) {
-      const get = await rawExchange(node.client_port, '*2\r\n$3\r\nGET\r\n$7\r\nCS06142\r\n', (b) => b.length >= 13);
+      const get = await rawExchange(
+        node.client_port,
+        '*2\r\n$3\r\nGET\r\n$7\r\nCS06142\r\n',
+        (b) => b.length >= 13,
+      );
       assert.equal(get.data.toString(), '*1\r\n$3\r\nnil\r\n');
     }
-    const inline = await rawExchange(cluster.nodes[2]!.client_port, 'SET a b\r\nGET a\r\n', (b) => b.length >= 5 + 11);
+    const inline = await rawExchange(
+      cluster.nodes[2]!.client_port,
+      'SET a b\r\nGET a\r\n',
+      (b) => b.length >= 5 + 11,
+    );
     assert.equal(inline.data.toString(), '+OK\r\n*1\r\n$1\r\nb\r\n');
   });
 });
 
-test('pipelining: 2,000 commands in one write are answered in order through a follower', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('pipelining: 2,000 commands in one write are answered in order through a follower', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   await withCluster({ nodes: 3 }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     const follower = (leader + 1) % 3;
@@ -67,12 +103,19 @@ test('pipelining: 2,000 commands in one write are answered in order through a fo
       payload += `*2\r\n$3\r\nGET\r\n$${`k${i}`.length}\r\nk${i}\r\n`;
       expected += `+OK\r\n*1\r\n$${`v${i}`.length}\r\nv${i}\r\n`;
     }
-    const reply = await rawExchange(cluster.nodes[follower]!.client_port, payload, (b) => b.length >= expected.length, 30_000);
+    const reply = await rawExchange(
+      cluster.nodes[follower]!.client_port,
+      payload,
+      (b) => b.length >= expected.length,
+      30_000,
+    );
     assert.equal(reply.data.toString(), expected);
   });
 });
 
-test('a one-node cluster serves reads and writes and keeps them across a restart', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('a one-node cluster serves reads and writes and keeps them across a restart', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   await withCluster({ nodes: 1 }, async (cluster) => {
     await cluster.waitForLeader();
     const client = cluster.client();
@@ -91,7 +134,9 @@ test('a one-node cluster serves reads and writes and keeps them across a restart
   });
 });
 
-test('kill -9 of the leader: a survivor accepts writes within 3 s and no acknowledged write is lost', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('kill -9 of the leader: a survivor accepts writes within 3 s and no acknowledged write is lost', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   await withCluster({ nodes: 3 }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     const client = cluster.client();
@@ -113,7 +158,9 @@ test('kill -9 of the leader: a survivor accepts writes within 3 s and no acknowl
   });
 });
 
-test('kill two of three and restart them: every acknowledged write is there; kill all three: intact', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('kill two of three and restart them: every acknowledged write is there; kill all three: intact', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   await withCluster({ nodes: 3 }, async (cluster) => {
     await cluster.waitForLeader();
     const client = cluster.client();
@@ -139,7 +186,9 @@ test('kill two of three and restart them: every acknowledged write is there; kil
   });
 });
 
-test('a 5-node cluster keeps serving with two nodes down', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('a 5-node cluster keeps serving with two nodes down', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   await withCluster({ nodes: 5 }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     const victims = [leader, (leader + 1) % 5];
@@ -153,15 +202,23 @@ test('a 5-node cluster keeps serving with two nodes down', { timeout: TEST_TIMEO
   });
 });
 
-test('with no quorum a request gets a no-leader error in bounded time instead of hanging', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('with no quorum a request gets a no-leader error in bounded time instead of hanging', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   await withCluster({ nodes: 3 }, async (cluster) => {
     await cluster.waitForLeader();
     await cluster.kill(0);
     await cluster.kill(1);
-    // Once node 3 notices the leader is gone it waits at most no_leader_timeout_ms (2 s) per request.
+    // Once node 3 notices the leader is gone it waits at most no_leader_timeout_ms (2 s) per
+    // request.
     const reply = await pollUntil('a CLUSTERDOWN reply', 15_000, async () => {
       const started = Date.now();
-      const r = await rawExchange(cluster.nodes[2]!.client_port, '*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$1\r\ny\r\n', (b) => b.includes('\r\n'), 12_000);
+      const r = await rawExchange(
+        cluster.nodes[2]!.client_port,
+        '*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$1\r\ny\r\n',
+        (b) => b.includes('\r\n'),
+        12_000,
+      );
       const text = r.data.toString();
       return text.startsWith('-CLUSTERDOWN') ? { text, waited_ms: Date.now() - started } : null;
     });
@@ -170,7 +227,9 @@ test('with no quorum a request gets a no-leader error in bounded time instead of
   });
 });
 
-test('garbage on the client port and the Raft port closes only that connection', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('garbage on the client port and the Raft port closes only that connection', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   await withCluster({ nodes: 3 }, async (cluster) => {
     await cluster.waitForLeader();
     const node = cluster.nodes[0]!;
@@ -179,7 +238,11 @@ test('garbage on the client port and the Raft port closes only that connection',
     assert.match(bad_resp.data.toString(), /^-ERR Protocol error/);
     const oversized = await rawExchange(node.client_port, '*1\r\n$999999999999\r\n', () => false);
     assert.ok(oversized.closed);
-    for (const garbage of [Buffer.from('GET / HTTP/1.1\r\n\r\n'), Buffer.from([0x63, 0, 0, 0, 5, 0, 0, 0, 1, 2, 3, 4, 5]), Buffer.alloc(64, 0xff)]) {
+    for (const garbage of [
+      Buffer.from('GET / HTTP/1.1\r\n\r\n'),
+      Buffer.from([0x63, 0, 0, 0, 5, 0, 0, 0, 1, 2, 3, 4, 5]),
+      Buffer.alloc(64, 0xff),
+    ]) {
       const raft = await rawExchange(node.raft_port, garbage, () => false);
       assert.ok(raft.closed, 'the Raft port closed the garbage connection');
     }
@@ -191,11 +254,20 @@ test('garbage on the client port and the Raft port closes only that connection',
   });
 });
 
-test('redis-cli works against the cluster, and follows -MOVED with -c in client_redirect moved mode', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('redis-cli works against the cluster, and follows -MOVED with -c in client_redirect moved mode', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const redis_cli = ['/usr/bin/redis-cli', '/usr/local/bin/redis-cli'].find((p) => existsSync(p));
-  assert.ok(redis_cli !== undefined, 'redis-cli is required (Debian package redis-tools; .ci/run installs it)');
+  assert.ok(
+    redis_cli !== undefined,
+    'redis-cli is required (Debian package redis-tools; .ci/run installs it)',
+  );
   const run = (args: string[]): Promise<string> =>
-    new Promise((resolve, reject) => execFile(redis_cli, args, { timeout: 20_000 }, (error, stdout) => (error ? reject(error) : resolve(stdout))));
+    new Promise((resolve, reject) =>
+      execFile(redis_cli, args, { timeout: 20_000 }, (error, stdout) =>
+        error ? reject(error) : resolve(stdout),
+      ),
+    );
   await withCluster({ nodes: 3 }, async (cluster) => {
     await cluster.waitForLeader();
     const port = String(cluster.nodes[1]!.client_port);
@@ -204,20 +276,29 @@ test('redis-cli works against the cluster, and follows -MOVED with -c in client_
     assert.equal((await run(['-p', port, 'DEL', 'CS06142'])).trim(), '1');
     assert.equal((await run(['-p', port, 'PING'])).trim(), 'PONG');
   });
-  await withCluster(
-    { nodes: 3, extra_config: ['client_redirect moved'] },
-    async (cluster) => {
-      const leader = await cluster.waitForLeader();
-      const follower = cluster.nodes[(leader + 1) % 3]!;
-      const moved = await rawExchange(follower.client_port, '*3\r\n$3\r\nSET\r\n$1\r\nm\r\n$1\r\nv\r\n', (b) => b.includes('\r\n'));
-      assert.equal(moved.data.toString(), `-MOVED 0 127.0.0.1:${cluster.nodes[leader]!.client_port}\r\n`);
-      assert.equal((await run(['-c', '-p', String(follower.client_port), 'SET', 'm', 'v'])).trim(), 'OK');
-      assert.equal((await run(['-c', '-p', String(follower.client_port), 'GET', 'm'])).trim(), 'v');
-    },
-  );
+  await withCluster({ nodes: 3, extra_config: ['client_redirect moved'] }, async (cluster) => {
+    const leader = await cluster.waitForLeader();
+    const follower = cluster.nodes[(leader + 1) % 3]!;
+    const moved = await rawExchange(
+      follower.client_port,
+      '*3\r\n$3\r\nSET\r\n$1\r\nm\r\n$1\r\nv\r\n',
+      (b) => b.includes('\r\n'),
+    );
+    assert.equal(
+      moved.data.toString(),
+      `-MOVED 0 127.0.0.1:${cluster.nodes[leader]!.client_port}\r\n`,
+    );
+    assert.equal(
+      (await run(['-c', '-p', String(follower.client_port), 'SET', 'm', 'v'])).trim(),
+      'OK',
+    );
+    assert.equal((await run(['-c', '-p', String(follower.client_port), 'GET', 'm'])).trim(), 'v');
+  });
 });
 
-test('SIGTERM: the leader hands over leadership and exits 0', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('SIGTERM: the leader hands over leadership and exits 0', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   await withCluster({ nodes: 3 }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     const client = cluster.client();
@@ -234,11 +315,20 @@ test('SIGTERM: the leader hands over leadership and exits 0', { timeout: TEST_TI
   });
 });
 
-test('startup failures print one clear line and exit non-zero', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('startup failures print one clear line and exit non-zero', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const run = (args: string[]): Promise<{ code: number; stderr: string }> =>
     new Promise((resolve) =>
-      execFile(process.execPath, [NODE_BIN, ...args], { timeout: 20_000 }, (error, _stdout, stderr) =>
-        resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stderr }),
+      execFile(
+        process.execPath,
+        [NODE_BIN, ...args],
+        { timeout: 20_000 },
+        (error, _stdout, stderr) =>
+          resolve({
+            code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1,
+            stderr,
+          }),
       ),
     );
   const cluster = await TestCluster.create({ nodes: 1 });
@@ -275,18 +365,34 @@ test('startup failures print one clear line and exit non-zero', { timeout: TEST_
   }
 });
 
-test('npm start: the local cluster launcher elects a leader, says how to connect and stops every node on Ctrl-C', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('npm start: the local cluster launcher elects a leader, says how to connect and stops every node on Ctrl-C', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const [port] = await freePortPairs(3);
   const cluster = await TestCluster.create({ nodes: 1 }); // only for its temporary directory
   try {
-    const launcher = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'cluster', 'local_cluster.js'), '--port', String(port), '--data', cluster.dir], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const launcher = spawn(
+      process.execPath,
+      [
+        join(REPO_ROOT, 'dist', 'src', 'cluster', 'local_cluster.js'),
+        '--port',
+        String(port),
+        '--data',
+        cluster.dir,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let output = '';
     launcher.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     launcher.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const exited = new Promise<number | null>((resolve) => launcher.on('exit', (code) => resolve(code)));
-    await pollUntil('the launcher banner', 20_000, () => (/leader: 127\.0\.0\.1:\d+ \(node \d/.test(output) ? true : null));
+    const exited = new Promise<number | null>((resolve) =>
+      launcher.on('exit', (code) => resolve(code)),
+    );
+    await pollUntil('the launcher banner', 20_000, () =>
+      /leader: 127\.0\.0\.1:\d+ \(node \d/.test(output) ? true : null,
+    );
     assert.match(output, new RegExp(`redis-cli -p ${port}`));
     const client = new KvClient({ nodes: [`127.0.0.1:${port! + 1}`] });
     await client.set('launched', 'yes');
@@ -295,13 +401,21 @@ test('npm start: the local cluster launcher elects a leader, says how to connect
     launcher.kill('SIGINT');
     assert.equal(await exited, 0);
     assert.match(output, /all nodes stopped/);
-    await pollUntil('ports released', 5000, async () => ((await rawExchange(port!, 'PING\r\n', () => true, 1000).then((r) => r.closed && r.data.length === 0)) ? true : null));
+    await pollUntil('ports released', 5000, async () =>
+      (await rawExchange(port!, 'PING\r\n', () => true, 1000).then(
+        (r) => r.closed && r.data.length === 0,
+      ))
+        ? true
+        : null,
+    );
   } finally {
     await cluster.destroy();
   }
 });
 
-test('200 client connections with 50-deep pipelines each get every reply in order', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('200 client connections with 50-deep pipelines each get every reply in order', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   await withCluster({ nodes: 3 }, async (cluster) => {
     await cluster.waitForLeader();
     const results = await Promise.all(
@@ -322,7 +436,9 @@ test('200 client connections with 50-deep pipelines each get every reply in orde
   });
 });
 
-test('recovery: a torn WAL tail is truncated and the data served; damage before the tail stops the node with one clear line', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('recovery: a torn WAL tail is truncated and the data served; damage before the tail stops the node with one clear line', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   await withCluster({ nodes: 1 }, async (cluster) => {
     await cluster.waitForLeader();
     const client = cluster.client();
@@ -346,9 +462,13 @@ test('recovery: a torn WAL tail is truncated and the data served; damage before 
     writeFileSync(wal, damaged);
     cluster.nodes[0]!.stderr = '';
     cluster.start(0);
-    await pollUntil('the node to exit', 10_000, () => (cluster.nodes[0]!.exit_code !== null ? true : null));
+    await pollUntil('the node to exit', 10_000, () =>
+      cluster.nodes[0]!.exit_code !== null ? true : null,
+    );
     assert.notEqual(cluster.nodes[0]!.exit_code, 0);
-    const lines = cluster.nodes[0]!.stderr.trim().split('\n').filter((line) => line.startsWith('kvstoreraftsystem:'));
+    const lines = cluster.nodes[0]!.stderr.trim()
+      .split('\n')
+      .filter((line) => line.startsWith('kvstoreraftsystem:'));
     assert.equal(lines.length, 1, cluster.nodes[0]!.stderr);
     assert.match(lines[0]!, /corrupt|damaged/i);
   });

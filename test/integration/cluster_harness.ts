@@ -36,7 +36,10 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** Client ports whose Raft ports (client − 1000) are free too, spaced apart so clusters never collide. */
+/**
+ * Client ports whose Raft ports (client − 1000) are free too, spaced apart so clusters never
+ * collide.
+ */
 export async function freePortPairs(count: number): Promise<number[]> {
   for (let attempt = 0; attempt < 200; attempt++) {
     const base = 20_000 + Math.floor(Math.random() * 35_000);
@@ -53,7 +56,12 @@ export async function freePortPairs(count: number): Promise<number[]> {
   throw new Error('no free ports found');
 }
 
-export async function pollUntil<T>(what: string, timeout_ms: number, probe: () => Promise<T | null> | T | null, interval_ms = 25): Promise<T> {
+export async function pollUntil<T>(
+  what: string,
+  timeout_ms: number,
+  probe: () => Promise<T | null> | T | null,
+  interval_ms = 25,
+): Promise<T> {
   const deadline = Date.now() + timeout_ms;
   let last_error: unknown = null;
   for (;;) {
@@ -64,7 +72,9 @@ export async function pollUntil<T>(what: string, timeout_ms: number, probe: () =
       last_error = error;
     }
     if (Date.now() >= deadline) {
-      throw new Error(`timed out after ${timeout_ms} ms waiting for ${what}${last_error instanceof Error ? ` (last error: ${last_error.message})` : ''}`);
+      throw new Error(
+        `timed out after ${timeout_ms} ms waiting for ${what}${last_error instanceof Error ? ` (last error: ${last_error.message})` : ''}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, interval_ms));
   }
@@ -89,8 +99,17 @@ export class TestCluster {
       const data_dir = join(dir, `node${i + 1}`);
       lines.push(`data_dir ${data_dir}`, 'log_level info', ...(options.extra_config ?? []));
       const config_path = join(dir, `node${i + 1}.conf`);
-      writeFileSync(config_path, lines.join('\n') + '\n');
-      cluster.nodes.push({ index: i, client_port: own, raft_port: own - 1000, config_path, data_dir, process: null, stderr: '', exit_code: null });
+      writeFileSync(config_path, `${lines.join('\n')}\n`);
+      cluster.nodes.push({
+        index: i,
+        client_port: own,
+        raft_port: own - 1000,
+        config_path,
+        data_dir,
+        process: null,
+        stderr: '',
+        exit_code: null,
+      });
     }
     return cluster;
   }
@@ -102,7 +121,9 @@ export class TestCluster {
   start(index: number): void {
     const node = this.nodes[index]!;
     if (node.process !== null) throw new Error(`node ${index} already running`);
-    const child = spawn(process.execPath, [NODE_BIN, '--config_path', node.config_path], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [NODE_BIN, '--config_path', node.config_path], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     node.process = child;
     node.exit_code = null;
     child.stderr!.on('data', (chunk: Buffer) => {
@@ -139,7 +160,10 @@ export class TestCluster {
   }
 
   client(indexes?: number[], options: { call_timeout_ms?: number } = {}): KvClient {
-    return new KvClient({ nodes: this.addresses(indexes), call_timeout_ms: options.call_timeout_ms ?? 8000 });
+    return new KvClient({
+      nodes: this.addresses(indexes),
+      call_timeout_ms: options.call_timeout_ms ?? 8000,
+    });
   }
 
   /** INFO raft of one node, parsed; null when the node does not answer. */
@@ -176,12 +200,20 @@ export class TestCluster {
   }
 
   logs(): string {
-    return this.nodes.map((n) => `--- node ${n.index + 1} (port ${n.client_port})\n${n.stderr.slice(-4000)}`).join('\n');
+    return this.nodes
+      .map((n) => `--- node ${n.index + 1} (port ${n.client_port})\n${n.stderr.slice(-4000)}`)
+      .join('\n');
   }
 }
 
-/** Runs `body` against a started cluster; on failure appends the nodes' logs to the error; always cleans up. */
-export async function withCluster(options: ClusterOptions, body: (cluster: TestCluster) => Promise<void>): Promise<void> {
+/**
+ * Runs `body` against a started cluster; on failure appends the nodes' logs to the error; always
+ * cleans up.
+ */
+export async function withCluster(
+  options: ClusterOptions,
+  body: (cluster: TestCluster) => Promise<void>,
+): Promise<void> {
   const cluster = await TestCluster.create(options);
   try {
     cluster.startAll();
@@ -195,7 +227,12 @@ export async function withCluster(options: ClusterOptions, body: (cluster: TestC
 }
 
 /** Sends raw bytes and collects what comes back until `until` matches or the socket closes. */
-export function rawExchange(port: number, payload: Buffer | string, until: (received: Buffer) => boolean, timeout_ms = 5000): Promise<{ data: Buffer; closed: boolean }> {
+export function rawExchange(
+  port: number,
+  payload: Buffer | string,
+  until: (received: Buffer) => boolean,
+  timeout_ms = 5000,
+): Promise<{ data: Buffer; closed: boolean }> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: '127.0.0.1', port });
     const chunks: Buffer[] = [];
@@ -211,7 +248,11 @@ export function rawExchange(port: number, payload: Buffer | string, until: (rece
       if (done) return;
       done = true;
       socket.destroy();
-      reject(new Error(`raw exchange on ${port} timed out; received ${JSON.stringify(Buffer.concat(chunks).toString('latin1'))}`));
+      reject(
+        new Error(
+          `raw exchange on ${port} timed out; received ${JSON.stringify(Buffer.concat(chunks).toString('latin1'))}`,
+        ),
+      );
     }, timeout_ms);
     socket.on('connect', () => socket.write(payload));
     socket.on('data', (chunk: Buffer) => {

@@ -10,15 +10,25 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KvClient, KvClientError, OutcomeUnknownError } from '../../src/client';
 import { SeededRandom } from '../../src/util/prng';
-import { checkLinearizable, type HistoryOperation, type KvInput, type KvOutput } from '../sim/linearizability';
+import {
+  checkLinearizable,
+  type HistoryOperation,
+  type KvInput,
+  type KvOutput,
+} from '../sim/linearizability';
 import { pollUntil, TestCluster } from './cluster_harness';
 
 const NEMESIS_MS = 12_000;
 const CLIENTS = 4;
 const KEYS = 5;
 
-test('nemesis: kill -9, restart and pause nodes under concurrent clients; the history is linearizable', { timeout: 180_000 }, async (t) => {
-  const seed = process.env['NEMESIS_SEED'] !== undefined ? Number(process.env['NEMESIS_SEED']) : Date.now() % 1_000_000;
+test('nemesis: kill -9, restart and pause nodes under concurrent clients; the history is linearizable', {
+  timeout: 180_000,
+}, async (t) => {
+  const seed =
+    process.env.NEMESIS_SEED !== undefined
+      ? Number(process.env.NEMESIS_SEED)
+      : Date.now() % 1_000_000;
   t.diagnostic(`nemesis seed ${seed} (replay with NEMESIS_SEED=${seed})`);
   const rng = new SeededRandom(seed);
   const cluster = await TestCluster.create({ nodes: 3 });
@@ -39,7 +49,11 @@ test('nemesis: kill -9, restart and pause nodes under concurrent clients; the hi
           const key = `k${Math.floor(Math.random() * KEYS)}`;
           const roll = Math.random();
           const input: KvInput =
-            roll < 0.45 ? { kind: 'get', key } : roll < 0.9 ? { kind: 'set', key, value: `c${client_id}-${++counter}` } : { kind: 'del', key };
+            roll < 0.45
+              ? { kind: 'get', key }
+              : roll < 0.9
+                ? { kind: 'set', key, value: `c${client_id}-${++counter}` }
+                : { kind: 'del', key };
           const call_time = now();
           let output: KvOutput | null;
           try {
@@ -53,13 +67,21 @@ test('nemesis: kill -9, restart and pause nodes under concurrent clients; the hi
               output = { kind: 'del', count: await client.del(input.key) };
             }
           } catch (error) {
-            // A write whose outcome is unknown may have taken effect at any time after its call; every other client error means it did not.
-            if (error instanceof OutcomeUnknownError) output = input.kind === 'get' ? null : { kind: 'unknown' };
+            // A write whose outcome is unknown may have taken effect at any time after its call;
+            // every other client error means it did not.
+            if (error instanceof OutcomeUnknownError)
+              output = input.kind === 'get' ? null : { kind: 'unknown' };
             else if (error instanceof KvClientError) output = null;
             else throw error;
           }
           if (output !== null) {
-            history.push({ client_id, input, output, call_time, return_time: output.kind === 'unknown' ? Infinity : now() });
+            history.push({
+              client_id,
+              input,
+              output,
+              call_time,
+              return_time: output.kind === 'unknown' ? Infinity : now(),
+            });
           }
         }
       } finally {
@@ -74,7 +96,9 @@ test('nemesis: kill -9, restart and pause nodes under concurrent clients; the hi
         await new Promise((resolve) => setTimeout(resolve, 700 + rng.int(1300)));
         const index = rng.int(3);
         const roll = rng.float();
-        const running_nodes = cluster.nodes.filter((n) => n.process !== null && !paused.has(n.index)).length;
+        const running_nodes = cluster.nodes.filter(
+          (n) => n.process !== null && !paused.has(n.index),
+        ).length;
         if (roll < 0.35 && running_nodes >= 3) {
           await cluster.kill(index);
           actions.push(`kill ${index + 1}`);
@@ -116,16 +140,29 @@ test('nemesis: kill -9, restart and pause nodes under concurrent clients; the hi
     for (let k = 0; k < KEYS; k++) {
       const call_time = now();
       const words = await final.get(`k${k}`);
-      history.push({ client_id: 99, input: { kind: 'get', key: `k${k}` }, output: { kind: 'get', value: words === null ? null : words.join(' ') }, call_time, return_time: now() });
+      history.push({
+        client_id: 99,
+        input: { kind: 'get', key: `k${k}` },
+        output: { kind: 'get', value: words === null ? null : words.join(' ') },
+        call_time,
+        return_time: now(),
+      });
     }
     await final.close();
     for (const node of cluster.nodes) {
-      await pollUntil(`node ${node.index + 1} serves`, 15_000, async () => ((await cluster.info(node.index)) !== null ? true : null));
+      await pollUntil(`node ${node.index + 1} serves`, 15_000, async () =>
+        (await cluster.info(node.index)) !== null ? true : null,
+      );
     }
     const completed = history.filter((op) => op.output.kind !== 'unknown').length;
     const unknown = history.length - completed;
-    t.diagnostic(`${history.length} operations (${completed} completed, ${unknown} with unknown outcome)`);
-    assert.ok(completed > 100, `clients made progress through the faults (${completed} completed operations)`);
+    t.diagnostic(
+      `${history.length} operations (${completed} completed, ${unknown} with unknown outcome)`,
+    );
+    assert.ok(
+      completed > 100,
+      `clients made progress through the faults (${completed} completed operations)`,
+    );
     const result = checkLinearizable(history);
     assert.ok(!result.timed_out, 'the checker finished');
     assert.ok(result.ok, `not linearizable (seed ${seed}): ${result.failure?.explanation ?? ''}`);

@@ -15,7 +15,9 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** A raw client connection that records everything it receives. */
-function openRaw(port: number): Promise<{ socket: net.Socket; received: () => string; closed: () => boolean }> {
+function openRaw(
+  port: number,
+): Promise<{ socket: net.Socket; received: () => string; closed: () => boolean }> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: '127.0.0.1', port });
     const chunks: Buffer[] = [];
@@ -24,7 +26,11 @@ function openRaw(port: number): Promise<{ socket: net.Socket; received: () => st
     socket.on('close', () => (closed = true));
     socket.once('error', (error) => reject(error));
     socket.once('connect', () =>
-      resolve({ socket, received: () => Buffer.concat(chunks).toString('latin1'), closed: () => closed }),
+      resolve({
+        socket,
+        received: () => Buffer.concat(chunks).toString('latin1'),
+        closed: () => closed,
+      }),
     );
   });
 }
@@ -33,12 +39,13 @@ async function followerOf(cluster: TestCluster, leader: number): Promise<number>
   return (leader + 1) % cluster.nodes.length;
 }
 
-test(
-  'finding 1: a request a follower forwarded to a leader that then hangs (SIGSTOP) gets a reply within request_timeout_ms',
-  { timeout: TEST_TIMEOUT_MS },
-  async () => {
-    const request_timeout_ms = 2000;
-    await withCluster({ nodes: 3, extra_config: [`request_timeout_ms ${request_timeout_ms}`] }, async (cluster) => {
+test('finding 1: a request a follower forwarded to a leader that then hangs (SIGSTOP) gets a reply within request_timeout_ms', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const request_timeout_ms = 2000;
+  await withCluster(
+    { nodes: 3, extra_config: [`request_timeout_ms ${request_timeout_ms}`] },
+    async (cluster) => {
       const leader = await cluster.waitForLeader();
       const follower = await followerOf(cluster, leader);
       const follower_port = cluster.nodes[follower]!.client_port;
@@ -53,15 +60,28 @@ test(
         const sent_at = Date.now();
         hung.socket.write('SET hang v\r\n'); // the follower still believes in the stopped leader and forwards it
 
-        // The rest of the cluster elects a new leader and serves new connections through the same follower.
-        await pollUntil('a write through the follower after failover', 15_000, async () => {
-          const r = await rawExchange(follower_port, 'SET after failover\r\n', (b) => b.includes('\r\n'), 3000).catch(() => null);
-          return r !== null && r.data.toString() === '+OK\r\n' ? true : null;
-        }, 200);
+        // The rest of the cluster elects a new leader and serves new connections through the same
+        // follower.
+        await pollUntil(
+          'a write through the follower after failover',
+          15_000,
+          async () => {
+            const r = await rawExchange(
+              follower_port,
+              'SET after failover\r\n',
+              (b) => b.includes('\r\n'),
+              3000,
+            ).catch(() => null);
+            return r !== null && r.data.toString() === '+OK\r\n' ? true : null;
+          },
+          200,
+        );
 
-        // The forwarded request must be answered (OK, an error or a TIMEOUT) within about request_timeout_ms.
+        // The forwarded request must be answered (OK, an error or a TIMEOUT) within about
+        // request_timeout_ms.
         const wait_until = sent_at + 3 * request_timeout_ms + 1000;
-        while (Date.now() < wait_until && hung.received() === '' && !hung.closed()) await sleep(100);
+        while (Date.now() < wait_until && hung.received() === '' && !hung.closed())
+          await sleep(100);
         const waited_ms = Date.now() - sent_at;
         hung.socket.destroy();
         assert.notEqual(
@@ -72,23 +92,36 @@ test(
       } finally {
         leader_process.kill('SIGCONT');
       }
-    });
-  },
-);
+    },
+  );
+});
 
-test('finding 4: commands pipelined after QUIT are not executed (Redis closes after QUIT)', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('finding 4: commands pipelined after QUIT are not executed (Redis closes after QUIT)', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   await withCluster({ nodes: 1 }, async (cluster) => {
     await cluster.waitForLeader();
     const port = cluster.nodes[0]!.client_port;
-    const quit = await rawExchange(port, 'QUIT\r\nSET afterquit yes\r\n', () => false, 5000).catch((e: Error) => ({ data: Buffer.from(e.message), closed: true }));
-    assert.ok(quit.data.toString().startsWith('+OK\r\n'), `QUIT reply: ${JSON.stringify(quit.data.toString())}`);
+    const quit = await rawExchange(port, 'QUIT\r\nSET afterquit yes\r\n', () => false, 5000).catch(
+      (e: Error) => ({ data: Buffer.from(e.message), closed: true }),
+    );
+    assert.ok(
+      quit.data.toString().startsWith('+OK\r\n'),
+      `QUIT reply: ${JSON.stringify(quit.data.toString())}`,
+    );
     await sleep(500);
     const get = await rawExchange(port, 'GET afterquit\r\n', (b) => b.length >= 13);
-    assert.equal(get.data.toString(), '*1\r\n$3\r\nnil\r\n', 'the SET sent after QUIT was executed although its reply can never be delivered');
+    assert.equal(
+      get.data.toString(),
+      '*1\r\n$3\r\nnil\r\n',
+      'the SET sent after QUIT was executed although its reply can never be delivered',
+    );
   });
 });
 
-test('finding 2: a graceful stop (SIGTERM) of the leader does not fail requests that clients sent to a healthy follower', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('finding 2: a graceful stop (SIGTERM) of the leader does not fail requests that clients sent to a healthy follower', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   await withCluster({ nodes: 3 }, async (cluster) => {
     const leader = await cluster.waitForLeader();
     const follower = await followerOf(cluster, leader);
@@ -112,9 +145,14 @@ test('finding 2: a graceful stop (SIGTERM) of the leader does not fail requests 
     await load;
     await sleep(1000);
     conn.socket.destroy();
-    const replies = conn.received().split('\r\n').filter((line) => line !== '');
+    const replies = conn
+      .received()
+      .split('\r\n')
+      .filter((line) => line !== '');
     const shutting_down = replies.filter((line) => line.includes('shutting down'));
-    const other_errors = replies.filter((line) => line.startsWith('-') && !line.includes('shutting down'));
+    const other_errors = replies.filter(
+      (line) => line.startsWith('-') && !line.includes('shutting down'),
+    );
     assert.deepEqual(
       shutting_down,
       [],

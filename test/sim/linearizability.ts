@@ -45,7 +45,10 @@ export interface HistoryOperation {
 export interface CheckResult {
   /** True only when every key was proven linearizable. */
   ok: boolean;
-  /** When not ok: the key whose sub-history is not linearizable and a short human-readable explanation (the longest linearizable prefix found, the operations involved). */
+  /**
+   * When not ok: the key whose sub-history is not linearizable and a short human-readable
+   * explanation (the longest linearizable prefix found, the operations involved).
+   */
   failure?: { key: string; explanation: string };
   /** True when the search gave up (budget exceeded) — neither proven ok nor bad. */
   timed_out: boolean;
@@ -72,27 +75,41 @@ const EXPLANATION_OPERATIONS_MAX = 8;
 /** Characters of a value shown in a formatted operation before it is elided. */
 const FORMATTED_VALUE_CHARS_MAX = 40;
 
-export function checkLinearizable(history: readonly HistoryOperation[], options: CheckOptions = {}): CheckResult {
+export function checkLinearizable(
+  history: readonly HistoryOperation[],
+  options: CheckOptions = {},
+): CheckResult {
   const step_budget = options.step_budget ?? STEP_BUDGET_DEFAULT;
-  assert(Number.isSafeInteger(step_budget) && step_budget >= 0, `step_budget must be a non-negative integer, got ${step_budget}`);
+  assert(
+    Number.isSafeInteger(step_budget) && step_budget >= 0,
+    `step_budget must be a non-negative integer, got ${step_budget}`,
+  );
   history.forEach(validateOperation);
 
   const partitions = [...partitionByKey(history)].sort(
-    ([key_a, ops_a], [key_b, ops_b]) => ops_a.length - ops_b.length || (key_a < key_b ? -1 : key_a > key_b ? 1 : 0),
+    ([key_a, ops_a], [key_b, ops_b]) =>
+      ops_a.length - ops_b.length || (key_a < key_b ? -1 : key_a > key_b ? 1 : 0),
   );
   let steps_left = step_budget;
   for (const [key, operations] of partitions) {
     const { outcome, compiled } = checkKey(operations, steps_left, options.search ?? 'auto');
     steps_left -= outcome.steps_used;
     if (outcome.kind === 'illegal') {
-      return { ok: false, timed_out: false, failure: { key, explanation: explainFailure(key, compiled, outcome.dead_end) } };
+      return {
+        ok: false,
+        timed_out: false,
+        failure: { key, explanation: explainFailure(key, compiled, outcome.dead_end) },
+      };
     }
     if (outcome.kind === 'gave_up') return { ok: false, timed_out: true };
   }
   return { ok: true, timed_out: false };
 }
 
-/** Share of a key's budget for the quick search when unknown outcomes make the thorough one worth having. */
+/**
+ * Share of a key's budget for the quick search when unknown outcomes make the thorough one worth
+ * having.
+ */
 const QUICK_SEARCH_BUDGET_SHARE = 0.25;
 
 /**
@@ -106,14 +123,23 @@ function checkKey(
   search: 'auto' | 'quick' | 'thorough',
 ): { outcome: SearchOutcome; compiled: CompiledKeyHistory } {
   const compiled = compileKeyHistory(operations);
-  if (search !== 'auto') return { outcome: searchLinearization(compiled, step_budget, search), compiled };
+  if (search !== 'auto')
+    return { outcome: searchLinearization(compiled, step_budget, search), compiled };
   // Without unknown outcomes to spend, the two searches are the same.
-  if (compiled.pools.length === 0) return { outcome: searchLinearization(compiled, step_budget, 'quick'), compiled };
-  const quick = searchLinearization(compiled, Math.floor(step_budget * QUICK_SEARCH_BUDGET_SHARE), 'quick');
+  if (compiled.pools.length === 0)
+    return { outcome: searchLinearization(compiled, step_budget, 'quick'), compiled };
+  const quick = searchLinearization(
+    compiled,
+    Math.floor(step_budget * QUICK_SEARCH_BUDGET_SHARE),
+    'quick',
+  );
   if (quick.kind !== 'gave_up') return { outcome: quick, compiled };
   const fresh = compileKeyHistory(operations); // the quick search left its event list mid-way
   const thorough = searchLinearization(fresh, step_budget - quick.steps_used, 'thorough');
-  return { outcome: { ...thorough, steps_used: quick.steps_used + thorough.steps_used }, compiled: fresh };
+  return {
+    outcome: { ...thorough, steps_used: quick.steps_used + thorough.steps_used },
+    compiled: fresh,
+  };
 }
 
 export function formatOperation(op: HistoryOperation): string {
@@ -145,21 +171,33 @@ export function formatOperation(op: HistoryOperation): string {
       result = '? (unknown outcome)';
       break;
   }
-  const interval = op.output.kind === 'unknown' || op.return_time === Infinity ? `[${op.call_time}, ∞)` : `[${op.call_time}, ${op.return_time}]`;
+  const interval =
+    op.output.kind === 'unknown' || op.return_time === Infinity
+      ? `[${op.call_time}, ∞)`
+      : `[${op.call_time}, ${op.return_time}]`;
   return `client ${op.client_id} ${call} -> ${result} ${interval}`;
 }
 
 function quote(text: string): string {
-  const shown = text.length > FORMATTED_VALUE_CHARS_MAX ? `${text.slice(0, FORMATTED_VALUE_CHARS_MAX - 1)}…` : text;
+  const shown =
+    text.length > FORMATTED_VALUE_CHARS_MAX
+      ? `${text.slice(0, FORMATTED_VALUE_CHARS_MAX - 1)}…`
+      : text;
   return JSON.stringify(shown);
 }
 
 function validateOperation(op: HistoryOperation, index: number): void {
   const where = `history[${index}] (${op.input.kind} ${JSON.stringify(op.input.key)})`;
   assert(Number.isFinite(op.call_time), `${where}: call_time must be finite, got ${op.call_time}`);
-  assert(op.output.kind === 'unknown' || op.output.kind === op.input.kind, `${where}: output kind ${op.output.kind} does not answer input kind ${op.input.kind}`);
+  assert(
+    op.output.kind === 'unknown' || op.output.kind === op.input.kind,
+    `${where}: output kind ${op.output.kind} does not answer input kind ${op.input.kind}`,
+  );
   if (op.output.kind !== 'unknown') {
-    assert(!Number.isNaN(op.return_time) && op.return_time >= op.call_time, `${where}: return_time ${op.return_time} precedes call_time ${op.call_time}`);
+    assert(
+      !Number.isNaN(op.return_time) && op.return_time >= op.call_time,
+      `${where}: return_time ${op.return_time} precedes call_time ${op.call_time}`,
+    );
   }
 }
 
@@ -201,7 +239,9 @@ function partitionByKey(history: readonly HistoryOperation[]): Map<string, Histo
 
 interface PlannedOperation {
   op: HistoryOperation;
-  /** Where its return sits in real time: the return time, or for an unknown outcome its deadline. */
+  /**
+   * Where its return sits in real time: the return time, or for an unknown outcome its deadline.
+   */
   deadline: number;
   /** An unknown outcome that may never have taken effect. */
   optional: boolean;
@@ -214,21 +254,28 @@ function planKeyOperations(operations: readonly HistoryOperation[]): PlannedOper
   let deleted_existing_return_max = -Infinity; // DELs returning 1
   let deleted_missing_return_max = -Infinity; // DELs returning 0
   for (const op of operations) {
-    if (op.input.kind === 'set') writers_of_value.set(op.input.value, (writers_of_value.get(op.input.value) ?? 0) + 1);
+    if (op.input.kind === 'set')
+      writers_of_value.set(op.input.value, (writers_of_value.get(op.input.value) ?? 0) + 1);
     if (op.output.kind === 'get') {
       if (op.output.value === null) {
         nil_read_return_max = Math.max(nil_read_return_max, op.return_time);
       } else {
         const readers = readers_of_value.get(op.output.value);
-        if (readers === undefined) readers_of_value.set(op.output.value, { return_min: op.return_time, return_max: op.return_time });
+        if (readers === undefined)
+          readers_of_value.set(op.output.value, {
+            return_min: op.return_time,
+            return_max: op.return_time,
+          });
         else {
           readers.return_min = Math.min(readers.return_min, op.return_time);
           readers.return_max = Math.max(readers.return_max, op.return_time);
         }
       }
     }
-    if (op.output.kind === 'del' && op.output.count === 1) deleted_existing_return_max = Math.max(deleted_existing_return_max, op.return_time);
-    if (op.output.kind === 'del' && op.output.count === 0) deleted_missing_return_max = Math.max(deleted_missing_return_max, op.return_time);
+    if (op.output.kind === 'del' && op.output.count === 1)
+      deleted_existing_return_max = Math.max(deleted_existing_return_max, op.return_time);
+    if (op.output.kind === 'del' && op.output.count === 0)
+      deleted_missing_return_max = Math.max(deleted_missing_return_max, op.return_time);
   }
 
   const planned: PlannedOperation[] = [];
@@ -250,7 +297,8 @@ function planKeyOperations(operations: readonly HistoryOperation[]): PlannedOper
     } else {
       observed_until = Math.max(nil_read_return_max, deleted_missing_return_max);
     }
-    if (observed_until >= op.call_time) planned.push({ op, deadline: observed_until, optional: true });
+    if (observed_until >= op.call_time)
+      planned.push({ op, deadline: observed_until, optional: true });
   }
   return planned;
 }
@@ -385,7 +433,8 @@ function compileKeyHistory(key_operations: readonly HistoryOperation[]): Compile
   });
 
   const values_read = new Set<string>();
-  for (const { op } of planned) if (op.output.kind === 'get' && op.output.value !== null) values_read.add(op.output.value);
+  for (const { op } of planned)
+    if (op.output.kind === 'get' && op.output.value !== null) values_read.add(op.output.value);
   const value_ids = new Map<string, number>();
   const values: string[] = ['', ''];
   const intern = (value: string): number => {
@@ -426,13 +475,21 @@ function compileKeyHistory(key_operations: readonly HistoryOperation[]): Compile
     const pool = pool_by_effect.get(effect);
     if (pool === undefined) pool_by_effect.set(effect, { deadline, members: [op] });
     else {
-      assert(pool.deadline === deadline, 'optional operations with one effect share their deadline');
+      assert(
+        pool.deadline === deadline,
+        'optional operations with one effect share their deadline',
+      );
       pool.members.push(op);
     }
   }
   const pools = [...pool_by_effect].map(([effect, { deadline, members }]): TokenPool => {
     members.sort((a, b) => a.call_time - b.call_time);
-    return { effect, deadline, call_times: Float64Array.from(members, (op) => op.call_time), operations: members };
+    return {
+      effect,
+      deadline,
+      call_times: Float64Array.from(members, (op) => op.call_time),
+      operations: members,
+    };
   });
 
   return {
@@ -502,7 +559,8 @@ function frontierContains(frontier: Frontier, counts: Int32Array): boolean {
 }
 
 function dominates(larger: Int32Array, smaller: Int32Array): boolean {
-  for (let index = 0; index < larger.length; index++) if ((larger[index] ?? 0) < (smaller[index] ?? 0)) return false;
+  for (let index = 0; index < larger.length; index++)
+    if ((larger[index] ?? 0) < (smaller[index] ?? 0)) return false;
   return true;
 }
 
@@ -512,13 +570,17 @@ function frontierUnion(a: Frontier, b: Frontier): Frontier {
   const merged: Int32Array[] = [];
   for (const candidate of [...a, ...b]) {
     if (merged.some((kept) => dominates(kept, candidate))) continue;
-    for (let index = merged.length - 1; index >= 0; index--) if (dominates(candidate, merged[index] ?? candidate)) merged.splice(index, 1);
+    for (let index = merged.length - 1; index >= 0; index--)
+      if (dominates(candidate, merged[index] ?? candidate)) merged.splice(index, 1);
     merged.push(candidate);
   }
   return merged;
 }
 
-/** The counts before spending a token of `pool`, given the child's frontier and the tokens there were. */
+/**
+ * The counts before spending a token of `pool`, given the child's frontier and the tokens there
+ * were.
+ */
 function frontierBeforeSpending(child: Frontier, pool: number, tokens_available: number): Frontier {
   let result: Frontier = NOTHING;
   for (const maximal of child) {
@@ -536,8 +598,22 @@ const SCAN_POOLS = 1;
 /** A frame's move spends a token rather than linearizing a listed call. */
 const MOVE_SPENDS_TOKEN = -1;
 
-function searchLinearization(history: CompiledKeyHistory, step_budget: number, mode: 'quick' | 'thorough'): SearchOutcome {
-  const { next, prev, node_operation, node_is_call, node_partner, node_time, step_kind, step_argument, pools } = history;
+function searchLinearization(
+  history: CompiledKeyHistory,
+  step_budget: number,
+  mode: 'quick' | 'thorough',
+): SearchOutcome {
+  const {
+    next,
+    prev,
+    node_operation,
+    node_is_call,
+    node_partner,
+    node_time,
+    step_kind,
+    step_argument,
+    pools,
+  } = history;
   const pool_count = pools.length;
   const state_count = history.values.length;
   // A situation's search state is (model state, the state an awaited witness must reject).
@@ -617,7 +693,12 @@ function searchLinearization(history: CompiledKeyHistory, step_budget: number, m
   let dead_end: DeadEnd | null = null;
   let steps_used = 0;
 
-  const undoMove = (move: number, pool: number, lowest_before: number, overspent: boolean): void => {
+  const undoMove = (
+    move: number,
+    pool: number,
+    lowest_before: number,
+    overspent: boolean,
+  ): void => {
     if (move === MOVE_SPENDS_TOKEN) {
       tokens_spent[pool] = (tokens_spent[pool] ?? 0) - 1;
       if (overspent) overspent_moves--;
@@ -632,7 +713,14 @@ function searchLinearization(history: CompiledKeyHistory, step_budget: number, m
    * `tokens_available` were called) into the situation (next_state,
    * next_witness_rejects). Returns true when that completes a linearization.
    */
-  const enter = (move: number, pool: number, tokens_available: number, next_state: number, next_witness_rejects: number, next_latest_call_time: number): boolean => {
+  const enter = (
+    move: number,
+    pool: number,
+    tokens_available: number,
+    next_state: number,
+    next_witness_rejects: number,
+    next_latest_call_time: number,
+  ): boolean => {
     const lowest_before = linearized.lowestAbsent();
     let overspent = false;
     if (move === MOVE_SPENDS_TOKEN) {
@@ -643,13 +731,18 @@ function searchLinearization(history: CompiledKeyHistory, step_budget: number, m
       linearized.add(node_operation[move] ?? 0);
       remove(move);
     }
-    const situation_key = linearized.memoKey(next_state * (state_count + 1) + next_witness_rejects + 1);
+    const situation_key = linearized.memoKey(
+      next_state * (state_count + 1) + next_witness_rejects + 1,
+    );
     const key = tokens_in_key ? `${situation_key}/${tokens_spent.join(',')}` : situation_key;
     const known = explored.get(key);
     if (known !== undefined) {
       if (overspent_moves === 0 && frontierContains(known, tokens_spent)) return true;
       undoMove(move, pool, lowest_before, overspent);
-      frontier = frontierUnion(frontier, move === MOVE_SPENDS_TOKEN ? frontierBeforeSpending(known, pool, tokens_available) : known);
+      frontier = frontierUnion(
+        frontier,
+        move === MOVE_SPENDS_TOKEN ? frontierBeforeSpending(known, pool, tokens_available) : known,
+      );
       return false;
     }
     frame_move.push(move);
@@ -675,7 +768,9 @@ function searchLinearization(history: CompiledKeyHistory, step_budget: number, m
     return next[HEAD] === NO_NODE && overspent_moves === 0;
   };
 
-  /** The situation is fully explored: remember it and resume its parent. Returns false at the root. */
+  /**
+   * The situation is fully explored: remember it and resume its parent. Returns false at the root.
+   */
   const leave = (): boolean => {
     const depth = frame_move.length;
     if (depth === 0) return false;
@@ -688,7 +783,10 @@ function searchLinearization(history: CompiledKeyHistory, step_budget: number, m
     witness_rejects = frame_witness_rejects.pop() ?? NO_WITNESS_NEEDED;
     latest_call_time = frame_latest_call_time.pop() ?? -Infinity;
     undoMove(move, pool, frame_lowest.pop() ?? 0, frame_overspent.pop() ?? false);
-    frontier = frontierUnion(frame_frontier.pop() ?? NOTHING, move === MOVE_SPENDS_TOKEN ? frontierBeforeSpending(child, pool, tokens_available) : child);
+    frontier = frontierUnion(
+      frame_frontier.pop() ?? NOTHING,
+      move === MOVE_SPENDS_TOKEN ? frontierBeforeSpending(child, pool, tokens_available) : child,
+    );
     scan = frame_scan.pop() ?? SCAN_LISTED;
     pool_index = frame_pool_index.pop() ?? 0;
     barrier_time = frame_barrier_time.pop() ?? Infinity;
@@ -713,13 +811,15 @@ function searchLinearization(history: CompiledKeyHistory, step_budget: number, m
         const kind = step_kind[id] ?? STEP_GET;
         const argument = step_argument[id] ?? 0;
         const witnesses =
-          witness_rejects === NO_WITNESS_NEEDED || (observesState(kind) && stepModel(kind, argument, witness_rejects) === STATE_REJECTED);
+          witness_rejects === NO_WITNESS_NEEDED ||
+          (observesState(kind) && stepModel(kind, argument, witness_rejects) === STATE_REJECTED);
         const next_state = witnesses ? stepModel(kind, argument, state) : STATE_REJECTED;
         const call = node;
         node = next[node] ?? NO_NODE;
         if (next_state !== STATE_REJECTED) {
           const next_latest_call_time = Math.max(latest_call_time, node_time[call] ?? 0);
-          if (enter(call, 0, 0, next_state, NO_WITNESS_NEEDED, next_latest_call_time)) return { kind: 'linearizable', steps_used };
+          if (enter(call, 0, 0, next_state, NO_WITNESS_NEEDED, next_latest_call_time))
+            return { kind: 'linearizable', steps_used };
         }
         continue;
       }
@@ -737,27 +837,56 @@ function searchLinearization(history: CompiledKeyHistory, step_budget: number, m
       const tokens_available = tokensCalledBy(pool, barrier_time);
       // Spending is pointless when the state would not change.
       const affordable = mode === 'thorough' || (tokens_spent[pool_number] ?? 0) < tokens_available;
-      if (affordable && tokens_available > 0 && latest_call_time <= pool.deadline && pool.effect !== state) {
-        if (enter(MOVE_SPENDS_TOKEN, pool_number, tokens_available, pool.effect, state, latest_call_time)) return { kind: 'linearizable', steps_used };
+      if (
+        affordable &&
+        tokens_available > 0 &&
+        latest_call_time <= pool.deadline &&
+        pool.effect !== state
+      ) {
+        if (
+          enter(
+            MOVE_SPENDS_TOKEN,
+            pool_number,
+            tokens_available,
+            pool.effect,
+            state,
+            latest_call_time,
+          )
+        )
+          return { kind: 'linearizable', steps_used };
       }
       continue;
     }
     // Every move from this situation is explored.
     const depth = frame_move.length;
-    if (dead_end === null || depth > dead_end.prefix.length) dead_end = describeDeadEnd(history, frame_move, frame_pool, node);
+    if (dead_end === null || depth > dead_end.prefix.length)
+      dead_end = describeDeadEnd(history, frame_move, frame_pool, node);
     if (!leave()) break;
   }
   assert(dead_end !== null, 'a failed search met a dead end');
   return { kind: 'illegal', steps_used, dead_end };
 }
 
-function describeDeadEnd(history: CompiledKeyHistory, frame_move: readonly number[], frame_pool: readonly number[], return_node: number): DeadEnd {
+function describeDeadEnd(
+  history: CompiledKeyHistory,
+  frame_move: readonly number[],
+  frame_pool: readonly number[],
+  return_node: number,
+): DeadEnd {
   const pending: number[] = [];
-  for (let node = history.next[HEAD] ?? NO_NODE; node !== return_node && node !== NO_NODE; node = history.next[node] ?? NO_NODE) {
+  for (
+    let node = history.next[HEAD] ?? NO_NODE;
+    node !== return_node && node !== NO_NODE;
+    node = history.next[node] ?? NO_NODE
+  ) {
     if (history.node_is_call[node] === 1) pending.push(history.node_operation[node] ?? 0);
   }
   return {
-    prefix: frame_move.map((move, index) => (move === MOVE_SPENDS_TOKEN ? -1 - (frame_pool[index] ?? 0) : (history.node_operation[move] ?? 0))),
+    prefix: frame_move.map((move, index) =>
+      move === MOVE_SPENDS_TOKEN
+        ? -1 - (frame_pool[index] ?? 0)
+        : (history.node_operation[move] ?? 0),
+    ),
     blocking: history.node_operation[return_node] ?? 0,
     pending,
   };
@@ -812,10 +941,15 @@ class LinearizedSet {
    */
   memoKey(search_state: number): number | string {
     const beyond_prefix = this.size - this.lowest;
-    if (beyond_prefix === 0 && this.numeric_keys) return search_state * (this.capacity + 1) + this.lowest;
+    if (beyond_prefix === 0 && this.numeric_keys)
+      return search_state * (this.capacity + 1) + this.lowest;
     let key = `${search_state}:${this.lowest}:`;
     let found = 0;
-    for (let word_index = (this.lowest + 1) >>> 5; found < beyond_prefix && word_index < this.words.length; word_index++) {
+    for (
+      let word_index = (this.lowest + 1) >>> 5;
+      found < beyond_prefix && word_index < this.words.length;
+      word_index++
+    ) {
       let word = this.words[word_index] ?? 0;
       if (word_index === this.lowest >>> 5) word &= (~0 << (this.lowest & 31)) << 1; // only bits above `lowest`
       while (word !== 0) {
@@ -838,7 +972,9 @@ function explainFailure(key: string, history: CompiledKeyHistory, dead_end: Dead
       const pool = history.pools[-1 - step];
       const example = pool?.operations[0];
       const count = pool?.operations.length ?? 0;
-      return example === undefined ? 'an unknown-outcome write' : `${formatOperation(example)} takes effect here${count > 1 ? ` (or another of ${count} alike)` : ''}`;
+      return example === undefined
+        ? 'an unknown-outcome write'
+        : `${formatOperation(example)} takes effect here${count > 1 ? ` (or another of ${count} alike)` : ''}`;
     }
     const op = history.operations[step];
     return op === undefined ? `operation #${step}` : formatOperation(op);
@@ -846,8 +982,10 @@ function explainFailure(key: string, history: CompiledKeyHistory, dead_end: Dead
   const optional_count = history.pools.reduce((sum, pool) => sum + pool.operations.length, 0);
   const total = history.operations.length + optional_count;
   const lines = [`key ${quote(key)}: no linearization of its ${total} operations exists`];
-  if (optional_count > 0) lines[0] += ` (${optional_count} of them unknown-outcome writes that may never have taken effect)`;
-  if (history.operations_dropped > 0) lines[0] += `; ${history.operations_dropped} unknown-outcome operations nothing could observe were left out`;
+  if (optional_count > 0)
+    lines[0] += ` (${optional_count} of them unknown-outcome writes that may never have taken effect)`;
+  if (history.operations_dropped > 0)
+    lines[0] += `; ${history.operations_dropped} unknown-outcome operations nothing could observe were left out`;
   const { prefix } = dead_end;
   lines.push(`longest linearizable prefix found (${prefix.length} steps):`);
   const shown_from = Math.max(0, prefix.length - EXPLANATION_OPERATIONS_MAX);
@@ -858,7 +996,12 @@ function explainFailure(key: string, history: CompiledKeyHistory, dead_end: Dead
   for (const step of prefix) {
     if (step < 0) {
       const effect = history.pools[-1 - step]?.effect ?? STATE_MISSING;
-      value_text = effect === STATE_MISSING ? 'missing' : effect === STATE_UNREAD_VALUE ? 'a value no get returned' : quote(history.values[effect] ?? '');
+      value_text =
+        effect === STATE_MISSING
+          ? 'missing'
+          : effect === STATE_UNREAD_VALUE
+            ? 'a value no get returned'
+            : quote(history.values[effect] ?? '');
       continue;
     }
     const input = history.operations[step]?.input;
@@ -866,8 +1009,12 @@ function explainFailure(key: string, history: CompiledKeyHistory, dead_end: Dead
     if (input?.kind === 'del') value_text = 'missing';
   }
   lines.push(`value after it: ${value_text}`);
-  lines.push(`then ${describe(dead_end.blocking)} must take effect before it returns, but no pending operation can be applied next:`);
-  for (const id of dead_end.pending.slice(0, EXPLANATION_OPERATIONS_MAX)) lines.push(`  ${describe(id)}`);
-  if (dead_end.pending.length > EXPLANATION_OPERATIONS_MAX) lines.push(`  … and ${dead_end.pending.length - EXPLANATION_OPERATIONS_MAX} more`);
+  lines.push(
+    `then ${describe(dead_end.blocking)} must take effect before it returns, but no pending operation can be applied next:`,
+  );
+  for (const id of dead_end.pending.slice(0, EXPLANATION_OPERATIONS_MAX))
+    lines.push(`  ${describe(id)}`);
+  if (dead_end.pending.length > EXPLANATION_OPERATIONS_MAX)
+    lines.push(`  … and ${dead_end.pending.length - EXPLANATION_OPERATIONS_MAX} more`);
   return lines.join('\n');
 }

@@ -1,11 +1,17 @@
 /**
- * `npm run sim -- --seeds N [--nodes 3|5] [--seed S] [--start S0] [--chaos-ms MS] [--profile mixed|crashy|partition]`
+ * `npm run sim -- --seeds N [--nodes 3|5] [--seed S] [--start S0] [--chaos-ms MS] [--profile
+ * mixed|crashy|partition]`
  * Runs N seeds (or replays one) and ends with exactly one summary line:
  * `sim: <N> seeds, <V> violations (<R> seeds/s)`; exits non-zero if V > 0.
  */
 import { runSeed, type SeedOptions } from './vopr';
 
-function parseArgs(argv: string[]): { seeds: number; start: number; replay: number | null; options: SeedOptions } {
+function parseArgs(argv: string[]): {
+  seeds: number;
+  start: number;
+  replay: number | null;
+  options: SeedOptions;
+} {
   let seeds = 100;
   let start = Date.now() % 1_000_000_000; // the only clock read: it picks seeds, which are printed
   let replay: number | null = null;
@@ -15,7 +21,8 @@ function parseArgs(argv: string[]): { seeds: number; start: number; replay: numb
     const value = argv[i + 1];
     const number = (): number => {
       const parsed = Number(value);
-      if (value === undefined || !Number.isInteger(parsed)) throw new Error(`${flag} needs an integer`);
+      if (value === undefined || !Number.isInteger(parsed))
+        throw new Error(`${flag} needs an integer`);
       i++;
       return parsed;
     };
@@ -25,11 +32,14 @@ function parseArgs(argv: string[]): { seeds: number; start: number; replay: numb
     else if (flag === '--nodes') options.nodes = number();
     else if (flag === '--chaos-ms') options.chaos_ms = number();
     else if (flag === '--profile') {
-      if (value !== 'mixed' && value !== 'crashy' && value !== 'partition') throw new Error('--profile is mixed, crashy or partition');
+      if (value !== 'mixed' && value !== 'crashy' && value !== 'partition')
+        throw new Error('--profile is mixed, crashy or partition');
       options.profile = value;
       i++;
-    }
-    else throw new Error(`unknown flag ${flag}; usage: npm run sim -- --seeds N [--nodes 3|5] [--seed S] [--start S0] [--chaos-ms MS] [--profile mixed|crashy|partition]`);
+    } else
+      throw new Error(
+        `unknown flag ${flag}; usage: npm run sim -- --seeds N [--nodes 3|5] [--seed S] [--start S0] [--chaos-ms MS] [--profile mixed|crashy|partition]`,
+      );
   }
   return { seeds, start, replay, options };
 }
@@ -45,15 +55,24 @@ function main(): void {
     done++;
     if (!result.ok) {
       violations++;
-      const nodes = (options.nodes !== undefined ? ` --nodes ${options.nodes}` : '') + (options.profile !== undefined ? ` --profile ${options.profile}` : '');
-      console.log(`seed ${seed}: ${result.violation}\n  replay: npm run sim -- --seed ${seed}${nodes}`);
+      const nodes =
+        (options.nodes !== undefined ? ` --nodes ${options.nodes}` : '') +
+        (options.profile !== undefined ? ` --profile ${options.profile}` : '');
+      console.log(
+        `seed ${seed}: ${result.violation}\n  replay: npm run sim -- --seed ${seed}${nodes}`,
+      );
     } else if (replay !== null) {
-      console.log(`seed ${seed}: ok (${result.operations} client operations, ${result.messages} messages, ${result.virtual_ms} virtual ms)`);
+      console.log(
+        `seed ${seed}: ok (${result.operations} client operations, ${result.messages} messages, ${result.virtual_ms} virtual ms)`,
+      );
     }
-    if (done % 50 === 0 && done < list.length) console.log(`... ${done}/${list.length} seeds, ${violations} violations`);
+    if (done % 50 === 0 && done < list.length)
+      console.log(`... ${done}/${list.length} seeds, ${violations} violations`);
   }
   const seconds = Number(process.hrtime.bigint() - began) / 1e9;
-  console.log(`sim: ${list.length} seeds, ${violations} violations (${(list.length / seconds).toFixed(1)} seeds/s)`);
+  console.log(
+    `sim: ${list.length} seeds, ${violations} violations (${(list.length / seconds).toFixed(1)} seeds/s)`,
+  );
   process.exitCode = violations > 0 ? 1 : 0;
 }
 

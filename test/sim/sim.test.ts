@@ -8,12 +8,23 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkLinearizable } from './linearizability';
 import { drawParams, runSeed, LIVENESS_BOUND_MS, type SeedOptions } from './vopr';
-import { SafetyViolation, Simulation, type Disk, type SimFaults, type SimParams } from './simulation';
+import {
+  SafetyViolation,
+  Simulation,
+  type Disk,
+  type SimFaults,
+  type SimParams,
+} from './simulation';
 import { encodeCommand } from '../../src/kv/command_codec';
 import type { NodeId } from '../../src/raft/types';
 import type { LogEntry } from '../../src/wire/types';
 
-function reliable(seed: number, nodes: number, overrides: Partial<SimParams> = {}, initial: ConstructorParameters<typeof Simulation>[1] = {}): Simulation {
+function reliable(
+  seed: number,
+  nodes: number,
+  overrides: Partial<SimParams> = {},
+  initial: ConstructorParameters<typeof Simulation>[1] = {},
+): Simulation {
   const params: SimParams = {
     ...drawParams(seed, { nodes }),
     drop_rate: 0,
@@ -42,18 +53,25 @@ function runSeeds(first: number, count: number, options: SeedOptions): void {
   const failures: string[] = [];
   for (let seed = first; seed < first + count; seed++) {
     const result = runSeed(seed, options);
-    if (!result.ok) failures.push(`seed ${seed}: ${result.violation}\n  replay: ${replay(seed, options)}`);
+    if (!result.ok)
+      failures.push(`seed ${seed}: ${result.violation}\n  replay: ${replay(seed, options)}`);
   }
   assert.deepEqual(failures, [], failures.join('\n'));
 }
 
 function assertLinearizable(sim: Simulation): void {
   const result = checkLinearizable(sim.history);
-  assert.ok(result.ok, `history not linearizable (seed ${sim.params.seed}): ${result.failure?.explanation ?? ''}`);
+  assert.ok(
+    result.ok,
+    `history not linearizable (seed ${sim.params.seed}): ${result.failure?.explanation ?? ''}`,
+  );
 }
 
 /** Runs seeds until one violates a check; returns that seed or null. */
-function firstViolation(count: number, options: SeedOptions): { seed: number; violation: string } | null {
+function firstViolation(
+  count: number,
+  options: SeedOptions,
+): { seed: number; violation: string } | null {
   for (let seed = 1; seed <= count; seed++) {
     const result = runSeed(seed, { ...options, liveness: false });
     if (!result.ok) return { seed, violation: result.violation ?? '' };
@@ -66,7 +84,10 @@ function firstViolation(count: number, options: SeedOptions): { seed: number; vi
 test('initial election: 3 and 5 nodes elect one leader that every node follows', () => {
   for (const nodes of [3, 5]) {
     const sim = reliable(11, nodes);
-    assert.ok(sim.runUntil(() => sim.leader() !== null, 1000), `a leader within 1000 ms (${nodes} nodes)`);
+    assert.ok(
+      sim.runUntil(() => sim.leader() !== null, 1000),
+      `a leader within 1000 ms (${nodes} nodes)`,
+    );
     sim.runFor(200);
     const leader = sim.leader()!;
     const leaders = sim.nodes.filter((n) => n.core.current_role === 'leader');
@@ -82,7 +103,10 @@ test('re-election after the leader crashes; the old leader rejoins as a follower
   const old = sim.leader()!;
   const old_term = old.core.current_term;
   sim.crash(old.id);
-  assert.ok(sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== old.id, LIVENESS_BOUND_MS), 'a survivor is elected');
+  assert.ok(
+    sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== old.id, LIVENESS_BOUND_MS),
+    'a survivor is elected',
+  );
   assert.ok(sim.leader()!.core.current_term > old_term);
   assert.ok(sim.writeThroughLeader('after', 'crash', 1000), 'the new leader commits writes');
   sim.restart(old.id);
@@ -121,15 +145,25 @@ test('PreVote: a partitioned node rejoins without deposing the leader; a partiti
   assert.equal(leader.core.current_term, term);
 
   sim.isolate(leader.id);
-  assert.ok(sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== leader.id, LIVENESS_BOUND_MS));
+  assert.ok(
+    sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== leader.id, LIVENESS_BOUND_MS),
+  );
   const successor = sim.leader()!;
   sim.runFor(500);
-  assert.notEqual(leader.core.current_role, 'leader', 'CheckQuorum: the cut-off leader stepped down');
+  assert.notEqual(
+    leader.core.current_role,
+    'leader',
+    'CheckQuorum: the cut-off leader stepped down',
+  );
   const successor_term = successor.core.current_term;
   sim.heal();
   sim.runFor(1000);
   assert.equal(sim.leader()?.id, successor.id);
-  assert.equal(successor.core.current_term, successor_term, 'no election was forced by the returning node');
+  assert.equal(
+    successor.core.current_term,
+    successor_term,
+    'no election was forced by the returning node',
+  );
 });
 
 test('Figure 8 on an unreliable network: leaders crash right after election or commit, over 150 seeds of 5 nodes', () => {
@@ -141,10 +175,16 @@ test('followers far behind and with 3,000 conflicting entries catch up in a hand
   assert.ok(sim.runUntil(() => sim.leader() !== null, 1000));
   const old = sim.leader()!;
   sim.isolate(old.id);
-  assert.equal(sim.proposeMany(old.id, 3000, 'stale'), 3000, 'the cut-off leader accepts writes it can never commit');
+  assert.equal(
+    sim.proposeMany(old.id, 3000, 'stale'),
+    3000,
+    'the cut-off leader accepts writes it can never commit',
+  );
   const behind = sim.nodes.find((n) => n.id !== old.id)!;
   sim.crash(behind.id);
-  assert.ok(sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== old.id, LIVENESS_BOUND_MS));
+  assert.ok(
+    sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== old.id, LIVENESS_BOUND_MS),
+  );
   const leader = sim.leader()!;
   let proposed = 0;
   while (proposed < 5000) {
@@ -157,12 +197,21 @@ test('followers far behind and with 3,000 conflicting entries catch up in a hand
   sim.restart(behind.id);
   const target = leader.core.last_log_index;
   const caught_up = sim.runUntil(
-    () => sim.nodes.every((n) => n.alive && n.core.last_log_index >= target && n.core.termAt(target) === leader.core.termAt(target)),
+    () =>
+      sim.nodes.every(
+        (n) =>
+          n.alive &&
+          n.core.last_log_index >= target &&
+          n.core.termAt(target) === leader.core.termAt(target),
+      ),
     3000,
   );
   assert.ok(caught_up, 'every node holds the leader log within 3 s');
   const rejections = sim.append_rejections - rejections_before;
-  assert.ok(rejections <= 12, `${rejections} rejections for two lagging followers (one per stale term, not per entry)`);
+  assert.ok(
+    rejections <= 12,
+    `${rejections} rejections for two lagging followers (one per stale term, not per entry)`,
+  );
   sim.checkLogMatching();
 });
 
@@ -170,7 +219,10 @@ test('leader crashes during replication on an unreliable network lose no acknowl
   const sim = reliable(16, 3, { drop_rate: 0.1, duplicate_rate: 0.05, delay_max_ms: 10 });
   sim.startClients();
   for (let round = 0; round < 12; round++) {
-    assert.ok(sim.runUntil(() => sim.leader() !== null, LIVENESS_BOUND_MS), `round ${round}: a leader`);
+    assert.ok(
+      sim.runUntil(() => sim.leader() !== null, LIVENESS_BOUND_MS),
+      `round ${round}: a leader`,
+    );
     sim.runFor(100 + round * 37);
     const leader = sim.leader();
     if (leader !== null) sim.crash(leader.id);
@@ -189,7 +241,7 @@ test('churn: every node crashes and restarts, sometimes all at once, while clien
   sim.startClients();
   for (let round = 0; round < 20; round++) {
     sim.runFor(150);
-    const victim = 1 + (round * 3) % 5;
+    const victim = 1 + ((round * 3) % 5);
     if (round % 7 === 6) for (const node of sim.nodes) sim.crash(node.id);
     else sim.crash(victim);
     sim.runFor(60);
@@ -216,17 +268,29 @@ test('random seeds: 200 of 3 nodes and 100 of 5 nodes, every fault mixed, livene
 
 test('switch vote_without_log_check: the simulator reports a violation within 20 seeds', () => {
   const found = firstViolation(20, { faults: { vote_without_log_check: true }, profile: 'mixed' });
-  assert.ok(found !== null, 'granting votes to out-of-date candidates must break Leader Completeness');
+  assert.ok(
+    found !== null,
+    'granting votes to out-of-date candidates must break Leader Completeness',
+  );
 });
 
 test('switch read_without_heartbeat: the linearizability checker reports a stale read within 100 seeds', () => {
-  const found = firstViolation(100, { faults: { read_without_heartbeat: true }, profile: 'partition' });
-  assert.ok(found !== null, 'serving reads without confirming leadership must produce a stale read');
+  const found = firstViolation(100, {
+    faults: { read_without_heartbeat: true },
+    profile: 'partition',
+  });
+  assert.ok(
+    found !== null,
+    'serving reads without confirming leadership must produce a stale read',
+  );
   assert.match(found.violation, /Linearizability/);
 });
 
 test('switch ack_before_persist: the simulator reports lost committed entries within 100 seeds', () => {
-  const found = firstViolation(100, { faults: { ack_before_persist: true, send_before_persist: true }, profile: 'crashy' });
+  const found = firstViolation(100, {
+    faults: { ack_before_persist: true, send_before_persist: true },
+    profile: 'crashy',
+  });
   assert.ok(found !== null, 'acknowledging before fsync must lose a committed entry after crashes');
 });
 
@@ -265,7 +329,8 @@ function figure8(seed: number, faults: SimFaults): 'violation' | 'safe' | 'misse
     if (id !== 1 || sim.node(1).core.commit_index < 2) return;
     sim.crash(1); // in the very step that moved commit, before S1 sends anything more
     s1_crashed = true;
-    // S2-S4 restart too (their logs are on disk): S5, which never stopped campaigning, now races fresh timers.
+    // S2-S4 restart too (their logs are on disk): S5, which never stopped campaigning, now races
+    // fresh timers.
     for (const id of [2, 3, 4]) {
       sim.crash(id);
       sim.restart(id);
@@ -288,7 +353,15 @@ function figure8(seed: number, faults: SimFaults): 'violation' | 'safe' | 'misse
 test('Figure 8, scripted: never unsafe with the rule; switch commit_old_term_entries loses a committed entry within 60 seeds', () => {
   const correct = Array.from({ length: 60 }, (_, seed) => figure8(seed, {}));
   assert.ok(correct.includes('safe'), `the scene was set at least once (${correct.join(',')})`);
-  assert.ok(!correct.includes('violation'), `with the rule no seed is unsafe (${correct.join(',')})`);
-  const broken = Array.from({ length: 60 }, (_, seed) => figure8(seed, { commit_old_term_entries: true }));
-  assert.ok(broken.includes('violation'), `committing an earlier term's entry by counting replicas must lose it (${broken.join(',')})`);
+  assert.ok(
+    !correct.includes('violation'),
+    `with the rule no seed is unsafe (${correct.join(',')})`,
+  );
+  const broken = Array.from({ length: 60 }, (_, seed) =>
+    figure8(seed, { commit_old_term_entries: true }),
+  );
+  assert.ok(
+    broken.includes('violation'),
+    `committing an earlier term's entry by counting replicas must lose it (${broken.join(',')})`,
+  );
 });

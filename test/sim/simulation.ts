@@ -43,7 +43,10 @@ export interface SimParams {
   use_codec: boolean;
   message_entries_max: number;
   inflight_messages_max: number;
-  /** false: each connection is FIFO as TCP is (requests and responses travel on different connections); true: any order. */
+  /**
+   * false: each connection is FIFO as TCP is (requests and responses travel on different
+   * connections); true: any order.
+   */
   reorder: boolean;
 }
 
@@ -64,7 +67,10 @@ class SimNode {
   alive = false;
   incarnation = 0;
   paused_until = 0;
-  /** Per connection, when the resumed process gets to what queued up on it (FIFO within a connection). */
+  /**
+   * Per connection, when the resumed process gets to what queued up on it (FIFO within a
+   * connection).
+   */
   resume_order = new Map<string, number>();
   disk: Disk = { hard_state: { term: 0, vote: NO_NODE, commit: 0 }, entries: [] };
   core!: RaftCore;
@@ -106,7 +112,10 @@ export class Simulation {
   private duplicate_rate: number;
   /** The cluster's committed log as observed so far: index → entry. */
   private readonly committed: LogEntry[] = [];
-  /** For each committed index, the term in which it was first seen committed (the committing leader's term). */
+  /**
+   * For each committed index, the term in which it was first seen committed (the committing
+   * leader's term).
+   */
   private readonly committed_in_term: number[] = [];
   private readonly leader_of_term = new Map<number, NodeId>();
   private readonly clients: ClientState[] = [];
@@ -115,7 +124,10 @@ export class Simulation {
   /** AppendEntries rejections seen by leaders (for fast-backtracking scenarios). */
   append_rejections = 0;
   private value_counter = 0;
-  /** Called when a node first becomes leader of a term (the nemesis uses it to strike at bad moments). */
+  /**
+   * Called when a node first becomes leader of a term (the nemesis uses it to strike at bad
+   * moments).
+   */
   on_leader_elected: ((id: NodeId) => void) | null = null;
   /** Called when a leader's commit index advances. */
   on_leader_commit: ((id: NodeId) => void) | null = null;
@@ -137,7 +149,8 @@ export class Simulation {
         for (let index = 1; index <= disk.hard_state.commit; index++) {
           const entry = disk.entries[index - 1]!;
           const known = this.committed[index - 1];
-          if (known !== undefined && !sameEntry(known, entry)) throw new Error(`initial disks disagree on committed index ${index}`);
+          if (known !== undefined && !sameEntry(known, entry))
+            throw new Error(`initial disks disagree on committed index ${index}`);
           if (known === undefined) {
             this.committed.push(entry);
             this.committed_in_term.push(entry.term); // committed in its own term at the latest
@@ -170,7 +183,10 @@ export class Simulation {
     this.runUntilTime(this.now + ms);
   }
 
-  /** Runs until `predicate` holds (checked after every event) or `timeout_ms` passes; returns whether it held. */
+  /**
+   * Runs until `predicate` holds (checked after every event) or `timeout_ms` passes; returns
+   * whether it held.
+   */
   runUntil(predicate: () => boolean, timeout_ms: number): boolean {
     const deadline = this.now + timeout_ms;
     if (predicate()) return true;
@@ -256,7 +272,10 @@ export class Simulation {
     node.paused_until = Math.max(node.paused_until, this.now + ms);
   }
 
-  /** When a paused node handles something that arrived during the pause: sockets are read in no fixed order. */
+  /**
+   * When a paused node handles something that arrived during the pause: sockets are read in no
+   * fixed order.
+   */
   private resumeTime(node: SimNode, connection: string): number {
     let offset = node.resume_order.get(connection);
     if (offset === undefined) {
@@ -322,11 +341,14 @@ export class Simulation {
     if (this.blocked.has(`${from}>${to}`)) return;
     if (this.rng.float() < this.drop_rate) return;
     const copies = this.rng.float() < this.duplicate_rate ? 2 : 1;
-    // Requests go on the sender's outbound connection, responses on the connection the request came in on.
+    // Requests go on the sender's outbound connection, responses on the connection the request came
+    // in on.
     const is_response = message.type === 2 || message.type === 4 || message.type === 6;
     const channel = is_response ? `${to}<${from}` : `${from}>${to}`;
     for (let i = 0; i < copies; i++) {
-      const delay = this.params.delay_min_ms + this.rng.float() * (this.params.delay_max_ms - this.params.delay_min_ms);
+      const delay =
+        this.params.delay_min_ms +
+        this.rng.float() * (this.params.delay_max_ms - this.params.delay_min_ms);
       let at = this.now + delay;
       if (!this.params.reorder) {
         at = Math.max(at, this.channel_last.get(channel) ?? 0);
@@ -348,13 +370,15 @@ export class Simulation {
       return;
     }
     this.messages_delivered++;
-    if (message.type === 4 && !message.success && message.term === node.core.current_term) this.append_rejections++;
+    if (message.type === 4 && !message.success && message.term === node.core.current_term)
+      this.append_rejections++;
     node.core.step(from, message);
     this.observe(node);
     this.pump(node);
   }
 
-  // ------------------------------------------------------------ the driver (what the server does with a Ready)
+  // ------------------------------------------------------------ the driver (what the server does
+  // with a Ready)
 
   /**
    * The same liberties KvNode takes with the Ready contract, so the simulator
@@ -371,7 +395,9 @@ export class Simulation {
       this.checkApplied(node, ready);
       let hard_state = ready.hard_state;
       const on_disk = node.disk.hard_state;
-      const term_and_vote_durable = hard_state === null || (hard_state.term === on_disk.term && hard_state.vote === on_disk.vote);
+      const term_and_vote_durable =
+        hard_state === null ||
+        (hard_state.term === on_disk.term && hard_state.vote === on_disk.vote);
       if (hard_state !== null && term_and_vote_durable && ready.entries === null) {
         node.deferred_hard_state = hard_state;
         hard_state = null;
@@ -384,16 +410,22 @@ export class Simulation {
       }
       if (hard_state === null) hard_state = node.deferred_hard_state;
       node.deferred_hard_state = null;
-      const send_early = (term_and_vote_durable && node.core.current_role === 'leader') || this.params.faults.send_before_persist === true;
+      const send_early =
+        (term_and_vote_durable && node.core.current_role === 'leader') ||
+        this.params.faults.send_before_persist === true;
       if (send_early) this.sendAll(node, ready);
       node.persisting = true;
       const incarnation = node.incarnation;
-      const fsync_ms = this.params.fsync_min_ms + this.rng.float() * (this.params.fsync_max_ms - this.params.fsync_min_ms);
+      const fsync_ms =
+        this.params.fsync_min_ms +
+        this.rng.float() * (this.params.fsync_max_ms - this.params.fsync_min_ms);
       const save = hard_state;
       this.schedule(fsync_ms, () => {
         if (node.incarnation !== incarnation) return; // crashed before the fsync finished: nothing reached the disk
         if (node.paused_until > this.now) {
-          this.queue.push(node.paused_until, () => this.completeReady(node, incarnation, ready, save, send_early));
+          this.queue.push(node.paused_until, () =>
+            this.completeReady(node, incarnation, ready, save, send_early),
+          );
           return;
         }
         this.completeReady(node, incarnation, ready, save, send_early);
@@ -402,7 +434,13 @@ export class Simulation {
     }
   }
 
-  private completeReady(node: SimNode, incarnation: number, ready: Ready, hard_state: HardState | null, sent_already: boolean): void {
+  private completeReady(
+    node: SimNode,
+    incarnation: number,
+    ready: Ready,
+    hard_state: HardState | null,
+    sent_already: boolean,
+  ): void {
     if (node.incarnation !== incarnation) return;
     this.writeDisk(node, hard_state, ready);
     if (!sent_already) this.sendAll(node, ready);
@@ -421,18 +459,31 @@ export class Simulation {
       const { first_index, entries } = ready.entries;
       node.disk.entries.length = Math.min(node.disk.entries.length, first_index - 1);
       if (node.disk.entries.length !== first_index - 1) {
-        throw new SafetyViolation(`node ${node.id}: persisting from ${first_index} leaves a gap after ${node.disk.entries.length}`);
+        throw new SafetyViolation(
+          `node ${node.id}: persisting from ${first_index} leaves a gap after ${node.disk.entries.length}`,
+        );
       }
       node.disk.entries.push(...entries);
     }
     if (hard_state !== null) {
       const before = node.disk.hard_state;
-      if (hard_state.term < before.term) throw new SafetyViolation(`node ${node.id}: persisted term went back ${before.term} → ${hard_state.term}`);
+      if (hard_state.term < before.term)
+        throw new SafetyViolation(
+          `node ${node.id}: persisted term went back ${before.term} → ${hard_state.term}`,
+        );
       if (hard_state.commit < before.commit) {
-        throw new SafetyViolation(`node ${node.id}: persisted commit went back ${before.commit} → ${hard_state.commit}`);
+        throw new SafetyViolation(
+          `node ${node.id}: persisted commit went back ${before.commit} → ${hard_state.commit}`,
+        );
       }
-      if (hard_state.term === before.term && before.vote !== NO_NODE && hard_state.vote !== before.vote) {
-        throw new SafetyViolation(`node ${node.id}: voted twice in term ${before.term} (${before.vote}, ${hard_state.vote})`);
+      if (
+        hard_state.term === before.term &&
+        before.vote !== NO_NODE &&
+        hard_state.vote !== before.vote
+      ) {
+        throw new SafetyViolation(
+          `node ${node.id}: voted twice in term ${before.term} (${before.vote}, ${hard_state.vote})`,
+        );
       }
       node.disk.hard_state = { ...hard_state };
     }
@@ -448,27 +499,35 @@ export class Simulation {
       node.was_leader_in_term = term;
       const other = this.leader_of_term.get(term);
       if (other !== undefined && other !== node.id) {
-        throw new SafetyViolation(`Election Safety: nodes ${other} and ${node.id} are both leader in term ${term}`);
+        throw new SafetyViolation(
+          `Election Safety: nodes ${other} and ${node.id} are both leader in term ${term}`,
+        );
       }
       this.leader_of_term.set(term, node.id);
       this.checkLeaderCompleteness(node);
       if (this.on_leader_elected !== null) this.on_leader_elected(node.id);
     }
     const commit = core.commit_index;
-    if (commit < node.commit_seen) throw new SafetyViolation(`node ${node.id}: commit index went back ${node.commit_seen} → ${commit}`);
+    if (commit < node.commit_seen)
+      throw new SafetyViolation(
+        `node ${node.id}: commit index went back ${node.commit_seen} → ${commit}`,
+      );
     node.commit_seen = commit;
     if (commit > node.commit_recorded) {
       const log = core.logEntries();
-      for (let index = node.commit_recorded + 1; index <= commit; index++) this.recordCommitted(node, index, log[index - 1]!);
+      for (let index = node.commit_recorded + 1; index <= commit; index++)
+        this.recordCommitted(node, index, log[index - 1]!);
       node.commit_recorded = commit;
-      if (core.current_role === 'leader' && this.on_leader_commit !== null) this.on_leader_commit(node.id);
+      if (core.current_role === 'leader' && this.on_leader_commit !== null)
+        this.on_leader_commit(node.id);
     }
   }
 
   private recordCommitted(node: SimNode, index: number, entry: LogEntry): void {
     const known = this.committed[index - 1];
     if (known === undefined) {
-      if (this.committed.length !== index - 1) throw new SafetyViolation(`committed log gap at ${index}`);
+      if (this.committed.length !== index - 1)
+        throw new SafetyViolation(`committed log gap at ${index}`);
       this.committed.push(entry);
       this.committed_in_term.push(node.core.current_term);
       return;
@@ -485,7 +544,8 @@ export class Simulation {
     const log = node.core.logEntries();
     const term = node.core.current_term;
     for (let index = 1; index <= this.committed.length; index++) {
-      // A stale leader of an older term may still win its old election late (its votes were delayed): not covered.
+      // A stale leader of an older term may still win its old election late (its votes were
+      // delayed): not covered.
       if (this.committed_in_term[index - 1]! >= term) continue;
       const mine = log[index - 1];
       if (mine === undefined || !sameEntry(mine, this.committed[index - 1]!)) {
@@ -498,16 +558,22 @@ export class Simulation {
 
   private checkApplied(node: SimNode, ready: Ready): void {
     for (const { index, entry } of ready.committed) {
-      if (index !== node.applied_seen + 1) throw new SafetyViolation(`node ${node.id}: applied ${index} after ${node.applied_seen}`);
+      if (index !== node.applied_seen + 1)
+        throw new SafetyViolation(`node ${node.id}: applied ${index} after ${node.applied_seen}`);
       node.applied_seen = index;
       const known = this.committed[index - 1];
       if (known === undefined || !sameEntry(known, entry)) {
-        throw new SafetyViolation(`State Machine Safety: node ${node.id} applied a different command at index ${index}`);
+        throw new SafetyViolation(
+          `State Machine Safety: node ${node.id} applied a different command at index ${index}`,
+        );
       }
     }
   }
 
-  /** Log Matching: if two logs hold an entry with the same index and term, they are identical up to it. */
+  /**
+   * Log Matching: if two logs hold an entry with the same index and term, they are identical up to
+   * it.
+   */
   checkLogMatching(): void {
     const logs = this.nodes.map((n) => n.core.logEntries());
     for (let a = 0; a < logs.length; a++) {
@@ -518,7 +584,9 @@ export class Simulation {
         while (index > 0 && la[index - 1]!.term !== lb[index - 1]!.term) index--;
         for (let i = index; i > 0; i--) {
           if (!sameEntry(la[i - 1]!, lb[i - 1]!)) {
-            throw new SafetyViolation(`Log Matching: nodes ${a + 1} and ${b + 1} agree at ${index} but differ at ${i}`);
+            throw new SafetyViolation(
+              `Log Matching: nodes ${a + 1} and ${b + 1} agree at ${index} but differ at ${i}`,
+            );
           }
         }
       }
@@ -529,7 +597,13 @@ export class Simulation {
 
   startClients(): void {
     for (let id = 0; id < this.params.clients; id++) {
-      const client: ClientState = { id, busy: false, leader_hint: 1 + this.rng.int(this.params.nodes), op_counter: 0, stopped: false };
+      const client: ClientState = {
+        id,
+        busy: false,
+        leader_hint: 1 + this.rng.int(this.params.nodes),
+        op_counter: 0,
+        stopped: false,
+      };
       this.clients.push(client);
       this.schedule(this.rng.int(20), () => this.clientStep(client));
     }
@@ -548,8 +622,14 @@ export class Simulation {
     const key = `k${this.rng.int(this.params.keys)}`;
     const roll = this.rng.float();
     const input: KvInput =
-      roll < 0.4 ? { kind: 'get', key } : roll < 0.85 ? { kind: 'set', key, value: `v${++this.value_counter}` } : { kind: 'del', key };
-    this.invoke(client, input, () => this.schedule(1 + this.rng.int(15), () => this.clientStep(client)));
+      roll < 0.4
+        ? { kind: 'get', key }
+        : roll < 0.85
+          ? { kind: 'set', key, value: `v${++this.value_counter}` }
+          : { kind: 'del', key };
+    this.invoke(client, input, () =>
+      this.schedule(1 + this.rng.int(15), () => this.clientStep(client)),
+    );
   }
 
   /** Sends one operation through a node's Replica, as a real client would through a connection. */
@@ -594,11 +674,14 @@ export class Simulation {
         else target.replica.cancelWrite(handle);
       }
       client.leader_hint = 1 + this.rng.int(this.params.nodes);
-      // A write that may have reached the log has an unknown outcome; a read has no effect either way.
+      // A write that may have reached the log has an unknown outcome; a read has no effect either
+      // way.
       finish(input.kind === 'get' ? null : { kind: 'unknown' });
     });
     // The request reaches the node after a network delay; its reply comes back after another.
-    const hop = (): number => this.params.delay_min_ms + this.rng.float() * (this.params.delay_max_ms - this.params.delay_min_ms);
+    const hop = (): number =>
+      this.params.delay_min_ms +
+      this.rng.float() * (this.params.delay_max_ms - this.params.delay_min_ms);
     const arrive = (): void => {
       if (settled || !target.alive || target.incarnation !== incarnation) return;
       if (target.paused_until > this.now) {
@@ -608,7 +691,12 @@ export class Simulation {
       if (input.kind === 'get') {
         handle = target.replica.read(Buffer.from(input.key), (outcome: ReadOutcome) => {
           this.schedule(hop(), () => {
-            if (outcome.ok) finish({ kind: 'get', value: outcome.value === null ? null : outcome.value.map((w) => w.toString()).join(' ') });
+            if (outcome.ok)
+              finish({
+                kind: 'get',
+                value:
+                  outcome.value === null ? null : outcome.value.map((w) => w.toString()).join(' '),
+              });
             else {
               onRefused(outcome.leader_id);
               finish(null);
@@ -624,7 +712,11 @@ export class Simulation {
           this.schedule(hop(), () => {
             if (outcome.ok) {
               if (input.kind === 'set') finish({ kind: 'set' });
-              else finish({ kind: 'del', count: outcome.result.kind === 'integer' ? outcome.result.value : -1 });
+              else
+                finish({
+                  kind: 'del',
+                  count: outcome.result.kind === 'integer' ? outcome.result.value : -1,
+                });
             } else {
               onRefused(outcome.leader_id);
               finish(null); // refused or dropped: certainly not executed
@@ -637,28 +729,44 @@ export class Simulation {
     this.schedule(hop(), arrive);
   }
 
-  /** Proposes `count` writes straight to node `id` (no client history); returns how many it accepted. */
+  /**
+   * Proposes `count` writes straight to node `id` (no client history); returns how many it
+   * accepted.
+   */
   proposeMany(id: NodeId, count: number, prefix: string): number {
     const node = this.node(id);
     let accepted = 0;
     for (let i = 0; i < count; i++) {
-      const handle = node.replica.write({ op: 'set', key: Buffer.from(`${prefix}${i % 7}`), words: [Buffer.from(`${prefix}-${i}`)] }, () => undefined);
+      const handle = node.replica.write(
+        {
+          op: 'set',
+          key: Buffer.from(`${prefix}${i % 7}`),
+          words: [Buffer.from(`${prefix}-${i}`)],
+        },
+        () => undefined,
+      );
       if (handle !== null) accepted++;
     }
     this.pump(node);
     return accepted;
   }
 
-  /** Submits one write through the current leader and reports whether it committed within the deadline. */
+  /**
+   * Submits one write through the current leader and reports whether it committed within the
+   * deadline.
+   */
   writeThroughLeader(key: string, value: string, timeout_ms: number): boolean {
     const leader = this.leader();
     if (leader === null) return false;
     let done = false;
     let ok = false;
-    leader.replica.write({ op: 'set', key: Buffer.from(key), words: [Buffer.from(value)] }, (outcome) => {
-      done = true;
-      ok = outcome.ok;
-    });
+    leader.replica.write(
+      { op: 'set', key: Buffer.from(key), words: [Buffer.from(value)] },
+      (outcome) => {
+        done = true;
+        ok = outcome.ok;
+      },
+    );
     this.pump(leader);
     this.runUntil(() => done, timeout_ms);
     return ok;
@@ -666,8 +774,11 @@ export class Simulation {
 }
 
 function sameEntry(a: LogEntry, b: LogEntry): boolean {
-  return a.term === b.term && Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength).equals(
-    Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength),
+  return (
+    a.term === b.term &&
+    Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength).equals(
+      Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength),
+    )
   );
 }
 

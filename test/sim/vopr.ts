@@ -16,11 +16,17 @@ export interface SeedOptions {
   nodes?: number;
   faults?: SimFaults;
   chaos_ms?: number;
-  /** 'mixed': every kind of fault; 'crashy': frequent crashes and restarts (durability and Figure 8). */
+  /**
+   * 'mixed': every kind of fault; 'crashy': frequent crashes and restarts (durability and Figure
+   * 8).
+   */
   profile?: 'mixed' | 'crashy' | 'partition';
   /** Force the batch size (1 exposes rules that batching would mask). */
   message_entries_max?: number;
-  /** Skip the liveness phase (for runs that break a rule on purpose and only look for safety failures). */
+  /**
+   * Skip the liveness phase (for runs that break a rule on purpose and only look for safety
+   * failures).
+   */
   liveness?: boolean;
 }
 
@@ -74,21 +80,27 @@ export function runSeed(seed: number, options: SeedOptions = {}): SeedResult {
     const crashy = profile === 'crashy';
     let chaos = true;
     if (crashy) {
-      // Figure 8: leaders that die moments after election, having replicated only part of their log.
+      // Figure 8: leaders that die moments after election, having replicated only part of their
+      // log.
       // Like MIT's Figure8 test, each new leader also gets a proposal of its own at once.
       let fig8_counter = 0;
       sim.on_leader_elected = (id) => {
         sim.schedule(0, () => {
           const node = sim.node(id);
           if (node.alive && node.core.current_role === 'leader') {
-            node.replica.write({ op: 'set', key: Buffer.from('fig8'), words: [Buffer.from(`f${++fig8_counter}`)] }, () => undefined);
+            node.replica.write(
+              { op: 'set', key: Buffer.from('fig8'), words: [Buffer.from(`f${++fig8_counter}`)] },
+              () => undefined,
+            );
           }
         });
-        if (nemesis_rng.float() < 0.5) sim.schedule(nemesis_rng.float() * 15, () => chaos && sim.crash(id));
+        if (nemesis_rng.float() < 0.5)
+          sim.schedule(nemesis_rng.float() * 15, () => chaos && sim.crash(id));
       };
       // ... and leaders that die just after their commit index moved, before followers learn of it.
       sim.on_leader_commit = (id) => {
-        if (nemesis_rng.float() < 0.2) sim.schedule(nemesis_rng.float() * 2, () => chaos && sim.crash(id));
+        if (nemesis_rng.float() < 0.2)
+          sim.schedule(nemesis_rng.float() * 2, () => chaos && sim.crash(id));
       };
     }
     while (sim.now < end) {
@@ -106,21 +118,29 @@ export function runSeed(seed: number, options: SeedOptions = {}): SeedResult {
     for (const node of sim.nodes) sim.restart(node.id);
     if (options.liveness !== false) {
       const elected = sim.runUntil(() => sim.leader() !== null, LIVENESS_BOUND_MS);
-      if (!elected) throw new LivenessFailure(`no leader within ${LIVENESS_BOUND_MS} ms after healing`);
-      // Everything already in the leader's log commits (clients keep writing, so the log never stops growing).
+      if (!elected)
+        throw new LivenessFailure(`no leader within ${LIVENESS_BOUND_MS} ms after healing`);
+      // Everything already in the leader's log commits (clients keep writing, so the log never
+      // stops growing).
       const backlog = sim.leader()!.core.last_log_index;
       const drained = sim.runUntil(() => {
         const leader = sim.leader();
         return leader !== null && leader.core.commit_index >= backlog;
       }, LIVENESS_BOUND_MS);
-      if (!drained) throw new LivenessFailure(`the leader's log did not fully commit within ${LIVENESS_BOUND_MS} ms after healing`);
+      if (!drained)
+        throw new LivenessFailure(
+          `the leader's log did not fully commit within ${LIVENESS_BOUND_MS} ms after healing`,
+        );
       const start = sim.now;
       if (!sim.writeThroughLeader('liveness', `probe-${seed}`, LIVENESS_BOUND_MS)) {
-        // The first leader may be deposed once by a node whose log was ahead; one retry within the same bound.
+        // The first leader may be deposed once by a node whose log was ahead; one retry within the
+        // same bound.
         const left = LIVENESS_BOUND_MS - (sim.now - start);
         sim.runUntil(() => sim.leader() !== null, Math.max(left, 0));
         if (!sim.writeThroughLeader('liveness', `probe2-${seed}`, Math.max(left, 1))) {
-          throw new LivenessFailure(`a write did not commit within ${LIVENESS_BOUND_MS} ms after healing`);
+          throw new LivenessFailure(
+            `a write did not commit within ${LIVENESS_BOUND_MS} ms after healing`,
+          );
         }
       }
     } else {
@@ -132,10 +152,16 @@ export function runSeed(seed: number, options: SeedOptions = {}): SeedResult {
     sim.checkLogMatching();
     const check = checkLinearizable(sim.history);
     if (!check.ok && !check.timed_out) {
-      throw new LinearizabilityFailure(`history not linearizable: key ${check.failure?.key}: ${check.failure?.explanation ?? ''}`);
+      throw new LinearizabilityFailure(
+        `history not linearizable: key ${check.failure?.key}: ${check.failure?.explanation ?? ''}`,
+      );
     }
   } catch (error) {
-    if (error instanceof SafetyViolation || error instanceof LivenessFailure || error instanceof LinearizabilityFailure) {
+    if (
+      error instanceof SafetyViolation ||
+      error instanceof LivenessFailure ||
+      error instanceof LinearizabilityFailure
+    ) {
       violation = `${error.name}: ${error.message}`;
     } else if (error instanceof Error && error.name === 'AssertionFailure') {
       violation = `AssertionFailure: ${error.message}`;
@@ -191,7 +217,10 @@ function nemesis(sim: Simulation, rng: SeededRandom): void {
   }
 }
 
-/** Cut off or pause the leader again and again: a deposed leader that still believes it leads must not serve reads. */
+/**
+ * Cut off or pause the leader again and again: a deposed leader that still believes it leads must
+ * not serve reads.
+ */
 function partitionNemesis(sim: Simulation, rng: SeededRandom): void {
   const roll = rng.float();
   const leader = sim.leader();
@@ -204,7 +233,9 @@ function partitionNemesis(sim: Simulation, rng: SeededRandom): void {
   }
 }
 
-/** Crash leaders and followers often and bring them back quickly: stresses persistence and Figure 8. */
+/**
+ * Crash leaders and followers often and bring them back quickly: stresses persistence and Figure 8.
+ */
 function crashNemesis(sim: Simulation, rng: SeededRandom): void {
   const roll = rng.float();
   if (roll < 0.35) {

@@ -13,17 +13,29 @@ export interface KvcliRun {
  * not a TTY) and closes it; a run longer than `timeout_ms` is killed and
  * rejects. History is off so runs never touch the user's file.
  */
-export function runKvcliProcess(script: string, args: readonly string[], input: string, timeout_ms: number): Promise<KvcliRun> {
+export function runKvcliProcess(
+  script: string,
+  args: readonly string[],
+  input: string,
+  timeout_ms: number,
+): Promise<KvcliRun> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, KVCLI_HISTFILE: '' } });
+    const child = spawn(process.execPath, [script, ...args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, KVCLI_HISTFILE: '' },
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
     child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
     const killer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`kvcli ${args.join(' ')} did not exit within ${timeout_ms} ms; stdout: ${stdout}; stderr: ${stderr}`));
+      reject(
+        new Error(
+          `kvcli ${args.join(' ')} did not exit within ${timeout_ms} ms; stdout: ${stdout}; stderr: ${stderr}`,
+        ),
+      );
     }, timeout_ms);
     child.on('error', (error) => {
       clearTimeout(killer);

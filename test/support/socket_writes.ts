@@ -8,7 +8,9 @@ type WriteHook = (this: net.Socket, ...args: unknown[]) => void;
  * shows whether many sends were coalesced into one write. Internal methods:
  * a Node upgrade may need this helper changed, in this one place.
  */
-export async function countSocketWrites(body: () => Promise<void>): Promise<{ write_calls: number; writev_calls: number }> {
+export async function countSocketWrites(
+  body: () => Promise<void>,
+): Promise<{ write_calls: number; writev_calls: number }> {
   const prototype = net.Socket.prototype as unknown as { _write: WriteHook; _writev: WriteHook };
   const original_write = prototype._write;
   const original_writev = prototype._writev;

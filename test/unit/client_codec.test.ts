@@ -17,7 +17,11 @@ function serialize(reply: Reply): Buffer {
     case 'bulk':
       return reply.value === null
         ? Buffer.from('$-1\r\n')
-        : Buffer.concat([Buffer.from(`$${reply.value.length}\r\n`), reply.value, Buffer.from('\r\n')]);
+        : Buffer.concat([
+            Buffer.from(`$${reply.value.length}\r\n`),
+            reply.value,
+            Buffer.from('\r\n'),
+          ]);
     case 'array':
       return reply.items === null
         ? Buffer.from('*-1\r\n')
@@ -45,16 +49,31 @@ const SAMPLE_REPLIES: Reply[] = [
   { type: 'bulk', value: Buffer.alloc(0) },
   { type: 'bulk', value: null },
   { type: 'bulk', value: Buffer.from([0, 13, 10, 255, 36, 42]) },
-  { type: 'array', items: [{ type: 'bulk', value: Buffer.from('Cloud') }, { type: 'bulk', value: Buffer.from('Computing') }] },
+  {
+    type: 'array',
+    items: [
+      { type: 'bulk', value: Buffer.from('Cloud') },
+      { type: 'bulk', value: Buffer.from('Computing') },
+    ],
+  },
   { type: 'array', items: [{ type: 'bulk', value: Buffer.from('nil') }] },
   { type: 'array', items: [] },
   { type: 'array', items: null },
   {
     type: 'array',
     items: [
-      { type: 'array', items: [{ type: 'integer', value: 1 }, { type: 'array', items: [] }] },
+      {
+        type: 'array',
+        items: [
+          { type: 'integer', value: 1 },
+          { type: 'array', items: [] },
+        ],
+      },
       { type: 'simple', value: 'x' },
-      { type: 'array', items: [{ type: 'array', items: [{ type: 'bulk', value: Buffer.from('deep') }] }] },
+      {
+        type: 'array',
+        items: [{ type: 'array', items: [{ type: 'bulk', value: Buffer.from('deep') }] }],
+      },
     ],
   },
 ];
@@ -69,7 +88,14 @@ test('encodeCommand writes the seed lab bytes for SET CS06142 Cloud Computing', 
 
 test('encodeCommand counts UTF-8 bytes, keeps Buffers verbatim and allows empty strings', () => {
   const encoded = encodeCommand(['SET', 'é', Buffer.from([0, 13, 10]), '']);
-  assert.deepEqual(encoded, Buffer.concat([Buffer.from('*4\r\n$3\r\nSET\r\n$2\r\né\r\n$3\r\n'), Buffer.from([0, 13, 10]), Buffer.from('\r\n$0\r\n\r\n')]));
+  assert.deepEqual(
+    encoded,
+    Buffer.concat([
+      Buffer.from('*4\r\n$3\r\nSET\r\n$2\r\né\r\n$3\r\n'),
+      Buffer.from([0, 13, 10]),
+      Buffer.from('\r\n$0\r\n\r\n'),
+    ]),
+  );
 });
 
 test('parses every reply type from one chunk', () => {
@@ -93,7 +119,13 @@ test('returns each reply as soon as its last byte arrives, not before', () => {
   assert.deepEqual(parser.push(Buffer.from('*2\r\n$5\r\nCloud\r\n$9\r\nComput')), []);
   assert.deepEqual(parser.push(Buffer.from('ing\r')), []);
   assert.deepEqual(parser.push(Buffer.from('\n:1\r\n+O')), [
-    { type: 'array', items: [{ type: 'bulk', value: Buffer.from('Cloud') }, { type: 'bulk', value: Buffer.from('Computing') }] },
+    {
+      type: 'array',
+      items: [
+        { type: 'bulk', value: Buffer.from('Cloud') },
+        { type: 'bulk', value: Buffer.from('Computing') },
+      ],
+    },
     { type: 'integer', value: 1 },
   ]);
   assert.deepEqual(parser.push(Buffer.from('K\r\n')), [{ type: 'simple', value: 'OK' }]);
@@ -103,7 +135,11 @@ test('pushRaw returns the exact bytes of each top-level reply at every split', (
   const expected = SAMPLE_REPLIES.map(serialize);
   assert.deepEqual(rawChunks([SAMPLE_STREAM]), expected);
   for (let split = 1; split < SAMPLE_STREAM.length; split++) {
-    assert.deepEqual(rawChunks([SAMPLE_STREAM.subarray(0, split), SAMPLE_STREAM.subarray(split)]), expected, `split at ${split}`);
+    assert.deepEqual(
+      rawChunks([SAMPLE_STREAM.subarray(0, split), SAMPLE_STREAM.subarray(split)]),
+      expected,
+      `split at ${split}`,
+    );
   }
   assert.deepEqual(rawChunks([...SAMPLE_STREAM].map((byte) => Buffer.from([byte]))), expected);
 });
@@ -147,15 +183,22 @@ for (const [name, input] of MALFORMED) {
 test('rejects malformed input however it is split', () => {
   for (const [name, input] of MALFORMED) {
     const parser = new ReplyParser();
-    assert.throws(() => {
-      for (const byte of Buffer.from(input)) parser.push(Buffer.from([byte]));
-    }, RespProtocolError, name);
+    assert.throws(
+      () => {
+        for (const byte of Buffer.from(input)) parser.push(Buffer.from([byte]));
+      },
+      RespProtocolError,
+      name,
+    );
   }
 });
 
 test('enforces bulk, array, line and nesting limits with RESP_TOO_LARGE', () => {
   const tooLarge = (options: ConstructorParameters<typeof ReplyParser>[0], input: string): void => {
-    assert.throws(() => new ReplyParser(options).push(Buffer.from(input)), (error: unknown) => error instanceof RespProtocolError && error.code === 'RESP_TOO_LARGE');
+    assert.throws(
+      () => new ReplyParser(options).push(Buffer.from(input)),
+      (error: unknown) => error instanceof RespProtocolError && error.code === 'RESP_TOO_LARGE',
+    );
   };
   tooLarge({ bulk_bytes_max: 4 }, '$5\r\nhello\r\n');
   tooLarge({ array_elements_max: 2 }, '*3\r\n');
@@ -163,10 +206,15 @@ test('enforces bulk, array, line and nesting limits with RESP_TOO_LARGE', () => 
   // A line with no CRLF yet is refused once it cannot fit, without waiting for the end.
   tooLarge({ line_bytes_max: 8 }, '+1234567890');
   tooLarge({ nesting_depth_max: 3 }, '*1\r\n*1\r\n*1\r\n*1\r\n');
-  assert.deepEqual(new ReplyParser({ bulk_bytes_max: 5, line_bytes_max: 4 }).push(Buffer.from('$5\r\nhello\r\n+abc\r\n')), [
-    { type: 'bulk', value: Buffer.from('hello') },
-    { type: 'simple', value: 'abc' },
-  ]);
+  assert.deepEqual(
+    new ReplyParser({ bulk_bytes_max: 5, line_bytes_max: 4 }).push(
+      Buffer.from('$5\r\nhello\r\n+abc\r\n'),
+    ),
+    [
+      { type: 'bulk', value: Buffer.from('hello') },
+      { type: 'simple', value: 'abc' },
+    ],
+  );
 });
 
 test('a bulk string arriving in many chunks is parsed once complete', () => {
@@ -174,21 +222,29 @@ test('a bulk string arriving in many chunks is parsed once complete', () => {
   const stream = Buffer.concat([Buffer.from(`$${body.length}\r\n`), body, Buffer.from('\r\n')]);
   const parser = new ReplyParser();
   const replies: Reply[] = [];
-  for (let offset = 0; offset < stream.length; offset += 1000) replies.push(...parser.push(stream.subarray(offset, offset + 1000)));
+  for (let offset = 0; offset < stream.length; offset += 1000)
+    replies.push(...parser.push(stream.subarray(offset, offset + 1000)));
   assert.equal(replies.length, 1);
   const reply = replies[0];
   assert.ok(reply?.type === 'bulk' && reply.value !== null && reply.value.equals(body));
 });
 
-// Property: any reply tree, serialised and cut at arbitrary points, parses back to itself, and raw mode returns its bytes.
+// Property: any reply tree, serialised and cut at arbitrary points, parses back to itself, and raw
+// mode returns its bytes.
 const replyArbitrary: fc.Arbitrary<Reply> = fc.letrec<{ reply: Reply }>((tie) => ({
   reply: fc.oneof(
     { depthSize: 'small', withCrossShrink: true },
     fc.stringMatching(/^[^\r\n]*$/).map((value): Reply => ({ type: 'simple', value })),
     fc.stringMatching(/^[^\r\n]*$/).map((message): Reply => ({ type: 'error', message })),
-    fc.maxSafeInteger().map((value): Reply => ({ type: 'integer', value: Object.is(value, -0) ? 0 : value })),
-    fc.option(fc.uint8Array({ maxLength: 40 }), { nil: null }).map((bytes): Reply => ({ type: 'bulk', value: bytes === null ? null : Buffer.from(bytes) })),
-    fc.option(fc.array(tie('reply'), { maxLength: 5 }), { nil: null }).map((items): Reply => ({ type: 'array', items })),
+    fc
+      .maxSafeInteger()
+      .map((value): Reply => ({ type: 'integer', value: Object.is(value, -0) ? 0 : value })),
+    fc
+      .option(fc.uint8Array({ maxLength: 40 }), { nil: null })
+      .map((bytes): Reply => ({ type: 'bulk', value: bytes === null ? null : Buffer.from(bytes) })),
+    fc
+      .option(fc.array(tie('reply'), { maxLength: 5 }), { nil: null })
+      .map((items): Reply => ({ type: 'array', items })),
   ),
 })).reply;
 
@@ -196,18 +252,24 @@ test('property: serialise, split anywhere, parse back (set FC_SEED to replay)', 
   const seed = process.env.FC_SEED === undefined ? Date.now() : Number(process.env.FC_SEED);
   try {
     fc.assert(
-      fc.property(fc.array(replyArbitrary, { minLength: 1, maxLength: 6 }), fc.array(fc.nat(), { maxLength: 8 }), (replies, cuts) => {
-        const stream = Buffer.concat(replies.map(serialize));
-        const points = [...new Set(cuts.map((cut) => cut % (stream.length + 1)))].sort((a, b) => a - b);
-        const chunks: Buffer[] = [];
-        let previous = 0;
-        for (const point of [...points, stream.length]) {
-          chunks.push(stream.subarray(previous, point));
-          previous = point;
-        }
-        assert.deepEqual(parseChunks(chunks), replies);
-        assert.deepEqual(rawChunks(chunks), replies.map(serialize));
-      }),
+      fc.property(
+        fc.array(replyArbitrary, { minLength: 1, maxLength: 6 }),
+        fc.array(fc.nat(), { maxLength: 8 }),
+        (replies, cuts) => {
+          const stream = Buffer.concat(replies.map(serialize));
+          const points = [...new Set(cuts.map((cut) => cut % (stream.length + 1)))].sort(
+            (a, b) => a - b,
+          );
+          const chunks: Buffer[] = [];
+          let previous = 0;
+          for (const point of [...points, stream.length]) {
+            chunks.push(stream.subarray(previous, point));
+            previous = point;
+          }
+          assert.deepEqual(parseChunks(chunks), replies);
+          assert.deepEqual(rawChunks(chunks), replies.map(serialize));
+        },
+      ),
       { seed, numRuns: 300 },
     );
   } catch (error) {

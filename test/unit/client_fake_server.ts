@@ -12,7 +12,11 @@ export interface FakeConnection {
   readonly chunks: Buffer[];
 }
 
-export type FakeHandler = (args: string[], connection: FakeConnection, server: FakeServer) => string | Buffer | undefined;
+export type FakeHandler = (
+  args: string[],
+  connection: FakeConnection,
+  server: FakeServer,
+) => string | Buffer | undefined;
 
 export class FakeServer {
   readonly connections: FakeConnection[] = [];
@@ -35,8 +39,11 @@ export class FakeServer {
         connection.chunks.push(chunk);
         this.received.push(chunk);
         for (const request of parser.push(chunk)) {
-          if (request.type !== 'array' || request.items === null) throw new Error('fake server: request is not an array');
-          const args = request.items.map((item) => (item.type === 'bulk' && item.value !== null ? item.value.toString('utf8') : '?'));
+          if (request.type !== 'array' || request.items === null)
+            throw new Error('fake server: request is not an array');
+          const args = request.items.map((item) =>
+            item.type === 'bulk' && item.value !== null ? item.value.toString('utf8') : '?',
+          );
           this.requests.push(args);
           const reply = handler(args, connection, this);
           if (reply !== undefined && !socket.destroyed) socket.write(reply);
@@ -53,7 +60,8 @@ export class FakeServer {
 
   get port(): number {
     const address = this.server.address();
-    if (address === null || typeof address === 'string') throw new Error('fake server not listening');
+    if (address === null || typeof address === 'string')
+      throw new Error('fake server not listening');
     return address.port;
   }
 
@@ -81,7 +89,8 @@ export class FakeStore {
     switch (name?.toUpperCase()) {
       case 'SET': {
         const [key, ...words] = rest;
-        if (key === undefined || words.length === 0) return '-ERR wrong number of arguments for SET\r\n';
+        if (key === undefined || words.length === 0)
+          return '-ERR wrong number of arguments for SET\r\n';
         this.values.set(key, words);
         return '+OK\r\n';
       }
@@ -94,7 +103,7 @@ export class FakeStore {
       case 'PING':
         return '+PONG\r\n';
       case 'INFO': {
-        const body = '# Raft\r\nrole:leader\r\nterm:3\r\n\r\n# Keyspace\r\nkeys:' + this.values.size + '\r\n';
+        const body = `# Raft\r\nrole:leader\r\nterm:3\r\n\r\n# Keyspace\r\nkeys:${this.values.size}\r\n`;
         return `$${Buffer.byteLength(body)}\r\n${body}\r\n`;
       }
       default:
@@ -112,4 +121,3 @@ export async function refusedAddress(): Promise<string> {
   if (address === null || typeof address === 'string') throw new Error('no port');
   return `127.0.0.1:${address.port}`;
 }
-

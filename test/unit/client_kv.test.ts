@@ -16,14 +16,24 @@ import { SeededRandom } from '../../src/util/prng';
 import { type FakeConnection, FakeServer, FakeStore, refusedAddress } from './client_fake_server';
 import { waitFor } from '../support/wait';
 
-const seed = process.env.CLIENT_TEST_SEED === undefined ? Date.now() >>> 0 : Number(process.env.CLIENT_TEST_SEED);
+const seed =
+  process.env.CLIENT_TEST_SEED === undefined
+    ? Date.now() >>> 0
+    : Number(process.env.CLIENT_TEST_SEED);
 const random = new SeededRandom(seed);
 process.on('exit', (code) => {
-  if (code !== 0) console.error(`client_kv tests used jitter seed ${seed}; replay with CLIENT_TEST_SEED=${seed}`);
+  if (code !== 0)
+    console.error(`client_kv tests used jitter seed ${seed}; replay with CLIENT_TEST_SEED=${seed}`);
 });
 
 function makeClient(nodes: string[], options: Partial<KvClientOptions> = {}): KvClient {
-  return new KvClient({ nodes, backoff_base_ms: 5, backoff_max_ms: 50, random: () => random.float(), ...options });
+  return new KvClient({
+    nodes,
+    backoff_base_ms: 5,
+    backoff_max_ms: 50,
+    random: () => random.float(),
+    ...options,
+  });
 }
 
 async function kvServer(): Promise<FakeServer> {
@@ -31,7 +41,10 @@ async function kvServer(): Promise<FakeServer> {
   return FakeServer.start((args) => store.handle(args));
 }
 
-async function rejectsWith<E extends Error>(promise: Promise<unknown>, type: new (...args: never[]) => E): Promise<E> {
+async function rejectsWith<E extends Error>(
+  promise: Promise<unknown>,
+  type: new (...args: never[]) => E,
+): Promise<E> {
   try {
     await promise;
   } catch (error) {
@@ -53,7 +66,10 @@ test('typed commands against a leader', async () => {
     await client.set('word', 'nil');
     assert.equal(await client.get('word'), null);
     await client.setBuffer(Buffer.from('bin'), [Buffer.from('a b'), Buffer.from('c')]);
-    assert.deepEqual(await client.getBuffer(Buffer.from('bin')), [Buffer.from('a b'), Buffer.from('c')]);
+    assert.deepEqual(await client.getBuffer(Buffer.from('bin')), [
+      Buffer.from('a b'),
+      Buffer.from('c'),
+    ]);
     assert.equal(await client.del('CS06142', 'missing', 'word'), 2);
     assert.equal(await client.delBuffer(Buffer.from('bin')), 1);
     assert.deepEqual(await client.info(), { role: 'leader', term: '3', keys: '0' });
@@ -129,7 +145,11 @@ test('follows MOVED to the leader, learns it, and goes there directly afterwards
     assert.equal(follower.requests.length, 1, 'only the first call was redirected');
     assert.equal(client.stats().redirects, 1);
     // The follower connection is closed once it has nothing outstanding.
-    await waitFor('follower connection to close', () => client.stats().open_connections === 1, 5000);
+    await waitFor(
+      'follower connection to close',
+      () => client.stats().open_connections === 1,
+      5000,
+    );
   } finally {
     await client.close();
     await leader.close();
@@ -169,7 +189,9 @@ test('fails over to the next node when one refuses connections', async () => {
 });
 
 test('when every node refuses, the call fails with ConnectionError before its deadline', async () => {
-  const client = makeClient([await refusedAddress(), await refusedAddress()], { call_timeout_ms: 400 });
+  const client = makeClient([await refusedAddress(), await refusedAddress()], {
+    call_timeout_ms: 400,
+  });
   try {
     const started = Date.now();
     const error = await rejectsWith(client.get('k'), ConnectionError);
@@ -302,7 +324,10 @@ test('per-call deadline: TimeoutError for a read, OutcomeUnknownError for a sent
     const elapsed = Date.now() - started;
     assert.equal(read.code, 'ETIMEOUT');
     assert.ok(elapsed >= 140 && elapsed < 1000, `took ${elapsed} ms`);
-    const write = await rejectsWith(client.command(['SET', 'k', 'v'], { timeout_ms: 50 }), OutcomeUnknownError);
+    const write = await rejectsWith(
+      client.command(['SET', 'k', 'v'], { timeout_ms: 50 }),
+      OutcomeUnknownError,
+    );
     assert.equal(write.reason, 'timeout');
     assert.equal(client.stats().pending_calls, 0);
   } finally {
@@ -342,7 +367,11 @@ test('a connection whose every request timed out is dropped; the next call recon
   const client = makeClient([server.address]);
   try {
     await rejectsWith(client.command(['GET', 'a'], { timeout_ms: 50 }), TimeoutError);
-    await waitFor('the stuck connection to close', () => client.stats().open_connections === 0, 5000);
+    await waitFor(
+      'the stuck connection to close',
+      () => client.stats().open_connections === 0,
+      5000,
+    );
     silent = false;
     assert.equal(await client.get('a'), null);
     assert.equal(server.connections.length, 2);
@@ -357,10 +386,18 @@ test('abandoned requests per connection are bounded', async () => {
   const client = makeClient([server.address], { pending_calls_max: 4 });
   try {
     // One live call keeps the connection current and open while others time out behind it.
-    const live = client.command(['GET', 'live'], { timeout_ms: 60_000 }).catch((error: unknown) => error);
-    for (let i = 0; i < 5; i++) await rejectsWith(client.command(['GET', `k${i}`], { timeout_ms: 20 }), TimeoutError);
-    // The fifth abandoned request exceeds pending_calls_max (4): the connection is dropped and the live GET retried.
-    await waitFor('a reconnect after the bound was hit', () => server.connections.length >= 2, 5000);
+    const live = client
+      .command(['GET', 'live'], { timeout_ms: 60_000 })
+      .catch((error: unknown) => error);
+    for (let i = 0; i < 5; i++)
+      await rejectsWith(client.command(['GET', `k${i}`], { timeout_ms: 20 }), TimeoutError);
+    // The fifth abandoned request exceeds pending_calls_max (4): the connection is dropped and the
+    // live GET retried.
+    await waitFor(
+      'a reconnect after the bound was hit',
+      () => server.connections.length >= 2,
+      5000,
+    );
     await client.close();
     assert.ok((await live) instanceof ClientClosedError);
   } finally {
@@ -396,12 +433,18 @@ test('after close() the client holds no timers or sockets', async () => {
   const baseline = resourceCounts();
   const server = await FakeServer.start(() => undefined);
   const client = makeClient([server.address, await refusedAddress()], { call_timeout_ms: 60_000 });
-  const calls = [client.get('a'), client.set('b', 'c'), client.command(['PING'])].map((call) => call.catch((error: unknown) => error));
+  const calls = [client.get('a'), client.set('b', 'c'), client.command(['PING'])].map((call) =>
+    call.catch((error: unknown) => error),
+  );
   await waitFor('requests to arrive', () => server.requests.length === 3, 5000);
   await client.close();
   await server.close();
   for (const outcome of await Promise.all(calls)) assert.ok(outcome instanceof ClientClosedError);
-  await waitFor(`resources back to baseline ${JSON.stringify(baseline)}, now ${JSON.stringify(resourceCounts())}`, () => sameCounts(resourceCounts(), baseline), 5000);
+  await waitFor(
+    `resources back to baseline ${JSON.stringify(baseline)}, now ${JSON.stringify(resourceCounts())}`,
+    () => sameCounts(resourceCounts(), baseline),
+    5000,
+  );
 });
 
 test('a reply of the wrong type is a ProtocolError; garbage bytes break only that connection', async () => {

@@ -1,7 +1,12 @@
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { ClientListener, type ClientHandler, type ClientListenerOptions, type ClientReply } from '../../src/server/client_listener';
+import {
+  ClientListener,
+  type ClientHandler,
+  type ClientListenerOptions,
+  type ClientReply,
+} from '../../src/server/client_listener';
 import { SILENT_LOGGER, type Logger, type LogLevel } from '../../src/util/log';
 import { leakedHandles, waitFor } from '../support/wait';
 import { countSocketWrites } from '../support/socket_writes';
@@ -32,7 +37,13 @@ interface CapturedLine {
 
 function capturingLogger(lines: CapturedLine[]): Logger {
   const push = (level: LogLevel) => (message: string) => lines.push({ level, message });
-  return { error: push('error'), warn: push('warn'), info: push('info'), debug: push('debug'), enabled: () => true };
+  return {
+    error: push('error'),
+    warn: push('warn'),
+    info: push('info'),
+    debug: push('debug'),
+    enabled: () => true,
+  };
 }
 
 class Deferred {
@@ -88,7 +99,10 @@ async function startListener(
   handler: ClientHandler,
   overrides: Partial<ClientListenerOptions> = {},
 ): Promise<ClientListener> {
-  const listener = new ClientListener({ host: HOST, port: 0, logger: SILENT_LOGGER, ...overrides }, handler);
+  const listener = new ClientListener(
+    { host: HOST, port: 0, logger: SILENT_LOGGER, ...overrides },
+    handler,
+  );
   cleanups.push(() => listener.close());
   await listener.start();
   return listener;
@@ -132,7 +146,10 @@ class RawClient {
   }
 
   async expect(expected: string): Promise<void> {
-    await waitFor(`reply ${JSON.stringify(expected.slice(0, 200))}`, () => this.received_bytes >= Buffer.byteLength(expected));
+    await waitFor(
+      `reply ${JSON.stringify(expected.slice(0, 200))}`,
+      () => this.received_bytes >= Buffer.byteLength(expected),
+    );
     assert.equal(this.text, expected);
   }
 }
@@ -142,7 +159,9 @@ test('replies are written in request order even when handlers finish out of orde
   const listener = await startListener(handler.handle);
   const client = new RawClient(listener.bound_port);
   const names = ['a', 'b', 'c', 'd', 'e'];
-  client.socket.write(Buffer.concat([...names.map((name) => command('SLOW', name)), command('PING')]));
+  client.socket.write(
+    Buffer.concat([...names.map((name) => command('SLOW', name)), command('PING')]),
+  );
   await waitFor('every handler called', () => handler.calls.length === 6);
   assert.deepEqual(handler.calls, ['SLOW a', 'SLOW b', 'SLOW c', 'SLOW d', 'SLOW e', 'PING']);
 
@@ -151,7 +170,7 @@ test('replies are written in request order even when handlers finish out of orde
   await new Promise((resolve) => setImmediate(resolve));
   assert.equal(client.received_bytes, 0);
   handler.release('a', bulk('a'));
-  await client.expect(names.map(bulk).join('') + '+PONG\r\n');
+  await client.expect(`${names.map(bulk).join('')}+PONG\r\n`);
 });
 
 test('10,000 commands pipelined in one write get 10,000 in-order replies in few writes', async (t) => {
@@ -173,10 +192,15 @@ test('10,000 commands pipelined in one write get 10,000 in-order replies in few 
       await client.expect(replies.join(''));
     });
     const socket_writes = write_calls + writev_calls;
-    t.diagnostic(`pipeline_requests_max ${pipeline_requests_max}: ${count} replies in ${(performance.now() - started_ms).toFixed(1)} ms, ${socket_writes} socket writes`);
+    t.diagnostic(
+      `pipeline_requests_max ${pipeline_requests_max}: ${count} replies in ${(performance.now() - started_ms).toFixed(1)} ms, ${socket_writes} socket writes`,
+    );
     assert.equal(handler.calls.length, count);
     // One write per read chunk (or per pipeline refill), not one per reply.
-    assert.ok(socket_writes < count / 20, `pipeline ${pipeline_requests_max}: ${socket_writes} socket writes for ${count} replies`);
+    assert.ok(
+      socket_writes < count / 20,
+      `pipeline ${pipeline_requests_max}: ${socket_writes} socket writes for ${count} replies`,
+    );
     client.socket.destroy();
     await listener.close();
   }
@@ -187,7 +211,14 @@ test('a protocol error after two valid commands: both replies, then the error, t
   const lines: CapturedLine[] = [];
   const listener = await startListener(handler.handle, { logger: capturingLogger(lines) });
   const client = new RawClient(listener.bound_port);
-  client.socket.write(Buffer.concat([command('SLOW', 'first'), command('PING'), Buffer.from('*1\r\n$x\r\n'), command('PING')]));
+  client.socket.write(
+    Buffer.concat([
+      command('SLOW', 'first'),
+      command('PING'),
+      Buffer.from('*1\r\n$x\r\n'),
+      command('PING'),
+    ]),
+  );
   await waitFor('the valid commands reach the handler', () => handler.calls.length === 2);
   handler.release('first', '+FIRST\r\n');
   await waitFor('connection closed', () => client.closed);
@@ -204,7 +235,7 @@ test('an inline command from a raw socket', async () => {
   client.socket.write('PING\r\n');
   await client.expect('+PONG\r\n');
   client.socket.write('ECHO hello\n');
-  await client.expect('+PONG\r\n' + bulk('hello'));
+  await client.expect(`+PONG\r\n${bulk('hello')}`);
 });
 
 test('a handler that throws or rejects gets -ERR internal error and the connection stays usable', async () => {
@@ -212,12 +243,25 @@ test('a handler that throws or rejects gets -ERR internal error and the connecti
   const lines: CapturedLine[] = [];
   const listener = await startListener(handler.handle, { logger: capturingLogger(lines) });
   const client = new RawClient(listener.bound_port);
-  client.socket.write(Buffer.concat([command('THROW'), command('PING'), command('REJECT'), command('ECHO', 'still here')]));
-  await client.expect('-ERR internal error\r\n+PONG\r\n-ERR internal error\r\n' + bulk('still here'));
+  client.socket.write(
+    Buffer.concat([
+      command('THROW'),
+      command('PING'),
+      command('REJECT'),
+      command('ECHO', 'still here'),
+    ]),
+  );
+  await client.expect(
+    `-ERR internal error\r\n+PONG\r\n-ERR internal error\r\n${bulk('still here')}`,
+  );
   assert.equal(lines.filter((line) => line.level === 'error').length, 2);
-  assert.ok(lines.some((line) => line.level === 'error' && line.message.includes('async handler bug')));
+  assert.ok(
+    lines.some((line) => line.level === 'error' && line.message.includes('async handler bug')),
+  );
   client.socket.write(command('PING'));
-  await client.expect('-ERR internal error\r\n+PONG\r\n-ERR internal error\r\n' + bulk('still here') + '+PONG\r\n');
+  await client.expect(
+    `-ERR internal error\r\n+PONG\r\n-ERR internal error\r\n${bulk('still here')}+PONG\r\n`,
+  );
   assert.equal(client.closed, false);
 });
 
@@ -226,16 +270,23 @@ test('backpressure: a client that never reads cannot grow server memory past the
   const pipeline_requests_max = 64;
   const write_queue_bytes_max = 64 * 1024;
   const reply_value_bytes = 4096;
-  const listener = await startListener(handler.handle, { pipeline_requests_max, write_queue_bytes_max });
+  const listener = await startListener(handler.handle, {
+    pipeline_requests_max,
+    write_queue_bytes_max,
+  });
   const client = new RawClient(listener.bound_port, { read: false });
   await client.connected();
 
   const count = 20_000;
   const one = command('BIG', String(reply_value_bytes));
   client.socket.write(Buffer.concat(Array.from({ length: count }, () => one)));
-  await waitFor('the server pauses reading', () => listener.connectionStats()[0]?.reading_paused === true);
+  await waitFor(
+    'the server pauses reading',
+    () => listener.connectionStats()[0]?.reading_paused === true,
+  );
 
-  // Sample for a while: the server stays paused within its bounds, far short of answering everything.
+  // Sample for a while: the server stays paused within its bounds, far short of answering
+  // everything.
   const reply_bytes = bulk('x'.repeat(reply_value_bytes)).length;
   const write_queue_bound = write_queue_bytes_max + pipeline_requests_max * reply_bytes;
   let samples = 0;
@@ -244,15 +295,30 @@ test('backpressure: a client that never reads cannot grow server memory past the
     const stats = listener.connectionStats()[0];
     assert.ok(stats !== undefined);
     assert.ok(stats.pending_replies <= pipeline_requests_max, `pending ${stats.pending_replies}`);
-    assert.ok(stats.write_queue_bytes <= write_queue_bound, `write queue ${stats.write_queue_bytes} > ${write_queue_bound}`);
-    if (calls_at_first_sample < 0 && stats.reading_paused && stats.write_queue_bytes > write_queue_bytes_max) calls_at_first_sample = handler.calls.length;
+    assert.ok(
+      stats.write_queue_bytes <= write_queue_bound,
+      `write queue ${stats.write_queue_bytes} > ${write_queue_bound}`,
+    );
+    if (
+      calls_at_first_sample < 0 &&
+      stats.reading_paused &&
+      stats.write_queue_bytes > write_queue_bytes_max
+    )
+      calls_at_first_sample = handler.calls.length;
     if (calls_at_first_sample >= 0) samples++;
     return samples >= 20;
   });
-  assert.ok(handler.calls.length < count, `all ${count} commands were handled while the client was not reading`);
-  assert.equal(handler.calls.length, calls_at_first_sample, 'commands were handled while reading was paused');
+  assert.ok(
+    handler.calls.length < count,
+    `all ${count} commands were handled while the client was not reading`,
+  );
+  assert.equal(
+    handler.calls.length,
+    calls_at_first_sample,
+    'commands were handled while reading was paused',
+  );
   const stats = listener.connectionStats()[0];
-  assert.ok(stats !== undefined && stats.reading_paused);
+  assert.ok(stats?.reading_paused);
   t.diagnostic(`paused after ${handler.calls.length}/${count} commands; ${JSON.stringify(stats)}`);
 
   // Once the client reads, everything drains and every reply arrives.
@@ -328,13 +394,22 @@ test('start rejects with the listen error when the port is taken', async () => {
   cleanups.push(() => new Promise<void>((resolve) => holder.close(() => resolve())));
   const address = holder.address();
   assert.ok(address !== null && typeof address === 'object');
-  const listener = new ClientListener({ host: HOST, port: address.port, logger: SILENT_LOGGER }, new TestHandler().handle);
+  const listener = new ClientListener(
+    { host: HOST, port: address.port, logger: SILENT_LOGGER },
+    new TestHandler().handle,
+  );
   cleanups.push(() => listener.close());
-  await assert.rejects(listener.start(), (error: NodeJS.ErrnoException) => error.code === 'EADDRINUSE');
+  await assert.rejects(
+    listener.start(),
+    (error: NodeJS.ErrnoException) => error.code === 'EADDRINUSE',
+  );
 });
 
 test('close() while start() is still listening closes the listener too', async () => {
-  const listener = new ClientListener({ host: HOST, port: 0, logger: SILENT_LOGGER }, new TestHandler().handle);
+  const listener = new ClientListener(
+    { host: HOST, port: 0, logger: SILENT_LOGGER },
+    new TestHandler().handle,
+  );
   const starting = listener.start();
   await listener.close();
   await starting;

@@ -21,7 +21,10 @@ function assertConfigError(text: string, line: number | null, problem: RegExp): 
       assert.equal(error.file, 'node.conf');
       assert.equal(error.line, line, error.message);
       assert.match(error.message, problem);
-      assert.ok(error.message.startsWith(line === null ? 'node.conf: ' : `node.conf:${line}: `), error.message);
+      assert.ok(
+        error.message.startsWith(line === null ? 'node.conf: ' : `node.conf:${line}: `),
+        error.message,
+      );
       assert.equal(error.code, 'CONFIG_INVALID');
       return true;
     },
@@ -64,13 +67,30 @@ test('seed-style file: self is the first follower_info, defaults apply', () => {
 });
 
 test('ids agree across nodes whatever the line order in each file', () => {
-  const addresses = ['10.0.0.2:9000', '9.255.255.255:9000', '10.0.0.2:12000', '10.0.0.10:2000', 'localhost:5000'];
-  const expected_order = ['9.255.255.255:9000', '10.0.0.2:9000', '10.0.0.2:12000', '10.0.0.10:2000', '127.0.0.1:5000'];
+  const addresses = [
+    '10.0.0.2:9000',
+    '9.255.255.255:9000',
+    '10.0.0.2:12000',
+    '10.0.0.10:2000',
+    'localhost:5000',
+  ];
+  const expected_order = [
+    '9.255.255.255:9000',
+    '10.0.0.2:9000',
+    '10.0.0.2:12000',
+    '10.0.0.10:2000',
+    '127.0.0.1:5000',
+  ];
   const id_maps = addresses.map((self, index) => {
     const others = addresses.filter((address) => address !== self);
     // Each node's file lists itself first and its peers in a different rotation.
-    const rotated = [...others.slice(index % others.length), ...others.slice(0, index % others.length)];
-    const config = parse([self, ...rotated].map((address) => `follower_info ${address}`).join('\n'));
+    const rotated = [
+      ...others.slice(index % others.length),
+      ...others.slice(0, index % others.length),
+    ];
+    const config = parse(
+      [self, ...rotated].map((address) => `follower_info ${address}`).join('\n'),
+    );
     assert.equal(config.nodes.length, 5);
     assert.equal(config.peers.length, 4);
     assert.ok(!config.peers.includes(config.self));
@@ -109,7 +129,13 @@ test('every parameter can be set; CRLF, tabs, indentation and trailing blanks ar
   assert.equal(config.client_redirect, 'moved');
   assert.equal(config.log_level, 'debug');
   assert.deepEqual(
-    [config.tick_ms, config.election_ticks, config.heartbeat_ticks, config.no_leader_timeout_ms, config.request_timeout_ms],
+    [
+      config.tick_ms,
+      config.election_ticks,
+      config.heartbeat_ticks,
+      config.no_leader_timeout_ms,
+      config.request_timeout_ms,
+    ],
     [20, 15, 3, 500, 3000],
   );
 });
@@ -127,7 +153,11 @@ test('errors name the file, the line and the problem', () => {
     [`${node}follower_info`, 2, /'follower_info' has no value/],
     [`${node}tick_ms 10 20`, 2, /takes one value, got extra '20'/],
     [`${node}follower_info 127.0.0.1:8002 ! me`, 2, /extra '! me'/],
-    [`${node}\nfollower_info 127.0.0.1:8001`, 3, /duplicate address 127.0.0.1:8001 \(first on line 1\)/],
+    [
+      `${node}\nfollower_info 127.0.0.1:8001`,
+      3,
+      /duplicate address 127.0.0.1:8001 \(first on line 1\)/,
+    ],
     [`${node}follower_info localhost:8001`, 2, /duplicate address 127.0.0.1:8001/],
     [`${node}follower_info 256.0.0.1:8002`, 2, /bad ip '256.0.0.1'/],
     [`${node}follower_info 1.2.3:8002`, 2, /bad ip/],
@@ -148,12 +178,32 @@ test('errors name the file, the line and the problem', () => {
     [`${node}tick_ms 1.5`, 2, /tick_ms must be an integer/],
     [`${node}tick_ms -5`, 2, /tick_ms must be an integer/],
     [`${node}request_timeout_ms ten`, 2, /request_timeout_ms must be an integer/],
-    [`${node}heartbeat_ticks 10`, 2, /heartbeat_ticks \(10\) must be less than election_ticks \(10\)/],
-    [`${node}heartbeat_ticks 3\nelection_ticks 3`, 3, /heartbeat_ticks \(3\) must be less than election_ticks \(3\)/],
-    [`${node}client_redirect proxy`, 2, /client_redirect must be one of forward\|moved, got 'proxy'/],
+    [
+      `${node}heartbeat_ticks 10`,
+      2,
+      /heartbeat_ticks \(10\) must be less than election_ticks \(10\)/,
+    ],
+    [
+      `${node}heartbeat_ticks 3\nelection_ticks 3`,
+      3,
+      /heartbeat_ticks \(3\) must be less than election_ticks \(3\)/,
+    ],
+    [
+      `${node}client_redirect proxy`,
+      2,
+      /client_redirect must be one of forward\|moved, got 'proxy'/,
+    ],
     [`${node}log_level verbose`, 2, /log_level must be one of error\|warn\|info\|debug/],
-    [`${node}follower_info 127.0.0.1:7001`, 2, /raft port 127.0.0.1:7001 of the node on line 1 is the client port of the node on line 2/],
-    [`follower_info 127.0.0.1:7001\n${node}`, 2, /raft port 127.0.0.1:7001 of the node on line 2 is the client port of the node on line 1/],
+    [
+      `${node}follower_info 127.0.0.1:7001`,
+      2,
+      /raft port 127.0.0.1:7001 of the node on line 1 is the client port of the node on line 2/,
+    ],
+    [
+      `follower_info 127.0.0.1:7001\n${node}`,
+      2,
+      /raft port 127.0.0.1:7001 of the node on line 2 is the client port of the node on line 1/,
+    ],
   ];
   for (const [text, line, problem] of cases) assertConfigError(text, line, problem);
 });
@@ -165,8 +215,13 @@ test('the same ports on different ips do not clash', () => {
 
 test('more than cluster_nodes_max nodes is an error on the first line too many', () => {
   const lines: string[] = [];
-  for (let i = 0; i <= LIMITS.cluster_nodes_max; i++) lines.push(`follower_info 10.0.0.1:${20001 + i}`);
-  assertConfigError(lines.join('\n'), LIMITS.cluster_nodes_max + 1, /more than cluster_nodes_max \(64\) nodes/);
+  for (let i = 0; i <= LIMITS.cluster_nodes_max; i++)
+    lines.push(`follower_info 10.0.0.1:${20001 + i}`);
+  assertConfigError(
+    lines.join('\n'),
+    LIMITS.cluster_nodes_max + 1,
+    /more than cluster_nodes_max \(64\) nodes/,
+  );
   assert.equal(parse(lines.slice(0, -1).join('\n')).nodes.length, LIMITS.cluster_nodes_max);
 });
 
@@ -193,7 +248,10 @@ test('loadConfig reports the path of a bad file', () => {
   withTempDir((dir) => {
     const file = path.join(dir, 'bad.conf');
     fs.writeFileSync(file, 'follower_info 127.0.0.1:8001\nbogus 1\n');
-    assert.throws(() => loadConfig(file), (error: unknown) => error instanceof ConfigError && error.file === file && error.line === 2);
+    assert.throws(
+      () => loadConfig(file),
+      (error: unknown) => error instanceof ConfigError && error.file === file && error.line === 2,
+    );
   });
 });
 
@@ -202,15 +260,28 @@ test('loadConfig wraps read failures and refuses oversized files', () => {
     const missing = path.join(dir, 'missing.conf');
     assert.throws(
       () => loadConfig(missing),
-      (error: unknown) => error instanceof ConfigError && error.file === missing && error.line === null && /cannot read/.test(error.message),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.file === missing &&
+        error.line === null &&
+        /cannot read/.test(error.message),
     );
-    assert.throws(() => loadConfig(dir), (error: unknown) => error instanceof ConfigError && error.line === null);
+    assert.throws(
+      () => loadConfig(dir),
+      (error: unknown) => error instanceof ConfigError && error.line === null,
+    );
 
     const huge = path.join(dir, 'huge.conf');
-    fs.writeFileSync(huge, `follower_info 127.0.0.1:8001\n${'!'.repeat(LIMITS.config_file_bytes_max)}\n`);
+    fs.writeFileSync(
+      huge,
+      `follower_info 127.0.0.1:8001\n${'!'.repeat(LIMITS.config_file_bytes_max)}\n`,
+    );
     assert.throws(
       () => loadConfig(huge),
-      (error: unknown) => error instanceof ConfigError && error.line === null && /config_file_bytes_max/.test(error.message),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.line === null &&
+        /config_file_bytes_max/.test(error.message),
     );
 
     const at_limit = path.join(dir, 'at_limit.conf');

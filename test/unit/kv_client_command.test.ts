@@ -9,22 +9,33 @@ test('SET with one or more words is a write', () => {
     kind: 'write',
     command: { op: 'set', key: Buffer.from('CS06142'), words: args('Cloud', 'Computing') },
   });
-  assert.deepEqual(parseClientCommand(args('set', 'k', '')), { kind: 'write', command: { op: 'set', key: Buffer.from('k'), words: args('') } });
+  assert.deepEqual(parseClientCommand(args('set', 'k', '')), {
+    kind: 'write',
+    command: { op: 'set', key: Buffer.from('k'), words: args('') },
+  });
 });
 
 test('DEL keeps every key as given, duplicates included', () => {
-  assert.deepEqual(parseClientCommand(args('DEL', 'a', 'b', 'a')), { kind: 'write', command: { op: 'del', keys: args('a', 'b', 'a') } });
+  assert.deepEqual(parseClientCommand(args('DEL', 'a', 'b', 'a')), {
+    kind: 'write',
+    command: { op: 'del', keys: args('a', 'b', 'a') },
+  });
 });
 
 test('GET, PING, INFO, COMMAND, QUIT', () => {
   assert.deepEqual(parseClientCommand(args('GET', 'k')), { kind: 'read', key: Buffer.from('k') });
   assert.deepEqual(parseClientCommand(args('PING')), { kind: 'ping', message: null });
-  assert.deepEqual(parseClientCommand(args('PING', 'hello')), { kind: 'ping', message: Buffer.from('hello') });
+  assert.deepEqual(parseClientCommand(args('PING', 'hello')), {
+    kind: 'ping',
+    message: Buffer.from('hello'),
+  });
   assert.deepEqual(parseClientCommand(args('INFO')), { kind: 'info', section: null });
   assert.deepEqual(parseClientCommand(args('INFO', 'Raft')), { kind: 'info', section: 'raft' });
   assert.deepEqual(parseClientCommand(args('COMMAND')), { kind: 'command_docs' });
   assert.deepEqual(parseClientCommand(args('COMMAND', 'DOCS')), { kind: 'command_docs' });
-  assert.deepEqual(parseClientCommand(args('command', 'docs', 'get', 'set')), { kind: 'command_docs' });
+  assert.deepEqual(parseClientCommand(args('command', 'docs', 'get', 'set')), {
+    kind: 'command_docs',
+  });
   assert.deepEqual(parseClientCommand(args('QUIT')), { kind: 'quit' });
 });
 
@@ -49,13 +60,22 @@ test('wrong arity gives Redis wording with the lowercase command name', () => {
     [args('INFO', 'a', 'b'), 'info'],
   ];
   for (const [request, name] of cases) {
-    assert.deepEqual(parseClientCommand(request), { kind: 'error', message: `ERR wrong number of arguments for '${name}' command` });
+    assert.deepEqual(parseClientCommand(request), {
+      kind: 'error',
+      message: `ERR wrong number of arguments for '${name}' command`,
+    });
   }
 });
 
 test('unknown command echoes the name and the first arguments as Redis does', () => {
-  assert.deepEqual(parseClientCommand(args('FOO', 'a')), { kind: 'error', message: "ERR unknown command 'FOO', with args beginning with: 'a' " });
-  assert.deepEqual(parseClientCommand(args('foo')), { kind: 'error', message: "ERR unknown command 'foo', with args beginning with: " });
+  assert.deepEqual(parseClientCommand(args('FOO', 'a')), {
+    kind: 'error',
+    message: "ERR unknown command 'FOO', with args beginning with: 'a' ",
+  });
+  assert.deepEqual(parseClientCommand(args('foo')), {
+    kind: 'error',
+    message: "ERR unknown command 'foo', with args beginning with: ",
+  });
   assert.deepEqual(parseClientCommand(args('SETX', 'a', 'b')), {
     kind: 'error',
     message: "ERR unknown command 'SETX', with args beginning with: 'a' 'b' ",
@@ -68,13 +88,20 @@ test('unknown command echo is bounded and stays on one line', () => {
   assert.equal(result.kind, 'error');
   if (result.kind !== 'error') return;
   assert.ok(!/[\r\n]/.test(result.message));
-  assert.ok(result.message.startsWith(`ERR unknown command '${'x'.repeat(128)}', with args beginning with: 'a  b' 'xxx`));
+  assert.ok(
+    result.message.startsWith(
+      `ERR unknown command '${'x'.repeat(128)}', with args beginning with: 'a  b' 'xxx`,
+    ),
+  );
   assert.ok(!result.message.includes('never shown'));
   assert.ok(result.message.length < 128 * 2 + 80);
 });
 
 test('unknown COMMAND subcommand', () => {
-  assert.deepEqual(parseClientCommand(args('COMMAND', 'count')), { kind: 'error', message: "ERR unknown subcommand 'count'. Try COMMAND HELP." });
+  assert.deepEqual(parseClientCommand(args('COMMAND', 'count')), {
+    kind: 'error',
+    message: "ERR unknown subcommand 'count'. Try COMMAND HELP.",
+  });
 });
 
 test('an empty request is an error', () => {

@@ -5,7 +5,8 @@ import { decodeCommand, encodeCommand, type KvCommand } from '../../src/kv/comma
 import { AssertionFailure } from '../../src/util/assert';
 import { CommandMalformedError } from '../../src/util/errors';
 
-// fast-check prints the seed and path of a failing run; replay with FC_SEED=<seed> [FC_PATH=<path>].
+// fast-check prints the seed and path of a failing run; replay with FC_SEED=<seed>
+// [FC_PATH=<path>].
 const FC_PARAMETERS = {
   numRuns: 500,
   ...(process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED) }),
@@ -14,7 +15,9 @@ const FC_PARAMETERS = {
 
 const bytes = fc.uint8Array({ maxLength: 40 }).map((array) => Buffer.from(array));
 const command: fc.Arbitrary<KvCommand> = fc.oneof(
-  fc.tuple(bytes, fc.array(bytes, { minLength: 1, maxLength: 6 })).map(([key, words]): KvCommand => ({ op: 'set', key, words })),
+  fc
+    .tuple(bytes, fc.array(bytes, { minLength: 1, maxLength: 6 }))
+    .map(([key, words]): KvCommand => ({ op: 'set', key, words })),
   fc.array(bytes, { minLength: 1, maxLength: 6 }).map((keys): KvCommand => ({ op: 'del', keys })),
 );
 
@@ -23,7 +26,11 @@ function hex(text: string): Buffer {
 }
 
 test('SET golden bytes (seed example: SET CS06142 Cloud Computing)', () => {
-  const encoded = encodeCommand({ op: 'set', key: Buffer.from('CS06142'), words: [Buffer.from('Cloud'), Buffer.from('Computing')] });
+  const encoded = encodeCommand({
+    op: 'set',
+    key: Buffer.from('CS06142'),
+    words: [Buffer.from('Cloud'), Buffer.from('Computing')],
+  });
   const expected = Buffer.concat([
     hex('01 07000000'),
     Buffer.from('CS06142'),
@@ -33,13 +40,23 @@ test('SET golden bytes (seed example: SET CS06142 Cloud Computing)', () => {
     Buffer.from('Computing'),
   ]);
   assert.deepEqual(encoded, expected);
-  assert.deepEqual(decodeCommand(expected), { op: 'set', key: Buffer.from('CS06142'), words: [Buffer.from('Cloud'), Buffer.from('Computing')] });
+  assert.deepEqual(decodeCommand(expected), {
+    op: 'set',
+    key: Buffer.from('CS06142'),
+    words: [Buffer.from('Cloud'), Buffer.from('Computing')],
+  });
 });
 
 test('DEL golden bytes, including an empty key and a duplicate', () => {
-  const encoded = encodeCommand({ op: 'del', keys: [Buffer.from('a'), Buffer.alloc(0), Buffer.from('a')] });
+  const encoded = encodeCommand({
+    op: 'del',
+    keys: [Buffer.from('a'), Buffer.alloc(0), Buffer.from('a')],
+  });
   assert.deepEqual(encoded, hex('02 03000000 01000000 61 00000000 01000000 61'));
-  assert.deepEqual(decodeCommand(encoded), { op: 'del', keys: [Buffer.from('a'), Buffer.alloc(0), Buffer.from('a')] });
+  assert.deepEqual(decodeCommand(encoded), {
+    op: 'del',
+    keys: [Buffer.from('a'), Buffer.alloc(0), Buffer.from('a')],
+  });
 });
 
 test('empty data is the no-op entry', () => {
@@ -60,7 +77,11 @@ test('decode reads a Uint8Array view at a non-zero offset', () => {
   const backing = new Uint8Array(encoded.length + 7);
   backing.set(encoded, 3);
   const view = new Uint8Array(backing.buffer, 3, encoded.length);
-  assert.deepEqual(decodeCommand(view), { op: 'set', key: Buffer.from('k'), words: [Buffer.from('v')] });
+  assert.deepEqual(decodeCommand(view), {
+    op: 'set',
+    key: Buffer.from('k'),
+    words: [Buffer.from('v')],
+  });
 });
 
 test('every proper prefix of an encoding is malformed (fast-check)', () => {
@@ -94,11 +115,13 @@ test('malformed inputs are typed errors', () => {
 test('random bytes decode or fail with CommandMalformedError; what decodes re-encodes to the same bytes (fast-check)', () => {
   const near_valid = fc.oneof(
     fc.uint8Array({ minLength: 1, maxLength: 64 }),
-    fc.tuple(command, fc.nat(), fc.integer({ min: 0, max: 255 })).map(([original, position, value]) => {
-      const encoded = Uint8Array.from(encodeCommand(original));
-      encoded[position % encoded.length] = value;
-      return encoded;
-    }),
+    fc
+      .tuple(command, fc.nat(), fc.integer({ min: 0, max: 255 }))
+      .map(([original, position, value]) => {
+        const encoded = Uint8Array.from(encodeCommand(original));
+        encoded[position % encoded.length] = value;
+        return encoded;
+      }),
   );
   fc.assert(
     fc.property(near_valid, (data) => {
@@ -117,6 +140,9 @@ test('random bytes decode or fail with CommandMalformedError; what decodes re-en
 });
 
 test('encoding a command without words or keys is a programming error', () => {
-  assert.throws(() => encodeCommand({ op: 'set', key: Buffer.from('k'), words: [] }), AssertionFailure);
+  assert.throws(
+    () => encodeCommand({ op: 'set', key: Buffer.from('k'), words: [] }),
+    AssertionFailure,
+  );
   assert.throws(() => encodeCommand({ op: 'del', keys: [] }), AssertionFailure);
 });

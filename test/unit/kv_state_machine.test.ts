@@ -6,7 +6,8 @@ import { KvStateMachine } from '../../src/kv/state_machine';
 import { AssertionFailure } from '../../src/util/assert';
 import { StorageCorruptError } from '../../src/util/errors';
 
-// fast-check prints the seed and path of a failing run; replay with FC_SEED=<seed> [FC_PATH=<path>].
+// fast-check prints the seed and path of a failing run; replay with FC_SEED=<seed>
+// [FC_PATH=<path>].
 const FC_PARAMETERS = {
   numRuns: 300,
   ...(process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED) }),
@@ -16,7 +17,11 @@ const FC_PARAMETERS = {
 const b = (text: string): Buffer => Buffer.from(text);
 
 function setEntry(key: Buffer | string, ...words: (Buffer | string)[]): Buffer {
-  return encodeCommand({ op: 'set', key: Buffer.from(key), words: words.map((word) => Buffer.from(word)) });
+  return encodeCommand({
+    op: 'set',
+    key: Buffer.from(key),
+    words: words.map((word) => Buffer.from(word)),
+  });
 }
 
 function delEntry(...keys: (Buffer | string)[]): Buffer {
@@ -49,7 +54,10 @@ test('SET overwrites and keeps data_bytes exact', () => {
 test('DEL returns how many named keys existed; a key named twice counts once', () => {
   const machine = new KvStateMachine();
   applyAll(machine, setEntry('a', '1'), setEntry('b', '2'), setEntry('c', '3'));
-  assert.deepEqual(machine.apply(4, delEntry('a', 'missing', 'a', 'b')), { kind: 'integer', value: 2 });
+  assert.deepEqual(machine.apply(4, delEntry('a', 'missing', 'a', 'b')), {
+    kind: 'integer',
+    value: 2,
+  });
   assert.deepEqual(machine.apply(5, delEntry('a')), { kind: 'integer', value: 0 });
   assert.equal(machine.get(b('a')), null);
   assert.deepEqual(machine.get(b('c')), [b('3')]);
@@ -62,7 +70,14 @@ test('keys and values are binary-safe, empty ones included', () => {
   const raw_ff = Buffer.from([0xff]);
   const utf8_y_umlaut = Buffer.from('ÿ', 'utf8'); // c3 bf: must not collide with ff
   const with_nul = Buffer.from([0x61, 0x00, 0x62, 0x0d, 0x0a]);
-  applyAll(machine, setEntry(raw_ff, 'raw'), setEntry(utf8_y_umlaut, 'utf8'), setEntry(with_nul, with_nul), setEntry('', ''), setEntry('e', '', 'x', ''));
+  applyAll(
+    machine,
+    setEntry(raw_ff, 'raw'),
+    setEntry(utf8_y_umlaut, 'utf8'),
+    setEntry(with_nul, with_nul),
+    setEntry('', ''),
+    setEntry('e', '', 'x', ''),
+  );
   assert.deepEqual(machine.get(raw_ff), [b('raw')]);
   assert.deepEqual(machine.get(utf8_y_umlaut), [b('utf8')]);
   assert.deepEqual(machine.get(with_nul), [with_nul]);
@@ -103,7 +118,10 @@ test('applying out of order or a malformed committed entry is a broken invariant
 });
 
 test('empty state serializes to the documented header', () => {
-  const expected = Buffer.concat([Buffer.from('KVSM'), Buffer.from('01' + '0000000000000000' + '00000000', 'hex')]);
+  const expected = Buffer.concat([
+    Buffer.from('KVSM'),
+    Buffer.from('01' + '0000000000000000' + '00000000', 'hex'),
+  ]);
   assert.deepEqual(new KvStateMachine().serialize(), expected);
 });
 
@@ -121,14 +139,38 @@ test('snapshot golden bytes for one key', () => {
   assert.deepEqual(machine.serialize(), expected);
 });
 
-type Op = { op: 'set'; key: Buffer; words: Buffer[] } | { op: 'del'; keys: Buffer[] } | { op: 'noop' };
+type Op =
+  | { op: 'set'; key: Buffer; words: Buffer[] }
+  | { op: 'del'; keys: Buffer[] }
+  | { op: 'noop' };
 
 // A small key alphabet makes overwrites and deletes of existing keys common.
-const key = fc.constantFrom(b(''), b('a'), b('b'), Buffer.from([0xff]), Buffer.from([0xc3, 0xbf]), Buffer.from([0]), b('long-key-name'));
+const key = fc.constantFrom(
+  b(''),
+  b('a'),
+  b('b'),
+  Buffer.from([0xff]),
+  Buffer.from([0xc3, 0xbf]),
+  Buffer.from([0]),
+  b('long-key-name'),
+);
 const word = fc.uint8Array({ maxLength: 12 }).map((array) => Buffer.from(array));
 const op: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ op: fc.constant('set' as const), key, words: fc.array(word, { minLength: 1, maxLength: 4 }) }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('del' as const), keys: fc.array(key, { minLength: 1, maxLength: 3 }) }) },
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      op: fc.constant('set' as const),
+      key,
+      words: fc.array(word, { minLength: 1, maxLength: 4 }),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      op: fc.constant('del' as const),
+      keys: fc.array(key, { minLength: 1, maxLength: 3 }),
+    }),
+  },
   { weight: 1, arbitrary: fc.constant({ op: 'noop' as const }) },
 );
 
@@ -194,7 +236,8 @@ test('equal states serialize to equal bytes whatever the history (fast-check)', 
       const rotation = survivors.length === 0 ? 0 : shuffle_seed % survivors.length;
       const reordered = [...survivors.slice(rotation), ...survivors.slice(0, rotation)].reverse();
       const other = new KvStateMachine();
-      for (const [hex_key, words] of reordered) applyAll(other, setEntry(Buffer.from(hex_key, 'hex'), ...words));
+      for (const [hex_key, words] of reordered)
+        applyAll(other, setEntry(Buffer.from(hex_key, 'hex'), ...words));
       while (other.last_applied < machine.last_applied) applyAll(other, new Uint8Array(0));
       assert.deepEqual(other.serialize(), machine.serialize());
     }),
@@ -211,12 +254,25 @@ function validSnapshot(): Buffer {
 test('restore rejects malformed snapshots with StorageCorruptError', () => {
   const valid = validSnapshot();
   for (let length = 0; length < valid.length; length++) {
-    assert.throws(() => KvStateMachine.restore(valid.subarray(0, length)), StorageCorruptError, `prefix of ${length} bytes`);
+    assert.throws(
+      () => KvStateMachine.restore(valid.subarray(0, length)),
+      StorageCorruptError,
+      `prefix of ${length} bytes`,
+    );
   }
   const header = (key_count: number): Buffer =>
-    Buffer.concat([Buffer.from('KVSM'), Buffer.from('01' + '0300000000000000', 'hex'), u32(key_count)]);
+    Buffer.concat([
+      Buffer.from('KVSM'),
+      Buffer.from('01' + '0300000000000000', 'hex'),
+      u32(key_count),
+    ]);
   const keyWith = (name: string, ...words: string[]): Buffer =>
-    Buffer.concat([u32(name.length), b(name), u32(words.length), ...words.flatMap((w) => [u32(w.length), b(w)])]);
+    Buffer.concat([
+      u32(name.length),
+      b(name),
+      u32(words.length),
+      ...words.flatMap((w) => [u32(w.length), b(w)]),
+    ]);
   const cases: [string, Buffer][] = [
     ['bad magic', Buffer.concat([b('KVSX'), valid.subarray(4)])],
     ['unknown version', Buffer.concat([valid.subarray(0, 4), Buffer.from([2]), valid.subarray(5)])],
@@ -225,7 +281,13 @@ test('restore rejects malformed snapshots with StorageCorruptError', () => {
     ['duplicate key', Buffer.concat([header(2), keyWith('a', 'v'), keyWith('a', 'w')])],
     ['key with no words', Buffer.concat([header(1), keyWith('a')])],
     ['huge key count', header(0xffffffff)],
-    ['last_applied beyond 2^53', Buffer.concat([Buffer.from('KVSM'), Buffer.from('01' + 'ffffffffffffffff' + '00000000', 'hex')])],
+    [
+      'last_applied beyond 2^53',
+      Buffer.concat([
+        Buffer.from('KVSM'),
+        Buffer.from('01' + 'ffffffffffffffff' + '00000000', 'hex'),
+      ]),
+    ],
   ];
   for (const [name, snapshot] of cases) {
     assert.throws(() => KvStateMachine.restore(snapshot), StorageCorruptError, name);
@@ -235,18 +297,22 @@ test('restore rejects malformed snapshots with StorageCorruptError', () => {
 test('a corrupted snapshot restores canonically or fails with StorageCorruptError (fast-check)', () => {
   const valid = validSnapshot();
   fc.assert(
-    fc.property(fc.nat({ max: valid.length - 1 }), fc.integer({ min: 0, max: 255 }), (position, value) => {
-      const corrupted = Buffer.from(valid);
-      corrupted[position] = value;
-      let restored: KvStateMachine;
-      try {
-        restored = KvStateMachine.restore(corrupted);
-      } catch (error) {
-        assert.ok(error instanceof StorageCorruptError, `unexpected error ${String(error)}`);
-        return;
-      }
-      assert.deepEqual(restored.serialize(), corrupted);
-    }),
+    fc.property(
+      fc.nat({ max: valid.length - 1 }),
+      fc.integer({ min: 0, max: 255 }),
+      (position, value) => {
+        const corrupted = Buffer.from(valid);
+        corrupted[position] = value;
+        let restored: KvStateMachine;
+        try {
+          restored = KvStateMachine.restore(corrupted);
+        } catch (error) {
+          assert.ok(error instanceof StorageCorruptError, `unexpected error ${String(error)}`);
+          return;
+        }
+        assert.deepEqual(restored.serialize(), corrupted);
+      },
+    ),
     FC_PARAMETERS,
   );
 });

@@ -34,19 +34,42 @@ test('SET with a quoted value sends the seed lab bytes: four bulk strings', asyn
     const run = await runKvcli(['-p', String(server.port)], 'SET CS06142 "Cloud Computing"\n');
     assert.equal(run.stdout, 'OK\n');
     assert.equal(run.code, 0);
-    assert.equal(Buffer.concat(server.received).toString('latin1'), '*4\r\n$3\r\nSET\r\n$7\r\nCS06142\r\n$5\r\nCloud\r\n$9\r\nComputing\r\n');
+    assert.equal(
+      Buffer.concat(server.received).toString('latin1'),
+      '*4\r\n$3\r\nSET\r\n$7\r\nCS06142\r\n$5\r\nCloud\r\n$9\r\nComputing\r\n',
+    );
   });
 });
 
 test('one-shot commands print like redis-cli and set the exit code', async () => {
   await withKvServer(async (server) => {
     const port = ['-h', '127.0.0.1', '-p', String(server.port)];
-    assert.deepEqual(await runKvcli([...port, 'SET', 'CS06142', 'Cloud Computing']), { code: 0, stdout: 'OK\n', stderr: '' });
-    assert.deepEqual(await runKvcli([...port, 'GET', 'CS06142']), { code: 0, stdout: '1) "Cloud"\n2) "Computing"\n', stderr: '' });
-    assert.deepEqual(await runKvcli([...port, 'GET', 'missing']), { code: 0, stdout: '(nil)\n', stderr: '' });
-    assert.deepEqual(await runKvcli([...port, 'DEL', 'CS06142', 'missing']), { code: 0, stdout: '(integer) 1\n', stderr: '' });
+    assert.deepEqual(await runKvcli([...port, 'SET', 'CS06142', 'Cloud Computing']), {
+      code: 0,
+      stdout: 'OK\n',
+      stderr: '',
+    });
+    assert.deepEqual(await runKvcli([...port, 'GET', 'CS06142']), {
+      code: 0,
+      stdout: '1) "Cloud"\n2) "Computing"\n',
+      stderr: '',
+    });
+    assert.deepEqual(await runKvcli([...port, 'GET', 'missing']), {
+      code: 0,
+      stdout: '(nil)\n',
+      stderr: '',
+    });
+    assert.deepEqual(await runKvcli([...port, 'DEL', 'CS06142', 'missing']), {
+      code: 0,
+      stdout: '(integer) 1\n',
+      stderr: '',
+    });
     assert.deepEqual(await runKvcli([...port, 'PING']), { code: 0, stdout: 'PONG\n', stderr: '' });
-    assert.deepEqual(await runKvcli([...port, 'NOPE']), { code: 1, stdout: "(error) ERR unknown command 'NOPE'\n", stderr: '' });
+    assert.deepEqual(await runKvcli([...port, 'NOPE']), {
+      code: 1,
+      stdout: "(error) ERR unknown command 'NOPE'\n",
+      stderr: '',
+    });
     const info = await runKvcli([...port, 'INFO']);
     assert.equal(info.code, 0);
     assert.match(info.stdout, /^# Raft\nrole:leader\n/);
@@ -55,25 +78,41 @@ test('one-shot commands print like redis-cli and set the exit code', async () =>
 
 test('--json prints one JSON document per reply', async () => {
   await withKvServer(async (server) => {
-    const run = await runKvcli(['--json', '-p', String(server.port)], 'SET k Cloud Computing\nGET k\nGET missing\nDEL k\nNOPE\nINFO\n');
+    const run = await runKvcli(
+      ['--json', '-p', String(server.port)],
+      'SET k Cloud Computing\nGET k\nGET missing\nDEL k\nNOPE\nINFO\n',
+    );
     assert.equal(run.code, 1, 'one command failed');
-    assert.deepEqual(run.stdout.trimEnd().split('\n').map((line) => JSON.parse(line) as unknown), [
-      'OK',
-      ['Cloud', 'Computing'],
-      null,
-      1,
-      { error: "ERR unknown command 'NOPE'" },
-      { role: 'leader', term: '3', keys: '0' },
-    ]);
+    assert.deepEqual(
+      run.stdout
+        .trimEnd()
+        .split('\n')
+        .map((line) => JSON.parse(line) as unknown),
+      [
+        'OK',
+        ['Cloud', 'Computing'],
+        null,
+        1,
+        { error: "ERR unknown command 'NOPE'" },
+        { role: 'leader', term: '3', keys: '0' },
+      ],
+    );
   });
 });
 
 test('piped input: replies only, no prompt, help, quoting errors, quit stops reading', async () => {
   await withKvServer(async (server) => {
-    const input = ['set k v1 v2', 'get k', '', 'get "k', 'help', "get 'k'", 'quit', 'get never'].join('\n') + '\n';
+    const input =
+      ['set k v1 v2', 'get k', '', 'get "k', 'help', "get 'k'", 'quit', 'get never'].join('\n') +
+      '\n';
     const run = await runKvcli(['-p', String(server.port)], input);
     const lines = run.stdout.split('\n');
-    assert.deepEqual(lines.slice(0, 4), ['OK', '1) "v1"', '2) "v2"', '(error) Invalid argument(s): unbalanced quotes']);
+    assert.deepEqual(lines.slice(0, 4), [
+      'OK',
+      '1) "v1"',
+      '2) "v2"',
+      '(error) Invalid argument(s): unbalanced quotes',
+    ]);
     assert.ok(run.stdout.includes('Commands:'));
     assert.ok(run.stdout.endsWith('1) "v1"\n2) "v2"\n'));
     assert.equal(run.code, 1, 'the unbalanced line counts as a failure');
@@ -111,7 +150,13 @@ test('failures: an unreachable node exits 1 with the error; bad usage exits 2', 
   const json = await runKvcli(['--nodes', dead, '--timeout', '300', '--json', 'GET', 'k']);
   assert.equal(json.code, 1);
   assert.equal((JSON.parse(json.stdout) as { code: string }).code, 'ECONNECTION');
-  for (const args of [['--bogus'], ['-p'], ['-p', 'abc'], ['--nodes', 'nonsense', 'PING'], ['--timeout', '0']]) {
+  for (const args of [
+    ['--bogus'],
+    ['-p'],
+    ['-p', 'abc'],
+    ['--nodes', 'nonsense', 'PING'],
+    ['--timeout', '0'],
+  ]) {
     const run = await runKvcli(args);
     assert.equal(run.code, 2, `kvcli ${args.join(' ')}`);
     assert.match(run.stderr, /kvcli: /);
@@ -122,19 +167,39 @@ test('failures: an unreachable node exits 1 with the error; bad usage exits 2', 
 });
 
 test('parseCliArgs: -h/-p first, then --nodes; the command starts at the first non-option', () => {
-  assert.deepEqual(parseCliArgs([]), { nodes: ['127.0.0.1:8001'], json: false, timeout_ms: 5000, command: [] });
-  assert.deepEqual(parseCliArgs(['-p', '8002', '--nodes', '10.0.0.1:8001, 127.0.0.1:8002', 'GET', '-p']), {
-    nodes: ['127.0.0.1:8002', '10.0.0.1:8001'],
+  assert.deepEqual(parseCliArgs([]), {
+    nodes: ['127.0.0.1:8001'],
     json: false,
     timeout_ms: 5000,
-    command: ['GET', '-p'],
+    command: [],
   });
-  assert.deepEqual(parseCliArgs(['--json', '-h', 'db', 'DEL', '-1']), { nodes: ['db:8001'], json: true, timeout_ms: 5000, command: ['DEL', '-1'] });
+  assert.deepEqual(
+    parseCliArgs(['-p', '8002', '--nodes', '10.0.0.1:8001, 127.0.0.1:8002', 'GET', '-p']),
+    {
+      nodes: ['127.0.0.1:8002', '10.0.0.1:8001'],
+      json: false,
+      timeout_ms: 5000,
+      command: ['GET', '-p'],
+    },
+  );
+  assert.deepEqual(parseCliArgs(['--json', '-h', 'db', 'DEL', '-1']), {
+    nodes: ['db:8001'],
+    json: true,
+    timeout_ms: 5000,
+    command: ['DEL', '-1'],
+  });
 });
 
 test('expandSetWords splits only SET values, and keeps empty values', () => {
-  const text = (args: string[]): string[] => expandSetWords(args.map((arg) => Buffer.from(arg))).map((arg) => arg.toString());
-  assert.deepEqual(text(['SET', 'my key', 'Cloud  Computing', 'x']), ['SET', 'my key', 'Cloud', 'Computing', 'x']);
+  const text = (args: string[]): string[] =>
+    expandSetWords(args.map((arg) => Buffer.from(arg))).map((arg) => arg.toString());
+  assert.deepEqual(text(['SET', 'my key', 'Cloud  Computing', 'x']), [
+    'SET',
+    'my key',
+    'Cloud',
+    'Computing',
+    'x',
+  ]);
   assert.deepEqual(text(['set', 'k', '']), ['set', 'k', '']);
   assert.deepEqual(text(['GET', 'a b']), ['GET', 'a b']);
   assert.deepEqual(text(['DEL', 'a b', 'c']), ['DEL', 'a b', 'c']);
@@ -150,7 +215,12 @@ test('interactive mode on a terminal: prompt shows the node, history is saved', 
     const stderr = new PassThrough();
     let output = '';
     stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
-    const finished = main(['-p', String(server.port)], { stdin, stdout, stderr, env: { KVCLI_HISTFILE: history_file } });
+    const finished = main(['-p', String(server.port)], {
+      stdin,
+      stdout,
+      stderr,
+      env: { KVCLI_HISTFILE: history_file },
+    });
     try {
       await waitFor('the first prompt', () => output.includes(`127.0.0.1:${server.port}> `), 5000);
       stdin.write('SET k "a b"\r');
@@ -159,7 +229,13 @@ test('interactive mode on a terminal: prompt shows the node, history is saved', 
       await waitFor('the GET reply', () => output.includes('2) "b"'), 5000);
       stdin.write('quit\r');
       assert.equal(await finished, 0);
-      assert.deepEqual(fs.readFileSync(history_file, 'utf8').split('\n'), ['PING', 'SET k "a b"', 'GET k', 'quit', '']);
+      assert.deepEqual(fs.readFileSync(history_file, 'utf8').split('\n'), [
+        'PING',
+        'SET k "a b"',
+        'GET k',
+        'quit',
+        '',
+      ]);
     } finally {
       stdin.end();
       fs.rmSync(directory, { recursive: true, force: true });

@@ -1,23 +1,65 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { checkLinearizable, formatOperation, type HistoryOperation, type KvInput } from '../sim/linearizability';
+import {
+  checkLinearizable,
+  formatOperation,
+  type HistoryOperation,
+  type KvInput,
+} from '../sim/linearizability';
 import { SeededRandom } from '../../src/util/prng';
 
-// Replay a failing property run with LIN_SEED=<seed> [LIN_PATH=<path>] (both printed by fast-check on failure).
+// Replay a failing property run with LIN_SEED=<seed> [LIN_PATH=<path>] (both printed by fast-check
+// on failure).
 const REPLAY: { seed?: number; path?: string } = {
   ...(process.env.LIN_SEED === undefined ? {} : { seed: Number(process.env.LIN_SEED) }),
   ...(process.env.LIN_PATH === undefined ? {} : { path: process.env.LIN_PATH }),
 };
 
-function set(client_id: number, key: string, value: string, call_time: number, return_time: number): HistoryOperation {
-  return { client_id, input: { kind: 'set', key, value }, output: { kind: 'set' }, call_time, return_time };
+function set(
+  client_id: number,
+  key: string,
+  value: string,
+  call_time: number,
+  return_time: number,
+): HistoryOperation {
+  return {
+    client_id,
+    input: { kind: 'set', key, value },
+    output: { kind: 'set' },
+    call_time,
+    return_time,
+  };
 }
-function get(client_id: number, key: string, value: string | null, call_time: number, return_time: number): HistoryOperation {
-  return { client_id, input: { kind: 'get', key }, output: { kind: 'get', value }, call_time, return_time };
+function get(
+  client_id: number,
+  key: string,
+  value: string | null,
+  call_time: number,
+  return_time: number,
+): HistoryOperation {
+  return {
+    client_id,
+    input: { kind: 'get', key },
+    output: { kind: 'get', value },
+    call_time,
+    return_time,
+  };
 }
-function del(client_id: number, key: string, count: number, call_time: number, return_time: number): HistoryOperation {
-  return { client_id, input: { kind: 'del', key }, output: { kind: 'del', count }, call_time, return_time };
+function del(
+  client_id: number,
+  key: string,
+  count: number,
+  call_time: number,
+  return_time: number,
+): HistoryOperation {
+  return {
+    client_id,
+    input: { kind: 'del', key },
+    output: { kind: 'del', count },
+    call_time,
+    return_time,
+  };
 }
 /** The same call, but the client never learned whether it took effect. */
 function unknown(op: HistoryOperation): HistoryOperation {
@@ -47,8 +89,13 @@ describe('linearizable histories', () => {
   });
 
   test('a get concurrent with a set may see the old or the new value', () => {
-    for (const seen of [null, 'new']) assertLinearizable([set(1, 'x', 'new', 0, 20), get(2, 'x', seen, 10, 30)]);
-    assertLinearizable([set(1, 'x', 'old', 0, 5), set(1, 'x', 'new', 10, 30), get(2, 'x', 'old', 15, 20)]);
+    for (const seen of [null, 'new'])
+      assertLinearizable([set(1, 'x', 'new', 0, 20), get(2, 'x', seen, 10, 30)]);
+    assertLinearizable([
+      set(1, 'x', 'old', 0, 5),
+      set(1, 'x', 'new', 10, 30),
+      get(2, 'x', 'old', 15, 20),
+    ]);
   });
 
   test('a get before any set returns nil', () => {
@@ -56,19 +103,37 @@ describe('linearizable histories', () => {
   });
 
   test('del counts 1 when the key exists, then 0', () => {
-    assertLinearizable([set(1, 'x', 'a', 0, 10), del(1, 'x', 1, 20, 30), del(1, 'x', 0, 40, 50), get(1, 'x', null, 60, 70)]);
+    assertLinearizable([
+      set(1, 'x', 'a', 0, 10),
+      del(1, 'x', 1, 20, 30),
+      del(1, 'x', 0, 40, 50),
+      get(1, 'x', null, 60, 70),
+    ]);
   });
 
   test('an unknown-outcome set that a later get observes', () => {
-    assertLinearizable([unknown(set(1, 'x', 'a', 0, 10)), get(2, 'x', null, 20, 30), get(2, 'x', 'a', 40, 50)]);
+    assertLinearizable([
+      unknown(set(1, 'x', 'a', 0, 10)),
+      get(2, 'x', null, 20, 30),
+      get(2, 'x', 'a', 40, 50),
+    ]);
   });
 
   test('an unknown-outcome set that is never observed', () => {
-    assertLinearizable([set(1, 'x', 'a', 0, 10), unknown(set(2, 'x', 'b', 20, 30)), get(1, 'x', 'a', 40, 50)]);
+    assertLinearizable([
+      set(1, 'x', 'a', 0, 10),
+      unknown(set(2, 'x', 'b', 20, 30)),
+      get(1, 'x', 'a', 40, 50),
+    ]);
   });
 
   test('unknown-outcome del and get may or may not take effect', () => {
-    assertLinearizable([set(1, 'x', 'a', 0, 10), unknown(del(2, 'x', 0, 20, 30)), get(1, 'x', 'a', 40, 50), get(1, 'x', null, 60, 70)]);
+    assertLinearizable([
+      set(1, 'x', 'a', 0, 10),
+      unknown(del(2, 'x', 0, 20, 30)),
+      get(1, 'x', 'a', 40, 50),
+      get(1, 'x', null, 60, 70),
+    ]);
     assertLinearizable([unknown(get(1, 'x', null, 0, 10)), set(2, 'x', 'a', 20, 30)]);
   });
 
@@ -77,11 +142,21 @@ describe('linearizable histories', () => {
   });
 
   test('an unknown-outcome del can explain a later nil read', () => {
-    assertLinearizable([set(1, 'x', 'a', 0, 10), unknown(del(2, 'x', 0, 20, 30)), get(1, 'x', 'a', 40, 50), get(3, 'x', null, 60, 70)]);
+    assertLinearizable([
+      set(1, 'x', 'a', 0, 10),
+      unknown(del(2, 'x', 0, 20, 30)),
+      get(1, 'x', 'a', 40, 50),
+      get(3, 'x', null, 60, 70),
+    ]);
   });
 
   test('an unknown-outcome set of a value another set also wrote may explain a read', () => {
-    assertLinearizable([set(1, 'x', 'a', 0, 10), del(1, 'x', 1, 20, 30), unknown(set(2, 'x', 'a', 25, 26)), get(3, 'x', 'a', 40, 50)]);
+    assertLinearizable([
+      set(1, 'x', 'a', 0, 10),
+      del(1, 'x', 1, 20, 30),
+      unknown(set(2, 'x', 'a', 25, 26)),
+      get(3, 'x', 'a', 40, 50),
+    ]);
   });
 
   test('an unknown-outcome set may take effect long after its call', () => {
@@ -123,16 +198,29 @@ describe('non-linearizable histories', () => {
   });
 
   test('stale read: set returned, then a later-called get sees the old value', () => {
-    assertNotLinearizable([set(1, 'x', 'old', 0, 10), set(1, 'x', 'new', 20, 30), get(2, 'x', 'old', 40, 50)]);
+    assertNotLinearizable([
+      set(1, 'x', 'old', 0, 10),
+      set(1, 'x', 'new', 20, 30),
+      get(2, 'x', 'old', 40, 50),
+    ]);
   });
 
   test('two sequential gets see the new value, then the old one', () => {
-    assertNotLinearizable([set(1, 'x', 'old', 0, 10), set(1, 'x', 'new', 20, 100), get(2, 'x', 'new', 30, 40), get(3, 'x', 'old', 50, 60)]);
+    assertNotLinearizable([
+      set(1, 'x', 'old', 0, 10),
+      set(1, 'x', 'new', 20, 100),
+      get(2, 'x', 'new', 30, 40),
+      get(3, 'x', 'old', 50, 60),
+    ]);
   });
 
   test('del returning 1 for a missing key', () => {
     assertNotLinearizable([del(1, 'x', 1, 0, 10)]);
-    assertNotLinearizable([set(1, 'x', 'a', 0, 10), del(1, 'x', 1, 20, 30), del(2, 'x', 1, 40, 50)]);
+    assertNotLinearizable([
+      set(1, 'x', 'a', 0, 10),
+      del(1, 'x', 1, 20, 30),
+      del(2, 'x', 1, 40, 50),
+    ]);
   });
 
   test('del returning 0 for an existing key', () => {
@@ -140,7 +228,11 @@ describe('non-linearizable histories', () => {
   });
 
   test('reads see writes in an order incompatible with real time', () => {
-    assertNotLinearizable([set(1, 'x', '1', 0, 10), set(2, 'x', '2', 20, 30), get(3, 'x', '1', 40, 50)]);
+    assertNotLinearizable([
+      set(1, 'x', '1', 0, 10),
+      set(2, 'x', '2', 20, 30),
+      get(3, 'x', '1', 40, 50),
+    ]);
   });
 
   test('a strictly earlier return orders operations', () => {
@@ -152,19 +244,35 @@ describe('non-linearizable histories', () => {
   });
 
   test('an unknown-outcome write takes effect at most once', () => {
-    const history = [unknown(set(1, 'x', 'a', 0, 1)), unknown(set(2, 'x', 'b', 0, 1)), get(3, 'x', 'a', 10, 20), get(3, 'x', 'b', 30, 40), get(3, 'x', 'a', 50, 60)];
+    const history = [
+      unknown(set(1, 'x', 'a', 0, 1)),
+      unknown(set(2, 'x', 'b', 0, 1)),
+      get(3, 'x', 'a', 10, 20),
+      get(3, 'x', 'b', 30, 40),
+      get(3, 'x', 'a', 50, 60),
+    ];
     assertNotLinearizable(history);
     // A second write of the same value makes it fine.
     assertLinearizable([...history, unknown(set(4, 'x', 'a', 0, 1))]);
   });
 
   test('one unknown-outcome set cannot explain two dels that found the key', () => {
-    assertNotLinearizable([unknown(set(1, 'x', 'a', 0, 1)), del(2, 'x', 1, 10, 20), del(2, 'x', 1, 30, 40)]);
+    assertNotLinearizable([
+      unknown(set(1, 'x', 'a', 0, 1)),
+      del(2, 'x', 1, 10, 20),
+      del(2, 'x', 1, 30, 40),
+    ]);
   });
 
   test('only the bad key is reported, with the longest prefix and the stuck operations', () => {
     const explanation = assertNotLinearizable(
-      [set(1, 'y', 'fine', 0, 10), get(2, 'y', 'fine', 20, 30), set(1, 'x', '1', 0, 10), set(2, 'x', '2', 20, 30), get(3, 'x', '1', 40, 50)],
+      [
+        set(1, 'y', 'fine', 0, 10),
+        get(2, 'y', 'fine', 20, 30),
+        set(1, 'x', '1', 0, 10),
+        set(2, 'x', '2', 20, 30),
+        get(3, 'x', '1', 40, 50),
+      ],
       'x',
     );
     assert.match(explanation, /key "x"/);
@@ -180,7 +288,10 @@ describe('formatOperation', () => {
     assert.equal(formatOperation(set(3, 'k', 'v', 1, 2)), 'client 3 set("k", "v") -> ok [1, 2]');
     assert.equal(formatOperation(get(3, 'k', null, 1, 2)), 'client 3 get("k") -> nil [1, 2]');
     assert.equal(formatOperation(del(3, 'k', 1, 1, 2)), 'client 3 del("k") -> 1 [1, 2]');
-    assert.equal(formatOperation(unknown(set(3, 'k', 'v', 1, 2))), 'client 3 set("k", "v") -> ? (unknown outcome) [1, ∞)');
+    assert.equal(
+      formatOperation(unknown(set(3, 'k', 'v', 1, 2))),
+      'client 3 set("k", "v") -> ? (unknown outcome) [1, ∞)',
+    );
   });
 
   test('elides long values', () => {
@@ -194,7 +305,19 @@ describe('malformed histories are rejected', () => {
     assert.throws(() => checkLinearizable([set(1, 'x', 'a', 10, 5)]), /precedes call_time/);
   });
   test('output that does not answer the input', () => {
-    assert.throws(() => checkLinearizable([{ client_id: 1, input: { kind: 'get', key: 'x' }, output: { kind: 'set' }, call_time: 0, return_time: 1 }]), /does not answer/);
+    assert.throws(
+      () =>
+        checkLinearizable([
+          {
+            client_id: 1,
+            input: { kind: 'get', key: 'x' },
+            output: { kind: 'set' },
+            call_time: 0,
+            return_time: 1,
+          },
+        ]),
+      /does not answer/,
+    );
   });
 });
 
@@ -202,7 +325,10 @@ describe('step budget', () => {
   test('a search that exceeds the budget reports timed_out, neither ok nor a failure', () => {
     // Many concurrent writes with a read of a value never written: proving it
     // bad needs more than 10 steps.
-    const history = [...Array.from({ length: 12 }, (_, i) => set(i, 'x', `v${i}`, 0, 100)), get(99, 'x', 'never', 0, 100)];
+    const history = [
+      ...Array.from({ length: 12 }, (_, i) => set(i, 'x', `v${i}`, 0, 100)),
+      get(99, 'x', 'never', 0, 100),
+    ];
     const result = checkLinearizable(history, { step_budget: 10 });
     assert.deepEqual(result, { ok: false, timed_out: true });
     assert.equal(checkLinearizable(history).ok, false);
@@ -221,25 +347,40 @@ function modelStep(op: HistoryOperation, state: StateValue): { state: StateValue
     case 'set':
       return { state: op.input.value };
     case 'get':
-      return unknownOutcome || (op.output.kind === 'get' && op.output.value === state) ? { state } : null;
+      return unknownOutcome || (op.output.kind === 'get' && op.output.value === state)
+        ? { state }
+        : null;
     case 'del':
-      return unknownOutcome || (op.output.kind === 'del' && op.output.count === (state === null ? 0 : 1)) ? { state: null } : null;
+      return unknownOutcome ||
+        (op.output.kind === 'del' && op.output.count === (state === null ? 0 : 1))
+        ? { state: null }
+        : null;
   }
 }
 
 /** The deliberately simple reference: try every order that respects real time. */
 function bruteForceLinearizable(history: readonly HistoryOperation[]): boolean {
-  const returnTime = (op: HistoryOperation): number => (op.output.kind === 'unknown' ? Infinity : op.return_time);
+  const returnTime = (op: HistoryOperation): number =>
+    op.output.kind === 'unknown' ? Infinity : op.return_time;
   const search = (remaining: readonly HistoryOperation[], state: StateValue): boolean => {
     if (remaining.length === 0) return true;
     return remaining.some((candidate, index) => {
-      if (remaining.some((other) => other !== candidate && returnTime(other) < candidate.call_time)) return false;
+      if (remaining.some((other) => other !== candidate && returnTime(other) < candidate.call_time))
+        return false;
       const stepped = modelStep(candidate, state);
-      return stepped !== null && search([...remaining.slice(0, index), ...remaining.slice(index + 1)], stepped.state);
+      return (
+        stepped !== null &&
+        search([...remaining.slice(0, index), ...remaining.slice(index + 1)], stepped.state)
+      );
     });
   };
   const keys = new Set(history.map((op) => op.input.key));
-  return [...keys].every((key) => search(history.filter((op) => op.input.key === key), null));
+  return [...keys].every((key) =>
+    search(
+      history.filter((op) => op.input.key === key),
+      null,
+    ),
+  );
 }
 
 const VALUES = ['a', 'b', 'c'];
@@ -276,13 +417,20 @@ describe('randomised', () => {
         for (const search of ['auto', 'quick', 'thorough'] as const) {
           const result = checkLinearizable(history, { search });
           assert.equal(result.timed_out, false);
-          assert.equal(result.ok, expected, `${search}: ${result.failure?.explanation ?? 'checker says ok, brute force says not linearizable'}`);
+          assert.equal(
+            result.ok,
+            expected,
+            `${search}: ${result.failure?.explanation ?? 'checker says ok, brute force says not linearizable'}`,
+          );
         }
       }),
       { numRuns: 2000, ...REPLAY },
     );
     // Both verdicts must be well represented, or the comparison proves little.
-    assert.ok(linearizable_count > 200 && linearizable_count < 1800, `linearizable in ${linearizable_count} of 2000 runs`);
+    assert.ok(
+      linearizable_count > 200 && linearizable_count < 1800,
+      `linearizable in ${linearizable_count} of 2000 runs`,
+    );
   });
 
   test('a sequential execution stretched into overlaps stays linearizable; a read of a never-written value breaks it', () => {
@@ -297,36 +445,50 @@ describe('randomised', () => {
       outcome_unknown: fc.integer({ min: 0, max: 9 }).map((n) => n === 0),
     });
     fc.assert(
-      fc.property(fc.array(arbitraryCommand, { minLength: 1, maxLength: 40 }), fc.nat(), (commands, corrupt_pick) => {
-        // Operation i takes effect at time GAP * i; its interval only has to contain that point.
-        const state = new Map<string, string>();
-        const history = commands.map((command, i): HistoryOperation => {
-          const point = GAP * (i + 1);
-          const call_time = point - command.stretch_back;
-          const return_time = point + command.stretch_forward;
-          const current = state.get(command.key) ?? null;
-          let op: HistoryOperation;
-          if (command.kind === 'set') {
-            state.set(command.key, command.value);
-            op = set(command.client_id, command.key, command.value, call_time, return_time);
-          } else if (command.kind === 'del') {
-            state.delete(command.key);
-            op = del(command.client_id, command.key, current === null ? 0 : 1, call_time, return_time);
-          } else {
-            op = get(command.client_id, command.key, current, call_time, return_time);
-          }
-          return command.outcome_unknown ? unknown(op) : op;
-        });
-        assertLinearizable(history);
+      fc.property(
+        fc.array(arbitraryCommand, { minLength: 1, maxLength: 40 }),
+        fc.nat(),
+        (commands, corrupt_pick) => {
+          // Operation i takes effect at time GAP * i; its interval only has to contain that point.
+          const state = new Map<string, string>();
+          const history = commands.map((command, i): HistoryOperation => {
+            const point = GAP * (i + 1);
+            const call_time = point - command.stretch_back;
+            const return_time = point + command.stretch_forward;
+            const current = state.get(command.key) ?? null;
+            let op: HistoryOperation;
+            if (command.kind === 'set') {
+              state.set(command.key, command.value);
+              op = set(command.client_id, command.key, command.value, call_time, return_time);
+            } else if (command.kind === 'del') {
+              state.delete(command.key);
+              op = del(
+                command.client_id,
+                command.key,
+                current === null ? 0 : 1,
+                call_time,
+                return_time,
+              );
+            } else {
+              op = get(command.client_id, command.key, current, call_time, return_time);
+            }
+            return command.outcome_unknown ? unknown(op) : op;
+          });
+          assertLinearizable(history);
 
-        const reads = history.flatMap((op, index) => (op.output.kind === 'get' ? [index] : []));
-        fc.pre(reads.length > 0);
-        const corrupt_index = reads[corrupt_pick % reads.length] ?? 0;
-        const corrupted = history.map((op, index) => (index === corrupt_index ? { ...op, output: { kind: 'get' as const, value: 'never-written' } } : op));
-        const target = history[corrupt_index];
-        assert.ok(target !== undefined);
-        assertNotLinearizable(corrupted, target.input.key);
-      }),
+          const reads = history.flatMap((op, index) => (op.output.kind === 'get' ? [index] : []));
+          fc.pre(reads.length > 0);
+          const corrupt_index = reads[corrupt_pick % reads.length] ?? 0;
+          const corrupted = history.map((op, index) =>
+            index === corrupt_index
+              ? { ...op, output: { kind: 'get' as const, value: 'never-written' } }
+              : op,
+          );
+          const target = history[corrupt_index];
+          assert.ok(target !== undefined);
+          assertNotLinearizable(corrupted, target.input.key);
+        },
+      ),
       { numRuns: 300, ...REPLAY },
     );
   });
@@ -347,7 +509,13 @@ interface GeneratedHistory {
  * linearizable by construction. Some outcomes are reported unknown; of those,
  * half really took effect and half did not.
  */
-function generateJitteredHistory(seed: number, operation_count: number, key_count: number, client_count: number, unknown_ratio: number): GeneratedHistory {
+function generateJitteredHistory(
+  seed: number,
+  operation_count: number,
+  key_count: number,
+  client_count: number,
+  unknown_ratio: number,
+): GeneratedHistory {
   const random = new SeededRandom(seed);
   interface Planned {
     client_id: number;
@@ -369,12 +537,27 @@ function generateJitteredHistory(seed: number, operation_count: number, key_coun
     client_free_at[client_id] = outcome_unknown ? call_time + 1 : return_time + 1;
     const key = `k${random.int(key_count)}`;
     const dice = random.int(10);
-    const input: KvInput = dice < 5 ? { kind: 'get', key } : dice < 9 ? { kind: 'set', key, value: `v${i}` } : { kind: 'del', key };
-    planned.push({ client_id, input, call_time, point, return_time, outcome_unknown, took_effect: !outcome_unknown || random.int(2) === 0 });
+    const input: KvInput =
+      dice < 5
+        ? { kind: 'get', key }
+        : dice < 9
+          ? { kind: 'set', key, value: `v${i}` }
+          : { kind: 'del', key };
+    planned.push({
+      client_id,
+      input,
+      call_time,
+      point,
+      return_time,
+      outcome_unknown,
+      took_effect: !outcome_unknown || random.int(2) === 0,
+    });
   }
   const state = new Map<string, string>();
   const history = new Array<HistoryOperation>(operation_count);
-  const by_point = planned.map((_, index) => index).sort((a, b) => (planned[a]?.point ?? 0) - (planned[b]?.point ?? 0) || a - b);
+  const by_point = planned
+    .map((_, index) => index)
+    .sort((a, b) => (planned[a]?.point ?? 0) - (planned[b]?.point ?? 0) || a - b);
   for (const index of by_point) {
     const p = planned[index];
     assert.ok(p !== undefined);
@@ -407,51 +590,78 @@ describe('performance', () => {
   const SEED = 20240601;
 
   /** A read near the end returning the value of the key's first write, long overwritten. */
-  function withStaleRead(history: readonly HistoryOperation[], reads: readonly number[]): { corrupted: HistoryOperation[]; key: string } {
+  function withStaleRead(
+    history: readonly HistoryOperation[],
+    reads: readonly number[],
+  ): { corrupted: HistoryOperation[]; key: string } {
     const corrupt_index = reads[reads.length - 10] ?? 0;
     const key = history[corrupt_index]?.input.key ?? '';
     // (a known outcome: an unknown one may take effect at any later time)
-    const first_write = history.find((op) => op.input.key === key && op.input.kind === 'set' && op.output.kind === 'set');
+    const first_write = history.find(
+      (op) => op.input.key === key && op.input.kind === 'set' && op.output.kind === 'set',
+    );
     assert.ok(first_write !== undefined && first_write.input.kind === 'set');
     const stale_value = first_write.input.value;
-    const corrupted = history.map((op, index) => (index === corrupt_index ? { ...op, output: { kind: 'get' as const, value: stale_value } } : op));
+    const corrupted = history.map((op, index) =>
+      index === corrupt_index
+        ? { ...op, output: { kind: 'get' as const, value: stale_value } }
+        : op,
+    );
     return { corrupted, key };
   }
 
   test('10,000 operations, 20 keys, 5 clients, 1% unknown outcomes: linearizable; a corrupted or stale read is found', () => {
     const { history, reads } = generateJitteredHistory(SEED, 10_000, 20, 5, 0.01);
-    const good = timed('10k ops / 20 keys / 5 clients, linearizable', () => checkLinearizable(history));
+    const good = timed('10k ops / 20 keys / 5 clients, linearizable', () =>
+      checkLinearizable(history),
+    );
     assert.equal(good.ok, true, `seed ${SEED}: ${good.failure?.explanation ?? 'timed out'}`);
 
     const corrupt_index = reads[Math.floor(reads.length / 2)] ?? 0;
-    const corrupted = history.map((op, index) => (index === corrupt_index ? { ...op, output: { kind: 'get' as const, value: 'never-written' } } : op));
-    const bad = timed('10k ops / 20 keys / 5 clients, one read of a never-written value', () => checkLinearizable(corrupted));
+    const corrupted = history.map((op, index) =>
+      index === corrupt_index
+        ? { ...op, output: { kind: 'get' as const, value: 'never-written' } }
+        : op,
+    );
+    const bad = timed('10k ops / 20 keys / 5 clients, one read of a never-written value', () =>
+      checkLinearizable(corrupted),
+    );
     assert.equal(bad.timed_out, false, `seed ${SEED}`);
     assert.equal(bad.ok, false, `seed ${SEED}`);
     assert.equal(bad.failure?.key, history[corrupt_index]?.input.key);
 
     const stale = withStaleRead(history, reads);
-    const stale_result = timed('10k ops / 20 keys / 5 clients, one stale read', () => checkLinearizable(stale.corrupted));
+    const stale_result = timed('10k ops / 20 keys / 5 clients, one stale read', () =>
+      checkLinearizable(stale.corrupted),
+    );
     assert.equal(stale_result.timed_out, false, `seed ${SEED}`);
     assert.equal(stale_result.failure?.key, stale.key, `seed ${SEED}`);
   });
 
   test('5,000 operations on one key, 5 clients: linearizable; a stale read near the end is found', () => {
     const { history, reads } = generateJitteredHistory(SEED + 1, 5_000, 1, 5, 0);
-    const good = timed('5k ops / 1 key / 5 clients, linearizable', () => checkLinearizable(history));
+    const good = timed('5k ops / 1 key / 5 clients, linearizable', () =>
+      checkLinearizable(history),
+    );
     assert.equal(good.ok, true, `seed ${SEED + 1}: ${good.failure?.explanation ?? 'timed out'}`);
 
-    const bad = timed('5k ops / 1 key / 5 clients, one stale read', () => checkLinearizable(withStaleRead(history, reads).corrupted));
+    const bad = timed('5k ops / 1 key / 5 clients, one stale read', () =>
+      checkLinearizable(withStaleRead(history, reads).corrupted),
+    );
     assert.equal(bad.timed_out, false, `seed ${SEED + 1}`);
     assert.equal(bad.ok, false, `seed ${SEED + 1}`);
   });
 
   test('5,000 operations on one key, 5 clients, 2% unknown outcomes: linearizable; a stale read near the end is found', () => {
     const { history, reads } = generateJitteredHistory(SEED + 2, 5_000, 1, 5, 0.02);
-    const good = timed('5k ops / 1 key / 5 clients / 2% unknown, linearizable', () => checkLinearizable(history));
+    const good = timed('5k ops / 1 key / 5 clients / 2% unknown, linearizable', () =>
+      checkLinearizable(history),
+    );
     assert.equal(good.ok, true, `seed ${SEED + 2}: ${good.failure?.explanation ?? 'timed out'}`);
 
-    const bad = timed('5k ops / 1 key / 5 clients / 2% unknown, one stale read', () => checkLinearizable(withStaleRead(history, reads).corrupted));
+    const bad = timed('5k ops / 1 key / 5 clients / 2% unknown, one stale read', () =>
+      checkLinearizable(withStaleRead(history, reads).corrupted),
+    );
     assert.equal(bad.timed_out, false, `seed ${SEED + 2}`);
     assert.equal(bad.ok, false, `seed ${SEED + 2}`);
   });

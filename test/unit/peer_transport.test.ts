@@ -1,7 +1,12 @@
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { PeerTransport, type PeerAddress, type PeerStatus, type PeerTransportOptions } from '../../src/server/peer_transport';
+import {
+  PeerTransport,
+  type PeerAddress,
+  type PeerStatus,
+  type PeerTransportOptions,
+} from '../../src/server/peer_transport';
 import { encodeMessage, FrameDecoder } from '../../src/wire/codec';
 import { MessageType, type AppendEntriesRequest, type RaftMessage } from '../../src/wire/types';
 import { LIMITS } from '../../src/util/limits';
@@ -41,7 +46,7 @@ afterEach(async () => {
 });
 
 function verboseLogger(): Logger {
-  return process.env['NET_TEST_VERBOSE'] === '1' ? createLogger('test', 'debug') : SILENT_LOGGER;
+  return process.env.NET_TEST_VERBOSE === '1' ? createLogger('test', 'debug') : SILENT_LOGGER;
 }
 
 async function startNode(
@@ -52,7 +57,16 @@ async function startNode(
 ): Promise<Node> {
   const received: Received[] = [];
   const transport = new PeerTransport(
-    { self_id, listen_host: HOST, listen_port, peers, logger: verboseLogger(), backoff_base_ms: 10, backoff_max_ms: 100, ...overrides },
+    {
+      self_id,
+      listen_host: HOST,
+      listen_port,
+      peers,
+      logger: verboseLogger(),
+      backoff_base_ms: 10,
+      backoff_max_ms: 100,
+      ...overrides,
+    },
     (from, message) => received.push({ from, message }),
   );
   cleanups.push(() => transport.close());
@@ -67,7 +81,13 @@ function peerStatus(transport: PeerTransport, id: number): PeerStatus {
 }
 
 function voteRequest(candidate_id: number, term = 1): RaftMessage {
-  return { type: MessageType.RequestVoteRequest, term, candidate_id, last_log_index: 0, last_log_term: 0 };
+  return {
+    type: MessageType.RequestVoteRequest,
+    term,
+    candidate_id,
+    last_log_index: 0,
+    last_log_term: 0,
+  };
 }
 
 function voteResponse(term = 1, vote_granted = true): RaftMessage {
@@ -76,11 +96,28 @@ function voteResponse(term = 1, vote_granted = true): RaftMessage {
 
 function appendRequest(leader_id: number, data_bytes = 0, seq = 1): AppendEntriesRequest {
   const entries = data_bytes === 0 ? [] : [{ term: 1, data: new Uint8Array(data_bytes) }];
-  return { type: MessageType.AppendEntriesRequest, term: 1, leader_id, prev_log_index: 0, prev_log_term: 0, leader_commit: 0, seq, entries };
+  return {
+    type: MessageType.AppendEntriesRequest,
+    term: 1,
+    leader_id,
+    prev_log_index: 0,
+    prev_log_term: 0,
+    leader_commit: 0,
+    seq,
+    entries,
+  };
 }
 
 function appendResponse(follower_id: number, ack: number): RaftMessage {
-  return { type: MessageType.AppendEntriesResponse, term: 1, follower_id, log_index: 0, success: true, follower_commit: 0, ack };
+  return {
+    type: MessageType.AppendEntriesResponse,
+    term: 1,
+    follower_id,
+    log_index: 0,
+    success: true,
+    follower_commit: 0,
+    ack,
+  };
 }
 
 /** A raw TCP client on a transport's Raft port that decodes what it receives. */
@@ -116,13 +153,20 @@ class RawPeer {
 
 async function threeNodes(): Promise<[Node, Node, Node]> {
   const ports = [await freePort(), await freePort(), await freePort()];
-  const addresses: PeerAddress[] = ports.map((raft_port, index) => ({ id: index + 1, host: HOST, raft_port }));
+  const addresses: PeerAddress[] = ports.map((raft_port, index) => ({
+    id: index + 1,
+    host: HOST,
+    raft_port,
+  }));
   const nodes: Node[] = [];
-  for (const address of addresses) nodes.push(await startNode(address.id, address.raft_port, addresses));
+  for (const address of addresses)
+    nodes.push(await startNode(address.id, address.raft_port, addresses));
   const [a, b, c] = nodes;
   assert.ok(a !== undefined && b !== undefined && c !== undefined);
   await waitFor('every outbound link connected', () =>
-    nodes.every((node) => node.transport.status().every((status) => status.outbound === 'connected')),
+    nodes.every((node) =>
+      node.transport.status().every((status) => status.outbound === 'connected'),
+    ),
   );
   return [a, b, c];
 }
@@ -130,14 +174,18 @@ async function threeNodes(): Promise<[Node, Node, Node]> {
 test('three transports: requests go out, responses come back on the inbound connection', async () => {
   const [a, b, c] = await threeNodes();
 
-  // Nobody has asked C anything yet, so C has no connection to answer B on: responses never use outbound links.
+  // Nobody has asked C anything yet, so C has no connection to answer B on: responses never use
+  // outbound links.
   assert.equal(c.transport.send(2, voteResponse()), false);
   assert.equal(peerStatus(c.transport, 2).dropped_messages, 1);
   assert.equal(peerStatus(c.transport, 2).inbound_connected, false);
 
   assert.equal(a.transport.send(2, voteRequest(1, 5)), true);
   assert.equal(a.transport.send(3, voteRequest(1, 5)), true);
-  await waitFor('B and C receive the vote request', () => b.received.length === 1 && c.received.length === 1);
+  await waitFor(
+    'B and C receive the vote request',
+    () => b.received.length === 1 && c.received.length === 1,
+  );
   assert.deepEqual(b.received[0], { from: 1, message: voteRequest(1, 5) });
   assert.deepEqual(c.received[0], { from: 1, message: voteRequest(1, 5) });
   assert.equal(peerStatus(b.transport, 1).inbound_connected, true);
@@ -181,12 +229,15 @@ test('a response goes back on the most recent inbound connection the peer sent a
   assert.deepEqual(second.received[0], appendResponse(1, 11));
   assert.equal(first.received.length, 1);
 
-  // Requests to 2 need our own outbound link, which cannot connect: dropped, never sent on an inbound one.
+  // Requests to 2 need our own outbound link, which cannot connect: dropped, never sent on an
+  // inbound one.
   assert.equal(node.transport.send(2, voteRequest(1)), false);
 
   second.socket.destroy();
   await waitFor('second connection gone', () => second.closed);
-  await waitFor('route falls back to the first connection', () => node.transport.send(2, appendResponse(1, 12)));
+  await waitFor('route falls back to the first connection', () =>
+    node.transport.send(2, appendResponse(1, 12)),
+  );
   await waitFor('fallback response on the first connection', () => first.received.length === 2);
   assert.deepEqual(first.received[1], appendResponse(1, 12));
 
@@ -206,8 +257,14 @@ test('misbehaving inbound connections are closed and the transport keeps serving
   await good.connected();
 
   const offenders: Array<[string, (peer: RawPeer) => void]> = [
-    ['garbage bytes', (peer) => peer.socket.write(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'))],
-    ['an oversized frame header', (peer) => peer.socket.write(Buffer.from([3, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f]))],
+    [
+      'garbage bytes',
+      (peer) => peer.socket.write(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')),
+    ],
+    [
+      'an oversized frame header',
+      (peer) => peer.socket.write(Buffer.from([3, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f])),
+    ],
     ['a response on an inbound connection', (peer) => peer.send(voteResponse())],
     ['an unknown sender id', (peer) => peer.send(voteRequest(9))],
     ['its own id as sender', (peer) => peer.send(voteRequest(1))],
@@ -227,11 +284,20 @@ test('misbehaving inbound connections are closed and the transport keeps serving
 
     const before = node.received.length;
     good.send(appendRequest(3, 10, before));
-    await waitFor(`good connection still served after ${what}`, () => node.received.some((entry) => entry.message.type === MessageType.AppendEntriesRequest && entry.message.seq === before));
+    await waitFor(`good connection still served after ${what}`, () =>
+      node.received.some(
+        (entry) =>
+          entry.message.type === MessageType.AppendEntriesRequest && entry.message.seq === before,
+      ),
+    );
     assert.equal(good.closed, false);
   }
   // The id-changing connection delivered its first, valid request before it was closed.
-  assert.ok(node.received.some((entry) => entry.from === 2 && entry.message.type === MessageType.RequestVoteRequest));
+  assert.ok(
+    node.received.some(
+      (entry) => entry.from === 2 && entry.message.type === MessageType.RequestVoteRequest,
+    ),
+  );
   assert.ok(!node.received.some((entry) => entry.from === 9 || entry.from === 1));
 });
 
@@ -240,16 +306,19 @@ test('at peer_inbound_connections_max the oldest silent connection makes room; c
   const node = await startNode(1, 0, [{ id: 2, host: HOST, raft_port: unreachable }]);
   const port = node.transport.bound_port;
   const open: RawPeer[] = [];
-  for (let index = 0; index < LIMITS.peer_inbound_connections_max; index++) open.push(new RawPeer(port));
+  for (let index = 0; index < LIMITS.peer_inbound_connections_max; index++)
+    open.push(new RawPeer(port));
   await Promise.all(open.map((peer) => peer.connected()));
   const first = open[0];
   const last = open[open.length - 1];
   assert.ok(first !== undefined && last !== undefined);
-  // A request on the newest accepted connection proves the server has accepted all of them; that one is identified.
+  // A request on the newest accepted connection proves the server has accepted all of them; that
+  // one is identified.
   last.send(voteRequest(2, 1));
   await waitFor('request on the last allowed connection', () => node.received.length === 1);
 
-  // One more: the oldest connection that never sent a request is closed to make room, and the newcomer is served.
+  // One more: the oldest connection that never sent a request is closed to make room, and the
+  // newcomer is served.
   const newcomer = new RawPeer(port);
   await newcomer.connected();
   await waitFor('the oldest silent connection closed', () => first.closed);
@@ -274,12 +343,19 @@ test('a peer that is down at start is dialled with backoff until it comes up', a
   assert.equal(a.transport.send(2, voteRequest(1)), false);
 
   await waitFor('three redials', () => peerStatus(a.transport, 2).reconnects >= 3);
-  // Every delay is at least the base, so three redials cannot come sooner (no tight reconnect loop).
-  assert.ok(Date.now() - started_ms >= 3 * backoff_base_ms, `3 redials in ${Date.now() - started_ms} ms`);
+  // Every delay is at least the base, so three redials cannot come sooner (no tight reconnect
+  // loop).
+  assert.ok(
+    Date.now() - started_ms >= 3 * backoff_base_ms,
+    `3 redials in ${Date.now() - started_ms} ms`,
+  );
   assert.notEqual(peerStatus(a.transport, 2).outbound, 'connected');
 
   const b = await startNode(2, port_b, addresses);
-  await waitFor('A connects to B once B is up', () => peerStatus(a.transport, 2).outbound === 'connected');
+  await waitFor(
+    'A connects to B once B is up',
+    () => peerStatus(a.transport, 2).outbound === 'connected',
+  );
   await waitFor('B connects to A', () => peerStatus(b.transport, 1).outbound === 'connected');
   assert.equal(a.transport.send(2, voteRequest(1, 2)), true);
   await waitFor('B receives the request', () => b.received.length === 1);
@@ -295,34 +371,60 @@ test('a peer that comes back and sends us a request is dialled at once, not afte
     { id: 1, host: HOST, raft_port: port_a },
     { id: 2, host: HOST, raft_port: port_b },
   ];
-  // A backs off for 30 s after its first failed dial: only the inbound request can bring the link up in time.
-  const a = await startNode(1, port_a, addresses, { backoff_base_ms: 30_000, backoff_max_ms: 30_000 });
+  // A backs off for 30 s after its first failed dial: only the inbound request can bring the link
+  // up in time.
+  const a = await startNode(1, port_a, addresses, {
+    backoff_base_ms: 30_000,
+    backoff_max_ms: 30_000,
+  });
   await waitFor('the first dial failed', () => peerStatus(a.transport, 2).outbound === 'backoff');
   const b = await startNode(2, port_b, addresses);
   await waitFor('B connects to A', () => peerStatus(b.transport, 1).outbound === 'connected');
   assert.equal(b.transport.send(1, voteRequest(2)), true);
-  await waitFor('A dials B as soon as B speaks', () => peerStatus(a.transport, 2).outbound === 'connected', 5000);
+  await waitFor(
+    'A dials B as soon as B speaks',
+    () => peerStatus(a.transport, 2).outbound === 'connected',
+    5000,
+  );
 });
 
 test('killing a peer transport and restarting it reconnects', async () => {
   const ports = [await freePort(), await freePort()];
-  const addresses: PeerAddress[] = ports.map((raft_port, index) => ({ id: index + 1, host: HOST, raft_port }));
+  const addresses: PeerAddress[] = ports.map((raft_port, index) => ({
+    id: index + 1,
+    host: HOST,
+    raft_port,
+  }));
   const [port_a, port_b] = ports;
   assert.ok(port_a !== undefined && port_b !== undefined);
   const a = await startNode(1, port_a, addresses);
   const b = await startNode(2, port_b, addresses);
-  await waitFor('connected', () => peerStatus(a.transport, 2).outbound === 'connected' && peerStatus(b.transport, 1).outbound === 'connected');
+  await waitFor(
+    'connected',
+    () =>
+      peerStatus(a.transport, 2).outbound === 'connected' &&
+      peerStatus(b.transport, 1).outbound === 'connected',
+  );
   a.transport.send(2, appendRequest(1, 0, 1));
   await waitFor('B receives', () => b.received.length === 1);
 
   await b.transport.close();
   await waitFor('A notices B is down', () => peerStatus(a.transport, 2).outbound !== 'connected');
-  await waitFor('A loses the route for answers to B', () => !peerStatus(a.transport, 2).inbound_connected);
+  await waitFor(
+    'A loses the route for answers to B',
+    () => !peerStatus(a.transport, 2).inbound_connected,
+  );
   assert.equal(a.transport.send(2, appendRequest(1, 0, 2)), false);
 
   const b_again = await startNode(2, port_b, addresses);
-  await waitFor('A reconnects to the restarted B', () => peerStatus(a.transport, 2).outbound === 'connected');
-  await waitFor('restarted B connects to A', () => peerStatus(b_again.transport, 1).outbound === 'connected');
+  await waitFor(
+    'A reconnects to the restarted B',
+    () => peerStatus(a.transport, 2).outbound === 'connected',
+  );
+  await waitFor(
+    'restarted B connects to A',
+    () => peerStatus(b_again.transport, 1).outbound === 'connected',
+  );
   assert.ok(peerStatus(a.transport, 2).reconnects >= 1);
   assert.equal(a.transport.send(2, appendRequest(1, 0, 3)), true);
   await waitFor('restarted B receives', () => b_again.received.length === 1);
@@ -360,7 +462,9 @@ test('a peer that never reads: sends start failing, queued bytes stay under the 
   const queue_bytes_max = 1024 * 1024;
   const a = await startNode(1, port_a, addresses, { queue_bytes_max });
   const c = await startNode(3, port_c, addresses);
-  await waitFor('A connected to both', () => a.transport.status().every((status) => status.outbound === 'connected'));
+  await waitFor('A connected to both', () =>
+    a.transport.status().every((status) => status.outbound === 'connected'),
+  );
 
   let sent = 0;
   let max_queued_bytes = 0;
@@ -370,16 +474,23 @@ test('a peer that never reads: sends start failing, queued bytes stay under the 
     max_queued_bytes = Math.max(max_queued_bytes, peerStatus(a.transport, 2).queued_bytes);
     // Let the bytes reach the kernel between bursts, as a real event loop would.
     if (sent % 16 === 0) await new Promise((resolve) => setImmediate(resolve));
-    assert.ok(Date.now() < deadline, `send() to a peer that never reads still succeeds after ${sent} messages`);
+    assert.ok(
+      Date.now() < deadline,
+      `send() to a peer that never reads still succeeds after ${sent} messages`,
+    );
   }
   const status = peerStatus(a.transport, 2);
   assert.ok(status.dropped_messages >= 1);
   assert.ok(max_queued_bytes <= queue_bytes_max, `queued ${max_queued_bytes} > ${queue_bytes_max}`);
-  assert.ok(status.queued_bytes <= queue_bytes_max, `queued ${status.queued_bytes} > ${queue_bytes_max}`);
+  assert.ok(
+    status.queued_bytes <= queue_bytes_max,
+    `queued ${status.queued_bytes} > ${queue_bytes_max}`,
+  );
   assert.equal(status.outbound, 'connected');
 
   // The stalled peer does not hold up the healthy one.
-  for (let seq = 1; seq <= 100; seq++) assert.equal(a.transport.send(3, appendRequest(1, 1024, seq)), true);
+  for (let seq = 1; seq <= 100; seq++)
+    assert.equal(a.transport.send(3, appendRequest(1, 1024, seq)), true);
   await waitFor('C receives all 100 messages', () => c.received.length === 100);
   assert.ok(peerStatus(a.transport, 2).queued_bytes <= queue_bytes_max);
 });
@@ -402,16 +513,26 @@ test('sends in one event-loop turn leave in one socket write', async () => {
 
   const messages = 50;
   const { write_calls, writev_calls } = await countSocketWrites(async () => {
-    for (let seq = 1; seq <= messages; seq++) assert.equal(a.transport.send(2, appendRequest(1, 0, seq)), true);
+    for (let seq = 1; seq <= messages; seq++)
+      assert.equal(a.transport.send(2, appendRequest(1, 0, seq)), true);
     await new Promise((resolve) => setImmediate(resolve));
   });
-  assert.equal(write_calls + writev_calls, 1, `${write_calls} writes and ${writev_calls} writevs for ${messages} sends`);
+  assert.equal(
+    write_calls + writev_calls,
+    1,
+    `${write_calls} writes and ${writev_calls} writevs for ${messages} sends`,
+  );
 
   const expected_bytes = messages * encodeMessage(appendRequest(1, 0, 1)).length;
-  await waitFor('all bytes arrive', () => chunks.reduce((sum, chunk) => sum + chunk.length, 0) === expected_bytes);
+  await waitFor(
+    'all bytes arrive',
+    () => chunks.reduce((sum, chunk) => sum + chunk.length, 0) === expected_bytes,
+  );
   const decoded = new FrameDecoder().push(Buffer.concat(chunks));
   assert.deepEqual(
-    decoded.map((message) => (message.type === MessageType.AppendEntriesRequest ? message.seq : -1)),
+    decoded.map((message) =>
+      message.type === MessageType.AppendEntriesRequest ? message.seq : -1,
+    ),
     Array.from({ length: messages }, (_, index) => index + 1),
   );
 });
@@ -422,16 +543,28 @@ test('start rejects with the listen error when the port is taken', async () => {
   cleanups.push(() => new Promise<void>((resolve) => holder.close(() => resolve())));
   const address = holder.address();
   assert.ok(address !== null && typeof address === 'object');
-  const transport = new PeerTransport({ self_id: 1, listen_host: HOST, listen_port: address.port, peers: [], logger: SILENT_LOGGER }, () => undefined);
+  const transport = new PeerTransport(
+    { self_id: 1, listen_host: HOST, listen_port: address.port, peers: [], logger: SILENT_LOGGER },
+    () => undefined,
+  );
   cleanups.push(() => transport.close());
-  await assert.rejects(transport.start(), (error: NodeJS.ErrnoException) => error.code === 'EADDRINUSE');
+  await assert.rejects(
+    transport.start(),
+    (error: NodeJS.ErrnoException) => error.code === 'EADDRINUSE',
+  );
 });
 
 test('close() stops dialling and leaves no sockets, servers or timers', async () => {
   const unreachable = await freePort();
   const [a, b] = await threeNodes();
-  const lonely = await startNode(4, 0, [{ id: 5, host: HOST, raft_port: unreachable }], { backoff_base_ms: 60_000, backoff_max_ms: 60_000 });
-  await waitFor('lonely node is backing off', () => peerStatus(lonely.transport, 5).outbound === 'backoff');
+  const lonely = await startNode(4, 0, [{ id: 5, host: HOST, raft_port: unreachable }], {
+    backoff_base_ms: 60_000,
+    backoff_max_ms: 60_000,
+  });
+  await waitFor(
+    'lonely node is backing off',
+    () => peerStatus(lonely.transport, 5).outbound === 'backoff',
+  );
   a.transport.send(2, voteRequest(1));
   await waitFor('B receives', () => b.received.length === 1);
   // afterEach closes every transport and then requires that no TCP handle or timer is left.
@@ -443,7 +576,13 @@ test('close() stops dialling and leaves no sockets, servers or timers', async ()
 test('close() while start() is still listening closes the listener too', async () => {
   const unreachable = await freePort();
   const transport = new PeerTransport(
-    { self_id: 1, listen_host: HOST, listen_port: 0, peers: [{ id: 2, host: HOST, raft_port: unreachable }], logger: SILENT_LOGGER },
+    {
+      self_id: 1,
+      listen_host: HOST,
+      listen_port: 0,
+      peers: [{ id: 2, host: HOST, raft_port: unreachable }],
+      logger: SILENT_LOGGER,
+    },
     () => undefined,
   );
   const starting = transport.start();

@@ -26,13 +26,15 @@ test('finding 1: a stale-term AppendEntries rejection must not confirm a ReadInd
   const term1 = net.core(1).current_term;
   // Term 1 runs for a while so node 1's seq counter grows well above what term 3 will use.
   net.tick([1], 100);
-  // Node 1 (term 1) sends one more heartbeat round; its message to node 3 is delayed in the network.
+  // Node 1 (term 1) sends one more heartbeat round; its message to node 3 is delayed in the
+  // network.
   net.hold = (e) => e.from === 1 && e.to === 3 && isAppend(e);
   net.tick([1], 2);
   net.hold = () => false;
   const delayed = net.held.find((e) => e.message.term === term1)!;
   assert.ok(delayed);
-  const delayed_seq = delayed.message.type === MessageType.AppendEntriesRequest ? delayed.message.seq : -1;
+  const delayed_seq =
+    delayed.message.type === MessageType.AppendEntriesRequest ? delayed.message.seq : -1;
   assert.ok(delayed_seq > 50, `old-term seq ${delayed_seq}`);
 
   // Leadership goes 1 → 2 (term 2) → 1 (term 3) by two transfers.
@@ -61,7 +63,10 @@ test('finding 1: a stale-term AppendEntries rejection must not confirm a ReadInd
   // elect node 2 in term 4 and commit a write node 1 never sees.
   net.isolate(1);
   net.tick([2, 3], 3 * ELECTION_TICKS);
-  assert.equal(net.core(2).current_role === 'leader' || net.core(3).current_role === 'leader', true);
+  assert.equal(
+    net.core(2).current_role === 'leader' || net.core(3).current_role === 'leader',
+    true,
+  );
   const new_leader = net.core(2).current_role === 'leader' ? net.core(2) : net.core(3);
   assert.ok(new_leader.propose(data('x=new')).ok);
   net.settle();
@@ -81,7 +86,11 @@ test('finding 1: a stale-term AppendEntries rejection must not confirm a ReadInd
   net.release(stale_reply);
   net.settle();
   const served = (net.reads.get(1) ?? []).filter((r) => r.request_id === 42);
-  assert.equal(served.length, 0, `read 42 confirmed at index ${served[0]?.index} by an ack of an older term: stale read`);
+  assert.equal(
+    served.length,
+    0,
+    `read 42 confirmed at index ${served[0]?.index} by an ack of an older term: stale read`,
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -110,7 +119,8 @@ test('finding 2: a lost AppendEntries in replicate state is re-sent even when no
   net.settle();
   assert.equal(lost, 1);
   net.drop = () => false;
-  // Plenty of heartbeat rounds on a now perfect network (node 2 keeps answering; CheckQuorum holds).
+  // Plenty of heartbeat rounds on a now perfect network (node 2 keeps answering; CheckQuorum
+  // holds).
   net.tick([1, 2], 5 * ELECTION_TICKS);
   assert.equal(leader.current_role, 'leader');
   assert.ok(
@@ -147,7 +157,12 @@ test('finding 3: a lost probe is retried even while ReadIndex rounds keep resett
   net.settle();
   let probe_lost = false;
   net.drop = (e) => {
-    if (!probe_lost && e.to === 2 && appendWithEntries(e) && leader.status().peers.find((p) => p.id === 2)!.state === 'probe') {
+    if (
+      !probe_lost &&
+      e.to === 2 &&
+      appendWithEntries(e) &&
+      leader.status().peers.find((p) => p.id === 2)!.state === 'probe'
+    ) {
       probe_lost = true;
       return true;
     }
@@ -168,7 +183,10 @@ test('finding 3: a lost probe is retried even while ReadIndex rounds keep resett
   }
   assert.ok((net.reads.get(1)?.length ?? 0) > 50, 'reads keep being served');
   assert.equal(leader.current_role, 'leader');
-  assert.ok(leader.commit_index >= b.index, `writes a, b never commit (commit ${leader.commit_index}, want ${b.index})`);
+  assert.ok(
+    leader.commit_index >= b.index,
+    `writes a, b never commit (commit ${leader.commit_index}, want ${b.index})`,
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -192,7 +210,10 @@ test('finding 4: the flow-control window reopens after a follower was silent for
   (leader as unknown as { seq: number }).seq += 2 ** 31 + 1000; // int32 wrap happens at the next (seq + 1) | 0
   net.cut.delete('1>2');
   net.tick([1, 2], 5 * ELECTION_TICKS);
-  assert.ok(leader.commit_index >= p.index, `entry ${p.index} never commits: window ${JSON.stringify(leader.status().peers.find((q) => q.id === 2))}`);
+  assert.ok(
+    leader.commit_index >= p.index,
+    `entry ${p.index} never commits: window ${JSON.stringify(leader.status().peers.find((q) => q.id === 2))}`,
+  );
 });
 
 test('finding 4b: a follower that was down for 2^31 messages is still caught up from probe state (probe_first_seq wrap)', () => {
@@ -201,7 +222,8 @@ test('finding 4b: a follower that was down for 2^31 messages is still caught up 
   net.isolate(2); // node 2 goes down
   for (let i = 0; i < 5; i++) assert.ok(net.core(1).propose(data(`w${i}`)).ok);
   net.settle();
-  // Leadership moves to node 3, whose Progress for node 2 starts in probe at next = last + 1: node 2 must reject it.
+  // Leadership moves to node 3, whose Progress for node 2 starts in probe at next = last + 1: node
+  // 2 must reject it.
   assert.ok(net.core(1).transferLeadership(3));
   net.settle();
   const leader = net.core(3);
@@ -213,7 +235,11 @@ test('finding 4b: a follower that was down for 2^31 messages is still caught up 
   net.cut.clear(); // node 2 is back with its short log: it rejects the probe and must be backed up
   net.tick([1, 2, 3], 5 * ELECTION_TICKS);
   assert.equal(leader.current_role, 'leader');
-  assert.equal(net.core(2).last_log_index, leader.last_log_index, `node 2 never catches up: ${JSON.stringify(leader.status().peers.find((q) => q.id === 2))}`);
+  assert.equal(
+    net.core(2).last_log_index,
+    leader.last_log_index,
+    `node 2 never catches up: ${JSON.stringify(leader.status().peers.find((q) => q.id === 2))}`,
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -223,14 +249,30 @@ test('finding 4b: a follower that was down for 2^31 messages is still caught up 
 test('checked: a truncation during an outstanding Ready limits what advance() proves durable', () => {
   const follower = makeCore(2, [1, 2, 3]);
   follower.step(1, {
-    type: MessageType.AppendEntriesRequest, term: 1, leader_id: 1, prev_log_index: 0, prev_log_term: 0, leader_commit: 1, seq: 1,
-    entries: [{ term: 1, data: data('a') }, { term: 1, data: data('b') }, { term: 1, data: data('c') }],
+    type: MessageType.AppendEntriesRequest,
+    term: 1,
+    leader_id: 1,
+    prev_log_index: 0,
+    prev_log_term: 0,
+    leader_commit: 1,
+    seq: 1,
+    entries: [
+      { term: 1, data: data('a') },
+      { term: 1, data: data('b') },
+      { term: 1, data: data('c') },
+    ],
   });
   const r1 = follower.ready()!;
   assert.deepEqual([r1.entries?.first_index, r1.entries?.entries.length], [1, 3]);
   // While r1 is being written, a leader of term 2 replaces index 2 onwards.
   follower.step(3, {
-    type: MessageType.AppendEntriesRequest, term: 2, leader_id: 3, prev_log_index: 1, prev_log_term: 1, leader_commit: 1, seq: 1,
+    type: MessageType.AppendEntriesRequest,
+    term: 2,
+    leader_id: 3,
+    prev_log_index: 1,
+    prev_log_term: 1,
+    leader_commit: 1,
+    seq: 1,
     entries: [{ term: 2, data: data('B') }],
   });
   follower.advance(r1);

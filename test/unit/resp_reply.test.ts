@@ -21,10 +21,12 @@ import { RequestParser } from '../../src/resp/request_parser';
 import { AssertionFailure } from '../../src/util/assert';
 
 function fcParameters<T>(num_runs: number): fc.Parameters<T> {
-  const seed = process.env['RESP_FC_SEED'];
-  const path = process.env['RESP_FC_PATH'];
+  const seed = process.env.RESP_FC_SEED;
+  const path = process.env.RESP_FC_PATH;
   if (seed === undefined) return { numRuns: num_runs };
-  return path === undefined ? { seed: Number(seed), numRuns: num_runs } : { seed: Number(seed), path, numRuns: num_runs };
+  return path === undefined
+    ? { seed: Number(seed), numRuns: num_runs }
+    : { seed: Number(seed), path, numRuns: num_runs };
 }
 
 function latin1(buffer: Buffer): string {
@@ -41,11 +43,17 @@ describe('reply goldens (seed byte strings)', () => {
   it('simple string, error, integer, arrays', () => {
     assert.equal(latin1(encodeSimpleString('OK')), '+OK\r\n');
     assert.equal(latin1(encodeError('ERROR')), '-ERROR\r\n');
-    assert.equal(latin1(encodeError("ERR unknown command 'FOO'")), "-ERR unknown command 'FOO'\r\n");
+    assert.equal(
+      latin1(encodeError("ERR unknown command 'FOO'")),
+      "-ERR unknown command 'FOO'\r\n",
+    );
     assert.equal(latin1(encodeInteger(1)), ':1\r\n');
     assert.equal(latin1(encodeInteger(0)), ':0\r\n');
     assert.equal(latin1(encodeInteger(-42)), ':-42\r\n');
-    assert.equal(latin1(encodeBulkArray([Buffer.from('Cloud'), Buffer.from('Computing')])), '*2\r\n$5\r\nCloud\r\n$9\r\nComputing\r\n');
+    assert.equal(
+      latin1(encodeBulkArray([Buffer.from('Cloud'), Buffer.from('Computing')])),
+      '*2\r\n$5\r\nCloud\r\n$9\r\nComputing\r\n',
+    );
     assert.equal(latin1(encodeBulkArray([Buffer.from('nil')])), latin1(REPLY_NIL));
     assert.equal(latin1(encodeBulkArray([])), '*0\r\n');
     assert.equal(latin1(encodeBulkString('Cloud')), '$5\r\nCloud\r\n');
@@ -55,7 +63,10 @@ describe('reply goldens (seed byte strings)', () => {
 
 describe('reply edge cases', () => {
   it('error messages cannot break the framing', () => {
-    assert.equal(latin1(encodeError("ERR unknown command 'A\r\nB'")), "-ERR unknown command 'A  B'\r\n");
+    assert.equal(
+      latin1(encodeError("ERR unknown command 'A\r\nB'")),
+      "-ERR unknown command 'A  B'\r\n",
+    );
     assert.equal(latin1(encodeError('x\ny')), '-x y\r\n');
   });
 
@@ -73,19 +84,28 @@ describe('reply edge cases', () => {
   it('bulk strings count UTF-8 bytes and keep binary data', () => {
     assert.deepEqual(encodeBulkString('é'), Buffer.from('$2\r\né\r\n', 'utf8'));
     const binary = Buffer.from([0, 13, 10, 255]);
-    assert.deepEqual(encodeBulkString(binary), Buffer.concat([Buffer.from('$4\r\n'), binary, Buffer.from('\r\n')]));
+    assert.deepEqual(
+      encodeBulkString(binary),
+      Buffer.concat([Buffer.from('$4\r\n'), binary, Buffer.from('\r\n')]),
+    );
   });
 
   it('large items and lengths crossing digit boundaries', () => {
     for (const length of [9, 10, 99, 100, 1000, 70_000]) {
       const item = Buffer.alloc(length, 0x61);
-      assert.deepEqual(encodeBulkArray([item]), Buffer.concat([Buffer.from(`*1\r\n$${length}\r\n`), item, Buffer.from('\r\n')]));
+      assert.deepEqual(
+        encodeBulkArray([item]),
+        Buffer.concat([Buffer.from(`*1\r\n$${length}\r\n`), item, Buffer.from('\r\n')]),
+      );
     }
   });
 });
 
 function referenceBulkArray(items: readonly Buffer[]): Buffer {
-  return Buffer.concat([Buffer.from(`*${items.length}\r\n`), ...items.flatMap((item) => [Buffer.from(`$${item.length}\r\n`), item, Buffer.from('\r\n')])]);
+  return Buffer.concat([
+    Buffer.from(`*${items.length}\r\n`),
+    ...items.flatMap((item) => [Buffer.from(`$${item.length}\r\n`), item, Buffer.from('\r\n')]),
+  ]);
 }
 
 describe('reply properties', () => {
@@ -107,7 +127,9 @@ describe('reply properties', () => {
     fc.assert(
       fc.property(fc.array(items_arbitrary, { maxLength: 10 }), (replies) => {
         const parser = new RequestParser();
-        const { commands, error } = parser.push(Buffer.concat(replies.map((items) => encodeBulkArray(items))));
+        const { commands, error } = parser.push(
+          Buffer.concat(replies.map((items) => encodeBulkArray(items))),
+        );
         assert.equal(error, null);
         assert.deepEqual(
           commands,
@@ -120,11 +142,18 @@ describe('reply properties', () => {
 
   it('property: encodeBulkString and encodeInteger match the reference encoding', () => {
     fc.assert(
-      fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), fc.maxSafeInteger(), (text, value) => {
-        const bytes = Buffer.from(text, 'utf8');
-        assert.deepEqual(encodeBulkString(text), Buffer.concat([Buffer.from(`$${bytes.length}\r\n`), bytes, Buffer.from('\r\n')]));
-        assert.equal(latin1(encodeInteger(value)), `:${value}\r\n`);
-      }),
+      fc.property(
+        fc.string({ unit: 'grapheme', maxLength: 40 }),
+        fc.maxSafeInteger(),
+        (text, value) => {
+          const bytes = Buffer.from(text, 'utf8');
+          assert.deepEqual(
+            encodeBulkString(text),
+            Buffer.concat([Buffer.from(`$${bytes.length}\r\n`), bytes, Buffer.from('\r\n')]),
+          );
+          assert.equal(latin1(encodeInteger(value)), `:${value}\r\n`);
+        },
+      ),
       fcParameters(300),
     );
   });

@@ -6,11 +6,22 @@ import { LOG_FILE_NAME, RaftStorage } from '../../src/storage';
 import { RECORD_HEADER_BYTES } from '../../src/storage/frame';
 import { encodeFileHeader, savePayloadBytes } from '../../src/storage/payload';
 import { StorageIoError } from '../../src/util/errors';
-import { entryOf, modelAfter, plain, removeDir, type Save, tempDir, waitUntil } from './storage_model';
+import {
+  entryOf,
+  modelAfter,
+  plain,
+  removeDir,
+  type Save,
+  tempDir,
+  waitUntil,
+} from './storage_model';
 import { SpyIo } from './storage_spy_io';
 
 function entrySave(index: number): Save {
-  return { hard_state: null, entries: { first_index: index, entries: [entryOf(1, `entry ${index} `.padEnd(50, '.'))] } };
+  return {
+    hard_state: null,
+    entries: { first_index: index, entries: [entryOf(1, `entry ${index} `.padEnd(50, '.'))] },
+  };
 }
 
 function recordBytes(save: Save): number {
@@ -19,7 +30,8 @@ function recordBytes(save: Save): number {
 
 /** Lets every ready callback and several event-loop turns run. */
 async function settle(): Promise<void> {
-  for (let turn = 0; turn < 20; turn += 1) await new Promise<void>((resolve) => setImmediate(resolve));
+  for (let turn = 0; turn < 20; turn += 1)
+    await new Promise<void>((resolve) => setImmediate(resolve));
 }
 
 describe('RaftStorage group commit and durability ordering', () => {
@@ -31,8 +43,14 @@ describe('RaftStorage group commit and durability ordering', () => {
       await Promise.all(saves.map((save) => storage.save(save.hard_state, save.entries)));
       const stats = storage.stats();
       assert.equal(stats.saves, 100);
-      assert.ok(stats.fsyncs < stats.saves, `fsyncs ${stats.fsyncs} should be fewer than saves ${stats.saves}`);
-      assert.ok(stats.fsyncs <= 10, `expected a handful of fsyncs for 100 concurrent saves, got ${stats.fsyncs}`);
+      assert.ok(
+        stats.fsyncs < stats.saves,
+        `fsyncs ${stats.fsyncs} should be fewer than saves ${stats.saves}`,
+      );
+      assert.ok(
+        stats.fsyncs <= 10,
+        `expected a handful of fsyncs for 100 concurrent saves, got ${stats.fsyncs}`,
+      );
       assert.equal(stats.fsyncs, stats.batches);
       assert.ok(stats.fsync_max_ms >= stats.fsync_avg_ms && stats.fsync_avg_ms > 0);
       const expected_bytes = saves.reduce((sum, save) => sum + recordBytes(save), 0);
@@ -66,14 +84,25 @@ describe('RaftStorage group commit and durability ordering', () => {
       const later = [2, 3, 4].map((index) => storage.save(null, entrySave(index).entries));
       await settle();
       // Two writes: the new file's header, then the first save; the later saves wait.
-      assert.equal(io.events.filter((event) => event.startsWith('write')).length, 2, 'later saves must not be written before the running fsync ends');
+      assert.equal(
+        io.events.filter((event) => event.startsWith('write')).length,
+        2,
+        'later saves must not be written before the running fsync ends',
+      );
       io.hold_datasync = false;
       io.release();
       await saved;
       await Promise.all(later);
       const before_resolved = io.events.slice(0, io.events.indexOf('resolved'));
-      assert.ok(before_resolved.lastIndexOf('datasync end') > before_resolved.lastIndexOf('datasync start'), io.events.join(', '));
-      assert.equal(io.datasyncs_started, 3, 'header fsync, first batch, one fsync for the three later saves');
+      assert.ok(
+        before_resolved.lastIndexOf('datasync end') > before_resolved.lastIndexOf('datasync start'),
+        io.events.join(', '),
+      );
+      assert.equal(
+        io.datasyncs_started,
+        3,
+        'header fsync, first batch, one fsync for the three later saves',
+      );
       await storage.close();
     } finally {
       io.release();
@@ -97,7 +126,10 @@ describe('RaftStorage group commit and durability ordering', () => {
           const record_end = end;
           pending.push(
             storage.save(save.hard_state, save.entries).then(() => {
-              if (io.durable_bytes < record_end) violations.push(`save ${index} resolved with durable ${io.durable_bytes} < ${record_end}`);
+              if (io.durable_bytes < record_end)
+                violations.push(
+                  `save ${index} resolved with durable ${io.durable_bytes} < ${record_end}`,
+                );
             }),
           );
         }
@@ -125,11 +157,15 @@ describe('RaftStorage group commit and durability ordering', () => {
       const queued = storage.save(null, entrySave(3).entries);
       io.hold_datasync = false;
       io.release();
-      await assert.rejects(failing, (error: unknown) => error instanceof StorageIoError && /fdatasync/.test(error.message));
+      await assert.rejects(
+        failing,
+        (error: unknown) => error instanceof StorageIoError && /fdatasync/.test(error.message),
+      );
       await assert.rejects(queued, StorageIoError);
       await assert.rejects(storage.save(null, entrySave(3).entries), StorageIoError);
       await storage.close();
-      // Entry 2 was written but never acknowledged: recovery may keep it or not; entry 1 must be there.
+      // Entry 2 was written but never acknowledged: recovery may keep it or not; entry 1 must be
+      // there.
       const reopened = await RaftStorage.open(dir, { fsync: false });
       assert.equal(reopened.restored.hard_state.term, 1);
       assert.ok(reopened.restored.entries.length >= 1);
@@ -146,14 +182,20 @@ describe('RaftStorage group commit and durability ordering', () => {
       const { storage } = await RaftStorage.openWithIo(dir, {}, io);
       await storage.save(null, entrySave(1).entries);
       io.fail_next_write = new Error('ENOSPC: no space left on device, write');
-      await assert.rejects(storage.save(null, entrySave(2).entries), (error: unknown) => error instanceof StorageIoError && /ENOSPC/.test(error.message));
+      await assert.rejects(
+        storage.save(null, entrySave(2).entries),
+        (error: unknown) => error instanceof StorageIoError && /ENOSPC/.test(error.message),
+      );
       await assert.rejects(storage.save(null, entrySave(2).entries), StorageIoError);
       await storage.close();
       const size = (await fs.promises.stat(path.join(dir, LOG_FILE_NAME))).size;
       const reopened = await RaftStorage.open(dir, { fsync: false });
       assert.deepEqual(plain(reopened.restored), plain(modelAfter([entrySave(1)])));
       assert.ok(reopened.recovery.truncated_tail_bytes > 0);
-      assert.equal(reopened.storage.stats().log_file_bytes, size - reopened.recovery.truncated_tail_bytes);
+      assert.equal(
+        reopened.storage.stats().log_file_bytes,
+        size - reopened.recovery.truncated_tail_bytes,
+      );
       await reopened.storage.close();
     } finally {
       await removeDir(dir);

@@ -18,7 +18,10 @@ describe('RaftStorage data directory lock', () => {
     const dir = await tempDir();
     try {
       const first = await RaftStorage.open(dir, { fsync: false });
-      assert.equal(fs.readFileSync(path.join(dir, LOCK_FILE_NAME), 'utf8').trim(), String(process.pid));
+      assert.equal(
+        fs.readFileSync(path.join(dir, LOCK_FILE_NAME), 'utf8').trim(),
+        String(process.pid),
+      );
       await assert.rejects(RaftStorage.open(dir, { fsync: false }), (error: unknown) => {
         assert.ok(error instanceof StorageLockedError);
         assert.equal(error.code, 'STORAGE_LOCKED');
@@ -51,7 +54,11 @@ describe('RaftStorage data directory lock', () => {
       child.stdout.on('data', (chunk: Buffer) => {
         output += chunk.toString();
       });
-      await waitUntil(() => output.includes('ready') || child.exitCode !== null, 'the child to open the directory', 10_000);
+      await waitUntil(
+        () => output.includes('ready') || child.exitCode !== null,
+        'the child to open the directory',
+        10_000,
+      );
       assert.equal(child.exitCode, null, 'child failed to open the directory');
       await assert.rejects(RaftStorage.open(dir, { fsync: false }), (error: unknown) => {
         assert.ok(error instanceof StorageLockedError);
@@ -70,9 +77,16 @@ describe('RaftStorage data directory lock', () => {
     try {
       fs.writeFileSync(path.join(dir, LOCK_FILE_NAME), `${deadPid()}\n`);
       const { storage } = await RaftStorage.open(dir, { fsync: false });
-      assert.equal(fs.readFileSync(path.join(dir, LOCK_FILE_NAME), 'utf8').trim(), String(process.pid));
+      assert.equal(
+        fs.readFileSync(path.join(dir, LOCK_FILE_NAME), 'utf8').trim(),
+        String(process.pid),
+      );
       await storage.close();
-      assert.deepEqual(fs.readdirSync(dir), ['raft.wal'], 'no temporary lock files are left behind');
+      assert.deepEqual(
+        fs.readdirSync(dir),
+        ['raft.wal'],
+        'no temporary lock files are left behind',
+      );
     } finally {
       await removeDir(dir);
     }
@@ -93,8 +107,14 @@ describe('RaftStorage data directory lock', () => {
     const dir = await tempDir();
     try {
       fs.writeFileSync(path.join(dir, LOCK_FILE_NAME), `${process.ppid}\n`);
-      await assert.rejects(RaftStorage.open(dir, { fsync: false }), new RegExp(`in use by process ${process.ppid}`));
-      assert.equal(fs.readFileSync(path.join(dir, LOCK_FILE_NAME), 'utf8').trim(), String(process.ppid));
+      await assert.rejects(
+        RaftStorage.open(dir, { fsync: false }),
+        new RegExp(`in use by process ${process.ppid}`),
+      );
+      assert.equal(
+        fs.readFileSync(path.join(dir, LOCK_FILE_NAME), 'utf8').trim(),
+        String(process.ppid),
+      );
     } finally {
       await removeDir(dir);
     }
@@ -132,7 +152,10 @@ describe('RaftStorage data directory lock', () => {
   it('two opens racing in one process: exactly one wins', async () => {
     const dir = await tempDir();
     try {
-      const results = await Promise.allSettled([RaftStorage.open(dir, { fsync: false }), RaftStorage.open(dir, { fsync: false })]);
+      const results = await Promise.allSettled([
+        RaftStorage.open(dir, { fsync: false }),
+        RaftStorage.open(dir, { fsync: false }),
+      ]);
       const won = results.filter((result) => result.status === 'fulfilled');
       assert.equal(won.length, 1);
       for (const result of results) {

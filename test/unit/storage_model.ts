@@ -37,10 +37,16 @@ export function modelAfter(saves: readonly Save[]): ModelLog {
 }
 
 /** Comparable plain form: entry data as hex so Buffer and Uint8Array compare equal. */
-export function plain(state: RestoredState | ModelLog): { hard_state: HardState; entries: Array<{ term: number; data: string }> } {
+export function plain(state: RestoredState | ModelLog): {
+  hard_state: HardState;
+  entries: Array<{ term: number; data: string }>;
+} {
   return {
     hard_state: { ...state.hard_state },
-    entries: state.entries.map((entry) => ({ term: entry.term, data: Buffer.from(entry.data).toString('hex') })),
+    entries: state.entries.map((entry) => ({
+      term: entry.term,
+      data: Buffer.from(entry.data).toString('hex'),
+    })),
   };
 }
 
@@ -88,7 +94,10 @@ export const saveShapeArbitrary: fc.Arbitrary<SaveShape> = fc.record({
   hard_state: fc.option(hardStateArbitrary, { nil: null }),
   entries: fc.option(
     fc.record({
-      back: fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 12 }) }),
+      back: fc.oneof(
+        { weight: 3, arbitrary: fc.constant(0) },
+        { weight: 1, arbitrary: fc.integer({ min: 1, max: 12 }) },
+      ),
       entries: fc.array(entryArbitrary, { maxLength: 6 }),
     }),
     { nil: null },
@@ -107,14 +116,23 @@ export async function removeDir(dir: string): Promise<void> {
   await fs.promises.rm(dir, { recursive: true, force: true });
 }
 
-/** fast-check parameters: STORAGE_TEST_SEED replays a failing run (fast-check prints the seed and path on failure). */
+/**
+ * fast-check parameters: STORAGE_TEST_SEED replays a failing run (fast-check prints the seed and
+ * path on failure).
+ */
 export function propertyParameters(num_runs: number): fc.Parameters<unknown> {
-  const seed_text = process.env['STORAGE_TEST_SEED'];
-  return seed_text === undefined ? { numRuns: num_runs } : { numRuns: num_runs, seed: Number(seed_text) };
+  const seed_text = process.env.STORAGE_TEST_SEED;
+  return seed_text === undefined
+    ? { numRuns: num_runs }
+    : { numRuns: num_runs, seed: Number(seed_text) };
 }
 
 /** Polls `condition` until it holds or `timeout_ms` passes (then throws `what`). */
-export async function waitUntil(condition: () => boolean, what: string, timeout_ms = 5000): Promise<void> {
+export async function waitUntil(
+  condition: () => boolean,
+  what: string,
+  timeout_ms = 5000,
+): Promise<void> {
   const deadline_ms = Date.now() + timeout_ms;
   while (!condition()) {
     if (Date.now() > deadline_ms) throw new Error(`timed out waiting for ${what}`);

@@ -27,10 +27,22 @@ import { SpyIo } from './storage_spy_io';
 
 const SAVES: Save[] = [
   { hard_state: { term: 1, vote: 2, commit: 0 }, entries: null },
-  { hard_state: null, entries: { first_index: 1, entries: [entryOf(1, 'set a 1'), entryOf(1, 'set b 2')] } },
-  { hard_state: { term: 1, vote: 2, commit: 2 }, entries: { first_index: 3, entries: [entryOf(1, 'del a')] } },
-  { hard_state: { term: 2, vote: 0, commit: 2 }, entries: { first_index: 3, entries: [entryOf(2, 'set c 3')] } },
-  { hard_state: { term: 2, vote: 0, commit: 3 }, entries: { first_index: 4, entries: [entryOf(2, 'x'.repeat(60))] } },
+  {
+    hard_state: null,
+    entries: { first_index: 1, entries: [entryOf(1, 'set a 1'), entryOf(1, 'set b 2')] },
+  },
+  {
+    hard_state: { term: 1, vote: 2, commit: 2 },
+    entries: { first_index: 3, entries: [entryOf(1, 'del a')] },
+  },
+  {
+    hard_state: { term: 2, vote: 0, commit: 2 },
+    entries: { first_index: 3, entries: [entryOf(2, 'set c 3')] },
+  },
+  {
+    hard_state: { term: 2, vote: 0, commit: 3 },
+    entries: { first_index: 4, entries: [entryOf(2, 'x'.repeat(60))] },
+  },
 ];
 
 interface WrittenLog {
@@ -59,9 +71,15 @@ function rangeOf(log: WrittenLog, index: number): [number, number] {
 
 async function expectCorrupt(dir: string, pattern: RegExp): Promise<void> {
   await assert.rejects(RaftStorage.open(dir, { fsync: false }), (error: unknown) => {
-    assert.ok(error instanceof StorageCorruptError, `expected StorageCorruptError, got ${String(error)}`);
+    assert.ok(
+      error instanceof StorageCorruptError,
+      `expected StorageCorruptError, got ${String(error)}`,
+    );
     assert.equal(error.code, 'STORAGE_CORRUPT');
-    assert.ok(error.message.includes(path.join(dir, LOG_FILE_NAME)), `message names the file: ${error.message}`);
+    assert.ok(
+      error.message.includes(path.join(dir, LOG_FILE_NAME)),
+      `message names the file: ${error.message}`,
+    );
     assert.match(error.message, pattern);
     return true;
   });
@@ -71,14 +89,17 @@ async function expectCorrupt(dir: string, pattern: RegExp): Promise<void> {
 
 describe('RaftStorage recovery: torn tail', () => {
   it('cuts inside the last record at every byte offset (bare, zero-filled, garbage) are truncated and the log stays usable', async () => {
-    const seed = Number(process.env['STORAGE_TEST_SEED'] ?? Date.now() % 1_000_000);
+    const seed = Number(process.env.STORAGE_TEST_SEED ?? Date.now() % 1_000_000);
     const random = new SeededRandom(seed);
     const dir = await tempDir();
     try {
       const log = await writeLog(dir, SAVES);
       const [start, end] = rangeOf(log, SAVES.length - 1);
       const intact = modelAfter(SAVES.slice(0, -1));
-      const next: Save = { hard_state: { term: 3, vote: 1, commit: 3 }, entries: { first_index: 4, entries: [entryOf(3, 'after repair')] } };
+      const next: Save = {
+        hard_state: { term: 3, vote: 1, commit: 3 },
+        entries: { first_index: 4, entries: [entryOf(3, 'after repair')] },
+      };
       const file = path.join(dir, LOG_FILE_NAME);
       for (let cut = start; cut < end; cut += 1) {
         for (const tail of ['none', 'zeros', 'garbage'] as const) {
@@ -86,12 +107,22 @@ describe('RaftStorage recovery: torn tail', () => {
           let tail_bytes: Buffer;
           if (tail === 'none') tail_bytes = Buffer.alloc(0);
           else if (tail === 'zeros') tail_bytes = Buffer.alloc(end - cut);
-          else tail_bytes = Buffer.from(Array.from({ length: 1 + random.int(2 * (end - start)) }, () => random.int(256)));
-          await fs.promises.writeFile(file, Buffer.concat([log.bytes.subarray(0, cut), tail_bytes]));
+          else
+            tail_bytes = Buffer.from(
+              Array.from({ length: 1 + random.int(2 * (end - start)) }, () => random.int(256)),
+            );
+          await fs.promises.writeFile(
+            file,
+            Buffer.concat([log.bytes.subarray(0, cut), tail_bytes]),
+          );
 
           const reopened = await RaftStorage.open(dir, { fsync: false });
           assert.deepEqual(plain(reopened.restored), plain(intact), context);
-          assert.equal(reopened.recovery.truncated_tail_bytes, cut - start + tail_bytes.length, context);
+          assert.equal(
+            reopened.recovery.truncated_tail_bytes,
+            cut - start + tail_bytes.length,
+            context,
+          );
           assert.equal(reopened.recovery.records, SAVES.length - 1, context);
           await reopened.storage.save(next.hard_state, next.entries);
           await reopened.storage.close();
@@ -114,7 +145,10 @@ describe('RaftStorage recovery: torn tail', () => {
       const file = path.join(dir, LOG_FILE_NAME);
       for (let cut = 0; cut < header.length; cut += 1) {
         // Not zeros here: the header ends in zero bytes, so zeros could complete it.
-        await fs.promises.writeFile(file, Buffer.concat([header.subarray(0, cut), Buffer.alloc(cut % 3, 0xa5)]));
+        await fs.promises.writeFile(
+          file,
+          Buffer.concat([header.subarray(0, cut), Buffer.alloc(cut % 3, 0xa5)]),
+        );
         const { storage, restored, recovery } = await RaftStorage.open(dir, { fsync: false });
         assert.deepEqual(plain(restored), plain(emptyModel()));
         assert.equal(recovery.truncated_tail_bytes, cut + (cut % 3));
@@ -157,7 +191,12 @@ describe('RaftStorage recovery: corruption before the tail', () => {
         const bytes = Buffer.from(log.bytes);
         bytes[at] = (bytes[at] ?? 0) ^ (1 + (at % 255));
         await fs.promises.writeFile(path.join(dir, LOG_FILE_NAME), bytes);
-        await expectCorrupt(dir, new RegExp(`damaged record at byte offset ${start} .*intact record starts at byte offset ${end}`));
+        await expectCorrupt(
+          dir,
+          new RegExp(
+            `damaged record at byte offset ${start} .*intact record starts at byte offset ${end}`,
+          ),
+        );
       }
     } finally {
       await removeDir(dir);
@@ -191,7 +230,10 @@ describe('RaftStorage recovery: corruption before the tail', () => {
         log.bytes.subarray(b_end),
       ]);
       await fs.promises.writeFile(path.join(dir, LOG_FILE_NAME), swapped);
-      await expectCorrupt(dir, new RegExp(`record at byte offset ${a_start}: breaks the checksum chain`));
+      await expectCorrupt(
+        dir,
+        new RegExp(`record at byte offset ${a_start}: breaks the checksum chain`),
+      );
     } finally {
       await removeDir(dir);
     }
@@ -204,8 +246,14 @@ describe('RaftStorage recovery: corruption before the tail', () => {
       const log = await writeLog(dir, SAVES);
       const foreign = await writeLog(other, SAVES.slice(0, 3));
       const [f_start, f_end] = rangeOf(foreign, 2);
-      await fs.promises.writeFile(path.join(dir, LOG_FILE_NAME), Buffer.concat([log.bytes, foreign.bytes.subarray(f_start, f_end)]));
-      await expectCorrupt(dir, new RegExp(`record at byte offset ${log.bytes.length}: breaks the checksum chain`));
+      await fs.promises.writeFile(
+        path.join(dir, LOG_FILE_NAME),
+        Buffer.concat([log.bytes, foreign.bytes.subarray(f_start, f_end)]),
+      );
+      await expectCorrupt(
+        dir,
+        new RegExp(`record at byte offset ${log.bytes.length}: breaks the checksum chain`),
+      );
     } finally {
       await removeDir(dir);
       await removeDir(other);
@@ -229,7 +277,12 @@ describe('RaftStorage recovery: corruption before the tail', () => {
       const header = encodeFileHeader();
       const gap = encodeSave(null, { first_index: 3, entries: [entryOf(1, 'gap')] }, header.crc);
       await fs.promises.writeFile(file, Buffer.concat([header.bytes, gap.bytes]));
-      await expectCorrupt(dir, new RegExp(`byte offset ${header.bytes.length}: entries start at index 3 but the log ends at index 0`));
+      await expectCorrupt(
+        dir,
+        new RegExp(
+          `byte offset ${header.bytes.length}: entries start at index 3 but the log ends at index 0`,
+        ),
+      );
 
       const second_header = encodeFileHeader();
       const chained = Buffer.from(second_header.bytes);
@@ -274,14 +327,27 @@ describe('RaftStorage recovery: crash at any moment', () => {
               model = applyToModel(model, save);
               states.push(model);
             }
-            const writes_something = in_flight_shapes.some((shape) => shape.hard_state !== null || shape.entries !== null);
-            if (writes_something) await waitUntil(() => io.held_count > 0, 'the first in-flight batch to reach fsync');
+            const writes_something = in_flight_shapes.some(
+              (shape) => shape.hard_state !== null || shape.entries !== null,
+            );
+            if (writes_something)
+              await waitUntil(() => io.held_count > 0, 'the first in-flight batch to reach fsync');
 
-            // The crash: everything fsync'd survives; of the rest, any prefix, then zeros or garbage.
+            // The crash: everything fsync'd survives; of the rest, any prefix, then zeros or
+            // garbage.
             const bytes = await fs.promises.readFile(path.join(dir, LOG_FILE_NAME));
-            const kept = io.durable_bytes + Math.floor(kept_fraction * (bytes.length - io.durable_bytes));
-            const tail_bytes = tail === 'none' ? Buffer.alloc(0) : tail === 'zeros' ? Buffer.alloc(garbage.length) : Buffer.from(garbage);
-            await fs.promises.writeFile(path.join(crash_dir, LOG_FILE_NAME), Buffer.concat([bytes.subarray(0, kept), tail_bytes]));
+            const kept =
+              io.durable_bytes + Math.floor(kept_fraction * (bytes.length - io.durable_bytes));
+            const tail_bytes =
+              tail === 'none'
+                ? Buffer.alloc(0)
+                : tail === 'zeros'
+                  ? Buffer.alloc(garbage.length)
+                  : Buffer.from(garbage);
+            await fs.promises.writeFile(
+              path.join(crash_dir, LOG_FILE_NAME),
+              Buffer.concat([bytes.subarray(0, kept), tail_bytes]),
+            );
 
             const recovered = await RaftStorage.open(crash_dir, { fsync: false });
             const got = plain(recovered.restored);

@@ -22,7 +22,10 @@ describe('RaftStorage round trip', () => {
     const root = await tempDir();
     try {
       const { storage, restored, recovery } = await RaftStorage.open(`${root}/a/b/data`);
-      assert.deepEqual(plain(restored), { hard_state: { term: 0, vote: 0, commit: 0 }, entries: [] });
+      assert.deepEqual(plain(restored), {
+        hard_state: { term: 0, vote: 0, commit: 0 },
+        entries: [],
+      });
       assert.equal(recovery.records, 0);
       assert.equal(recovery.truncated_tail_bytes, 0);
       assert.match(recovery.log_file, /a\/b\/data\/raft\.wal$/);
@@ -40,10 +43,16 @@ describe('RaftStorage round trip', () => {
     try {
       const saves: Save[] = [
         { hard_state: { term: 1, vote: 1, commit: 0 }, entries: null },
-        { hard_state: null, entries: { first_index: 1, entries: [entryOf(1, 'a'), entryOf(1, 'b'), entryOf(1, 'c')] } },
+        {
+          hard_state: null,
+          entries: { first_index: 1, entries: [entryOf(1, 'a'), entryOf(1, 'b'), entryOf(1, 'c')] },
+        },
         { hard_state: { term: 1, vote: 1, commit: 2 }, entries: null },
         // A new leader overwrites the uncommitted suffix from index 3.
-        { hard_state: { term: 2, vote: 3, commit: 2 }, entries: { first_index: 3, entries: [entryOf(2, 'x'), entryOf(2, 'y')] } },
+        {
+          hard_state: { term: 2, vote: 3, commit: 2 },
+          entries: { first_index: 3, entries: [entryOf(2, 'x'), entryOf(2, 'y')] },
+        },
         // Truncation without new entries, then an empty-data entry.
         { hard_state: null, entries: { first_index: 4, entries: [] } },
         { hard_state: null, entries: { first_index: 4, entries: [entryOf(2, '')] } },
@@ -60,7 +69,10 @@ describe('RaftStorage round trip', () => {
       );
       assert.equal(second.recovery.records, saves.length);
       // Appending after a reopen continues the same log.
-      const more: Save = { hard_state: { term: 3, vote: 0, commit: 4 }, entries: { first_index: 5, entries: [entryOf(3, 'z')] } };
+      const more: Save = {
+        hard_state: { term: 3, vote: 0, commit: 4 },
+        entries: { first_index: 5, entries: [entryOf(3, 'z')] },
+      };
       await second.storage.save(more.hard_state, more.entries);
       await second.storage.close();
 
@@ -85,7 +97,11 @@ describe('RaftStorage round trip', () => {
               const { storage, restored } = await RaftStorage.open(dir, { fsync: false });
               assert.deepEqual(plain(restored), plain(modelAfter(all.slice(0, done))));
               // Saves of a session are issued together so that some share a batch.
-              await Promise.all(all.slice(done, done + session.length).map((save) => storage.save(save.hard_state, save.entries)));
+              await Promise.all(
+                all
+                  .slice(done, done + session.length)
+                  .map((save) => storage.save(save.hard_state, save.entries)),
+              );
               done += session.length;
               await storage.close();
             }
@@ -119,23 +135,37 @@ describe('RaftStorage round trip', () => {
     const dir = await tempDir();
     try {
       const { storage } = await RaftStorage.open(dir, { fsync: false });
-      await assert.rejects(storage.save(null, { first_index: 2, entries: [entryOf(1, 'gap')] }), AssertionFailure);
+      await assert.rejects(
+        storage.save(null, { first_index: 2, entries: [entryOf(1, 'gap')] }),
+        AssertionFailure,
+      );
       await assert.rejects(storage.save(null, { first_index: 0, entries: [] }), AssertionFailure);
       await assert.rejects(storage.save({ term: -1, vote: 0, commit: 0 }, null), AssertionFailure);
       await assert.rejects(storage.save({ term: 1.5, vote: 0, commit: 0 }, null), AssertionFailure);
-      await assert.rejects(storage.save(null, { first_index: 1, entries: [{ term: 2 ** 32, data: new Uint8Array(0) }] }), AssertionFailure);
+      await assert.rejects(
+        storage.save(null, {
+          first_index: 1,
+          entries: [{ term: 2 ** 32, data: new Uint8Array(0) }],
+        }),
+        AssertionFailure,
+      );
       const huge = { term: 1, data: new Uint8Array(LIMITS.wal_record_bytes_max) };
-      await assert.rejects(storage.save(null, { first_index: 1, entries: [huge] }), (error: unknown) => {
-        assert.ok(error instanceof LimitExceededError);
-        assert.equal(error.limit, 'wal_record_bytes_max');
-        return true;
-      });
+      await assert.rejects(
+        storage.save(null, { first_index: 1, entries: [huge] }),
+        (error: unknown) => {
+          assert.ok(error instanceof LimitExceededError);
+          assert.equal(error.limit, 'wal_record_bytes_max');
+          return true;
+        },
+      );
       // Rejected saves leave no trace: the log still starts at index 1.
       await storage.save(null, { first_index: 1, entries: [entryOf(1, 'ok')] });
       await storage.close();
       await assert.rejects(storage.save({ term: 1, vote: 0, commit: 0 }, null), StorageIoError);
       const reopened = await RaftStorage.open(dir, { fsync: false });
-      assert.deepEqual(plain(reopened.restored).entries, [{ term: 1, data: Buffer.from('ok').toString('hex') }]);
+      assert.deepEqual(plain(reopened.restored).entries, [
+        { term: 1, data: Buffer.from('ok').toString('hex') },
+      ]);
       await reopened.storage.close();
     } finally {
       await removeDir(dir);
@@ -150,7 +180,10 @@ describe('RaftStorage round trip', () => {
       for (let i = 0; i < 40; i += 1) {
         // 70 KiB records: several per 1 MiB chunk, never aligned with it.
         const data = Buffer.alloc(70 * 1024 + i, i);
-        saves.push({ hard_state: { term: 1, vote: 1, commit: i }, entries: { first_index: i + 1, entries: [{ term: 1, data }] } });
+        saves.push({
+          hard_state: { term: 1, vote: 1, commit: i },
+          entries: { first_index: i + 1, entries: [{ term: 1, data }] },
+        });
       }
       saves.push({ hard_state: null, entries: { first_index: 11, entries: [entryOf(2, 'tail')] } });
       for (const save of saves) await storage.save(save.hard_state, save.entries);

@@ -14,7 +14,10 @@ export class SpyIo implements StorageIo {
   datasyncs_started = 0;
   /** While set, a started fsync waits until release() is called. */
   hold_datasync = false;
-  /** When false the real fdatasync is skipped (the durability bookkeeping stays the same): faster property runs. */
+  /**
+   * When false the real fdatasync is skipped (the durability bookkeeping stays the same): faster
+   * property runs.
+   */
   real_datasync = true;
   fail_next_write: Error | null = null;
   fail_next_datasync: Error | null = null;
@@ -34,7 +37,8 @@ export class SpyIo implements StorageIo {
     this.durable_bytes = this.written_bytes;
     return {
       size: () => inner.size(),
-      read: (target, target_offset, length, position) => inner.read(target, target_offset, length, position),
+      read: (target, target_offset, length, position) =>
+        inner.read(target, target_offset, length, position),
       write: async (data, position) => {
         this.events.push(`write ${position}+${data.length}`);
         const failure = this.fail_next_write;

@@ -2,7 +2,13 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 
-import { FRAME_HEADER_BYTES, FrameDecoder, encodeMessage, encodedFrameBytes, logEntryBytes } from '../../src/wire/codec';
+import {
+  FRAME_HEADER_BYTES,
+  FrameDecoder,
+  encodeMessage,
+  encodedFrameBytes,
+  logEntryBytes,
+} from '../../src/wire/codec';
 import { MessageType, type LogEntry, type RaftMessage } from '../../src/wire/types';
 import { AssertionFailure } from '../../src/util/assert';
 import { WireError, type ErrorCode } from '../../src/util/errors';
@@ -11,7 +17,9 @@ import { splitAt } from '../support/chunks';
 
 /** fast-check prints seed and path on failure; FC_SEED=… FC_PATH=… replays that run. */
 const REPLAY: fc.Parameters<unknown> =
-  process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH ?? '' };
+  process.env.FC_SEED === undefined
+    ? {}
+    : { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH ?? '' };
 
 function params(num_runs: number): fc.Parameters<unknown> {
   return { numRuns: num_runs, ...REPLAY };
@@ -58,7 +66,13 @@ const GOLDEN: { name: string; frame: Buffer; message: RaftMessage }[] = [
     name: 'RequestVoteRequest',
     frame: hex(`01000000 10000000
                 05000000 02000000 0a000000 04000000`),
-    message: { type: MessageType.RequestVoteRequest, term: 5, candidate_id: 2, last_log_index: 10, last_log_term: 4 },
+    message: {
+      type: MessageType.RequestVoteRequest,
+      term: 5,
+      candidate_id: 2,
+      last_log_index: 10,
+      last_log_term: 4,
+    },
   },
   {
     name: 'RequestVoteRequest with int32 extremes',
@@ -145,7 +159,13 @@ const GOLDEN: { name: string; frame: Buffer; message: RaftMessage }[] = [
     name: 'PreVoteRequest',
     frame: hex(`05000000 10000000
                 06000000 01000000 0c000000 05000000`),
-    message: { type: MessageType.PreVoteRequest, term: 6, candidate_id: 1, last_log_index: 12, last_log_term: 5 },
+    message: {
+      type: MessageType.PreVoteRequest,
+      term: 6,
+      candidate_id: 1,
+      last_log_index: 12,
+      last_log_term: 5,
+    },
   },
   {
     name: 'PreVoteResponse refused',
@@ -161,11 +181,16 @@ const GOLDEN: { name: string; frame: Buffer; message: RaftMessage }[] = [
   },
 ];
 
-// Plain objects: fast-check's default records may have a null prototype, which deepEqual tells apart.
-const record = <T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<T> => fc.record(model, { noNullPrototype: true });
+// Plain objects: fast-check's default records may have a null prototype, which deepEqual tells
+// apart.
+const record = <T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<T> =>
+  fc.record(model, { noNullPrototype: true });
 
 const int32 = fc.integer({ min: -0x8000_0000, max: 0x7fff_ffff });
-const logEntry: fc.Arbitrary<LogEntry> = record({ term: int32, data: fc.uint8Array({ maxLength: 64 }) });
+const logEntry: fc.Arbitrary<LogEntry> = record({
+  term: int32,
+  data: fc.uint8Array({ maxLength: 64 }),
+});
 
 const raftMessage: fc.Arbitrary<RaftMessage> = fc.oneof(
   record({
@@ -248,7 +273,10 @@ describe('wire codec sizes', () => {
 
   it('encodedFrameBytes matches the encoded length', () => {
     fc.assert(
-      fc.property(raftMessage, (message) => encodedFrameBytes(message) === encodeMessage(message).length),
+      fc.property(
+        raftMessage,
+        (message) => encodedFrameBytes(message) === encodeMessage(message).length,
+      ),
       params(500),
     );
   });
@@ -296,7 +324,8 @@ describe('wire codec round trips', () => {
     const message = appendEntries(entries);
     const stream = Buffer.concat([encodeMessage(message), encodeMessage(message)]);
     const chunks: Buffer[] = [];
-    for (let at = 0; at < stream.length; at += 64 * 1024) chunks.push(stream.subarray(at, at + 64 * 1024));
+    for (let at = 0; at < stream.length; at += 64 * 1024)
+      chunks.push(stream.subarray(at, at + 64 * 1024));
     assert.deepEqual(decodeAll(chunks), [message, message]);
     assert.deepEqual(decodeAll(byteByByte(stream)), [message, message]);
   });
@@ -316,7 +345,10 @@ describe('wire codec round trips', () => {
 
   it('decoded entry data is a copy with its own memory, not a view into the chunk', () => {
     const frame = encodeMessage(appendEntries([{ term: 2, data: bytes('SET key value') }]));
-    const chunk = Buffer.concat([frame, Buffer.alloc(64 * 1024 - frame.length)]).subarray(0, frame.length);
+    const chunk = Buffer.concat([frame, Buffer.alloc(64 * 1024 - frame.length)]).subarray(
+      0,
+      frame.length,
+    );
     const [message] = new FrameDecoder().push(chunk);
     assert.ok(message !== undefined && message.type === MessageType.AppendEntriesRequest);
     const data = message.entries[0]!.data;
@@ -340,7 +372,8 @@ describe('wire codec malformed input', () => {
     fixed.writeUInt32LE(entry_count, 24);
     return Buffer.concat([fixed, rest]);
   };
-  const frameOf = (type: number, payload: Buffer): Buffer => Buffer.concat([header(type, payload.length), payload]);
+  const frameOf = (type: number, payload: Buffer): Buffer =>
+    Buffer.concat([header(type, payload.length), payload]);
   const entryOf = (data_length: number, data: Buffer): Buffer => {
     const entry_header = Buffer.alloc(8);
     entry_header.writeUInt32LE(data_length, 4);
@@ -351,17 +384,51 @@ describe('wire codec malformed input', () => {
     { name: 'type 0', stream: frameOf(0, Buffer.alloc(16)), code: 'WIRE_UNKNOWN_TYPE' },
     { name: 'type 8', stream: frameOf(8, Buffer.alloc(8)), code: 'WIRE_UNKNOWN_TYPE' },
     { name: 'type 0xffffffff', stream: header(0xffffffff, 0), code: 'WIRE_UNKNOWN_TYPE' },
-    { name: 'RequestVoteRequest payload too short', stream: frameOf(1, Buffer.alloc(15)), code: 'WIRE_MALFORMED' },
-    { name: 'RequestVoteRequest bytes left over', stream: frameOf(1, Buffer.alloc(17)), code: 'WIRE_MALFORMED' },
-    { name: 'RequestVoteResponse payload too short', stream: frameOf(2, Buffer.alloc(4)), code: 'WIRE_MALFORMED' },
-    { name: 'PreVoteResponse bytes left over', stream: frameOf(6, Buffer.alloc(6)), code: 'WIRE_MALFORMED' },
-    { name: 'AppendEntriesResponse payload too short', stream: frameOf(4, Buffer.alloc(20)), code: 'WIRE_MALFORMED' },
-    { name: 'TimeoutNow bytes left over', stream: frameOf(7, Buffer.alloc(9)), code: 'WIRE_MALFORMED' },
+    {
+      name: 'RequestVoteRequest payload too short',
+      stream: frameOf(1, Buffer.alloc(15)),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'RequestVoteRequest bytes left over',
+      stream: frameOf(1, Buffer.alloc(17)),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'RequestVoteResponse payload too short',
+      stream: frameOf(2, Buffer.alloc(4)),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'PreVoteResponse bytes left over',
+      stream: frameOf(6, Buffer.alloc(6)),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'AppendEntriesResponse payload too short',
+      stream: frameOf(4, Buffer.alloc(20)),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'TimeoutNow bytes left over',
+      stream: frameOf(7, Buffer.alloc(9)),
+      code: 'WIRE_MALFORMED',
+    },
     { name: 'empty payload', stream: frameOf(5, Buffer.alloc(0)), code: 'WIRE_MALFORMED' },
-    { name: 'AppendEntriesRequest shorter than its fixed fields', stream: frameOf(3, Buffer.alloc(27)), code: 'WIRE_MALFORMED' },
+    {
+      name: 'AppendEntriesRequest shorter than its fixed fields',
+      stream: frameOf(3, Buffer.alloc(27)),
+      code: 'WIRE_MALFORMED',
+    },
     {
       name: 'entry_count larger than the entries present',
-      stream: frameOf(3, appendEntriesPayload(3, Buffer.concat([entryOf(2, Buffer.from('hi')), entryOf(0, Buffer.alloc(0))]))),
+      stream: frameOf(
+        3,
+        appendEntriesPayload(
+          3,
+          Buffer.concat([entryOf(2, Buffer.from('hi')), entryOf(0, Buffer.alloc(0))]),
+        ),
+      ),
       code: 'WIRE_MALFORMED',
     },
     {
@@ -371,7 +438,10 @@ describe('wire codec malformed input', () => {
     },
     {
       name: 'entry header cut off at the end of the payload',
-      stream: frameOf(3, appendEntriesPayload(2, Buffer.concat([entryOf(1, Buffer.from('x')), Buffer.alloc(7)]))),
+      stream: frameOf(
+        3,
+        appendEntriesPayload(2, Buffer.concat([entryOf(1, Buffer.from('x')), Buffer.alloc(7)])),
+      ),
       code: 'WIRE_MALFORMED',
     },
     {
@@ -386,7 +456,10 @@ describe('wire codec malformed input', () => {
     },
     {
       name: 'trailing bytes after the entries',
-      stream: frameOf(3, appendEntriesPayload(1, Buffer.concat([entryOf(2, Buffer.from('hi')), Buffer.from([0])]))),
+      stream: frameOf(
+        3,
+        appendEntriesPayload(1, Buffer.concat([entryOf(2, Buffer.from('hi')), Buffer.from([0])])),
+      ),
       code: 'WIRE_MALFORMED',
     },
     {
@@ -394,8 +467,16 @@ describe('wire codec malformed input', () => {
       stream: frameOf(3, appendEntriesPayload(0, Buffer.alloc(8))),
       code: 'WIRE_MALFORMED',
     },
-    { name: 'vote_granted byte 2', stream: hex('02000000 05000000 07000000 02'), code: 'WIRE_MALFORMED' },
-    { name: 'vote_granted byte 0xff', stream: hex('06000000 05000000 07000000 ff'), code: 'WIRE_MALFORMED' },
+    {
+      name: 'vote_granted byte 2',
+      stream: hex('02000000 05000000 07000000 02'),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'vote_granted byte 0xff',
+      stream: hex('06000000 05000000 07000000 ff'),
+      code: 'WIRE_MALFORMED',
+    },
     {
       name: 'success byte 2',
       stream: hex('04000000 15000000 03000000 02000000 0b000000 02 08000000 2a000000'),
@@ -412,32 +493,44 @@ describe('wire codec malformed input', () => {
       stream: header(3, LIMITS.raft_frame_payload_bytes_max + 1),
       code: 'WIRE_FRAME_TOO_LARGE',
     },
-    { name: 'fixed-size type claiming a huge payload', stream: header(1, 0xffffffff), code: 'WIRE_FRAME_TOO_LARGE' },
+    {
+      name: 'fixed-size type claiming a huge payload',
+      stream: header(1, 0xffffffff),
+      code: 'WIRE_FRAME_TOO_LARGE',
+    },
   ];
 
   for (const bad of CASES) {
-    const options = bad.payload_bytes_max === undefined ? undefined : { payload_bytes_max: bad.payload_bytes_max };
+    const options =
+      bad.payload_bytes_max === undefined
+        ? undefined
+        : { payload_bytes_max: bad.payload_bytes_max };
     it(`${bad.name} is ${bad.code}`, () => {
       assert.equal(decodeError([bad.stream], options), bad.code);
       assert.equal(decodeError(byteByByte(bad.stream), options), bad.code);
     });
     it(`${bad.name} is ${bad.code} after valid frames, for any chunking`, () => {
       fc.assert(
-        fc.property(fc.array(raftMessage, { maxLength: 8 }), fc.array(fc.nat(), { maxLength: 20 }), (messages, cuts) => {
-          const stream = Buffer.concat([...messages.map(encodeMessage), bad.stream]);
-          const decoder = new FrameDecoder(options);
-          const decoded: RaftMessage[] = [];
-          try {
-            for (const chunk of splitAt(stream, cuts)) decoded.push(...decoder.push(chunk));
-          } catch (error) {
-            assert.ok(error instanceof WireError);
-            assert.equal(error.code, bad.code);
-            // Messages decoded before the bad frame are exactly the good ones, in order (some may be dropped with the failing chunk).
-            assert.deepEqual(decoded, messages.slice(0, decoded.length));
-            return;
-          }
-          assert.fail('expected a WireError');
-        }),
+        fc.property(
+          fc.array(raftMessage, { maxLength: 8 }),
+          fc.array(fc.nat(), { maxLength: 20 }),
+          (messages, cuts) => {
+            const stream = Buffer.concat([...messages.map(encodeMessage), bad.stream]);
+            const decoder = new FrameDecoder(options);
+            const decoded: RaftMessage[] = [];
+            try {
+              for (const chunk of splitAt(stream, cuts)) decoded.push(...decoder.push(chunk));
+            } catch (error) {
+              assert.ok(error instanceof WireError);
+              assert.equal(error.code, bad.code);
+              // Messages decoded before the bad frame are exactly the good ones, in order (some may
+              // be dropped with the failing chunk).
+              assert.deepEqual(decoded, messages.slice(0, decoded.length));
+              return;
+            }
+            assert.fail('expected a WireError');
+          },
+        ),
         params(50),
       );
     });
@@ -468,7 +561,15 @@ describe('wire codec malformed input', () => {
     const claimed_bytes = 60 * 1024 * 1024;
     const decoder = new FrameDecoder();
     const array_buffers_before = process.memoryUsage().arrayBuffers;
-    assert.deepEqual(decoder.push(Buffer.concat([header(MessageType.AppendEntriesRequest, claimed_bytes), Buffer.alloc(1024)])), []);
+    assert.deepEqual(
+      decoder.push(
+        Buffer.concat([
+          header(MessageType.AppendEntriesRequest, claimed_bytes),
+          Buffer.alloc(1024),
+        ]),
+      ),
+      [],
+    );
     assert.equal(decoder.buffered_bytes, 8 + 1024);
     const grown_bytes = process.memoryUsage().arrayBuffers - array_buffers_before;
     assert.ok(grown_bytes < claimed_bytes / 4, `array buffers grew by ${grown_bytes} bytes`);
@@ -476,14 +577,18 @@ describe('wire codec malformed input', () => {
 
   it('random garbage, in random chunks, never throws anything but a WireError', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 512 }), fc.array(fc.nat(), { maxLength: 16 }), (garbage, cuts) => {
-        const decoder = new FrameDecoder({ payload_bytes_max: 4096 });
-        try {
-          for (const chunk of splitAt(Buffer.from(garbage), cuts)) decoder.push(chunk);
-        } catch (error) {
-          assert.ok(error instanceof WireError, `non-WireError thrown: ${String(error)}`);
-        }
-      }),
+      fc.property(
+        fc.uint8Array({ maxLength: 512 }),
+        fc.array(fc.nat(), { maxLength: 16 }),
+        (garbage, cuts) => {
+          const decoder = new FrameDecoder({ payload_bytes_max: 4096 });
+          try {
+            for (const chunk of splitAt(Buffer.from(garbage), cuts)) decoder.push(chunk);
+          } catch (error) {
+            assert.ok(error instanceof WireError, `non-WireError thrown: ${String(error)}`);
+          }
+        },
+      ),
       params(2000),
     );
   });
@@ -518,7 +623,10 @@ describe('wire codec encoding checks', () => {
   }
 
   it('refuses an entry term that does not fit an int32', () => {
-    assert.throws(() => encodeMessage(appendEntries([{ term: 2 ** 31, data: new Uint8Array(1) }])), AssertionFailure);
+    assert.throws(
+      () => encodeMessage(appendEntries([{ term: 2 ** 31, data: new Uint8Array(1) }])),
+      AssertionFailure,
+    );
   });
 
   it('refuses a message whose payload exceeds raft_frame_payload_bytes_max', () => {
