@@ -286,6 +286,12 @@ test('switch read_without_heartbeat: the linearizability checker reports a stale
   assert.match(found.violation, /Linearizability/);
 });
 
+test('driver switch send_before_persist: a follower that acknowledges before its save completes is caught within 150 seeds', () => {
+  // The switch lives in src/driver/ready_driver.ts, the driver the server runs.
+  const found = firstViolation(150, { faults: { send_before_persist: true }, profile: 'crashy' });
+  assert.ok(found !== null, 'acknowledging appends and votes before fsync must break safety');
+});
+
 test('switch ack_before_persist: the simulator reports lost committed entries within 100 seeds', () => {
   const found = firstViolation(100, {
     faults: { ack_before_persist: true, send_before_persist: true },
