@@ -116,6 +116,10 @@ export class Simulation {
   private readonly leader_of_term = new Map<number, NodeId>();
   private readonly clients: ClientState[] = [];
   private events_run = 0;
+  /** A disk operation settled: its promise callbacks must run before the next event. */
+  private microtasks_pending = false;
+  /** A violation found inside a promise callback, thrown by the run loop. */
+  private failure: Error | null = null;
   messages_delivered = 0;
   /** AppendEntries rejections seen by leaders (for fast-backtracking scenarios). */
   append_rejections = 0;
@@ -165,36 +169,44 @@ export class Simulation {
   }
 
   /** Runs events until virtual time `until`. */
-  runUntilTime(until: number): void {
-    while (this.queue.peekTime() <= until) {
-      const event = this.queue.pop()!;
-      this.now = event.time;
-      event.run();
-      if (++this.events_run % 2000 === 0) this.checkLogMatching();
-    }
-    this.now = until;
+  async runUntilTime(until: number): Promise<void> {
+    await this.runUntil(() => false, until - this.now);
   }
 
-  runFor(ms: number): void {
-    this.runUntilTime(this.now + ms);
+  runFor(ms: number): Promise<void> {
+    return this.runUntilTime(this.now + ms);
   }
 
   /**
    * Runs until `predicate` holds (checked after every event) or `timeout_ms` passes; returns
    * whether it held.
    */
-  runUntil(predicate: () => boolean, timeout_ms: number): boolean {
+  async runUntil(predicate: () => boolean, timeout_ms: number): Promise<boolean> {
     const deadline = this.now + timeout_ms;
     if (predicate()) return true;
     while (this.queue.peekTime() <= deadline) {
-      const event = this.queue.pop()!;
-      this.now = event.time;
-      event.run();
-      if (++this.events_run % 2000 === 0) this.checkLogMatching();
+      await this.step();
       if (predicate()) return true;
     }
     this.now = deadline;
     return predicate();
+  }
+
+  /**
+   * Runs the next event. The real WAL continues in promise callbacks once a disk operation
+   * settles: those run (all of them, in order, deterministically) before the next event.
+   */
+  private async step(): Promise<void> {
+    const event = this.queue.pop()!;
+    this.now = event.time;
+    event.run();
+    if (this.microtasks_pending) {
+      this.microtasks_pending = false;
+      await new Promise((resolve) => setImmediate(resolve));
+      for (const node of this.nodes) if (node.alive) this.observe(node);
+    }
+    if (this.failure !== null) throw this.failure;
+    if (++this.events_run % 2000 === 0) this.checkLogMatching();
   }
 
   // ------------------------------------------------------------ nodes
@@ -732,7 +744,7 @@ export class Simulation {
    * Submits one write through the current leader and reports whether it committed within the
    * deadline.
    */
-  writeThroughLeader(key: string, value: string, timeout_ms: number): boolean {
+  async writeThroughLeader(key: string, value: string, timeout_ms: number): Promise<boolean> {
     const leader = this.leader();
     if (leader === null) return false;
     let done = false;
@@ -745,7 +757,7 @@ export class Simulation {
       },
     );
     leader.driver.schedule();
-    this.runUntil(() => done, timeout_ms);
+    await this.runUntil(() => done, timeout_ms);
     return ok;
   }
 }
