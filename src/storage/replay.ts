@@ -106,7 +106,8 @@ function applyRecord(state: ReplayState, intact: IntactRecord, file_path: string
     new StorageCorruptError(`${file_path}: record at byte offset ${state.offset}: ${problem}`);
   if (header.prev_crc !== state.prev_crc) {
     throw corrupt(
-      `breaks the checksum chain (its prev_crc is ${hex(header.prev_crc)}, the previous record's crc is ${hex(state.prev_crc)})`,
+      `breaks the checksum chain (its prev_crc is ${hex(header.prev_crc)}, ` +
+        `the previous record's crc is ${hex(state.prev_crc)})`,
     );
   }
   const payload = record.subarray(RECORD_HEADER_BYTES);
@@ -155,8 +156,10 @@ async function refuseDamageBeforeTail(
   const intact_at = await findIntactRecord(reader, offset + 1);
   if (intact_at === null) return;
   throw new StorageCorruptError(
-    `${file_path}: damaged record at byte offset ${offset} (${damage}), but an intact record starts at byte offset ${intact_at}: ` +
-      'data written after the damage exists, so this is not a torn final write; refusing to truncate',
+    `${file_path}: damaged record at byte offset ${offset} (${damage}), ` +
+      `but an intact record starts at byte offset ${intact_at}: ` +
+      'data written after the damage exists, so this is not a torn final write; ' +
+      'refusing to truncate',
   );
 }
 
