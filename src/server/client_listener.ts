@@ -2,7 +2,7 @@ import * as net from 'node:net';
 import { RequestParser, type RequestParserOptions } from '../resp/request_parser';
 import { encodeError } from '../resp/reply';
 import { assert } from '../util/assert';
-import type { RespProtocolError } from '../util/errors';
+import { describeError, type RespProtocolError } from '../util/errors';
 import { Fifo } from '../util/fifo';
 import { boundPort, listen } from './listen';
 import { LIMITS } from '../util/limits';
@@ -122,10 +122,6 @@ function isPromiseLike(value: ClientReply | Promise<ClientReply>): value is Prom
   return typeof (value as Partial<Promise<ClientReply>>).then === 'function';
 }
 
-function describe(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}
-
 function protocolErrorReply(error: RespProtocolError): Buffer {
   const message = error.message.startsWith('Protocol error')
     ? error.message
@@ -199,7 +195,7 @@ export class ClientListener {
   async start(): Promise<void> {
     assert(this.listening === null, 'ClientListener.start called twice');
     this.listening = listen(this.server, this.options.host, this.options.port, (error) =>
-      this.logger.error(`client listener error: ${describe(error)}`),
+      this.logger.error(`client listener error: ${describeError(error)}`),
     );
     await this.listening;
     if (this.closing !== null) return;
@@ -251,7 +247,7 @@ export class ClientListener {
     const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     // Resets and broken pipes are the client's business; 'close' follows and cleans up.
     socket.on('error', (error) =>
-      this.logger.debug(`client ${remote} socket error: ${describe(error)}`),
+      this.logger.debug(`client ${remote} socket error: ${describeError(error)}`),
     );
     if (this.closing !== null) {
       socket.destroy();
@@ -374,7 +370,9 @@ export class ClientListener {
   }
 
   private failSlot(connection: ClientConnection, slot: ReplySlot, error: unknown): void {
-    this.logger.error(`client ${connection.info.id} command handler failed: ${describe(error)}`);
+    this.logger.error(
+      `client ${connection.info.id} command handler failed: ${describeError(error)}`,
+    );
     this.fillSlot(connection, slot, { reply: INTERNAL_ERROR_REPLY });
   }
 

@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { StorageIoError, StorageLockedError } from '../util/errors';
+import { describeError, StorageIoError, StorageLockedError } from '../util/errors';
 
 export const LOCK_FILE_NAME = 'LOCK';
 
@@ -80,7 +80,7 @@ async function tryCreateLock(lock_path: string): Promise<boolean> {
     return true;
   } catch (error) {
     if (errnoCode(error) === 'EEXIST') return false;
-    throw new StorageIoError(`cannot create lock file ${lock_path}: ${describe(error)}`);
+    throw new StorageIoError(`cannot create lock file ${lock_path}: ${describeError(error)}`);
   } finally {
     await fs.promises.rm(temp_path, { force: true }).catch(() => undefined);
   }
@@ -97,7 +97,7 @@ async function removeStaleLock(lock_path: string, stale_content: string): Promis
     await fs.promises.rename(lock_path, aside_path);
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return;
-    throw new StorageIoError(`cannot remove stale lock file ${lock_path}: ${describe(error)}`);
+    throw new StorageIoError(`cannot remove stale lock file ${lock_path}: ${describeError(error)}`);
   }
   const moved = await readIfExists(aside_path);
   if (moved !== stale_content) {
@@ -115,7 +115,7 @@ async function readIfExists(file_path: string): Promise<string | null> {
     return await fs.promises.readFile(file_path, 'utf8');
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return null;
-    throw new StorageIoError(`cannot read lock file ${file_path}: ${describe(error)}`);
+    throw new StorageIoError(`cannot read lock file ${file_path}: ${describeError(error)}`);
   }
 }
 
@@ -139,8 +139,4 @@ function errnoCode(error: unknown): string | undefined {
   return error instanceof Error && 'code' in error && typeof error.code === 'string'
     ? error.code
     : undefined;
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
