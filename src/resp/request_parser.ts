@@ -129,11 +129,6 @@ export class RequestParser {
     return this.args_bytes + this.parts_bytes;
   }
 
-  /** True once an error was reported; every later push reports it again. */
-  get failed(): boolean {
-    return this.failure !== null;
-  }
-
   push(chunk: Buffer): ParsedBatch {
     const commands: Buffer[][] = [];
     if (this.failure !== null) return { commands, error: this.failure };

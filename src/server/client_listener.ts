@@ -45,17 +45,6 @@ export interface ClientListenerOptions {
   parser_options?: RequestParserOptions;
 }
 
-export interface ClientConnectionStats {
-  id: number;
-  remote: string;
-  /** Commands handed to the handler whose replies are not written yet. */
-  pending_replies: number;
-  /** Commands parsed but not yet handed to the handler (at most one read chunk's worth). */
-  backlog_commands: number;
-  write_queue_bytes: number;
-  reading_paused: boolean;
-}
-
 /**
  * Ready replies are concatenated into writes of about this size; larger replies are written alone.
  */
@@ -211,17 +200,6 @@ export class ClientListener {
   close(): Promise<void> {
     if (this.closing === null) this.closing = this.closeAll();
     return this.closing;
-  }
-
-  connectionStats(): ClientConnectionStats[] {
-    return [...this.connections].map((connection) => ({
-      id: connection.info.id,
-      remote: connection.info.remote,
-      pending_replies: connection.slots.length,
-      backlog_commands: connection.backlog.length,
-      write_queue_bytes: connection.socket.writableLength,
-      reading_paused: connection.reading_paused,
-    }));
   }
 
   private async closeAll(): Promise<void> {
