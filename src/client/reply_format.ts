@@ -60,8 +60,8 @@ function formatNested(reply: Reply, indent: string): string {
 export function quoteBytes(bytes: Buffer): string {
   let out = '"';
   for (const byte of bytes) {
-    const escape = BYTE_ESCAPES.get(byte);
-    if (escape !== undefined) out += escape;
+    const escaped = BYTE_ESCAPES.get(byte);
+    if (escaped !== undefined) out += escaped;
     else if (byte >= 0x20 && byte <= 0x7e) out += String.fromCharCode(byte);
     else out += `\\x${byte.toString(16).padStart(2, '0')}`;
   }

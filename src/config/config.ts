@@ -114,16 +114,16 @@ export function parseConfig(
   const single_values = new Map<string, { value: string; line: number }>();
 
   const lines = text.replace(/^\uFEFF/, '').split('\n');
-  lines.forEach((raw_line, line_index) => {
+  for (const [line_index, raw_line] of lines.entries()) {
     const line = line_index + 1;
     const content = raw_line.trim();
-    if (content === '' || content.startsWith('!')) return;
+    if (content === '' || content.startsWith('!')) continue;
     const tokens = content.split(/\s+/);
     const name = tokens[0] ?? '';
     if (name !== 'follower_info' && !SINGLE_PARAMETERS.includes(name))
       fail(line, `unknown parameter '${name}'`);
     const value = tokens[1];
-    if (value === undefined) return fail(line, `parameter '${name}' has no value`);
+    if (value === undefined) fail(line, `parameter '${name}' has no value`);
     if (tokens.length > 2)
       fail(line, `parameter '${name}' takes one value, got extra '${tokens.slice(2).join(' ')}'`);
 
@@ -131,13 +131,13 @@ export function parseConfig(
       listed.push(parseFollowerInfo(value, line, fail));
       if (listed.length > LIMITS.cluster_nodes_max)
         fail(line, `more than cluster_nodes_max (${LIMITS.cluster_nodes_max}) nodes`);
-      return;
+      continue;
     }
     const earlier = single_values.get(name);
     if (earlier !== undefined)
       fail(line, `parameter '${name}' given twice (first on line ${earlier.line})`);
     single_values.set(name, { value, line });
-  });
+  }
 
   if (listed.length === 0) fail(null, "no 'follower_info' line: the first one names this node");
   checkAddressesDistinct(listed, fail);
