@@ -13,7 +13,7 @@ import {
   TimeoutError,
 } from '../../src/client';
 import { SeededRandom } from '../../src/util/prng';
-import { type FakeConnection, FakeServer, FakeStore, refusedAddress } from './client_fake_server';
+import { type FakeConnection, FakeServer, FakeStore, refusedAddress } from '../support/client_fake_server';
 import { waitFor } from '../support/wait';
 
 const seed =

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MessageType, type LogEntry } from '../../src/wire/types';
-import { ELECTION_TICKS, makeCore, TestNet } from './raft_test_net';
+import { ELECTION_TICKS, makeCore, TestNet } from '../support/raft_test_net';
 
 const data = (text: string): Uint8Array => Buffer.from(text);
 

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MessageType } from '../../src/wire/types';
-import { ELECTION_TICKS, makeCore, TestNet, type Envelope } from './raft_test_net';
+import { ELECTION_TICKS, makeCore, TestNet, type Envelope } from '../support/raft_test_net';
 
 const data = (text: string): Uint8Array => Buffer.from(text);
 const isAppend = (e: Envelope): boolean => e.message.type === MessageType.AppendEntriesRequest;

@@ -14,8 +14,8 @@ import {
   type Save,
   tempDir,
   waitUntil,
-} from './storage_model';
-import { SpyIo } from './storage_spy_io';
+} from '../support/storage_model';
+import { SpyIo } from '../support/storage_spy_io';
 
 function entrySave(index: number): Save {
   return {

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { LOCK_FILE_NAME, RaftStorage } from '../../src/storage';
 import { StorageIoError, StorageLockedError } from '../../src/util/errors';
-import { removeDir, tempDir, waitUntil } from './storage_model';
+import { removeDir, tempDir, waitUntil } from '../support/storage_model';
 
 function deadPid(): number {
   const child = spawnSync(process.execPath, ['-e', '']);

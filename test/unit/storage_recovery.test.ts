@@ -22,8 +22,8 @@ import {
   saveShapeArbitrary,
   tempDir,
   waitUntil,
-} from './storage_model';
-import { SpyIo } from './storage_spy_io';
+} from '../support/storage_model';
+import { SpyIo } from '../support/storage_spy_io';
 
 const SAVES: Save[] = [
   { hard_state: { term: 1, vote: 2, commit: 0 }, entries: null },

@@ -15,7 +15,7 @@ import {
   type Save,
   saveShapeArbitrary,
   tempDir,
-} from './storage_model';
+} from '../support/storage_model';
 
 describe('RaftStorage round trip', () => {
   it('a new directory opens empty and is created if missing', async () => {
