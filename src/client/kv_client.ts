@@ -289,7 +289,8 @@ export class KvClient {
           call,
           new OutcomeUnknownError(
             'connection_lost',
-            `${address}: the connection was lost after the request was sent (${outcome.error.message})`,
+            `${address}: the connection was lost after the ` +
+              `request was sent (${outcome.error.message})`,
             { cause: outcome.error },
           ),
         );
@@ -393,7 +394,8 @@ export class KvClient {
           call,
           new OutcomeUnknownError(
             'timeout',
-            `${call.request_address}: no reply within ${call.timeout_ms} ms after the request was sent`,
+            `${call.request_address}: no reply within ` +
+              `${call.timeout_ms} ms after the request was sent`,
           ),
         );
         this.closeIfUseless(connection);

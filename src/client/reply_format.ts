@@ -47,7 +47,8 @@ function formatNested(reply: Reply, indent: string): string {
       return reply.items
         .map(
           (item, index) =>
-            `${index === 0 ? '' : indent}${String(index + 1).padStart(width)}) ${formatNested(item, child_indent)}`,
+            `${index === 0 ? '' : indent}${String(index + 1).padStart(width)}) ` +
+            `${formatNested(item, child_indent)}`,
         )
         .join('\n');
     }

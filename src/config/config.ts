@@ -156,7 +156,8 @@ export function parseConfig(
     );
     fail(
       Math.max(...lines_given),
-      `heartbeat_ticks (${integers.heartbeat_ticks}) must be less than election_ticks (${integers.election_ticks})`,
+      `heartbeat_ticks (${integers.heartbeat_ticks}) must be ` +
+        `less than election_ticks (${integers.election_ticks})`,
     );
   }
 
@@ -267,7 +268,8 @@ function checkAddressesDistinct(listed: ListedNode[], fail: Fail): void {
     if (clash !== undefined) {
       fail(
         Math.max(node.line, clash.line),
-        `raft port ${node.host}:${node.client_port - RAFT_PORT_OFFSET} of the node on line ${node.line} is the client port of the node on line ${clash.line}`,
+        `raft port ${node.host}:${node.client_port - RAFT_PORT_OFFSET} of the node ` +
+          `on line ${node.line} is the client port of the node on line ${clash.line}`,
       );
     }
   }

@@ -115,7 +115,8 @@ function buildCommandCommand(args: readonly Buffer[]): ClientCommand {
     return { kind: 'command_docs' };
   return {
     kind: 'error',
-    message: `ERR unknown subcommand '${echo(subcommand, ERROR_ECHO_BYTES_MAX)}'. Try COMMAND HELP.`,
+    message:
+      `ERR unknown subcommand ` + `'${echo(subcommand, ERROR_ECHO_BYTES_MAX)}'. Try COMMAND HELP.`,
   };
 }
 
@@ -134,7 +135,10 @@ function unknownCommandMessage(args: readonly Buffer[]): string {
     echoed += part;
     echoed_bytes += Buffer.byteLength(part, 'utf8');
   }
-  return `ERR unknown command '${name === undefined ? '' : echo(name, ERROR_ECHO_BYTES_MAX)}', with args beginning with: ${echoed}`;
+  return (
+    `ERR unknown command '${name === undefined ? '' : echo(name, ERROR_ECHO_BYTES_MAX)}', ` +
+    `with args beginning with: ${echoed}`
+  );
 }
 
 /** At most `bytes_max` bytes of `arg`, with CR/LF blanked so the reply stays one RESP line. */

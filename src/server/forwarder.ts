@@ -91,7 +91,8 @@ class LeaderLink {
       const timer = setTimeout(
         () => {
           this.logger.warn(
-            `forward link to ${this.address}: no reply before the request deadline; closing the link`,
+            `forward link to ${this.address}: no reply ` +
+              `before the request deadline; closing the link`,
           );
           this.close();
         },

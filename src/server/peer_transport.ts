@@ -290,7 +290,8 @@ export class PeerTransport {
       if (!link.queue_full) {
         link.queue_full = true;
         this.logger.warn(
-          `peer ${to}: ${connection.direction} write queue full (${connection.queued_bytes} bytes), dropping messages`,
+          `peer ${to}: ${connection.direction} write queue full ` +
+            `(${connection.queued_bytes} bytes), dropping messages`,
         );
       }
       return false;
@@ -393,7 +394,8 @@ export class PeerTransport {
         );
       } else {
         this.logger.debug(
-          `peer ${id} dial ${connection.remote} failed: ${describeCloseCause(connection.last_error)}`,
+          `peer ${id} dial ${connection.remote} failed: ` +
+            `${describeCloseCause(connection.last_error)}`,
         );
       }
       // A connection that lived a while was healthy: start backing off from the base again.
@@ -423,7 +425,8 @@ export class PeerTransport {
       socket.destroy();
       if (this.closing === null) {
         this.logger.warn(
-          `raft inbound from ${remote} refused: ${LIMITS.peer_inbound_connections_max} inbound connections open`,
+          `raft inbound from ${remote} refused: ` +
+            `${LIMITS.peer_inbound_connections_max} inbound connections open`,
         );
       }
       return;
@@ -449,7 +452,8 @@ export class PeerTransport {
     socket.once('close', () => {
       this.inbound.delete(connection);
       this.logger.debug(
-        `raft inbound connection from ${remote} closed: ${describeCloseCause(connection.last_error)}`,
+        `raft inbound connection from ${remote} closed: ` +
+          `${describeCloseCause(connection.last_error)}`,
       );
       if (connection.peer_id === null) return;
       const link = this.links.get(connection.peer_id);
@@ -538,7 +542,8 @@ export class PeerTransport {
     } catch (error) {
       if (!(error instanceof WireError)) throw error;
       this.logger.warn(
-        `raft ${connection.direction} ${connection.remote} closed: malformed frame: ${error.message}`,
+        `raft ${connection.direction} ${connection.remote} ` +
+          `closed: malformed frame: ${error.message}`,
       );
       connection.destroy();
       return [];

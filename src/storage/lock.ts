@@ -28,7 +28,8 @@ export async function acquireDirLock(dir: string): Promise<DirLock> {
   const lock_path = path.join(dir, LOCK_FILE_NAME);
   if (held_lock_paths.has(lock_path)) {
     throw new StorageLockedError(
-      `data directory ${dir} is already open in this process (pid ${process.pid}); lock file ${lock_path}`,
+      `data directory ${dir} is already open in this ` +
+        `process (pid ${process.pid}); lock file ${lock_path}`,
     );
   }
   // Claimed before the first await, so two opens racing in this process cannot both get past here.
@@ -56,7 +57,8 @@ async function takeLock(dir: string, lock_path: string): Promise<void> {
     const pid = parsePid(content);
     if (pid === null) {
       throw new StorageLockedError(
-        `data directory ${dir} has a lock file ${lock_path} with unexpected content ${JSON.stringify(content.slice(0, 40))}; remove it if no process uses the directory`,
+        `data directory ${dir} has a lock file ${lock_path} with unexpected content ` +
+          `${JSON.stringify(content.slice(0, 40))}; remove it if no process uses the directory`,
       );
     }
     if (pid !== process.pid && isProcessAlive(pid)) {
@@ -67,7 +69,8 @@ async function takeLock(dir: string, lock_path: string): Promise<void> {
     await removeStaleLock(lock_path, content);
   }
   throw new StorageLockedError(
-    `data directory ${dir}: could not take the lock ${lock_path}; other processes keep racing for it`,
+    `data directory ${dir}: could not take the lock ` +
+      `${lock_path}; other processes keep racing for it`,
   );
 }
 
@@ -104,7 +107,8 @@ async function removeStaleLock(lock_path: string, stale_content: string): Promis
     await fs.promises.link(aside_path, lock_path).catch(() => undefined);
     await fs.promises.rm(aside_path, { force: true });
     throw new StorageLockedError(
-      `lock file ${lock_path} was taken over by another process while we were removing a stale lock`,
+      `lock file ${lock_path} was taken over by another ` +
+        `process while we were removing a stale lock`,
     );
   }
   await fs.promises.rm(aside_path, { force: true });

@@ -128,7 +128,9 @@ test('pipelining: 2,000 commands in one write are answered in order through a fo
     let payload = '';
     let expected = '';
     for (let i = 0; i < 1000; i++) {
-      payload += `*3\r\n$3\r\nSET\r\n$${`k${i}`.length}\r\nk${i}\r\n$${`v${i}`.length}\r\nv${i}\r\n`;
+      const key = `k${i}`;
+      const value = `v${i}`;
+      payload += `*3\r\n$3\r\nSET\r\n$${key.length}\r\n${key}\r\n$${value.length}\r\n${value}\r\n`;
       payload += `*2\r\n$3\r\nGET\r\n$${`k${i}`.length}\r\nk${i}\r\n`;
       expected += `+OK\r\n*1\r\n$${`v${i}`.length}\r\nv${i}\r\n`;
     }
@@ -363,7 +365,8 @@ test('a request a follower forwarded to a leader that then hangs (SIGSTOP) gets 
       try {
         const hung = await openRaw(follower_port);
         const sent_at = Date.now();
-        hung.socket.write('SET hang v\r\n'); // the follower still believes in the stopped leader and forwards it
+        // the follower still believes in the stopped leader and forwards it
+        hung.socket.write('SET hang v\r\n');
 
         // The rest of the cluster elects a new leader and serves new connections through the same
         // follower.
@@ -392,7 +395,9 @@ test('a request a follower forwarded to a leader that then hangs (SIGSTOP) gets 
         assert.notEqual(
           hung.received(),
           '',
-          `no reply to a forwarded SET after ${waited_ms} ms (request_timeout_ms ${request_timeout_ms}); the follower's forward has no deadline and retainOnly keeps the link to the stopped leader because it has a pending request`,
+          `no reply to a forwarded SET after ${waited_ms} ms (request_timeout_ms ` +
+            `${request_timeout_ms}); the follower's forward has no deadline and retainOnly ` +
+            `keeps the link to the stopped leader because it has a pending request`,
         );
       } finally {
         leader_process.kill('SIGCONT');
@@ -462,7 +467,9 @@ test('a graceful stop (SIGTERM) of the leader fails none of the requests clients
     assert.deepEqual(
       shutting_down,
       [],
-      `${shutting_down.length} of ${replies.length} replies at the healthy follower were "-ERR shutting down" (relayed from the stopping leader); other errors: ${JSON.stringify(other_errors.slice(0, 3))}`,
+      `${shutting_down.length} of ${replies.length} replies at the healthy follower were "-ERR ` +
+        `shutting down" (relayed from the stopping leader); other ` +
+        `errors: ${JSON.stringify(other_errors.slice(0, 3))}`,
     );
   });
 });

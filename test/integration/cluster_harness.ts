@@ -73,7 +73,8 @@ export async function pollUntil<T>(
     }
     if (Date.now() >= deadline) {
       throw new Error(
-        `timed out after ${timeout_ms} ms waiting for ${what}${last_error instanceof Error ? ` (last error: ${last_error.message})` : ''}`,
+        `timed out after ${timeout_ms} ms waiting for ` +
+          `${what}${last_error instanceof Error ? ` (last error: ${last_error.message})` : ''}`,
       );
     }
     await new Promise((resolve) => setTimeout(resolve, interval_ms));
@@ -250,7 +251,8 @@ export function rawExchange(
       socket.destroy();
       reject(
         new Error(
-          `raw exchange on ${port} timed out; received ${JSON.stringify(Buffer.concat(chunks).toString('latin1'))}`,
+          `raw exchange on ${port} timed out; received ` +
+            `${JSON.stringify(Buffer.concat(chunks).toString('latin1'))}`,
         ),
       );
     }, timeout_ms);

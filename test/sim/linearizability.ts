@@ -1047,7 +1047,8 @@ class LinearizedSet {
       word_index++
     ) {
       let word = this.words[word_index] ?? 0;
-      if (word_index === this.lowest >>> 5) word &= (~0 << (this.lowest & 31)) << 1; // only bits above `lowest`
+      // only bits above `lowest`
+      if (word_index === this.lowest >>> 5) word &= (~0 << (this.lowest & 31)) << 1;
       while (word !== 0) {
         const bit = 31 - Math.clz32(word & -word);
         key += `${word_index * 32 + bit},`;
@@ -1070,7 +1071,8 @@ function explainFailure(key: string, history: CompiledKeyHistory, dead_end: Dead
       const count = pool?.operations.length ?? 0;
       return example === undefined
         ? 'an unknown-outcome write'
-        : `${formatOperation(example)} takes effect here${count > 1 ? ` (or another of ${count} alike)` : ''}`;
+        : `${formatOperation(example)} takes effect ` +
+            `here${count > 1 ? ` (or another of ${count} alike)` : ''}`;
     }
     const op = history.operations[step];
     return op === undefined ? `operation #${step}` : formatOperation(op);
@@ -1079,9 +1081,12 @@ function explainFailure(key: string, history: CompiledKeyHistory, dead_end: Dead
   const total = history.operations.length + optional_count;
   const lines = [`key ${quote(key)}: no linearization of its ${total} operations exists`];
   if (optional_count > 0)
-    lines[0] += ` (${optional_count} of them unknown-outcome writes that may never have taken effect)`;
+    lines[0] +=
+      ` (${optional_count} of them unknown-outcome ` + `writes that may never have taken effect)`;
   if (history.operations_dropped > 0)
-    lines[0] += `; ${history.operations_dropped} unknown-outcome operations nothing could observe were left out`;
+    lines[0] +=
+      `; ${history.operations_dropped} unknown-outcome ` +
+      `operations nothing could observe were left out`;
   const { prefix } = dead_end;
   lines.push(`longest linearizable prefix found (${prefix.length} steps):`);
   const shown_from = Math.max(0, prefix.length - EXPLANATION_OPERATIONS_MAX);
@@ -1106,7 +1111,8 @@ function explainFailure(key: string, history: CompiledKeyHistory, dead_end: Dead
   }
   lines.push(`value after it: ${value_text}`);
   lines.push(
-    `then ${describe(dead_end.blocking)} must take effect before it returns, but no pending operation can be applied next:`,
+    `then ${describe(dead_end.blocking)} must take effect before ` +
+      `it returns, but no pending operation can be applied next:`,
   );
   for (const id of dead_end.pending.slice(0, EXPLANATION_OPERATIONS_MAX))
     lines.push(`  ${describe(id)}`);

@@ -13,7 +13,12 @@ import {
   TimeoutError,
 } from '../../src/client';
 import { SeededRandom } from '../../src/util/prng';
-import { type FakeConnection, FakeServer, FakeStore, refusedAddress } from '../support/client_fake_server';
+import {
+  type FakeConnection,
+  FakeServer,
+  FakeStore,
+  refusedAddress,
+} from '../support/client_fake_server';
 import { waitFor } from '../support/wait';
 
 const seed =
@@ -441,7 +446,8 @@ test('after close() the client holds no timers or sockets', async () => {
   await server.close();
   for (const outcome of await Promise.all(calls)) assert.ok(outcome instanceof ClientClosedError);
   await waitFor(
-    `resources back to baseline ${JSON.stringify(baseline)}, now ${JSON.stringify(resourceCounts())}`,
+    `resources back to baseline ${JSON.stringify(baseline)}, ` +
+      `now ${JSON.stringify(resourceCounts())}`,
     () => sameCounts(resourceCounts(), baseline),
     5000,
   );

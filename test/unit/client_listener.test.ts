@@ -193,7 +193,8 @@ test('10,000 commands pipelined in one write get 10,000 in-order replies in few 
     });
     const socket_writes = write_calls + writev_calls;
     t.diagnostic(
-      `pipeline_requests_max ${pipeline_requests_max}: ${count} replies in ${(performance.now() - started_ms).toFixed(1)} ms, ${socket_writes} socket writes`,
+      `pipeline_requests_max ${pipeline_requests_max}: ${count} replies in ` +
+        `${(performance.now() - started_ms).toFixed(1)} ms, ${socket_writes} socket writes`,
     );
     assert.equal(handler.calls.length, count);
     // One write per read chunk (or per pipeline refill), not one per reply.

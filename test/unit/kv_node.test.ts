@@ -107,7 +107,8 @@ test('a follower saving back to back under steady writes stops gracefully: promp
     assert.deepEqual(
       fatal,
       [],
-      `the stopped node must not hit a fatal error during a graceful stop (stop took ${stop_ms} ms)`,
+      `the stopped node must not hit a fatal error ` +
+        `during a graceful stop (stop took ${stop_ms} ms)`,
     );
     assert.ok(stop_ms < 5000, `stop() took ${stop_ms} ms while saves ran back to back`);
   } finally {

@@ -420,7 +420,7 @@ describe('randomised', () => {
           assert.equal(
             result.ok,
             expected,
-            `${search}: ${result.failure?.explanation ?? 'checker says ok, brute force says not linearizable'}`,
+            `${search}: ${result.failure?.explanation ?? 'checker: ok; brute force: not'}`,
           );
         }
       }),

@@ -46,7 +46,8 @@ test('the core imports no I/O, timers, clock or randomness of its own', () => {
           target === '../wire/types' ||
           target.startsWith('../util/assert') ||
           target.startsWith('../util/prng'),
-        `${file} imports ${target}; the core may only import its own modules, wire types and pure utilities`,
+        `${file} imports ${target}; the core may only import ` +
+          `its own modules, wire types and pure utilities`,
       );
     }
   }
@@ -519,7 +520,8 @@ test('replicate state: a lost AppendEntries is re-sent even when no new entry is
   assert.equal(leader.current_role, 'leader');
   assert.ok(
     leader.commit_index >= proposed.index,
-    `entry ${proposed.index} never committed (commit ${leader.commit_index}, base ${base}); node 2 last index ${net.core(2).last_log_index}, ` +
+    `entry ${proposed.index} never committed (commit ${leader.commit_index}, ` +
+      `base ${base}); node 2 last index ${net.core(2).last_log_index}, ` +
       `leader view ${JSON.stringify(leader.status().peers.find((p) => p.id === 2))}`,
   );
 });
@@ -595,12 +597,14 @@ test('flow control: the window reopens after a follower was silent for 2^31 mess
   assert.ok(p.ok);
   assert.equal(leader.status().peers.find((q) => q.id === 2)!.inflight_messages, 1, 'window full');
   // ... 2^31 + 1000 messages later (reads, heartbeats to other peers, ...):
-  (leader as unknown as { seq: number }).seq += 2 ** 31 + 1000; // int32 wrap happens at the next (seq + 1) | 0
+  // int32 wrap happens at the next (seq + 1) | 0
+  (leader as unknown as { seq: number }).seq += 2 ** 31 + 1000;
   net.cut.delete('1>2');
   net.tick([1, 2], 5 * ELECTION_TICKS);
   assert.ok(
     leader.commit_index >= p.index,
-    `entry ${p.index} never commits: window ${JSON.stringify(leader.status().peers.find((q) => q.id === 2))}`,
+    `entry ${p.index} never commits: window ` +
+      `${JSON.stringify(leader.status().peers.find((q) => q.id === 2))}`,
   );
 });
 
@@ -616,7 +620,8 @@ test('probe state: a follower that was down for 2^31 messages is still caught up
   net.settle();
   const leader = net.core(3);
   assert.equal(leader.current_role, 'leader');
-  net.tick([3, 1], 4); // heartbeat rounds: probes to node 2 are resent and lost; probe_first_seq stays
+  // heartbeat rounds: probes to node 2 are resent and lost; probe_first_seq stays
+  net.tick([3, 1], 4);
   assert.equal(leader.status().peers.find((q) => q.id === 2)!.state, 'probe');
   // ... 2^31 + 1000 messages later (heartbeats and reads to node 1):
   (leader as unknown as { seq: number }).seq += 2 ** 31 + 1000;

@@ -280,7 +280,8 @@ describe('RaftStorage recovery: corruption before the tail', () => {
       await expectCorrupt(
         dir,
         new RegExp(
-          `byte offset ${header.bytes.length}: entries start at index 3 but the log ends at index 0`,
+          `byte offset ${header.bytes.length}: entries ` +
+            `start at index 3 but the log ends at index 0`,
         ),
       );
 
@@ -353,7 +354,8 @@ describe('RaftStorage recovery: crash at any moment', () => {
             const got = plain(recovered.restored);
             assert.ok(
               states.some((state) => JSON.stringify(plain(state)) === JSON.stringify(got)),
-              `recovered state is not the state after the acknowledged saves plus a prefix of the in-flight ones: ${JSON.stringify(got)}`,
+              `recovered state is not the state after the acknowledged saves ` +
+                `plus a prefix of the in-flight ones: ${JSON.stringify(got)}`,
             );
             await recovered.storage.close();
           } finally {
