@@ -263,7 +263,7 @@ function report(t: TestContext, text: string): void {
   for (const line of text.split('\n')) t.diagnostic(line);
 }
 
-test('failover: concurrent writers survive kill -9 of the leader; every call settles in time and acknowledged writes persist', {
+test('failover: writers survive kill -9 of the leader; calls settle, acked writes persist', {
   timeout: TEST_TIMEOUT_MS,
 }, async (t) => {
   await withCluster({ nodes: 3 }, async (cluster) => {
@@ -272,7 +272,7 @@ test('failover: concurrent writers survive kill -9 of the leader; every call set
   });
 });
 
-test('MOVED mode: the client follows -MOVED to the leader and, after kill -9 of it, finds the new one', {
+test('MOVED mode: the client follows -MOVED to the leader and finds the next after kill -9', {
   timeout: TEST_TIMEOUT_MS,
 }, async (t) => {
   await withCluster({ nodes: 3, extra_config: ['client_redirect moved'] }, async (cluster) => {
@@ -417,7 +417,7 @@ function rate(calls: number, elapsed_ms: number): string {
   );
 }
 
-test('pipelining: 5,000 GET/SET calls issued in one turn resolve in order with the right values, in few socket writes', {
+test('pipelining: 5,000 calls issued in one turn resolve in order, right, in few socket writes', {
   timeout: TEST_TIMEOUT_MS,
 }, async (t) => {
   await withCluster({ nodes: 3 }, async (cluster) => {
@@ -477,7 +477,7 @@ test('pipelining: 5,000 GET/SET calls issued in one turn resolve in order with t
   });
 });
 
-test('pipelining: a GET pipelined right after a SET of the same key on one connection sees it (Redis order)', {
+test('pipelining: a GET right after a SET of its key on one connection sees it (Redis order)', {
   timeout: TEST_TIMEOUT_MS,
 }, async (t) => {
   await withCluster({ nodes: 3 }, async (cluster) => {
@@ -515,7 +515,7 @@ test('pipelining: a GET pipelined right after a SET of the same key on one conne
   });
 });
 
-test('a node killed -9 under a pipelined stream: in-flight SETs settle at once as outcome-unknown and the client moves on', {
+test('a node killed -9 under a pipeline: in-flight SETs settle at once as outcome-unknown', {
   timeout: TEST_TIMEOUT_MS,
 }, async (t) => {
   await withCluster({ nodes: 3 }, async (cluster) => {

@@ -165,7 +165,7 @@ test('a one-node cluster serves reads and writes and keeps them across a restart
   });
 });
 
-test('kill -9 of the leader: a survivor accepts writes within 3 s and no acknowledged write is lost', {
+test('kill -9 of the leader: a survivor accepts writes within 3 s; no acked write is lost', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   await withCluster({ nodes: 3 }, async (cluster) => {
@@ -189,7 +189,7 @@ test('kill -9 of the leader: a survivor accepts writes within 3 s and no acknowl
   });
 });
 
-test('kill two of three and restart them: every acknowledged write is there; kill all three: intact', {
+test('kill two of three and restart them, then all three: every acked write is there', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   await withCluster({ nodes: 3 }, async (cluster) => {
@@ -285,7 +285,7 @@ test('garbage on the client port and the Raft port closes only that connection',
   });
 });
 
-test('redis-cli works against the cluster, and follows -MOVED with -c in client_redirect moved mode', {
+test('redis-cli works against the cluster and follows -MOVED with -c in moved mode', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   const redis_cli = ['/usr/bin/redis-cli', '/usr/local/bin/redis-cli'].find((p) => existsSync(p));
@@ -346,7 +346,7 @@ test('SIGTERM: the leader hands over leadership and exits 0', {
   });
 });
 
-test('a request a follower forwarded to a leader that then hangs (SIGSTOP) gets a reply within request_timeout_ms', {
+test('a request forwarded to a leader that then hangs (SIGSTOP) is answered in time', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   const request_timeout_ms = 2000;
@@ -430,7 +430,7 @@ test('commands pipelined after QUIT are not executed (Redis closes after QUIT)',
   });
 });
 
-test('a graceful stop (SIGTERM) of the leader fails none of the requests clients send meanwhile to a healthy follower', {
+test('SIGTERM of the leader fails none of the requests sent meanwhile to a follower', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   await withCluster({ nodes: 3 }, async (cluster) => {
@@ -524,7 +524,7 @@ test('startup failures print one clear line and exit non-zero', {
   }
 });
 
-test('npm start: the local cluster launcher elects a leader, says how to connect and stops every node on Ctrl-C', {
+test('npm start: elects a leader, says how to connect and stops every node on Ctrl-C', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   const [port] = await freePortPairs(3);
@@ -595,7 +595,7 @@ test('200 client connections with 50-deep pipelines each get every reply in orde
   });
 });
 
-test('recovery: a torn WAL tail is truncated and the data served; damage before the tail stops the node with one clear line', {
+test('recovery: a torn WAL tail is truncated; damage before it stops the node with one line', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   await withCluster({ nodes: 1 }, async (cluster) => {

@@ -9,7 +9,7 @@ test('a node shutting down replies TRYAGAIN (certainly not executed): the client
   });
 });
 
-test('a request not served in time replies TRYAGAIN (it did not run): retried, not outcome unknown', () => {
+test('TRYAGAIN "request not served" (it did not run) is retried, not outcome unknown', () => {
   // The node replies this only after every attempt was refused or never sent (not leader, not
   // sent, no leader), so the write certainly did not run.
   assert.deepEqual(

@@ -173,7 +173,7 @@ test('replies are written in request order even when handlers finish out of orde
   await client.expect(`${names.map(bulk).join('')}+PONG\r\n`);
 });
 
-test('10,000 commands pipelined in one write get 10,000 in-order replies in few writes', async (t) => {
+test('10,000 commands pipelined in one write get in-order replies in few writes', async (t) => {
   for (const pipeline_requests_max of [16 * 1024, 100]) {
     const handler = new TestHandler();
     const listener = await startListener(handler.handle, { pipeline_requests_max });
@@ -207,7 +207,7 @@ test('10,000 commands pipelined in one write get 10,000 in-order replies in few 
   }
 });
 
-test('a protocol error after two valid commands: both replies, then the error, then close', async () => {
+test('a protocol error after two commands: both replies, the error, then close', async () => {
   const handler = new TestHandler();
   const lines: CapturedLine[] = [];
   const listener = await startListener(handler.handle, { logger: capturingLogger(lines) });
@@ -239,7 +239,7 @@ test('an inline command from a raw socket', async () => {
   await client.expect(`+PONG\r\n${bulk('hello')}`);
 });
 
-test('a handler that throws or rejects gets -ERR internal error and the connection stays usable', async () => {
+test('a handler that throws or rejects gets -ERR internal error; the link lives on', async () => {
   const handler = new TestHandler();
   const lines: CapturedLine[] = [];
   const listener = await startListener(handler.handle, { logger: capturingLogger(lines) });
@@ -266,7 +266,7 @@ test('a handler that throws or rejects gets -ERR internal error and the connecti
   assert.equal(client.closed, false);
 });
 
-test('backpressure: a client that never reads cannot grow server memory past the bounds', async (t) => {
+test('backpressure: a client that never reads cannot grow server memory unboundedly', async (t) => {
   const handler = new TestHandler();
   const pipeline_requests_max = 64;
   const write_queue_bytes_max = 64 * 1024;
@@ -310,7 +310,7 @@ test('backpressure: a client that never reads cannot grow server memory past the
   assert.equal(handler.calls.length, count);
 });
 
-test('a close_after reply is written, then the connection closes and later commands get no reply', async () => {
+test('a close_after reply is written, then the connection closes; later ones unrun', async () => {
   const handler = new TestHandler();
   const listener = await startListener(handler.handle);
   const client = new RawClient(listener.bound_port);

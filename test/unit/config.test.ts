@@ -107,7 +107,7 @@ test('a single follower_info is a valid one-node cluster', () => {
   assert.deepEqual(config.nodes, [config.self]);
 });
 
-test('every parameter can be set; CRLF, tabs, indentation and trailing blanks are tolerated', () => {
+test('every parameter can be set; CRLF, tabs, indentation and trailing blanks are fine', () => {
   const text = [
     '\uFEFF! all parameters',
     '   ! indented comment',

@@ -5,7 +5,7 @@ import { LeaderForwarder } from '../../src/server/forwarder';
 import { SILENT_LOGGER } from '../../src/util/log';
 import { waitFor } from '../support/wait';
 
-test('a forward to a leader that accepted the connection but never answers settles once the leader moves elsewhere', {
+test('a forward to a leader that never answers settles once the leader moves on', {
   timeout: 20_000,
 }, async () => {
   const sockets: net.Socket[] = [];

@@ -112,7 +112,7 @@ test('malformed inputs are typed errors', () => {
   }
 });
 
-test('random bytes decode or fail with CommandMalformedError; what decodes re-encodes to the same bytes (fast-check)', () => {
+test('random bytes decode or fail with CommandMalformedError; decoded re-encodes same', () => {
   const near_valid = fc.oneof(
     fc.uint8Array({ minLength: 1, maxLength: 64 }),
     fc

@@ -53,7 +53,7 @@ function startNodes(dir: string, ports: number[], fatal: string[]): KvNode[] {
   });
 }
 
-test('a follower saving back to back under steady writes stops gracefully: promptly, and with no save after its storage closed', {
+test('a follower saving back to back stops promptly, with no save after storage close', {
   timeout: 90_000,
 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kvraft-node-'));

@@ -294,7 +294,7 @@ test('restore rejects malformed snapshots with StorageCorruptError', () => {
   }
 });
 
-test('a corrupted snapshot restores canonically or fails with StorageCorruptError (fast-check)', () => {
+test('a corrupted snapshot restores canonically or fails with StorageCorruptError', () => {
   const valid = validSnapshot();
   fc.assert(
     fc.property(

@@ -53,7 +53,7 @@ test('the core imports no I/O, timers, clock or randomness of its own', () => {
   }
 });
 
-test('§5.2: a follower that hears nothing campaigns and a lone node elects itself and commits its no-op', () => {
+test('§5.2: a lone node that hears nothing campaigns, wins and commits its no-op', () => {
   const cluster = new TestNet([1]);
   cluster.elect(1);
   const status = cluster.core(1).status();
@@ -91,7 +91,7 @@ test('§5.4.1: a vote is refused to a candidate whose log is less up to date', (
   assert.equal(reply.type === MessageType.RequestVoteResponse && reply.vote_granted, false);
 });
 
-test('test switch vote_without_log_check grants that same vote (the check is what refuses it)', () => {
+test('test switch vote_without_log_check grants that vote (the check refuses it)', () => {
   const voter = makeCore(2, [1, 2, 3], {
     restored: {
       hard_state: { term: 3, vote: 0, commit: 0 },
@@ -137,7 +137,7 @@ test('§5.2: at most one vote per term, and it is persisted before the reply is 
   assert.equal(second.type === MessageType.RequestVoteResponse && second.vote_granted, false);
 });
 
-test("PreVote: a pre-vote request never changes the receiver's term, and a node that hears its leader refuses it", () => {
+test("PreVote: never changes the receiver's term; a node that hears its leader refuses", () => {
   const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   const term = cluster.core(2).current_term;
@@ -159,7 +159,7 @@ test("PreVote: a pre-vote request never changes the receiver's term, and a node 
   cluster.core(2).advance(ready);
 });
 
-test('PreVote: a node cut off from the cluster does not inflate its term, so it cannot depose the leader when it returns', () => {
+test('PreVote: a node cut off does not inflate its term, so its return deposes no one', () => {
   const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   const term = cluster.core(1).current_term;
@@ -180,7 +180,7 @@ test('CheckQuorum: a leader that hears from no majority for an election timeout 
   assert.notEqual(cluster.core(1).current_role, 'leader');
 });
 
-test('Figure 8: a leader never commits an entry of an earlier term by counting replicas; the test switch does', () => {
+test('Figure 8: no commit of an earlier-term entry by counting replicas; the switch does', () => {
   for (const faults of [{}, { commit_old_term_entries: true }]) {
     // Node 1 restarts as leader of term 3 holding an entry of term 2 at index 1 that node 2 also
     // holds.
@@ -215,7 +215,7 @@ test('Figure 8: a leader never commits an entry of an earlier term by counting r
   }
 });
 
-test('the leader counts its own entries only once they are persisted (advance), unless the test switch says otherwise', () => {
+test('the leader counts its own entries only once persisted, unless the test switch says', () => {
   for (const faults of [{}, { ack_before_persist: true }]) {
     const cluster = new TestNet([1, 2, 3], { faults });
     cluster.elect(1);
@@ -240,7 +240,7 @@ test('the leader counts its own entries only once they are persisted (advance), 
   }
 });
 
-test('fast backtracking: a follower with 10,000 conflicting entries is repaired in a handful of round trips', () => {
+test('fast backtracking: 10,000 conflicting entries are repaired in a few round trips', () => {
   const conflicting: LogEntry[] = [];
   for (let i = 0; i < 10_000; i++)
     conflicting.push({ term: 2 + Math.floor(i / 4000), data: data(`stale-${i}`) });
@@ -278,7 +278,7 @@ test('fast backtracking: a follower with 10,000 conflicting entries is repaired 
   assert.equal(cluster.core(3).termAt(10_000), 5);
 });
 
-test('flow control: at most inflight_messages_max AppendEntries are outstanding to a follower that does not answer', () => {
+test('flow control: at most inflight_messages_max AppendEntries go to a silent follower', () => {
   const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   cluster.cut.add('2>1'); // follower 2's answers are lost
@@ -293,7 +293,7 @@ test('flow control: at most inflight_messages_max AppendEntries are outstanding 
   assert.ok(to2.inflight_messages <= 8, `in flight ${to2.inflight_messages}`);
 });
 
-test('the uncommitted-bytes cap refuses proposals with a distinct reason, and survives a change of leader', () => {
+test('the uncommitted-bytes cap refuses proposals with its own reason, across leaders', () => {
   const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   cluster.isolate(1); // nothing can commit now
@@ -316,7 +316,7 @@ test('the uncommitted-bytes cap refuses proposals with a distinct reason, and su
   assert.ok(again.status().uncommitted_bytes >= 900, 'the tail from the old term still counts');
 });
 
-test('ReadIndex: reads wait for one heartbeat round answered by a majority; many reads share one round', () => {
+test('ReadIndex: reads wait for one round answered by a majority; reads share rounds', () => {
   const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   cluster.tick(1, 2);
@@ -382,7 +382,7 @@ test('leadership transfer: TimeoutNow makes the caught-up target leader of the n
   assert.equal(cluster.core(1).status().leader_id, 3);
 });
 
-test('a follower never truncates committed entries (assertion) and keeps Log Matching on conflict', () => {
+test('a follower never truncates committed entries; it keeps Log Matching on conflict', () => {
   const follower = makeCore(2, [1, 2, 3], {
     restored: {
       hard_state: { term: 2, vote: 0, commit: 0 },
@@ -416,7 +416,7 @@ test('a follower never truncates committed entries (assertion) and keeps Log Mat
 // that leads again in that term takes the rejection for an answer of this leadership. Its `ack`
 // echoes a seq of the older term: were it counted as an answer to a read round, a follower that
 // never answered the round could confirm it, and the read would be stale.
-test('ReadIndex: a rejection of an older-term AppendEntries, sent in the current term, confirms no read round', () => {
+test('ReadIndex: a current-term rejection of an older AppendEntries confirms no read', () => {
   const net = new TestNet([1, 2, 3], { uncommitted_bytes_max: 1 << 20 });
   net.elect(1);
   const term1 = net.core(1).current_term;
@@ -529,7 +529,7 @@ test('replicate state: a lost AppendEntries is re-sent even when no new entry is
 // A read round's heartbeats reset the heartbeat timer, so under a steady read load the periodic
 // heartbeat (the retry of a lost probe) never fires: the answer to a read-round heartbeat must
 // count as an answer to the current probe.
-test('probe state: a lost probe is retried even while ReadIndex rounds keep resetting the heartbeat timer', () => {
+test('probe state: a lost probe is retried while read rounds keep resetting heartbeats', () => {
   const net = new TestNet([1, 2, 3], { uncommitted_bytes_max: 1 << 20 });
   net.elect(1);
   net.tick([1], 2);

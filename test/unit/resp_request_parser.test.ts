@@ -329,7 +329,7 @@ describe('RequestParser errors', () => {
     }
   });
 
-  it('accepts a bulk of exactly bulk_bytes_max bytes and a request of exactly buffered_bytes_max', () => {
+  it('accepts a bulk of bulk_bytes_max bytes and a request of buffered_bytes_max', () => {
     const options: RequestParserOptions = { ...SMALL_LIMITS, buffered_bytes_max: 3 + 1000 + 2 };
     const command = [Buffer.from('SET'), Buffer.alloc(1000, 0x61)];
     const result = feed(new RequestParser(options), encodeRequest(command), [7]);
@@ -428,7 +428,7 @@ describe('RequestParser properties', () => {
     );
   });
 
-  it('property: buffered_bytes never exceeds buffered_bytes_max, and only requests over it fail', () => {
+  it('property: buffered_bytes stays within its max; only requests over it fail', () => {
     const options: RequestParserOptions = {
       bulk_bytes_max: 24,
       inline_bytes_max: 16,
@@ -495,7 +495,7 @@ describe('RequestParser on arbitrary input', () => {
     fc.uint8Array({ maxLength: 6 }).map((bytes) => Buffer.from(bytes).toString('latin1')),
   );
 
-  it('property: never throws, and any chunking gives the same commands and error as one chunk', () => {
+  it('property: never throws; any chunking gives the commands and error of one chunk', () => {
     fc.assert(
       fc.property(
         fc.array(token_arbitrary, { maxLength: 60 }),

@@ -88,7 +88,7 @@ async function expectCorrupt(dir: string, pattern: RegExp): Promise<void> {
 }
 
 describe('RaftStorage recovery: torn tail', () => {
-  it('cuts inside the last record at every byte offset (bare, zero-filled, garbage) are truncated and the log stays usable', async () => {
+  it('a cut last record (bare, zeroed, garbage) at any offset is truncated', async () => {
     const seed = Number(process.env.STORAGE_TEST_SEED ?? Date.now() % 1_000_000);
     const random = new SeededRandom(seed);
     const dir = await tempDir();
@@ -163,7 +163,7 @@ describe('RaftStorage recovery: torn tail', () => {
     }
   });
 
-  it('a header claiming a record larger than wal_record_bytes_max at the tail is torn', async () => {
+  it('a tail header claiming a record over wal_record_bytes_max is torn', async () => {
     const dir = await tempDir();
     try {
       const log = await writeLog(dir, SAVES);
@@ -182,7 +182,7 @@ describe('RaftStorage recovery: torn tail', () => {
 });
 
 describe('RaftStorage recovery: corruption before the tail', () => {
-  it('a damaged byte anywhere in an early record, with intact records after it, is StorageCorruptError naming the offset', async () => {
+  it('a damaged byte before intact records is StorageCorruptError naming the offset', async () => {
     const dir = await tempDir();
     try {
       const log = await writeLog(dir, SAVES);
@@ -260,7 +260,7 @@ describe('RaftStorage recovery: corruption before the tail', () => {
     }
   });
 
-  it('intact but invalid contents are corruption: not a file header first, unknown version, a log gap', async () => {
+  it('intact but invalid contents are corruption: no header, bad version, gap', async () => {
     const dir = await tempDir();
     try {
       const file = path.join(dir, LOG_FILE_NAME);
@@ -297,7 +297,7 @@ describe('RaftStorage recovery: corruption before the tail', () => {
 });
 
 describe('RaftStorage recovery: crash at any moment', () => {
-  it('after a crash the log holds every acknowledged save and a prefix of the unacknowledged ones', async () => {
+  it('after a crash the log holds every acked save and a prefix of the unacked ones', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(saveShapeArbitrary, { maxLength: 8 }),
