@@ -72,7 +72,7 @@ class Writer {
         this.acks.push({ sent_ms, acked_ms: performance.now() });
         if (this.acks.length > 10_000) this.acks.splice(0, 5_000);
       } catch {
-        // retry at once: the point is to notice the first moment writes work again
+        // Retry at once: the point is to notice the first moment writes work again
         this.failed_calls += 1;
       }
     }

@@ -273,7 +273,7 @@ async function startProfiledLeader(
     },
   );
   child.stderr?.on('data', (chunk: Buffer) => {
-    // shown by cluster.logs() on failure
+    // Shown by cluster.logs() on failure
     node.stderr = (node.stderr + chunk.toString()).slice(-100_000);
   });
   for (const other of cluster.nodes.slice(1)) cluster.start(other.index);

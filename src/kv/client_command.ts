@@ -113,11 +113,8 @@ function buildCommandCommand(args: readonly Buffer[]): ClientCommand {
   const subcommand = args[1];
   if (subcommand === undefined || subcommand.toString('latin1').toLowerCase() === 'docs')
     return { kind: 'command_docs' };
-  return {
-    kind: 'error',
-    message:
-      `ERR unknown subcommand ` + `'${echo(subcommand, ERROR_ECHO_BYTES_MAX)}'. Try COMMAND HELP.`,
-  };
+  const echoed = echo(subcommand, ERROR_ECHO_BYTES_MAX);
+  return { kind: 'error', message: `ERR unknown subcommand '${echoed}'. Try COMMAND HELP.` };
 }
 
 /**

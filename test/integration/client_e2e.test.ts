@@ -520,7 +520,7 @@ test('a node killed -9 under a pipeline: in-flight SETs settle at once as outcom
 }, async (t) => {
   await withCluster({ nodes: 3 }, async (cluster) => {
     const leader = await cluster.waitForLeader();
-    // a follower: it forwards, so its in-flight SETs may still commit
+    // A follower: it forwards, so its in-flight SETs may still commit
     const victim = (leader + 1) % 3;
     const client = new KvClient({
       nodes: rotate(cluster.addresses(), victim),

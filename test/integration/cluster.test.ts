@@ -365,7 +365,7 @@ test('a request forwarded to a leader that then hangs (SIGSTOP) is answered in t
       try {
         const hung = await openRaw(follower_port);
         const sent_at = Date.now();
-        // the follower still believes in the stopped leader and forwards it
+        // The follower still believes in the stopped leader and forwards it
         hung.socket.write('SET hang v\r\n');
 
         // The rest of the cluster elects a new leader and serves new connections through the same

@@ -1047,7 +1047,7 @@ class LinearizedSet {
       word_index++
     ) {
       let word = this.words[word_index] ?? 0;
-      // only bits above `lowest`
+      // Only bits above `lowest`
       if (word_index === this.lowest >>> 5) word &= (~0 << (this.lowest & 31)) << 1;
       while (word !== 0) {
         const bit = 31 - Math.clz32(word & -word);
@@ -1080,9 +1080,10 @@ function explainFailure(key: string, history: CompiledKeyHistory, dead_end: Dead
   const optional_count = history.pools.reduce((sum, pool) => sum + pool.operations.length, 0);
   const total = history.operations.length + optional_count;
   const lines = [`key ${quote(key)}: no linearization of its ${total} operations exists`];
-  if (optional_count > 0)
-    lines[0] +=
-      ` (${optional_count} of them unknown-outcome ` + `writes that may never have taken effect)`;
+  if (optional_count > 0) {
+    const unknown_writes = `${optional_count} of them unknown-outcome writes`;
+    lines[0] += ` (${unknown_writes} that may never have taken effect)`;
+  }
   if (history.operations_dropped > 0)
     lines[0] +=
       `; ${history.operations_dropped} unknown-outcome ` +

@@ -104,8 +104,8 @@ export class FakeStore {
       case 'PING':
         return '+PONG\r\n';
       case 'INFO': {
-        const body =
-          `# Raft\r\nrole:leader\r\nterm:3\r\n\r\n# ` + `Keyspace\r\nkeys:${this.values.size}\r\n`;
+        const keyspace = `# Keyspace\r\nkeys:${this.values.size}\r\n`;
+        const body = `# Raft\r\nrole:leader\r\nterm:3\r\n\r\n${keyspace}`;
         return `$${Buffer.byteLength(body)}\r\n${body}\r\n`;
       }
       default:

@@ -597,7 +597,7 @@ test('flow control: the window reopens after a follower was silent for 2^31 mess
   assert.ok(p.ok);
   assert.equal(leader.status().peers.find((q) => q.id === 2)!.inflight_messages, 1, 'window full');
   // ... 2^31 + 1000 messages later (reads, heartbeats to other peers, ...):
-  // int32 wrap happens at the next (seq + 1) | 0
+  // Int32 wrap happens at the next (seq + 1) | 0
   (leader as unknown as { seq: number }).seq += 2 ** 31 + 1000;
   net.cut.delete('1>2');
   net.tick([1, 2], 5 * ELECTION_TICKS);
@@ -620,7 +620,7 @@ test('probe state: a follower that was down for 2^31 messages is still caught up
   net.settle();
   const leader = net.core(3);
   assert.equal(leader.current_role, 'leader');
-  // heartbeat rounds: probes to node 2 are resent and lost; probe_first_seq stays
+  // Heartbeat rounds: probes to node 2 are resent and lost; probe_first_seq stays
   net.tick([3, 1], 4);
   assert.equal(leader.status().peers.find((q) => q.id === 2)!.state, 'probe');
   // ... 2^31 + 1000 messages later (heartbeats and reads to node 1):
