@@ -8,13 +8,7 @@ import {
   type KvInput,
 } from '../sim/linearizability';
 import { SeededRandom } from '../../src/util/prng';
-
-// Replay a failing property run with LIN_SEED=<seed> [LIN_PATH=<path>] (both printed by fast-check
-// on failure).
-const REPLAY: { seed?: number; path?: string } = {
-  ...(process.env.LIN_SEED === undefined ? {} : { seed: Number(process.env.LIN_SEED) }),
-  ...(process.env.LIN_PATH === undefined ? {} : { path: process.env.LIN_PATH }),
-};
+import { fcRuns } from '../support/fast_check';
 
 function set(
   client_id: number,
@@ -424,7 +418,7 @@ describe('randomised', () => {
           );
         }
       }),
-      { numRuns: 2000, ...REPLAY },
+      fcRuns(2000),
     );
     // Both verdicts must be well represented, or the comparison proves little.
     assert.ok(
@@ -489,7 +483,7 @@ describe('randomised', () => {
           assertNotLinearizable(corrupted, target.input.key);
         },
       ),
-      { numRuns: 300, ...REPLAY },
+      fcRuns(300),
     );
   });
 });

@@ -15,15 +15,7 @@ import {
 } from '../../src/resp/request_parser';
 import { RespProtocolError } from '../../src/util/errors';
 import { LIMITS } from '../../src/util/limits';
-
-function fcParameters<T>(num_runs: number): fc.Parameters<T> {
-  const seed = process.env.RESP_FC_SEED;
-  const path = process.env.RESP_FC_PATH;
-  if (seed === undefined) return { numRuns: num_runs };
-  return path === undefined
-    ? { seed: Number(seed), numRuns: num_runs }
-    : { seed: Number(seed), path, numRuns: num_runs };
-}
+import { fcRuns } from '../support/fast_check';
 
 function encodeRequest(args: readonly Buffer[]): Buffer {
   const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
@@ -304,7 +296,7 @@ describe('RequestParser errors', () => {
           assert.match(result.error.message, error_case.message);
         },
       ),
-      fcParameters(300),
+      fcRuns(300),
     );
   });
 
@@ -424,7 +416,7 @@ describe('RequestParser properties', () => {
           assert.equal(parser.buffered_bytes, 0);
         },
       ),
-      fcParameters(500),
+      fcRuns(500),
     );
   });
 
@@ -466,7 +458,7 @@ describe('RequestParser properties', () => {
           assert.equal(parser.buffered_bytes, 0);
         },
       ),
-      fcParameters(300),
+      fcRuns(300),
     );
   });
 });
@@ -512,7 +504,7 @@ describe('RequestParser on arbitrary input', () => {
           assert.equal(chunked.error?.message, whole.error?.message);
         },
       ),
-      fcParameters(1000),
+      fcRuns(1000),
     );
   });
 });
