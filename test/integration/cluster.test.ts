@@ -15,9 +15,9 @@ import {
   pollUntil,
   rawExchange,
   TestCluster,
-  freePortPairs,
   withCluster,
 } from './cluster_harness';
+import { freePortPairs } from '../support/ports';
 import * as net from 'node:net';
 
 const TEST_TIMEOUT_MS = 120_000;

@@ -10,30 +10,11 @@ import { KvNode } from '../../src/server/kv_node';
 import type { RaftStorage } from '../../src/storage';
 import { SILENT_LOGGER } from '../../src/util/log';
 import { KvClient } from '../../src/client';
+import { freePortPairs } from '../support/ports';
 import { waitFor } from '../support/wait';
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/** `count` consecutive client ports whose Raft ports (client port - 1000) are free too. */
-async function freePorts(count: number): Promise<number[]> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 35_000);
-    const ports = Array.from({ length: count }, (_, i) => base + i);
-    let ok = true;
-    for (const p of ports) if (!(await portFree(p)) || !(await portFree(p - 1000))) ok = false;
-    if (ok) return ports;
-  }
-  throw new Error('no free ports');
 }
 
 function roleOf(node: KvNode): string {
@@ -57,7 +38,7 @@ test('a follower saving back to back stops promptly, with no save after storage 
   timeout: 90_000,
 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kvraft-node-'));
-  const ports = await freePorts(3);
+  const ports = await freePortPairs(3);
   const fatal: string[] = [];
   const nodes = startNodes(dir, ports, fatal);
   let client: KvClient | null = null;
