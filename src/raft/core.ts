@@ -1,4 +1,4 @@
-import { MessageType } from '../wire/types';
+import { MessageType } from './protocol';
 import type {
   AppendEntriesRequest,
   AppendEntriesResponse,
@@ -7,7 +7,7 @@ import type {
   RequestVoteRequest,
   RequestVoteResponse,
   TimeoutNow,
-} from '../wire/types';
+} from './protocol';
 import { assert } from '../util/assert';
 import { RaftLog } from './log';
 import { Progress } from './progress';
@@ -315,11 +315,6 @@ export class RaftCore {
 
   get last_log_index(): number {
     return this.log.last_index;
-  }
-
-  /** Term of the entry at `index`, 0 for index 0, -1 beyond the log. */
-  termAt(index: number): number {
-    return this.log.term(index);
   }
 
   /** Test and simulator access to the log (read-only use). */

@@ -1,4 +1,4 @@
-import type { LogEntry } from '../wire/types';
+import { LOG_ENTRY_HEADER_BYTES, type LogEntry } from './protocol';
 import { assert } from '../util/assert';
 
 /**
@@ -71,7 +71,7 @@ export class RaftLog {
     let bytes = 0;
     for (let index = from; index <= this.entries.length && out.length < count_max; index++) {
       const entry = this.entries[index - 1]!;
-      const size = entry.data.length + 8;
+      const size = LOG_ENTRY_HEADER_BYTES + entry.data.length;
       if (out.length > 0 && bytes + size > bytes_max) break;
       out.push(entry);
       bytes += size;

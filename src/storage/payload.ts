@@ -4,7 +4,7 @@
  * (optional hard state, optional entries to persist).
  */
 import type { EntriesToPersist, HardState } from '../raft/types';
-import type { LogEntry } from '../wire/types';
+import type { LogEntry } from '../raft/protocol';
 import { allocateRecord, RECORD_HEADER_BYTES, RecordType, sealRecord } from './frame';
 
 export const WAL_MAGIC = 'KVRAFTWL';

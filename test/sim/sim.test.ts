@@ -17,7 +17,7 @@ import {
 } from './simulation';
 import { encodeCommand } from '../../src/kv/command_codec';
 import type { NodeId } from '../../src/raft/types';
-import type { LogEntry } from '../../src/wire/types';
+import type { LogEntry } from '../../src/raft/protocol';
 
 function reliable(
   seed: number,
@@ -202,7 +202,7 @@ test('followers far behind and with 3,000 conflicting entries catch up in a hand
         (n) =>
           n.alive &&
           n.core.last_log_index >= target &&
-          n.core.termAt(target) === leader.core.termAt(target),
+          n.core.logEntries()[target - 1]?.term === leader.core.logEntries()[target - 1]?.term,
       ),
     3000,
   );

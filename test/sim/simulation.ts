@@ -8,7 +8,7 @@
 import { RaftCore } from '../../src/raft/core';
 import type { HardState, NodeId, RaftFaults, Ready } from '../../src/raft/types';
 import { NO_NODE } from '../../src/raft/types';
-import type { LogEntry, RaftMessage } from '../../src/wire/types';
+import { isResponse, type LogEntry, type RaftMessage } from '../../src/raft/protocol';
 import { encodeMessage, FrameDecoder } from '../../src/wire/codec';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../../src/replica/replica';
 import { SeededRandom } from '../../src/util/prng';
@@ -343,8 +343,7 @@ export class Simulation {
     const copies = this.rng.float() < this.duplicate_rate ? 2 : 1;
     // Requests go on the sender's outbound connection, responses on the connection the request came
     // in on.
-    const is_response = message.type === 2 || message.type === 4 || message.type === 6;
-    const channel = is_response ? `${to}<${from}` : `${from}>${to}`;
+    const channel = isResponse(message.type) ? `${to}<${from}` : `${from}>${to}`;
     for (let i = 0; i < copies; i++) {
       const delay =
         this.params.delay_min_ms +

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MessageType } from '../../src/wire/types';
+import { MessageType } from '../../src/raft/protocol';
 import { ELECTION_TICKS, makeCore, TestNet, type Envelope } from './raft_test_net';
 
 const data = (text: string): Uint8Array => Buffer.from(text);
