@@ -1,6 +1,7 @@
 import type { NodeAddress, NodeConfig } from '../config/config';
 import type { ClientCommand } from '../kv/client_command';
 import { parseClientCommand } from '../kv/client_command';
+import { buildRaftConfig } from '../raft/config';
 import { RaftCore } from '../raft/core';
 import { NO_NODE, type HardState, type NodeId, type Ready, type SoftState } from '../raft/types';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../replica/replica';
@@ -100,25 +101,14 @@ export class KvNode {
       this.logger.warn(`truncated a torn WAL tail of ${recovery.truncated_tail_bytes} bytes`);
     const self = this.config.self;
     this.core = new RaftCore(
-      {
+      buildRaftConfig({
         id: self.id,
         voters: this.config.nodes.map((n) => n.id),
         election_ticks: this.config.election_ticks,
         heartbeat_ticks: this.config.heartbeat_ticks,
         // Election jitter only needs to differ between nodes and runs; it is not a secret.
         random: new SeededRandom((Date.now() ^ (process.pid << 8) ^ self.id) >>> 0),
-        limits: {
-          entry_bytes_max: LIMITS.raft_entry_bytes_max,
-          message_entries_bytes_max: LIMITS.raft_message_entries_bytes_max,
-          message_entries_max: LIMITS.raft_message_entries_max,
-          inflight_messages_max: LIMITS.raft_inflight_messages_max,
-          uncommitted_bytes_max: LIMITS.raft_uncommitted_bytes_max,
-          pending_reads_max: LIMITS.raft_pending_reads_max,
-          committed_entries_per_ready_max: LIMITS.raft_committed_entries_per_ready_max,
-        },
-        prevote: true,
-        check_quorum: true,
-      },
+      }),
       restored,
     );
     this.replica = new Replica(this.core);

@@ -5,6 +5,7 @@
  * safety properties of Figure 3 of the Raft paper; clients record a history
  * that the linearizability checker judges at the end.
  */
+import { buildRaftConfig } from '../../src/raft/config';
 import { RaftCore } from '../../src/raft/core';
 import type { HardState, NodeId, RaftFaults, Ready } from '../../src/raft/types';
 import { NO_NODE } from '../../src/raft/types';
@@ -12,7 +13,6 @@ import { isResponse, type LogEntry, type RaftMessage } from '../../src/raft/prot
 import { encodeMessage, FrameDecoder } from '../../src/wire/codec';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../../src/replica/replica';
 import { SeededRandom } from '../../src/util/prng';
-import { LIMITS } from '../../src/util/limits';
 import { EventQueue } from './event_queue';
 import type { HistoryOperation, KvInput, KvOutput } from './linearizability';
 
@@ -211,14 +211,13 @@ export class Simulation {
     node.paused_until = 0;
     const voters = this.nodes.map((n) => n.id);
     node.core = new RaftCore(
-      {
+      buildRaftConfig({
         id: node.id,
         voters,
         election_ticks: this.params.election_ticks,
         heartbeat_ticks: this.params.heartbeat_ticks,
         random: new SeededRandom(this.rng.int(2 ** 31) + node.id),
         limits: {
-          entry_bytes_max: LIMITS.raft_entry_bytes_max,
           message_entries_bytes_max: 64 * 1024,
           message_entries_max: this.params.message_entries_max,
           inflight_messages_max: this.params.inflight_messages_max,
@@ -229,7 +228,7 @@ export class Simulation {
         prevote: this.params.prevote,
         check_quorum: this.params.check_quorum,
         faults: this.params.faults,
-      },
+      }),
       { hard_state: { ...node.disk.hard_state }, entries: node.disk.entries.slice() },
     );
     node.replica = new Replica(node.core);

@@ -4,6 +4,7 @@
  * back by predicate and released by hand.
  */
 import assert from 'node:assert/strict';
+import { buildRaftConfig } from '../../src/raft/config';
 import { RaftCore } from '../../src/raft/core';
 import type { NodeId, RaftFaults, ReadState, RestoredState } from '../../src/raft/types';
 import type { RaftMessage } from '../../src/raft/protocol';
@@ -20,7 +21,7 @@ export interface CoreOptions {
 
 export function makeCore(id: NodeId, voters: NodeId[], options: CoreOptions = {}): RaftCore {
   return new RaftCore(
-    {
+    buildRaftConfig({
       id,
       voters,
       election_ticks: ELECTION_TICKS,
@@ -38,7 +39,7 @@ export function makeCore(id: NodeId, voters: NodeId[], options: CoreOptions = {}
       prevote: true,
       check_quorum: true,
       faults: options.faults ?? {},
-    },
+    }),
     options.restored ?? { hard_state: { term: 0, vote: 0, commit: 0 }, entries: [] },
   );
 }
