@@ -36,7 +36,7 @@ test('Inflights: seqs must be pushed in send order', () => {
   assert.throws(() => new Inflights(0), AssertionFailure);
 });
 
-test('Progress: an answered probe starts replicate at match + 1; streaming fills the window', () => {
+test('Progress: an answered probe starts replicate at match + 1; streaming fills a window', () => {
   const pr = new Progress(11, 2);
   assert.equal(pr.state, 'probe');
   assert.equal(pr.canSend(20), true);
