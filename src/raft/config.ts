@@ -26,6 +26,8 @@ const RAFT_LIMITS_DEFAULT: RaftLimits = {
   uncommitted_bytes_max: LIMITS.raft_uncommitted_bytes_max,
   pending_reads_max: LIMITS.raft_pending_reads_max,
   committed_entries_per_ready_max: LIMITS.raft_committed_entries_per_ready_max,
+  ready_entries_max: LIMITS.raft_ready_entries_max,
+  ready_entries_bytes_max: LIMITS.raft_ready_entries_bytes_max,
 };
 
 export interface RaftConfigOptions {

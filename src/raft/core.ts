@@ -227,16 +227,26 @@ export class RaftCore {
       for (const id of this.peers) this.sendAppends(id);
     }
     if (!this.hasReady()) return null;
+    const previous = this.persisted_hard_state;
     const hard_state = this.hardStateChanged() ? this.currentHardState() : null;
-    const entries = this.log.takeUnstable();
-    const committed = this.log.takeCommitted(this.config.limits.committed_entries_per_ready_max);
+    const term_or_vote_changed =
+      hard_state !== null &&
+      (hard_state.term !== previous.term || hard_state.vote !== previous.vote);
+    const limits = this.config.limits;
+    const entries = this.log.takeUnstable(limits.ready_entries_max, limits.ready_entries_bytes_max);
+    const must_sync = entries !== null || term_or_vote_changed;
+    // A leader's term and vote are durable since its campaign: what it sends now promises nothing
+    // about its own unsaved entries, which it counts only after advance() (thesis §10.2.1).
+    const send_now = !must_sync || (this.role === 'leader' && !term_or_vote_changed);
     const soft = this.softStateChanged() ? this.softState() : null;
     if (soft !== null) this.last_soft_state = soft;
     const ready: Ready = {
       hard_state,
       entries,
-      messages: this.messages,
-      committed,
+      must_sync,
+      messages: send_now ? this.messages : [],
+      messages_after_persist: send_now ? [] : this.messages,
+      committed: this.log.takeCommitted(limits.committed_entries_per_ready_max),
       reads: this.ready_reads,
       failed_reads: this.failed_reads,
       soft_state: soft,

@@ -46,16 +46,15 @@ export const LIMITS = {
    * loop between Readies).
    */
   raft_committed_entries_per_ready_max: 8192,
-  /**
-   * Raft: entries one Ready hands out to persist (a bigger backlog waits for the next Ready), so
-   * that one save always fits a WAL record (see storage/payload.ts).
-   */
+  /** Raft: log entries handed out for persistence in one Ready (one WAL record). */
   raft_ready_entries_max: 8192,
   /**
-   * Raft: data bytes of the entries one Ready hands out to persist; a Ready may pass it by the one
-   * entry that crosses it.
+   * Raft: data bytes of those entries; a single larger entry still goes alone, so a Ready passes it
+   * by at most one entry (that such a save fits wal_record_bytes_max is checked in payload.ts).
    */
   raft_ready_entries_bytes_max: 64 * 1024 * 1024,
+  /** Readies a driver carries out back to back before yielding to the event loop. */
+  driver_readies_per_turn_max: 8,
   /** Raft: read requests waiting for leadership confirmation. */
   raft_pending_reads_max: 64 * 1024,
   /** Config file size. */

@@ -44,14 +44,14 @@ function parseArgs(argv: string[]): {
   return { seeds, start, replay, options };
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const { seeds, start, replay, options } = parseArgs(process.argv.slice(2));
   const list = replay !== null ? [replay] : Array.from({ length: seeds }, (_, i) => start + i);
   const began = process.hrtime.bigint();
   let violations = 0;
   let done = 0;
   for (const seed of list) {
-    const result = runSeed(seed, options);
+    const result = await runSeed(seed, options);
     done++;
     if (!result.ok) {
       violations++;

@@ -7,19 +7,18 @@
  */
 import { buildRaftConfig } from '../../src/raft/config';
 import { RaftCore } from '../../src/raft/core';
-import type { HardState, NodeId, RaftFaults, Ready } from '../../src/raft/types';
+import type { EntriesToPersist, HardState, NodeId, RaftFaults, Ready } from '../../src/raft/types';
+import { type DriverFaults, ReadyDriver } from '../../src/driver/ready_driver';
 import { NO_NODE } from '../../src/raft/types';
 import { isResponse, type LogEntry, type RaftMessage } from '../../src/raft/protocol';
 import { encodeMessage, FrameDecoder } from '../../src/wire/codec';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../../src/replica/replica';
 import { SeededRandom } from '../../src/util/prng';
+import { LIMITS } from '../../src/util/limits';
 import { EventQueue } from './event_queue';
 import type { HistoryOperation, KvInput, KvOutput } from './linearizability';
 
-export interface SimFaults extends RaftFaults {
-  /** The driver sends a Ready's messages before its entries and hard state are durable. */
-  send_before_persist?: boolean;
-}
+export interface SimFaults extends RaftFaults, DriverFaults {}
 
 export interface SimParams {
   seed: number;
@@ -75,9 +74,7 @@ class SimNode {
   disk: Disk = { hard_state: { term: 0, vote: NO_NODE, commit: 0 }, entries: [] };
   core!: RaftCore;
   replica!: Replica;
-  persisting = false;
-  /** A commit-only hard state waiting to ride on the next save. */
-  deferred_hard_state: HardState | null = null;
+  driver!: ReadyDriver;
   /** Highest commit index this incarnation has reported (commit must not go backwards). */
   commit_seen = 0;
   applied_seen = 0;
@@ -120,6 +117,10 @@ export class Simulation {
   private readonly leader_of_term = new Map<number, NodeId>();
   private readonly clients: ClientState[] = [];
   private events_run = 0;
+  /** A disk operation settled: its promise callbacks must run before the next event. */
+  private microtasks_pending = false;
+  /** A violation found inside a promise callback, thrown by the run loop. */
+  private failure: Error | null = null;
   messages_delivered = 0;
   /** AppendEntries rejections seen by leaders (for fast-backtracking scenarios). */
   append_rejections = 0;
@@ -169,36 +170,44 @@ export class Simulation {
   }
 
   /** Runs events until virtual time `until`. */
-  runUntilTime(until: number): void {
-    while (this.queue.peekTime() <= until) {
-      const event = this.queue.pop()!;
-      this.now = event.time;
-      event.run();
-      if (++this.events_run % 2000 === 0) this.checkLogMatching();
-    }
-    this.now = until;
+  async runUntilTime(until: number): Promise<void> {
+    await this.runUntil(() => false, until - this.now);
   }
 
-  runFor(ms: number): void {
-    this.runUntilTime(this.now + ms);
+  runFor(ms: number): Promise<void> {
+    return this.runUntilTime(this.now + ms);
   }
 
   /**
    * Runs until `predicate` holds (checked after every event) or `timeout_ms` passes; returns
    * whether it held.
    */
-  runUntil(predicate: () => boolean, timeout_ms: number): boolean {
+  async runUntil(predicate: () => boolean, timeout_ms: number): Promise<boolean> {
     const deadline = this.now + timeout_ms;
     if (predicate()) return true;
     while (this.queue.peekTime() <= deadline) {
-      const event = this.queue.pop()!;
-      this.now = event.time;
-      event.run();
-      if (++this.events_run % 2000 === 0) this.checkLogMatching();
+      await this.step();
       if (predicate()) return true;
     }
     this.now = deadline;
     return predicate();
+  }
+
+  /**
+   * Runs the next event. The real WAL continues in promise callbacks once a disk operation
+   * settles: those run (all of them, in order, deterministically) before the next event.
+   */
+  private async step(): Promise<void> {
+    const event = this.queue.pop()!;
+    this.now = event.time;
+    event.run();
+    if (this.microtasks_pending) {
+      this.microtasks_pending = false;
+      await new Promise((resolve) => setImmediate(resolve));
+      for (const node of this.nodes) if (node.alive) this.observe(node);
+    }
+    if (this.failure !== null) throw this.failure;
+    if (++this.events_run % 2000 === 0) this.checkLogMatching();
   }
 
   // ------------------------------------------------------------ nodes
@@ -206,8 +215,6 @@ export class Simulation {
   private start(node: SimNode): void {
     node.alive = true;
     node.incarnation++;
-    node.persisting = false;
-    node.deferred_hard_state = null;
     node.paused_until = 0;
     const voters = this.nodes.map((n) => n.id);
     node.core = new RaftCore(
@@ -224,6 +231,8 @@ export class Simulation {
           uncommitted_bytes_max: 1024 * 1024,
           pending_reads_max: 1024,
           committed_entries_per_ready_max: 1 + (this.params.seed % 64),
+          ready_entries_max: 1 + (this.params.seed % 97),
+          ready_entries_bytes_max: 16 * 1024,
         },
         prevote: this.params.prevote,
         check_quorum: this.params.check_quorum,
@@ -232,6 +241,7 @@ export class Simulation {
       { hard_state: { ...node.disk.hard_state }, entries: node.disk.entries.slice() },
     );
     node.replica = new Replica(node.core);
+    node.driver = this.createDriver(node);
     node.commit_seen = node.core.commit_index;
     node.applied_seen = 0;
     node.commit_recorded = 0;
@@ -242,9 +252,8 @@ export class Simulation {
     const tick = (): void => {
       if (!node.alive || node.incarnation !== incarnation) return;
       if (node.paused_until <= this.now) {
-        node.core.tick();
+        node.driver.tick();
         this.observe(node);
-        this.pump(node);
       }
       this.schedule(this.params.tick_ms, tick);
     };
@@ -370,91 +379,72 @@ export class Simulation {
     this.messages_delivered++;
     if (message.type === 4 && !message.success && message.term === node.core.current_term)
       this.append_rejections++;
-    node.core.step(from, message);
+    node.driver.step(from, message);
     this.observe(node);
-    this.pump(node);
   }
 
-  // ------------------------------------------------------------ the driver (what the server does
-  // with a Ready)
+  // ------------------------------------------------------------ the driver (the server's own)
 
   /**
-   * The same liberties KvNode takes with the Ready contract, so the simulator
-   * checks the server's real ordering: apply at once, a leader with term and
-   * vote on disk sends before its fsync, a commit-only change rides on the
-   * next save.
+   * The server's ReadyDriver over the simulated disk, network and clock: a
+   * deferred pump runs at the same virtual time after what is already queued
+   * (as setImmediate runs after the I/O of one turn), never while paused and
+   * never for a dead incarnation.
    */
-  private pump(node: SimNode): void {
-    if (!node.alive || node.persisting || node.paused_until > this.now) return;
-    while (node.core.hasReady()) {
-      const ready = node.core.ready();
-      if (ready === null) return;
-      node.replica.applyReady(ready);
-      this.checkApplied(node, ready);
-      let hard_state = ready.hard_state;
-      const on_disk = node.disk.hard_state;
-      const term_and_vote_durable =
-        hard_state === null ||
-        (hard_state.term === on_disk.term && hard_state.vote === on_disk.vote);
-      if (hard_state !== null && term_and_vote_durable && ready.entries === null) {
-        node.deferred_hard_state = hard_state;
-        hard_state = null;
-      }
-      if (hard_state === null && ready.entries === null) {
-        this.sendAll(node, ready);
-        node.core.advance(ready);
-        this.observe(node);
-        continue;
-      }
-      if (hard_state === null) hard_state = node.deferred_hard_state;
-      node.deferred_hard_state = null;
-      const send_early =
-        (term_and_vote_durable && node.core.current_role === 'leader') ||
-        this.params.faults.send_before_persist === true;
-      if (send_early) this.sendAll(node, ready);
-      node.persisting = true;
-      const incarnation = node.incarnation;
-      const fsync_ms =
-        this.params.fsync_min_ms +
-        this.rng.float() * (this.params.fsync_max_ms - this.params.fsync_min_ms);
-      const save = hard_state;
-      this.schedule(fsync_ms, () => {
-        if (node.incarnation !== incarnation) return; // crashed before the fsync finished: nothing reached the disk
-        if (node.paused_until > this.now) {
-          this.queue.push(node.paused_until, () =>
-            this.completeReady(node, incarnation, ready, save, send_early),
-          );
-          return;
-        }
-        this.completeReady(node, incarnation, ready, save, send_early);
-      });
+  private createDriver(node: SimNode): ReadyDriver {
+    const incarnation = node.incarnation;
+    return new ReadyDriver(
+      node.core,
+      node.replica,
+      { save: (hard_state, entries, done) => this.save(node, hard_state, entries, done) },
+      { send: (to, message) => this.transmit(node.id, to, message) },
+      { defer: (run) => this.queue.push(this.now, () => this.runAwake(node, incarnation, run)) },
+      { readies_per_turn_max: LIMITS.driver_readies_per_turn_max, faults: this.params.faults },
+      {
+        onApplied: (ready) => {
+          this.observe(node); // record what the core now knows committed before judging the apply
+          this.checkApplied(node, ready);
+        },
+      },
+    );
+  }
+
+  /** Runs `run` for this incarnation of `node` once it is not paused, then checks invariants. */
+  private runAwake(node: SimNode, incarnation: number, run: () => void): void {
+    if (node.incarnation !== incarnation) return; // the process died: its callbacks are void
+    if (node.paused_until > this.now) {
+      this.queue.push(node.paused_until, () => this.runAwake(node, incarnation, run));
       return;
     }
-  }
-
-  private completeReady(
-    node: SimNode,
-    incarnation: number,
-    ready: Ready,
-    hard_state: HardState | null,
-    sent_already: boolean,
-  ): void {
-    if (node.incarnation !== incarnation) return;
-    this.writeDisk(node, hard_state, ready);
-    if (!sent_already) this.sendAll(node, ready);
-    node.core.advance(ready);
-    node.persisting = false;
+    run();
     this.observe(node);
-    this.pump(node);
   }
 
-  private sendAll(node: SimNode, ready: Ready): void {
-    for (const { to, message } of ready.messages) this.transmit(node.id, to, message);
+  /** A save that reaches the disk model after a simulated fsync, unless the node crashes first. */
+  private save(
+    node: SimNode,
+    hard_state: HardState | null,
+    entries: EntriesToPersist | null,
+    done: (error: Error | null) => void,
+  ): void {
+    const incarnation = node.incarnation;
+    const { fsync_min_ms, fsync_max_ms } = this.params;
+    const fsync_ms = fsync_min_ms + this.rng.float() * (fsync_max_ms - fsync_min_ms);
+    this.schedule(fsync_ms, () =>
+      this.runAwake(node, incarnation, () => {
+        this.writeDisk(node, hard_state, entries);
+        done(null);
+      }),
+    );
   }
 
-  private writeDisk(node: SimNode, hard_state: HardState | null, ready: Ready): void {
-    if (ready.entries !== null) {
-      const { first_index, entries } = ready.entries;
+  private writeDisk(
+    node: SimNode,
+    hard_state: HardState | null,
+    saved: EntriesToPersist | null,
+  ): void {
+    if (saved !== null) {
+      const { first_index, entries } = saved;
       node.disk.entries.length = Math.min(node.disk.entries.length, first_index - 1);
       if (node.disk.entries.length !== first_index - 1) {
         throw new SafetyViolation(
@@ -722,7 +712,7 @@ export class Simulation {
           });
         });
       }
-      this.pump(target);
+      target.driver.schedule();
     };
     this.schedule(hop(), arrive);
   }
@@ -745,7 +735,7 @@ export class Simulation {
       );
       if (handle !== null) accepted++;
     }
-    this.pump(node);
+    node.driver.schedule();
     return accepted;
   }
 
@@ -753,7 +743,7 @@ export class Simulation {
    * Submits one write through the current leader and reports whether it committed within the
    * deadline.
    */
-  writeThroughLeader(key: string, value: string, timeout_ms: number): boolean {
+  async writeThroughLeader(key: string, value: string, timeout_ms: number): Promise<boolean> {
     const leader = this.leader();
     if (leader === null) return false;
     let done = false;
@@ -765,8 +755,8 @@ export class Simulation {
         ok = outcome.ok;
       },
     );
-    this.pump(leader);
-    this.runUntil(() => done, timeout_ms);
+    leader.driver.schedule();
+    await this.runUntil(() => done, timeout_ms);
     return ok;
   }
 }

@@ -67,7 +67,7 @@ export function drawParams(seed: number, options: SeedOptions = {}): SimParams {
   };
 }
 
-export function runSeed(seed: number, options: SeedOptions = {}): SeedResult {
+export async function runSeed(seed: number, options: SeedOptions = {}): Promise<SeedResult> {
   const params = drawParams(seed, options);
   const sim = new Simulation(params);
   const nemesis_rng = new SeededRandom(seed ^ 0xbad);
@@ -104,7 +104,7 @@ export function runSeed(seed: number, options: SeedOptions = {}): SeedResult {
       };
     }
     while (sim.now < end) {
-      sim.runFor(crashy ? 10 + nemesis_rng.int(150) : 50 + nemesis_rng.int(400));
+      await sim.runFor(crashy ? 10 + nemesis_rng.int(150) : 50 + nemesis_rng.int(400));
       if (crashy) crashNemesis(sim, nemesis_rng);
       else if (profile === 'partition') partitionNemesis(sim, nemesis_rng);
       else nemesis(sim, nemesis_rng);
@@ -117,13 +117,13 @@ export function runSeed(seed: number, options: SeedOptions = {}): SeedResult {
     sim.setUnreliable(0, 0);
     for (const node of sim.nodes) sim.restart(node.id);
     if (options.liveness !== false) {
-      const elected = sim.runUntil(() => sim.leader() !== null, LIVENESS_BOUND_MS);
+      const elected = await sim.runUntil(() => sim.leader() !== null, LIVENESS_BOUND_MS);
       if (!elected)
         throw new LivenessFailure(`no leader within ${LIVENESS_BOUND_MS} ms after healing`);
       // Everything already in the leader's log commits (clients keep writing, so the log never
       // stops growing).
       const backlog = sim.leader()!.core.last_log_index;
-      const drained = sim.runUntil(() => {
+      const drained = await sim.runUntil(() => {
         const leader = sim.leader();
         return leader !== null && leader.core.commit_index >= backlog;
       }, LIVENESS_BOUND_MS);
@@ -132,23 +132,23 @@ export function runSeed(seed: number, options: SeedOptions = {}): SeedResult {
           `the leader's log did not fully commit within ${LIVENESS_BOUND_MS} ms after healing`,
         );
       const start = sim.now;
-      if (!sim.writeThroughLeader('liveness', `probe-${seed}`, LIVENESS_BOUND_MS)) {
+      if (!(await sim.writeThroughLeader('liveness', `probe-${seed}`, LIVENESS_BOUND_MS))) {
         // The first leader may be deposed once by a node whose log was ahead; one retry within the
         // same bound.
         const left = LIVENESS_BOUND_MS - (sim.now - start);
-        sim.runUntil(() => sim.leader() !== null, Math.max(left, 0));
-        if (!sim.writeThroughLeader('liveness', `probe2-${seed}`, Math.max(left, 1))) {
+        await sim.runUntil(() => sim.leader() !== null, Math.max(left, 0));
+        if (!(await sim.writeThroughLeader('liveness', `probe2-${seed}`, Math.max(left, 1)))) {
           throw new LivenessFailure(
             `a write did not commit within ${LIVENESS_BOUND_MS} ms after healing`,
           );
         }
       }
     } else {
-      sim.runFor(1000);
+      await sim.runFor(1000);
     }
     sim.stopClients();
-    sim.runUntil(() => sim.clientsIdle(), 2 * params.client_timeout_ms);
-    sim.runFor(params.client_timeout_ms);
+    await sim.runUntil(() => sim.clientsIdle(), 2 * params.client_timeout_ms);
+    await sim.runFor(params.client_timeout_ms);
     sim.checkLogMatching();
     const check = checkLinearizable(sim.history);
     if (!check.ok && !check.timed_out) {
