@@ -621,13 +621,12 @@ export class RaftCore {
     return this.progressOf(id).canSend(this.log.last_index);
   }
 
-  /** Fill the follower's window: one probe, or as many pipelined batches as flow control allows. */
+  /**
+   * Fill the follower's window: one probe (sending it closes a probe's window), or as many
+   * pipelined batches as flow control allows.
+   */
   private sendAppends(id: NodeId): void {
     const pr = this.progressOf(id);
-    if (pr.state === 'probe') {
-      if (pr.canSend(this.log.last_index)) this.sendAppend(id, pr);
-      return;
-    }
     while (pr.canSend(this.log.last_index)) this.sendAppend(id, pr);
   }
 
