@@ -104,10 +104,7 @@ test('re-election after the leader crashes; the old leader rejoins as a follower
   const old_term = old.core.current_term;
   sim.crash(old.id);
   assert.ok(
-    await sim.runUntil(
-      () => sim.leader() !== null && sim.leader()!.id !== old.id,
-      LIVENESS_BOUND_MS,
-    ),
+    await sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== old.id, LIVENESS_BOUND_MS),
     'a survivor is elected',
   );
   assert.ok(sim.leader()!.core.current_term > old_term);
@@ -149,10 +146,7 @@ test('PreVote: a partitioned node rejoins without deposing the leader; a partiti
 
   sim.isolate(leader.id);
   assert.ok(
-    await sim.runUntil(
-      () => sim.leader() !== null && sim.leader()!.id !== leader.id,
-      LIVENESS_BOUND_MS,
-    ),
+    await sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== leader.id, LIVENESS_BOUND_MS),
   );
   const successor = sim.leader()!;
   await sim.runFor(500);
@@ -189,10 +183,7 @@ test('followers far behind and with 3,000 conflicting entries catch up in a hand
   const behind = sim.nodes.find((n) => n.id !== old.id)!;
   sim.crash(behind.id);
   assert.ok(
-    await sim.runUntil(
-      () => sim.leader() !== null && sim.leader()!.id !== old.id,
-      LIVENESS_BOUND_MS,
-    ),
+    await sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== old.id, LIVENESS_BOUND_MS),
   );
   const leader = sim.leader()!;
   let proposed = 0;
@@ -276,10 +267,7 @@ test('random seeds: 200 of 3 nodes and 100 of 5 nodes, every fault mixed, livene
 // ------------------------------------------------------------------ the checks can fail
 
 test('switch vote_without_log_check: the simulator reports a violation within 20 seeds', async () => {
-  const found = await firstViolation(20, {
-    faults: { vote_without_log_check: true },
-    profile: 'mixed',
-  });
+  const found = await firstViolation(20, { faults: { vote_without_log_check: true }, profile: 'mixed' });
   assert.ok(
     found !== null,
     'granting votes to out-of-date candidates must break Leader Completeness',
@@ -300,10 +288,7 @@ test('switch read_without_heartbeat: the linearizability checker reports a stale
 
 test('driver switch send_before_persist: a follower that acknowledges before its save completes is caught within 150 seeds', async () => {
   // The switch lives in src/driver/ready_driver.ts, the driver the server runs.
-  const found = await firstViolation(150, {
-    faults: { send_before_persist: true },
-    profile: 'crashy',
-  });
+  const found = await firstViolation(150, { faults: { send_before_persist: true }, profile: 'crashy' });
   assert.ok(found !== null, 'acknowledging appends and votes before fsync must break safety');
 });
 
@@ -325,7 +310,10 @@ test('switch ack_before_persist: the simulator reports lost committed entries wi
  * index reaches 2, and S2-S4 restart. Returns 'missed' when another node won that election
  * instead (the seed did not set the scene).
  */
-async function figure8(seed: number, faults: SimFaults): Promise<'violation' | 'safe' | 'missed'> {
+async function figure8(
+  seed: number,
+  faults: SimFaults,
+): Promise<'violation' | 'safe' | 'missed'> {
   const entry = (term: number, text: string): LogEntry => ({
     term,
     data: encodeCommand({ op: 'set', key: Buffer.from('f8'), words: [Buffer.from(text)] }),

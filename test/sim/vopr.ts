@@ -132,12 +132,12 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
           `the leader's log did not fully commit within ${LIVENESS_BOUND_MS} ms after healing`,
         );
       const start = sim.now;
-      if (!(await sim.writeThroughLeader('liveness', `probe-${seed}`, LIVENESS_BOUND_MS))) {
+      if (!await sim.writeThroughLeader('liveness', `probe-${seed}`, LIVENESS_BOUND_MS)) {
         // The first leader may be deposed once by a node whose log was ahead; one retry within the
         // same bound.
         const left = LIVENESS_BOUND_MS - (sim.now - start);
         await sim.runUntil(() => sim.leader() !== null, Math.max(left, 0));
-        if (!(await sim.writeThroughLeader('liveness', `probe2-${seed}`, Math.max(left, 1)))) {
+        if (!await sim.writeThroughLeader('liveness', `probe2-${seed}`, Math.max(left, 1))) {
           throw new LivenessFailure(
             `a write did not commit within ${LIVENESS_BOUND_MS} ms after healing`,
           );
