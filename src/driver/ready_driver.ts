@@ -27,7 +27,7 @@ import type { Replica } from '../replica/replica';
 import type { RaftMessage } from '../raft/protocol';
 import { assert } from '../util/assert';
 
-/** Durable storage of hard state and log entries. `done` runs once the save is fsync'd, or failed. */
+/** Storage of hard state and log entries; `done` runs once the save is fsync'd or failed. */
 export interface DriverStorage {
   save(
     hard_state: HardState | null,

@@ -227,13 +227,13 @@ export class RaftCore {
       for (const id of this.peers) this.sendAppends(id);
     }
     if (!this.hasReady()) return null;
+    const limits = this.config.limits;
+    const entries = this.log.takeUnstable(limits.ready_entries_max, limits.ready_entries_bytes_max);
     const previous = this.persisted_hard_state;
     const hard_state = this.hardStateChanged() ? this.currentHardState() : null;
     const term_or_vote_changed =
       hard_state !== null &&
       (hard_state.term !== previous.term || hard_state.vote !== previous.vote);
-    const limits = this.config.limits;
-    const entries = this.log.takeUnstable(limits.ready_entries_max, limits.ready_entries_bytes_max);
     const must_sync = entries !== null || term_or_vote_changed;
     // A leader's term and vote are durable since its campaign: what it sends now promises nothing
     // about its own unsaved entries, which it counts only after advance() (thesis §10.2.1).
@@ -784,13 +784,19 @@ export class RaftCore {
     this.messages.push({ to, message });
   }
 
+  /**
+   * The commit index saved never passes the entries saved with or before it: a bounded Ready may
+   * hand out only part of a log whose commit index is already further on.
+   */
   private currentHardState(): HardState {
-    return { term: this.term, vote: this.vote, commit: this.log.committed };
+    const commit = Math.min(this.log.committed, this.log.handed_out);
+    return { term: this.term, vote: this.vote, commit };
   }
 
   private hardStateChanged(): boolean {
     const hs = this.persisted_hard_state;
-    return hs.term !== this.term || hs.vote !== this.vote || hs.commit !== this.log.committed;
+    const commit = Math.min(this.log.committed, this.log.handed_out);
+    return hs.term !== this.term || hs.vote !== this.vote || hs.commit !== commit;
   }
 
   private softState(): SoftState {

@@ -152,6 +152,11 @@ export class RaftLog {
     );
   }
 
+  /** Last index handed out for persistence (durable once the outstanding Ready is advanced). */
+  get handed_out(): number {
+    return this.unstable_from - 1;
+  }
+
   hasUnstable(): boolean {
     return this.unstable_from <= this.entries.length || this.truncation_pending;
   }

@@ -78,7 +78,7 @@ export class KvNode {
   private soft: SoftState = { role: 'follower', term: 0, leader_id: NO_NODE };
   private state: NodeState = 'created';
   private readonly connection_order = new WeakMap<ClientConnectionInfo, ConnectionOrder>();
-  /** Called once if the node hits an error it cannot continue from (the process should exit non-zero). */
+  /** Called once on an error the node cannot continue from (the process should exit non-zero). */
   on_fatal: (error: Error) => void = () => undefined;
 
   constructor(config: NodeConfig, logger: Logger) {
@@ -110,7 +110,8 @@ export class KvNode {
     this.driver.schedule(); // replay committed entries into the state machine
     const self = this.config.self;
     this.logger.info(
-      `node ${self.id} serving clients on ${self.host}:${self.client_port}, raft on ${self.raft_port}`,
+      `node ${self.id} serving clients on ${self.host}:${self.client_port}, ` +
+        `raft on ${self.raft_port}`,
     );
   }
 
@@ -379,14 +380,16 @@ export class KvNode {
         // Every attempt was refused or never sent: certainly not executed, so not a TIMEOUT
         // (outcome unknown).
         return encodeError(
-          `TRYAGAIN request not served within ${this.config.request_timeout_ms} ms; it was not executed`,
+          `TRYAGAIN request not served within ${this.config.request_timeout_ms} ms; ` +
+            'it was not executed',
         );
       }
       if (this.requireCore().status().leader_id === NO_NODE) {
         no_leader_since_ms ??= now_ms;
         if (now_ms - no_leader_since_ms >= this.config.no_leader_timeout_ms) {
           return encodeError(
-            `CLUSTERDOWN no leader elected within ${this.config.no_leader_timeout_ms} ms; retry later`,
+            `CLUSTERDOWN no leader elected within ${this.config.no_leader_timeout_ms} ms; ` +
+              'retry later',
           );
         }
       }
@@ -421,7 +424,8 @@ export class KvNode {
             replica.cancelWrite(submitted);
             settle(
               encodeError(
-                `TIMEOUT outcome unknown: the write was not confirmed within ${this.config.request_timeout_ms} ms`,
+                'TIMEOUT outcome unknown: the write was not confirmed within ' +
+                  `${this.config.request_timeout_ms} ms`,
               ),
             );
           } else {
@@ -502,7 +506,8 @@ function writeReply(outcome: WriteOutcome): Buffer | null {
       );
     case 'dropped':
       return encodeError(
-        'TRYAGAIN write not committed: leadership changed before it was replicated; it was not executed',
+        'TRYAGAIN write not committed: leadership changed before it was replicated; ' +
+          'it was not executed',
       );
   }
 }

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkLinearizable } from './linearizability';
-import { drawParams, runSeed, LIVENESS_BOUND_MS, type SeedOptions } from './vopr';
+import { drawParams, runSeed, LIVENESS_BOUND_MS, type SeedOptions } from './seed_run';
 import {
   SafetyViolation,
   Simulation,
@@ -104,7 +104,10 @@ test('re-election after the leader crashes; the old leader rejoins as a follower
   const old_term = old.core.current_term;
   sim.crash(old.id);
   assert.ok(
-    await sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== old.id, LIVENESS_BOUND_MS),
+    await sim.runUntil(
+      () => sim.leader() !== null && sim.leader()!.id !== old.id,
+      LIVENESS_BOUND_MS,
+    ),
     'a survivor is elected',
   );
   assert.ok(sim.leader()!.core.current_term > old_term);
@@ -130,7 +133,7 @@ test('no quorum: with two of three nodes down there is no leader and nothing com
   assert.equal(survivor.replica.core.propose(Buffer.from('x')).ok, false);
 });
 
-test('PreVote: a partitioned node rejoins without deposing the leader; a partitioned old leader steps down and rejoins quietly', async () => {
+test('PreVote: partitioned nodes, old leader too, rejoin without an election', async () => {
   const sim = reliable(14, 5);
   assert.ok(await sim.runUntil(() => sim.leader() !== null, 1000));
   const leader = sim.leader()!;
@@ -146,7 +149,10 @@ test('PreVote: a partitioned node rejoins without deposing the leader; a partiti
 
   sim.isolate(leader.id);
   assert.ok(
-    await sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== leader.id, LIVENESS_BOUND_MS),
+    await sim.runUntil(
+      () => sim.leader() !== null && sim.leader()!.id !== leader.id,
+      LIVENESS_BOUND_MS,
+    ),
   );
   const successor = sim.leader()!;
   await sim.runFor(500);
@@ -166,11 +172,11 @@ test('PreVote: a partitioned node rejoins without deposing the leader; a partiti
   );
 });
 
-test('Figure 8 on an unreliable network: leaders crash right after election or commit, over 150 seeds of 5 nodes', async () => {
+test('Figure 8, unreliable net: leaders crash after election or commit, 150 seeds', async () => {
   await runSeeds(20_000, 150, { profile: 'crashy', nodes: 5 });
 });
 
-test('followers far behind and with 3,000 conflicting entries catch up in a handful of rejections', async () => {
+test('far-behind followers with 3,000 conflicting entries catch up in few rejections', async () => {
   const sim = reliable(15, 5, { message_entries_max: 64, inflight_messages_max: 8 });
   assert.ok(await sim.runUntil(() => sim.leader() !== null, 1000));
   const old = sim.leader()!;
@@ -183,7 +189,10 @@ test('followers far behind and with 3,000 conflicting entries catch up in a hand
   const behind = sim.nodes.find((n) => n.id !== old.id)!;
   sim.crash(behind.id);
   assert.ok(
-    await sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== old.id, LIVENESS_BOUND_MS),
+    await sim.runUntil(
+      () => sim.leader() !== null && sim.leader()!.id !== old.id,
+      LIVENESS_BOUND_MS,
+    ),
   );
   const leader = sim.leader()!;
   let proposed = 0;
@@ -215,7 +224,7 @@ test('followers far behind and with 3,000 conflicting entries catch up in a hand
   sim.checkLogMatching();
 });
 
-test('leader crashes during replication on an unreliable network lose no acknowledged write', async () => {
+test('leader crashes mid-replication on a lossy net lose no acknowledged write', async () => {
   const sim = reliable(16, 3, { drop_rate: 0.1, duplicate_rate: 0.05, delay_max_ms: 10 });
   sim.startClients();
   for (let round = 0; round < 12; round++) {
@@ -236,7 +245,7 @@ test('leader crashes during replication on an unreliable network lose no acknowl
   assertLinearizable(sim);
 });
 
-test('churn: every node crashes and restarts, sometimes all at once, while clients write', async () => {
+test('churn: nodes crash and restart, sometimes all at once, under client writes', async () => {
   const sim = reliable(17, 5, { drop_rate: 0.02 });
   sim.startClients();
   for (let round = 0; round < 20; round++) {
@@ -255,26 +264,29 @@ test('churn: every node crashes and restarts, sometimes all at once, while clien
   assertLinearizable(sim);
 });
 
-test('reads during partitions and pauses are never stale (100 seeds of leader isolation and pauses)', async () => {
+test('reads are never stale under leader isolation and pauses (100 seeds)', async () => {
   await runSeeds(30_000, 100, { profile: 'partition' });
 });
 
-test('random seeds: 200 of 3 nodes and 100 of 5 nodes, every fault mixed, liveness asserted after healing', async () => {
+test('random seeds: 200 of 3 nodes, 100 of 5, all faults, liveness after healing', async () => {
   await runSeeds(1, 200, { nodes: 3 });
   await runSeeds(100_000, 100, { nodes: 5 });
 });
 
 // ------------------------------------------------------------------ the checks can fail
 
-test('switch vote_without_log_check: the simulator reports a violation within 20 seeds', async () => {
-  const found = await firstViolation(20, { faults: { vote_without_log_check: true }, profile: 'mixed' });
+test('switch vote_without_log_check is caught within 20 seeds', async () => {
+  const found = await firstViolation(20, {
+    faults: { vote_without_log_check: true },
+    profile: 'mixed',
+  });
   assert.ok(
     found !== null,
     'granting votes to out-of-date candidates must break Leader Completeness',
   );
 });
 
-test('switch read_without_heartbeat: the linearizability checker reports a stale read within 100 seeds', async () => {
+test('switch read_without_heartbeat: a stale read is caught within 100 seeds', async () => {
   const found = await firstViolation(100, {
     faults: { read_without_heartbeat: true },
     profile: 'partition',
@@ -286,13 +298,16 @@ test('switch read_without_heartbeat: the linearizability checker reports a stale
   assert.match(found.violation, /Linearizability/);
 });
 
-test('driver switch send_before_persist: a follower that acknowledges before its save completes is caught within 150 seeds', async () => {
+test('driver switch send_before_persist (ack before fsync): caught within 150 seeds', async () => {
   // The switch lives in src/driver/ready_driver.ts, the driver the server runs.
-  const found = await firstViolation(150, { faults: { send_before_persist: true }, profile: 'crashy' });
+  const found = await firstViolation(150, {
+    faults: { send_before_persist: true },
+    profile: 'crashy',
+  });
   assert.ok(found !== null, 'acknowledging appends and votes before fsync must break safety');
 });
 
-test('switch ack_before_persist: the simulator reports lost committed entries within 100 seeds', async () => {
+test('switch ack_before_persist: lost committed entries caught within 100 seeds', async () => {
   const found = await firstViolation(100, {
     faults: { ack_before_persist: true, send_before_persist: true },
     profile: 'crashy',
@@ -310,10 +325,7 @@ test('switch ack_before_persist: the simulator reports lost committed entries wi
  * index reaches 2, and S2-S4 restart. Returns 'missed' when another node won that election
  * instead (the seed did not set the scene).
  */
-async function figure8(
-  seed: number,
-  faults: SimFaults,
-): Promise<'violation' | 'safe' | 'missed'> {
+async function figure8(seed: number, faults: SimFaults): Promise<'violation' | 'safe' | 'missed'> {
   const entry = (term: number, text: string): LogEntry => ({
     term,
     data: encodeCommand({ op: 'set', key: Buffer.from('f8'), words: [Buffer.from(text)] }),
@@ -359,7 +371,7 @@ async function figure8(
   }
 }
 
-test('Figure 8, scripted: never unsafe with the rule; switch commit_old_term_entries loses a committed entry within 60 seeds', async () => {
+test('Figure 8 scripted: safe; commit_old_term_entries caught within 60 seeds', async () => {
   const correct: string[] = [];
   for (let seed = 0; seed < 60; seed++) correct.push(await figure8(seed, {}));
   assert.ok(correct.includes('safe'), `the scene was set at least once (${correct.join(',')})`);

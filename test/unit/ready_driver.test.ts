@@ -17,6 +17,7 @@ import type {
 } from '../../src/raft/types';
 import { Replica } from '../../src/replica/replica';
 import { savePayloadBytes } from '../../src/storage/payload';
+import { encodeCommand } from '../../src/kv/command_codec';
 import { LIMITS } from '../../src/util/limits';
 import { SeededRandom } from '../../src/util/prng';
 import { MessageType, type RaftMessage } from '../../src/raft/protocol';
@@ -206,11 +207,16 @@ test('at most readies_per_turn_max Readies run back to back; the rest after a yi
 
 test('a follower catching up on many 8 MiB entries behind a slow fsync never makes a save larger than a WAL record', () => {
   const h = new Harness(makeCore(2, [1, 2, 3]));
-  const big = new Uint8Array(8 * 1024 * 1024);
+  const big = encodeCommand({
+    op: 'set',
+    key: Buffer.from('k'),
+    words: [Buffer.alloc(8 * 1024 * 1024)],
+  });
   const count = 40; // 320 MiB arrive while the first save is still running
   h.driver.step(1, append(1, 0, [big], 1));
   h.runDeferred();
-  for (let i = 1; i < count; i++) h.driver.step(1, append(1, i, [big], i + 1));
+  // The leader's commit index runs ahead of what this follower has saved.
+  for (let i = 1; i < count; i++) h.driver.step(1, append(1, i, [big], i + 1, i));
   h.runDeferred();
   let saved = 0;
   while (h.saves.length > 0) {
@@ -218,6 +224,8 @@ test('a follower catching up on many 8 MiB entries behind a slow fsync never mak
     const bytes = savePayloadBytes(save.hard_state, save.entries);
     assert.ok(bytes <= LIMITS.wal_record_bytes_max, `save of ${bytes} bytes fits a WAL record`);
     saved += save.entries?.entries.length ?? 0;
+    const commit = save.hard_state?.commit ?? 0;
+    assert.ok(commit <= saved, `saved commit ${commit} never passes the ${saved} saved entries`);
     h.completeSave();
     h.runDeferred();
   }
