@@ -8,7 +8,7 @@
 import type { NodeId, RaftFaults, Ready } from '../../src/raft/types';
 import type { DriverFaults } from '../../src/driver/ready_driver';
 import { NO_NODE } from '../../src/raft/types';
-import type { LogEntry, RaftMessage } from '../../src/wire/types';
+import { isResponse, type LogEntry, type RaftMessage } from '../../src/raft/protocol';
 import { encodeMessage, FrameDecoder } from '../../src/wire/codec';
 import type { ReadOutcome, WriteOutcome } from '../../src/replica/replica';
 import { SeededRandom } from '../../src/util/prng';
@@ -306,8 +306,7 @@ export class Simulation implements SimHost {
     const copies = this.rng.float() < this.duplicate_rate ? 2 : 1;
     // Requests go on the sender's outbound connection, responses on the connection the request came
     // in on.
-    const is_response = message.type === 2 || message.type === 4 || message.type === 6;
-    const channel = is_response ? `${to}<${from}` : `${from}>${to}`;
+    const channel = isResponse(message.type) ? `${to}<${from}` : `${from}>${to}`;
     for (let i = 0; i < copies; i++) {
       const delay =
         this.params.delay_min_ms +

@@ -10,7 +10,7 @@ import type { HardState } from '../../src/raft/types';
 import { type OpenResult, RaftStorage } from '../../src/storage';
 import { StorageCorruptError, StorageIoError } from '../../src/util/errors';
 import { SeededRandom } from '../../src/util/prng';
-import type { LogEntry } from '../../src/wire/types';
+import type { LogEntry } from '../../src/raft/protocol';
 import { EventQueue } from '../sim/event_queue';
 import { FaultyDisk, type FaultyDiskOptions, type Schedule } from '../support/faulty_disk';
 import {
