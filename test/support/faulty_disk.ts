@@ -22,6 +22,10 @@
  *     lock is released.
  *   - datasync failure: a datasync rejects with an EIO error; what it should have
  *     covered stays unsynced (it may or may not survive a crash).
+ *   - write failure: a write rejects with EIO after a whole-sector prefix of it
+ *     reached the file.
+ *   - killProcess(): the process dies, the machine does not: the page cache
+ *     (everything written) survives, a prefix of the writes in flight completes.
  *   - corruption at rest: corruptDurableRecord() flips a byte of a chosen WAL
  *     record; walRecords() finds the record boundaries.
  *   - slow operations: any operation may take a latency spike.
@@ -70,6 +74,8 @@ export interface FaultyDiskOptions {
   crash_lose_new_file_probability: number;
   /** Chance that a datasync fails with EIO. */
   datasync_failure_probability: number;
+  /** Chance that a write fails with EIO after a random whole-sector prefix of it was written. */
+  write_failure_probability: number;
   /** Test-only bug: a datasync reports success but makes nothing durable. */
   bug_datasync_not_durable: boolean;
 }
@@ -86,6 +92,7 @@ export const FAULTY_DISK_DEFAULTS: FaultyDiskOptions = {
   torn_write_probability: 0.5,
   crash_lose_new_file_probability: 0.5,
   datasync_failure_probability: 0,
+  write_failure_probability: 0,
   bug_datasync_not_durable: false,
 };
 
@@ -158,6 +165,24 @@ export class FaultyDisk {
       report.files.push({ path: file_path, bytes_before, bytes_after: file.current.length, torn });
     }
     return report;
+  }
+
+  /**
+   * The process dies but the machine does not: every incarnation so far is dead and its locks are
+   * released, while the page cache survives (current images and their unsynced operations stay, to
+   * be flushed or lost at a later crash()). Of the writes in flight, a random prefix completes.
+   */
+  killProcess(): void {
+    this.first_live = this.incarnations + 1;
+    this.locks.clear();
+    for (const file of this.files.values()) {
+      const completed = this.random.int(file.in_flight.length + 1);
+      for (const operation of file.in_flight.slice(0, completed)) {
+        file.current = applyOperation(file.current, operation);
+        file.unsynced.push(operation);
+      }
+      file.in_flight = [];
+    }
   }
 
   /**
@@ -289,6 +314,15 @@ export class FaultyDisk {
     if (this.locks.get(directory) === incarnation) this.locks.delete(directory);
   }
 
+  /** A random sector boundary inside the write [position, +bytes), or its start. */
+  sectorCut(position: number, bytes: number): number {
+    const sector = this.options.sector_bytes;
+    const boundaries: number[] = [position];
+    for (let at = (Math.floor(position / sector) + 1) * sector; at < position + bytes; at += sector)
+      boundaries.push(at);
+    return boundaries[this.random.int(boundaries.length)] ?? position;
+  }
+
   /** Applies what a crash keeps of the file's unsynced operations; true if a write was torn. */
   private crashFile(file: DiskFile): boolean {
     const candidates = file.unsynced.concat(file.in_flight);
@@ -318,10 +352,7 @@ export class FaultyDisk {
   private tear(image: Buffer, position: number, data: Buffer): Buffer {
     const sector = this.options.sector_bytes;
     const end = position + data.length;
-    const boundaries: number[] = [];
-    for (let at = (Math.floor(position / sector) + 1) * sector; at < end; at += sector)
-      boundaries.push(at);
-    const cut = [position, ...boundaries][this.random.int(boundaries.length + 1)] ?? position;
+    const cut = this.sectorCut(position, data.length);
     let torn: Buffer = applyOperation(image, {
       kind: 'write',
       position,
@@ -405,6 +436,13 @@ class FaultyIo implements StorageIo {
   chance(probability: number): boolean {
     return this.disk.chance(probability);
   }
+
+  /** The part of a failing write that reached the file: a whole number of its sectors. */
+  partialWrite(operation: Operation & { kind: 'write' }): Operation {
+    const cut = this.disk.sectorCut(operation.position, operation.data.length);
+    const data = operation.data.subarray(0, cut - operation.position);
+    return { kind: 'write', position: operation.position, data };
+  }
 }
 
 class FaultyLogFile implements LogFile {
@@ -435,15 +473,18 @@ class FaultyLogFile implements LogFile {
 
   write(data: Buffer, position: number): Promise<void> {
     // Copied now: the caller may reuse its buffer, and a crash may persist this write in flight.
-    const operation: Operation = { kind: 'write', position, data: Buffer.from(data) };
+    const operation = { kind: 'write' as const, position, data: Buffer.from(data) };
     if (this.io.isLive() && !this.closed) this.file.in_flight.push(operation);
     return this.io.complete(this.options.write_latency, () => {
       this.checkOpen();
       const index = this.file.in_flight.indexOf(operation);
       assert(index >= 0, 'a completing write is in flight');
       this.file.in_flight.splice(index, 1);
-      this.file.current = applyOperation(this.file.current, operation);
-      this.file.unsynced.push(operation);
+      const failed = this.io.chance(this.options.write_failure_probability);
+      const written = failed ? this.io.partialWrite(operation) : operation;
+      this.file.current = applyOperation(this.file.current, written);
+      this.file.unsynced.push(written);
+      if (failed) throw errnoError('EIO', 'write (simulated device error)');
     });
   }
 
