@@ -412,6 +412,27 @@ describe('RaftStorage on a faulty disk', () => {
   });
 });
 
+describe('FaultyDisk files', () => {
+  it('reads what was written; a gap or an extending truncate reads as zeros', async () => {
+    const disk = new FaultyDisk(new SeededRandom(31));
+    const loop = new VirtualLoop();
+    const io = disk.io(loop.schedule);
+    assert.equal(await loop.drive(io.makeDirectory('/a/b'), 'mkdir'), '/a');
+    assert.equal(await loop.drive(io.makeDirectory('/a/b'), 'mkdir'), undefined);
+    const file = await loop.drive(io.openLog('/a/b/f'), 'open');
+    const run = <T>(promise: Promise<T>): Promise<T> => loop.drive(promise, 'file operation');
+    await run(file.write(Buffer.from('abcdef'), 0));
+    await run(file.truncate(2));
+    await run(file.write(Buffer.from('xy'), 4));
+    await run(file.truncate(8));
+    const target = Buffer.alloc(10, 0xee);
+    assert.equal(await run(file.read(target, 1, 9, 0)), 8);
+    assert.deepEqual([...target], [0xee, 97, 98, 0, 0, 120, 121, 0, 0, 0xee]);
+    assert.equal(await run(file.size()), 8);
+    await assert.rejects(loop.drive(io.openLog('/missing/f'), 'open'), /ENOENT/);
+  });
+});
+
 describe('The faulty-disk checks can fail', () => {
   it('an fdatasync that makes nothing durable is caught by the durability check', async (t) => {
     let caught = 0;
