@@ -38,6 +38,15 @@ export const LIMITS = {
    * loop between Readies).
    */
   raft_committed_entries_per_ready_max: 8192,
+  /** Raft: log entries handed out for persistence in one Ready (one WAL record). */
+  raft_ready_entries_max: 8192,
+  /**
+   * Raft: data bytes of those entries; a single larger entry still goes alone, so one save stays
+   * below raft_ready_entries_bytes_max + raft_entry_bytes_max (+ headers) <= wal_record_bytes_max.
+   */
+  raft_ready_entries_bytes_max: 64 * 1024 * 1024,
+  /** Readies a driver carries out back to back before yielding to the event loop. */
+  driver_readies_per_turn_max: 8,
   /** Raft: read requests waiting for leadership confirmation. */
   raft_pending_reads_max: 64 * 1024,
   /** Config file size. */

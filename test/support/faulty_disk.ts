@@ -245,6 +245,21 @@ export class FaultyDisk {
     if (cached !== undefined) file.current[offset] = cached ^ mask;
   }
 
+  /**
+   * Puts a file on the disk as if written and synced long ago (durable, its directory entry too):
+   * scripted scenarios start from logs that earlier, imagined history left.
+   */
+  installFile(file_path: string, bytes: Buffer): void {
+    this.makeDirectory(path.dirname(file_path));
+    this.files.set(file_path, {
+      durable: copyImage(bytes),
+      current: copyImage(bytes),
+      unsynced: [],
+      in_flight: [],
+      entry_durable: true,
+    });
+  }
+
   /** A copy of a file image, or null if the file does not exist. */
   image(file_path: string, which: 'durable' | 'current'): Buffer | null {
     const file = this.files.get(file_path);
