@@ -251,7 +251,8 @@ export class RaftStorage {
         return Promise.reject(
           new LimitExceededError(
             'wal_record_bytes_max',
-            `save of ${payload_bytes} bytes exceeds wal_record_bytes_max ${LIMITS.wal_record_bytes_max}`,
+            `save of ${payload_bytes} bytes exceeds wal_record_bytes_max ` +
+              `${LIMITS.wal_record_bytes_max}`,
           ),
         );
       }
@@ -259,7 +260,8 @@ export class RaftStorage {
         return Promise.reject(
           new LimitExceededError(
             'wal_queued_bytes_max',
-            `${this.queued_bytes} bytes already queued for ${this.log_file}; limit ${LIMITS.wal_queued_bytes_max}`,
+            `${this.queued_bytes} bytes already queued for ${this.log_file}; ` +
+              `limit ${LIMITS.wal_queued_bytes_max}`,
           ),
         );
       }
@@ -338,7 +340,8 @@ export class RaftStorage {
         await this.writeBatch(batch);
       } catch (error) {
         this.failure = ioError(
-          `${this.log_file}: write or fsync failed; no later save will be accepted, restart to recover`,
+          `${this.log_file}: write or fsync failed; ` +
+            'no later save will be accepted, restart to recover',
           error,
         );
         for (const save of batch) save.reject(this.failure);
