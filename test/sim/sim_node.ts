@@ -243,7 +243,8 @@ export class SimNode {
   private checkRecovered(restored: RestoredState): void {
     const before = this.durable.hard_state;
     const after = restored.hard_state;
-    if (after.term < before.term || (after.term === before.term && after.vote !== before.vote)) {
+    const vote_lost = before.vote !== NO_NODE && after.vote !== before.vote;
+    if (after.term < before.term || (after.term === before.term && vote_lost)) {
       throw new SafetyViolation(
         `node ${this.id}: recovered term/vote ${after.term}/${after.vote} ` +
           `lost the durable ${before.term}/${before.vote}`,
