@@ -50,6 +50,10 @@ export interface SimParams {
   reorder: boolean;
   /** Disk faults: power loss with torn writes at crashes, failed fsyncs, corruption at rest. */
   disk_faults: boolean;
+  /** Share of crashes that are power losses (unsynced writes lost) rather than kill -9. */
+  power_loss_probability: number;
+  /** At a power loss, the chance that some unsynced writes happen to survive anyway. */
+  keep_unsynced_probability: number;
 }
 
 interface ClientState {
@@ -142,7 +146,7 @@ export class Simulation implements SimHost {
       read_latency: { min_ms: 0, max_ms: 0.2 },
       metadata_latency: { min_ms: 0, max_ms: 0.5 },
       datasync_failure_probability: p.disk_faults ? 0.002 : 0,
-      crash_keep_unsynced_probability: 0.5,
+      crash_keep_unsynced_probability: p.keep_unsynced_probability,
       torn_write_probability: p.disk_faults ? 0.5 : 0,
     };
   }
@@ -199,7 +203,7 @@ export class Simulation implements SimHost {
   /** kill -9 or, with disk faults on, sometimes power loss (unsynced writes lost, torn tail). */
   crash(id: NodeId): void {
     const node = this.node(id);
-    node.crash(this.params.disk_faults && this.rng.float() < 0.5);
+    node.crash(this.rng.float() < this.params.power_loss_probability);
   }
 
   restart(id: NodeId): void {
