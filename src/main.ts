@@ -1,13 +1,17 @@
 /**
  * `./kvstoreraftsystem --config_path FILE`: one node of the cluster.
+ * `--version` prints the version; `--check-config FILE` validates a config
+ * file, prints it with every default resolved and exits 0 (or 1 with the error).
  * Startup failures print one line and exit non-zero; SIGTERM/SIGINT stop
  * taking clients, hand leadership over, finish the disk and exit 0.
  */
-import { loadConfig } from './config/config';
+import { loadConfig, type NodeConfig } from './config/config';
+import { configSummary, packageVersion, resolvedConfigText } from './ops/config_report';
 import { KvNode } from './server/kv_node';
 import { createLogger } from './util/log';
 
-const USAGE = 'usage: kvstoreraftsystem --config_path FILE';
+const USAGE =
+  'usage: kvstoreraftsystem --config_path FILE | --check-config FILE | --version | --help';
 
 function configPathFrom(argv: string[]): string {
   for (let i = 0; i < argv.length; i++) {
@@ -23,8 +27,24 @@ function configPathFrom(argv: string[]): string {
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
     }
+    if (arg === '--version' || arg === '-v') {
+      process.stdout.write(`kvstoreraftsystem ${packageVersion()}\n`);
+      process.exit(0);
+    }
+    if (arg === '--check-config' || arg === '--check_config') checkConfig(argv[i + 1]);
   }
   throw new Error(`missing --config_path; ${USAGE}`);
+}
+
+/** Exits 0 after printing the resolved configuration, 1 with the reason it is invalid. */
+function checkConfig(file: string | undefined): never {
+  if (file === undefined || file === '') die(`--check-config needs a file; ${USAGE}`);
+  try {
+    process.stdout.write(resolvedConfigText(loadConfig(file)));
+  } catch (error) {
+    die((error as Error).message);
+  }
+  process.exit(0);
 }
 
 function die(message: string): never {
@@ -33,13 +53,16 @@ function die(message: string): never {
 }
 
 async function main(): Promise<void> {
-  let config;
+  let config: NodeConfig;
   try {
     config = loadConfig(configPathFrom(process.argv.slice(2)));
   } catch (error) {
     die((error as Error).message);
   }
-  const logger = createLogger(`node${config.self.id}`, config.log_level);
+  const logger = createLogger(`node${config.self.id}`, config.log_level, undefined, {
+    format: config.log_format,
+  });
+  logger.info(configSummary(config));
   const node = new KvNode(config, logger);
   node.on_fatal = (error) => die(error.message);
   process.on('uncaughtException', (error) =>
@@ -73,7 +96,10 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info(`${signal}: shutting down`);
     node.stop().then(
-      () => process.exit(0),
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
       (error: Error) => die(`shutdown failed: ${error.message}`),
     );
   };

@@ -54,8 +54,7 @@ export function formatInfo(section: string | null, inputs: InfoInputs): string {
             `id=${peer.id}`,
             `addr=${peer.host}:${peer.client_port}`,
             `raft_port=${peer.raft_port}`,
-            `link=${link?.outbound ?? 'unknown'}`,
-            `inbound=${link?.inbound_connected === true ? 'up' : 'down'}`,
+            ...linkFields(link),
             `queued_bytes=${link?.queued_bytes ?? 0}`,
             `dropped=${link?.dropped_messages ?? 0}`,
           ];
@@ -113,4 +112,16 @@ export function formatInfo(section: string | null, inputs: InfoInputs): string {
     for (const [key, value] of fields) lines.push(`${key}:${value}`);
   }
   return `${lines.join('\r\n')}\r\n`;
+}
+
+/**
+ * `out`: our connection for requests to the peer. `in`: an inbound connection carrying its
+ * requests (`idle` is normal for a follower seen from its leader). `last_contact_ms`: age of
+ * the newest message from the peer either way.
+ */
+function linkFields(link: PeerStatus | undefined): string[] {
+  if (link === undefined) return ['out=unknown', 'in=unknown', 'last_contact_ms=never'];
+  const out = link.outbound === 'backoff' ? 'down' : link.outbound;
+  const age = link.last_contact_age_ms === null ? 'never' : String(link.last_contact_age_ms);
+  return [`out=${out}`, `in=${link.inbound}`, `last_contact_ms=${age}`];
 }
