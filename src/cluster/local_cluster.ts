@@ -38,7 +38,8 @@ function parseOptions(argv: string[]): Options {
     else if (flag === '--log-level') options.log_level = value;
     else
       throw new Error(
-        `unknown option ${flag}; usage: npm start -- [--nodes N] [--port P] [--data DIR] [--log-level L]`,
+        `unknown option ${flag}; usage: npm start -- [--nodes N] [--port P] [--data DIR] ` +
+          '[--log-level L] [--no-view]',
       );
   }
   if (!Number.isInteger(options.nodes) || options.nodes < 1 || options.nodes > 9)
