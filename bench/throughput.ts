@@ -101,7 +101,8 @@ function parseOptions(argv: string[]): Options {
       options.metrics = text === 'on';
     else
       throw new Error(
-        `usage: throughput [--ops N] [--seq-ops N] [--callers N] [--value-bytes N] [--profile-dir DIR] [--metrics on|off]; bad argument '${flag ?? ''}'`,
+        'usage: throughput [--ops N] [--seq-ops N] [--callers N] [--value-bytes N] ' +
+          `[--profile-dir DIR] [--metrics on|off]; bad argument '${flag ?? ''}'`,
       );
   }
   return options;

@@ -305,7 +305,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   }
   const view = clusterViewRequest(parsed.command, cluster_status);
   if (view !== null) {
-    const title = `kvcli cluster (from ${parsed.nodes.join(', ')}; q quits)`;
+    const title = `kvcli cluster (from ${parsed.nodes.join(', ')})`;
     await runLiveView({ seeds: parsed.nodes, stdin: io.stdin, stdout: io.stdout, title, ...view });
     return 0;
   }

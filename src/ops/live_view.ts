@@ -32,11 +32,16 @@ export interface LiveViewOptions {
 }
 
 /** Renders one frame: title, table, summary, legend, footer. */
-async function frame(watcher: ClusterWatcher, options: LiveViewOptions): Promise<string> {
+async function frame(
+  watcher: ClusterWatcher,
+  options: LiveViewOptions,
+  interactive: boolean,
+): Promise<string> {
   const views = await watcher.poll();
   options.on_frame?.(views);
+  const clock = new Date().toISOString().slice(11, 19);
   const lines = [
-    `${options.title}   ${new Date().toISOString().slice(11, 19)}`,
+    `${options.title}${interactive ? ' (q quits)' : ''}   ${clock}`,
     '',
     ...renderClusterTable(views),
     '',
@@ -56,7 +61,7 @@ export async function runLiveView(options: LiveViewOptions): Promise<void> {
     if (!interactive) {
       // Two polls: the first finds every node from the seed, the second asks them all.
       await watcher.poll();
-      options.stdout.write(await frame(watcher, options));
+      options.stdout.write(await frame(watcher, options, false));
       return;
     }
     await new Promise<void>((resolve) => {
@@ -81,7 +86,7 @@ export async function runLiveView(options: LiveViewOptions): Promise<void> {
         }
       };
       const draw = async (): Promise<void> => {
-        const text = await frame(watcher, options);
+        const text = await frame(watcher, options, true);
         if (stopped) return;
         options.stdout.write(CLEAR_SCREEN + text);
         timer = setTimeout(() => void draw(), REFRESH_MS);

@@ -14,38 +14,27 @@ import type { NodeConfig } from '../config/config';
 import { NO_NODE, type SoftState } from '../raft/types';
 import type { ClientHandler } from '../server/client_listener';
 import type { InfoInputs } from '../server/info';
+import { RequestStats, TurnClock } from './request_stats';
 
 /** prom-client's exposition content type (text format 0.0.4). */
 export const METRICS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
 
 const ROLES = ['follower', 'pre_candidate', 'candidate', 'leader'] as const;
-const LATENCY_BUCKETS_SECONDS = [
-  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-];
 const FSYNC_BUCKETS_SECONDS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 ];
 const WAL_BATCH_BUCKETS_BYTES = [
   256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216,
 ];
-/** Command names get their own label value; anything else is `other` (bounded cardinality). */
-const KNOWN_COMMANDS = new Set(['get', 'set', 'del', 'ping', 'info', 'quit', 'command', 'hello']);
-/** Error replies are labelled by their first word when it is one of these, else `error`. */
-const KNOWN_ERRORS = new Set(['err', 'tryagain', 'timeout', 'clusterdown', 'moved', 'wrongtype']);
-const DASH = 0x2d;
-/** Longer first words are not one of KNOWN_ERRORS: stop looking. */
-const ERROR_CODE_BYTES_MAX = 16;
 
 /** Counters fed by events in the node. */
 class EventMetrics {
   readonly leader_changes: Counter;
   readonly elections: Counter<'phase'>;
-  readonly proposals: Counter<'result'>;
-  readonly reads: Counter<'result'>;
-  readonly commands: Counter<'command' | 'result'>;
-  readonly request_seconds: Histogram<'command'>;
+  /** Outcome counts kept in plain maps (per write/read); copied into the counters on scrape. */
+  readonly proposal_outcomes = new Map<string, number>();
+  readonly read_outcomes = new Map<string, number>();
   readonly forwarded: Counter;
-  readonly redirected: Counter;
   readonly fsync_seconds: Histogram;
   readonly wal_batch_bytes: Histogram;
   readonly wal_written_bytes: Counter;
@@ -62,39 +51,21 @@ class EventMetrics {
       labelNames: ['phase'],
       registers,
     });
-    this.proposals = new Counter({
-      name: 'kvstore_raft_proposals_total',
-      help: 'Writes proposed on this node as leader, by outcome.',
-      labelNames: ['result'],
+    outcomeCounter(
+      'kvstore_raft_proposals_total',
+      'Writes proposed on this node as leader, by outcome.',
+      this.proposal_outcomes,
       registers,
-    });
-    this.reads = new Counter({
-      name: 'kvstore_raft_read_index_requests_total',
-      help: 'Linearizable reads served through ReadIndex on this node as leader, by outcome.',
-      labelNames: ['result'],
+    );
+    outcomeCounter(
+      'kvstore_raft_read_index_requests_total',
+      'Linearizable reads served through ReadIndex on this node as leader, by outcome.',
+      this.read_outcomes,
       registers,
-    });
-    this.commands = new Counter({
-      name: 'kvstore_commands_total',
-      help: 'Client commands answered, by command and result (ok or the error code).',
-      labelNames: ['command', 'result'],
-      registers,
-    });
-    this.request_seconds = new Histogram({
-      name: 'kvstore_request_duration_seconds',
-      help: 'Time from a parsed client command to its reply being ready.',
-      labelNames: ['command'],
-      buckets: LATENCY_BUCKETS_SECONDS,
-      registers,
-    });
+    );
     this.forwarded = new Counter({
       name: 'kvstore_requests_forwarded_total',
       help: 'Client requests this follower relayed to the leader.',
-      registers,
-    });
-    this.redirected = new Counter({
-      name: 'kvstore_requests_redirected_total',
-      help: 'Client requests answered with -MOVED (client_redirect moved).',
       registers,
     });
     this.fsync_seconds = new Histogram({
@@ -115,6 +86,25 @@ class EventMetrics {
       registers,
     });
   }
+}
+
+/** A counter by `result` whose values live in `counts` until a scrape copies them. */
+function outcomeCounter(
+  name: string,
+  help: string,
+  counts: Map<string, number>,
+  registers: Registry[],
+): void {
+  new Counter({
+    name,
+    help,
+    labelNames: ['result'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [result, count] of counts) this.inc({ result }, count);
+    },
+  });
 }
 
 /** Gauges set from the node's status when scraped. */
@@ -205,9 +195,8 @@ export class NodeMetrics {
   private readonly events: EventMetrics;
   private readonly status: StatusMetrics;
   private readonly options: NodeMetricsOptions;
-  /** Bound children per label set: saves a label hash per request on the hot path. */
-  private readonly command_children = new Map<string, ReturnType<Counter<string>['labels']>>();
-  private readonly latency_children = new Map<string, ReturnType<Histogram<string>['labels']>>();
+  private readonly requests = new RequestStats();
+  private readonly clock = new TurnClock();
 
   constructor(options: NodeMetricsOptions) {
     this.options = options;
@@ -238,11 +227,13 @@ export class NodeMetrics {
   }
 
   onProposal(result: string): void {
-    this.events.proposals.inc({ result });
+    const counts = this.events.proposal_outcomes;
+    counts.set(result, (counts.get(result) ?? 0) + 1);
   }
 
   onRead(result: string): void {
-    this.events.reads.inc({ result });
+    const counts = this.events.read_outcomes;
+    counts.set(result, (counts.get(result) ?? 0) + 1);
   }
 
   onForward(): void {
@@ -255,46 +246,31 @@ export class NodeMetrics {
     if (fsync_ms !== null) this.events.fsync_seconds.observe(fsync_ms / 1000);
   }
 
-  /** Counts a command's reply and its latency; `started_ms` is performance.now() at arrival. */
-  private onReply(name: Buffer | undefined, reply: Buffer, started_ms: number): void {
-    const command = commandLabel(name);
-    const result = resultLabel(reply);
-    const key = `${command} ${result}`;
-    let counter = this.command_children.get(key);
-    if (counter === undefined) {
-      counter = this.events.commands.labels({ command, result });
-      this.command_children.set(key, counter);
-    }
-    counter.inc();
-    if (result === 'moved') this.events.redirected.inc();
-    let histogram = this.latency_children.get(command);
-    if (histogram === undefined) {
-      histogram = this.events.request_seconds.labels({ command });
-      this.latency_children.set(command, histogram);
-    }
-    histogram.observe((performance.now() - started_ms) / 1000);
-  }
-
-  /** Wraps the client handler to count every reply and time it. */
+  /**
+   * Wraps the client handler to count replies given at once (PING, INFO, errors). Replies that
+   * take a promise (reads, writes) are counted by the node with requestStarted / requestDone, in
+   * the continuation it already has: one more `.then` per request costs more than the rest.
+   */
   instrument(handler: ClientHandler): ClientHandler {
     return (args, connection) => {
-      const started_ms = performance.now();
       const result = handler(args, connection);
-      if (!(result instanceof Promise)) {
-        this.onReply(args[0], result.reply, started_ms);
-        return result;
-      }
-      return result.then((settled) => {
-        this.onReply(args[0], settled.reply, started_ms);
-        return settled;
-      });
+      if (!(result instanceof Promise)) this.requests.observe(args[0], result.reply, 0);
+      return result;
     };
+  }
+
+  requestStarted(): number {
+    return this.clock.now_ms();
+  }
+
+  requestDone(name: Buffer | undefined, reply: Buffer, started_ms: number): void {
+    this.requests.observe(name, reply, (this.clock.now_ms() - started_ms) / 1000);
   }
 
   /** The exposition text, with the status gauges read now. */
   async scrape(): Promise<string> {
     this.refresh();
-    return this.registry.metrics();
+    return `${await this.registry.metrics()}\n${this.requests.render()}`;
   }
 
   private refresh(): void {
@@ -341,23 +317,4 @@ export class NodeMetrics {
       );
     }
   }
-}
-
-function commandLabel(name: Buffer | undefined): string {
-  if (name === undefined || name.length > 8) return 'other';
-  const lower = name.toString('latin1').toLowerCase();
-  return KNOWN_COMMANDS.has(lower) ? lower : 'other';
-}
-
-/** `ok` for any non-error reply; for `-CODE message`, the code lowercased if known. */
-function resultLabel(reply: Buffer): string {
-  if (reply[0] !== DASH) return 'ok';
-  let end = 1;
-  while (end < reply.length && end < ERROR_CODE_BYTES_MAX && isCodeByte(reply[end]!)) end++;
-  const lower = reply.toString('latin1', 1, end).toLowerCase();
-  return KNOWN_ERRORS.has(lower) ? lower : 'error';
-}
-
-function isCodeByte(byte: number): boolean {
-  return byte !== 0x20 && byte !== 0x0d && byte !== 0x0a;
 }

@@ -410,9 +410,13 @@ export class KvNode {
               : encodeError('TRYAGAIN shutting down; retry on another node'),
           };
         }
+        const started_ms = this.metrics?.requestStarted() ?? 0;
         return this.inConnectionOrder(command, connection, () =>
           this.dispatch(command, args, connection),
-        ).then((reply) => ({ reply }));
+        ).then((reply) => {
+          this.metrics?.requestDone(name, reply, started_ms);
+          return { reply };
+        });
     }
   }
 

@@ -126,10 +126,12 @@ function parseLabels(
   return position + 1;
 }
 
+/** Values are what Go's strconv.ParseFloat accepts: NaN and Inf in any letter case. */
 function parseValue(text: string, where: string): number {
-  if (text === '+Inf') return Number.POSITIVE_INFINITY;
-  if (text === '-Inf') return Number.NEGATIVE_INFINITY;
-  if (text === 'NaN') return Number.NaN;
+  const lower = text.toLowerCase();
+  if (/^\+?inf(inity)?$/.test(lower)) return Number.POSITIVE_INFINITY;
+  if (/^-inf(inity)?$/.test(lower)) return Number.NEGATIVE_INFINITY;
+  if (lower === 'nan') return Number.NaN;
   if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text))
     throw new Error(`${where}: bad value ${text}`);
   return Number(text);
