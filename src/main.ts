@@ -59,7 +59,13 @@ async function main(): Promise<void> {
   } catch (error) {
     die((error as Error).message);
   }
-  const logger = createLogger(`node${config.self.id}`, config.log_level, undefined, {
+  // Lines logged while starting are held back: a start that fails prints one line (its error).
+  let held: string[] | null = [];
+  const write = (line: string): void => {
+    if (held === null) process.stderr.write(line);
+    else held.push(line);
+  };
+  const logger = createLogger(`node${config.self.id}`, config.log_level, write, {
     format: config.log_format,
   });
   logger.info(configSummary(config));
@@ -90,6 +96,8 @@ async function main(): Promise<void> {
     }
     die(e.message);
   }
+  process.stderr.write(held.join(''));
+  held = null;
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
