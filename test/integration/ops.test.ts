@@ -134,6 +134,13 @@ test('metrics agree with INFO; /ready follows quorum; the default log shows the 
           const ok = sampleValue(families, 'kvstore_raft_proposals_total', { result: 'ok' });
           assert.ok(ok >= 20, `leader counted ${ok} proposals`);
         }
+        if (index !== leader) {
+          // A follower hears the leader's requests on an inbound link, recently.
+          const link = info[`peer${leader + 1}`] ?? '';
+          assert.match(link, /out=connected,in=connected,last_contact_ms=\d+/, link);
+          const age_ms = Number(/last_contact_ms=(\d+)/.exec(link)?.[1]);
+          assert.ok(age_ms < 2000, link);
+        }
         const health = await httpGet(port, '/health');
         assert.equal(health.status, 200, health.body);
         assert.equal(await readyStatus(port), 200);
