@@ -13,6 +13,8 @@ import {
 } from './cluster_view';
 
 export const REFRESH_MS = 1000;
+/** While no node leads (start-up, failover) the view refreshes faster to show the election. */
+const LEADERLESS_REFRESH_MS = 250;
 const CLEAR_SCREEN = '\x1b[H\x1b[2J';
 const CTRL_C = '\u0003';
 
@@ -36,7 +38,7 @@ async function frame(
   watcher: ClusterWatcher,
   options: LiveViewOptions,
   interactive: boolean,
-): Promise<string> {
+): Promise<{ text: string; leaderless: boolean }> {
   const views = await watcher.poll();
   options.on_frame?.(views);
   const clock = new Date().toISOString().slice(11, 19);
@@ -49,7 +51,8 @@ async function frame(
     LINK_LEGEND,
     ...(options.footer?.() ?? []),
   ];
-  return `${lines.join('\n')}\n`;
+  const leaderless = !views.some((view) => view.reachable && view.role === 'leader');
+  return { text: `${lines.join('\n')}\n`, leaderless };
 }
 
 /** Resolves when the user quits (or after one frame when not on a terminal). */
@@ -61,7 +64,7 @@ export async function runLiveView(options: LiveViewOptions): Promise<void> {
     if (!interactive) {
       // Two polls: the first finds every node from the seed, the second asks them all.
       await watcher.poll();
-      options.stdout.write(await frame(watcher, options, false));
+      options.stdout.write((await frame(watcher, options, false)).text);
       return;
     }
     await new Promise<void>((resolve) => {
@@ -86,10 +89,10 @@ export async function runLiveView(options: LiveViewOptions): Promise<void> {
         }
       };
       const draw = async (): Promise<void> => {
-        const text = await frame(watcher, options, true);
+        const { text, leaderless } = await frame(watcher, options, true);
         if (stopped) return;
         options.stdout.write(CLEAR_SCREEN + text);
-        timer = setTimeout(() => void draw(), REFRESH_MS);
+        timer = setTimeout(() => void draw(), leaderless ? LEADERLESS_REFRESH_MS : REFRESH_MS);
       };
       options.stdin.setRawMode?.(true);
       options.stdin.resume();
