@@ -410,14 +410,26 @@ export class KvNode {
               : encodeError('TRYAGAIN shutting down; retry on another node'),
           };
         }
-        const started_ms = this.metrics?.requestStarted() ?? 0;
-        return this.inConnectionOrder(command, connection, () =>
-          this.dispatch(command, args, connection),
-        ).then((reply) => {
-          this.metrics?.requestDone(name, reply, started_ms);
-          return { reply };
-        });
+        return this.answered(
+          name,
+          this.metrics?.requestStarted() ?? 0,
+          this.inConnectionOrder(command, connection, () =>
+            this.dispatch(command, args, connection),
+          ),
+        );
     }
+  }
+
+  /** The reply as the listener takes it; counted in the metrics here, in the one continuation. */
+  private answered(
+    name: Buffer | undefined,
+    started_ms: number,
+    reply: Promise<Buffer>,
+  ): Promise<ClientReply> {
+    return reply.then((bytes) => {
+      this.metrics?.requestDone(name, bytes, started_ms);
+      return { reply: bytes };
+    });
   }
 
   private inConnectionOrder(
