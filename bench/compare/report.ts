@@ -56,6 +56,10 @@ function floorLine(report: BenchReport, row: RowResult): string | null {
   const fsync = report.single_set_fsync;
   const ms = (value: number | null | undefined): string => fixed(value, 3, 0);
   const mean_ms = 1000 / row.cluster.load.ops_per_s;
+  const in_situ_ms =
+    fsync === null || fsync.leader_ms === null || fsync.follower_ms === null
+      ? null
+      : fsync.leader_ms + fsync.follower_ms + floor.loopback_rtt_p50_ms;
   return [
     `    floor: leader fsync ${ms(floor.fdatasync_p50_ms)} + follower fsync`,
     ` ${ms(floor.fdatasync_p50_ms)} + loopback RTT ${ms(floor.loopback_rtt_p50_ms)}`,
@@ -63,8 +67,10 @@ function floorLine(report: BenchReport, row: RowResult): string | null {
     ` this row's mean ${ms(mean_ms)} ms = ${(mean_ms / floor.floor_ms).toFixed(2)}x the floor\n`,
     `    (overlapping the leader's fsync with the follower's: fsync + 2 RTT`,
     ` = ${ms(floor.overlapped_floor_ms)} ms; idle fdatasync p50/p99 ${ms(floor.fdatasync_p50_ms)}`,
-    `/${ms(floor.fdatasync_p99_ms)} ms; the nodes' own fsyncs during this row: leader`,
-    ` ${ms(fsync?.leader_ms)} ms, follower ${ms(fsync?.follower_ms)} ms)`,
+    `/${ms(floor.fdatasync_p99_ms)} ms)\n`,
+    `    with the nodes' own mean fsyncs during this row: leader ${ms(fsync?.leader_ms)}`,
+    ` + follower ${ms(fsync?.follower_ms)} + RTT = ${ms(in_situ_ms)} ms`,
+    in_situ_ms === null ? '' : ` (this row's mean = ${(mean_ms / in_situ_ms).toFixed(2)}x)`,
   ].join('');
 }
 
