@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { benchKey, percentile } from '../../bench/compare/load_spec';
+import { selfTimes } from '../../bench/compare/cpuprofile_top';
 import { statCpuMs } from '../../bench/compare/proc_cpu';
 import { parseRedisBenchmark } from '../../bench/compare/redis_benchmark';
 import { ReplyScanner } from '../../bench/compare/reply_scanner';
@@ -89,4 +90,25 @@ test('percentile is nearest-rank and benchKey matches redis-benchmark', () => {
   assert.equal(percentile(sorted, 0.999), 999);
   assert.equal(percentile([], 0.5), 0);
   assert.equal(benchKey(42), 'key:000000000042');
+});
+
+test('selfTimes charges each sample the time to the next one, by function, idle apart', () => {
+  const frame = (functionName: string, url = '') => ({ functionName, url, lineNumber: 9 });
+  const profile = {
+    nodes: [
+      { id: 1, callFrame: frame('(root)') },
+      { id: 2, callFrame: frame('parse', 'file:///x/parser.js') },
+      { id: 3, callFrame: frame('(idle)') },
+      { id: 4, callFrame: frame('parse', 'file:///x/parser.js') },
+    ],
+    samples: [2, 3, 4, 2],
+    timeDeltas: [0, 1000, 5000, 2000],
+  };
+  const { functions, busy_ms, idle_ms } = selfTimes(profile);
+  assert.equal(idle_ms, 5);
+  assert.equal(busy_ms, 3);
+  assert.deepEqual(
+    functions.map((f) => [f.name, f.self_ms]),
+    [['parse parser.js:10', 3]],
+  );
 });
