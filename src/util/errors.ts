@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'RESP_PROTOCOL'
   | 'RESP_TOO_LARGE'
   | 'CONFIG_INVALID'
+  | 'RAFT_CONFIG_INVALID'
   | 'LIMIT_EXCEEDED'
   | 'STORAGE_CORRUPT'
   | 'STORAGE_IO'
@@ -39,6 +40,15 @@ export class ConfigError extends KvError {
     super('CONFIG_INVALID', `${file}${line === null ? '' : `:${line}`}: ${problem}`);
     this.file = file;
     this.line = line;
+  }
+}
+
+/** A Raft core configuration (see raft/config.ts) breaks a rule; `field` names the field. */
+export class RaftConfigError extends KvError {
+  readonly field: string;
+  constructor(field: string, problem: string) {
+    super('RAFT_CONFIG_INVALID', `raft config ${field}: ${problem}`);
+    this.field = field;
   }
 }
 
@@ -80,4 +90,17 @@ export class StorageLockedError extends KvError {
   constructor(message: string) {
     super('STORAGE_LOCKED', message);
   }
+}
+
+/**
+ * One line about a thrown value, for a log line or a wrapping error's message: the message,
+ * prefixed by the class name unless it is a plain Error, and followed by an errno-style code that
+ * the message does not already contain.
+ */
+export function describeError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const code = (error as { code?: unknown }).code;
+  const prefix = error.name === 'Error' ? '' : `${error.name}: `;
+  const suffix = typeof code === 'string' && !error.message.includes(code) ? ` (${code})` : '';
+  return `${prefix}${error.message}${suffix}`;
 }

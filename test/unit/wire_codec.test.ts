@@ -2,28 +2,20 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 
+import { FRAME_HEADER_BYTES, FrameDecoder, encodeMessage } from '../../src/wire/codec';
 import {
-  FRAME_HEADER_BYTES,
-  FrameDecoder,
-  encodeMessage,
-  encodedFrameBytes,
-  logEntryBytes,
-} from '../../src/wire/codec';
-import { MessageType, type LogEntry, type RaftMessage } from '../../src/wire/types';
+  isRequest,
+  isResponse,
+  LOG_ENTRY_HEADER_BYTES,
+  MessageType,
+  type LogEntry,
+  type RaftMessage,
+} from '../../src/raft/protocol';
 import { AssertionFailure } from '../../src/util/assert';
 import { WireError, type ErrorCode } from '../../src/util/errors';
 import { LIMITS } from '../../src/util/limits';
 import { splitAt } from '../support/chunks';
-
-/** fast-check prints seed and path on failure; FC_SEED=… FC_PATH=… replays that run. */
-const REPLAY: fc.Parameters<unknown> =
-  process.env.FC_SEED === undefined
-    ? {}
-    : { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH ?? '' };
-
-function params(num_runs: number): fc.Parameters<unknown> {
-  return { numRuns: num_runs, ...REPLAY };
-}
+import { fcRuns } from '../support/fast_check';
 
 /** Hex with spaces and line breaks allowed, so the golden frames can be laid out field by field. */
 function hex(text: string): Buffer {
@@ -244,7 +236,6 @@ describe('wire codec golden frames', () => {
   for (const golden of GOLDEN) {
     it(`encodes ${golden.name} byte for byte`, () => {
       assert.deepEqual(encodeMessage(golden.message), golden.frame);
-      assert.equal(encodedFrameBytes(golden.message), golden.frame.length);
     });
     it(`decodes ${golden.name}`, () => {
       assert.deepEqual(decodeAll([golden.frame]), [golden.message]);
@@ -262,23 +253,23 @@ describe('wire codec golden frames', () => {
 });
 
 describe('wire codec sizes', () => {
-  it('logEntryBytes is the 8-byte entry header plus the data', () => {
-    assert.equal(logEntryBytes({ term: 1, data: new Uint8Array(0) }), 8);
-    assert.equal(logEntryBytes({ term: 1, data: new Uint8Array(40) }), 48);
+  it('each entry adds LOG_ENTRY_HEADER_BYTES (8) plus its data to an AppendEntriesRequest', () => {
+    assert.equal(LOG_ENTRY_HEADER_BYTES, 8);
+    const empty = encodeMessage(appendEntries([])).length;
+    const one = encodeMessage(appendEntries([{ term: 1, data: new Uint8Array(40) }])).length;
+    assert.equal(one - empty, LOG_ENTRY_HEADER_BYTES + 40);
   });
 
   it('FRAME_HEADER_BYTES is 8', () => {
     assert.equal(FRAME_HEADER_BYTES, 8);
   });
 
-  it('encodedFrameBytes matches the encoded length', () => {
-    fc.assert(
-      fc.property(
-        raftMessage,
-        (message) => encodedFrameBytes(message) === encodeMessage(message).length,
-      ),
-      params(500),
-    );
+  it('every message type is exactly one of request and response', () => {
+    const requests = [1, 3, 5, 7];
+    for (const type of Object.values(MessageType)) {
+      assert.equal(isRequest(type), requests.includes(type), `isRequest(${type})`);
+      assert.equal(isResponse(type), !requests.includes(type), `isResponse(${type})`);
+    }
   });
 });
 
@@ -288,7 +279,7 @@ describe('wire codec round trips', () => {
       fc.property(raftMessage, (message) => {
         assert.deepEqual(decodeAll([encodeMessage(message)]), [message]);
       }),
-      params(2000),
+      fcRuns(2000),
     );
   });
 
@@ -302,7 +293,7 @@ describe('wire codec round trips', () => {
           assert.deepEqual(decodeAll(splitAt(stream, cuts)), messages);
         },
       ),
-      params(500),
+      fcRuns(500),
     );
   });
 
@@ -312,7 +303,7 @@ describe('wire codec round trips', () => {
         const stream = Buffer.concat(messages.map(encodeMessage));
         assert.deepEqual(decodeAll(byteByByte(stream)), messages);
       }),
-      params(100),
+      fcRuns(100),
     );
   });
 
@@ -531,7 +522,7 @@ describe('wire codec malformed input', () => {
             assert.fail('expected a WireError');
           },
         ),
-        params(50),
+        fcRuns(50),
       );
     });
   }
@@ -589,7 +580,7 @@ describe('wire codec malformed input', () => {
           }
         },
       ),
-      params(2000),
+      fcRuns(2000),
     );
   });
 
@@ -609,7 +600,7 @@ describe('wire codec malformed input', () => {
           }
         },
       ),
-      params(3000),
+      fcRuns(3000),
     );
   });
 });
