@@ -2,7 +2,7 @@
 import { performance } from 'node:perf_hooks';
 import type { TestCluster } from '../../test/integration/cluster_harness';
 import type { LoadResult } from './load_spec';
-import { processCpuMs } from './proc_cpu';
+import { processCpuMs, processRssMb } from './proc_cpu';
 
 export interface NamedProcess {
   name: string;
@@ -18,6 +18,8 @@ export interface SystemResult {
    * and connection set-up included), in cores.
    */
   cores_busy: number | null;
+  /** Resident set size right after the run, MB, by process name. */
+  rss_mb: Record<string, number | null>;
 }
 
 export async function measure(
@@ -29,6 +31,7 @@ export async function measure(
   const load = await run();
   const wall_ms = performance.now() - started_ms;
   const after = processes.map((p) => processCpuMs(p.pid));
+  const rss_mb = Object.fromEntries(processes.map((p) => [p.name, processRssMb(p.pid)]));
   const ops = Math.max(1, load.completed);
   const cpu_us_per_op: Record<string, number | null> = {};
   let total_ms: number | null = load.generator_cpu_ms;
@@ -45,6 +48,7 @@ export async function measure(
     load,
     cpu_us_per_op,
     cores_busy: total_ms === null ? null : total_ms / wall_ms,
+    rss_mb,
   };
 }
 

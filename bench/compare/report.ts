@@ -50,6 +50,11 @@ function cpuCells(result: SystemResult | null, names: readonly string[]): string
   return `${cells.join(' ')} ${fixed(result?.cores_busy, 2, 5)}`;
 }
 
+/** RSS in MB of the named processes, "a/b/c". */
+function rssCell(result: SystemResult | null, names: readonly string[]): string {
+  return names.map((name) => fixed(result?.rss_mb[name], 0, 0)).join('/');
+}
+
 function floorLine(report: BenchReport, row: RowResult): string | null {
   const floor = report.floor;
   if (floor === null || row.spec.connections !== 1 || row.spec.operation !== 'SET') return null;
@@ -105,13 +110,16 @@ function formatCpu(report: BenchReport): string[] {
   const redis_names = ['redis-server', 'generator'];
   const out = [
     'CPU µs per operation (cores = CPU of these processes / wall time; 2 cores on this machine)',
+    'and RSS in MB after the row (leader/follower/follower, redis-server)',
     `${'load'.padEnd(15)} op  |    leader follower1 follower2 generator cores |` +
-      ' redis-srv generator cores',
+      ' redis-srv generator cores | RSS MB',
   ];
   for (const row of report.rows) {
+    const cluster_rss = rssCell(row.cluster, cluster_names.slice(0, 3));
+    const rss = `${cluster_rss}, ${rssCell(row.redis, ['redis-server'])}`;
     out.push(
       `${row.label.padEnd(15)} ${row.spec.operation} | ${cpuCells(row.cluster, cluster_names)} |` +
-        ` ${cpuCells(row.redis, redis_names)}`,
+        ` ${cpuCells(row.redis, redis_names)} | ${rss}`,
     );
   }
   return out;
