@@ -53,6 +53,7 @@ class LeaderLink {
     port: number,
     private readonly logger: Logger,
     private readonly on_closed: (link: LeaderLink) => void,
+    hello_args: readonly string[],
   ) {
     this.socket = net.connect({ host, port });
     this.socket.setNoDelay(true);
@@ -67,7 +68,7 @@ class LeaderLink {
       this.logger.debug(`forward link to ${address}: ${error.message}`),
     );
     this.socket.on('close', () => this.fail());
-    this.socket.write(encodeCommand([PROXY_HELLO]));
+    this.socket.write(encodeCommand([PROXY_HELLO, ...hello_args]));
   }
 
   get pending_count(): number {
@@ -152,7 +153,14 @@ export class LeaderForwarder {
   private readonly grace_timers = new Set<NodeJS.Timeout>();
   private retained: string | null = null;
 
-  constructor(private readonly logger: Logger) {}
+  /**
+   * `hello_args` follow RAFT.PROXY on every link: the view and protocol (e.g. `redis 3`) the
+   * leader answers this forwarder's requests in.
+   */
+  constructor(
+    private readonly logger: Logger,
+    private readonly hello_args: readonly string[] = [],
+  ) {}
 
   forward(
     host: string,
@@ -163,9 +171,16 @@ export class LeaderForwarder {
     const address = `${host}:${port}`;
     let link = this.links.get(address);
     if (link === undefined || link.closed) {
-      link = new LeaderLink(address, host, port, this.logger, (closed) => {
-        if (this.links.get(closed.address) === closed) this.links.delete(closed.address);
-      });
+      link = new LeaderLink(
+        address,
+        host,
+        port,
+        this.logger,
+        (closed) => {
+          if (this.links.get(closed.address) === closed) this.links.delete(closed.address);
+        },
+        this.hello_args,
+      );
       this.links.set(address, link);
     }
     return link.forward(args, deadline_ms);
