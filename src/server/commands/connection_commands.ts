@@ -137,7 +137,7 @@ export function select(args: readonly Buffer[]): RedisValue {
   const index = args[1]?.toString('latin1');
   if (index === '0') return OK;
   if (!/^-?[0-9]+$/.test(index ?? '')) return error('ERR value is not an integer or out of range');
-  return error('ERR DB index is out of range (this server has one database, 0)');
+  return error('ERR DB index is out of range');
 }
 
 export function time(): RedisValue {

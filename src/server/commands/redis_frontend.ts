@@ -11,7 +11,7 @@ import { encodeRedisValue, error, int, OK, status, type RedisValue } from '../..
 import { LIMITS } from '../../util/limits';
 import type { ClientConnectionInfo, ClientReply } from '../client_listener';
 import { keySlot } from './cluster_slot';
-import { commandCommand } from './command_docs';
+import { COMMAND_NAMES, commandCommand } from './command_docs';
 import {
   client,
   cluster,
@@ -178,7 +178,9 @@ export class RedisFrontend {
     const data = DATA_COMMANDS.get(name);
     let refusal: string | null = null;
     if (data === undefined) {
-      refusal = `ERR unknown command '${name.slice(0, 128)}' (not allowed inside MULTI here)`;
+      refusal = COMMAND_NAMES.includes(name)
+        ? `ERR '${name}' cannot be queued in MULTI here (only data commands can)`
+        : unknownCommand(args);
     } else {
       refusal = arityError(data, args.length);
     }
