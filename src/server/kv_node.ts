@@ -2,6 +2,8 @@ import type { NodeAddress, NodeConfig } from '../config/config';
 import type { ClientCommand } from '../kv/client_command';
 import { parseClientCommand } from '../kv/client_command';
 import { RaftCore } from '../raft/core';
+import { invalidEntryReason } from './entry_validation';
+import { recoverPoisonedTerm } from './term_recovery';
 import { NO_NODE, type HardState, type NodeId, type Ready, type SoftState } from '../raft/types';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../replica/replica';
 import {
@@ -99,6 +101,8 @@ export class KvNode {
     if (recovery.truncated_tail_bytes > 0)
       this.logger.warn(`truncated a torn WAL tail of ${recovery.truncated_tail_bytes} bytes`);
     const self = this.config.self;
+    const recovery_of_term = recoverPoisonedTerm(restored, self.id);
+    if (recovery_of_term.note !== null) this.logger.error(recovery_of_term.note);
     this.core = new RaftCore(
       {
         id: self.id,
@@ -119,9 +123,11 @@ export class KvNode {
         prevote: true,
         check_quorum: true,
       },
-      restored,
+      recovery_of_term.restored,
     );
     this.replica = new Replica(this.core);
+    this.replica.on_invalid_entry = (index, reason) =>
+      this.logger.warn(`committed entry ${index} skipped: ${reason}`);
     try {
       this.transport = new PeerTransport(
         {
@@ -130,6 +136,7 @@ export class KvNode {
           listen_port: self.raft_port,
           peers: this.config.peers.map((p) => ({ id: p.id, host: p.host, raft_port: p.raft_port })),
           logger: this.logger,
+          validate_message: invalidEntryReason,
         },
         (from, message) => {
           if (this.stopped()) return;

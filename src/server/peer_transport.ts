@@ -26,6 +26,11 @@ export interface PeerTransportOptions {
   backoff_max_ms?: number;
   connect_timeout_ms?: number;
   frame_payload_bytes_max?: number;
+  /**
+   * Why a decoded message must not reach Raft (e.g. an entry that is not a valid command), or
+   * null. A refused message closes its connection with a warning: the sender is broken or hostile.
+   */
+  validate_message?: (message: RaftMessage) => string | null;
 }
 
 export interface PeerStatus {
@@ -381,7 +386,7 @@ export class PeerTransport {
     socket.on('data', (chunk: Buffer) => {
       const messages = this.decode(connection, chunk);
       for (const message of messages) {
-        if (socket.destroyed) return;
+        if (socket.destroyed || !this.admissible(connection, message)) return;
         this.on_message(id, message);
       }
     });
@@ -447,7 +452,7 @@ export class PeerTransport {
     socket.on('data', (chunk: Buffer) => {
       const messages = this.decode(connection, chunk);
       for (const message of messages) {
-        if (socket.destroyed) return;
+        if (socket.destroyed || !this.admissible(connection, message)) return;
         const from = this.attributeInbound(connection, message);
         if (from === null) return;
         this.on_message(from, message);
@@ -536,6 +541,17 @@ export class PeerTransport {
         newest = connection;
     }
     return newest;
+  }
+
+  /** False after closing the connection when validate_message refuses `message`. */
+  private admissible(connection: PeerConnection, message: RaftMessage): boolean {
+    const problem = this.options.validate_message?.(message) ?? null;
+    if (problem === null) return true;
+    this.logger.warn(
+      `raft ${connection.direction} ${connection.remote} closed: refused message type ${message.type}: ${problem}`,
+    );
+    connection.destroy();
+    return false;
   }
 
   /** Decodes a chunk; on malformed bytes closes just this connection and returns nothing. */

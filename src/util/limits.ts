@@ -38,6 +38,12 @@ export const LIMITS = {
    * loop between Readies).
    */
   raft_committed_entries_per_ready_max: 8192,
+  /**
+   * Raft: highest term a frame may carry and a node may campaign in. Terms above it are refused as
+   * malformed, leaving 2^20 terms of headroom below INT32_MAX so that no increment can overflow the
+   * int32 wire field; a real cluster would need two billion elections to get here.
+   */
+  raft_term_max: 2 ** 31 - 2 ** 20,
   /** Raft: read requests waiting for leadership confirmation. */
   raft_pending_reads_max: 64 * 1024,
   /** Config file size. */
