@@ -15,6 +15,11 @@
  * - `client_redirect forward|moved` (default `forward`): a follower forwards
  *   client writes to the leader, or replies `-MOVED`.
  * - `log_level error|warn|info|debug` (default `warn`).
+ * - `cluster_name NAME` (optional): part of the cluster fingerprint, so that two clusters with the
+ *   same addresses (say, on different hosts' loopback) never talk to each other by mistake.
+ * - `cluster_secret_file PATH` (optional): a file holding the secret every node of the cluster
+ *   shares; with it, peers authenticate each other (see server/peer_handshake.ts). A relative
+ *   path resolves against the process's working directory at start-up.
  * - Timing, positive integers: `tick_ms` (default 50), `election_ticks` (10),
  *   `heartbeat_ticks` (2, must be less than `election_ticks`),
  *   `no_leader_timeout_ms` (2000), `request_timeout_ms` (10000).
@@ -57,6 +62,10 @@ export interface NodeConfig {
   heartbeat_ticks: number;
   no_leader_timeout_ms: number;
   request_timeout_ms: number;
+  /** '' when not configured. */
+  cluster_name: string;
+  /** Absolute path, or null: peers are not authenticated (the seed's open protocol). */
+  cluster_secret_file: string | null;
 }
 
 /** The Raft port sits this far below the client port (the seed's rule). */
@@ -90,6 +99,8 @@ const SINGLE_PARAMETERS = [
   'data_dir',
   'client_redirect',
   'log_level',
+  'cluster_name',
+  'cluster_secret_file',
   ...Object.keys(INTEGER_RULES),
 ];
 
@@ -159,6 +170,7 @@ export function parseConfig(
     );
   }
 
+  const secret_file = single_values.get('cluster_secret_file')?.value;
   const data_dir_value =
     single_values.get('data_dir')?.value ?? path.join('data', `${self.host}_${self.client_port}`);
   return {
@@ -175,6 +187,8 @@ export function parseConfig(
     ),
     log_level: parseChoice(single_values, 'log_level', LOG_LEVELS, 'warn', fail),
     ...integers,
+    cluster_name: single_values.get('cluster_name')?.value ?? '',
+    cluster_secret_file: secret_file === undefined ? null : path.resolve(cwd, secret_file),
   };
 }
 

@@ -1,4 +1,5 @@
 import type { NodeConfig } from '../config/config';
+import { clusterFingerprint } from '../config/fingerprint';
 import type { RaftStatus } from '../raft/core';
 import type { StorageStats } from '../storage';
 import type { PeerStatus } from './peer_transport';
@@ -47,6 +48,11 @@ export function formatInfo(section: string | null, inputs: InfoInputs): string {
         ['pending_writes', inputs.pending_writes],
         ['pending_reads', inputs.pending_reads],
         ['nodes', config.nodes.length],
+        [
+          'cluster_fingerprint',
+          clusterFingerprint(config.nodes, config.cluster_name).toString('hex'),
+        ],
+        ['peer_auth', config.cluster_secret_file === null ? 'open' : 'secret'],
         ...config.peers.map((peer): [string, string] => {
           const link = inputs.peers.find((p) => p.id === peer.id);
           const progress = status.peers.find((p) => p.id === peer.id);

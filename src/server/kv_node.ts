@@ -4,6 +4,8 @@ import { parseClientCommand } from '../kv/client_command';
 import { RaftCore } from '../raft/core';
 import { invalidEntryReason } from './entry_validation';
 import { recoverPoisonedTerm } from './term_recovery';
+import type { HandshakeSettings } from './peer_handshake';
+import { clusterFingerprint, describeMembers, loadClusterSecret } from '../config/fingerprint';
 import { NO_NODE, type HardState, type NodeId, type Ready, type SoftState } from '../raft/types';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../replica/replica';
 import {
@@ -137,6 +139,7 @@ export class KvNode {
           peers: this.config.peers.map((p) => ({ id: p.id, host: p.host, raft_port: p.raft_port })),
           logger: this.logger,
           validate_message: invalidEntryReason,
+          handshake: this.handshakeSettings(),
         },
         (from, message) => {
           if (this.stopped()) return;
@@ -545,6 +548,26 @@ export class KvNode {
   private requireCore(): RaftCore {
     if (this.core === null) throw new Error('node not started');
     return this.core;
+  }
+
+  /** Fingerprint and secret for the peer handshake; warns once when the Raft port is open. */
+  private handshakeSettings(): HandshakeSettings {
+    const { config } = this;
+    const secret =
+      config.cluster_secret_file === null ? null : loadClusterSecret(config.cluster_secret_file);
+    if (secret === null) {
+      this.logger.warn(
+        'raft port is unauthenticated (no cluster_secret_file): anyone who can reach it can ' +
+          'steer elections and write to the log',
+      );
+    }
+    return {
+      self_id: config.self.id,
+      fingerprint: clusterFingerprint(config.nodes, config.cluster_name),
+      members: describeMembers(config.nodes),
+      secret,
+      peer_ids: new Set(config.peers.map((peer) => peer.id)),
+    };
   }
 
   private requireReplica(): Replica {

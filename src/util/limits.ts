@@ -44,6 +44,16 @@ export const LIMITS = {
    * int32 wire field; a real cluster would need two billion elections to get here.
    */
   raft_term_max: 2 ** 31 - 2 ** 20,
+  /** Peer handshake: bytes buffered from a peer before its handshake completes. */
+  peer_handshake_bytes_max: 4 * 1024,
+  /** Peer handshake: time a connection has to complete the authenticated handshake. */
+  peer_handshake_timeout_ms: 2_000,
+  /** Peer handshake: bytes of the member list a peer may describe itself with (for log lines). */
+  peer_members_text_bytes_max: 2 * 1024,
+  /** Cluster secret file: shortest secret accepted (a guessable secret protects nothing). */
+  cluster_secret_bytes_min: 16,
+  /** Cluster secret file: largest file read. */
+  cluster_secret_bytes_max: 4 * 1024,
   /** Raft: read requests waiting for leadership confirmation. */
   raft_pending_reads_max: 64 * 1024,
   /** Config file size. */
