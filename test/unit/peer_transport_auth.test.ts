@@ -129,7 +129,7 @@ function linksUp(nodes: Node[]): boolean {
   return nodes.every((n) => n.transport.status().every((s) => s.outbound === 'connected'));
 }
 
-test('with a secret: peers authenticate and talk; a stranger naming a member is refused', async () => {
+test('with a secret: peers authenticate and talk; a stranger naming a member is not', async () => {
   const list = await members(2);
   const a = await startNode(1, list[0]!.raft_port, list, SECRET);
   const b = await startNode(2, list[1]!.raft_port, list, SECRET);
