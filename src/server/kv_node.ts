@@ -153,6 +153,12 @@ export class KvNode {
         (args, connection) => this.handleClient(args, connection),
       );
       await this.listener.start();
+      if (this.config.cluster_secret_file === null) {
+        this.logger.warn(
+          'raft port is unauthenticated (no cluster_secret_file): anyone who can reach it can ' +
+            'steer elections and write to the log',
+        );
+      }
     } catch (error) {
       await this.transport?.close();
       await storage.close();
@@ -550,17 +556,11 @@ export class KvNode {
     return this.core;
   }
 
-  /** Fingerprint and secret for the peer handshake; warns once when the Raft port is open. */
+  /** Fingerprint and secret for the peer handshake. */
   private handshakeSettings(): HandshakeSettings {
     const { config } = this;
     const secret =
       config.cluster_secret_file === null ? null : loadClusterSecret(config.cluster_secret_file);
-    if (secret === null) {
-      this.logger.warn(
-        'raft port is unauthenticated (no cluster_secret_file): anyone who can reach it can ' +
-          'steer elections and write to the log',
-      );
-    }
     return {
       self_id: config.self.id,
       fingerprint: clusterFingerprint(config.nodes, config.cluster_name),

@@ -11,6 +11,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { RaftStorage } from '../../src/storage';
+import { LIMITS } from '../../src/util/limits';
 import { pollUntil, TestCluster, withCluster } from './cluster_harness';
 import {
   appendFrame,
@@ -268,4 +270,28 @@ test('config mismatch: a node whose file lists only two members is refused, logg
   } finally {
     await cluster.destroy();
   }
+});
+
+test('nodes that recovered a term above raft_term_max from disk start and rejoin', {
+  timeout: 120_000,
+}, async () => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
+    await stableLeader(cluster);
+    const record = await writeDuring(cluster, 'pre-poison', async () => undefined, 500);
+    assert.ok(record.acked.size > 0);
+    await cluster.stopAll();
+    // What one RequestVote with term INT32_MAX left on a majority's disks with an older build.
+    for (const index of [0, 1]) {
+      const { storage, restored } = await RaftStorage.open(cluster.nodes[index]!.data_dir);
+      await storage.save({ term: INT32_MAX, vote: 3, commit: restored.hard_state.commit }, null);
+      await storage.close();
+    }
+    cluster.startAll();
+    await stableLeader(cluster);
+    for (const index of [0, 1])
+      assert.match(logOf(cluster, index), /recovered term 2147483647 exceeds raft_term_max/);
+    assert.deepEqual(await missingWrites(cluster, record.acked), []);
+    for (const view of await views(cluster)) assert.ok(view.term < LIMITS.raft_term_max);
+    await restartAllAndServe(cluster, 'after-poisoned-disk');
+  });
 });
