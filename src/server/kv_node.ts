@@ -24,7 +24,7 @@ import { SeededRandom } from '../util/prng';
 import { ClientListener, type ClientConnectionInfo, type ClientReply } from './client_listener';
 import { LeaderForwarder, NOT_LEADER_PREFIX, PROXY_HELLO } from './forwarder';
 import { formatInfo } from './info';
-import { PeerTransport } from './peer_transport';
+import { PeerTransport, type PeerTransportOptions } from './peer_transport';
 
 const PROXIED_TAG = 'proxied';
 const EMPTY_ARRAY_REPLY = Buffer.from('*0\r\n', 'latin1');
@@ -33,6 +33,9 @@ const NOT_LEADER_REPLY = encodeError(`${NOT_LEADER_PREFIX.slice(1)}`);
 const READIES_PER_TURN_MAX = 8;
 /** How often a request waiting for a leader re-checks when nothing else wakes it. */
 const LEADER_RECHECK_MS = 50;
+const OPEN_RAFT_PORT_WARNING =
+  'raft port is unauthenticated (no cluster_secret_file): anyone who can reach it can steer ' +
+  'elections and write to the log';
 
 type Dispatchable = Extract<ClientCommand, { kind: 'write' } | { kind: 'read' }>;
 
@@ -131,34 +134,18 @@ export class KvNode {
     this.replica.on_invalid_entry = (index, reason) =>
       this.logger.warn(`committed entry ${index} skipped: ${reason}`);
     try {
-      this.transport = new PeerTransport(
-        {
-          self_id: self.id,
-          listen_host: self.host,
-          listen_port: self.raft_port,
-          peers: this.config.peers.map((p) => ({ id: p.id, host: p.host, raft_port: p.raft_port })),
-          logger: this.logger,
-          validate_message: invalidEntryReason,
-          handshake: this.handshakeSettings(),
-        },
-        (from, message) => {
-          if (this.stopped()) return;
-          this.requireCore().step(from, message);
-          this.schedulePump();
-        },
-      );
+      this.transport = new PeerTransport(this.peerTransportOptions(), (from, message) => {
+        if (this.stopped()) return;
+        this.requireCore().step(from, message);
+        this.schedulePump();
+      });
       await this.transport.start();
       this.listener = new ClientListener(
         { host: self.host, port: self.client_port, logger: this.logger },
         (args, connection) => this.handleClient(args, connection),
       );
       await this.listener.start();
-      if (this.config.cluster_secret_file === null) {
-        this.logger.warn(
-          'raft port is unauthenticated (no cluster_secret_file): anyone who can reach it can ' +
-            'steer elections and write to the log',
-        );
-      }
+      if (this.config.cluster_secret_file === null) this.logger.warn(OPEN_RAFT_PORT_WARNING);
     } catch (error) {
       await this.transport?.close();
       await storage.close();
@@ -554,6 +541,19 @@ export class KvNode {
   private requireCore(): RaftCore {
     if (this.core === null) throw new Error('node not started');
     return this.core;
+  }
+
+  private peerTransportOptions(): PeerTransportOptions {
+    const self = this.config.self;
+    return {
+      self_id: self.id,
+      listen_host: self.host,
+      listen_port: self.raft_port,
+      peers: this.config.peers.map((p) => ({ id: p.id, host: p.host, raft_port: p.raft_port })),
+      logger: this.logger,
+      validate_message: invalidEntryReason,
+      handshake: this.handshakeSettings(),
+    };
   }
 
   /** Fingerprint and secret for the peer handshake. */

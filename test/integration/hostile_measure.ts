@@ -31,7 +31,8 @@ async function storm(name: string, attack: (cluster: TestCluster) => Promise<voi
     const record = await writeDuring(cluster, name, () => attack(cluster));
     const term_after = await maxTerm(cluster);
     console.log(
-      `${name}: ${STORM_MS / 1000} s at one round per ${PERIOD_MS} ms: term +${term_after - term_before}, ` +
+      `${name}: ${STORM_MS / 1000} s, one round per ${PERIOD_MS} ms: ` +
+        `term +${term_after - term_before}, ` +
         `longest write gap ${(record.max_gap_ms / 1000).toFixed(2)} s, ` +
         `${record.acked.size} writes acked, ${record.failures} failed`,
     );

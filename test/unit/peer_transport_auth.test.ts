@@ -6,7 +6,7 @@ import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { clusterFingerprint, describeMembers } from '../../src/config/fingerprint';
-import type { HandshakeSettings } from '../../src/server/peer_handshake';
+import { PeerHandshake, type HandshakeSettings } from '../../src/server/peer_handshake';
 import { PeerTransport, type PeerAddress } from '../../src/server/peer_transport';
 import { LIMITS } from '../../src/util/limits';
 import type { Logger } from '../../src/util/log';
@@ -237,4 +237,29 @@ test('a refused message (poison entry) closes its connection and never reaches R
   await waitFor('connection closed', () => peer.closed);
   assert.equal(a.received.length, 0);
   assert.ok(a.log.some((line) => /refused message type 3: poison entry/.test(line)));
+});
+
+test('with a secret: a frame naming another id than the handshake proved is refused', async () => {
+  const list = await members(3);
+  const a = await startNode(1, list[0]!.raft_port, list, SECRET);
+  // A real member (node 2, it holds the secret) authenticates, then names node 3 in a request.
+  const handshake = new PeerHandshake(handshakeFor(2, list, SECRET), 'dialer', 1);
+  const socket = new RawSocket(list[0]!.raft_port);
+  await socket.connected();
+  socket.socket.on('data', (chunk: Buffer) => {
+    const result = handshake.push(chunk);
+    for (const frame of handshake.takeOutgoing()) socket.socket.write(frame);
+    if (result.kind === 'done') {
+      socket.socket.write(encodeMessage(vote(2, 1)));
+      socket.socket.write(encodeMessage(vote(3, 2)));
+    }
+  });
+  for (const frame of handshake.takeOutgoing()) socket.socket.write(frame);
+  await waitFor('connection closed', () => socket.closed);
+  assert.deepEqual(
+    a.received.map((r) => r.from),
+    [2],
+    'the frame in its own name got through, the one naming node 3 did not',
+  );
+  assert.ok(a.log.some((line) => /request names node id 3 on a connection from node 2/.test(line)));
 });
