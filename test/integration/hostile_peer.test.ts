@@ -169,6 +169,25 @@ test('open mode: hostile Raft frames crash nothing and depose no live leader', {
     await restartAllAndServe(cluster, 'after-poison');
     const refused = cluster.nodes.filter((n) => /refused message type 3: entry/.test(n.stderr));
     assert.ok(refused.length >= 2, 'both followers logged the refused poison entry');
+
+    // A well-formed write forged as the leader at the next term: open mode obeys it (only the
+    // secret stops it), but nothing may crash and the cluster must come back from a restart.
+    leader = await stableLeader(cluster);
+    for (const [i, view] of (await views(cluster)).entries()) {
+      if (view.role === 'leader') continue;
+      const frame = appendFrame({
+        term: view.term + 1,
+        leader_id: leader.leader_id,
+        prev_log_index: view.last_log_index,
+        prev_log_term: view.last_log_term,
+        leader_commit: view.last_log_index + 1,
+        entries: [{ term: view.term + 1, data: setCommand('forged', 'yes') }],
+      });
+      await sendRaw(cluster.nodes[i]!.raft_port, frame, 300);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    noCrash(cluster);
+    await restartAllAndServe(cluster, 'after-forged-append');
   });
 });
 
