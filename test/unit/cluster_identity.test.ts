@@ -10,7 +10,7 @@ import { LIMITS } from '../../src/util/limits';
 
 const BASE = 'follower_info 127.0.0.1:8001\nfollower_info 127.0.0.1:8002\n';
 
-test('cluster_name and cluster_secret_file are optional; the secret path resolves against cwd', () => {
+test('cluster_name and cluster_secret_file are optional; the secret path is made absolute', () => {
   const plain = parseConfig(BASE, 'node.conf', '/srv');
   assert.equal(plain.cluster_name, '');
   assert.equal(plain.cluster_secret_file, null);
@@ -27,7 +27,7 @@ test('cluster_name and cluster_secret_file are optional; the secret path resolve
   );
 });
 
-test('loadClusterSecret trims the final newline and refuses short, oversized or missing files', () => {
+test('loadClusterSecret trims a final newline, refuses short, huge or missing files', () => {
   const dir = mkdtempSync(join(tmpdir(), 'kv-secret-'));
   try {
     const file = join(dir, 'secret');
