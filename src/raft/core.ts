@@ -235,24 +235,26 @@ export class RaftCore {
       for (const id of this.peers) this.sendAppends(id);
     }
     if (!this.hasReady()) return null;
+    const limits = this.config.limits;
+    const entries = this.log.takeUnstable(limits.ready_entries_max, limits.ready_entries_bytes_max);
+    const previous = this.persisted_hard_state;
     const hard_state = this.hardStateChanged() ? this.currentHardState() : null;
-    const entries = this.log.takeUnstable();
-    const committed: CommittedEntry[] = [];
-    const apply_to = Math.min(
-      this.log.committed,
-      this.applied_handed_out + this.config.limits.committed_entries_per_ready_max,
-    );
-    for (let index = this.applied_handed_out + 1; index <= apply_to; index++) {
-      committed.push({ index, entry: this.log.entry(index) });
-    }
-    this.applied_handed_out = apply_to;
+    const term_or_vote_changed =
+      hard_state !== null &&
+      (hard_state.term !== previous.term || hard_state.vote !== previous.vote);
+    const must_sync = entries !== null || term_or_vote_changed;
+    // A leader's term and vote are durable since its campaign: what it sends now promises nothing
+    // about its own unsaved entries, which it counts only after advance() (thesis §10.2.1).
+    const send_now = !must_sync || (this.role === 'leader' && !term_or_vote_changed);
     const soft = this.softStateChanged() ? this.softState() : null;
     if (soft !== null) this.last_soft_state = soft;
     const ready: Ready = {
       hard_state,
       entries,
-      messages: this.messages,
-      committed,
+      must_sync,
+      messages: send_now ? this.messages : [],
+      messages_after_persist: send_now ? [] : this.messages,
+      committed: this.takeCommitted(),
       reads: this.ready_reads,
       failed_reads: this.failed_reads,
       soft_state: soft,
@@ -263,6 +265,20 @@ export class RaftCore {
     this.failed_reads = [];
     this.ready_outstanding = ready;
     return ready;
+  }
+
+  /** Committed entries not yet handed to the state machine, at most a bounded batch. */
+  private takeCommitted(): CommittedEntry[] {
+    const committed: CommittedEntry[] = [];
+    const apply_to = Math.min(
+      this.log.committed,
+      this.applied_handed_out + this.config.limits.committed_entries_per_ready_max,
+    );
+    for (let index = this.applied_handed_out + 1; index <= apply_to; index++) {
+      committed.push({ index, entry: this.log.entry(index) });
+    }
+    this.applied_handed_out = apply_to;
+    return committed;
   }
 
   /** The Ready's hard state and entries are durable and its messages sent. */
@@ -857,13 +873,19 @@ export class RaftCore {
     this.messages.push({ to, message });
   }
 
+  /**
+   * The commit index saved never passes the entries saved with or before it: a bounded Ready may
+   * hand out only part of a log whose commit index is already further on.
+   */
   private currentHardState(): HardState {
-    return { term: this.term, vote: this.vote, commit: this.log.committed };
+    const commit = Math.min(this.log.committed, this.log.handed_out);
+    return { term: this.term, vote: this.vote, commit };
   }
 
   private hardStateChanged(): boolean {
     const hs = this.persisted_hard_state;
-    return hs.term !== this.term || hs.vote !== this.vote || hs.commit !== this.log.committed;
+    const commit = Math.min(this.log.committed, this.log.handed_out);
+    return hs.term !== this.term || hs.vote !== this.vote || hs.commit !== commit;
   }
 
   private softState(): SoftState {

@@ -119,21 +119,41 @@ export class RaftLog {
     );
   }
 
+  /** Last index handed out for persistence (durable once the outstanding Ready is advanced). */
+  get handed_out(): number {
+    return this.unstable_from - 1;
+  }
+
   hasUnstable(): boolean {
     return this.unstable_from <= this.entries.length || this.truncation_pending;
   }
 
   /**
-   * Hands out the unstable suffix for persistence; call markStable with its result once durable.
+   * Hands out the next part of the unstable suffix for persistence, at most `count_max` entries
+   * and `bytes_max` data bytes (at least one entry); call markStable with its end once durable.
    */
-  takeUnstable(): { first_index: number; entries: LogEntry[] } | null {
+  takeUnstable(
+    count_max: number,
+    bytes_max: number,
+  ): { first_index: number; entries: LogEntry[] } | null {
     this.truncated_since_ready = Infinity;
     const truncation_pending = this.truncation_pending;
     this.truncation_pending = false;
     if (this.unstable_from > this.entries.length && !truncation_pending) return null;
     const first_index = this.unstable_from;
-    const entries = this.entries.slice(first_index - 1);
-    this.unstable_from = this.entries.length + 1;
+    const entries: LogEntry[] = [];
+    let bytes = 0;
+    for (
+      let index = first_index;
+      index <= this.entries.length && entries.length < count_max;
+      index++
+    ) {
+      const entry = this.entries[index - 1]!;
+      if (entries.length > 0 && bytes + entry.data.length > bytes_max) break;
+      entries.push(entry);
+      bytes += entry.data.length;
+    }
+    this.unstable_from = first_index + entries.length;
     return { first_index, entries };
   }
 

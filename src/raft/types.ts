@@ -46,17 +46,28 @@ export interface SoftState {
 }
 
 /**
- * One batch of work from the core. The driver must, in order:
- * 1. persist `hard_state` and `entries` durably (fsync),
- * 2. then send `messages`,
- * 3. apply `committed` in order (may overlap with 1: these are already committed by a quorum),
- * 4. serve each of `reads` once applied >= its index; fail each of `failed_reads`,
+ * One batch of work from the core. The core says what the batch needs; the
+ * driver (src/driver/ready_driver.ts, shared by the server and the simulator)
+ * carries it out in this order:
+ * 1. send `messages` at once: they promise nothing that depends on this Ready's
+ *    save (a leader's AppendEntries while its own copy is being written, thesis
+ *    §10.2.1; anything from a Ready with nothing to sync);
+ * 2. persist `hard_state` and `entries`; when `must_sync` is false only the
+ *    commit index changed, which may ride on the next save instead of its own
+ *    fsync (a node restarted with an older commit index learns it again);
+ * 3. once durable, send `messages_after_persist` (votes, append acknowledgements,
+ *    a candidate's requests: each promises what was just saved);
+ * 4. apply `committed` in order (already durable on a majority: may overlap 2),
+ *    serve each of `reads` once applied >= its index, fail each of `failed_reads`;
  * 5. call `advance(ready)`.
  */
 export interface Ready {
   hard_state: HardState | null;
   entries: EntriesToPersist | null;
+  /** true when entries or the term or vote changed: they must be durable before step 3. */
+  must_sync: boolean;
   messages: Outbound[];
+  messages_after_persist: Outbound[];
   committed: CommittedEntry[];
   reads: ReadState[];
   /** Read requests that can no longer be confirmed (leadership lost); the client should retry. */
@@ -80,6 +91,13 @@ export interface RaftLimits {
    * for long.
    */
   committed_entries_per_ready_max: number;
+  /**
+   * Entries handed out for persistence in one Ready (a follower catching up while its fsync is
+   * slow would otherwise produce one save larger than a WAL record may be).
+   */
+  ready_entries_max: number;
+  /** Data bytes of those entries; a single larger entry still goes alone. */
+  ready_entries_bytes_max: number;
 }
 
 /**

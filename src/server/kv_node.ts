@@ -6,7 +6,8 @@ import { invalidEntryReason } from './entry_validation';
 import { recoverPoisonedTerm } from './term_recovery';
 import type { HandshakeSettings } from './peer_handshake';
 import { clusterFingerprint, describeMembers, loadClusterSecret } from '../config/fingerprint';
-import { NO_NODE, type HardState, type NodeId, type Ready, type SoftState } from '../raft/types';
+import { NO_NODE, type NodeId, type SoftState } from '../raft/types';
+import { ReadyDriver } from '../driver/ready_driver';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../replica/replica';
 import {
   encodeBulkArray,
@@ -17,7 +18,8 @@ import {
   REPLY_OK,
   REPLY_PONG,
 } from '../resp/reply';
-import { RaftStorage } from '../storage';
+import { RaftStorage, type RecoveryReport } from '../storage';
+import { assert } from '../util/assert';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
 import { SeededRandom } from '../util/prng';
@@ -29,8 +31,6 @@ import { PeerTransport, type PeerTransportOptions } from './peer_transport';
 const PROXIED_TAG = 'proxied';
 const EMPTY_ARRAY_REPLY = Buffer.from('*0\r\n', 'latin1');
 const NOT_LEADER_REPLY = encodeError(`${NOT_LEADER_PREFIX.slice(1)}`);
-/** Readies carried out back to back before yielding to the event loop. */
-const READIES_PER_TURN_MAX = 8;
 /** How often a request waiting for a leader re-checks when nothing else wakes it. */
 const LEADER_RECHECK_MS = 50;
 const OPEN_RAFT_PORT_WARNING =
@@ -51,10 +51,23 @@ interface ConnectionOrder {
 }
 
 /**
+ * start(): created → starting → running. stop(): running → stopping (leadership handed
+ * over, clients still served) → draining (no more Readies; the save in flight finishes) →
+ * stopped. Any state → failed on an error the node cannot continue from.
+ */
+type NodeState =
+  | 'created'
+  | 'starting'
+  | 'running'
+  | 'stopping'
+  | 'draining'
+  | 'stopped'
+  | 'failed';
+
+/**
  * One node of the cluster: the event-loop glue around the pure Raft core. It
- * owns the disk (WAL), the two listeners, the peer links and the timer, and
- * carries out each Ready in the order the core demands: persist (fsync, off
- * the event loop), then send, then apply and answer clients.
+ * owns the disk (WAL), the two listeners, the peer links and the timer; the
+ * shared ReadyDriver carries out each Ready in the order the core demands.
  */
 export class KvNode {
   private readonly config: NodeConfig;
@@ -62,28 +75,16 @@ export class KvNode {
   private storage: RaftStorage | null = null;
   private core: RaftCore | null = null;
   private replica: Replica | null = null;
+  private driver: ReadyDriver | null = null;
   private transport: PeerTransport | null = null;
   private listener: ClientListener | null = null;
   private readonly forwarder: LeaderForwarder;
   private tick_timer: NodeJS.Timeout | null = null;
-  private pump_scheduled = false;
-  private persisting = false;
-  private persisted_last_index = 0;
-  /** Term and vote (and the commit index) last made durable. */
-  private durable_hard_state: HardState = { term: 0, vote: NO_NODE, commit: 0 };
-  /** A newer commit index not yet written; it goes out with the next save. */
-  private deferred_hard_state: HardState | null = null;
   private leader_waiters = new Set<() => void>();
   private soft: SoftState = { role: 'follower', term: 0, leader_id: NO_NODE };
-  private fatal_error: Error | null = null;
+  private state: NodeState = 'created';
   private readonly connection_order = new WeakMap<ClientConnectionInfo, ConnectionOrder>();
-  private stopping = false;
-  /** Stop has handed leadership over: no more Readies are taken, only the running save finishes. */
-  private draining = false;
-  /**
-   * Called once if the node hits an error it cannot continue from (the process should exit
-   * non-zero).
-   */
+  /** Called once on an error the node cannot continue from (the process should exit non-zero). */
   on_fatal: (error: Error) => void = () => undefined;
 
   constructor(config: NodeConfig, logger: Logger) {
@@ -93,73 +94,115 @@ export class KvNode {
   }
 
   async start(): Promise<void> {
+    assert(this.state === 'created', `start() of a node in state ${this.state}`);
+    this.state = 'starting';
     const { storage, restored, recovery } = await RaftStorage.open(this.config.data_dir);
     this.storage = storage;
-    this.persisted_last_index = restored.entries.length;
-    this.durable_hard_state = { ...restored.hard_state };
-    this.logger.info(
-      `recovered ${restored.entries.length} log entries (term ${restored.hard_state.term}, commit ${restored.hard_state.commit}) from ${recovery.records} records in ${recovery.log_file}` +
-        (recovery.truncated_tail_bytes > 0
-          ? `; truncated a torn tail of ${recovery.truncated_tail_bytes} bytes`
-          : ''),
-    );
-    if (recovery.truncated_tail_bytes > 0)
-      this.logger.warn(`truncated a torn WAL tail of ${recovery.truncated_tail_bytes} bytes`);
-    const self = this.config.self;
-    const recovery_of_term = recoverPoisonedTerm(restored, self.id);
+    this.logRecovery(restored.entries.length, restored.hard_state, recovery);
+    const recovery_of_term = recoverPoisonedTerm(restored, this.config.self.id);
     if (recovery_of_term.note !== null) this.logger.error(recovery_of_term.note);
-    this.core = new RaftCore(
-      {
-        id: self.id,
-        voters: this.config.nodes.map((n) => n.id),
-        election_ticks: this.config.election_ticks,
-        heartbeat_ticks: this.config.heartbeat_ticks,
-        // Election jitter only needs to differ between nodes and runs; it is not a secret.
-        random: new SeededRandom((Date.now() ^ (process.pid << 8) ^ self.id) >>> 0),
-        limits: {
-          entry_bytes_max: LIMITS.raft_entry_bytes_max,
-          message_entries_bytes_max: LIMITS.raft_message_entries_bytes_max,
-          message_entries_max: LIMITS.raft_message_entries_max,
-          inflight_messages_max: LIMITS.raft_inflight_messages_max,
-          uncommitted_bytes_max: LIMITS.raft_uncommitted_bytes_max,
-          pending_reads_max: LIMITS.raft_pending_reads_max,
-          committed_entries_per_ready_max: LIMITS.raft_committed_entries_per_ready_max,
-        },
-        prevote: true,
-        check_quorum: true,
-      },
-      recovery_of_term.restored,
-    );
-    this.replica = new Replica(this.core);
-    this.replica.on_invalid_entry = (index, reason) =>
+    const core = new RaftCore(this.raftConfig(), recovery_of_term.restored);
+    const replica = new Replica(core);
+    replica.on_invalid_entry = (index, reason) =>
       this.logger.warn(`committed entry ${index} skipped: ${reason}`);
+    this.core = core;
+    this.replica = replica;
+    this.driver = this.createDriver(core, replica, storage);
     try {
-      this.transport = new PeerTransport(this.peerTransportOptions(), (from, message) => {
-        if (this.stopped()) return;
-        this.requireCore().step(from, message);
-        this.schedulePump();
-      });
-      await this.transport.start();
-      this.listener = new ClientListener(
-        { host: self.host, port: self.client_port, logger: this.logger },
-        (args, connection) => this.handleClient(args, connection),
-      );
-      await this.listener.start();
-      if (this.config.cluster_secret_file === null) this.logger.warn(OPEN_RAFT_PORT_WARNING);
+      await this.startListeners();
     } catch (error) {
       await this.transport?.close();
       await storage.close();
       throw error;
     }
-    this.tick_timer = setInterval(() => {
-      if (this.stopped()) return;
-      this.requireCore().tick();
-      this.schedulePump();
-    }, this.config.tick_ms);
-    this.schedulePump(); // replay committed entries into the state machine
+    this.tick_timer = setInterval(() => this.driver?.tick(), this.config.tick_ms);
+    this.state = 'running';
+    this.driver.schedule(); // replay committed entries into the state machine
+    const self = this.config.self;
     this.logger.info(
-      `node ${self.id} serving clients on ${self.host}:${self.client_port}, raft on ${self.raft_port}`,
+      `node ${self.id} serving clients on ${self.host}:${self.client_port}, ` +
+        `raft on ${self.raft_port}`,
     );
+  }
+
+  private logRecovery(
+    entries: number,
+    hard_state: { term: number; commit: number },
+    recovery: RecoveryReport,
+  ): void {
+    const torn = recovery.truncated_tail_bytes;
+    this.logger.info(
+      `recovered ${entries} log entries (term ${hard_state.term}, commit ${hard_state.commit}) ` +
+        `from ${recovery.records} records in ${recovery.log_file}` +
+        (torn > 0 ? `; truncated a torn tail of ${torn} bytes` : ''),
+    );
+    if (torn > 0) this.logger.warn(`truncated a torn WAL tail of ${torn} bytes`);
+  }
+
+  private raftConfig(): ConstructorParameters<typeof RaftCore>[0] {
+    const self = this.config.self;
+    return {
+      id: self.id,
+      voters: this.config.nodes.map((n) => n.id),
+      election_ticks: this.config.election_ticks,
+      heartbeat_ticks: this.config.heartbeat_ticks,
+      // Election jitter only needs to differ between nodes and runs; it is not a secret.
+      random: new SeededRandom((Date.now() ^ (process.pid << 8) ^ self.id) >>> 0),
+      limits: {
+        entry_bytes_max: LIMITS.raft_entry_bytes_max,
+        message_entries_bytes_max: LIMITS.raft_message_entries_bytes_max,
+        message_entries_max: LIMITS.raft_message_entries_max,
+        inflight_messages_max: LIMITS.raft_inflight_messages_max,
+        uncommitted_bytes_max: LIMITS.raft_uncommitted_bytes_max,
+        pending_reads_max: LIMITS.raft_pending_reads_max,
+        committed_entries_per_ready_max: LIMITS.raft_committed_entries_per_ready_max,
+        ready_entries_max: LIMITS.raft_ready_entries_max,
+        ready_entries_bytes_max: LIMITS.raft_ready_entries_bytes_max,
+      },
+      prevote: true,
+      check_quorum: true,
+    };
+  }
+
+  private createDriver(core: RaftCore, replica: Replica, storage: RaftStorage): ReadyDriver {
+    return new ReadyDriver(
+      core,
+      replica,
+      {
+        save: (hard_state, entries, done) =>
+          storage.save(hard_state, entries).then(
+            () => done(null),
+            (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
+          ),
+      },
+      { send: (to, message) => this.transport?.send(to, message) },
+      // setImmediate runs after this turn's I/O callbacks: every request that arrived together
+      // shares one Ready and one fsync.
+      { defer: (run) => setImmediate(run) },
+      { readies_per_turn_max: LIMITS.driver_readies_per_turn_max },
+      {
+        onSoftState: (soft) => this.onSoftState(soft),
+        onTruncate: (first_index) =>
+          this.logger.info(
+            `log truncated from index ${first_index} (conflict with the leader's log)`,
+          ),
+        onFatal: (error) => this.fail(error),
+      },
+    );
+  }
+
+  private async startListeners(): Promise<void> {
+    const self = this.config.self;
+    this.transport = new PeerTransport(this.peerTransportOptions(), (from, message) =>
+      this.driver?.step(from, message),
+    );
+    await this.transport.start();
+    this.listener = new ClientListener(
+      { host: self.host, port: self.client_port, logger: this.logger },
+      (args, connection) => this.handleClient(args, connection),
+    );
+    await this.listener.start();
+    if (this.config.cluster_secret_file === null) this.logger.warn(OPEN_RAFT_PORT_WARNING);
   }
 
   /**
@@ -169,44 +212,41 @@ export class KvNode {
    * pending commit index, close everything.
    */
   async stop(): Promise<void> {
-    if (this.stopping) return;
-    this.stopping = true;
+    if (this.state !== 'running' && this.state !== 'failed') return;
+    const failed = this.state === 'failed';
+    if (!failed) this.state = 'stopping';
     await this.listener?.stopAccepting();
-    const core = this.core;
-    if (
-      core !== null &&
-      core.current_role === 'leader' &&
-      this.config.peers.length > 0 &&
-      this.fatal_error === null
-    ) {
-      const target = core.status().peers.reduce((best, p) => (p.match > best.match ? p : best));
-      if (core.transferLeadership(target.id)) {
-        this.logger.info(`handing leadership to node ${target.id} before exit`);
-        this.schedulePump();
-        await this.waitFor(
-          () => core.current_role !== 'leader',
-          2 * this.config.election_ticks * this.config.tick_ms,
-        );
-      }
-    }
-    this.draining = true;
+    if (!failed) await this.handOverLeadership();
+    if (!failed) this.state = 'draining';
+    this.driver?.drain();
     if (this.tick_timer !== null) clearInterval(this.tick_timer);
     await this.transport?.close();
-    await this.waitFor(() => !this.persisting, 10_000);
-    if (
-      !this.persisting &&
-      this.fatal_error === null &&
-      this.deferred_hard_state !== null &&
-      this.storage !== null
-    ) {
+    const driver = this.driver;
+    if (driver !== null) await this.waitFor(() => !driver.saving, 10_000);
+    const unsaved = driver?.unsaved_hard_state ?? null;
+    if (!failed && driver !== null && !driver.saving && unsaved !== null && this.storage !== null) {
       await this.storage
-        .save(this.deferred_hard_state, null)
+        .save(unsaved, null)
         .catch((error: Error) => this.logger.warn(`final save: ${error.message}`));
     }
     await this.listener?.close();
     this.forwarder.close();
     await this.storage?.close();
+    if (!failed) this.state = 'stopped';
     for (const wake of this.leader_waiters) wake();
+  }
+
+  private async handOverLeadership(): Promise<void> {
+    const core = this.core;
+    if (core === null || core.current_role !== 'leader' || this.config.peers.length === 0) return;
+    const target = core.status().peers.reduce((best, p) => (p.match > best.match ? p : best));
+    if (!core.transferLeadership(target.id)) return;
+    this.logger.info(`handing leadership to node ${target.id} before exit`);
+    this.driver?.schedule();
+    await this.waitFor(
+      () => core.current_role !== 'leader',
+      2 * this.config.election_ticks * this.config.tick_ms,
+    );
   }
 
   /** For INFO and tests. */
@@ -226,99 +266,12 @@ export class KvNode {
     });
   }
 
-  // ------------------------------------------------------------------ the Ready loop
-
-  private schedulePump(): void {
-    if (this.pump_scheduled) return;
-    this.pump_scheduled = true;
-    // setImmediate runs after this turn's I/O callbacks: every request that arrived together shares
-    // one Ready and one fsync.
-    setImmediate(() => {
-      this.pump_scheduled = false;
-      this.pump();
-    });
-  }
-
-  /**
-   * Carries out Readies one at a time. Three liberties the Ready contract
-   * allows keep the commit path to about one fsync:
-   * - committed entries are applied, and clients answered, as soon as the
-   *   Ready is taken (they are already durable on a majority);
-   * - a leader whose term and vote are already on disk sends its messages
-   *   before its own fsync (thesis §10.2.1): it counts its own copy of an
-   *   entry only once advance() reports it durable;
-   * - a change of the commit index alone is not fsync'd by itself: it rides
-   *   on the next save (a node restarted with an older commit index learns
-   *   the newer one from the leader; nothing acknowledged depends on it).
-   */
-  private pump(): void {
-    const core = this.core;
-    const storage = this.storage;
-    if (core === null || storage === null || this.fatal_error !== null || this.draining) return;
-    let readies = 0;
-    while (!this.persisting && core.hasReady()) {
-      if (++readies > READIES_PER_TURN_MAX) {
-        this.schedulePump(); // let clients and peers in between (a long log replays in many turns)
-        return;
-      }
-      const ready = core.ready();
-      if (ready === null) break;
-      if (ready.soft_state !== null) this.onSoftState(ready.soft_state);
-      if (ready.entries !== null && ready.entries.first_index <= this.persisted_last_index) {
-        this.logger.info(
-          `log truncated from index ${ready.entries.first_index} (conflict with the leader's log)`,
-        );
-      }
-      this.requireReplica().applyReady(ready);
-      let hard_state = ready.hard_state;
-      const term_and_vote_durable =
-        hard_state === null ||
-        (hard_state.term === this.durable_hard_state.term &&
-          hard_state.vote === this.durable_hard_state.vote);
-      if (hard_state !== null && term_and_vote_durable && ready.entries === null) {
-        this.deferred_hard_state = hard_state; // commit index only
-        hard_state = null;
-      }
-      if (hard_state === null && ready.entries === null) {
-        this.sendMessages(ready);
-        core.advance(ready);
-        continue;
-      }
-      if (hard_state === null) hard_state = this.deferred_hard_state;
-      this.deferred_hard_state = null;
-      const sent_early = term_and_vote_durable && core.current_role === 'leader';
-      if (sent_early) this.sendMessages(ready);
-      this.persisting = true;
-      const saved = hard_state;
-      storage.save(saved, ready.entries).then(
-        () => {
-          this.persisting = false;
-          if (saved !== null) this.durable_hard_state = saved;
-          if (ready.entries !== null)
-            this.persisted_last_index =
-              ready.entries.first_index + ready.entries.entries.length - 1;
-          if (!sent_early) this.sendMessages(ready);
-          core.advance(ready);
-          if (!this.draining) this.pump();
-        },
-        (error: Error) => this.fail(error),
-      );
-    }
-  }
-
-  private sendMessages(ready: Ready): void {
-    const transport = this.transport;
-    if (transport !== null)
-      for (const { to, message } of ready.messages) transport.send(to, message);
-  }
-
   private onSoftState(soft: SoftState): void {
     const previous = this.soft;
     this.soft = soft;
     if (previous.role !== soft.role || previous.term !== soft.term) {
-      this.logger.info(
-        `role ${soft.role} in term ${soft.term}${soft.leader_id !== NO_NODE ? ` (leader ${soft.leader_id})` : ''}`,
-      );
+      const leader = soft.leader_id !== NO_NODE ? ` (leader ${soft.leader_id})` : '';
+      this.logger.info(`role ${soft.role} in term ${soft.term}${leader}`);
     }
     if (previous.leader_id !== soft.leader_id) {
       const leader = this.addressOf(soft.leader_id);
@@ -328,8 +281,8 @@ export class KvNode {
   }
 
   private fail(error: Error): void {
-    if (this.fatal_error !== null) return;
-    this.fatal_error = error;
+    if (this.state === 'failed') return;
+    this.state = 'failed';
     this.logger.error(`stopping: ${error.message}`);
     this.on_fatal(error);
   }
@@ -363,7 +316,7 @@ export class KvNode {
         return { reply: encodeBulkString(this.info(command.section)) };
       case 'read':
       case 'write':
-        if (this.draining) {
+        if (!this.serving()) {
           return {
             reply: connection.tags.has(PROXIED_TAG)
               ? NOT_LEADER_REPLY
@@ -412,8 +365,7 @@ export class KvNode {
     const deadline_ms = started_ms + this.config.request_timeout_ms;
     let no_leader_since_ms: number | null = null;
     for (;;) {
-      if (this.stopped() || this.draining)
-        return encodeError('TRYAGAIN shutting down; retry on another node');
+      if (!this.serving()) return encodeError('TRYAGAIN shutting down; retry on another node');
       const core = this.requireCore();
       if (core.current_role === 'leader') {
         const local = await this.executeLocally(command, deadline_ms);
@@ -445,14 +397,16 @@ export class KvNode {
         // Every attempt was refused or never sent: certainly not executed, so not a TIMEOUT
         // (outcome unknown).
         return encodeError(
-          `TRYAGAIN request not served within ${this.config.request_timeout_ms} ms; it was not executed`,
+          `TRYAGAIN request not served within ${this.config.request_timeout_ms} ms; ` +
+            'it was not executed',
         );
       }
       if (this.requireCore().status().leader_id === NO_NODE) {
         no_leader_since_ms ??= now_ms;
         if (now_ms - no_leader_since_ms >= this.config.no_leader_timeout_ms) {
           return encodeError(
-            `CLUSTERDOWN no leader elected within ${this.config.no_leader_timeout_ms} ms; retry later`,
+            `CLUSTERDOWN no leader elected within ${this.config.no_leader_timeout_ms} ms; ` +
+              'retry later',
           );
         }
       }
@@ -479,7 +433,7 @@ export class KvNode {
         handle = replica.read(command.key, (outcome) => settle(readReply(outcome)));
       }
       if (settled || handle === null) return;
-      this.schedulePump();
+      this.driver?.schedule();
       const submitted = handle;
       timer = setTimeout(
         () => {
@@ -487,7 +441,8 @@ export class KvNode {
             replica.cancelWrite(submitted);
             settle(
               encodeError(
-                `TIMEOUT outcome unknown: the write was not confirmed within ${this.config.request_timeout_ms} ms`,
+                'TIMEOUT outcome unknown: the write was not confirmed within ' +
+                  `${this.config.request_timeout_ms} ms`,
               ),
             );
           } else {
@@ -529,8 +484,9 @@ export class KvNode {
 
   // ------------------------------------------------------------------ helpers
 
-  private stopped(): boolean {
-    return this.fatal_error !== null;
+  /** Whether requests may still be executed or forwarded (not draining, stopped or failed). */
+  private serving(): boolean {
+    return this.state === 'running' || this.state === 'stopping';
   }
 
   private addressOf(id: NodeId): NodeAddress | null {
@@ -594,7 +550,8 @@ function writeReply(outcome: WriteOutcome): Buffer | null {
       );
     case 'dropped':
       return encodeError(
-        'TRYAGAIN write not committed: leadership changed before it was replicated; it was not executed',
+        'TRYAGAIN write not committed: leadership changed before it was replicated; ' +
+          'it was not executed',
       );
   }
 }

@@ -4,6 +4,7 @@
  * src/storage: the rest of the system only sees RaftStorage.
  */
 import * as fs from 'node:fs';
+import { acquireDirLock, type DirLock } from './lock';
 
 export interface LogFile {
   size(): Promise<number>;
@@ -25,6 +26,13 @@ export interface StorageIo {
   openLog(path: string): Promise<LogFile>;
   /** fsyncs a directory so that entries created in it survive a crash. */
   syncDirectory(path: string): Promise<void>;
+  /**
+   * Creates the directory and any missing parents (mkdir -p); returns the first directory it
+   * created, or undefined if the directory already existed (as fs.mkdir with recursive does).
+   */
+  makeDirectory(path: string): Promise<string | undefined>;
+  /** Takes the exclusive lock on a data directory (see lock.ts); StorageLockedError if held. */
+  lockDirectory(path: string): Promise<DirLock>;
 }
 
 class NodeLogFile implements LogFile {
@@ -85,5 +93,13 @@ export const NODE_STORAGE_IO: StorageIo = {
     } finally {
       await handle.close();
     }
+  },
+
+  makeDirectory(path: string): Promise<string | undefined> {
+    return fs.promises.mkdir(path, { recursive: true });
+  },
+
+  lockDirectory(path: string): Promise<DirLock> {
+    return acquireDirLock(path);
   },
 };

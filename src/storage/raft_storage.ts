@@ -69,7 +69,6 @@
  * towards refusing to start rather than silently dropping durable data, except
  * the first, which no format without an external durable length can tell apart.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { EntriesToPersist, HardState, RestoredState } from '../raft/types';
@@ -79,7 +78,7 @@ import { LIMITS } from '../util/limits';
 import { RECORD_HEADER_BYTES } from './frame';
 import type { LogFile, StorageIo } from './io';
 import { NODE_STORAGE_IO } from './io';
-import { acquireDirLock, type DirLock } from './lock';
+import type { DirLock } from './lock';
 import { encodeFileHeader, encodeSave, savePayloadBytes } from './payload';
 import { replayLog } from './replay';
 
@@ -95,6 +94,11 @@ export interface RecoveryReport {
   records: number;
   /** Bytes of torn tail cut off the end of the log (0 if it ended cleanly). */
   truncated_tail_bytes: number;
+  /**
+   * Why replay judged the bytes it cut off a torn tail (e.g. 'checksum mismatch'); null if the log
+   * ended cleanly. For the recovery log line.
+   */
+  torn_reason: string | null;
   log_file: string;
 }
 
@@ -164,8 +168,8 @@ export class RaftStorage {
   }
 
   /**
-   * Internal: open with an injected file layer (tests observe or fail writes and fsyncs through
-   * it).
+   * Internal: open with an injected file layer, through which every file-system operation goes
+   * (tests observe or fail writes and fsyncs through it; the simulator runs on an in-memory disk).
    */
   static async openWithIo(
     dir: string,
@@ -176,9 +180,9 @@ export class RaftStorage {
     const data_dir = path.resolve(dir);
     const log_file = path.join(data_dir, LOG_FILE_NAME);
     const created_dir = await withContext(`cannot create data directory ${data_dir}`, () =>
-      fs.promises.mkdir(data_dir, { recursive: true }),
+      io.makeDirectory(data_dir),
     );
-    const lock = await acquireDirLock(data_dir);
+    const lock = await io.lockDirectory(data_dir);
     let file: LogFile | null = null;
     try {
       const log = await withContext(`cannot open ${log_file}`, () => io.openLog(log_file));
@@ -227,7 +231,12 @@ export class RaftStorage {
       return {
         storage,
         restored: replay.restored,
-        recovery: { records: replay.save_records, truncated_tail_bytes, log_file },
+        recovery: {
+          records: replay.save_records,
+          truncated_tail_bytes,
+          torn_reason: replay.torn_reason,
+          log_file,
+        },
       };
     } catch (error) {
       if (file !== null) await file.close().catch(() => undefined);

@@ -10,7 +10,13 @@ import type { LogEntry } from '../wire/types';
 import { StorageCorruptError } from '../util/errors';
 import { LIMITS } from '../util/limits';
 import { ChunkReader } from './chunk_reader';
-import { parseRecordHeader, RECORD_HEADER_BYTES, recordCrcMatches, RecordType } from './frame';
+import {
+  parseRecordHeader,
+  RECORD_HEADER_BYTES,
+  type RecordHeader,
+  recordCrcMatches,
+  RecordType,
+} from './frame';
 import type { LogFile } from './io';
 import { checkFileHeader, decodeSave } from './payload';
 
@@ -27,90 +33,134 @@ export interface ReplayOutcome {
   torn_reason: string | null;
 }
 
+/** What replay has rebuilt so far, and where the next record starts. */
+interface ReplayState {
+  entries: LogEntry[];
+  hard_state: HardState;
+  /** Byte offset of the next record: after the loop, the end of the valid records. */
+  offset: number;
+  /** CRC of the last intact record (0 before the first): the next one must chain to it. */
+  prev_crc: number;
+  save_records: number;
+}
+
+interface IntactRecord {
+  header: RecordHeader;
+  /** The whole record, header and payload; a view valid until the next read. */
+  record: Buffer;
+}
+
 export async function replayLog(file: LogFile, file_path: string): Promise<ReplayOutcome> {
   const file_bytes = await file.size();
   const reader = new ChunkReader(file, file_path, file_bytes, LIMITS.wal_replay_chunk_bytes);
-  const entries: LogEntry[] = [];
-  let hard_state: HardState = { term: 0, vote: NO_NODE, commit: 0 };
-  let offset = 0;
-  let prev_crc = 0;
-  let save_records = 0;
+  const state: ReplayState = {
+    entries: [],
+    hard_state: { term: 0, vote: NO_NODE, commit: 0 },
+    offset: 0,
+    prev_crc: 0,
+    save_records: 0,
+  };
   let damage: string | null = null;
-
-  const corrupt = (problem: string): StorageCorruptError =>
-    new StorageCorruptError(`${file_path}: record at byte offset ${offset}: ${problem}`);
-
-  while (offset < file_bytes) {
-    if (file_bytes - offset < RECORD_HEADER_BYTES) {
-      damage = `only ${file_bytes - offset} bytes left, less than a record header`;
+  while (state.offset < file_bytes) {
+    const intact = await readIntactRecord(reader, state.offset);
+    if (typeof intact === 'string') {
+      damage = intact;
       break;
     }
-    const header = parseRecordHeader(
-      await reader.view(offset, RECORD_HEADER_BYTES),
-      0,
-      file_bytes - offset,
-    );
-    if (typeof header === 'string') {
-      damage = header;
-      break;
-    }
-    const record_bytes = RECORD_HEADER_BYTES + header.payload_bytes;
-    const record = (await reader.view(offset, record_bytes)).subarray(0, record_bytes);
-    if (!recordCrcMatches(record)) {
-      damage = 'checksum mismatch';
-      break;
-    }
-    // The record is intact, so a torn write cannot explain anything wrong with it from here on.
-    if (header.prev_crc !== prev_crc) {
-      throw corrupt(
-        `breaks the checksum chain (its prev_crc is ${hex(header.prev_crc)}, the previous record's crc is ${hex(prev_crc)})`,
-      );
-    }
-    const payload = record.subarray(RECORD_HEADER_BYTES);
-    if (offset === 0) {
-      if (header.type !== RecordType.FileHeader)
-        throw corrupt('the first record is not a file header');
-      const problem = checkFileHeader(payload);
-      if (problem !== null) throw corrupt(problem);
-    } else {
-      if (header.type !== RecordType.Save)
-        throw corrupt('a file header record after the start of the file');
-      const save = decodeSave(payload);
-      if (typeof save === 'string') throw corrupt(save);
-      if (save.entries !== null) {
-        const { first_index } = save.entries;
-        if (first_index < 1 || first_index > entries.length + 1) {
-          throw corrupt(
-            `entries start at index ${first_index} but the log ends at index ${entries.length}`,
-          );
-        }
-        entries.length = first_index - 1;
-        for (const entry of save.entries.entries) entries.push(entry);
-      }
-      if (save.hard_state !== null) hard_state = save.hard_state;
-      save_records += 1;
-    }
-    prev_crc = header.crc;
-    offset += record_bytes;
+    applyRecord(state, intact, file_path);
   }
-
-  if (damage !== null) {
-    const intact_at = await findIntactRecord(reader, offset + 1);
-    if (intact_at !== null) {
-      throw new StorageCorruptError(
-        `${file_path}: damaged record at byte offset ${offset} (${damage}), but an intact record starts at byte offset ${intact_at}: ` +
-          'data written after the damage exists, so this is not a torn final write; refusing to truncate',
-      );
-    }
-  }
+  if (damage !== null) await refuseDamageBeforeTail(reader, file_path, state.offset, damage);
   return {
-    restored: { hard_state, entries },
-    save_records,
-    valid_bytes: offset,
+    restored: { hard_state: state.hard_state, entries: state.entries },
+    save_records: state.save_records,
+    valid_bytes: state.offset,
     file_bytes,
-    last_crc: prev_crc,
+    last_crc: state.prev_crc,
     torn_reason: damage,
   };
+}
+
+/** The intact record at `offset`, or why none is there (a complete header and a matching crc). */
+async function readIntactRecord(
+  reader: ChunkReader,
+  offset: number,
+): Promise<IntactRecord | string> {
+  const bytes_to_eof = reader.file_bytes - offset;
+  if (bytes_to_eof < RECORD_HEADER_BYTES)
+    return `only ${bytes_to_eof} bytes left, less than a record header`;
+  const header = parseRecordHeader(await reader.view(offset, RECORD_HEADER_BYTES), 0, bytes_to_eof);
+  if (typeof header === 'string') return header;
+  const record_bytes = RECORD_HEADER_BYTES + header.payload_bytes;
+  const record = (await reader.view(offset, record_bytes)).subarray(0, record_bytes);
+  if (!recordCrcMatches(record)) return 'checksum mismatch';
+  return { header, record };
+}
+
+/**
+ * Applies an intact record to the state. The record is intact, so a torn write cannot explain
+ * anything wrong with it: every problem from here on is corruption.
+ */
+function applyRecord(state: ReplayState, intact: IntactRecord, file_path: string): void {
+  const { header, record } = intact;
+  const corrupt = (problem: string): StorageCorruptError =>
+    new StorageCorruptError(`${file_path}: record at byte offset ${state.offset}: ${problem}`);
+  if (header.prev_crc !== state.prev_crc) {
+    throw corrupt(
+      `breaks the checksum chain (its prev_crc is ${hex(header.prev_crc)}, ` +
+        `the previous record's crc is ${hex(state.prev_crc)})`,
+    );
+  }
+  const payload = record.subarray(RECORD_HEADER_BYTES);
+  if (state.offset === 0) {
+    if (header.type !== RecordType.FileHeader)
+      throw corrupt('the first record is not a file header');
+    const problem = checkFileHeader(payload);
+    if (problem !== null) throw corrupt(problem);
+  } else {
+    if (header.type !== RecordType.Save)
+      throw corrupt('a file header record after the start of the file');
+    const problem = applySave(state, payload);
+    if (problem !== null) throw corrupt(problem);
+  }
+  state.prev_crc = header.crc;
+  state.offset += record.length;
+}
+
+/** Replays one save payload; returns why it cannot be applied, or null. */
+function applySave(state: ReplayState, payload: Buffer): string | null {
+  const save = decodeSave(payload);
+  if (typeof save === 'string') return save;
+  if (save.entries !== null) {
+    const { first_index } = save.entries;
+    const { entries } = state;
+    if (first_index < 1 || first_index > entries.length + 1)
+      return `entries start at index ${first_index} but the log ends at index ${entries.length}`;
+    entries.length = first_index - 1;
+    for (const entry of save.entries.entries) entries.push(entry);
+  }
+  if (save.hard_state !== null) state.hard_state = save.hard_state;
+  state.save_records += 1;
+  return null;
+}
+
+/**
+ * Damage at `offset` is a torn tail only if no intact record starts after it; otherwise data
+ * written after the damage exists and the damage hit durable data.
+ */
+async function refuseDamageBeforeTail(
+  reader: ChunkReader,
+  file_path: string,
+  offset: number,
+  damage: string,
+): Promise<void> {
+  const intact_at = await findIntactRecord(reader, offset + 1);
+  if (intact_at === null) return;
+  throw new StorageCorruptError(
+    `${file_path}: damaged record at byte offset ${offset} (${damage}), ` +
+      `but an intact record starts at byte offset ${intact_at}: ` +
+      'data written after the damage exists, so this is not a torn final write; ' +
+      'refusing to truncate',
+  );
 }
 
 /**

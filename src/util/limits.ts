@@ -54,6 +54,15 @@ export const LIMITS = {
   cluster_secret_bytes_min: 16,
   /** Cluster secret file: largest file read. */
   cluster_secret_bytes_max: 4 * 1024,
+  /** Raft: log entries handed out for persistence in one Ready (one WAL record). */
+  raft_ready_entries_max: 8192,
+  /**
+   * Raft: data bytes of those entries; a single larger entry still goes alone, so one save stays
+   * below raft_ready_entries_bytes_max + raft_entry_bytes_max (+ headers) <= wal_record_bytes_max.
+   */
+  raft_ready_entries_bytes_max: 64 * 1024 * 1024,
+  /** Readies a driver carries out back to back before yielding to the event loop. */
+  driver_readies_per_turn_max: 8,
   /** Raft: read requests waiting for leadership confirmation. */
   raft_pending_reads_max: 64 * 1024,
   /** Config file size. */

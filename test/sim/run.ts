@@ -4,7 +4,7 @@
  * Runs N seeds (or replays one) and ends with exactly one summary line:
  * `sim: <N> seeds, <V> violations (<R> seeds/s)`; exits non-zero if V > 0.
  */
-import { runSeed, type SeedOptions } from './vopr';
+import { runSeed, type SeedOptions } from './seed_run';
 
 function parseArgs(argv: string[]): {
   seeds: number;
@@ -38,21 +38,25 @@ function parseArgs(argv: string[]): {
       i++;
     } else
       throw new Error(
-        `unknown flag ${flag}; usage: npm run sim -- --seeds N [--nodes 3|5] [--seed S] [--start S0] [--chaos-ms MS] [--profile mixed|crashy|partition]`,
+        `unknown flag ${flag}; usage: npm run sim -- --seeds N [--nodes 3|5] [--seed S] ` +
+          '[--start S0] [--chaos-ms MS] [--profile mixed|crashy|partition]',
       );
   }
   return { seeds, start, replay, options };
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const { seeds, start, replay, options } = parseArgs(process.argv.slice(2));
   const list = replay !== null ? [replay] : Array.from({ length: seeds }, (_, i) => start + i);
   const began = process.hrtime.bigint();
   let violations = 0;
   let done = 0;
+  const storage_events = new Map<string, number>();
   for (const seed of list) {
-    const result = runSeed(seed, options);
+    const result = await runSeed(seed, options);
     done++;
+    for (const [event, count] of result.storage_events)
+      storage_events.set(event, (storage_events.get(event) ?? 0) + count);
     if (!result.ok) {
       violations++;
       const nodes =
@@ -63,15 +67,19 @@ function main(): void {
       );
     } else if (replay !== null) {
       console.log(
-        `seed ${seed}: ok (${result.operations} client operations, ${result.messages} messages, ${result.virtual_ms} virtual ms)`,
+        `seed ${seed}: ok (${result.operations} client operations, ` +
+          `${result.messages} messages, ${result.virtual_ms} virtual ms)`,
       );
     }
     if (done % 50 === 0 && done < list.length)
       console.log(`... ${done}/${list.length} seeds, ${violations} violations`);
   }
   const seconds = Number(process.hrtime.bigint() - began) / 1e9;
+  const events = [...storage_events].map(([event, count]) => `${event} ${count}`).join(', ');
+  console.log(`storage events: ${events === '' ? 'none' : events}`);
   console.log(
-    `sim: ${list.length} seeds, ${violations} violations (${(list.length / seconds).toFixed(1)} seeds/s)`,
+    `sim: ${list.length} seeds, ${violations} violations ` +
+      `(${(list.length / seconds).toFixed(1)} seeds/s)`,
   );
   process.exitCode = violations > 0 ? 1 : 0;
 }

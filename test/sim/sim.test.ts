@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkLinearizable } from './linearizability';
-import { drawParams, runSeed, LIVENESS_BOUND_MS, type SeedOptions } from './vopr';
+import { drawParams, runSeed, LIVENESS_BOUND_MS, type SeedOptions } from './seed_run';
 import {
   SafetyViolation,
   Simulation,
@@ -49,10 +49,10 @@ function replay(seed: number, options: SeedOptions): string {
   return `npm run sim -- ${flags.join(' ')}`;
 }
 
-function runSeeds(first: number, count: number, options: SeedOptions): void {
+async function runSeeds(first: number, count: number, options: SeedOptions): Promise<void> {
   const failures: string[] = [];
   for (let seed = first; seed < first + count; seed++) {
-    const result = runSeed(seed, options);
+    const result = await runSeed(seed, options);
     if (!result.ok)
       failures.push(`seed ${seed}: ${result.violation}\n  replay: ${replay(seed, options)}`);
   }
@@ -68,12 +68,12 @@ function assertLinearizable(sim: Simulation): void {
 }
 
 /** Runs seeds until one violates a check; returns that seed or null. */
-function firstViolation(
+async function firstViolation(
   count: number,
   options: SeedOptions,
-): { seed: number; violation: string } | null {
+): Promise<{ seed: number; violation: string } | null> {
   for (let seed = 1; seed <= count; seed++) {
-    const result = runSeed(seed, { ...options, liveness: false });
+    const result = await runSeed(seed, { ...options, liveness: false });
     if (!result.ok) return { seed, violation: result.violation ?? '' };
   }
   return null;
@@ -81,14 +81,14 @@ function firstViolation(
 
 // ------------------------------------------------------------------ scenarios
 
-test('initial election: 3 and 5 nodes elect one leader that every node follows', () => {
+test('initial election: 3 and 5 nodes elect one leader that every node follows', async () => {
   for (const nodes of [3, 5]) {
     const sim = reliable(11, nodes);
     assert.ok(
-      sim.runUntil(() => sim.leader() !== null, 1000),
+      await sim.runUntil(() => sim.leader() !== null, 1000),
       `a leader within 1000 ms (${nodes} nodes)`,
     );
-    sim.runFor(200);
+    await sim.runFor(200);
     const leader = sim.leader()!;
     const leaders = sim.nodes.filter((n) => n.core.current_role === 'leader');
     assert.equal(leaders.length, 1);
@@ -96,60 +96,66 @@ test('initial election: 3 and 5 nodes elect one leader that every node follows',
   }
 });
 
-test('re-election after the leader crashes; the old leader rejoins as a follower', () => {
+test('re-election after the leader crashes; the old leader rejoins as a follower', async () => {
   const sim = reliable(12, 3);
   sim.startClients();
-  assert.ok(sim.runUntil(() => sim.leader() !== null, 1000));
+  assert.ok(await sim.runUntil(() => sim.leader() !== null, 1000));
   const old = sim.leader()!;
   const old_term = old.core.current_term;
   sim.crash(old.id);
   assert.ok(
-    sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== old.id, LIVENESS_BOUND_MS),
+    await sim.runUntil(
+      () => sim.leader() !== null && sim.leader()!.id !== old.id,
+      LIVENESS_BOUND_MS,
+    ),
     'a survivor is elected',
   );
   assert.ok(sim.leader()!.core.current_term > old_term);
-  assert.ok(sim.writeThroughLeader('after', 'crash', 1000), 'the new leader commits writes');
+  assert.ok(await sim.writeThroughLeader('after', 'crash', 1000), 'the new leader commits writes');
   sim.restart(old.id);
-  sim.runFor(500);
+  await sim.runFor(500);
   assert.equal(old.core.current_role, 'follower');
   sim.stopClients();
-  sim.runFor(1000);
+  await sim.runFor(1000);
   assertLinearizable(sim);
 });
 
-test('no quorum: with two of three nodes down there is no leader and nothing commits', () => {
+test('no quorum: with two of three nodes down there is no leader and nothing commits', async () => {
   const sim = reliable(13, 3);
-  assert.ok(sim.runUntil(() => sim.leader() !== null, 1000));
+  assert.ok(await sim.runUntil(() => sim.leader() !== null, 1000));
   const leader = sim.leader()!;
   const survivor = sim.nodes.find((n) => n.id !== leader.id)!;
   for (const node of sim.nodes) if (node.id !== survivor.id) sim.crash(node.id);
   const commit = survivor.core.commit_index;
-  sim.runFor(3000);
+  await sim.runFor(3000);
   assert.notEqual(survivor.core.current_role, 'leader');
   assert.equal(survivor.core.commit_index, commit);
   assert.equal(survivor.replica.core.propose(Buffer.from('x')).ok, false);
 });
 
-test('PreVote: a partitioned node rejoins without deposing the leader; a partitioned old leader steps down and rejoins quietly', () => {
+test('PreVote: partitioned nodes, old leader too, rejoin without an election', async () => {
   const sim = reliable(14, 5);
-  assert.ok(sim.runUntil(() => sim.leader() !== null, 1000));
+  assert.ok(await sim.runUntil(() => sim.leader() !== null, 1000));
   const leader = sim.leader()!;
   const term = leader.core.current_term;
   const follower = sim.nodes.find((n) => n.id !== leader.id)!;
   sim.isolate(follower.id);
-  sim.runFor(3000);
+  await sim.runFor(3000);
   assert.equal(follower.core.current_term, term, 'an isolated node cannot inflate its term');
   sim.heal();
-  sim.runFor(1000);
+  await sim.runFor(1000);
   assert.equal(sim.leader()?.id, leader.id, 'the leader was not disrupted');
   assert.equal(leader.core.current_term, term);
 
   sim.isolate(leader.id);
   assert.ok(
-    sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== leader.id, LIVENESS_BOUND_MS),
+    await sim.runUntil(
+      () => sim.leader() !== null && sim.leader()!.id !== leader.id,
+      LIVENESS_BOUND_MS,
+    ),
   );
   const successor = sim.leader()!;
-  sim.runFor(500);
+  await sim.runFor(500);
   assert.notEqual(
     leader.core.current_role,
     'leader',
@@ -157,7 +163,7 @@ test('PreVote: a partitioned node rejoins without deposing the leader; a partiti
   );
   const successor_term = successor.core.current_term;
   sim.heal();
-  sim.runFor(1000);
+  await sim.runFor(1000);
   assert.equal(sim.leader()?.id, successor.id);
   assert.equal(
     successor.core.current_term,
@@ -166,13 +172,13 @@ test('PreVote: a partitioned node rejoins without deposing the leader; a partiti
   );
 });
 
-test('Figure 8 on an unreliable network: leaders crash right after election or commit, over 150 seeds of 5 nodes', () => {
-  runSeeds(20_000, 150, { profile: 'crashy', nodes: 5 });
+test('Figure 8, unreliable net: leaders crash after election or commit, 150 seeds', async () => {
+  await runSeeds(20_000, 150, { profile: 'crashy', nodes: 5 });
 });
 
-test('followers far behind and with 3,000 conflicting entries catch up in a handful of rejections', () => {
+test('far-behind followers with 3,000 conflicting entries catch up in few rejections', async () => {
   const sim = reliable(15, 5, { message_entries_max: 64, inflight_messages_max: 8 });
-  assert.ok(sim.runUntil(() => sim.leader() !== null, 1000));
+  assert.ok(await sim.runUntil(() => sim.leader() !== null, 1000));
   const old = sim.leader()!;
   sim.isolate(old.id);
   assert.equal(
@@ -183,20 +189,23 @@ test('followers far behind and with 3,000 conflicting entries catch up in a hand
   const behind = sim.nodes.find((n) => n.id !== old.id)!;
   sim.crash(behind.id);
   assert.ok(
-    sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== old.id, LIVENESS_BOUND_MS),
+    await sim.runUntil(
+      () => sim.leader() !== null && sim.leader()!.id !== old.id,
+      LIVENESS_BOUND_MS,
+    ),
   );
   const leader = sim.leader()!;
   let proposed = 0;
   while (proposed < 5000) {
     proposed += sim.proposeMany(leader.id, 500, `good${proposed}`);
-    sim.runFor(50);
+    await sim.runFor(50);
   }
-  assert.ok(sim.runUntil(() => leader.core.commit_index >= 5000, 5000));
+  assert.ok(await sim.runUntil(() => leader.core.commit_index >= 5000, 5000));
   const rejections_before = sim.append_rejections;
   sim.heal();
   sim.restart(behind.id);
   const target = leader.core.last_log_index;
-  const caught_up = sim.runUntil(
+  const caught_up = await sim.runUntil(
     () =>
       sim.nodes.every(
         (n) =>
@@ -215,67 +224,70 @@ test('followers far behind and with 3,000 conflicting entries catch up in a hand
   sim.checkLogMatching();
 });
 
-test('leader crashes during replication on an unreliable network lose no acknowledged write', () => {
+test('leader crashes mid-replication on a lossy net lose no acknowledged write', async () => {
   const sim = reliable(16, 3, { drop_rate: 0.1, duplicate_rate: 0.05, delay_max_ms: 10 });
   sim.startClients();
   for (let round = 0; round < 12; round++) {
     assert.ok(
-      sim.runUntil(() => sim.leader() !== null, LIVENESS_BOUND_MS),
+      await sim.runUntil(() => sim.leader() !== null, LIVENESS_BOUND_MS),
       `round ${round}: a leader`,
     );
-    sim.runFor(100 + round * 37);
+    await sim.runFor(100 + round * 37);
     const leader = sim.leader();
     if (leader !== null) sim.crash(leader.id);
-    sim.runFor(50);
+    await sim.runFor(50);
     for (const node of sim.nodes) sim.restart(node.id);
   }
-  assert.ok(sim.runUntil(() => sim.leader() !== null, LIVENESS_BOUND_MS));
+  assert.ok(await sim.runUntil(() => sim.leader() !== null, LIVENESS_BOUND_MS));
   sim.stopClients();
-  sim.runFor(2000);
+  await sim.runFor(2000);
   assert.ok(sim.history.length > 40, `clients made progress (${sim.history.length} operations)`);
   assertLinearizable(sim);
 });
 
-test('churn: every node crashes and restarts, sometimes all at once, while clients write', () => {
+test('churn: nodes crash and restart, sometimes all at once, under client writes', async () => {
   const sim = reliable(17, 5, { drop_rate: 0.02 });
   sim.startClients();
   for (let round = 0; round < 20; round++) {
-    sim.runFor(150);
+    await sim.runFor(150);
     const victim = 1 + ((round * 3) % 5);
     if (round % 7 === 6) for (const node of sim.nodes) sim.crash(node.id);
     else sim.crash(victim);
-    sim.runFor(60);
+    await sim.runFor(60);
     for (const node of sim.nodes) sim.restart(node.id);
   }
-  assert.ok(sim.runUntil(() => sim.leader() !== null, LIVENESS_BOUND_MS));
-  assert.ok(sim.writeThroughLeader('churn', 'done', LIVENESS_BOUND_MS));
+  assert.ok(await sim.runUntil(() => sim.leader() !== null, LIVENESS_BOUND_MS));
+  assert.ok(await sim.writeThroughLeader('churn', 'done', LIVENESS_BOUND_MS));
   sim.stopClients();
-  sim.runFor(2000);
+  await sim.runFor(2000);
   sim.checkLogMatching();
   assertLinearizable(sim);
 });
 
-test('reads during partitions and pauses are never stale (100 seeds of leader isolation and pauses)', () => {
-  runSeeds(30_000, 100, { profile: 'partition' });
+test('reads are never stale under leader isolation and pauses (100 seeds)', async () => {
+  await runSeeds(30_000, 100, { profile: 'partition' });
 });
 
-test('random seeds: 200 of 3 nodes and 100 of 5 nodes, every fault mixed, liveness asserted after healing', () => {
-  runSeeds(1, 200, { nodes: 3 });
-  runSeeds(100_000, 100, { nodes: 5 });
+test('random seeds: 200 of 3 nodes, 100 of 5, all faults, liveness after healing', async () => {
+  await runSeeds(1, 200, { nodes: 3 });
+  await runSeeds(100_000, 100, { nodes: 5 });
 });
 
 // ------------------------------------------------------------------ the checks can fail
 
-test('switch vote_without_log_check: the simulator reports a violation within 20 seeds', () => {
-  const found = firstViolation(20, { faults: { vote_without_log_check: true }, profile: 'mixed' });
+test('switch vote_without_log_check is caught within 20 seeds', async () => {
+  const found = await firstViolation(20, {
+    faults: { vote_without_log_check: true },
+    profile: 'mixed',
+  });
   assert.ok(
     found !== null,
     'granting votes to out-of-date candidates must break Leader Completeness',
   );
 });
 
-test('switch read_without_heartbeat: the linearizability checker reports a stale read within 100 seeds', () => {
-  const found = firstViolation(100, {
+test('switch read_without_heartbeat: a stale read is caught within 100 seeds', async () => {
+  const found = await firstViolation(100, {
     faults: { read_without_heartbeat: true },
     profile: 'partition',
   });
@@ -286,8 +298,17 @@ test('switch read_without_heartbeat: the linearizability checker reports a stale
   assert.match(found.violation, /Linearizability/);
 });
 
-test('switch ack_before_persist: the simulator reports lost committed entries within 100 seeds', () => {
-  const found = firstViolation(100, {
+test('driver switch send_before_persist (ack before fsync): caught within 150 seeds', async () => {
+  // The switch lives in src/driver/ready_driver.ts, the driver the server runs.
+  const found = await firstViolation(150, {
+    faults: { send_before_persist: true },
+    profile: 'crashy',
+  });
+  assert.ok(found !== null, 'acknowledging appends and votes before fsync must break safety');
+});
+
+test('switch ack_before_persist: lost committed entries caught within 100 seeds', async () => {
+  const found = await firstViolation(100, {
     faults: { ack_before_persist: true, send_before_persist: true },
     profile: 'crashy',
   });
@@ -304,7 +325,7 @@ test('switch ack_before_persist: the simulator reports lost committed entries wi
  * index reaches 2, and S2-S4 restart. Returns 'missed' when another node won that election
  * instead (the seed did not set the scene).
  */
-function figure8(seed: number, faults: SimFaults): 'violation' | 'safe' | 'missed' {
+async function figure8(seed: number, faults: SimFaults): Promise<'violation' | 'safe' | 'missed'> {
   const entry = (term: number, text: string): LogEntry => ({
     term,
     data: encodeCommand({ op: 'set', key: Buffer.from('f8'), words: [Buffer.from(text)] }),
@@ -337,11 +358,11 @@ function figure8(seed: number, faults: SimFaults): 'violation' | 'safe' | 'misse
     }
   };
   try {
-    sim.runUntil(() => s1_crashed || (sim.leader() !== null && sim.leader()!.id !== 1), 3000);
+    await sim.runUntil(() => s1_crashed || (sim.leader() !== null && sim.leader()!.id !== 1), 3000);
     if (!s1_crashed) return 'missed';
     sim.on_leader_commit = null;
     sim.on_leader_elected = null;
-    sim.runFor(3000);
+    await sim.runFor(3000);
     sim.checkLogMatching();
     return 'safe';
   } catch (error) {
@@ -350,16 +371,18 @@ function figure8(seed: number, faults: SimFaults): 'violation' | 'safe' | 'misse
   }
 }
 
-test('Figure 8, scripted: never unsafe with the rule; switch commit_old_term_entries loses a committed entry within 60 seeds', () => {
-  const correct = Array.from({ length: 60 }, (_, seed) => figure8(seed, {}));
+test('Figure 8 scripted: safe; commit_old_term_entries caught within 60 seeds', async () => {
+  const correct: string[] = [];
+  for (let seed = 0; seed < 60; seed++) correct.push(await figure8(seed, {}));
   assert.ok(correct.includes('safe'), `the scene was set at least once (${correct.join(',')})`);
   assert.ok(
     !correct.includes('violation'),
     `with the rule no seed is unsafe (${correct.join(',')})`,
   );
-  const broken = Array.from({ length: 60 }, (_, seed) =>
-    figure8(seed, { commit_old_term_entries: true }),
-  );
+  const broken: string[] = [];
+  for (let seed = 0; seed < 60; seed++) {
+    broken.push(await figure8(seed, { commit_old_term_entries: true }));
+  }
   assert.ok(
     broken.includes('violation'),
     `committing an earlier term's entry by counting replicas must lose it (${broken.join(',')})`,

@@ -5,21 +5,21 @@
  * safety properties of Figure 3 of the Raft paper; clients record a history
  * that the linearizability checker judges at the end.
  */
-import { RaftCore } from '../../src/raft/core';
-import type { HardState, NodeId, RaftFaults, Ready } from '../../src/raft/types';
+import type { NodeId, RaftFaults, Ready } from '../../src/raft/types';
+import type { DriverFaults } from '../../src/driver/ready_driver';
 import { NO_NODE } from '../../src/raft/types';
 import type { LogEntry, RaftMessage } from '../../src/wire/types';
 import { encodeMessage, FrameDecoder } from '../../src/wire/codec';
-import { Replica, type ReadOutcome, type WriteOutcome } from '../../src/replica/replica';
+import type { ReadOutcome, WriteOutcome } from '../../src/replica/replica';
 import { SeededRandom } from '../../src/util/prng';
-import { LIMITS } from '../../src/util/limits';
+import type { FaultyDiskOptions } from '../support/faulty_disk';
 import { EventQueue } from './event_queue';
 import type { HistoryOperation, KvInput, KvOutput } from './linearizability';
+import { type Disk, SafetyViolation, type SimHost, SimNode, type StorageEvent } from './sim_node';
 
-export interface SimFaults extends RaftFaults {
-  /** The driver sends a Ready's messages before its entries and hard state are durable. */
-  send_before_persist?: boolean;
-}
+export { type Disk, SafetyViolation, SimNode };
+
+export interface SimFaults extends RaftFaults, DriverFaults {}
 
 export interface SimParams {
   seed: number;
@@ -48,46 +48,8 @@ export interface SimParams {
    * connections); true: any order.
    */
   reorder: boolean;
-}
-
-export class SafetyViolation extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'SafetyViolation';
-  }
-}
-
-export interface Disk {
-  hard_state: HardState;
-  entries: LogEntry[];
-}
-
-class SimNode {
-  readonly id: NodeId;
-  alive = false;
-  incarnation = 0;
-  paused_until = 0;
-  /**
-   * Per connection, when the resumed process gets to what queued up on it (FIFO within a
-   * connection).
-   */
-  resume_order = new Map<string, number>();
-  disk: Disk = { hard_state: { term: 0, vote: NO_NODE, commit: 0 }, entries: [] };
-  core!: RaftCore;
-  replica!: Replica;
-  persisting = false;
-  /** A commit-only hard state waiting to ride on the next save. */
-  deferred_hard_state: HardState | null = null;
-  /** Highest commit index this incarnation has reported (commit must not go backwards). */
-  commit_seen = 0;
-  applied_seen = 0;
-  /** Commit index recorded into the cluster-wide committed log. */
-  commit_recorded = 0;
-  was_leader_in_term = -1;
-
-  constructor(id: NodeId) {
-    this.id = id;
-  }
+  /** Disk faults: power loss with torn writes at crashes, failed fsyncs, corruption at rest. */
+  disk_faults: boolean;
 }
 
 interface ClientState {
@@ -98,7 +60,7 @@ interface ClientState {
   stopped: boolean;
 }
 
-export class Simulation {
+export class Simulation implements SimHost {
   readonly params: SimParams;
   readonly rng: SeededRandom;
   readonly nodes: SimNode[] = [];
@@ -120,7 +82,12 @@ export class Simulation {
   private readonly leader_of_term = new Map<number, NodeId>();
   private readonly clients: ClientState[] = [];
   private events_run = 0;
+  /** A disk operation settled: its promise callbacks must run before the next event. */
+  private microtasks_pending = false;
+  /** A violation found inside a promise callback, thrown by the run loop. */
+  private failure: Error | null = null;
   messages_delivered = 0;
+  readonly storage_events = new Map<StorageEvent, number>();
   /** AppendEntries rejections seen by leaders (for fast-backtracking scenarios). */
   append_rejections = 0;
   private value_counter = 0;
@@ -142,24 +109,42 @@ export class Simulation {
     this.drop_rate = params.drop_rate;
     this.duplicate_rate = params.duplicate_rate;
     for (let id = 1; id <= params.nodes; id++) {
-      const node = new SimNode(id);
+      const node = new SimNode(id, this, this.diskOptions());
       const disk = initial.disks?.get(id);
       if (disk !== undefined) {
-        node.disk = { hard_state: { ...disk.hard_state }, entries: disk.entries.slice() };
-        for (let index = 1; index <= disk.hard_state.commit; index++) {
-          const entry = disk.entries[index - 1]!;
-          const known = this.committed[index - 1];
-          if (known !== undefined && !sameEntry(known, entry))
-            throw new Error(`initial disks disagree on committed index ${index}`);
-          if (known === undefined) {
-            this.committed.push(entry);
-            this.committed_in_term.push(entry.term); // committed in its own term at the latest
-          }
-        }
+        node.installDisk(disk);
+        this.recordInitiallyCommitted(disk);
       }
       this.nodes.push(node);
     }
-    for (const node of this.nodes) if (!(initial.down ?? []).includes(node.id)) this.start(node);
+    for (const node of this.nodes) if (!(initial.down ?? []).includes(node.id)) node.start();
+  }
+
+  private recordInitiallyCommitted(disk: Disk): void {
+    for (let index = 1; index <= disk.hard_state.commit; index++) {
+      const entry = disk.entries[index - 1]!;
+      const known = this.committed[index - 1];
+      if (known !== undefined && !sameEntry(known, entry))
+        throw new Error(`initial disks disagree on committed index ${index}`);
+      if (known === undefined) {
+        this.committed.push(entry);
+        this.committed_in_term.push(entry.term); // committed in its own term at the latest
+      }
+    }
+  }
+
+  /** The fault model of every node's disk, from the run's parameters. */
+  private diskOptions(): Partial<FaultyDiskOptions> {
+    const p = this.params;
+    return {
+      write_latency: { min_ms: 0, max_ms: p.fsync_min_ms },
+      datasync_latency: { min_ms: p.fsync_min_ms, max_ms: p.fsync_max_ms },
+      read_latency: { min_ms: 0, max_ms: 0.2 },
+      metadata_latency: { min_ms: 0, max_ms: 0.5 },
+      datasync_failure_probability: p.disk_faults ? 0.002 : 0,
+      crash_keep_unsynced_probability: 0.5,
+      torn_write_probability: p.disk_faults ? 0.5 : 0,
+    };
   }
 
   // ------------------------------------------------------------ time
@@ -169,100 +154,78 @@ export class Simulation {
   }
 
   /** Runs events until virtual time `until`. */
-  runUntilTime(until: number): void {
-    while (this.queue.peekTime() <= until) {
-      const event = this.queue.pop()!;
-      this.now = event.time;
-      event.run();
-      if (++this.events_run % 2000 === 0) this.checkLogMatching();
-    }
-    this.now = until;
+  async runUntilTime(until: number): Promise<void> {
+    await this.runUntil(() => false, until - this.now);
   }
 
-  runFor(ms: number): void {
-    this.runUntilTime(this.now + ms);
+  runFor(ms: number): Promise<void> {
+    return this.runUntilTime(this.now + ms);
   }
 
   /**
    * Runs until `predicate` holds (checked after every event) or `timeout_ms` passes; returns
    * whether it held.
    */
-  runUntil(predicate: () => boolean, timeout_ms: number): boolean {
+  async runUntil(predicate: () => boolean, timeout_ms: number): Promise<boolean> {
     const deadline = this.now + timeout_ms;
     if (predicate()) return true;
     while (this.queue.peekTime() <= deadline) {
-      const event = this.queue.pop()!;
-      this.now = event.time;
-      event.run();
-      if (++this.events_run % 2000 === 0) this.checkLogMatching();
+      await this.step();
       if (predicate()) return true;
     }
     this.now = deadline;
     return predicate();
   }
 
-  // ------------------------------------------------------------ nodes
-
-  private start(node: SimNode): void {
-    node.alive = true;
-    node.incarnation++;
-    node.persisting = false;
-    node.deferred_hard_state = null;
-    node.paused_until = 0;
-    const voters = this.nodes.map((n) => n.id);
-    node.core = new RaftCore(
-      {
-        id: node.id,
-        voters,
-        election_ticks: this.params.election_ticks,
-        heartbeat_ticks: this.params.heartbeat_ticks,
-        random: new SeededRandom(this.rng.int(2 ** 31) + node.id),
-        limits: {
-          entry_bytes_max: LIMITS.raft_entry_bytes_max,
-          message_entries_bytes_max: 64 * 1024,
-          message_entries_max: this.params.message_entries_max,
-          inflight_messages_max: this.params.inflight_messages_max,
-          uncommitted_bytes_max: 1024 * 1024,
-          pending_reads_max: 1024,
-          committed_entries_per_ready_max: 1 + (this.params.seed % 64),
-        },
-        prevote: this.params.prevote,
-        check_quorum: this.params.check_quorum,
-        faults: this.params.faults,
-      },
-      { hard_state: { ...node.disk.hard_state }, entries: node.disk.entries.slice() },
-    );
-    node.replica = new Replica(node.core);
-    node.commit_seen = node.core.commit_index;
-    node.applied_seen = 0;
-    node.commit_recorded = 0;
-    node.was_leader_in_term = -1;
-    this.observe(node);
-    const incarnation = node.incarnation;
-    // Each node ticks on its own phase so elections are not in lock step.
-    const tick = (): void => {
-      if (!node.alive || node.incarnation !== incarnation) return;
-      if (node.paused_until <= this.now) {
-        node.core.tick();
-        this.observe(node);
-        this.pump(node);
-      }
-      this.schedule(this.params.tick_ms, tick);
-    };
-    this.schedule(1 + this.rng.int(this.params.tick_ms), tick);
+  /**
+   * Runs the next event. The real WAL continues in promise callbacks once a disk operation
+   * settles: those run (all of them, in order, deterministically) before the next event.
+   */
+  private async step(): Promise<void> {
+    const event = this.queue.pop()!;
+    this.now = event.time;
+    event.run();
+    if (this.microtasks_pending) {
+      this.microtasks_pending = false;
+      await new Promise((resolve) => setImmediate(resolve));
+      for (const node of this.nodes) if (node.alive) this.observe(node);
+    }
+    if (this.failure !== null) throw this.failure;
+    if (++this.events_run % 2000 === 0) this.checkLogMatching();
   }
 
+  // ------------------------------------------------------------ nodes
+
+  /** kill -9 or, with disk faults on, sometimes power loss (unsynced writes lost, torn tail). */
   crash(id: NodeId): void {
     const node = this.node(id);
-    if (!node.alive) return;
-    node.alive = false;
-    node.incarnation++; // in-flight fsyncs and deliveries of the old process are void
+    node.crash(this.params.disk_faults && this.rng.float() < 0.5);
   }
 
   restart(id: NodeId): void {
-    const node = this.node(id);
-    if (node.alive) return;
-    this.start(node);
+    this.node(id).start();
+  }
+
+  /**
+   * Corruption at rest on a down node (a byte of a durable WAL record before the last): its next
+   * start must refuse, and it stays down for good. At most a minority is ever lost this way.
+   */
+  corruptAtRest(id: NodeId): boolean {
+    const lost = this.nodes.filter((n) => n.expect_refusal).length;
+    if (lost + 1 > Math.floor((this.nodes.length - 1) / 2)) return false;
+    return this.node(id).corruptAtRest();
+  }
+
+  noteIoSettled(): void {
+    this.microtasks_pending = true;
+  }
+
+  count(event: StorageEvent): void {
+    this.storage_events.set(event, (this.storage_events.get(event) ?? 0) + 1);
+  }
+
+  reportFailure(error: Error): void {
+    this.failure ??= error;
   }
 
   pause(id: NodeId, ms: number): void {
@@ -337,7 +300,7 @@ export class Simulation {
     this.duplicate_rate = duplicate_rate;
   }
 
-  private transmit(from: NodeId, to: NodeId, message: RaftMessage): void {
+  transmit(from: NodeId, to: NodeId, message: RaftMessage): void {
     if (this.blocked.has(`${from}>${to}`)) return;
     if (this.rng.float() < this.drop_rate) return;
     const copies = this.rng.float() < this.duplicate_rate ? 2 : 1;
@@ -372,127 +335,14 @@ export class Simulation {
     this.messages_delivered++;
     if (message.type === 4 && !message.success && message.term === node.core.current_term)
       this.append_rejections++;
-    node.core.step(from, message);
+    node.driver.step(from, message);
     this.observe(node);
-    this.pump(node);
-  }
-
-  // ------------------------------------------------------------ the driver (what the server does
-  // with a Ready)
-
-  /**
-   * The same liberties KvNode takes with the Ready contract, so the simulator
-   * checks the server's real ordering: apply at once, a leader with term and
-   * vote on disk sends before its fsync, a commit-only change rides on the
-   * next save.
-   */
-  private pump(node: SimNode): void {
-    if (!node.alive || node.persisting || node.paused_until > this.now) return;
-    while (node.core.hasReady()) {
-      const ready = node.core.ready();
-      if (ready === null) return;
-      node.replica.applyReady(ready);
-      this.checkApplied(node, ready);
-      let hard_state = ready.hard_state;
-      const on_disk = node.disk.hard_state;
-      const term_and_vote_durable =
-        hard_state === null ||
-        (hard_state.term === on_disk.term && hard_state.vote === on_disk.vote);
-      if (hard_state !== null && term_and_vote_durable && ready.entries === null) {
-        node.deferred_hard_state = hard_state;
-        hard_state = null;
-      }
-      if (hard_state === null && ready.entries === null) {
-        this.sendAll(node, ready);
-        node.core.advance(ready);
-        this.observe(node);
-        continue;
-      }
-      if (hard_state === null) hard_state = node.deferred_hard_state;
-      node.deferred_hard_state = null;
-      const send_early =
-        (term_and_vote_durable && node.core.current_role === 'leader') ||
-        this.params.faults.send_before_persist === true;
-      if (send_early) this.sendAll(node, ready);
-      node.persisting = true;
-      const incarnation = node.incarnation;
-      const fsync_ms =
-        this.params.fsync_min_ms +
-        this.rng.float() * (this.params.fsync_max_ms - this.params.fsync_min_ms);
-      const save = hard_state;
-      this.schedule(fsync_ms, () => {
-        if (node.incarnation !== incarnation) return; // crashed before the fsync finished: nothing reached the disk
-        if (node.paused_until > this.now) {
-          this.queue.push(node.paused_until, () =>
-            this.completeReady(node, incarnation, ready, save, send_early),
-          );
-          return;
-        }
-        this.completeReady(node, incarnation, ready, save, send_early);
-      });
-      return;
-    }
-  }
-
-  private completeReady(
-    node: SimNode,
-    incarnation: number,
-    ready: Ready,
-    hard_state: HardState | null,
-    sent_already: boolean,
-  ): void {
-    if (node.incarnation !== incarnation) return;
-    this.writeDisk(node, hard_state, ready);
-    if (!sent_already) this.sendAll(node, ready);
-    node.core.advance(ready);
-    node.persisting = false;
-    this.observe(node);
-    this.pump(node);
-  }
-
-  private sendAll(node: SimNode, ready: Ready): void {
-    for (const { to, message } of ready.messages) this.transmit(node.id, to, message);
-  }
-
-  private writeDisk(node: SimNode, hard_state: HardState | null, ready: Ready): void {
-    if (ready.entries !== null) {
-      const { first_index, entries } = ready.entries;
-      node.disk.entries.length = Math.min(node.disk.entries.length, first_index - 1);
-      if (node.disk.entries.length !== first_index - 1) {
-        throw new SafetyViolation(
-          `node ${node.id}: persisting from ${first_index} leaves a gap after ${node.disk.entries.length}`,
-        );
-      }
-      node.disk.entries.push(...entries);
-    }
-    if (hard_state !== null) {
-      const before = node.disk.hard_state;
-      if (hard_state.term < before.term)
-        throw new SafetyViolation(
-          `node ${node.id}: persisted term went back ${before.term} → ${hard_state.term}`,
-        );
-      if (hard_state.commit < before.commit) {
-        throw new SafetyViolation(
-          `node ${node.id}: persisted commit went back ${before.commit} → ${hard_state.commit}`,
-        );
-      }
-      if (
-        hard_state.term === before.term &&
-        before.vote !== NO_NODE &&
-        hard_state.vote !== before.vote
-      ) {
-        throw new SafetyViolation(
-          `node ${node.id}: voted twice in term ${before.term} (${before.vote}, ${hard_state.vote})`,
-        );
-      }
-      node.disk.hard_state = { ...hard_state };
-    }
   }
 
   // ------------------------------------------------------------ invariants
 
   /** Checks run after every step of `node`. */
-  private observe(node: SimNode): void {
+  observe(node: SimNode): void {
     const core = node.core;
     const term = core.current_term;
     if (core.current_role === 'leader' && node.was_leader_in_term !== term) {
@@ -534,7 +384,8 @@ export class Simulation {
     }
     if (!sameEntry(known, entry)) {
       throw new SafetyViolation(
-        `State Machine Safety: node ${node.id} committed (term ${entry.term}) at index ${index} where (term ${known.term}) was committed`,
+        `State Machine Safety: node ${node.id} committed (term ${entry.term}) at index ` +
+          `${index} where (term ${known.term}) was committed`,
       );
     }
   }
@@ -550,13 +401,14 @@ export class Simulation {
       const mine = log[index - 1];
       if (mine === undefined || !sameEntry(mine, this.committed[index - 1]!)) {
         throw new SafetyViolation(
-          `Leader Completeness: node ${node.id}, leader of term ${node.core.current_term}, lacks committed entry ${index}`,
+          `Leader Completeness: node ${node.id}, leader of term ${node.core.current_term}, ` +
+            `lacks committed entry ${index}`,
         );
       }
     }
   }
 
-  private checkApplied(node: SimNode, ready: Ready): void {
+  checkApplied(node: SimNode, ready: Ready): void {
     for (const { index, entry } of ready.committed) {
       if (index !== node.applied_seen + 1)
         throw new SafetyViolation(`node ${node.id}: applied ${index} after ${node.applied_seen}`);
@@ -575,7 +427,8 @@ export class Simulation {
    * it.
    */
   checkLogMatching(): void {
-    const logs = this.nodes.map((n) => n.core.logEntries());
+    // A node that never finished its first recovery has no log in memory yet: an empty one.
+    const logs = this.nodes.map((n) => (n.booted ? n.core.logEntries() : []));
     for (let a = 0; a < logs.length; a++) {
       for (let b = a + 1; b < logs.length; b++) {
         const la = logs[a]!;
@@ -635,12 +488,11 @@ export class Simulation {
   /** Sends one operation through a node's Replica, as a real client would through a connection. */
   invoke(client: ClientState, input: KvInput, next: () => void): void {
     // Clients talk to any node now and then, as real clients of a proxying cluster do.
-    if (this.rng.float() < 0.3) client.leader_hint = 1 + this.rng.int(this.params.nodes);
+    if (this.rng.float() < 0.3) client.leader_hint = this.anyNode();
     const target = this.nodes[client.leader_hint - 1]!;
     client.op_counter++;
     if (!target.alive) {
-      // Connection refused: certainly not executed.
-      client.leader_hint = 1 + this.rng.int(this.params.nodes);
+      client.leader_hint = this.anyNode(); // connection refused: certainly not executed
       this.schedule(5, next);
       return;
     }
@@ -649,23 +501,16 @@ export class Simulation {
     let settled = false;
     let handle: number | null = null;
     const incarnation = target.incarnation;
-    const finish = (output: KvOutput | null): void => {
+    const finish = (output: KvOutput | null, leader_id: NodeId = NO_NODE): void => {
       if (settled) return;
       settled = true;
       client.busy = false;
-      if (output !== null) {
-        this.history.push({
-          client_id: client.id,
-          input,
-          output,
-          call_time,
-          return_time: output.kind === 'unknown' ? Infinity : this.now,
-        });
+      if (output === null) client.leader_hint = leader_id !== NO_NODE ? leader_id : this.anyNode();
+      else {
+        const return_time = output.kind === 'unknown' ? Infinity : this.now;
+        this.history.push({ client_id: client.id, input, output, call_time, return_time });
       }
       next();
-    };
-    const onRefused = (leader_id: NodeId): void => {
-      client.leader_hint = leader_id !== NO_NODE ? leader_id : 1 + this.rng.int(this.params.nodes);
     };
     this.schedule(this.params.client_timeout_ms, () => {
       if (settled) return;
@@ -673,60 +518,59 @@ export class Simulation {
         if (input.kind === 'get') target.replica.cancelRead(handle);
         else target.replica.cancelWrite(handle);
       }
-      client.leader_hint = 1 + this.rng.int(this.params.nodes);
-      // A write that may have reached the log has an unknown outcome; a read has no effect either
-      // way.
-      finish(input.kind === 'get' ? null : { kind: 'unknown' });
+      client.leader_hint = this.anyNode();
+      // A write that may have reached the log has an unknown outcome; a read has none either way.
+      finish(input.kind === 'get' ? null : { kind: 'unknown' }, client.leader_hint);
     });
     // The request reaches the node after a network delay; its reply comes back after another.
-    const hop = (): number =>
-      this.params.delay_min_ms +
-      this.rng.float() * (this.params.delay_max_ms - this.params.delay_min_ms);
     const arrive = (): void => {
       if (settled || !target.alive || target.incarnation !== incarnation) return;
       if (target.paused_until > this.now) {
-        this.queue.push(this.resumeTime(target, `client${client.id}`), arrive); // a paused process reads its sockets, in any order, when it resumes
+        // A paused process reads its sockets, in any order, when it resumes.
+        this.queue.push(this.resumeTime(target, `client${client.id}`), arrive);
         return;
       }
-      if (input.kind === 'get') {
-        handle = target.replica.read(Buffer.from(input.key), (outcome: ReadOutcome) => {
-          this.schedule(hop(), () => {
-            if (outcome.ok)
-              finish({
-                kind: 'get',
-                value:
-                  outcome.value === null ? null : outcome.value.map((w) => w.toString()).join(' '),
-              });
-            else {
-              onRefused(outcome.leader_id);
-              finish(null);
-            }
-          });
-        });
-      } else {
-        const command =
-          input.kind === 'set'
-            ? { op: 'set' as const, key: Buffer.from(input.key), words: [Buffer.from(input.value)] }
-            : { op: 'del' as const, keys: [Buffer.from(input.key)] };
-        handle = target.replica.write(command, (outcome: WriteOutcome) => {
-          this.schedule(hop(), () => {
-            if (outcome.ok) {
-              if (input.kind === 'set') finish({ kind: 'set' });
-              else
-                finish({
-                  kind: 'del',
-                  count: outcome.result.kind === 'integer' ? outcome.result.value : -1,
-                });
-            } else {
-              onRefused(outcome.leader_id);
-              finish(null); // refused or dropped: certainly not executed
-            }
-          });
-        });
-      }
-      this.pump(target);
+      handle = this.submit(target, input, (output, leader_id) =>
+        this.schedule(this.hop(), () => finish(output, leader_id)),
+      );
+      target.driver.schedule();
     };
-    this.schedule(hop(), arrive);
+    this.schedule(this.hop(), arrive);
+  }
+
+  /** Hands one operation to a node; `reply` gets its output, or null and a leader hint. */
+  private submit(
+    target: SimNode,
+    input: KvInput,
+    reply: (output: KvOutput | null, leader_id: NodeId) => void,
+  ): number | null {
+    if (input.kind === 'get') {
+      return target.replica.read(Buffer.from(input.key), (outcome: ReadOutcome) => {
+        if (!outcome.ok) return reply(null, outcome.leader_id);
+        const value = outcome.value === null ? null : outcome.value.map(String).join(' ');
+        reply({ kind: 'get', value }, NO_NODE);
+      });
+    }
+    const command =
+      input.kind === 'set'
+        ? { op: 'set' as const, key: Buffer.from(input.key), words: [Buffer.from(input.value)] }
+        : { op: 'del' as const, keys: [Buffer.from(input.key)] };
+    return target.replica.write(command, (outcome: WriteOutcome) => {
+      if (!outcome.ok) return reply(null, outcome.leader_id); // refused or dropped: not executed
+      if (input.kind === 'set') return reply({ kind: 'set' }, NO_NODE);
+      const count = outcome.result.kind === 'integer' ? outcome.result.value : -1;
+      reply({ kind: 'del', count }, NO_NODE);
+    });
+  }
+
+  private anyNode(): NodeId {
+    return 1 + this.rng.int(this.params.nodes);
+  }
+
+  /** One network hop's delay. */
+  private hop(): number {
+    const { delay_min_ms, delay_max_ms } = this.params;
+    return delay_min_ms + this.rng.float() * (delay_max_ms - delay_min_ms);
   }
 
   /**
@@ -747,7 +591,7 @@ export class Simulation {
       );
       if (handle !== null) accepted++;
     }
-    this.pump(node);
+    node.driver.schedule();
     return accepted;
   }
 
@@ -755,7 +599,7 @@ export class Simulation {
    * Submits one write through the current leader and reports whether it committed within the
    * deadline.
    */
-  writeThroughLeader(key: string, value: string, timeout_ms: number): boolean {
+  async writeThroughLeader(key: string, value: string, timeout_ms: number): Promise<boolean> {
     const leader = this.leader();
     if (leader === null) return false;
     let done = false;
@@ -767,8 +611,8 @@ export class Simulation {
         ok = outcome.ok;
       },
     );
-    this.pump(leader);
-    this.runUntil(() => done, timeout_ms);
+    leader.driver.schedule();
+    await this.runUntil(() => done, timeout_ms);
     return ok;
   }
 }

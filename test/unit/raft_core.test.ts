@@ -83,7 +83,7 @@ test('§5.4.1: a vote is refused to a candidate whose log is less up to date', (
     last_log_index: 5,
     last_log_term: 2,
   });
-  const reply = voter.ready()!.messages[0]!.message;
+  const reply = voter.ready()!.messages_after_persist[0]!.message;
   assert.equal(reply.type, MessageType.RequestVoteResponse);
   assert.equal(reply.type === MessageType.RequestVoteResponse && reply.vote_granted, false);
 });
@@ -103,7 +103,7 @@ test('test switch vote_without_log_check grants that same vote (the check is wha
     last_log_index: 5,
     last_log_term: 2,
   });
-  const reply = voter.ready()!.messages[0]!.message;
+  const reply = voter.ready()!.messages_after_persist[0]!.message;
   assert.equal(reply.type === MessageType.RequestVoteResponse && reply.vote_granted, true);
 });
 
@@ -122,6 +122,9 @@ test('§5.2: at most one vote per term, and it is persisted before the reply is 
     { term: 1, vote: 1, commit: 0 },
     'the vote is in the same Ready as the reply, to persist first',
   );
+  assert.equal(first.must_sync, true);
+  assert.equal(first.messages.length, 0, 'nothing goes out before the vote is durable');
+  assert.equal(first.messages_after_persist.length, 1, 'the grant waits for the save');
   voter.advance(first);
   voter.step(2, {
     type: MessageType.RequestVoteRequest,

@@ -30,7 +30,7 @@ function drain(core: RaftCore): RaftMessage[] {
   const ready = core.ready();
   if (ready === null) return [];
   core.advance(ready);
-  return ready.messages.map((m) => m.message);
+  return [...ready.messages, ...ready.messages_after_persist].map((m) => m.message);
 }
 
 test('disruption rule: a follower hearing its leader ignores a higher-term RequestVote', () => {

@@ -34,6 +34,8 @@ export function makeCore(id: NodeId, voters: NodeId[], options: CoreOptions = {}
         uncommitted_bytes_max: options.uncommitted_bytes_max ?? 1000,
         pending_reads_max: 100,
         committed_entries_per_ready_max: 8192,
+        ready_entries_max: 8192,
+        ready_entries_bytes_max: 16 * 1024 * 1024,
       },
       prevote: true,
       check_quorum: true,
@@ -84,7 +86,9 @@ export class TestNet {
         this.applied.set(id, (this.applied.get(id) ?? 0) + ready.committed.length);
         this.reads.set(id, [...(this.reads.get(id) ?? []), ...ready.reads]);
         core.advance(ready);
-        for (const { to, message } of ready.messages) this.route({ from: id, to, message });
+        for (const { to, message } of [...ready.messages, ...ready.messages_after_persist]) {
+          this.route({ from: id, to, message });
+        }
       }
       if (!any) return;
     }

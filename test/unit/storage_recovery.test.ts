@@ -124,6 +124,12 @@ describe('RaftStorage recovery: torn tail', () => {
             context,
           );
           assert.equal(reopened.recovery.records, SAVES.length - 1, context);
+          // A cut exactly at the record boundary with nothing after it is a clean end.
+          assert.equal(
+            reopened.recovery.torn_reason === null,
+            reopened.recovery.truncated_tail_bytes === 0,
+            context,
+          );
           await reopened.storage.save(next.hard_state, next.entries);
           await reopened.storage.close();
 
@@ -174,6 +180,7 @@ describe('RaftStorage recovery: torn tail', () => {
       const { storage, restored, recovery } = await RaftStorage.open(dir, { fsync: false });
       assert.deepEqual(plain(restored), plain(modelAfter(SAVES.slice(0, -1))));
       assert.equal(recovery.truncated_tail_bytes, bytes.length - start);
+      assert.match(recovery.torn_reason ?? '', /exceeds wal_record_bytes_max/);
       await storage.close();
     } finally {
       await removeDir(dir);

@@ -28,6 +28,7 @@ describe('RaftStorage round trip', () => {
       });
       assert.equal(recovery.records, 0);
       assert.equal(recovery.truncated_tail_bytes, 0);
+      assert.equal(recovery.torn_reason, null);
       assert.match(recovery.log_file, /a\/b\/data\/raft\.wal$/);
       await storage.close();
       const again = await RaftStorage.open(`${root}/a/b/data`);

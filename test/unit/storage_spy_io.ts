@@ -4,6 +4,7 @@
  * fsync open or fail writes/fsyncs on demand.
  */
 import { NODE_STORAGE_IO, type LogFile, type StorageIo } from '../../src/storage/io';
+import type { DirLock } from '../../src/storage/lock';
 
 export class SpyIo implements StorageIo {
   readonly events: string[] = [];
@@ -77,5 +78,13 @@ export class SpyIo implements StorageIo {
 
   syncDirectory(path: string): Promise<void> {
     return NODE_STORAGE_IO.syncDirectory(path);
+  }
+
+  makeDirectory(path: string): Promise<string | undefined> {
+    return NODE_STORAGE_IO.makeDirectory(path);
+  }
+
+  lockDirectory(path: string): Promise<DirLock> {
+    return NODE_STORAGE_IO.lockDirectory(path);
   }
 }

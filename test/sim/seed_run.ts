@@ -7,6 +7,7 @@
  */
 import { SeededRandom } from '../../src/util/prng';
 import { checkLinearizable } from './linearizability';
+import type { StorageEvent } from './sim_node';
 import { SafetyViolation, Simulation, type SimFaults, type SimParams } from './simulation';
 
 /** With tick 10 ms and election timeouts of 100–200 ms: generous room for a few split votes. */
@@ -37,6 +38,7 @@ export interface SeedResult {
   operations: number;
   messages: number;
   virtual_ms: number;
+  storage_events: Map<StorageEvent, number>;
 }
 
 export function drawParams(seed: number, options: SeedOptions = {}): SimParams {
@@ -64,91 +66,22 @@ export function drawParams(seed: number, options: SeedOptions = {}): SimParams {
     message_entries_max: options.message_entries_max ?? [1, 2, 8, 64][rng.int(4)]!,
     inflight_messages_max: [1, 4, 16][rng.int(3)]!,
     reorder: rng.float() < 0.3,
+    disk_faults: rng.float() < 0.7,
   };
 }
 
-export function runSeed(seed: number, options: SeedOptions = {}): SeedResult {
+export async function runSeed(seed: number, options: SeedOptions = {}): Promise<SeedResult> {
   const params = drawParams(seed, options);
   const sim = new Simulation(params);
-  const nemesis_rng = new SeededRandom(seed ^ 0xbad);
-  const chaos_ms = options.chaos_ms ?? 3000;
-  const profile = options.profile ?? profileForSeed(seed);
   let violation: string | null = null;
   try {
     sim.startClients();
-    const end = sim.now + chaos_ms;
-    const crashy = profile === 'crashy';
-    let chaos = true;
-    if (crashy) {
-      // Figure 8: leaders that die moments after election, having replicated only part of their
-      // log.
-      // Like MIT's Figure8 test, each new leader also gets a proposal of its own at once.
-      let fig8_counter = 0;
-      sim.on_leader_elected = (id) => {
-        sim.schedule(0, () => {
-          const node = sim.node(id);
-          if (node.alive && node.core.current_role === 'leader') {
-            node.replica.write(
-              { op: 'set', key: Buffer.from('fig8'), words: [Buffer.from(`f${++fig8_counter}`)] },
-              () => undefined,
-            );
-          }
-        });
-        if (nemesis_rng.float() < 0.5)
-          sim.schedule(nemesis_rng.float() * 15, () => chaos && sim.crash(id));
-      };
-      // ... and leaders that die just after their commit index moved, before followers learn of it.
-      sim.on_leader_commit = (id) => {
-        if (nemesis_rng.float() < 0.2)
-          sim.schedule(nemesis_rng.float() * 2, () => chaos && sim.crash(id));
-      };
-    }
-    while (sim.now < end) {
-      sim.runFor(crashy ? 10 + nemesis_rng.int(150) : 50 + nemesis_rng.int(400));
-      if (crashy) crashNemesis(sim, nemesis_rng);
-      else if (profile === 'partition') partitionNemesis(sim, nemesis_rng);
-      else nemesis(sim, nemesis_rng);
-    }
-    // Liveness: heal everything and demand progress within a stated bound.
-    sim.on_leader_elected = null;
-    sim.on_leader_commit = null;
-    chaos = false;
-    sim.heal();
-    sim.setUnreliable(0, 0);
-    for (const node of sim.nodes) sim.restart(node.id);
-    if (options.liveness !== false) {
-      const elected = sim.runUntil(() => sim.leader() !== null, LIVENESS_BOUND_MS);
-      if (!elected)
-        throw new LivenessFailure(`no leader within ${LIVENESS_BOUND_MS} ms after healing`);
-      // Everything already in the leader's log commits (clients keep writing, so the log never
-      // stops growing).
-      const backlog = sim.leader()!.core.last_log_index;
-      const drained = sim.runUntil(() => {
-        const leader = sim.leader();
-        return leader !== null && leader.core.commit_index >= backlog;
-      }, LIVENESS_BOUND_MS);
-      if (!drained)
-        throw new LivenessFailure(
-          `the leader's log did not fully commit within ${LIVENESS_BOUND_MS} ms after healing`,
-        );
-      const start = sim.now;
-      if (!sim.writeThroughLeader('liveness', `probe-${seed}`, LIVENESS_BOUND_MS)) {
-        // The first leader may be deposed once by a node whose log was ahead; one retry within the
-        // same bound.
-        const left = LIVENESS_BOUND_MS - (sim.now - start);
-        sim.runUntil(() => sim.leader() !== null, Math.max(left, 0));
-        if (!sim.writeThroughLeader('liveness', `probe2-${seed}`, Math.max(left, 1))) {
-          throw new LivenessFailure(
-            `a write did not commit within ${LIVENESS_BOUND_MS} ms after healing`,
-          );
-        }
-      }
-    } else {
-      sim.runFor(1000);
-    }
+    await chaosPhase(sim, seed, options);
+    if (options.liveness !== false) await livenessPhase(sim, seed);
+    else await sim.runFor(1000);
     sim.stopClients();
-    sim.runUntil(() => sim.clientsIdle(), 2 * params.client_timeout_ms);
-    sim.runFor(params.client_timeout_ms);
+    await sim.runUntil(() => sim.clientsIdle(), 2 * params.client_timeout_ms);
+    await sim.runFor(params.client_timeout_ms);
     sim.checkLogMatching();
     const check = checkLinearizable(sim.history);
     if (!check.ok && !check.timed_out) {
@@ -157,17 +90,7 @@ export function runSeed(seed: number, options: SeedOptions = {}): SeedResult {
       );
     }
   } catch (error) {
-    if (
-      error instanceof SafetyViolation ||
-      error instanceof LivenessFailure ||
-      error instanceof LinearizabilityFailure
-    ) {
-      violation = `${error.name}: ${error.message}`;
-    } else if (error instanceof Error && error.name === 'AssertionFailure') {
-      violation = `AssertionFailure: ${error.message}`;
-    } else {
-      throw error;
-    }
+    violation = describeViolation(error);
   }
   return {
     seed,
@@ -176,7 +99,98 @@ export function runSeed(seed: number, options: SeedOptions = {}): SeedResult {
     operations: sim.history.length,
     messages: sim.messages_delivered,
     virtual_ms: sim.now,
+    storage_events: sim.storage_events,
   };
+}
+
+/** A check's failure as one line; anything else is a bug in the simulator itself: rethrown. */
+function describeViolation(error: unknown): string {
+  if (
+    error instanceof SafetyViolation ||
+    error instanceof LivenessFailure ||
+    error instanceof LinearizabilityFailure
+  ) {
+    return `${error.name}: ${error.message}`;
+  }
+  if (error instanceof Error && error.name === 'AssertionFailure') {
+    return `AssertionFailure: ${error.message}`;
+  }
+  throw error;
+}
+
+/** Faults of the seed's profile for chaos_ms; then every fault healed, every node restarted. */
+async function chaosPhase(sim: Simulation, seed: number, options: SeedOptions): Promise<void> {
+  const nemesis_rng = new SeededRandom(seed ^ 0xbad);
+  const chaos_ms = options.chaos_ms ?? 3000;
+  const profile = options.profile ?? profileForSeed(seed);
+  const end = sim.now + chaos_ms;
+  const crashy = profile === 'crashy';
+  const chaos = { on: true };
+  if (crashy) strikeAtBadMoments(sim, nemesis_rng, chaos);
+  while (sim.now < end) {
+    await sim.runFor(crashy ? 10 + nemesis_rng.int(150) : 50 + nemesis_rng.int(400));
+    if (crashy) crashNemesis(sim, nemesis_rng);
+    else if (profile === 'partition') partitionNemesis(sim, nemesis_rng);
+    else nemesis(sim, nemesis_rng);
+  }
+  sim.on_leader_elected = null;
+  sim.on_leader_commit = null;
+  chaos.on = false;
+  sim.heal();
+  sim.setUnreliable(0, 0);
+  for (const node of sim.nodes) {
+    node.healDisk();
+    sim.restart(node.id);
+  }
+}
+
+/**
+ * Figure 8: leaders that die moments after election, having replicated only part of their log.
+ * Like MIT's Figure8 test, each new leader also gets a proposal of its own at once; and leaders
+ * die just after their commit index moved, before followers learn of it.
+ */
+function strikeAtBadMoments(sim: Simulation, rng: SeededRandom, chaos: { on: boolean }): void {
+  let fig8_counter = 0;
+  sim.on_leader_elected = (id) => {
+    sim.schedule(0, () => {
+      const node = sim.node(id);
+      if (node.alive && node.core.current_role === 'leader') {
+        node.replica.write(
+          { op: 'set', key: Buffer.from('fig8'), words: [Buffer.from(`f${++fig8_counter}`)] },
+          () => undefined,
+        );
+      }
+    });
+    if (rng.float() < 0.5) sim.schedule(rng.float() * 15, () => chaos.on && sim.crash(id));
+  };
+  sim.on_leader_commit = (id) => {
+    if (rng.float() < 0.2) sim.schedule(rng.float() * 2, () => chaos.on && sim.crash(id));
+  };
+}
+
+/** Healed and all up: a leader, the backlog committed, and a fresh write, within stated bounds. */
+async function livenessPhase(sim: Simulation, seed: number): Promise<void> {
+  const bound = LIVENESS_BOUND_MS;
+  if (!(await sim.runUntil(() => sim.leader() !== null, bound)))
+    throw new LivenessFailure(`no leader within ${bound} ms after healing`);
+  // Everything already in the leader's log commits (clients keep writing: the log keeps growing).
+  const backlog = sim.leader()!.core.last_log_index;
+  const drained = await sim.runUntil(() => {
+    const leader = sim.leader();
+    return leader !== null && leader.core.commit_index >= backlog;
+  }, bound);
+  if (!drained)
+    throw new LivenessFailure(
+      `the leader's log did not fully commit within ${bound} ms after healing`,
+    );
+  const start = sim.now;
+  if (await sim.writeThroughLeader('liveness', `probe-${seed}`, bound)) return;
+  // The first leader may be deposed once by a node whose log was ahead: one retry, same bound.
+  const left = bound - (sim.now - start);
+  await sim.runUntil(() => sim.leader() !== null, Math.max(left, 0));
+  if (!(await sim.writeThroughLeader('liveness', `probe2-${seed}`, Math.max(left, 1)))) {
+    throw new LivenessFailure(`a write did not commit within ${bound} ms after healing`);
+  }
 }
 
 /** The seed alone picks the fault profile, so a seed replays exactly with no other flag. */
@@ -212,6 +226,10 @@ function nemesis(sim: Simulation, rng: SeededRandom): void {
   } else if (roll < 0.82) {
     const leader = sim.leader();
     if (leader !== null) sim.pause(leader.id, 200 + rng.int(800));
+  } else if (roll < 0.84 && sim.params.disk_faults) {
+    const down = sim.nodes.filter((node) => node.state === 'down');
+    const victim = down[rng.int(Math.max(down.length, 1))];
+    if (victim !== undefined) sim.corruptAtRest(victim.id);
   } else {
     sim.heal();
   }
