@@ -72,7 +72,8 @@ class Writer {
         this.acks.push({ sent_ms, acked_ms: performance.now() });
         if (this.acks.length > 10_000) this.acks.splice(0, 5_000);
       } catch {
-        this.failed_calls += 1; // retry at once: the point is to notice the first moment writes work again
+        // Retry at once: the point is to notice the first moment writes work again
+        this.failed_calls += 1;
       }
     }
   }
@@ -172,8 +173,10 @@ async function main(): Promise<void> {
       const r = await runTry(cluster, attempt, options);
       results.push(r.failover_ms);
       console.log(
-        `try ${attempt}: killed leader node ${r.killed + 1}; first write acknowledged ${r.failover_ms.toFixed(1)} ms after the kill ` +
-          `(${r.failed_calls} failed calls); new leader node ${r.new_leader + 1} term ${r.new_term}; restarted node caught up in ${r.catch_up_ms.toFixed(0)} ms`,
+        `try ${attempt}: killed leader node ${r.killed + 1}; first write ` +
+          `acknowledged ${r.failover_ms.toFixed(1)} ms after the kill ` +
+          `(${r.failed_calls} failed calls); new leader node ${r.new_leader + 1} term ` +
+          `${r.new_term}; restarted node caught up in ${r.catch_up_ms.toFixed(0)} ms`,
       );
     }
   } catch (error) {
@@ -186,7 +189,8 @@ async function main(): Promise<void> {
   const f = (ms: number): string => ms.toFixed(1);
   console.log(
     `failover: median ${f(median(sorted))} ms over ${sorted.length} tries ` +
-      `(p90 ${f(percentile(sorted, 0.9))}, min ${f(sorted[0] ?? 0)}, max ${f(sorted[sorted.length - 1] ?? 0)})`,
+      `(p90 ${f(percentile(sorted, 0.9))}, min ${f(sorted[0] ?? 0)}, ` +
+      `max ${f(sorted[sorted.length - 1] ?? 0)})`,
   );
 }
 

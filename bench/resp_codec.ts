@@ -38,7 +38,9 @@ function benchParse(): void {
     throw new Error(`parsed ${parsed} commands, expected ${COMMAND_COUNT}`);
   const seconds = elapsed_ms / 1000;
   console.log(
-    `resp: parsed ${parsed} SET commands in ${elapsed_ms.toFixed(0)} ms (${formatRate(parsed / seconds)} commands/s, ${(input.length / 1e6 / seconds).toFixed(1)} MB/s)`,
+    `resp: parsed ${parsed} SET commands in ${elapsed_ms.toFixed(0)} ms ` +
+      `(${formatRate(parsed / seconds)} commands/s, ` +
+      `${(input.length / 1e6 / seconds).toFixed(1)} MB/s)`,
   );
 }
 
@@ -52,7 +54,9 @@ function benchEncode(): void {
   const elapsed_ms = performance.now() - started_ms;
   const seconds = elapsed_ms / 1000;
   console.log(
-    `resp: encoded ${COMMAND_COUNT} GET replies in ${elapsed_ms.toFixed(0)} ms (${formatRate(COMMAND_COUNT / seconds)} replies/s, ${(encoded_bytes / 1e6 / seconds).toFixed(1)} MB/s)`,
+    `resp: encoded ${COMMAND_COUNT} GET replies in ${elapsed_ms.toFixed(0)} ms ` +
+      `(${formatRate(COMMAND_COUNT / seconds)} replies/s, ` +
+      `${(encoded_bytes / 1e6 / seconds).toFixed(1)} MB/s)`,
   );
 }
 

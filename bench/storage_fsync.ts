@@ -69,7 +69,8 @@ function report(result: RunResult): string {
     result.label.padEnd(28),
     `${saves_per_s.toFixed(0).padStart(7)} saves/s`,
     `${String(result.fsyncs).padStart(6)} fsyncs`,
-    `${(result.latencies_ms.length / Math.max(1, result.fsyncs)).toFixed(1).padStart(6)} saves/fsync`,
+    `${(result.latencies_ms.length / Math.max(1, result.fsyncs)).toFixed(1).padStart(6)} ` +
+      `saves/fsync`,
     `fsync avg ${result.fsync_avg_ms.toFixed(2)} ms`,
     `p50 ${percentile(sorted, 0.5).toFixed(2)} ms`,
     `p99 ${percentile(sorted, 0.99).toFixed(2)} ms`,
@@ -79,7 +80,8 @@ function report(result: RunResult): string {
 export async function benchStorage(): Promise<void> {
   const root = process.env.STORAGE_BENCH_DIR ?? os.tmpdir();
   process.stdout.write(
-    `storage fsync bench: ${SAVES} saves of one ${ENTRY_BYTES}-byte entry, data dir under ${root}\n`,
+    `storage fsync bench: ${SAVES} saves of one ` +
+      `${ENTRY_BYTES}-byte entry, data dir under ${root}\n`,
   );
   process.stdout.write(`${report(await run('(a) sequential, awaited', 1, root))}\n`);
   process.stdout.write(`${report(await run(`(b) ${CONCURRENCY} in flight`, CONCURRENCY, root))}\n`);

@@ -78,7 +78,8 @@ function parseOptions(argv: string[]): Options {
     else if (flag === '--profile-dir' && text !== '') options.profile_dir = text;
     else
       throw new Error(
-        `usage: throughput [--ops N] [--seq-ops N] [--callers N] [--value-bytes N] [--profile-dir DIR]; bad argument '${flag ?? ''}'`,
+        `usage: throughput [--ops N] [--seq-ops N] [--callers N] ` +
+          `[--value-bytes N] [--profile-dir DIR]; bad argument '${flag ?? ''}'`,
       );
   }
   return options;
@@ -272,7 +273,8 @@ async function startProfiledLeader(
     },
   );
   child.stderr?.on('data', (chunk: Buffer) => {
-    node.stderr = (node.stderr + chunk.toString()).slice(-100_000); // shown by cluster.logs() on failure
+    // Shown by cluster.logs() on failure
+    node.stderr = (node.stderr + chunk.toString()).slice(-100_000);
   });
   for (const other of cluster.nodes.slice(1)) cluster.start(other.index);
   const all = cluster.nodes.map((n) => n.index);
@@ -317,7 +319,8 @@ async function main(): Promise<void> {
     await warm.close();
 
     console.log(
-      `3-node cluster, value ${options.value_bytes} bytes, key space ${KEY_SPACE}; leader node ${leader + 1}, follower node ${follower + 1}`,
+      `3-node cluster, value ${options.value_bytes} bytes, key space ` +
+        `${KEY_SPACE}; leader node ${leader + 1}, follower node ${follower + 1}`,
     );
     console.log(row(COLUMNS.map(([name]) => name)));
     const targets = options.profile_dir !== null ? [leader] : [leader, follower];
@@ -333,14 +336,17 @@ async function main(): Promise<void> {
       }
     }
     console.log(
-      'writes/fsync = acknowledged SETs / leader fsyncs; follower fsyncs = mean per follower over the same run;',
+      'writes/fsync = acknowledged SETs / leader fsyncs; ' +
+        'follower fsyncs = mean per follower over the same run;',
     );
     console.log(
-      'cpu% = CPU time during the timed part / its wall time, for this process, the leader and the followers (2 cores = 200%)',
+      'cpu% = CPU time during the timed part / its wall time, for ' +
+        'this process, the leader and the followers (2 cores = 200%)',
     );
     const leader_info = await cluster.info(leader);
     console.log(
-      `leader fdatasync: avg ${leader_info?.wal_fsync_avg_ms ?? '?'} ms, max ${leader_info?.wal_fsync_max_ms ?? '?'} ms over ${leader_info?.wal_fsyncs ?? '?'} fsyncs`,
+      `leader fdatasync: avg ${leader_info?.wal_fsync_avg_ms ?? '?'} ms, max ` +
+        `${leader_info?.wal_fsync_max_ms ?? '?'} ms over ${leader_info?.wal_fsyncs ?? '?'} fsyncs`,
     );
   } catch (error) {
     console.error(cluster.logs());

@@ -16,7 +16,9 @@ function buildMessages(): AppendEntriesRequest[] {
     const entries: LogEntry[] = [];
     for (let index = first; index < first + ENTRIES_PER_MESSAGE; index++) {
       // 40 bytes, the size of a small SET command.
-      const command = `SET key:${String(index).padStart(10, '0')} value:${String(index * 7).padStart(14, '0')}`;
+      const command =
+        `SET key:${String(index).padStart(10, '0')} ` +
+        `value:${String(index * 7).padStart(14, '0')}`;
       entries.push({ term: 3, data: new Uint8Array(Buffer.from(command, 'latin1')) });
     }
     messages.push({
@@ -73,8 +75,10 @@ export function benchWireCodec(): void {
   const stream = Buffer.concat(encoded.frames);
   const megabytes = stream.length / 1e6;
   console.log(
-    `wire: encoded ${messages.length} messages (${ENTRIES_TOTAL} entries, ${megabytes.toFixed(1)} MB) in ${encoded.elapsed_ms.toFixed(0)} ms ` +
-      `(${rate(ENTRIES_TOTAL, encoded.elapsed_ms)} entries/s, ${(megabytes / (encoded.elapsed_ms / 1000)).toFixed(0)} MB/s)`,
+    `wire: encoded ${messages.length} messages (${ENTRIES_TOTAL} entries, ` +
+      `${megabytes.toFixed(1)} MB) in ${encoded.elapsed_ms.toFixed(0)} ms ` +
+      `(${rate(ENTRIES_TOTAL, encoded.elapsed_ms)} entries/s, ` +
+      `${(megabytes / (encoded.elapsed_ms / 1000)).toFixed(0)} MB/s)`,
   );
   decodeAll(stream);
   const decoded = decodeAll(stream);
@@ -82,7 +86,8 @@ export function benchWireCodec(): void {
     throw new Error(`decoded ${decoded.entries} entries, expected ${ENTRIES_TOTAL}`);
   console.log(
     `wire: decoded ${decoded.entries} entries in ${decoded.elapsed_ms.toFixed(0)} ms ` +
-      `(${rate(decoded.entries, decoded.elapsed_ms)} entries/s, ${(megabytes / (decoded.elapsed_ms / 1000)).toFixed(0)} MB/s)`,
+      `(${rate(decoded.entries, decoded.elapsed_ms)} entries/s, ` +
+      `${(megabytes / (decoded.elapsed_ms / 1000)).toFixed(0)} MB/s)`,
   );
 }
 

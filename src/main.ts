@@ -3,7 +3,7 @@
  * Startup failures print one line and exit non-zero; SIGTERM/SIGINT stop
  * taking clients, hand leadership over, finish the disk and exit 0.
  */
-import { loadConfig } from './config/config';
+import { loadConfig, type NodeConfig } from './config/config';
 import { KvNode } from './server/kv_node';
 import { createLogger } from './util/log';
 
@@ -33,7 +33,7 @@ function die(message: string): never {
 }
 
 async function main(): Promise<void> {
-  let config;
+  let config: NodeConfig;
   try {
     config = loadConfig(configPathFrom(process.argv.slice(2)));
   } catch (error) {
@@ -61,9 +61,8 @@ async function main(): Promise<void> {
           : e.code === 'EACCES'
             ? 'permission denied'
             : (e.code ?? 'failed');
-      die(
-        `cannot listen on ${(e as NodeJS.ErrnoException & { address?: string; port?: number }).address ?? ''}:${(e as { port?: number }).port ?? ''}: ${reason}`,
-      );
+      const where = e as { address?: string; port?: number };
+      die(`cannot listen on ${where.address ?? ''}:${where.port ?? ''}: ${reason}`);
     }
     die(e.message);
   }

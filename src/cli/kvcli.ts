@@ -44,7 +44,9 @@ export interface CliOptions {
 const DEFAULT_NODE = '127.0.0.1:8001';
 const DEFAULT_TIMEOUT_MS = 5000;
 
-const USAGE = `Usage: kvcli [-h host] [-p port] [--nodes host:port,...] [--json] [--timeout ms] [command ...]
+const USAGE =
+  `Usage: kvcli [-h host] [-p port] [--nodes ` +
+  `host:port,...] [--json] [--timeout ms] [command ...]
   -h host          node host (default 127.0.0.1)
   -p port          node port (default 8001)
   --nodes list     comma-separated node addresses to fail over between

@@ -12,7 +12,7 @@ import { ReplyParser, type Reply, type ReplyParserOptions } from '../resp/client
 import { RespProtocolError } from '../util/errors';
 import { assert } from '../util/assert';
 import { ConnectionError, type KvClientError, ProtocolError } from './errors';
-import type { NodeAddress } from './address';
+import type { HostPort } from '../util/address';
 import { Fifo } from '../util/fifo';
 
 /** Batches up to this size are copied into one buffer before writing; larger ones use writev. */
@@ -78,7 +78,7 @@ export class Connection {
 
   constructor(
     address: string,
-    target: NodeAddress,
+    target: HostPort,
     options: ConnectionOptions,
     events: ConnectionEvents,
   ) {

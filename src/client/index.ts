@@ -20,7 +20,7 @@ export {
   type ClientErrorCode,
   type OutcomeUnknownReason,
 } from './errors';
-export { parseNodeAddress, formatNodeAddress, type NodeAddress } from './address';
+export { parseHostPort, formatHostPort, type HostPort } from '../util/address';
 export {
   encodeCommand,
   ReplyParser,

@@ -10,8 +10,8 @@ import { performance } from 'node:perf_hooks';
 import { encodeCommand, type Reply } from '../resp/client_codec';
 import { LimitExceededError } from '../util/errors';
 import { LIMITS } from '../util/limits';
-import { formatNodeAddress, parseNodeAddress, type NodeAddress } from './address';
-import { backoffDelay } from './backoff';
+import { formatHostPort, parseHostPort, type HostPort } from '../util/address';
+import { backoffDelay } from '../util/backoff';
 import { Connection, type OutboundRequest, type RequestOutcome } from './connection';
 import { classifyErrorReply } from './error_reply';
 import {
@@ -87,7 +87,7 @@ interface Call {
 
 export class KvClient {
   private readonly node_list: string[] = [];
-  private readonly targets = new Map<string, NodeAddress>();
+  private readonly targets = new Map<string, HostPort>();
   private current: string;
   private readonly connections = new Map<string, Connection>();
   private readonly pending = new Set<Call>();
@@ -116,7 +116,10 @@ export class KvClient {
     );
     this.connect_timeout_ms = positive('connect_timeout_ms', options.connect_timeout_ms ?? 1000);
     this.backoff_base_ms = positive('backoff_base_ms', options.backoff_base_ms ?? 20);
-    this.backoff_max_ms = positive('backoff_max_ms', options.backoff_max_ms ?? 1000);
+    this.backoff_max_ms = Math.max(
+      this.backoff_base_ms,
+      positive('backoff_max_ms', options.backoff_max_ms ?? 1000),
+    );
     this.random = options.random ?? Math.random;
   }
 
@@ -286,7 +289,8 @@ export class KvClient {
           call,
           new OutcomeUnknownError(
             'connection_lost',
-            `${address}: the connection was lost after the request was sent (${outcome.error.message})`,
+            `${address}: the connection was lost after the ` +
+              `request was sent (${outcome.error.message})`,
             { cause: outcome.error },
           ),
         );
@@ -390,7 +394,8 @@ export class KvClient {
           call,
           new OutcomeUnknownError(
             'timeout',
-            `${call.request_address}: no reply within ${call.timeout_ms} ms after the request was sent`,
+            `${call.request_address}: no reply within ` +
+              `${call.timeout_ms} ms after the request was sent`,
           ),
         );
         this.closeIfUseless(connection);
@@ -466,7 +471,7 @@ export class KvClient {
   /** Adds an address to the known nodes (bounded) and returns its canonical form. */
   private learnNode(text: string): string {
     const target = parseNodeAddress(text);
-    const address = formatNodeAddress(target);
+    const address = formatHostPort(target);
     if (!this.targets.has(address) && this.node_list.length < LIMITS.kv_client_nodes_max) {
       this.targets.set(address, target);
       this.node_list.push(address);
@@ -489,6 +494,13 @@ export class KvClient {
     const connection = this.connections.get(previous);
     if (connection !== undefined && connection.liveOutstanding() === 0) void connection.close();
   }
+}
+
+function parseNodeAddress(text: string): HostPort {
+  const parsed = parseHostPort(text);
+  if (!parsed.ok)
+    throw new InvalidArgumentError(`bad node address ${JSON.stringify(text)}: ${parsed.problem}`);
+  return parsed.address;
 }
 
 function positive(name: string, value: number): number {

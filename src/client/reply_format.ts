@@ -47,7 +47,8 @@ function formatNested(reply: Reply, indent: string): string {
       return reply.items
         .map(
           (item, index) =>
-            `${index === 0 ? '' : indent}${String(index + 1).padStart(width)}) ${formatNested(item, child_indent)}`,
+            `${index === 0 ? '' : indent}${String(index + 1).padStart(width)}) ` +
+            `${formatNested(item, child_indent)}`,
         )
         .join('\n');
     }
@@ -60,8 +61,8 @@ function formatNested(reply: Reply, indent: string): string {
 export function quoteBytes(bytes: Buffer): string {
   let out = '"';
   for (const byte of bytes) {
-    const escape = BYTE_ESCAPES.get(byte);
-    if (escape !== undefined) out += escape;
+    const escaped = BYTE_ESCAPES.get(byte);
+    if (escaped !== undefined) out += escaped;
     else if (byte >= 0x20 && byte <= 0x7e) out += String.fromCharCode(byte);
     else out += `\\x${byte.toString(16).padStart(2, '0')}`;
   }

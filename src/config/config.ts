@@ -33,8 +33,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { parseHostPort } from '../util/address';
 import { assert } from '../util/assert';
-import { ConfigError } from '../util/errors';
+import { ConfigError, describeError } from '../util/errors';
 import { LIMITS } from '../util/limits';
 import type { LogLevel } from '../util/log';
 
@@ -124,30 +125,30 @@ export function parseConfig(
   const single_values = new Map<string, { value: string; line: number }>();
 
   const lines = text.replace(/^\uFEFF/, '').split('\n');
-  lines.forEach((raw_line, line_index) => {
+  for (const [line_index, raw_line] of lines.entries()) {
     const line = line_index + 1;
     const content = raw_line.trim();
-    if (content === '' || content.startsWith('!')) return;
+    if (content === '' || content.startsWith('!')) continue;
     const tokens = content.split(/\s+/);
     const name = tokens[0] ?? '';
     if (name !== 'follower_info' && !SINGLE_PARAMETERS.includes(name))
       fail(line, `unknown parameter '${name}'`);
     const value = tokens[1];
-    if (value === undefined) return fail(line, `parameter '${name}' has no value`);
+    if (value === undefined) fail(line, `parameter '${name}' has no value`);
     if (tokens.length > 2)
       fail(line, `parameter '${name}' takes one value, got extra '${tokens.slice(2).join(' ')}'`);
 
     if (name === 'follower_info') {
-      listed.push(parseNodeAddress(value, line, fail));
+      listed.push(parseFollowerInfo(value, line, fail));
       if (listed.length > LIMITS.cluster_nodes_max)
         fail(line, `more than cluster_nodes_max (${LIMITS.cluster_nodes_max}) nodes`);
-      return;
+      continue;
     }
     const earlier = single_values.get(name);
     if (earlier !== undefined)
       fail(line, `parameter '${name}' given twice (first on line ${earlier.line})`);
     single_values.set(name, { value, line });
-  });
+  }
 
   if (listed.length === 0) fail(null, "no 'follower_info' line: the first one names this node");
   checkAddressesDistinct(listed, fail);
@@ -166,7 +167,8 @@ export function parseConfig(
     );
     fail(
       Math.max(...lines_given),
-      `heartbeat_ticks (${integers.heartbeat_ticks}) must be less than election_ticks (${integers.election_ticks})`,
+      `heartbeat_ticks (${integers.heartbeat_ticks}) must be ` +
+        `less than election_ticks (${integers.election_ticks})`,
     );
   }
 
@@ -199,11 +201,7 @@ export function loadConfig(file_path: string): NodeConfig {
     bytes = readBounded(file_path, LIMITS.config_file_bytes_max);
   } catch (error) {
     if (error instanceof ConfigError) throw error;
-    throw new ConfigError(
-      file_path,
-      null,
-      `cannot read: ${error instanceof Error ? error.message : String(error)}`,
-    );
+    throw new ConfigError(file_path, null, `cannot read: ${describeError(error)}`);
   }
   return parseConfig(bytes.toString('utf8'), file_path);
 }
@@ -234,23 +232,20 @@ function readBounded(file_path: string, bytes_max: number): Buffer {
 
 type Fail = (line: number | null, problem: string) => never;
 
-function parseNodeAddress(value: string, line: number, fail: Fail): ListedNode {
-  const colon = value.lastIndexOf(':');
-  if (colon < 0) return fail(line, `follower_info '${value}' is not ip:port`);
-  const host_text = value.slice(0, colon);
-  const port_text = value.slice(colon + 1);
+function parseFollowerInfo(value: string, line: number, fail: Fail): ListedNode {
+  const parsed = parseHostPort(value);
+  if (!parsed.ok) return fail(line, `follower_info ${parsed.problem}`);
+  const host_text = parsed.address.host;
+  const client_port = parsed.address.port;
   const host = host_text === 'localhost' ? '127.0.0.1' : host_text;
   const host_number = parseIpv4(host);
   if (host_number === null)
-    fail(line, `bad ip '${host_text}': expected an IPv4 dotted quad or localhost`);
-  if (!/^[0-9]{1,5}$/.test(port_text))
-    fail(line, `bad port '${port_text}': expected a decimal number`);
-  const client_port = Number(port_text);
-  if (client_port > 65535) fail(line, `bad port ${client_port}: more than 65535`);
+    return fail(line, `bad ip '${host_text}': expected an IPv4 dotted quad or localhost`);
   if (client_port <= RAFT_PORT_OFFSET) {
     fail(
       line,
-      `bad port ${client_port}: the client port must exceed ${RAFT_PORT_OFFSET} (the Raft port is client port - ${RAFT_PORT_OFFSET})`,
+      `bad port ${client_port}: the client port must exceed ${RAFT_PORT_OFFSET}` +
+        ` (the Raft port is client port - ${RAFT_PORT_OFFSET})`,
     );
   }
   return { host, host_number, client_port, line };
@@ -287,7 +282,8 @@ function checkAddressesDistinct(listed: ListedNode[], fail: Fail): void {
     if (clash !== undefined) {
       fail(
         Math.max(node.line, clash.line),
-        `raft port ${node.host}:${node.client_port - RAFT_PORT_OFFSET} of the node on line ${node.line} is the client port of the node on line ${clash.line}`,
+        `raft port ${node.host}:${node.client_port - RAFT_PORT_OFFSET} of the node ` +
+          `on line ${node.line} is the client port of the node on line ${clash.line}`,
       );
     }
   }

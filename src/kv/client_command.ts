@@ -113,10 +113,8 @@ function buildCommandCommand(args: readonly Buffer[]): ClientCommand {
   const subcommand = args[1];
   if (subcommand === undefined || subcommand.toString('latin1').toLowerCase() === 'docs')
     return { kind: 'command_docs' };
-  return {
-    kind: 'error',
-    message: `ERR unknown subcommand '${echo(subcommand, ERROR_ECHO_BYTES_MAX)}'. Try COMMAND HELP.`,
-  };
+  const echoed = echo(subcommand, ERROR_ECHO_BYTES_MAX);
+  return { kind: 'error', message: `ERR unknown subcommand '${echoed}'. Try COMMAND HELP.` };
 }
 
 /**
@@ -134,7 +132,10 @@ function unknownCommandMessage(args: readonly Buffer[]): string {
     echoed += part;
     echoed_bytes += Buffer.byteLength(part, 'utf8');
   }
-  return `ERR unknown command '${name === undefined ? '' : echo(name, ERROR_ECHO_BYTES_MAX)}', with args beginning with: ${echoed}`;
+  return (
+    `ERR unknown command '${name === undefined ? '' : echo(name, ERROR_ECHO_BYTES_MAX)}', ` +
+    `with args beginning with: ${echoed}`
+  );
 }
 
 /** At most `bytes_max` bytes of `arg`, with CR/LF blanked so the reply stays one RESP line. */

@@ -233,7 +233,8 @@ class SnapshotReader {
     const value = this.u32(what);
     if (value > (this.input.length - this.offset) / item_bytes_min) {
       throw new StorageCorruptError(
-        `kv snapshot: ${what} ${value} at offset ${this.offset - U32_BYTES} exceeds the remaining input`,
+        `kv snapshot: ${what} ${value} at offset ` +
+          `${this.offset - U32_BYTES} exceeds the remaining input`,
       );
     }
     return value;

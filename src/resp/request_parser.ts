@@ -129,11 +129,6 @@ export class RequestParser {
     return this.args_bytes + this.parts_bytes;
   }
 
-  /** True once an error was reported; every later push reports it again. */
-  get failed(): boolean {
-    return this.failure !== null;
-  }
-
   push(chunk: Buffer): ParsedBatch {
     const commands: Buffer[][] = [];
     if (this.failure !== null) return { commands, error: this.failure };
@@ -142,91 +137,20 @@ export class RequestParser {
     while (pos < end && this.failure === null) {
       switch (this.state) {
         case STATE_COMMAND_START:
-          if (chunk[pos] === BYTE_STAR) {
-            pos++;
-            this.startNumber();
-            this.state = STATE_ARRAY_COUNT;
-          } else {
-            this.state = STATE_INLINE;
-          }
+          pos = this.readCommandStart(chunk, pos);
           break;
         case STATE_ARRAY_COUNT:
-          pos = this.readNumber(
-            chunk,
-            pos,
-            this.array_elements_max,
-            'multibulk length',
-            'elements',
-          );
-          if (this.number_progress === NUMBER_DONE) {
-            const count = this.number_negative ? -this.number_value : this.number_value;
-            // Redis skips `*0` and `*-1` without replying.
-            if (count <= 0) {
-              this.state = STATE_COMMAND_START;
-            } else {
-              this.args_expected = count;
-              this.state = STATE_BULK_PREFIX;
-            }
-          }
+          pos = this.readArrayCount(chunk, pos);
           break;
-        case STATE_BULK_PREFIX: {
-          const byte = chunk[pos] as number;
-          if (byte !== BYTE_DOLLAR) {
-            this.fail('RESP_PROTOCOL', `Protocol error: expected '$', got ${describeByte(byte)}`);
-            break;
-          }
-          pos++;
-          this.startNumber();
-          this.state = STATE_BULK_LENGTH;
+        case STATE_BULK_PREFIX:
+          pos = this.readBulkPrefix(chunk, pos);
           break;
-        }
         case STATE_BULK_LENGTH:
-          pos = this.readNumber(chunk, pos, this.bulk_bytes_max, 'bulk length', 'bytes');
-          if (this.number_progress === NUMBER_DONE) {
-            const length = this.number_value;
-            // Counts the CRLF too: a partial body holds it until the body is complete.
-            const request_bytes = this.args_bytes + length + 2;
-            if (request_bytes > this.buffered_bytes_max) {
-              this.fail(
-                'RESP_TOO_LARGE',
-                `Protocol error: request too large: ${request_bytes} bytes exceed the limit of ${this.buffered_bytes_max}`,
-              );
-              break;
-            }
-            this.body_remaining = length + 2;
-            this.state = STATE_BULK_BODY;
-          }
+          pos = this.readBulkLength(chunk, pos);
           break;
-        case STATE_BULK_BODY: {
-          const available = end - pos;
-          if (this.parts_bytes === 0 && available >= this.body_remaining) {
-            // Whole body in this chunk: the argument is a view, no copy.
-            const data_end = pos + this.body_remaining - 2;
-            if (chunk[data_end] !== BYTE_CR || chunk[data_end + 1] !== BYTE_LF) {
-              this.fail('RESP_PROTOCOL', 'Protocol error: expected CRLF after bulk data');
-              break;
-            }
-            const arg = chunk.subarray(pos, data_end);
-            pos = data_end + 2;
-            if (this.addArg(arg)) commands.push(this.takeCommand());
-          } else if (available >= this.body_remaining) {
-            this.parts.push(chunk.subarray(pos, pos + this.body_remaining));
-            pos += this.body_remaining;
-            const body = Buffer.concat(this.parts, this.parts_bytes + this.body_remaining);
-            this.clearParts();
-            const data_length = body.length - 2;
-            if (body[data_length] !== BYTE_CR || body[data_length + 1] !== BYTE_LF) {
-              this.fail('RESP_PROTOCOL', 'Protocol error: expected CRLF after bulk data');
-              break;
-            }
-            if (this.addArg(body.subarray(0, data_length))) commands.push(this.takeCommand());
-          } else {
-            this.keepPart(chunk, pos);
-            this.body_remaining -= available;
-            pos = end;
-          }
+        case STATE_BULK_BODY:
+          pos = this.readBulkBody(chunk, pos, commands);
           break;
-        }
         case STATE_INLINE:
           pos = this.readInline(chunk, pos, commands);
           break;
@@ -234,17 +158,109 @@ export class RequestParser {
           assert(false, `RequestParser in unexpected state ${this.state}`);
       }
     }
-    // Arguments of an unfinished request must not pin this chunk until it completes.
-    for (let index = this.args_owned; index < this.args.length; index++) {
-      const arg = this.args[index] as Buffer;
-      if (arg.buffer === chunk.buffer) this.args[index] = Buffer.from(arg);
-    }
-    this.args_owned = this.args.length;
+    this.releaseChunk(chunk);
     assert(
       this.buffered_bytes <= this.buffered_bytes_max,
       'RequestParser buffered beyond its limit',
     );
     return { commands, error: this.failure };
+  }
+
+  /** Arguments of an unfinished request must not pin `chunk` until the request completes. */
+  private releaseChunk(chunk: Buffer): void {
+    for (let index = this.args_owned; index < this.args.length; index++) {
+      const arg = this.args[index] as Buffer;
+      if (arg.buffer === chunk.buffer) this.args[index] = Buffer.from(arg);
+    }
+    this.args_owned = this.args.length;
+  }
+
+  /** A `*` starts a RESP array; anything else an inline command. */
+  private readCommandStart(chunk: Buffer, pos: number): number {
+    if (chunk[pos] !== BYTE_STAR) {
+      this.state = STATE_INLINE;
+      return pos;
+    }
+    this.startNumber();
+    this.state = STATE_ARRAY_COUNT;
+    return pos + 1;
+  }
+
+  private readArrayCount(chunk: Buffer, pos: number): number {
+    const next = this.readNumber(
+      chunk,
+      pos,
+      this.array_elements_max,
+      'multibulk length',
+      'elements',
+    );
+    if (this.number_progress !== NUMBER_DONE) return next;
+    const count = this.number_negative ? -this.number_value : this.number_value;
+    // Redis skips `*0` and `*-1` without replying.
+    if (count <= 0) {
+      this.state = STATE_COMMAND_START;
+    } else {
+      this.args_expected = count;
+      this.state = STATE_BULK_PREFIX;
+    }
+    return next;
+  }
+
+  private readBulkPrefix(chunk: Buffer, pos: number): number {
+    const byte = chunk[pos] as number;
+    if (byte !== BYTE_DOLLAR) {
+      this.fail('RESP_PROTOCOL', `Protocol error: expected '$', got ${describeByte(byte)}`);
+      return pos;
+    }
+    this.startNumber();
+    this.state = STATE_BULK_LENGTH;
+    return pos + 1;
+  }
+
+  private readBulkLength(chunk: Buffer, pos: number): number {
+    const next = this.readNumber(chunk, pos, this.bulk_bytes_max, 'bulk length', 'bytes');
+    if (this.number_progress !== NUMBER_DONE) return next;
+    const length = this.number_value;
+    // Counts the CRLF too: a partial body holds it until the body is complete.
+    const request_bytes = this.args_bytes + length + 2;
+    if (request_bytes > this.buffered_bytes_max) {
+      this.fail(
+        'RESP_TOO_LARGE',
+        `Protocol error: request too large: ${request_bytes} bytes exceed` +
+          ` the limit of ${this.buffered_bytes_max}`,
+      );
+      return next;
+    }
+    this.body_remaining = length + 2;
+    this.state = STATE_BULK_BODY;
+    return next;
+  }
+
+  /** Reads bulk data and its CRLF, as a view of `chunk` when it is all there, else in parts. */
+  private readBulkBody(chunk: Buffer, pos: number, commands: Buffer[][]): number {
+    const available = chunk.length - pos;
+    if (available < this.body_remaining) {
+      this.keepPart(chunk, pos);
+      this.body_remaining -= available;
+      return chunk.length;
+    }
+    const next = pos + this.body_remaining;
+    let body = chunk;
+    let body_start = pos;
+    let data_end = next - 2;
+    if (this.parts_bytes > 0) {
+      this.parts.push(chunk.subarray(pos, next));
+      body = Buffer.concat(this.parts, this.parts_bytes + this.body_remaining);
+      body_start = 0;
+      data_end = body.length - 2;
+      this.clearParts();
+    }
+    if (body[data_end] !== BYTE_CR || body[data_end + 1] !== BYTE_LF) {
+      this.fail('RESP_PROTOCOL', 'Protocol error: expected CRLF after bulk data');
+      return next;
+    }
+    if (this.addArg(body.subarray(body_start, data_end))) commands.push(this.takeCommand());
+    return next;
   }
 
   private startNumber(): void {

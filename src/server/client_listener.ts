@@ -2,7 +2,7 @@ import * as net from 'node:net';
 import { RequestParser, type RequestParserOptions } from '../resp/request_parser';
 import { encodeError } from '../resp/reply';
 import { assert } from '../util/assert';
-import type { RespProtocolError } from '../util/errors';
+import { describeError, type RespProtocolError } from '../util/errors';
 import { Fifo } from '../util/fifo';
 import { boundPort, listen } from './listen';
 import { LIMITS } from '../util/limits';
@@ -45,17 +45,6 @@ export interface ClientListenerOptions {
   parser_options?: RequestParserOptions;
 }
 
-export interface ClientConnectionStats {
-  id: number;
-  remote: string;
-  /** Commands handed to the handler whose replies are not written yet. */
-  pending_replies: number;
-  /** Commands parsed but not yet handed to the handler (at most one read chunk's worth). */
-  backlog_commands: number;
-  write_queue_bytes: number;
-  reading_paused: boolean;
-}
-
 /**
  * Ready replies are concatenated into writes of about this size; larger replies are written alone.
  */
@@ -77,6 +66,24 @@ interface ReplySlot {
   close_after: boolean;
 }
 
+/**
+ * A connection's life, one state at a time. Flow control (reading paused, a flush scheduled) is
+ * kept apart: it applies alike in several of these states.
+ */
+type ConnectionState =
+  /** Reading and running commands. */
+  | 'open'
+  /** The client half-closed: run what it sent, write every reply, then end. */
+  | 'input_ended'
+  /** Its bytes stopped parsing: run the commands before the bad bytes, reply the error, end. */
+  | 'protocol_error'
+  /** A command replied close_after (QUIT): what was pipelined after it is never run (Redis). */
+  | 'quitting'
+  /** Our side is ended; input is read only to notice the client closing. */
+  | 'ending'
+  /** The socket is closed; late handler results are dropped. */
+  | 'closed';
+
 class ClientConnection {
   readonly info: ClientConnectionInfo;
   readonly socket: net.Socket;
@@ -85,19 +92,9 @@ class ClientConnection {
   readonly slots = new Fifo<ReplySlot>();
   /** Parsed commands waiting for room in the pipeline. */
   readonly backlog = new Fifo<Buffer[]>();
-  /** The protocol error reply to queue once every command before it is dispatched. */
+  /** In 'protocol_error': the error reply to queue once every command before it is dispatched. */
   protocol_error_reply: Buffer | null = null;
-  /** The client half-closed: finish the replies, then close. */
-  input_ended = false;
-  /** No more commands are taken: a close_after reply or a protocol error is queued. */
-  finishing = false;
-  /**
-   * A command replied close_after (QUIT): what was pipelined after it is never run, as in Redis.
-   */
-  quit_seen = false;
-  /** Our side is ended; input is read only to notice the client closing. */
-  ending = false;
-  dead = false;
+  private current: ConnectionState = 'open';
   reading_paused = false;
   flush_scheduled = false;
 
@@ -105,6 +102,52 @@ class ClientConnection {
     this.socket = socket;
     this.parser = parser;
     this.info = { id, remote, tags: new Set() };
+  }
+
+  get state(): ConnectionState {
+    return this.current;
+  }
+
+  /** Whether backlog commands may still be handed to the handler. */
+  get runs_commands(): boolean {
+    const state = this.current;
+    return state === 'open' || state === 'input_ended' || state === 'protocol_error';
+  }
+
+  /** The client sent FIN. Later states already end the connection once their replies are out. */
+  inputEnded(): void {
+    if (this.current === 'open') this.current = 'input_ended';
+  }
+
+  protocolError(reply: Buffer): void {
+    assert(this.current === 'open', `protocol error in state ${this.current}`);
+    this.current = 'protocol_error';
+    this.protocol_error_reply = reply;
+  }
+
+  /** A close_after reply came back synchronously: nothing pipelined after it runs. */
+  quit(): void {
+    assert(this.runs_commands, `quit in state ${this.current}`);
+    this.current = 'quitting';
+    this.backlog.clear();
+    this.protocol_error_reply = null;
+  }
+
+  /** Enters 'ending': what is written so far is all the client gets. */
+  end(): void {
+    assert(this.current !== 'ending' && this.current !== 'closed', `end in ${this.current}`);
+    this.current = 'ending';
+    this.slots.clear();
+    this.backlog.clear();
+    this.protocol_error_reply = null;
+    this.reading_paused = false;
+  }
+
+  closed(): void {
+    this.current = 'closed';
+    this.slots.clear();
+    this.backlog.clear();
+    this.protocol_error_reply = null;
   }
 }
 
@@ -120,10 +163,6 @@ function endGracefully(socket: net.Socket, last_bytes?: Buffer): void {
 
 function isPromiseLike(value: ClientReply | Promise<ClientReply>): value is Promise<ClientReply> {
   return typeof (value as Partial<Promise<ClientReply>>).then === 'function';
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
 function protocolErrorReply(error: RespProtocolError): Buffer {
@@ -199,7 +238,7 @@ export class ClientListener {
   async start(): Promise<void> {
     assert(this.listening === null, 'ClientListener.start called twice');
     this.listening = listen(this.server, this.options.host, this.options.port, (error) =>
-      this.logger.error(`client listener error: ${describe(error)}`),
+      this.logger.error(`client listener error: ${describeError(error)}`),
     );
     await this.listening;
     if (this.closing !== null) return;
@@ -215,17 +254,6 @@ export class ClientListener {
   close(): Promise<void> {
     if (this.closing === null) this.closing = this.closeAll();
     return this.closing;
-  }
-
-  connectionStats(): ClientConnectionStats[] {
-    return [...this.connections].map((connection) => ({
-      id: connection.info.id,
-      remote: connection.info.remote,
-      pending_replies: connection.slots.length,
-      backlog_commands: connection.backlog.length,
-      write_queue_bytes: connection.socket.writableLength,
-      reading_paused: connection.reading_paused,
-    }));
   }
 
   private async closeAll(): Promise<void> {
@@ -251,7 +279,7 @@ export class ClientListener {
     const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     // Resets and broken pipes are the client's business; 'close' follows and cleans up.
     socket.on('error', (error) =>
-      this.logger.debug(`client ${remote} socket error: ${describe(error)}`),
+      this.logger.debug(`client ${remote} socket error: ${describeError(error)}`),
     );
     if (this.closing !== null) {
       socket.destroy();
@@ -281,14 +309,12 @@ export class ClientListener {
     this.logger.debug(`client ${connection.info.id} connected from ${remote}`);
     socket.on('data', (chunk: Buffer) => this.receive(connection, chunk));
     socket.on('end', () => {
-      connection.input_ended = true;
+      connection.inputEnded();
       this.flush(connection);
     });
     socket.on('drain', () => this.dispatch(connection));
     socket.once('close', () => {
-      connection.dead = true;
-      connection.slots.clear();
-      connection.backlog.clear();
+      connection.closed();
       this.connections.delete(connection);
       this.logger.debug(`client ${connection.info.id} disconnected`);
     });
@@ -300,12 +326,15 @@ export class ClientListener {
   }
 
   private receive(connection: ClientConnection, chunk: Buffer): void {
-    if (connection.dead || connection.finishing) return;
+    // Paused reading can still deliver the chunk in hand; 'ending' discards input by design.
+    if (connection.state !== 'open') {
+      assert(connection.state !== 'input_ended', 'data after the client FIN');
+      return;
+    }
     const batch = connection.parser.push(chunk);
     for (const command of batch.commands) connection.backlog.push(command);
     if (batch.error !== null) {
-      connection.finishing = true;
-      connection.protocol_error_reply = protocolErrorReply(batch.error);
+      connection.protocolError(protocolErrorReply(batch.error));
       this.logger.debug(
         `client ${connection.info.id} protocol error, closing: ${batch.error.message}`,
       );
@@ -321,18 +350,13 @@ export class ClientListener {
    */
   private dispatch(connection: ClientConnection): void {
     while (
-      !connection.dead &&
-      !connection.quit_seen &&
+      connection.runs_commands &&
       connection.slots.length < this.pipeline_requests_max &&
       connection.socket.writableLength <= this.write_queue_bytes_max
     ) {
       const args = connection.backlog.shift();
       if (args === undefined) break;
       this.runHandler(connection, args);
-    }
-    if (connection.quit_seen) {
-      connection.backlog.clear();
-      connection.protocol_error_reply = null;
     }
     if (connection.backlog.length === 0 && connection.protocol_error_reply !== null) {
       connection.slots.push({ reply: connection.protocol_error_reply, close_after: true });
@@ -358,23 +382,22 @@ export class ClientListener {
         (error: unknown) => this.failSlot(connection, slot, error),
       );
     } else {
-      if (result.close_after === true) {
-        connection.quit_seen = true;
-        connection.finishing = true;
-      }
+      if (result.close_after === true) connection.quit();
       this.fillSlot(connection, slot, result);
     }
   }
 
   private fillSlot(connection: ClientConnection, slot: ReplySlot, result: ClientReply): void {
-    if (connection.dead) return;
+    if (connection.state === 'closed') return;
     slot.reply = result.reply;
     slot.close_after = result.close_after === true;
     this.scheduleFlush(connection);
   }
 
   private failSlot(connection: ClientConnection, slot: ReplySlot, error: unknown): void {
-    this.logger.error(`client ${connection.info.id} command handler failed: ${describe(error)}`);
+    this.logger.error(
+      `client ${connection.info.id} command handler failed: ${describeError(error)}`,
+    );
     this.fillSlot(connection, slot, { reply: INTERNAL_ERROR_REPLY });
   }
 
@@ -393,7 +416,7 @@ export class ClientListener {
 
   /** Writes every ready reply at the head of the FIFO, in order. */
   private flush(connection: ClientConnection): void {
-    if (connection.dead) return;
+    if (connection.state === 'closed') return;
     const ready: Buffer[] = [];
     let close_after = false;
     for (
@@ -414,7 +437,7 @@ export class ClientListener {
       return;
     }
     if (
-      connection.input_ended &&
+      connection.state === 'input_ended' &&
       connection.slots.length === 0 &&
       connection.backlog.length === 0
     ) {
@@ -426,13 +449,8 @@ export class ClientListener {
 
   /** Ends the connection after what is written so far; later replies are dropped. */
   private finish(connection: ClientConnection): void {
-    if (connection.ending) return;
-    connection.finishing = true;
-    connection.ending = true;
-    connection.slots.clear();
-    connection.backlog.clear();
-    connection.protocol_error_reply = null;
-    connection.reading_paused = false;
+    if (connection.state === 'ending') return;
+    connection.end();
     endGracefully(connection.socket);
   }
 
@@ -471,10 +489,10 @@ export class ClientListener {
    * resumes otherwise.
    */
   private updateReading(connection: ClientConnection): void {
-    if (connection.dead) return;
-    if (connection.ending) return;
+    if (connection.state === 'closed' || connection.state === 'ending') return;
     const should_pause =
-      connection.finishing ||
+      connection.state === 'protocol_error' ||
+      connection.state === 'quitting' ||
       connection.backlog.length > 0 ||
       connection.slots.length >= this.pipeline_requests_max ||
       connection.socket.writableLength > this.write_queue_bytes_max;

@@ -1,5 +1,6 @@
 import * as net from 'node:net';
 import { encodeCommand, ReplyParser } from '../resp/client_codec';
+import { CorkedWriter } from '../util/corked_writer';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
 
@@ -43,7 +44,7 @@ class LeaderLink {
   private readonly pending: PendingForward[] = [];
   private connected = false;
   private hello_pending = true;
-  private corked = false;
+  private readonly writer: CorkedWriter;
   closed = false;
 
   constructor(
@@ -55,6 +56,7 @@ class LeaderLink {
   ) {
     this.socket = net.connect({ host, port });
     this.socket.setNoDelay(true);
+    this.writer = new CorkedWriter(this.socket);
     this.socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
     this.socket.on('connect', () => {
       this.connected = true;
@@ -89,7 +91,8 @@ class LeaderLink {
       const timer = setTimeout(
         () => {
           this.logger.warn(
-            `forward link to ${this.address}: no reply before the request deadline; closing the link`,
+            `forward link to ${this.address}: no reply ` +
+              `before the request deadline; closing the link`,
           );
           this.close();
         },
@@ -97,15 +100,7 @@ class LeaderLink {
       );
       this.pending.push({ resolve, sent: this.connected, timer });
       // Requests relayed in the same turn leave in one write, as the client pipelined them.
-      if (!this.corked) {
-        this.corked = true;
-        this.socket.cork();
-        process.nextTick(() => {
-          this.corked = false;
-          this.socket.uncork();
-        });
-      }
-      this.socket.write(encodeCommand(args));
+      this.writer.write(encodeCommand(args));
     });
   }
 

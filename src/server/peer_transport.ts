@@ -2,9 +2,11 @@ import * as net from 'node:net';
 import { encodeMessage, FrameDecoder } from '../wire/codec';
 import { MessageType, type RaftMessage } from '../wire/types';
 import { assert } from '../util/assert';
-import { WireError } from '../util/errors';
+import { backoffDelay } from '../util/backoff';
+import { describeError, WireError } from '../util/errors';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
+import { CorkedWriter } from '../util/corked_writer';
 import { boundPort, listen } from './listen';
 import { PeerHandshake, type HandshakeSettings } from './peer_handshake';
 
@@ -25,6 +27,8 @@ export interface PeerTransportOptions {
   queue_bytes_max?: number;
   backoff_base_ms?: number;
   backoff_max_ms?: number;
+  /** Jitter source in [0, 1) for redial delays; inject a seeded one to replay a run. */
+  random?: () => number;
   connect_timeout_ms?: number;
   frame_payload_bytes_max?: number;
   /**
@@ -68,8 +72,6 @@ const HANDSHAKE_FAILURE_LOG_INTERVAL_MS = 60_000;
 const HANDSHAKE_LINGER_MS = 500;
 /** Distinct failure reasons remembered for that; a stranger cannot grow the map without bound. */
 const HANDSHAKE_FAILURE_KEYS_MAX = 1024;
-/** Exponent cap so that 2 ** attempts stays a small finite number. */
-const BACKOFF_EXPONENT_MAX = 30;
 
 type Direction = 'inbound' | 'outbound';
 
@@ -93,7 +95,7 @@ class PeerConnection {
   /** Closes the connection if an authenticated handshake has not completed in time. */
   handshake_timer: NodeJS.Timeout | null = null;
   readonly closed: Promise<void>;
-  private cork_pending = false;
+  private readonly writer: CorkedWriter;
 
   constructor(
     socket: net.Socket,
@@ -107,6 +109,7 @@ class PeerConnection {
     this.peer_id = peer_id;
     this.remote = remote;
     this.decoder = new FrameDecoder({ payload_bytes_max: frame_payload_bytes_max });
+    this.writer = new CorkedWriter(socket);
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.setNoDelay(true);
     socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
@@ -122,22 +125,13 @@ class PeerConnection {
 
   /**
    * Writes one frame unless that would take the connection's unsent bytes over
-   * `queue_bytes_max`. Frames written in the same event-loop turn are corked
-   * and leave in one writev.
+   * `queue_bytes_max`. Frames written in the same event-loop turn leave in one writev.
    */
   write(frame: Buffer, queue_bytes_max: number): boolean {
     const socket = this.socket;
     if (socket.destroyed || !socket.writable) return false;
     if (socket.writableLength + frame.length > queue_bytes_max) return false;
-    if (!this.cork_pending) {
-      this.cork_pending = true;
-      socket.cork();
-      queueMicrotask(() => {
-        this.cork_pending = false;
-        socket.uncork();
-      });
-    }
-    socket.write(frame);
+    this.writer.write(frame);
     return true;
   }
 
@@ -197,10 +191,8 @@ function requestSenderId(message: RaftMessage): number | null {
   }
 }
 
-function describeError(error: Error | null): string {
-  if (error === null) return 'connection closed';
-  const code = (error as NodeJS.ErrnoException).code;
-  return code === undefined ? error.message : `${code} ${error.message}`;
+function describeCloseCause(error: Error | null): string {
+  return error === null ? 'connection closed' : describeError(error);
 }
 
 /**
@@ -232,6 +224,7 @@ export class PeerTransport {
   private readonly queue_bytes_max: number;
   private readonly backoff_base_ms: number;
   private readonly backoff_max_ms: number;
+  private readonly random: () => number;
   private readonly connect_timeout_ms: number;
   private readonly frame_payload_bytes_max: number;
   private readonly links = new Map<number, PeerLink>();
@@ -260,6 +253,7 @@ export class PeerTransport {
       this.backoff_base_ms,
       options.backoff_max_ms ?? DEFAULT_BACKOFF_MAX_MS,
     );
+    this.random = options.random ?? Math.random;
     this.connect_timeout_ms = options.connect_timeout_ms ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.frame_payload_bytes_max =
       options.frame_payload_bytes_max ?? LIMITS.raft_frame_payload_bytes_max;
@@ -325,7 +319,8 @@ export class PeerTransport {
       if (!link.queue_full) {
         link.queue_full = true;
         this.logger.warn(
-          `peer ${to}: ${connection.direction} write queue full (${connection.queued_bytes} bytes), dropping messages`,
+          `peer ${to}: ${connection.direction} write queue full ` +
+            `(${connection.queued_bytes} bytes), dropping messages`,
         );
       }
       return false;
@@ -426,11 +421,12 @@ export class PeerTransport {
       const was_connected = connection.connected_at_ms !== 0;
       if (was_connected) {
         this.logger.info(
-          `peer ${id} down (${connection.remote}): ${describeError(connection.last_error)}`,
+          `peer ${id} down (${connection.remote}): ${describeCloseCause(connection.last_error)}`,
         );
       } else {
         this.logger.debug(
-          `peer ${id} dial ${connection.remote} failed: ${describeError(connection.last_error)}`,
+          `peer ${id} dial ${connection.remote} failed: ` +
+            `${describeCloseCause(connection.last_error)}`,
         );
       }
       // A connection that lived a while was healthy: start backing off from the base again.
@@ -440,15 +436,14 @@ export class PeerTransport {
     });
   }
 
-  /**
-   * Full jitter: the delay is uniform in [base, cap], and the cap doubles with each consecutive
-   * failure.
-   */
   private scheduleDial(link: PeerLink): void {
-    const exponent = Math.min(link.failed_attempts, BACKOFF_EXPONENT_MAX);
-    const cap_ms = Math.min(this.backoff_max_ms, this.backoff_base_ms * 2 ** exponent);
-    const delay_ms = this.backoff_base_ms + Math.random() * (cap_ms - this.backoff_base_ms);
     link.failed_attempts++;
+    const delay_ms = backoffDelay(
+      link.failed_attempts,
+      this.backoff_base_ms,
+      this.backoff_max_ms,
+      this.random,
+    );
     link.backoff_timer = setTimeout(() => this.dial(link), delay_ms);
   }
 
@@ -461,7 +456,8 @@ export class PeerTransport {
       socket.destroy();
       if (this.closing === null) {
         this.logger.warn(
-          `raft inbound from ${remote} refused: ${LIMITS.peer_inbound_connections_max} inbound connections open`,
+          `raft inbound from ${remote} refused: ` +
+            `${LIMITS.peer_inbound_connections_max} inbound connections open`,
         );
       }
       return;
@@ -489,7 +485,8 @@ export class PeerTransport {
       connection.clearHandshakeTimer();
       this.inbound.delete(connection);
       this.logger.debug(
-        `raft inbound connection from ${remote} closed: ${describeError(connection.last_error)}`,
+        `raft inbound connection from ${remote} closed: ` +
+          `${describeCloseCause(connection.last_error)}`,
       );
       if (connection.peer_id === null) return;
       const link = this.links.get(connection.peer_id);
@@ -679,7 +676,8 @@ export class PeerTransport {
     } catch (error) {
       if (!(error instanceof WireError)) throw error;
       this.logger.warn(
-        `raft ${connection.direction} ${connection.remote} closed: malformed frame: ${error.message}`,
+        `raft ${connection.direction} ${connection.remote} ` +
+          `closed: malformed frame: ${error.message}`,
       );
       connection.destroy();
       return [];

@@ -67,7 +67,10 @@ export function parseRecordHeader(
     return 'non-zero reserved header bytes';
   const payload_bytes = bytes.readUInt32LE(at + 8);
   if (payload_bytes > LIMITS.wal_record_bytes_max) {
-    return `payload length ${payload_bytes} exceeds wal_record_bytes_max ${LIMITS.wal_record_bytes_max}`;
+    return (
+      `payload length ${payload_bytes} exceeds ` +
+      `wal_record_bytes_max ${LIMITS.wal_record_bytes_max}`
+    );
   }
   if (RECORD_HEADER_BYTES + payload_bytes > bytes_to_eof) {
     return `payload length ${payload_bytes} runs past the end of the file`;

@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { StorageIoError, StorageLockedError } from '../util/errors';
+import { describeError, StorageIoError, StorageLockedError } from '../util/errors';
 
 export const LOCK_FILE_NAME = 'LOCK';
 
@@ -28,7 +28,8 @@ export async function acquireDirLock(dir: string): Promise<DirLock> {
   const lock_path = path.join(dir, LOCK_FILE_NAME);
   if (held_lock_paths.has(lock_path)) {
     throw new StorageLockedError(
-      `data directory ${dir} is already open in this process (pid ${process.pid}); lock file ${lock_path}`,
+      `data directory ${dir} is already open in this ` +
+        `process (pid ${process.pid}); lock file ${lock_path}`,
     );
   }
   // Claimed before the first await, so two opens racing in this process cannot both get past here.
@@ -56,7 +57,8 @@ async function takeLock(dir: string, lock_path: string): Promise<void> {
     const pid = parsePid(content);
     if (pid === null) {
       throw new StorageLockedError(
-        `data directory ${dir} has a lock file ${lock_path} with unexpected content ${JSON.stringify(content.slice(0, 40))}; remove it if no process uses the directory`,
+        `data directory ${dir} has a lock file ${lock_path} with unexpected content ` +
+          `${JSON.stringify(content.slice(0, 40))}; remove it if no process uses the directory`,
       );
     }
     if (pid !== process.pid && isProcessAlive(pid)) {
@@ -67,7 +69,8 @@ async function takeLock(dir: string, lock_path: string): Promise<void> {
     await removeStaleLock(lock_path, content);
   }
   throw new StorageLockedError(
-    `data directory ${dir}: could not take the lock ${lock_path}; other processes keep racing for it`,
+    `data directory ${dir}: could not take the lock ` +
+      `${lock_path}; other processes keep racing for it`,
   );
 }
 
@@ -80,7 +83,7 @@ async function tryCreateLock(lock_path: string): Promise<boolean> {
     return true;
   } catch (error) {
     if (errnoCode(error) === 'EEXIST') return false;
-    throw new StorageIoError(`cannot create lock file ${lock_path}: ${describe(error)}`);
+    throw new StorageIoError(`cannot create lock file ${lock_path}: ${describeError(error)}`);
   } finally {
     await fs.promises.rm(temp_path, { force: true }).catch(() => undefined);
   }
@@ -97,14 +100,15 @@ async function removeStaleLock(lock_path: string, stale_content: string): Promis
     await fs.promises.rename(lock_path, aside_path);
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return;
-    throw new StorageIoError(`cannot remove stale lock file ${lock_path}: ${describe(error)}`);
+    throw new StorageIoError(`cannot remove stale lock file ${lock_path}: ${describeError(error)}`);
   }
   const moved = await readIfExists(aside_path);
   if (moved !== stale_content) {
     await fs.promises.link(aside_path, lock_path).catch(() => undefined);
     await fs.promises.rm(aside_path, { force: true });
     throw new StorageLockedError(
-      `lock file ${lock_path} was taken over by another process while we were removing a stale lock`,
+      `lock file ${lock_path} was taken over by another ` +
+        `process while we were removing a stale lock`,
     );
   }
   await fs.promises.rm(aside_path, { force: true });
@@ -115,7 +119,7 @@ async function readIfExists(file_path: string): Promise<string | null> {
     return await fs.promises.readFile(file_path, 'utf8');
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return null;
-    throw new StorageIoError(`cannot read lock file ${file_path}: ${describe(error)}`);
+    throw new StorageIoError(`cannot read lock file ${file_path}: ${describeError(error)}`);
   }
 }
 
@@ -139,8 +143,4 @@ function errnoCode(error: unknown): string | undefined {
   return error instanceof Error && 'code' in error && typeof error.code === 'string'
     ? error.code
     : undefined;
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

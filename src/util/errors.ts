@@ -81,3 +81,16 @@ export class StorageLockedError extends KvError {
     super('STORAGE_LOCKED', message);
   }
 }
+
+/**
+ * One line about a thrown value, for a log line or a wrapping error's message: the message,
+ * prefixed by the class name unless it is a plain Error, and followed by an errno-style code that
+ * the message does not already contain.
+ */
+export function describeError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const code = (error as { code?: unknown }).code;
+  const prefix = error.name === 'Error' ? '' : `${error.name}: `;
+  const suffix = typeof code === 'string' && !error.message.includes(code) ? ` (${code})` : '';
+  return `${prefix}${error.message}${suffix}`;
+}

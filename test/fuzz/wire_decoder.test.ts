@@ -109,7 +109,7 @@ function mutate(stream: Buffer, mutations: Mutation[]): Buffer {
 }
 
 describe('wire decoder mutation fuzzing', () => {
-  it('mutated streams give messages or a WireError, and whatever decodes re-encodes to the same bytes', () => {
+  it('mutated streams give messages or a WireError; what decodes re-encodes the same', () => {
     fc.assert(
       fc.property(
         fc.array(raftMessage, { minLength: 1, maxLength: 6 }),

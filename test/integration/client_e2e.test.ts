@@ -80,6 +80,11 @@ async function classifiedSet(
   }
 }
 
+/** One outcome-unknown SET: its key, why the client could not know, and the error. */
+function describeUnknown(record: { key: string; outcome: { error: OutcomeUnknownError } }): string {
+  return `${record.key} [${record.outcome.error.reason}] ${record.outcome.error.message}`;
+}
+
 function rotate<T>(items: readonly T[], by: number): T[] {
   return items.map((_, i) => items[(i + by) % items.length] as T);
 }
@@ -176,7 +181,9 @@ async function checkFailoverReport(cluster: TestCluster, report: FailoverReport)
     if (record.outcome.kind === 'failed') {
       assert.ok(
         DEFINITE_FAILURE_CODES.has(record.outcome.error.code),
-        `${record.key} failed with ${record.outcome.error.code} (${record.outcome.error.message}), which is neither a definite failure nor outcome-unknown`,
+        `${record.key} failed with ${record.outcome.error.code} ` +
+          `(${record.outcome.error.message}), which is ` +
+          `neither a definite failure nor outcome-unknown`,
       );
     }
   }
@@ -227,14 +234,17 @@ async function checkFailoverReport(cluster: TestCluster, report: FailoverReport)
     );
     const max_elapsed = Math.max(...records.map((r) => r.elapsed_ms));
     return [
-      `${records.length} SETs: ${count('ok')} ok, ${count('unknown')} outcome-unknown (${unknown_applied} of them applied), ${count('failed')} definite failures`,
+      `${records.length} SETs: ${count('ok')} ok, ${count('unknown')} outcome-unknown ` +
+        `(${unknown_applied} of them applied), ${count('failed')} definite failures`,
       unknown.length > 0
-        ? `  unknown: ${unknown.map((r) => `${r.key} [${r.outcome.error.reason}] ${r.outcome.error.message}`).join('\n           ')}`
+        ? `  unknown: ${unknown.map(describeUnknown).join('\n           ')}`
         : null,
       failed_codes.length > 0
         ? `  definite failures by code: ${JSON.stringify(countBy(failed_codes))}`
         : null,
-      `  slowest call ${Math.round(max_elapsed)} ms (deadline ${WRITER_CALL_TIMEOUT_MS} ms); recovery after the kill per writer: ${report.recovery_ms.map((ms) => `${Math.round(ms)} ms`).join(', ')}`,
+      `  slowest call ${Math.round(max_elapsed)} ms (deadline ${WRITER_CALL_TIMEOUT_MS} ms); ` +
+        `recovery after the kill per writer: ` +
+        `${report.recovery_ms.map((ms) => `${Math.round(ms)} ms`).join(', ')}`,
     ]
       .filter((line) => line !== null)
       .join('\n');
@@ -253,7 +263,7 @@ function report(t: TestContext, text: string): void {
   for (const line of text.split('\n')) t.diagnostic(line);
 }
 
-test('failover: concurrent writers survive kill -9 of the leader; every call settles in time and acknowledged writes persist', {
+test('failover: writers survive kill -9 of the leader; calls settle, acked writes persist', {
   timeout: TEST_TIMEOUT_MS,
 }, async (t) => {
   await withCluster({ nodes: 3 }, async (cluster) => {
@@ -262,7 +272,7 @@ test('failover: concurrent writers survive kill -9 of the leader; every call set
   });
 });
 
-test('MOVED mode: the client follows -MOVED to the leader and, after kill -9 of it, finds the new one', {
+test('MOVED mode: the client follows -MOVED to the leader and finds the next after kill -9', {
   timeout: TEST_TIMEOUT_MS,
 }, async (t) => {
   await withCluster({ nodes: 3, extra_config: ['client_redirect moved'] }, async (cluster) => {
@@ -313,7 +323,9 @@ test('MOVED mode: the client follows -MOVED to the leader and, after kill -9 of 
       assert.deepEqual(await client.get('moved-before'), ['one']);
       assert.deepEqual(await client.get('moved-after'), ['two']);
       t.diagnostic(
-        `MOVED: new leader found ${Math.round(recovered_ms)} ms after the kill; ${client.stats().redirects} redirects, ${client.stats().retries} retries; failed attempts: ${JSON.stringify(errors)}`,
+        `MOVED: new leader found ${Math.round(recovered_ms)} ms after the kill; ` +
+          `${client.stats().redirects} redirects, ${client.stats().retries} ` +
+          `retries; failed attempts: ${JSON.stringify(errors)}`,
       );
     } finally {
       await client.close();
@@ -399,10 +411,13 @@ function brief(value: unknown): string {
 }
 
 function rate(calls: number, elapsed_ms: number): string {
-  return `${calls} calls in ${Math.round(elapsed_ms)} ms (${Math.round((calls * 1000) / elapsed_ms)}/s)`;
+  return (
+    `${calls} calls in ${Math.round(elapsed_ms)} ` +
+    `ms (${Math.round((calls * 1000) / elapsed_ms)}/s)`
+  );
 }
 
-test('pipelining: 5,000 GET/SET calls issued in one turn resolve in order with the right values, in few socket writes', {
+test('pipelining: 5,000 calls issued in one turn resolve in order, right, in few socket writes', {
   timeout: TEST_TIMEOUT_MS,
 }, async (t) => {
   await withCluster({ nodes: 3 }, async (cluster) => {
@@ -450,8 +465,10 @@ test('pipelining: 5,000 GET/SET calls issued in one turn resolve in order with t
             `5,000 calls went out in ${round.socket_writes} socket writes`,
           );
         t.diagnostic(
-          `pipeline via the ${via}: ${rate(2 * pairs, first.elapsed_ms)} in ${first.socket_writes} socket write(s); ` +
-            `${rate(2 * pairs, second.elapsed_ms)} in ${second.socket_writes}; ${rate(pairs, check.elapsed_ms)} in ${check.socket_writes}`,
+          `pipeline via the ${via}: ${rate(2 * pairs, first.elapsed_ms)} ` +
+            `in ${first.socket_writes} socket write(s); ` +
+            `${rate(2 * pairs, second.elapsed_ms)} in ${second.socket_writes}; ` +
+            `${rate(pairs, check.elapsed_ms)} in ${check.socket_writes}`,
         );
       } finally {
         await client.close();
@@ -460,7 +477,7 @@ test('pipelining: 5,000 GET/SET calls issued in one turn resolve in order with t
   });
 });
 
-test('pipelining: a GET pipelined right after a SET of the same key on one connection sees it (Redis order)', {
+test('pipelining: a GET right after a SET of its key on one connection sees it (Redis order)', {
   timeout: TEST_TIMEOUT_MS,
 }, async (t) => {
   await withCluster({ nodes: 3 }, async (cluster) => {
@@ -485,7 +502,8 @@ test('pipelining: a GET pipelined right after a SET of the same key on one conne
           ]).flat(),
         );
         t.diagnostic(
-          `via the ${via}: ${result.wrong.length} of 2500 GETs missed the SET pipelined just before them`,
+          `via the ${via}: ${result.wrong.length} of 2500 ` +
+            `GETs missed the SET pipelined just before them`,
         );
         if (result.wrong.length > 0)
           failures.push(`via the ${via}: ${result.wrong.length} of 2500, e.g. ${result.wrong[0]}`);
@@ -497,12 +515,13 @@ test('pipelining: a GET pipelined right after a SET of the same key on one conne
   });
 });
 
-test('a node killed -9 under a pipelined stream: in-flight SETs settle at once as outcome-unknown and the client moves on', {
+test('a node killed -9 under a pipeline: in-flight SETs settle at once as outcome-unknown', {
   timeout: TEST_TIMEOUT_MS,
 }, async (t) => {
   await withCluster({ nodes: 3 }, async (cluster) => {
     const leader = await cluster.waitForLeader();
-    const victim = (leader + 1) % 3; // a follower: it forwards, so its in-flight SETs may still commit
+    // A follower: it forwards, so its in-flight SETs may still commit
+    const victim = (leader + 1) % 3;
     const client = new KvClient({
       nodes: rotate(cluster.addresses(), victim),
       call_timeout_ms: WRITER_CALL_TIMEOUT_MS,
@@ -571,7 +590,9 @@ test('a node killed -9 under a pipelined stream: in-flight SETs settle at once a
         }
       });
       t.diagnostic(
-        `${count} pipelined SETs, follower killed once they were written: ${JSON.stringify(kinds)}, ${unknown_applied} unknown ones applied; all settled ${Math.round(all_settled_ms)} ms after issue`,
+        `${count} pipelined SETs, follower killed once they were written: ` +
+          `${JSON.stringify(kinds)}, ${unknown_applied} unknown ones ` +
+          `applied; all settled ${Math.round(all_settled_ms)} ms after issue`,
       );
     } finally {
       await client.close();

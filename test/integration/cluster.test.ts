@@ -15,12 +15,41 @@ import {
   pollUntil,
   rawExchange,
   TestCluster,
-  freePortPairs,
   withCluster,
 } from './cluster_harness';
+import { freePortPairs } from '../support/ports';
 import * as net from 'node:net';
 
 const TEST_TIMEOUT_MS = 120_000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A raw client connection that records everything it receives. */
+function openRaw(
+  port: number,
+): Promise<{ socket: net.Socket; received: () => string; closed: () => boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    const chunks: Buffer[] = [];
+    let closed = false;
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('close', () => (closed = true));
+    socket.once('error', (error) => reject(error));
+    socket.once('connect', () =>
+      resolve({
+        socket,
+        received: () => Buffer.concat(chunks).toString('latin1'),
+        closed: () => closed,
+      }),
+    );
+  });
+}
+
+async function followerOf(cluster: TestCluster, leader: number): Promise<number> {
+  return (leader + 1) % cluster.nodes.length;
+}
 
 /** Writes keys until `stop` says so; returns the acknowledged ones (key → value). */
 async function writeAcknowledged(
@@ -99,7 +128,9 @@ test('pipelining: 2,000 commands in one write are answered in order through a fo
     let payload = '';
     let expected = '';
     for (let i = 0; i < 1000; i++) {
-      payload += `*3\r\n$3\r\nSET\r\n$${`k${i}`.length}\r\nk${i}\r\n$${`v${i}`.length}\r\nv${i}\r\n`;
+      const key = `k${i}`;
+      const value = `v${i}`;
+      payload += `*3\r\n$3\r\nSET\r\n$${key.length}\r\n${key}\r\n$${value.length}\r\n${value}\r\n`;
       payload += `*2\r\n$3\r\nGET\r\n$${`k${i}`.length}\r\nk${i}\r\n`;
       expected += `+OK\r\n*1\r\n$${`v${i}`.length}\r\nv${i}\r\n`;
     }
@@ -134,7 +165,7 @@ test('a one-node cluster serves reads and writes and keeps them across a restart
   });
 });
 
-test('kill -9 of the leader: a survivor accepts writes within 3 s and no acknowledged write is lost', {
+test('kill -9 of the leader: a survivor accepts writes within 3 s; no acked write is lost', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   await withCluster({ nodes: 3 }, async (cluster) => {
@@ -158,7 +189,7 @@ test('kill -9 of the leader: a survivor accepts writes within 3 s and no acknowl
   });
 });
 
-test('kill two of three and restart them: every acknowledged write is there; kill all three: intact', {
+test('kill two of three and restart them, then all three: every acked write is there', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   await withCluster({ nodes: 3 }, async (cluster) => {
@@ -254,7 +285,7 @@ test('garbage on the client port and the Raft port closes only that connection',
   });
 });
 
-test('redis-cli works against the cluster, and follows -MOVED with -c in client_redirect moved mode', {
+test('redis-cli works against the cluster and follows -MOVED with -c in moved mode', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   const redis_cli = ['/usr/bin/redis-cli', '/usr/local/bin/redis-cli'].find((p) => existsSync(p));
@@ -315,6 +346,134 @@ test('SIGTERM: the leader hands over leadership and exits 0', {
   });
 });
 
+test('a request forwarded to a leader that then hangs (SIGSTOP) is answered in time', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const request_timeout_ms = 2000;
+  await withCluster(
+    { nodes: 3, extra_config: [`request_timeout_ms ${request_timeout_ms}`] },
+    async (cluster) => {
+      const leader = await cluster.waitForLeader();
+      const follower = await followerOf(cluster, leader);
+      const follower_port = cluster.nodes[follower]!.client_port;
+      // Warm up: the follower opens its forwarding link to the leader.
+      const warm = await rawExchange(follower_port, 'SET warm up\r\n', (b) => b.includes('\r\n'));
+      assert.equal(warm.data.toString(), '+OK\r\n');
+
+      const leader_process = cluster.nodes[leader]!.process!;
+      leader_process.kill('SIGSTOP');
+      try {
+        const hung = await openRaw(follower_port);
+        const sent_at = Date.now();
+        // The follower still believes in the stopped leader and forwards it
+        hung.socket.write('SET hang v\r\n');
+
+        // The rest of the cluster elects a new leader and serves new connections through the same
+        // follower.
+        await pollUntil(
+          'a write through the follower after failover',
+          15_000,
+          async () => {
+            const r = await rawExchange(
+              follower_port,
+              'SET after failover\r\n',
+              (b) => b.includes('\r\n'),
+              3000,
+            ).catch(() => null);
+            return r !== null && r.data.toString() === '+OK\r\n' ? true : null;
+          },
+          200,
+        );
+
+        // The forwarded request must be answered (OK or an error reply such as TRYAGAIN) within
+        // about request_timeout_ms.
+        const wait_until = sent_at + 3 * request_timeout_ms + 1000;
+        while (Date.now() < wait_until && hung.received() === '' && !hung.closed())
+          await sleep(100);
+        const waited_ms = Date.now() - sent_at;
+        hung.socket.destroy();
+        assert.notEqual(
+          hung.received(),
+          '',
+          `no reply to a forwarded SET after ${waited_ms} ms (request_timeout_ms ` +
+            `${request_timeout_ms}); the follower's forward has no deadline and retainOnly ` +
+            `keeps the link to the stopped leader because it has a pending request`,
+        );
+      } finally {
+        leader_process.kill('SIGCONT');
+      }
+    },
+  );
+});
+
+test('commands pipelined after QUIT are not executed (Redis closes after QUIT)', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  await withCluster({ nodes: 1 }, async (cluster) => {
+    await cluster.waitForLeader();
+    const port = cluster.nodes[0]!.client_port;
+    const quit = await rawExchange(port, 'QUIT\r\nSET afterquit yes\r\n', () => false, 5000).catch(
+      (e: Error) => ({ data: Buffer.from(e.message), closed: true }),
+    );
+    assert.ok(
+      quit.data.toString().startsWith('+OK\r\n'),
+      `QUIT reply: ${JSON.stringify(quit.data.toString())}`,
+    );
+    // Long enough for a SET that was wrongly run to commit on a one-node cluster.
+    await sleep(500);
+    const get = await rawExchange(port, 'GET afterquit\r\n', (b) => b.length >= 13);
+    assert.equal(
+      get.data.toString(),
+      '*1\r\n$3\r\nnil\r\n',
+      'the SET sent after QUIT was executed although its reply can never be delivered',
+    );
+  });
+});
+
+test('SIGTERM of the leader fails none of the requests sent meanwhile to a follower', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
+    const leader = await cluster.waitForLeader();
+    const follower = await followerOf(cluster, leader);
+    const follower_port = cluster.nodes[follower]!.client_port;
+    const conn = await openRaw(follower_port);
+    let running = true;
+    let sent = 0;
+    const load = (async () => {
+      while (running && !conn.closed()) {
+        let batch = '';
+        for (let j = 0; j < 20; j++, sent++) batch += `SET f${sent % 1000} v${sent}\r\n`;
+        conn.socket.write(batch);
+        await sleep(2);
+      }
+    })();
+    await sleep(500);
+    await cluster.signal(leader, 'SIGTERM');
+    assert.equal(cluster.nodes[leader]!.exit_code, 0, 'the leader exits 0 on SIGTERM');
+    await sleep(1500);
+    running = false;
+    await load;
+    await sleep(1000);
+    conn.socket.destroy();
+    const replies = conn
+      .received()
+      .split('\r\n')
+      .filter((line) => line !== '');
+    const shutting_down = replies.filter((line) => line.includes('shutting down'));
+    const other_errors = replies.filter(
+      (line) => line.startsWith('-') && !line.includes('shutting down'),
+    );
+    assert.deepEqual(
+      shutting_down,
+      [],
+      `${shutting_down.length} of ${replies.length} replies at the healthy follower were "-ERR ` +
+        `shutting down" (relayed from the stopping leader); other ` +
+        `errors: ${JSON.stringify(other_errors.slice(0, 3))}`,
+    );
+  });
+});
+
 test('startup failures print one clear line and exit non-zero', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
@@ -365,7 +524,7 @@ test('startup failures print one clear line and exit non-zero', {
   }
 });
 
-test('npm start: the local cluster launcher elects a leader, says how to connect and stops every node on Ctrl-C', {
+test('npm start: elects a leader, says how to connect and stops every node on Ctrl-C', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   const [port] = await freePortPairs(3);
@@ -436,7 +595,7 @@ test('200 client connections with 50-deep pipelines each get every reply in orde
   });
 });
 
-test('recovery: a torn WAL tail is truncated and the data served; damage before the tail stops the node with one clear line', {
+test('recovery: a torn WAL tail is truncated; damage before it stops the node with one line', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   await withCluster({ nodes: 1 }, async (cluster) => {

@@ -8,6 +8,7 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KvClient } from '../../src/client';
+import { freePortPairs } from '../support/ports';
 
 export const REPO_ROOT = join(__dirname, '..', '..', '..');
 export const NODE_BIN = join(REPO_ROOT, 'kvstoreraftsystem');
@@ -28,34 +29,6 @@ export interface ClusterOptions {
   extra_config?: string[];
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/**
- * Client ports whose Raft ports (client − 1000) are free too, spaced apart so clusters never
- * collide.
- */
-export async function freePortPairs(count: number): Promise<number[]> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 35_000);
-    const ports = Array.from({ length: count }, (_, i) => base + i);
-    let ok = true;
-    for (const port of ports) {
-      if (!(await portFree(port)) || !(await portFree(port - 1000))) {
-        ok = false;
-        break;
-      }
-    }
-    if (ok) return ports;
-  }
-  throw new Error('no free ports found');
-}
-
 export async function pollUntil<T>(
   what: string,
   timeout_ms: number,
@@ -73,7 +46,8 @@ export async function pollUntil<T>(
     }
     if (Date.now() >= deadline) {
       throw new Error(
-        `timed out after ${timeout_ms} ms waiting for ${what}${last_error instanceof Error ? ` (last error: ${last_error.message})` : ''}`,
+        `timed out after ${timeout_ms} ms waiting for ` +
+          `${what}${last_error instanceof Error ? ` (last error: ${last_error.message})` : ''}`,
       );
     }
     await new Promise((resolve) => setTimeout(resolve, interval_ms));
@@ -250,7 +224,8 @@ export function rawExchange(
       socket.destroy();
       reject(
         new Error(
-          `raw exchange on ${port} timed out; received ${JSON.stringify(Buffer.concat(chunks).toString('latin1'))}`,
+          `raw exchange on ${port} timed out; received ` +
+            `${JSON.stringify(Buffer.concat(chunks).toString('latin1'))}`,
         ),
       );
     }, timeout_ms);

@@ -190,7 +190,8 @@ test('kvcli --nodes skips a dead first address; with every address dead it fails
       `gave up after ${Math.round(nowhere.elapsed_ms)} ms`,
     );
     t.diagnostic(
-      `dead first address: SET took ${Math.round(set.elapsed_ms)} ms; every address dead: exit 1 after ${Math.round(nowhere.elapsed_ms)} ms: ${nowhere.stdout.trim()}`,
+      `dead first address: SET took ${Math.round(set.elapsed_ms)} ms; every address ` +
+        `dead: exit 1 after ${Math.round(nowhere.elapsed_ms)} ms: ${nowhere.stdout.trim()}`,
     );
   });
 });
@@ -228,7 +229,8 @@ test('kvcli follows -MOVED to the leader, and to the new leader after kill -9 of
       return run.code === 0 ? run : null;
     });
     t.diagnostic(
-      `MOVED: kvcli wrote through the new leader ${Math.round(performance.now() - killed_at)} ms after the kill (${attempts} run(s), the last took ${Math.round(after.elapsed_ms)} ms)`,
+      `MOVED: kvcli wrote through the new leader ${Math.round(performance.now() - killed_at)} ` +
+        `ms after the kill (${attempts} run(s), the last took ${Math.round(after.elapsed_ms)} ms)`,
     );
     assertPrinted(after, 'OK\n');
     assertPrinted(await kvcli([...nodes, 'GET', 'moved']), '1) "by"\n2) "redirect"\n');

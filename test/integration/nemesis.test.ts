@@ -22,7 +22,7 @@ const NEMESIS_MS = 12_000;
 const CLIENTS = 4;
 const KEYS = 5;
 
-test('nemesis: kill -9, restart and pause nodes under concurrent clients; the history is linearizable', {
+test('nemesis: kill -9, restart and pause nodes under clients; the history is linearizable', {
   timeout: 180_000,
 }, async (t) => {
   const seed =

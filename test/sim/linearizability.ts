@@ -385,8 +385,36 @@ const NO_NODE = -1;
 function compileKeyHistory(key_operations: readonly HistoryOperation[]): CompiledKeyHistory {
   const planned = planKeyOperations(key_operations);
   const listed = planned.filter((plan) => !plan.optional);
-  const operation_count = listed.length;
+  const event_list = buildEventList(listed);
+  const values = new ValueInterner(planned);
+  const steps = compileSteps(listed, event_list.id_of_listed, values);
+  return {
+    operations: steps.operations,
+    step_kind: steps.step_kind,
+    step_argument: steps.step_argument,
+    pools: buildTokenPools(planned, values),
+    values: values.values,
+    next: event_list.next,
+    prev: event_list.prev,
+    node_operation: event_list.node_operation,
+    node_is_call: event_list.node_is_call,
+    node_partner: event_list.node_partner,
+    node_time: event_list.node_time,
+    operations_dropped: key_operations.length - planned.length,
+  };
+}
 
+type EventList = Pick<
+  CompiledKeyHistory,
+  'next' | 'prev' | 'node_operation' | 'node_is_call' | 'node_partner' | 'node_time'
+> & {
+  /** The operation id of each listed operation: ids follow return order. */
+  id_of_listed: Int32Array;
+};
+
+/** The calls and returns of the listed operations in time order, as a doubly linked list. */
+function buildEventList(listed: readonly PlannedOperation[]): EventList {
+  const operation_count = listed.length;
   // Event e is the call (even) or return (odd) of listed[e >> 1].
   const event_time = (event: number): number => {
     const plan = listed[event >> 1];
@@ -398,7 +426,8 @@ function compileKeyHistory(key_operations: readonly HistoryOperation[]): Compile
     const time_a = event_time(a);
     const time_b = event_time(b);
     if (time_a !== time_b) return time_a < time_b ? -1 : 1;
-    if ((a & 1) !== (b & 1)) return (a & 1) - (b & 1); // calls before returns: equal times are concurrent
+    // Calls before returns: equal times are concurrent.
+    if ((a & 1) !== (b & 1)) return (a & 1) - (b & 1);
     return a - b;
   });
 
@@ -431,22 +460,41 @@ function compileKeyHistory(key_operations: readonly HistoryOperation[]): Compile
       node_partner[call] = node;
     }
   });
+  return { next, prev, node_operation, node_is_call, node_partner, node_time, id_of_listed };
+}
 
-  const values_read = new Set<string>();
-  for (const { op } of planned)
-    if (op.output.kind === 'get' && op.output.value !== null) values_read.add(op.output.value);
-  const value_ids = new Map<string, number>();
-  const values: string[] = ['', ''];
-  const intern = (value: string): number => {
-    if (!values_read.has(value)) return STATE_UNREAD_VALUE;
-    let id = value_ids.get(value);
+/** Model state ids for values: one per value some GET returned, one shared by all the rest. */
+class ValueInterner {
+  /** By state id; 0 (missing) and 1 (unread values) have no string. */
+  readonly values: string[] = ['', ''];
+  private readonly values_read = new Set<string>();
+  private readonly value_ids = new Map<string, number>();
+
+  constructor(planned: readonly PlannedOperation[]) {
+    for (const { op } of planned)
+      if (op.output.kind === 'get' && op.output.value !== null)
+        this.values_read.add(op.output.value);
+  }
+
+  intern(value: string): number {
+    if (!this.values_read.has(value)) return STATE_UNREAD_VALUE;
+    let id = this.value_ids.get(value);
     if (id === undefined) {
-      id = values.length;
-      values.push(value);
-      value_ids.set(value, id);
+      id = this.values.length;
+      this.values.push(value);
+      this.value_ids.set(value, id);
     }
     return id;
-  };
+  }
+}
+
+/** Each listed operation as a step of the model, by operation id. */
+function compileSteps(
+  listed: readonly PlannedOperation[],
+  id_of_listed: Int32Array,
+  values: ValueInterner,
+): Pick<CompiledKeyHistory, 'operations' | 'step_kind' | 'step_argument'> {
+  const operation_count = listed.length;
   const operations = new Array<HistoryOperation>(operation_count);
   const step_kind = new Uint8Array(operation_count);
   const step_argument = new Int32Array(operation_count);
@@ -455,10 +503,10 @@ function compileKeyHistory(key_operations: readonly HistoryOperation[]): Compile
     operations[id] = op;
     if (op.input.kind === 'set') {
       step_kind[id] = STEP_SET;
-      step_argument[id] = intern(op.input.value);
+      step_argument[id] = values.intern(op.input.value);
     } else if (op.output.kind === 'get') {
       step_kind[id] = STEP_GET;
-      step_argument[id] = op.output.value === null ? STATE_MISSING : intern(op.output.value);
+      step_argument[id] = op.output.value === null ? STATE_MISSING : values.intern(op.output.value);
     } else if (op.output.kind === 'del') {
       step_kind[id] = STEP_DEL;
       step_argument[id] = op.output.count;
@@ -467,11 +515,15 @@ function compileKeyHistory(key_operations: readonly HistoryOperation[]): Compile
       step_kind[id] = STEP_DEL_UNKNOWN;
     }
   });
+  return { operations, step_kind, step_argument };
+}
 
+/** The optional operations grouped by the state they write. */
+function buildTokenPools(planned: readonly PlannedOperation[], values: ValueInterner): TokenPool[] {
   const pool_by_effect = new Map<number, { deadline: number; members: HistoryOperation[] }>();
   for (const { op, optional, deadline } of planned) {
     if (!optional) continue;
-    const effect = op.input.kind === 'set' ? intern(op.input.value) : STATE_MISSING;
+    const effect = op.input.kind === 'set' ? values.intern(op.input.value) : STATE_MISSING;
     const pool = pool_by_effect.get(effect);
     if (pool === undefined) pool_by_effect.set(effect, { deadline, members: [op] });
     else {
@@ -482,7 +534,7 @@ function compileKeyHistory(key_operations: readonly HistoryOperation[]): Compile
       pool.members.push(op);
     }
   }
-  const pools = [...pool_by_effect].map(([effect, { deadline, members }]): TokenPool => {
+  return [...pool_by_effect].map(([effect, { deadline, members }]): TokenPool => {
     members.sort((a, b) => a.call_time - b.call_time);
     return {
       effect,
@@ -491,21 +543,6 @@ function compileKeyHistory(key_operations: readonly HistoryOperation[]): Compile
       operations: members,
     };
   });
-
-  return {
-    operations,
-    step_kind,
-    step_argument,
-    pools,
-    values,
-    next,
-    prev,
-    node_operation,
-    node_is_call,
-    node_partner,
-    node_time,
-    operations_dropped: key_operations.length - planned.length,
-  };
 }
 
 // ---------------------------------------------------------------------------
@@ -598,34 +635,301 @@ const SCAN_POOLS = 1;
 /** A frame's move spends a token rather than linearizing a listed call. */
 const MOVE_SPENDS_TOKEN = -1;
 
+/** What one step of the search found. */
+const SEARCH_CONTINUE = 0;
+const SEARCH_FOUND = 1;
+const SEARCH_EXHAUSTED = 2;
+
 function searchLinearization(
   history: CompiledKeyHistory,
   step_budget: number,
   mode: 'quick' | 'thorough',
 ): SearchOutcome {
-  const {
-    next,
-    prev,
-    node_operation,
-    node_is_call,
-    node_partner,
-    node_time,
-    step_kind,
-    step_argument,
-    pools,
-  } = history;
-  const pool_count = pools.length;
-  const state_count = history.values.length;
-  // A situation's search state is (model state, the state an awaited witness must reject).
-  const linearized = new LinearizedSet(history.operations.length, state_count * (state_count + 1));
-  const explored = new Map<number | string, Frontier>();
-  const everything: Frontier = [new Int32Array(pool_count).fill(TOKENS_UNBOUNDED)];
-  const tokens_in_key = mode === 'quick' && pool_count > 0;
+  return new LinearizationSearch(history, mode).run(step_budget);
+}
 
-  // Removes a call and its return from the event list; restore() undoes the
-  // most recent remove (the nodes keep their own links, dancing-links style).
-  const remove = (call: number): void => {
-    const ret = node_partner[call] ?? NO_NODE;
+/**
+ * One search over one compiled key history, run as an explicit stack of frames (no recursion, so
+ * long histories cannot overflow the call stack).
+ */
+class LinearizationSearch {
+  private readonly history: CompiledKeyHistory;
+  private readonly mode: 'quick' | 'thorough';
+  private readonly next: Int32Array;
+  private readonly prev: Int32Array;
+  private readonly pool_count: number;
+  private readonly state_count: number;
+  private readonly linearized: LinearizedSet;
+  private readonly explored = new Map<number | string, Frontier>();
+  private readonly everything: Frontier;
+  private readonly tokens_in_key: boolean;
+
+  // The situation being explored.
+  private state = STATE_MISSING;
+  /**
+   * Right after a token is spent, the state before it: the next operation linearized must be a
+   * witness of the effect, one that accepts the new state but would have rejected this one (see
+   * "Unknown outcomes").
+   */
+  private witness_rejects = NO_WITNESS_NEEDED;
+  /** Latest call among the linearized operations: a pool whose deadline is earlier is closed. */
+  private latest_call_time = -Infinity;
+  /** Token counts along the current path, and how many spends on it exceeded what was there. */
+  private readonly tokens_spent: Int32Array;
+  private overspent_moves = 0;
+  /** The frontier of the situation so far, from its children explored. */
+  private frontier: Frontier = NOTHING;
+  // Where its scan is.
+  private scan = SCAN_LISTED;
+  private node: number;
+  private pool_index = 0;
+  private barrier_time = Infinity;
+
+  // One frame per move on the current path: the move, the child's memo key, and the parent
+  // situation to resume.
+  /** The call node linearized, or MOVE_SPENDS_TOKEN. */
+  private readonly frame_move: number[] = [];
+  private readonly frame_resume_node: number[] = [];
+  private readonly frame_pool: number[] = [];
+  private readonly frame_tokens_available: number[] = [];
+  private readonly frame_overspent: boolean[] = [];
+  private readonly frame_key: (number | string)[] = [];
+  private readonly frame_state: number[] = [];
+  private readonly frame_witness_rejects: number[] = [];
+  private readonly frame_latest_call_time: number[] = [];
+  private readonly frame_lowest: number[] = [];
+  private readonly frame_frontier: Frontier[] = [];
+  private readonly frame_scan: number[] = [];
+  private readonly frame_pool_index: number[] = [];
+  private readonly frame_barrier_time: number[] = [];
+
+  private dead_end: DeadEnd | null = null;
+
+  constructor(history: CompiledKeyHistory, mode: 'quick' | 'thorough') {
+    this.history = history;
+    this.mode = mode;
+    this.next = history.next;
+    this.prev = history.prev;
+    this.pool_count = history.pools.length;
+    this.state_count = history.values.length;
+    // A situation's search state is (model state, the state an awaited witness must reject).
+    this.linearized = new LinearizedSet(
+      history.operations.length,
+      this.state_count * (this.state_count + 1),
+    );
+    this.everything = [new Int32Array(this.pool_count).fill(TOKENS_UNBOUNDED)];
+    this.tokens_in_key = mode === 'quick' && this.pool_count > 0;
+    this.tokens_spent = new Int32Array(this.pool_count);
+    this.node = this.next[HEAD] ?? NO_NODE;
+  }
+
+  run(step_budget: number): SearchOutcome {
+    let steps_used = 0;
+    if (this.next[HEAD] === NO_NODE) return { kind: 'linearizable', steps_used };
+    for (;;) {
+      if (steps_used === step_budget) return { kind: 'gave_up', steps_used };
+      steps_used++;
+      const result = this.step();
+      if (result === SEARCH_FOUND) return { kind: 'linearizable', steps_used };
+      if (result === SEARCH_EXHAUSTED) break;
+    }
+    assert(this.dead_end !== null, 'a failed search met a dead end');
+    return { kind: 'illegal', steps_used, dead_end: this.dead_end };
+  }
+
+  /** Tries the next move of the current situation, or leaves it when none is left. */
+  private step(): number {
+    if (this.next[HEAD] === NO_NODE) {
+      // Complete, but on a path that spent tokens it did not have.
+      this.frontier = this.everything;
+      this.leave();
+      return SEARCH_CONTINUE;
+    }
+    if (this.scan === SCAN_LISTED) {
+      if (this.history.node_is_call[this.node] === 1)
+        return this.tryListedCall() ? SEARCH_FOUND : SEARCH_CONTINUE;
+      // The barrier. Tokens write, so none can be the witness awaited.
+      if (this.pool_count > 0 && this.witness_rejects === NO_WITNESS_NEEDED) {
+        this.scan = SCAN_POOLS;
+        this.pool_index = 0;
+        this.barrier_time = this.history.node_time[this.node] ?? Infinity;
+        return SEARCH_CONTINUE;
+      }
+    } else if (this.pool_index < this.pool_count) {
+      return this.trySpendToken() ? SEARCH_FOUND : SEARCH_CONTINUE;
+    }
+    // Every move from this situation is explored.
+    const depth = this.frame_move.length;
+    if (this.dead_end === null || depth > this.dead_end.prefix.length)
+      this.dead_end = describeDeadEnd(this.history, this.frame_move, this.frame_pool, this.node);
+    return this.leave() ? SEARCH_CONTINUE : SEARCH_EXHAUSTED;
+  }
+
+  /** A pending call: tries to make it the next linearization point. True when that completes. */
+  private tryListedCall(): boolean {
+    const { node_operation, node_time, step_kind, step_argument } = this.history;
+    const call = this.node;
+    const id = node_operation[call] ?? 0;
+    const kind = step_kind[id] ?? STEP_GET;
+    const argument = step_argument[id] ?? 0;
+    const witness_rejects = this.witness_rejects;
+    const witnesses =
+      witness_rejects === NO_WITNESS_NEEDED ||
+      (observesState(kind) && stepModel(kind, argument, witness_rejects) === STATE_REJECTED);
+    const next_state = witnesses ? stepModel(kind, argument, this.state) : STATE_REJECTED;
+    this.node = this.next[call] ?? NO_NODE;
+    if (next_state === STATE_REJECTED) return false;
+    const next_latest_call_time = Math.max(this.latest_call_time, node_time[call] ?? 0);
+    return this.enter(call, 0, 0, next_state, NO_WITNESS_NEEDED, next_latest_call_time);
+  }
+
+  /** Tries spending a token of the next pool. True when that completes a linearization. */
+  private trySpendToken(): boolean {
+    const pool_number = this.pool_index++;
+    const pool = this.history.pools[pool_number];
+    assert(pool !== undefined, 'pool index in range');
+    const tokens_available = tokensCalledBy(pool, this.barrier_time);
+    // Spending is pointless when the state would not change.
+    const affordable =
+      this.mode === 'thorough' || (this.tokens_spent[pool_number] ?? 0) < tokens_available;
+    if (
+      !affordable ||
+      tokens_available === 0 ||
+      this.latest_call_time > pool.deadline ||
+      pool.effect === this.state
+    )
+      return false;
+    return this.enter(
+      MOVE_SPENDS_TOKEN,
+      pool_number,
+      tokens_available,
+      pool.effect,
+      this.state,
+      this.latest_call_time,
+    );
+  }
+
+  /**
+   * Makes a move (linearize `move`, or spend a token of `pool` of which `tokens_available` were
+   * called) into the situation (next_state, next_witness_rejects). Returns true when that
+   * completes a linearization.
+   */
+  private enter(
+    move: number,
+    pool: number,
+    tokens_available: number,
+    next_state: number,
+    next_witness_rejects: number,
+    next_latest_call_time: number,
+  ): boolean {
+    const lowest_before = this.linearized.lowestAbsent();
+    const overspent = this.applyMove(move, pool, tokens_available);
+    const situation_key = this.linearized.memoKey(
+      next_state * (this.state_count + 1) + next_witness_rejects + 1,
+    );
+    const key = this.tokens_in_key
+      ? `${situation_key}/${this.tokens_spent.join(',')}`
+      : situation_key;
+    const known = this.explored.get(key);
+    if (known !== undefined) {
+      if (this.overspent_moves === 0 && frontierContains(known, this.tokens_spent)) return true;
+      this.undoMove(move, pool, lowest_before, overspent);
+      this.frontier = frontierUnion(
+        this.frontier,
+        move === MOVE_SPENDS_TOKEN ? frontierBeforeSpending(known, pool, tokens_available) : known,
+      );
+      return false;
+    }
+    this.pushFrame(move, pool, tokens_available, overspent, key, lowest_before);
+    this.state = next_state;
+    this.witness_rejects = next_witness_rejects;
+    this.latest_call_time = next_latest_call_time;
+    this.frontier = NOTHING;
+    this.scan = SCAN_LISTED;
+    this.node = this.next[HEAD] ?? NO_NODE;
+    return this.next[HEAD] === NO_NODE && this.overspent_moves === 0;
+  }
+
+  /** Linearizes `move`, or spends a token of `pool`; returns whether that spend overspent. */
+  private applyMove(move: number, pool: number, tokens_available: number): boolean {
+    if (move !== MOVE_SPENDS_TOKEN) {
+      this.linearized.add(this.history.node_operation[move] ?? 0);
+      this.removeCall(move);
+      return false;
+    }
+    this.tokens_spent[pool] = (this.tokens_spent[pool] ?? 0) + 1;
+    const overspent = (this.tokens_spent[pool] ?? 0) > tokens_available;
+    if (overspent) this.overspent_moves++;
+    return overspent;
+  }
+
+  private undoMove(move: number, pool: number, lowest_before: number, overspent: boolean): void {
+    if (move === MOVE_SPENDS_TOKEN) {
+      this.tokens_spent[pool] = (this.tokens_spent[pool] ?? 0) - 1;
+      if (overspent) this.overspent_moves--;
+    } else {
+      this.linearized.remove(this.history.node_operation[move] ?? 0, lowest_before);
+      this.restoreCall(move);
+    }
+  }
+
+  private pushFrame(
+    move: number,
+    pool: number,
+    tokens_available: number,
+    overspent: boolean,
+    key: number | string,
+    lowest_before: number,
+  ): void {
+    this.frame_move.push(move);
+    this.frame_resume_node.push(this.node);
+    this.frame_pool.push(pool);
+    this.frame_tokens_available.push(tokens_available);
+    this.frame_overspent.push(overspent);
+    this.frame_key.push(key);
+    this.frame_state.push(this.state);
+    this.frame_witness_rejects.push(this.witness_rejects);
+    this.frame_latest_call_time.push(this.latest_call_time);
+    this.frame_lowest.push(lowest_before);
+    this.frame_frontier.push(this.frontier);
+    this.frame_scan.push(this.scan);
+    this.frame_pool_index.push(this.pool_index);
+    this.frame_barrier_time.push(this.barrier_time);
+  }
+
+  /**
+   * The situation is fully explored: remember it and resume its parent. Returns false at the root.
+   */
+  private leave(): boolean {
+    const depth = this.frame_move.length;
+    if (depth === 0) return false;
+    const move = this.frame_move.pop() ?? MOVE_SPENDS_TOKEN;
+    const pool = this.frame_pool.pop() ?? 0;
+    const tokens_available = this.frame_tokens_available.pop() ?? 0;
+    this.explored.set(this.frame_key.pop() ?? '', this.frontier);
+    const child = this.frontier;
+    this.state = this.frame_state.pop() ?? STATE_MISSING;
+    this.witness_rejects = this.frame_witness_rejects.pop() ?? NO_WITNESS_NEEDED;
+    this.latest_call_time = this.frame_latest_call_time.pop() ?? -Infinity;
+    this.undoMove(move, pool, this.frame_lowest.pop() ?? 0, this.frame_overspent.pop() ?? false);
+    this.frontier = frontierUnion(
+      this.frame_frontier.pop() ?? NOTHING,
+      move === MOVE_SPENDS_TOKEN ? frontierBeforeSpending(child, pool, tokens_available) : child,
+    );
+    this.scan = this.frame_scan.pop() ?? SCAN_LISTED;
+    this.pool_index = this.frame_pool_index.pop() ?? 0;
+    this.barrier_time = this.frame_barrier_time.pop() ?? Infinity;
+    this.node = this.frame_resume_node.pop() ?? NO_NODE;
+    return true;
+  }
+
+  /**
+   * Removes a call and its return from the event list; restoreCall() undoes the most recent
+   * remove (the nodes keep their own links, dancing-links style).
+   */
+  private removeCall(call: number): void {
+    const { next, prev } = this;
+    const ret = this.history.node_partner[call] ?? NO_NODE;
     const call_prev = prev[call] ?? HEAD;
     const call_next = next[call] ?? NO_NODE; // never NO_NODE: the return follows its call
     next[call_prev] = call_next;
@@ -634,237 +938,29 @@ function searchLinearization(
     const ret_next = next[ret] ?? NO_NODE;
     next[ret_prev] = ret_next;
     if (ret_next !== NO_NODE) prev[ret_next] = ret_prev;
-  };
-  const restore = (call: number): void => {
-    const ret = node_partner[call] ?? NO_NODE;
+  }
+
+  private restoreCall(call: number): void {
+    const { next, prev } = this;
+    const ret = this.history.node_partner[call] ?? NO_NODE;
     const ret_next = next[ret] ?? NO_NODE;
     next[prev[ret] ?? HEAD] = ret;
     if (ret_next !== NO_NODE) prev[ret_next] = ret;
     next[prev[call] ?? HEAD] = call;
     prev[next[call] ?? HEAD] = call;
-  };
-  const tokensCalledBy = (pool: TokenPool, time: number): number => {
-    let low = 0;
-    let high = pool.call_times.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if ((pool.call_times[middle] ?? Infinity) <= time) low = middle + 1;
-      else high = middle;
-    }
-    return low;
-  };
-
-  // The situation being explored.
-  let state = STATE_MISSING;
-  // Right after a token is spent, the state before it: the next operation
-  // linearized must be a witness of the effect, one that accepts the new
-  // state but would have rejected this one (see "Unknown outcomes").
-  let witness_rejects = NO_WITNESS_NEEDED;
-  /** Latest call among the linearized operations: a pool whose deadline is earlier is closed. */
-  let latest_call_time = -Infinity;
-  /** Token counts along the current path, and how many spends on it exceeded what was there. */
-  const tokens_spent = new Int32Array(pool_count);
-  let overspent_moves = 0;
-  /** The frontier of the situation so far, from its children explored. */
-  let frontier: Frontier = NOTHING;
-  // Where its scan is.
-  let scan = SCAN_LISTED;
-  let node = next[HEAD] ?? NO_NODE;
-  let pool_index = 0;
-  let barrier_time = Infinity;
-
-  // One frame per move on the current path: the move, the child's memo key,
-  // and the parent situation to resume.
-  const frame_move: number[] = []; // the call node linearized, or MOVE_SPENDS_TOKEN
-  const frame_resume_node: number[] = [];
-  const frame_pool: number[] = [];
-  const frame_tokens_available: number[] = [];
-  const frame_overspent: boolean[] = [];
-  const frame_key: (number | string)[] = [];
-  const frame_state: number[] = [];
-  const frame_witness_rejects: number[] = [];
-  const frame_latest_call_time: number[] = [];
-  const frame_lowest: number[] = [];
-  const frame_frontier: Frontier[] = [];
-  const frame_scan: number[] = [];
-  const frame_pool_index: number[] = [];
-  const frame_barrier_time: number[] = [];
-
-  let dead_end: DeadEnd | null = null;
-  let steps_used = 0;
-
-  const undoMove = (
-    move: number,
-    pool: number,
-    lowest_before: number,
-    overspent: boolean,
-  ): void => {
-    if (move === MOVE_SPENDS_TOKEN) {
-      tokens_spent[pool] = (tokens_spent[pool] ?? 0) - 1;
-      if (overspent) overspent_moves--;
-    } else {
-      linearized.remove(node_operation[move] ?? 0, lowest_before);
-      restore(move);
-    }
-  };
-
-  /**
-   * Makes a move (linearize `move`, or spend a token of `pool` of which
-   * `tokens_available` were called) into the situation (next_state,
-   * next_witness_rejects). Returns true when that completes a linearization.
-   */
-  const enter = (
-    move: number,
-    pool: number,
-    tokens_available: number,
-    next_state: number,
-    next_witness_rejects: number,
-    next_latest_call_time: number,
-  ): boolean => {
-    const lowest_before = linearized.lowestAbsent();
-    let overspent = false;
-    if (move === MOVE_SPENDS_TOKEN) {
-      tokens_spent[pool] = (tokens_spent[pool] ?? 0) + 1;
-      overspent = (tokens_spent[pool] ?? 0) > tokens_available;
-      if (overspent) overspent_moves++;
-    } else {
-      linearized.add(node_operation[move] ?? 0);
-      remove(move);
-    }
-    const situation_key = linearized.memoKey(
-      next_state * (state_count + 1) + next_witness_rejects + 1,
-    );
-    const key = tokens_in_key ? `${situation_key}/${tokens_spent.join(',')}` : situation_key;
-    const known = explored.get(key);
-    if (known !== undefined) {
-      if (overspent_moves === 0 && frontierContains(known, tokens_spent)) return true;
-      undoMove(move, pool, lowest_before, overspent);
-      frontier = frontierUnion(
-        frontier,
-        move === MOVE_SPENDS_TOKEN ? frontierBeforeSpending(known, pool, tokens_available) : known,
-      );
-      return false;
-    }
-    frame_move.push(move);
-    frame_resume_node.push(node);
-    frame_pool.push(pool);
-    frame_tokens_available.push(tokens_available);
-    frame_overspent.push(overspent);
-    frame_key.push(key);
-    frame_state.push(state);
-    frame_witness_rejects.push(witness_rejects);
-    frame_latest_call_time.push(latest_call_time);
-    frame_lowest.push(lowest_before);
-    frame_frontier.push(frontier);
-    frame_scan.push(scan);
-    frame_pool_index.push(pool_index);
-    frame_barrier_time.push(barrier_time);
-    state = next_state;
-    witness_rejects = next_witness_rejects;
-    latest_call_time = next_latest_call_time;
-    frontier = NOTHING;
-    scan = SCAN_LISTED;
-    node = next[HEAD] ?? NO_NODE;
-    return next[HEAD] === NO_NODE && overspent_moves === 0;
-  };
-
-  /**
-   * The situation is fully explored: remember it and resume its parent. Returns false at the root.
-   */
-  const leave = (): boolean => {
-    const depth = frame_move.length;
-    if (depth === 0) return false;
-    const move = frame_move.pop() ?? MOVE_SPENDS_TOKEN;
-    const pool = frame_pool.pop() ?? 0;
-    const tokens_available = frame_tokens_available.pop() ?? 0;
-    explored.set(frame_key.pop() ?? '', frontier);
-    const child = frontier;
-    state = frame_state.pop() ?? STATE_MISSING;
-    witness_rejects = frame_witness_rejects.pop() ?? NO_WITNESS_NEEDED;
-    latest_call_time = frame_latest_call_time.pop() ?? -Infinity;
-    undoMove(move, pool, frame_lowest.pop() ?? 0, frame_overspent.pop() ?? false);
-    frontier = frontierUnion(
-      frame_frontier.pop() ?? NOTHING,
-      move === MOVE_SPENDS_TOKEN ? frontierBeforeSpending(child, pool, tokens_available) : child,
-    );
-    scan = frame_scan.pop() ?? SCAN_LISTED;
-    pool_index = frame_pool_index.pop() ?? 0;
-    barrier_time = frame_barrier_time.pop() ?? Infinity;
-    node = frame_resume_node.pop() ?? NO_NODE;
-    return true;
-  };
-
-  if (next[HEAD] === NO_NODE) return { kind: 'linearizable', steps_used };
-  for (;;) {
-    if (steps_used === step_budget) return { kind: 'gave_up', steps_used };
-    steps_used++;
-    if (next[HEAD] === NO_NODE) {
-      // Complete, but on a path that spent tokens it did not have.
-      frontier = everything;
-      leave();
-      continue;
-    }
-    if (scan === SCAN_LISTED) {
-      const id = node_operation[node] ?? 0;
-      if (node_is_call[node] === 1) {
-        // A pending call: try to make it the next linearization point.
-        const kind = step_kind[id] ?? STEP_GET;
-        const argument = step_argument[id] ?? 0;
-        const witnesses =
-          witness_rejects === NO_WITNESS_NEEDED ||
-          (observesState(kind) && stepModel(kind, argument, witness_rejects) === STATE_REJECTED);
-        const next_state = witnesses ? stepModel(kind, argument, state) : STATE_REJECTED;
-        const call = node;
-        node = next[node] ?? NO_NODE;
-        if (next_state !== STATE_REJECTED) {
-          const next_latest_call_time = Math.max(latest_call_time, node_time[call] ?? 0);
-          if (enter(call, 0, 0, next_state, NO_WITNESS_NEEDED, next_latest_call_time))
-            return { kind: 'linearizable', steps_used };
-        }
-        continue;
-      }
-      // The barrier. Tokens write, so none can be the witness awaited.
-      if (pool_count > 0 && witness_rejects === NO_WITNESS_NEEDED) {
-        scan = SCAN_POOLS;
-        pool_index = 0;
-        barrier_time = node_time[node] ?? Infinity;
-        continue;
-      }
-    } else if (pool_index < pool_count) {
-      const pool_number = pool_index++;
-      const pool = pools[pool_number];
-      assert(pool !== undefined, 'pool index in range');
-      const tokens_available = tokensCalledBy(pool, barrier_time);
-      // Spending is pointless when the state would not change.
-      const affordable = mode === 'thorough' || (tokens_spent[pool_number] ?? 0) < tokens_available;
-      if (
-        affordable &&
-        tokens_available > 0 &&
-        latest_call_time <= pool.deadline &&
-        pool.effect !== state
-      ) {
-        if (
-          enter(
-            MOVE_SPENDS_TOKEN,
-            pool_number,
-            tokens_available,
-            pool.effect,
-            state,
-            latest_call_time,
-          )
-        )
-          return { kind: 'linearizable', steps_used };
-      }
-      continue;
-    }
-    // Every move from this situation is explored.
-    const depth = frame_move.length;
-    if (dead_end === null || depth > dead_end.prefix.length)
-      dead_end = describeDeadEnd(history, frame_move, frame_pool, node);
-    if (!leave()) break;
   }
-  assert(dead_end !== null, 'a failed search met a dead end');
-  return { kind: 'illegal', steps_used, dead_end };
+}
+
+/** How many of the pool's operations were called by `time` (its call times are sorted). */
+function tokensCalledBy(pool: TokenPool, time: number): number {
+  let low = 0;
+  let high = pool.call_times.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((pool.call_times[middle] ?? Infinity) <= time) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }
 
 function describeDeadEnd(
@@ -951,7 +1047,8 @@ class LinearizedSet {
       word_index++
     ) {
       let word = this.words[word_index] ?? 0;
-      if (word_index === this.lowest >>> 5) word &= (~0 << (this.lowest & 31)) << 1; // only bits above `lowest`
+      // Only bits above `lowest`
+      if (word_index === this.lowest >>> 5) word &= (~0 << (this.lowest & 31)) << 1;
       while (word !== 0) {
         const bit = 31 - Math.clz32(word & -word);
         key += `${word_index * 32 + bit},`;
@@ -974,7 +1071,8 @@ function explainFailure(key: string, history: CompiledKeyHistory, dead_end: Dead
       const count = pool?.operations.length ?? 0;
       return example === undefined
         ? 'an unknown-outcome write'
-        : `${formatOperation(example)} takes effect here${count > 1 ? ` (or another of ${count} alike)` : ''}`;
+        : `${formatOperation(example)} takes effect ` +
+            `here${count > 1 ? ` (or another of ${count} alike)` : ''}`;
     }
     const op = history.operations[step];
     return op === undefined ? `operation #${step}` : formatOperation(op);
@@ -982,10 +1080,14 @@ function explainFailure(key: string, history: CompiledKeyHistory, dead_end: Dead
   const optional_count = history.pools.reduce((sum, pool) => sum + pool.operations.length, 0);
   const total = history.operations.length + optional_count;
   const lines = [`key ${quote(key)}: no linearization of its ${total} operations exists`];
-  if (optional_count > 0)
-    lines[0] += ` (${optional_count} of them unknown-outcome writes that may never have taken effect)`;
+  if (optional_count > 0) {
+    const unknown_writes = `${optional_count} of them unknown-outcome writes`;
+    lines[0] += ` (${unknown_writes} that may never have taken effect)`;
+  }
   if (history.operations_dropped > 0)
-    lines[0] += `; ${history.operations_dropped} unknown-outcome operations nothing could observe were left out`;
+    lines[0] +=
+      `; ${history.operations_dropped} unknown-outcome ` +
+      `operations nothing could observe were left out`;
   const { prefix } = dead_end;
   lines.push(`longest linearizable prefix found (${prefix.length} steps):`);
   const shown_from = Math.max(0, prefix.length - EXPLANATION_OPERATIONS_MAX);
@@ -1010,7 +1112,8 @@ function explainFailure(key: string, history: CompiledKeyHistory, dead_end: Dead
   }
   lines.push(`value after it: ${value_text}`);
   lines.push(
-    `then ${describe(dead_end.blocking)} must take effect before it returns, but no pending operation can be applied next:`,
+    `then ${describe(dead_end.blocking)} must take effect before ` +
+      `it returns, but no pending operation can be applied next:`,
   );
   for (const id of dead_end.pending.slice(0, EXPLANATION_OPERATIONS_MAX))
     lines.push(`  ${describe(id)}`);

@@ -33,7 +33,8 @@ export function runKvcliProcess(
       child.kill('SIGKILL');
       reject(
         new Error(
-          `kvcli ${args.join(' ')} did not exit within ${timeout_ms} ms; stdout: ${stdout}; stderr: ${stderr}`,
+          `kvcli ${args.join(' ')} did not exit within ` +
+            `${timeout_ms} ms; stdout: ${stdout}; stderr: ${stderr}`,
         ),
       );
     }, timeout_ms);

@@ -30,7 +30,7 @@ test('rejects unbalanced quotes and text glued to a closing quote', () => {
   assert.equal(splitCommandLine('GET "abc\\"'), null);
 });
 
-test('property: quoting any bytes with quoteBytes splits back to the same bytes (set FC_SEED to replay)', () => {
+test('property: quoteBytes of any bytes splits back to the same bytes (FC_SEED replays)', () => {
   const seed = process.env.FC_SEED === undefined ? Date.now() : Number(process.env.FC_SEED);
   try {
     fc.assert(

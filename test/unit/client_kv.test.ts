@@ -13,7 +13,12 @@ import {
   TimeoutError,
 } from '../../src/client';
 import { SeededRandom } from '../../src/util/prng';
-import { type FakeConnection, FakeServer, FakeStore, refusedAddress } from './client_fake_server';
+import {
+  type FakeConnection,
+  FakeServer,
+  FakeStore,
+  refusedAddress,
+} from '../support/client_fake_server';
 import { waitFor } from '../support/wait';
 
 const seed =
@@ -188,7 +193,7 @@ test('fails over to the next node when one refuses connections', async () => {
   }
 });
 
-test('when every node refuses, the call fails with ConnectionError before its deadline', async () => {
+test('when every node refuses, a call fails with ConnectionError before its deadline', async () => {
   const client = makeClient([await refusedAddress(), await refusedAddress()], {
     call_timeout_ms: 400,
   });
@@ -202,7 +207,7 @@ test('when every node refuses, the call fails with ConnectionError before its de
   }
 });
 
-test('a SET whose connection dies after it was sent fails with OutcomeUnknownError and is not resent', async () => {
+test('a SET whose connection dies once it is sent is outcome unknown, not resent', async () => {
   const other = await kvServer();
   const server = await FakeServer.start((args, connection) => {
     if (args[0] === 'SET') connection.socket.destroy();
@@ -221,7 +226,7 @@ test('a SET whose connection dies after it was sent fails with OutcomeUnknownErr
   }
 });
 
-test('an idempotent GET is resent after its connection dies; so is a command marked idempotent', async () => {
+test('a GET, or a command marked idempotent, is resent after its connection dies', async () => {
   const store = new FakeStore();
   const killed = new Set<string>();
   const server = await FakeServer.start((args, connection) => {
@@ -247,7 +252,7 @@ test('an idempotent GET is resent after its connection dies; so is a command mar
   }
 });
 
-test('-TIMEOUT outcome unknown: a SET fails with OutcomeUnknownError, a GET is retried', async () => {
+test('-TIMEOUT outcome unknown: a SET fails as outcome unknown, a GET is retried', async () => {
   const store = new FakeStore();
   let timeouts_left = 2;
   const server = await FakeServer.start((args) => {
@@ -315,7 +320,7 @@ test('with no leader anywhere, the call fails with NoLeaderError', async () => {
   }
 });
 
-test('per-call deadline: TimeoutError for a read, OutcomeUnknownError for a sent write', async () => {
+test('per-call deadline: TimeoutError for a read, outcome unknown for a sent write', async () => {
   const server = await FakeServer.start(() => undefined);
   const client = makeClient([server.address], { call_timeout_ms: 150 });
   try {
@@ -336,7 +341,7 @@ test('per-call deadline: TimeoutError for a read, OutcomeUnknownError for a sent
   }
 });
 
-test('a late reply to a timed-out call is discarded and the call behind it gets its own reply', async () => {
+test('a late reply to a timed-out call is dropped; the call behind it gets its own', async () => {
   const store = new FakeStore();
   store.handle(['SET', 'a', 'ay']);
   store.handle(['SET', 'b', 'bee']);
@@ -360,7 +365,7 @@ test('a late reply to a timed-out call is discarded and the call behind it gets 
   }
 });
 
-test('a connection whose every request timed out is dropped; the next call reconnects', async () => {
+test('a connection whose every request timed out is dropped; the next reconnects', async () => {
   const store = new FakeStore();
   let silent = true;
   const server = await FakeServer.start((args) => (silent ? undefined : store.handle(args)));
@@ -441,13 +446,14 @@ test('after close() the client holds no timers or sockets', async () => {
   await server.close();
   for (const outcome of await Promise.all(calls)) assert.ok(outcome instanceof ClientClosedError);
   await waitFor(
-    `resources back to baseline ${JSON.stringify(baseline)}, now ${JSON.stringify(resourceCounts())}`,
+    `resources back to baseline ${JSON.stringify(baseline)}, ` +
+      `now ${JSON.stringify(resourceCounts())}`,
     () => sameCounts(resourceCounts(), baseline),
     5000,
   );
 });
 
-test('a reply of the wrong type is a ProtocolError; garbage bytes break only that connection', async () => {
+test('a wrong-type reply is a ProtocolError; garbage bytes break only that link', async () => {
   let garbage = true;
   const store = new FakeStore();
   const server = await FakeServer.start((args) => {

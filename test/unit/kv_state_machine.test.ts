@@ -5,14 +5,9 @@ import { encodeCommand } from '../../src/kv/command_codec';
 import { KvStateMachine } from '../../src/kv/state_machine';
 import { AssertionFailure } from '../../src/util/assert';
 import { StorageCorruptError } from '../../src/util/errors';
+import { fcRuns } from '../support/fast_check';
 
-// fast-check prints the seed and path of a failing run; replay with FC_SEED=<seed>
-// [FC_PATH=<path>].
-const FC_PARAMETERS = {
-  numRuns: 300,
-  ...(process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED) }),
-  ...(process.env.FC_PATH === undefined ? {} : { path: process.env.FC_PATH }),
-};
+const FC_PARAMETERS = fcRuns(300);
 
 const b = (text: string): Buffer => Buffer.from(text);
 
@@ -309,7 +304,7 @@ test('restore rejects malformed snapshots with StorageCorruptError', () => {
   }
 });
 
-test('a corrupted snapshot restores canonically or fails with StorageCorruptError (fast-check)', () => {
+test('a corrupted snapshot restores canonically or fails with StorageCorruptError', () => {
   const valid = validSnapshot();
   fc.assert(
     fc.property(

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { expandSetWords, main, parseCliArgs } from '../../src/cli/kvcli';
-import { FakeServer, FakeStore, refusedAddress } from './client_fake_server';
+import { FakeServer, FakeStore, refusedAddress } from '../support/client_fake_server';
 import { waitFor } from '../support/wait';
 import { runKvcliProcess, type KvcliRun } from '../support/kvcli_process';
 

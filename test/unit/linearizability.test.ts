@@ -8,13 +8,7 @@ import {
   type KvInput,
 } from '../sim/linearizability';
 import { SeededRandom } from '../../src/util/prng';
-
-// Replay a failing property run with LIN_SEED=<seed> [LIN_PATH=<path>] (both printed by fast-check
-// on failure).
-const REPLAY: { seed?: number; path?: string } = {
-  ...(process.env.LIN_SEED === undefined ? {} : { seed: Number(process.env.LIN_SEED) }),
-  ...(process.env.LIN_PATH === undefined ? {} : { path: process.env.LIN_PATH }),
-};
+import { fcRuns } from '../support/fast_check';
 
 function set(
   client_id: number,
@@ -182,7 +176,7 @@ describe('linearizable histories', () => {
     ]);
   });
 
-  test('touching intervals count as concurrent: a return and a call at the same instant are not ordered', () => {
+  test('touching intervals are concurrent: a return and a call at one instant', () => {
     assertLinearizable([set(1, 'x', 'a', 0, 10), get(2, 'x', null, 10, 20)]);
     assertLinearizable([get(2, 'x', 'a', 0, 10), set(1, 'x', 'a', 10, 20)]);
   });
@@ -420,11 +414,11 @@ describe('randomised', () => {
           assert.equal(
             result.ok,
             expected,
-            `${search}: ${result.failure?.explanation ?? 'checker says ok, brute force says not linearizable'}`,
+            `${search}: ${result.failure?.explanation ?? 'checker: ok; brute force: not'}`,
           );
         }
       }),
-      { numRuns: 2000, ...REPLAY },
+      fcRuns(2000),
     );
     // Both verdicts must be well represented, or the comparison proves little.
     assert.ok(
@@ -433,7 +427,7 @@ describe('randomised', () => {
     );
   });
 
-  test('a sequential execution stretched into overlaps stays linearizable; a read of a never-written value breaks it', () => {
+  test('a sequential run stretched to overlap stays linearizable; a phantom read not', () => {
     const GAP = 10;
     const arbitraryCommand = fc.record({
       client_id: fc.integer({ min: 0, max: 4 }),
@@ -489,7 +483,7 @@ describe('randomised', () => {
           assertNotLinearizable(corrupted, target.input.key);
         },
       ),
-      { numRuns: 300, ...REPLAY },
+      fcRuns(300),
     );
   });
 });
@@ -610,7 +604,7 @@ describe('performance', () => {
     return { corrupted, key };
   }
 
-  test('10,000 operations, 20 keys, 5 clients, 1% unknown outcomes: linearizable; a corrupted or stale read is found', () => {
+  test('10,000 ops, 20 keys, 1% unknown: linearizable; a bad or stale read is found', () => {
     const { history, reads } = generateJitteredHistory(SEED, 10_000, 20, 5, 0.01);
     const good = timed('10k ops / 20 keys / 5 clients, linearizable', () =>
       checkLinearizable(history),
@@ -638,7 +632,7 @@ describe('performance', () => {
     assert.equal(stale_result.failure?.key, stale.key, `seed ${SEED}`);
   });
 
-  test('5,000 operations on one key, 5 clients: linearizable; a stale read near the end is found', () => {
+  test('5,000 ops on one key: linearizable; a stale read near the end is found', () => {
     const { history, reads } = generateJitteredHistory(SEED + 1, 5_000, 1, 5, 0);
     const good = timed('5k ops / 1 key / 5 clients, linearizable', () =>
       checkLinearizable(history),
@@ -652,7 +646,7 @@ describe('performance', () => {
     assert.equal(bad.ok, false, `seed ${SEED + 1}`);
   });
 
-  test('5,000 operations on one key, 5 clients, 2% unknown outcomes: linearizable; a stale read near the end is found', () => {
+  test('5,000 ops on one key, 2% unknown: linearizable; a late stale read is found', () => {
     const { history, reads } = generateJitteredHistory(SEED + 2, 5_000, 1, 5, 0.02);
     const good = timed('5k ops / 1 key / 5 clients / 2% unknown, linearizable', () =>
       checkLinearizable(history),

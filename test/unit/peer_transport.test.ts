@@ -171,7 +171,7 @@ async function threeNodes(): Promise<[Node, Node, Node]> {
   return [a, b, c];
 }
 
-test('three transports: requests go out, responses come back on the inbound connection', async () => {
+test('three transports: requests go out, responses come back on the inbound link', async () => {
   const [a, b, c] = await threeNodes();
 
   // Nobody has asked C anything yet, so C has no connection to answer B on: responses never use
@@ -206,7 +206,7 @@ test('three transports: requests go out, responses come back on the inbound conn
   assert.deepEqual(b.received[1], { from: 3, message: appendResponse(3, 7) });
 });
 
-test('a response goes back on the most recent inbound connection the peer sent a request on', async () => {
+test('a response goes back on the newest inbound link the peer sent a request on', async () => {
   const unreachable = await freePort();
   const node = await startNode(1, 0, [{ id: 2, host: HOST, raft_port: unreachable }]);
   const port = node.transport.bound_port;
@@ -246,7 +246,7 @@ test('a response goes back on the most recent inbound connection the peer sent a
   assert.equal(node.transport.send(2, voteResponse(3)), false);
 });
 
-test('misbehaving inbound connections are closed and the transport keeps serving others', async () => {
+test('misbehaving inbound connections are closed; the transport serves the others', async () => {
   const unreachable = await freePort();
   const node = await startNode(1, 0, [
     { id: 2, host: HOST, raft_port: unreachable },
@@ -301,7 +301,7 @@ test('misbehaving inbound connections are closed and the transport keeps serving
   assert.ok(!node.received.some((entry) => entry.from === 9 || entry.from === 1));
 });
 
-test('at peer_inbound_connections_max the oldest silent connection makes room; connections that sent requests are kept', async () => {
+test('at the inbound limit the oldest silent connection makes room; busy ones stay', async () => {
   const unreachable = await freePort();
   const node = await startNode(1, 0, [{ id: 2, host: HOST, raft_port: unreachable }]);
   const port = node.transport.bound_port;
@@ -364,7 +364,7 @@ test('a peer that is down at start is dialled with backoff until it comes up', a
   assert.deepEqual(a.received[0], { from: 2, message: voteResponse(2) });
 });
 
-test('a peer that comes back and sends us a request is dialled at once, not after the backoff', async () => {
+test('a peer that comes back with a request is dialled at once, not after backoff', async () => {
   const port_b = await freePort();
   const port_a = await freePort();
   const addresses: PeerAddress[] = [
@@ -437,7 +437,7 @@ test('killing a peer transport and restarting it reconnects', async () => {
   );
 });
 
-test('a peer that never reads: sends start failing, queued bytes stay under the bound, other peers unaffected', async () => {
+test('a peer that never reads: sends fail, queue stays bounded, others unaffected', async () => {
   const stalled_sockets: net.Socket[] = [];
   // Accepts and never reads, so TCP flow control eventually stops our writes.
   const stalled = net.createServer({ pauseOnConnect: true }, (socket) => {

@@ -8,9 +8,12 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MessageType, type LogEntry } from '../../src/wire/types';
-import { ELECTION_TICKS, makeCore, TestNet } from './raft_test_net';
+import { ELECTION_TICKS, makeCore, TestNet, type Envelope } from '../support/raft_test_net';
 
 const data = (text: string): Uint8Array => Buffer.from(text);
+const isAppend = (e: Envelope): boolean => e.message.type === MessageType.AppendEntriesRequest;
+const appendWithEntries = (e: Envelope): boolean =>
+  e.message.type === MessageType.AppendEntriesRequest && e.message.entries.length > 0;
 
 test('the core imports no I/O, timers, clock or randomness of its own', () => {
   // Compiled to dist/test/unit: the sources are three levels up (or under the working directory).
@@ -44,13 +47,14 @@ test('the core imports no I/O, timers, clock or randomness of its own', () => {
           target === '../util/limits' ||
           target.startsWith('../util/assert') ||
           target.startsWith('../util/prng'),
-        `${file} imports ${target}; the core may only import its own modules, wire types and pure utilities`,
+        `${file} imports ${target}; the core may only import ` +
+          `its own modules, wire types and pure utilities`,
       );
     }
   }
 });
 
-test('§5.2: a follower that hears nothing campaigns and a lone node elects itself and commits its no-op', () => {
+test('§5.2: a lone node that hears nothing campaigns, wins and commits its no-op', () => {
   const cluster = new TestNet([1]);
   cluster.elect(1);
   const status = cluster.core(1).status();
@@ -88,7 +92,7 @@ test('§5.4.1: a vote is refused to a candidate whose log is less up to date', (
   assert.equal(reply.type === MessageType.RequestVoteResponse && reply.vote_granted, false);
 });
 
-test('test switch vote_without_log_check grants that same vote (the check is what refuses it)', () => {
+test('test switch vote_without_log_check grants that vote (the check refuses it)', () => {
   const voter = makeCore(2, [1, 2, 3], {
     restored: {
       hard_state: { term: 3, vote: 0, commit: 0 },
@@ -137,7 +141,7 @@ test('§5.2: at most one vote per term, and it is persisted before the reply is 
   assert.equal(second.type === MessageType.RequestVoteResponse && second.vote_granted, false);
 });
 
-test("PreVote: a pre-vote request never changes the receiver's term, and a node that hears its leader refuses it", () => {
+test("PreVote: never changes the receiver's term; a node that hears its leader refuses", () => {
   const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   const term = cluster.core(2).current_term;
@@ -159,7 +163,7 @@ test("PreVote: a pre-vote request never changes the receiver's term, and a node 
   cluster.core(2).advance(ready);
 });
 
-test('PreVote: a node cut off from the cluster does not inflate its term, so it cannot depose the leader when it returns', () => {
+test('PreVote: a node cut off does not inflate its term, so its return deposes no one', () => {
   const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   const term = cluster.core(1).current_term;
@@ -180,7 +184,7 @@ test('CheckQuorum: a leader that hears from no majority for an election timeout 
   assert.notEqual(cluster.core(1).current_role, 'leader');
 });
 
-test('Figure 8: a leader never commits an entry of an earlier term by counting replicas; the test switch does', () => {
+test('Figure 8: no commit of an earlier-term entry by counting replicas; the switch does', () => {
   for (const faults of [{}, { commit_old_term_entries: true }]) {
     // Node 1 restarts as leader of term 3 holding an entry of term 2 at index 1 that node 2 also
     // holds.
@@ -215,7 +219,7 @@ test('Figure 8: a leader never commits an entry of an earlier term by counting r
   }
 });
 
-test('the leader counts its own entries only once they are persisted (advance), unless the test switch says otherwise', () => {
+test('the leader counts its own entries only once persisted, unless the test switch says', () => {
   for (const faults of [{}, { ack_before_persist: true }]) {
     const cluster = new TestNet([1, 2, 3], { faults });
     cluster.elect(1);
@@ -240,7 +244,7 @@ test('the leader counts its own entries only once they are persisted (advance), 
   }
 });
 
-test('fast backtracking: a follower with 10,000 conflicting entries is repaired in a handful of round trips', () => {
+test('fast backtracking: 10,000 conflicting entries are repaired in a few round trips', () => {
   const conflicting: LogEntry[] = [];
   for (let i = 0; i < 10_000; i++)
     conflicting.push({ term: 2 + Math.floor(i / 4000), data: data(`stale-${i}`) });
@@ -278,7 +282,7 @@ test('fast backtracking: a follower with 10,000 conflicting entries is repaired 
   assert.equal(cluster.core(3).termAt(10_000), 5);
 });
 
-test('flow control: at most inflight_messages_max AppendEntries are outstanding to a follower that does not answer', () => {
+test('flow control: at most inflight_messages_max AppendEntries go to a silent follower', () => {
   const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   cluster.cut.add('2>1'); // follower 2's answers are lost
@@ -293,7 +297,7 @@ test('flow control: at most inflight_messages_max AppendEntries are outstanding 
   assert.ok(to2.inflight_messages <= 8, `in flight ${to2.inflight_messages}`);
 });
 
-test('the uncommitted-bytes cap refuses proposals with a distinct reason, and survives a change of leader', () => {
+test('the uncommitted-bytes cap refuses proposals with its own reason, across leaders', () => {
   const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   cluster.isolate(1); // nothing can commit now
@@ -316,7 +320,7 @@ test('the uncommitted-bytes cap refuses proposals with a distinct reason, and su
   assert.ok(again.status().uncommitted_bytes >= 900, 'the tail from the old term still counts');
 });
 
-test('ReadIndex: reads wait for one heartbeat round answered by a majority; many reads share one round', () => {
+test('ReadIndex: reads wait for one round answered by a majority; reads share rounds', () => {
   const cluster = new TestNet([1, 2, 3]);
   cluster.elect(1);
   cluster.tick(1, 2);
@@ -382,7 +386,7 @@ test('leadership transfer: TimeoutNow makes the caught-up target leader of the n
   assert.equal(cluster.core(1).status().leader_id, 3);
 });
 
-test('a follower never truncates committed entries (assertion) and keeps Log Matching on conflict', () => {
+test('a follower never truncates committed entries; it keeps Log Matching on conflict', () => {
   const follower = makeCore(2, [1, 2, 3], {
     restored: {
       hard_state: { term: 2, vote: 0, commit: 0 },
@@ -410,4 +414,265 @@ test('a follower never truncates committed entries (assertion) and keeps Log Mat
   );
   assert.equal(follower.termAt(2), 3);
   assert.equal(follower.commit_index, 2);
+});
+
+// A node rejecting an AppendEntries of an older term answers in its own, current term, so a node
+// that leads again in that term takes the rejection for an answer of this leadership. Its `ack`
+// echoes a seq of the older term: were it counted as an answer to a read round, a follower that
+// never answered the round could confirm it, and the read would be stale.
+test('ReadIndex: a current-term rejection of an older AppendEntries confirms no read', () => {
+  const net = new TestNet([1, 2, 3], { uncommitted_bytes_max: 1 << 20 });
+  net.elect(1);
+  const term1 = net.core(1).current_term;
+  // Term 1 runs for a while so that the delayed message carries a large seq: a leader that counted
+  // seqs afresh in each term would send term 3's rounds with smaller ones.
+  net.tick([1], 100);
+  // Node 1 (term 1) sends one more heartbeat round; its message to node 3 is delayed in the
+  // network.
+  net.hold = (e) => e.from === 1 && e.to === 3 && isAppend(e);
+  net.tick([1], 2);
+  net.hold = () => false;
+  const delayed = net.held.find((e) => e.message.term === term1)!;
+  assert.ok(delayed);
+  const delayed_seq =
+    delayed.message.type === MessageType.AppendEntriesRequest ? delayed.message.seq : -1;
+  assert.ok(delayed_seq > 50, `old-term seq ${delayed_seq}`);
+
+  // Leadership goes 1 → 2 (term 2) → 1 (term 3) by two transfers.
+  assert.ok(net.core(1).transferLeadership(2));
+  net.settle();
+  assert.equal(net.core(2).current_role, 'leader');
+  net.tick([2], 2);
+  assert.ok(net.core(2).transferLeadership(1));
+  net.settle();
+  assert.equal(net.core(1).current_role, 'leader');
+  const term3 = net.core(1).current_term;
+  assert.equal(term3, term1 + 2);
+  net.tick([1], 2); // commits node 1's no-op of term 3, so reads go straight to a heartbeat round
+
+  // The delayed term-1 heartbeat now reaches node 3 (term 3): node 3 rejects it, replying
+  // {term 3, success false, ack <term-1 seq>}. That reply is delayed too.
+  net.hold = (e) => e.from === 3 && e.to === 1;
+  net.release(delayed);
+  net.settle();
+  net.hold = () => false;
+  const stale_reply = net.held.find((e) => e.message.type === MessageType.AppendEntriesResponse)!;
+  assert.ok(stale_reply);
+  assert.equal(stale_reply.message.term, term3, 'the reply carries the CURRENT term');
+
+  // Node 1 is now cut off (or merely paused: ReadIndex must not depend on clocks). Nodes 2 and 3
+  // elect node 2 in term 4 and commit a write node 1 never sees.
+  net.isolate(1);
+  net.tick([2, 3], 3 * ELECTION_TICKS);
+  assert.equal(
+    net.core(2).current_role === 'leader' || net.core(3).current_role === 'leader',
+    true,
+  );
+  const new_leader = net.core(2).current_role === 'leader' ? net.core(2) : net.core(3);
+  assert.ok(new_leader.propose(data('x=new')).ok);
+  net.settle();
+  assert.ok(new_leader.commit_index > net.core(1).commit_index, 'a write committed without node 1');
+
+  // Node 1 still believes it leads term 3 and starts a read. Its read round goes nowhere.
+  assert.equal(net.core(1).current_role, 'leader');
+  assert.deepEqual(net.core(1).readIndex(42), { ok: true });
+  net.settle();
+  assert.equal(net.reads.get(1)?.length ?? 0, 0);
+
+  // The stale reply finally arrives. Nothing node 3 sent answers the read round...
+  net.cut.clear();
+  net.cut.add('2>1');
+  net.cut.add('1>2');
+  net.cut.add('1>3');
+  net.release(stale_reply);
+  net.settle();
+  const served = (net.reads.get(1) ?? []).filter((r) => r.request_id === 42);
+  assert.equal(
+    served.length,
+    0,
+    `read 42 confirmed at index ${served[0]?.index} by an ack of an older term: stale read`,
+  );
+});
+
+// In replicate state a heartbeat answer frees every inflight message up to its ack, lost ones
+// included; with nothing new to send, only moving `next` back to match + 1 re-sends what was lost
+// (heartbeats go at prev = match and always succeed).
+test('replicate state: a lost AppendEntries is re-sent even when no new entry is proposed', () => {
+  const net = new TestNet([1, 2, 3], { uncommitted_bytes_max: 1 << 20 });
+  net.elect(1);
+  net.tick([1], 2);
+  net.isolate(3); // node 3 is down: commit needs node 2
+  const leader = net.core(1);
+  const base = leader.commit_index;
+  assert.equal(leader.status().peers.find((p) => p.id === 2)!.state, 'replicate');
+  let lost = 0;
+  net.drop = (e) => {
+    if (e.to === 2 && appendWithEntries(e) && lost === 0) {
+      lost++;
+      return true;
+    }
+    return false;
+  };
+  const proposed = leader.propose(data('w'));
+  assert.ok(proposed.ok);
+  net.settle();
+  assert.equal(lost, 1);
+  net.drop = () => false;
+  // Plenty of heartbeat rounds on a now perfect network (node 2 keeps answering; CheckQuorum
+  // holds).
+  net.tick([1, 2], 5 * ELECTION_TICKS);
+  assert.equal(leader.current_role, 'leader');
+  assert.ok(
+    leader.commit_index >= proposed.index,
+    `entry ${proposed.index} never committed (commit ${leader.commit_index}, ` +
+      `base ${base}); node 2 last index ${net.core(2).last_log_index}, ` +
+      `leader view ${JSON.stringify(leader.status().peers.find((p) => p.id === 2))}`,
+  );
+});
+
+// A read round's heartbeats reset the heartbeat timer, so under a steady read load the periodic
+// heartbeat (the retry of a lost probe) never fires: the answer to a read-round heartbeat must
+// count as an answer to the current probe.
+test('probe state: a lost probe is retried while read rounds keep resetting heartbeats', () => {
+  const net = new TestNet([1, 2, 3], { uncommitted_bytes_max: 1 << 20 });
+  net.elect(1);
+  net.tick([1], 2);
+  net.isolate(3);
+  const leader = net.core(1);
+  // Two proposals; the first AppendEntries to node 2 is lost, so the second is rejected (gap) and
+  // node 2 drops to probe; the probe that follows is lost as well.
+  let dropped = 0;
+  net.drop = (e) => {
+    if (e.to === 2 && appendWithEntries(e) && dropped < 1) {
+      dropped++;
+      return true;
+    }
+    return false;
+  };
+  const a = leader.propose(data('a'));
+  net.settle();
+  let probe_lost = false;
+  net.drop = (e) => {
+    if (
+      !probe_lost &&
+      e.to === 2 &&
+      appendWithEntries(e) &&
+      leader.status().peers.find((p) => p.id === 2)!.state === 'probe'
+    ) {
+      probe_lost = true;
+      return true;
+    }
+    return false;
+  };
+  const b = leader.propose(data('b'));
+  net.settle();
+  assert.ok(a.ok && b.ok);
+  assert.equal(leader.status().peers.find((p) => p.id === 2)!.state, 'probe');
+  assert.ok(probe_lost, 'the probe was lost');
+  net.drop = () => false;
+  // A client issues a linearizable read every tick; all reads succeed (node 2 answers heartbeats).
+  let request_id = 1000;
+  for (let i = 0; i < 10 * ELECTION_TICKS; i++) {
+    leader.readIndex(request_id++);
+    net.settle();
+    net.tick([1, 2]);
+  }
+  assert.ok((net.reads.get(1)?.length ?? 0) > 50, 'reads keep being served');
+  assert.equal(leader.current_role, 'leader');
+  assert.ok(
+    leader.commit_index >= b.index,
+    `writes a, b never commit (commit ${leader.commit_index}, want ${b.index})`,
+  );
+});
+
+// Seqs travel as int32 and are widened against the leader's counter on receipt. Compared as int32
+// serial numbers, the inflight records of a follower silent for more than 2^31 messages would look
+// newer than every later ack and a full window would never reopen. (The tests fast-forward the
+// private seq counter instead of sending 2^31 messages.)
+test('flow control: the window reopens after a follower was silent for 2^31 messages', () => {
+  const net = new TestNet([1, 2, 3], { inflight_messages_max: 1, uncommitted_bytes_max: 1 << 20 });
+  net.elect(1);
+  net.tick([1], 2);
+  const leader = net.core(1);
+  net.isolate(3);
+  net.cut.add('1>2'); // node 2 is unreachable for a long time
+  const p = leader.propose(data('p'));
+  net.settle();
+  assert.ok(p.ok);
+  assert.equal(leader.status().peers.find((q) => q.id === 2)!.inflight_messages, 1, 'window full');
+  // ... 2^31 + 1000 messages later (reads, heartbeats to other peers, ...):
+  // Int32 wrap happens at the next (seq + 1) | 0
+  (leader as unknown as { seq: number }).seq += 2 ** 31 + 1000;
+  net.cut.delete('1>2');
+  net.tick([1, 2], 5 * ELECTION_TICKS);
+  assert.ok(
+    leader.commit_index >= p.index,
+    `entry ${p.index} never commits: window ` +
+      `${JSON.stringify(leader.status().peers.find((q) => q.id === 2))}`,
+  );
+});
+
+test('probe state: a follower that was down for 2^31 messages is still caught up', () => {
+  const net = new TestNet([1, 2, 3], { uncommitted_bytes_max: 1 << 20 });
+  net.elect(1);
+  net.isolate(2); // node 2 goes down
+  for (let i = 0; i < 5; i++) assert.ok(net.core(1).propose(data(`w${i}`)).ok);
+  net.settle();
+  // Leadership moves to node 3, whose Progress for node 2 starts in probe at next = last + 1: node
+  // 2 must reject it.
+  assert.ok(net.core(1).transferLeadership(3));
+  net.settle();
+  const leader = net.core(3);
+  assert.equal(leader.current_role, 'leader');
+  // Heartbeat rounds: probes to node 2 are resent and lost; probe_first_seq stays
+  net.tick([3, 1], 4);
+  assert.equal(leader.status().peers.find((q) => q.id === 2)!.state, 'probe');
+  // ... 2^31 + 1000 messages later (heartbeats and reads to node 1):
+  (leader as unknown as { seq: number }).seq += 2 ** 31 + 1000;
+  net.cut.clear(); // node 2 is back with its short log: it rejects the probe and must be backed up
+  net.tick([1, 2, 3], 5 * ELECTION_TICKS);
+  assert.equal(leader.current_role, 'leader');
+  assert.equal(
+    net.core(2).last_log_index,
+    leader.last_log_index,
+    `node 2 never catches up: ${JSON.stringify(leader.status().peers.find((q) => q.id === 2))}`,
+  );
+});
+
+test('a truncation during an outstanding Ready limits what advance() proves durable', () => {
+  const follower = makeCore(2, [1, 2, 3]);
+  follower.step(1, {
+    type: MessageType.AppendEntriesRequest,
+    term: 1,
+    leader_id: 1,
+    prev_log_index: 0,
+    prev_log_term: 0,
+    leader_commit: 1,
+    seq: 1,
+    entries: [
+      { term: 1, data: data('a') },
+      { term: 1, data: data('b') },
+      { term: 1, data: data('c') },
+    ],
+  });
+  const r1 = follower.ready()!;
+  assert.deepEqual([r1.entries?.first_index, r1.entries?.entries.length], [1, 3]);
+  // While r1 is being written, a leader of term 2 replaces index 2 onwards.
+  follower.step(3, {
+    type: MessageType.AppendEntriesRequest,
+    term: 2,
+    leader_id: 3,
+    prev_log_index: 1,
+    prev_log_term: 1,
+    leader_commit: 1,
+    seq: 1,
+    entries: [{ term: 2, data: data('B') }],
+  });
+  follower.advance(r1);
+  assert.equal(follower.status().stable_index, 1, 'only index 1 of r1 is still in the log');
+  const r2 = follower.ready()!;
+  assert.equal(r2.entries?.first_index, 2);
+  assert.equal(r2.entries?.entries[0]?.term, 2);
+  follower.advance(r2);
+  assert.equal(follower.status().stable_index, 2);
 });

@@ -10,7 +10,7 @@ import { invalidEntryReason } from '../../src/server/entry_validation';
 import { recoverPoisonedTerm } from '../../src/server/term_recovery';
 import { LIMITS } from '../../src/util/limits';
 import { MessageType, type LogEntry, type RaftMessage } from '../../src/wire/types';
-import { ELECTION_TICKS, makeCore, TestNet } from './raft_test_net';
+import { ELECTION_TICKS, makeCore, TestNet } from '../support/raft_test_net';
 
 function voteRequest(
   type: typeof MessageType.RequestVoteRequest | typeof MessageType.TransferVoteRequest,

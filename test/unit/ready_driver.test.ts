@@ -143,7 +143,7 @@ test('a vote is sent only after the save that holds it completes', () => {
   assert.equal(reply.type === MessageType.RequestVoteResponse && reply.vote_granted, true);
 });
 
-test('test switch send_before_persist sends the vote before its save (the rule the order keeps)', () => {
+test('test switch send_before_persist sends the vote before its save completes', () => {
   const h = new Harness(makeCore(3, [1, 2, 3]), { send_before_persist: true });
   h.driver.step(1, voteRequest(1, 1));
   h.runDeferred();
@@ -224,7 +224,7 @@ test('at most readies_per_turn_max Readies run back to back; the rest after a yi
   assert.equal(h.replica.state.last_applied, 40);
 });
 
-test('a follower catching up on many 8 MiB entries behind a slow fsync never makes a save larger than a WAL record', () => {
+test('catching up on 8 MiB entries behind a slow fsync: every save fits a WAL record', () => {
   const h = new Harness(makeCore(2, [1, 2, 3]));
   const big = encodeCommand({
     op: 'set',

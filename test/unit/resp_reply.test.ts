@@ -19,15 +19,7 @@ import {
 } from '../../src/resp/reply';
 import { RequestParser } from '../../src/resp/request_parser';
 import { AssertionFailure } from '../../src/util/assert';
-
-function fcParameters<T>(num_runs: number): fc.Parameters<T> {
-  const seed = process.env.RESP_FC_SEED;
-  const path = process.env.RESP_FC_PATH;
-  if (seed === undefined) return { numRuns: num_runs };
-  return path === undefined
-    ? { seed: Number(seed), numRuns: num_runs }
-    : { seed: Number(seed), path, numRuns: num_runs };
-}
+import { fcRuns } from '../support/fast_check';
 
 function latin1(buffer: Buffer): string {
   return buffer.toString('latin1');
@@ -119,7 +111,7 @@ describe('reply properties', () => {
       fc.property(items_arbitrary, (items) => {
         assert.deepEqual(encodeBulkArray(items), referenceBulkArray(items));
       }),
-      fcParameters(500),
+      fcRuns(500),
     );
   });
 
@@ -136,7 +128,7 @@ describe('reply properties', () => {
           replies.filter((items) => items.length > 0),
         );
       }),
-      fcParameters(300),
+      fcRuns(300),
     );
   });
 
@@ -154,7 +146,7 @@ describe('reply properties', () => {
           assert.equal(latin1(encodeInteger(value)), `:${value}\r\n`);
         },
       ),
-      fcParameters(300),
+      fcRuns(300),
     );
   });
 });

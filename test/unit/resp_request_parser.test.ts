@@ -15,15 +15,7 @@ import {
 } from '../../src/resp/request_parser';
 import { RespProtocolError } from '../../src/util/errors';
 import { LIMITS } from '../../src/util/limits';
-
-function fcParameters<T>(num_runs: number): fc.Parameters<T> {
-  const seed = process.env.RESP_FC_SEED;
-  const path = process.env.RESP_FC_PATH;
-  if (seed === undefined) return { numRuns: num_runs };
-  return path === undefined
-    ? { seed: Number(seed), numRuns: num_runs }
-    : { seed: Number(seed), path, numRuns: num_runs };
-}
+import { fcRuns } from '../support/fast_check';
 
 function encodeRequest(args: readonly Buffer[]): Buffer {
   const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
@@ -304,7 +296,7 @@ describe('RequestParser errors', () => {
           assert.match(result.error.message, error_case.message);
         },
       ),
-      fcParameters(300),
+      fcRuns(300),
     );
   });
 
@@ -329,7 +321,7 @@ describe('RequestParser errors', () => {
     }
   });
 
-  it('accepts a bulk of exactly bulk_bytes_max bytes and a request of exactly buffered_bytes_max', () => {
+  it('accepts a bulk of bulk_bytes_max bytes and a request of buffered_bytes_max', () => {
     const options: RequestParserOptions = { ...SMALL_LIMITS, buffered_bytes_max: 3 + 1000 + 2 };
     const command = [Buffer.from('SET'), Buffer.alloc(1000, 0x61)];
     const result = feed(new RequestParser(options), encodeRequest(command), [7]);
@@ -424,11 +416,11 @@ describe('RequestParser properties', () => {
           assert.equal(parser.buffered_bytes, 0);
         },
       ),
-      fcParameters(500),
+      fcRuns(500),
     );
   });
 
-  it('property: buffered_bytes never exceeds buffered_bytes_max, and only requests over it fail', () => {
+  it('property: buffered_bytes stays within its max; only requests over it fail', () => {
     const options: RequestParserOptions = {
       bulk_bytes_max: 24,
       inline_bytes_max: 16,
@@ -466,7 +458,7 @@ describe('RequestParser properties', () => {
           assert.equal(parser.buffered_bytes, 0);
         },
       ),
-      fcParameters(300),
+      fcRuns(300),
     );
   });
 });
@@ -495,7 +487,7 @@ describe('RequestParser on arbitrary input', () => {
     fc.uint8Array({ maxLength: 6 }).map((bytes) => Buffer.from(bytes).toString('latin1')),
   );
 
-  it('property: never throws, and any chunking gives the same commands and error as one chunk', () => {
+  it('property: never throws; any chunking gives the commands and error of one chunk', () => {
     fc.assert(
       fc.property(
         fc.array(token_arbitrary, { maxLength: 60 }),
@@ -512,7 +504,7 @@ describe('RequestParser on arbitrary input', () => {
           assert.equal(chunked.error?.message, whole.error?.message);
         },
       ),
-      fcParameters(1000),
+      fcRuns(1000),
     );
   });
 });

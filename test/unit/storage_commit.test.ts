@@ -14,8 +14,8 @@ import {
   type Save,
   tempDir,
   waitUntil,
-} from './storage_model';
-import { SpyIo } from './storage_spy_io';
+} from '../support/storage_model';
+import { SpyIo } from '../support/storage_spy_io';
 
 function entrySave(index: number): Save {
   return {
@@ -35,7 +35,7 @@ async function settle(): Promise<void> {
 }
 
 describe('RaftStorage group commit and durability ordering', () => {
-  it('100 concurrent saves are covered by far fewer fsyncs, and all are durable and in order', async () => {
+  it('100 concurrent saves share far fewer fsyncs; all are durable and in order', async () => {
     const dir = await tempDir();
     try {
       const { storage } = await RaftStorage.open(dir);
@@ -110,7 +110,7 @@ describe('RaftStorage group commit and durability ordering', () => {
     }
   });
 
-  it('every save resolves only once the bytes of its record are covered by a completed fsync', async () => {
+  it('every save resolves only once a completed fsync covers its record', async () => {
     const dir = await tempDir();
     const io = new SpyIo();
     try {
@@ -144,7 +144,7 @@ describe('RaftStorage group commit and durability ordering', () => {
     }
   });
 
-  it('a failed fsync fails its saves, everything queued and every later save; the log recovers on reopen', async () => {
+  it('a failed fsync fails its saves, the queue and later saves; reopen recovers', async () => {
     const dir = await tempDir();
     const io = new SpyIo();
     try {
@@ -175,7 +175,7 @@ describe('RaftStorage group commit and durability ordering', () => {
     }
   });
 
-  it('a failed write fails the save and later ones; the half-written record is a torn tail on reopen', async () => {
+  it('a failed write fails it and later saves; its half record is a torn tail', async () => {
     const dir = await tempDir();
     const io = new SpyIo();
     try {

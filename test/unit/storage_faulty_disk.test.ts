@@ -13,7 +13,13 @@ import { SeededRandom } from '../../src/util/prng';
 import type { LogEntry } from '../../src/wire/types';
 import { EventQueue } from '../sim/event_queue';
 import { FaultyDisk, type FaultyDiskOptions, type Schedule } from '../support/faulty_disk';
-import { applyToModel, emptyModel, type ModelLog, plain, type Save } from './storage_model';
+import {
+  applyToModel,
+  emptyModel,
+  type ModelLog,
+  plain,
+  type Save,
+} from '../support/storage_model';
 
 const DATA_DIR = '/data/node-1';
 const LOG_PATH = `${DATA_DIR}/raft.wal`;

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { LOCK_FILE_NAME, RaftStorage } from '../../src/storage';
 import { StorageIoError, StorageLockedError } from '../../src/util/errors';
-import { removeDir, tempDir, waitUntil } from './storage_model';
+import { removeDir, tempDir, waitUntil } from '../support/storage_model';
 
 function deadPid(): number {
   const child = spawnSync(process.execPath, ['-e', '']);
@@ -14,7 +14,7 @@ function deadPid(): number {
 }
 
 describe('RaftStorage data directory lock', () => {
-  it('a second open in the same process fails while the first is open, and succeeds after close', async () => {
+  it('a second open in one process fails until the first closes', async () => {
     const dir = await tempDir();
     try {
       const first = await RaftStorage.open(dir, { fsync: false });
@@ -92,7 +92,7 @@ describe('RaftStorage data directory lock', () => {
     }
   });
 
-  it('a lock with our own pid that this process does not hold (a restarted container) is stale', async () => {
+  it('a lock with our pid that we do not hold (restarted container) is stale', async () => {
     const dir = await tempDir();
     try {
       fs.writeFileSync(path.join(dir, LOCK_FILE_NAME), `${process.pid}\n`);

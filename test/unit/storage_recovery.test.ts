@@ -22,8 +22,8 @@ import {
   saveShapeArbitrary,
   tempDir,
   waitUntil,
-} from './storage_model';
-import { SpyIo } from './storage_spy_io';
+} from '../support/storage_model';
+import { SpyIo } from '../support/storage_spy_io';
 
 const SAVES: Save[] = [
   { hard_state: { term: 1, vote: 2, commit: 0 }, entries: null },
@@ -88,7 +88,7 @@ async function expectCorrupt(dir: string, pattern: RegExp): Promise<void> {
 }
 
 describe('RaftStorage recovery: torn tail', () => {
-  it('cuts inside the last record at every byte offset (bare, zero-filled, garbage) are truncated and the log stays usable', async () => {
+  it('a cut last record (bare, zeroed, garbage) at any offset is truncated', async () => {
     const seed = Number(process.env.STORAGE_TEST_SEED ?? Date.now() % 1_000_000);
     const random = new SeededRandom(seed);
     const dir = await tempDir();
@@ -169,7 +169,7 @@ describe('RaftStorage recovery: torn tail', () => {
     }
   });
 
-  it('a header claiming a record larger than wal_record_bytes_max at the tail is torn', async () => {
+  it('a tail header claiming a record over wal_record_bytes_max is torn', async () => {
     const dir = await tempDir();
     try {
       const log = await writeLog(dir, SAVES);
@@ -189,7 +189,7 @@ describe('RaftStorage recovery: torn tail', () => {
 });
 
 describe('RaftStorage recovery: corruption before the tail', () => {
-  it('a damaged byte anywhere in an early record, with intact records after it, is StorageCorruptError naming the offset', async () => {
+  it('a damaged byte before intact records is StorageCorruptError naming the offset', async () => {
     const dir = await tempDir();
     try {
       const log = await writeLog(dir, SAVES);
@@ -267,7 +267,7 @@ describe('RaftStorage recovery: corruption before the tail', () => {
     }
   });
 
-  it('intact but invalid contents are corruption: not a file header first, unknown version, a log gap', async () => {
+  it('intact but invalid contents are corruption: no header, bad version, gap', async () => {
     const dir = await tempDir();
     try {
       const file = path.join(dir, LOG_FILE_NAME);
@@ -287,7 +287,8 @@ describe('RaftStorage recovery: corruption before the tail', () => {
       await expectCorrupt(
         dir,
         new RegExp(
-          `byte offset ${header.bytes.length}: entries start at index 3 but the log ends at index 0`,
+          `byte offset ${header.bytes.length}: entries ` +
+            `start at index 3 but the log ends at index 0`,
         ),
       );
 
@@ -303,7 +304,7 @@ describe('RaftStorage recovery: corruption before the tail', () => {
 });
 
 describe('RaftStorage recovery: crash at any moment', () => {
-  it('after a crash the log holds every acknowledged save and a prefix of the unacknowledged ones', async () => {
+  it('after a crash the log holds every acked save and a prefix of the unacked ones', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(saveShapeArbitrary, { maxLength: 8 }),
@@ -360,7 +361,8 @@ describe('RaftStorage recovery: crash at any moment', () => {
             const got = plain(recovered.restored);
             assert.ok(
               states.some((state) => JSON.stringify(plain(state)) === JSON.stringify(got)),
-              `recovered state is not the state after the acknowledged saves plus a prefix of the in-flight ones: ${JSON.stringify(got)}`,
+              `recovered state is not the state after the acknowledged saves ` +
+                `plus a prefix of the in-flight ones: ${JSON.stringify(got)}`,
             );
             await recovered.storage.close();
           } finally {

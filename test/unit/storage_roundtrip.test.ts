@@ -15,7 +15,7 @@ import {
   type Save,
   saveShapeArbitrary,
   tempDir,
-} from './storage_model';
+} from '../support/storage_model';
 
 describe('RaftStorage round trip', () => {
   it('a new directory opens empty and is created if missing', async () => {
@@ -85,7 +85,7 @@ describe('RaftStorage round trip', () => {
     }
   });
 
-  it('matches the in-memory model for random save sequences with truncations and reopens', async () => {
+  it('matches the in-memory model for random saves with truncations and reopens', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.array(saveShapeArbitrary, { maxLength: 12 }), { minLength: 1, maxLength: 4 }),
@@ -132,7 +132,7 @@ describe('RaftStorage round trip', () => {
     }
   });
 
-  it('rejects saves that would leave a gap, bad numbers, oversized records, and saves after close', async () => {
+  it('rejects saves leaving a gap, bad numbers, oversized records, saves after close', async () => {
     const dir = await tempDir();
     try {
       const { storage } = await RaftStorage.open(dir, { fsync: false });
@@ -173,7 +173,7 @@ describe('RaftStorage round trip', () => {
     }
   });
 
-  it('replays a log larger than one read chunk with entries crossing chunk boundaries', async () => {
+  it('replays a log larger than one read chunk, entries crossing chunk boundaries', async () => {
     const dir = await tempDir();
     try {
       const { storage } = await RaftStorage.open(dir, { fsync: false });

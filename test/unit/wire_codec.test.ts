@@ -14,16 +14,7 @@ import { AssertionFailure } from '../../src/util/assert';
 import { WireError, type ErrorCode } from '../../src/util/errors';
 import { LIMITS } from '../../src/util/limits';
 import { splitAt } from '../support/chunks';
-
-/** fast-check prints seed and path on failure; FC_SEED=… FC_PATH=… replays that run. */
-const REPLAY: fc.Parameters<unknown> =
-  process.env.FC_SEED === undefined
-    ? {}
-    : { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH ?? '' };
-
-function params(num_runs: number): fc.Parameters<unknown> {
-  return { numRuns: num_runs, ...REPLAY };
-}
+import { fcRuns } from '../support/fast_check';
 
 /** Hex with spaces and line breaks allowed, so the golden frames can be laid out field by field. */
 function hex(text: string): Buffer {
@@ -331,7 +322,7 @@ describe('wire codec sizes', () => {
         raftMessage,
         (message) => encodedFrameBytes(message) === encodeMessage(message).length,
       ),
-      params(500),
+      fcRuns(500),
     );
   });
 });
@@ -342,7 +333,7 @@ describe('wire codec round trips', () => {
       fc.property(raftMessage, (message) => {
         assert.deepEqual(decodeAll([encodeMessage(message)]), [message]);
       }),
-      params(2000),
+      fcRuns(2000),
     );
   });
 
@@ -356,7 +347,7 @@ describe('wire codec round trips', () => {
           assert.deepEqual(decodeAll(splitAt(stream, cuts)), messages);
         },
       ),
-      params(500),
+      fcRuns(500),
     );
   });
 
@@ -366,7 +357,7 @@ describe('wire codec round trips', () => {
         const stream = Buffer.concat(messages.map(encodeMessage));
         assert.deepEqual(decodeAll(byteByByte(stream)), messages);
       }),
-      params(100),
+      fcRuns(100),
     );
   });
 
@@ -585,7 +576,7 @@ describe('wire codec malformed input', () => {
             assert.fail('expected a WireError');
           },
         ),
-        params(50),
+        fcRuns(50),
       );
     });
   }
@@ -643,7 +634,7 @@ describe('wire codec malformed input', () => {
           }
         },
       ),
-      params(2000),
+      fcRuns(2000),
     );
   });
 
@@ -663,7 +654,7 @@ describe('wire codec malformed input', () => {
           }
         },
       ),
-      params(3000),
+      fcRuns(3000),
     );
   });
 });

@@ -96,14 +96,16 @@ export class FakeStore {
       }
       case 'GET': {
         const words = this.values.get(rest[0] ?? '') ?? ['nil'];
-        return `*${words.length}\r\n${words.map((word) => `$${Buffer.byteLength(word)}\r\n${word}\r\n`).join('')}`;
+        const bulks = words.map((word) => `$${Buffer.byteLength(word)}\r\n${word}\r\n`);
+        return `*${words.length}\r\n${bulks.join('')}`;
       }
       case 'DEL':
         return `:${rest.filter((key) => this.values.delete(key)).length}\r\n`;
       case 'PING':
         return '+PONG\r\n';
       case 'INFO': {
-        const body = `# Raft\r\nrole:leader\r\nterm:3\r\n\r\n# Keyspace\r\nkeys:${this.values.size}\r\n`;
+        const keyspace = `# Keyspace\r\nkeys:${this.values.size}\r\n`;
+        const body = `# Raft\r\nrole:leader\r\nterm:3\r\n\r\n${keyspace}`;
         return `$${Buffer.byteLength(body)}\r\n${body}\r\n`;
       }
       default:
