@@ -4,7 +4,7 @@
  * would deliver them.
  */
 import { FrameDecoder, encodeMessage } from '../src/wire/codec';
-import { MessageType, type AppendEntriesRequest, type LogEntry } from '../src/wire/types';
+import { MessageType, type AppendEntriesRequest, type LogEntry } from '../src/raft/protocol';
 
 const ENTRIES_TOTAL = 1_000_000;
 const ENTRIES_PER_MESSAGE = 100;

@@ -24,7 +24,7 @@ import type {
   SoftState,
 } from '../raft/types';
 import type { Replica } from '../replica/replica';
-import type { RaftMessage } from '../wire/types';
+import type { RaftMessage } from '../raft/protocol';
 import { assert } from '../util/assert';
 
 /** Storage of hard state and log entries; `done` runs once the save is fsync'd or failed. */

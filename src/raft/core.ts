@@ -1,4 +1,4 @@
-import { MessageType } from '../wire/types';
+import { MessageType } from './protocol';
 import type {
   AppendEntriesRequest,
   AppendEntriesResponse,
@@ -7,14 +7,13 @@ import type {
   RequestVoteRequest,
   RequestVoteResponse,
   TimeoutNow,
-} from '../wire/types';
+} from './protocol';
 import { assert } from '../util/assert';
 import { LIMITS } from '../util/limits';
 import { RaftLog } from './log';
 import { Progress } from './progress';
 import {
   NO_NODE,
-  type CommittedEntry,
   type HardState,
   type NodeId,
   type Outbound,
@@ -98,7 +97,6 @@ export class RaftCore {
   private transfer_elapsed = 0;
 
   private messages: Outbound[] = [];
-  private applied_handed_out: number;
   private persisted_hard_state: HardState;
   private last_soft_state: SoftState;
   private ready_outstanding: Ready | null = null;
@@ -116,8 +114,6 @@ export class RaftCore {
     this.log = new RaftLog(restored.entries, restored.hard_state.commit);
     this.term = restored.hard_state.term;
     this.vote = restored.hard_state.vote;
-    // Committed entries are replayed into a fresh state machine on every start (no snapshots yet).
-    this.applied_handed_out = 0;
     this.persisted_hard_state = { ...restored.hard_state, commit: this.log.committed };
     this.resetElectionTimer();
     this.last_soft_state = this.softState();
@@ -215,7 +211,7 @@ export class RaftCore {
       this.messages.length > 0 ||
       this.log.hasUnstable() ||
       this.hardStateChanged() ||
-      this.applied_handed_out < this.log.committed ||
+      this.log.applied < this.log.committed ||
       this.ready_reads.length > 0 ||
       this.failed_reads.length > 0 ||
       this.read_round_needed ||
@@ -254,7 +250,7 @@ export class RaftCore {
       must_sync,
       messages: send_now ? this.messages : [],
       messages_after_persist: send_now ? [] : this.messages,
-      committed: this.takeCommitted(),
+      committed: this.log.takeCommitted(limits.committed_entries_per_ready_max),
       reads: this.ready_reads,
       failed_reads: this.failed_reads,
       soft_state: soft,
@@ -265,20 +261,6 @@ export class RaftCore {
     this.failed_reads = [];
     this.ready_outstanding = ready;
     return ready;
-  }
-
-  /** Committed entries not yet handed to the state machine, at most a bounded batch. */
-  private takeCommitted(): CommittedEntry[] {
-    const committed: CommittedEntry[] = [];
-    const apply_to = Math.min(
-      this.log.committed,
-      this.applied_handed_out + this.config.limits.committed_entries_per_ready_max,
-    );
-    for (let index = this.applied_handed_out + 1; index <= apply_to; index++) {
-      committed.push({ index, entry: this.log.entry(index) });
-    }
-    this.applied_handed_out = apply_to;
-    return committed;
   }
 
   /** The Ready's hard state and entries are durable and its messages sent. */
@@ -300,7 +282,7 @@ export class RaftCore {
         match: pr?.match ?? 0,
         next: pr?.next ?? 0,
         state: pr?.state ?? 'probe',
-        inflight_messages: pr?.inflights.length ?? 0,
+        inflight_messages: pr?.inflight_messages ?? 0,
         recent_active: pr?.recent_active ?? false,
       });
     }
@@ -335,11 +317,6 @@ export class RaftCore {
 
   get last_log_index(): number {
     return this.log.last_index;
-  }
-
-  /** Term of the entry at `index`, 0 for index 0, -1 beyond the log. */
-  termAt(index: number): number {
-    return this.log.term(index);
   }
 
   /** Test and simulator access to the log (read-only use). */
@@ -471,7 +448,12 @@ export class RaftCore {
     this.election_elapsed = 0;
     this.heartbeat_elapsed = 0;
     this.progress.clear();
-    for (const id of this.peers) this.progress.set(id, new Progress(this.log.last_index + 1));
+    for (const id of this.peers) {
+      this.progress.set(
+        id,
+        new Progress(this.log.last_index + 1, this.config.limits.inflight_messages_max),
+      );
+    }
     // A no-op of our own term lets us commit, and so serve reads, without waiting for a client
     // write (§8).
     this.log.append({ term: this.term, data: new Uint8Array(0) });
@@ -662,27 +644,16 @@ export class RaftCore {
   }
 
   private canSendAppend(id: NodeId): boolean {
-    const pr = this.progressOf(id);
-    if (pr.state === 'probe') return !pr.probe_sent;
-    return (
-      pr.inflights.length < this.config.limits.inflight_messages_max &&
-      pr.next <= this.log.last_index
-    );
+    return this.progressOf(id).canSend(this.log.last_index);
   }
 
-  /** Fill the follower's window: one probe, or as many pipelined batches as flow control allows. */
+  /**
+   * Fill the follower's window: one probe (sending it closes a probe's window), or as many
+   * pipelined batches as flow control allows.
+   */
   private sendAppends(id: NodeId): void {
     const pr = this.progressOf(id);
-    if (pr.state === 'probe') {
-      if (!pr.probe_sent) this.sendAppend(id, pr);
-      return;
-    }
-    while (
-      pr.inflights.length < this.config.limits.inflight_messages_max &&
-      pr.next <= this.log.last_index
-    ) {
-      this.sendAppend(id, pr);
-    }
+    while (pr.canSend(this.log.last_index)) this.sendAppend(id, pr);
   }
 
   private sendAppend(id: NodeId, pr: Progress): void {
@@ -703,13 +674,7 @@ export class RaftCore {
       seq: this.seq | 0,
       entries,
     });
-    if (pr.state === 'probe') {
-      pr.noteSent(this.seq);
-    } else {
-      const last_index = prev_index + entries.length;
-      pr.inflights.push({ seq: this.seq, prev_index, last_index });
-      pr.next = last_index + 1;
-    }
+    pr.onSent(this.seq, entries.length);
   }
 
   /**
@@ -734,8 +699,7 @@ export class RaftCore {
     for (const id of this.peers) {
       const pr = this.progressOf(id);
       if (pr.state === 'probe') {
-        // The heartbeat doubles as a retry of a probe that may have been lost.
-        pr.probe_sent = false;
+        pr.allowProbeRetry();
         this.sendAppend(id, pr);
       } else {
         this.sendHeartbeat(id, pr);
@@ -749,28 +713,13 @@ export class RaftCore {
     pr.recent_active = true;
     const ack = this.fullSeq(message.ack);
     // Only a success proves the answer is to a request of this leadership (a rejection may come
-    // from handleStaleTerm).
-    if (message.success) pr.noteAck(ack);
+    // from handleStaleTerm), so only a success counts as an ack for ReadIndex.
     if (message.success) {
-      if (message.log_index > pr.match && message.log_index <= this.log.last_index)
-        pr.match = message.log_index;
-      if (pr.state === 'probe') {
-        if (pr.answersCurrentProbe(ack)) {
-          pr.becomeReplicate(); // our probe matched: stream from the follower's match point
-        } else if (pr.next <= pr.match) {
-          pr.becomeProbe(); // an older answer moved match past our probe point: probe afresh from there
-        }
-      } else {
-        if (pr.next <= pr.match) pr.next = pr.match + 1;
-        pr.freeUpTo(ack);
-        // Every message sent up to `ack` is answered or lost: resend whatever the follower still
-        // lacks.
-        if (pr.inflights.length === 0 && pr.next > pr.match + 1) pr.next = pr.match + 1;
-      }
+      pr.onAccepted(ack, this.indexInLog(message.log_index));
       this.maybeCommit();
       if (this.transfer_target === from) this.maybeSendTimeoutNow(from);
     } else {
-      this.handleRejection(pr, message, ack);
+      pr.onRejected(ack, message.log_index, this.indexInLog(message.follower_commit));
     }
     this.confirmReads();
   }
@@ -783,21 +732,9 @@ export class RaftCore {
     return this.seq - (((this.seq | 0) - wire_ack) >>> 0);
   }
 
-  private handleRejection(pr: Progress, message: AppendEntriesResponse, ack: number): void {
-    let rejected_prev: number;
-    if (pr.state === 'replicate') {
-      const inflight = pr.inflights.find((f) => f.seq === ack);
-      if (inflight === undefined || inflight.prev_index <= pr.match) return; // stale
-      rejected_prev = inflight.prev_index;
-    } else {
-      if (!pr.answersCurrentProbe(ack)) return; // answer to a probe at an earlier next
-      rejected_prev = pr.next - 1;
-    }
-    if (message.follower_commit > pr.match && message.follower_commit <= this.log.last_index) {
-      pr.match = message.follower_commit; // a follower's committed prefix matches ours (Leader Completeness)
-    }
-    pr.becomeProbe();
-    pr.next = Math.max(pr.match + 1, Math.min(message.log_index + 1, rejected_prev));
+  /** A follower's claim that it holds our log up to `index`; 0 (no claim) if beyond our log. */
+  private indexInLog(index: number): number {
+    return index <= this.log.last_index ? index : 0;
   }
 
   private maybeCommit(): void {

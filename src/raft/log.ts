@@ -1,4 +1,5 @@
-import type { LogEntry } from '../wire/types';
+import { LOG_ENTRY_HEADER_BYTES, type LogEntry } from './protocol';
+import type { CommittedEntry } from './types';
 import { assert } from '../util/assert';
 
 /**
@@ -6,6 +7,10 @@ import { assert } from '../util/assert';
  * prefix with term 0) plus the bookkeeping that ties it to the disk:
  * which suffix has not yet been handed out for persistence, and which prefix
  * is known durable.
+ *
+ * Invariant, asserted after every mutation: applied <= committed <= last_index
+ * (etcd's log.go keeps the same order): nothing is applied before it commits,
+ * nothing commits that is not in the log.
  */
 export class RaftLog {
   private readonly entries: LogEntry[];
@@ -19,16 +24,30 @@ export class RaftLog {
   private truncation_pending = false;
   /** Data bytes of entries above `committed`; bounds the uncommitted tail whatever the term. */
   private uncommitted_bytes_total = 0;
-  committed: number;
+  private committed_index: number;
+  /**
+   * Highest index handed out to be applied. Committed entries are replayed into a fresh state
+   * machine on every start (no snapshots yet), so it starts at 0.
+   */
+  private applied_index = 0;
 
   constructor(restored_entries: LogEntry[], committed: number) {
     this.entries = restored_entries.slice();
     this.stable_index = this.entries.length;
     this.unstable_from = this.entries.length + 1;
     // A torn write may keep a hard state whose commit outruns the entries on disk.
-    this.committed = Math.min(committed, this.entries.length);
-    for (let i = this.committed; i < this.entries.length; i++)
+    this.committed_index = Math.min(committed, this.entries.length);
+    for (let i = this.committed_index; i < this.entries.length; i++)
       this.uncommitted_bytes_total += this.entries[i]!.data.length;
+    this.checkInvariant();
+  }
+
+  get committed(): number {
+    return this.committed_index;
+  }
+
+  get applied(): number {
+    return this.applied_index;
   }
 
   get last_index(): number {
@@ -71,7 +90,7 @@ export class RaftLog {
     let bytes = 0;
     for (let index = from; index <= this.entries.length && out.length < count_max; index++) {
       const entry = this.entries[index - 1]!;
-      const size = entry.data.length + 8;
+      const size = LOG_ENTRY_HEADER_BYTES + entry.data.length;
       if (out.length > 0 && bytes + size > bytes_max) break;
       out.push(entry);
       bytes += size;
@@ -82,14 +101,15 @@ export class RaftLog {
   append(entry: LogEntry): number {
     this.entries.push(entry);
     this.uncommitted_bytes_total += entry.data.length;
+    this.checkInvariant();
     return this.entries.length;
   }
 
   /** Drop entries at index >= from. Never touches committed entries. */
   truncateFrom(from: number): void {
     assert(
-      from > this.committed,
-      `truncation at ${from} would remove committed entries (commit ${this.committed})`,
+      from > this.committed_index,
+      `truncation at ${from} would remove committed entries (commit ${this.committed_index})`,
     );
     if (from > this.entries.length) return;
     for (let i = from - 1; i < this.entries.length; i++)
@@ -99,6 +119,7 @@ export class RaftLog {
     if (this.unstable_from > from) this.unstable_from = from;
     if (from < this.truncated_since_ready) this.truncated_since_ready = from;
     this.truncation_pending = true;
+    this.checkInvariant();
   }
 
   commitTo(index: number): void {
@@ -106,10 +127,22 @@ export class RaftLog {
       index <= this.entries.length,
       `commit ${index} beyond last index ${this.entries.length}`,
     );
-    if (index <= this.committed) return;
-    for (let i = this.committed; i < index; i++)
+    if (index <= this.committed_index) return;
+    for (let i = this.committed_index; i < index; i++)
       this.uncommitted_bytes_total -= this.entries[i]!.data.length;
-    this.committed = index;
+    this.committed_index = index;
+    this.checkInvariant();
+  }
+
+  /** Hands out up to `count_max` committed entries after `applied`, in order, to be applied. */
+  takeCommitted(count_max: number): CommittedEntry[] {
+    const apply_to = Math.min(this.committed_index, this.applied_index + count_max);
+    const committed: CommittedEntry[] = [];
+    for (let index = this.applied_index + 1; index <= apply_to; index++)
+      committed.push({ index, entry: this.entry(index) });
+    this.applied_index = apply_to;
+    this.checkInvariant();
+    return committed;
   }
 
   /** True if a log ending at (last_index, last_term) is at least as up to date as ours (§5.4.1). */
@@ -164,5 +197,13 @@ export class RaftLog {
   markStable(last_persisted: number): void {
     const proven = Math.min(last_persisted, this.truncated_since_ready - 1, this.entries.length);
     if (proven > this.stable_index) this.stable_index = proven;
+  }
+
+  private checkInvariant(): void {
+    const last = this.entries.length;
+    assert(
+      this.applied_index <= this.committed_index && this.committed_index <= last,
+      `log applied ${this.applied_index} <= committed ${this.committed_index} <= last ${last}`,
+    );
   }
 }

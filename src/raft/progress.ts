@@ -1,3 +1,6 @@
+import { assert } from '../util/assert';
+import { Inflights } from './inflights';
+
 /**
  * The leader's view of one follower (thesis §3.5, §10.2.1): how much of the
  * log it is known to hold, where to send next, and what is in flight.
@@ -10,73 +13,164 @@
  */
 export type ProgressState = 'probe' | 'replicate';
 
-export interface Inflight {
-  seq: number;
-  prev_index: number;
-  last_index: number;
-}
-
+/**
+ * A small state machine (etcd's tracker/progress.go is the model): the core
+ * moves it only through the transitions below (onSent, onAccepted,
+ * onRejected, allowProbeRetry), each of which keeps, and asserts,
+ * 0 <= match < next: every entry up to match is on the follower, next is the
+ * first we have not sent it, so the two never cross.
+ */
 export class Progress {
-  match = 0;
-  next: number;
-  state: ProgressState = 'probe';
+  private match_index = 0;
+  private next_index: number;
+  private state_now: ProgressState = 'probe';
   /** probe: a probe is outstanding; wait for its answer or the next heartbeat. */
-  probe_sent = false;
+  private probe_sent = false;
   /**
    * seq of the first probe sent at the current `next`, null if none yet. Every
    * probe since then asks the same question, so an answer to any of them is
    * current: a follower slower than the heartbeat still gets its answers heard.
    */
-  probe_first_seq: number | null = null;
-  inflights: Inflight[] = [];
+  private probe_first_seq: number | null = null;
+  /** replicate: the messages with entries sent and not yet answered. */
+  private readonly inflights: Inflights;
   /** Heard from this follower since the last CheckQuorum round. */
   recent_active = false;
-  /** Highest `ack` received in the current term (for ReadIndex), null if none yet. */
-  max_ack: number | null = null;
+  /** Highest `ack` of a successful answer in the current term (for ReadIndex), null if none yet. */
+  private max_ack_seen: number | null = null;
 
-  constructor(next: number) {
-    this.next = next;
+  constructor(next: number, inflight_messages_max: number) {
+    this.next_index = next;
+    this.inflights = new Inflights(inflight_messages_max);
+    this.checkInvariant();
   }
 
-  becomeProbe(): void {
-    this.state = 'probe';
-    this.probe_sent = false;
-    this.probe_first_seq = null;
-    this.inflights = [];
-    this.next = Math.max(this.next, this.match + 1);
+  /** Highest index known to be on the follower's log. */
+  get match(): number {
+    return this.match_index;
   }
 
-  becomeReplicate(): void {
-    this.state = 'replicate';
-    this.probe_sent = false;
-    this.probe_first_seq = null;
-    this.inflights = [];
-    this.next = this.match + 1;
+  /** Index of the next entry to send. */
+  get next(): number {
+    return this.next_index;
+  }
+
+  get state(): ProgressState {
+    return this.state_now;
+  }
+
+  get inflight_messages(): number {
+    return this.inflights.count;
+  }
+
+  get max_ack(): number | null {
+    return this.max_ack_seen;
   }
 
   /**
-   * Frees every in-flight message acknowledged by `ack` (TCP keeps our order; the simulator may
-   * not).
-   * Seqs here are the leader's full, ever-increasing counter; only their low 32 bits go on the
-   * wire.
+   * Whether flow control lets us send an AppendEntries now: in probe, unless a probe is already
+   * outstanding (it may carry no entries); in replicate, if the window has room and there is an
+   * entry the follower has not been sent.
    */
-  freeUpTo(ack: number): void {
-    let drop = 0;
-    while (drop < this.inflights.length && this.inflights[drop]!.seq <= ack) drop++;
-    if (drop > 0) this.inflights.splice(0, drop);
+  canSend(last_index: number): boolean {
+    if (this.state_now === 'probe') return !this.probe_sent;
+    return !this.inflights.full && this.next_index <= last_index;
+  }
+
+  /** An AppendEntries with `entry_count` entries starting at `next` went out with this seq. */
+  onSent(seq: number, entry_count: number): void {
+    if (this.state_now === 'probe') {
+      this.probe_sent = true;
+      if (this.probe_first_seq === null) this.probe_first_seq = seq;
+    } else {
+      assert(entry_count > 0, 'replicate sends only messages with entries');
+      this.inflights.push({ seq, prev_index: this.next_index - 1 });
+      this.next_index += entry_count;
+    }
+    this.checkInvariant();
+  }
+
+  /** A heartbeat is due: in probe it doubles as a retry of a probe that may have been lost. */
+  allowProbeRetry(): void {
+    assert(this.state_now === 'probe', 'probe retries are for probe state');
+    this.probe_sent = false;
+  }
+
+  /**
+   * A successful answer to the message with seq `ack`: the follower holds our log up to `matched`
+   * (0 if the answer names no index of our log).
+   */
+  onAccepted(ack: number, matched: number): void {
+    if (this.max_ack_seen === null || this.max_ack_seen < ack) this.max_ack_seen = ack;
+    if (matched > this.match_index) this.match_index = matched;
+    const overtaken = this.next_index <= this.match_index;
+    if (this.state_now === 'probe') {
+      if (this.answersCurrentProbe(ack)) {
+        this.becomeReplicate(); // our probe matched: stream from the follower's match point
+      } else if (overtaken) {
+        this.becomeProbe(); // an older answer moved match past our probe point: probe from there
+      }
+    } else {
+      if (overtaken) this.next_index = this.match_index + 1;
+      this.inflights.freeTo(ack);
+      // Every message sent up to `ack` is answered or lost: resend whatever the follower still
+      // lacks.
+      if (this.inflights.count === 0) this.next_index = this.match_index + 1;
+    }
+    this.checkInvariant();
+  }
+
+  /**
+   * The follower rejected the message with seq `ack`; `hint` is where it suggests we resume (its
+   * match guess) and `matched` an index it is known to hold (its commit index, 0 if that is not in
+   * our log). A stale rejection (of a message we no longer wait for) changes nothing.
+   */
+  onRejected(ack: number, hint: number, matched: number): void {
+    let rejected_prev: number;
+    if (this.state_now === 'replicate') {
+      const inflight = this.inflights.find(ack);
+      if (inflight === null || inflight.prev_index <= this.match_index) return; // stale
+      rejected_prev = inflight.prev_index;
+    } else {
+      if (!this.answersCurrentProbe(ack)) return; // answer to a probe at an earlier next
+      rejected_prev = this.next_index - 1;
+    }
+    // A follower's committed prefix matches ours (Leader Completeness).
+    if (matched > this.match_index) this.match_index = matched;
+    this.becomeProbe();
+    this.next_index = Math.max(this.match_index + 1, Math.min(hint + 1, rejected_prev));
+    this.checkInvariant();
   }
 
   /** Whether `ack` answers a probe sent at the current `next`. */
-  answersCurrentProbe(ack: number): boolean {
+  private answersCurrentProbe(ack: number): boolean {
     return this.probe_first_seq !== null && this.probe_first_seq <= ack;
   }
 
-  noteSent(seq: number): void {
-    this.probe_sent = true;
-    if (this.probe_first_seq === null) this.probe_first_seq = seq;
+  private becomeProbe(): void {
+    this.state_now = 'probe';
+    this.probe_sent = false;
+    this.probe_first_seq = null;
+    this.inflights.reset();
+    this.next_index = Math.max(this.next_index, this.match_index + 1);
   }
 
-  noteAck(ack: number): void {
-    if (this.max_ack === null || this.max_ack < ack) this.max_ack = ack;
+  private becomeReplicate(): void {
+    this.state_now = 'replicate';
+    this.probe_sent = false;
+    this.probe_first_seq = null;
+    this.inflights.reset();
+    this.next_index = this.match_index + 1;
+  }
+
+  private checkInvariant(): void {
+    assert(
+      this.match_index >= 0 && this.match_index < this.next_index,
+      `progress match ${this.match_index} < next ${this.next_index}`,
+    );
+    assert(
+      this.state_now === 'replicate' || this.inflights.count === 0,
+      'nothing is in flight in probe state',
+    );
   }
 }

@@ -1,4 +1,4 @@
-import type { LogEntry, RaftMessage } from '../wire/types';
+import type { LogEntry, RaftMessage } from './protocol';
 import type { Random } from '../util/prng';
 
 export type NodeId = number;

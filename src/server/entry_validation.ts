@@ -1,6 +1,6 @@
 import { decodeCommand } from '../kv/command_codec';
 import { CommandMalformedError } from '../util/errors';
-import { MessageType, type RaftMessage } from '../wire/types';
+import { MessageType, type RaftMessage } from '../raft/protocol';
 
 /**
  * Why a received message carries an entry this node must never store, or null if it carries

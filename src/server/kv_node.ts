@@ -1,12 +1,13 @@
 import type { NodeAddress, NodeConfig } from '../config/config';
 import type { ClientCommand } from '../kv/client_command';
 import { parseClientCommand } from '../kv/client_command';
+import { buildRaftConfig } from '../raft/config';
 import { RaftCore } from '../raft/core';
 import { invalidEntryReason } from './entry_validation';
 import { recoverPoisonedTerm } from './term_recovery';
 import type { HandshakeSettings } from './peer_handshake';
 import { clusterFingerprint, describeMembers, loadClusterSecret } from '../config/fingerprint';
-import { NO_NODE, type NodeId, type SoftState } from '../raft/types';
+import { NO_NODE, type NodeId, type RaftConfig, type SoftState } from '../raft/types';
 import { ReadyDriver } from '../driver/ready_driver';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../replica/replica';
 import {
@@ -139,29 +140,16 @@ export class KvNode {
     if (torn > 0) this.logger.warn(`truncated a torn WAL tail of ${torn} bytes`);
   }
 
-  private raftConfig(): ConstructorParameters<typeof RaftCore>[0] {
+  private raftConfig(): RaftConfig {
     const self = this.config.self;
-    return {
+    return buildRaftConfig({
       id: self.id,
       voters: this.config.nodes.map((n) => n.id),
       election_ticks: this.config.election_ticks,
       heartbeat_ticks: this.config.heartbeat_ticks,
       // Election jitter only needs to differ between nodes and runs; it is not a secret.
       random: new SeededRandom((Date.now() ^ (process.pid << 8) ^ self.id) >>> 0),
-      limits: {
-        entry_bytes_max: LIMITS.raft_entry_bytes_max,
-        message_entries_bytes_max: LIMITS.raft_message_entries_bytes_max,
-        message_entries_max: LIMITS.raft_message_entries_max,
-        inflight_messages_max: LIMITS.raft_inflight_messages_max,
-        uncommitted_bytes_max: LIMITS.raft_uncommitted_bytes_max,
-        pending_reads_max: LIMITS.raft_pending_reads_max,
-        committed_entries_per_ready_max: LIMITS.raft_committed_entries_per_ready_max,
-        ready_entries_max: LIMITS.raft_ready_entries_max,
-        ready_entries_bytes_max: LIMITS.raft_ready_entries_bytes_max,
-      },
-      prevote: true,
-      check_quorum: true,
-    };
+    });
   }
 
   private createDriver(core: RaftCore, replica: Replica, storage: RaftStorage): ReadyDriver {

@@ -1,6 +1,6 @@
 import * as net from 'node:net';
 import { encodeMessage, FrameDecoder } from '../wire/codec';
-import { MessageType, type RaftMessage } from '../wire/types';
+import { isRequest, MessageType, type RaftMessage } from '../raft/protocol';
 import { assert } from '../util/assert';
 import { backoffDelay } from '../util/backoff';
 import { describeError, WireError } from '../util/errors';
@@ -171,10 +171,6 @@ interface PeerLink {
   response_route: PeerConnection | null;
 }
 
-function isRequest(message: RaftMessage): boolean {
-  return requestSenderId(message) !== null;
-}
-
 /**
  * The sender id a request names; null for responses, which carry no sender id we trust for routing.
  */
@@ -182,6 +178,7 @@ function requestSenderId(message: RaftMessage): number | null {
   switch (message.type) {
     case MessageType.RequestVoteRequest:
     case MessageType.PreVoteRequest:
+    case MessageType.TransferVoteRequest:
       return message.candidate_id;
     case MessageType.AppendEntriesRequest:
     case MessageType.TimeoutNow:
@@ -305,7 +302,7 @@ export class PeerTransport {
   send(to: number, message: RaftMessage): boolean {
     const link = this.links.get(to);
     if (link === undefined || this.closing !== null) return false;
-    const connection = isRequest(message)
+    const connection = isRequest(message.type)
       ? link.outbound_state === 'connected'
         ? link.outbound
         : null

@@ -4,7 +4,9 @@
  * (optional hard state, optional entries to persist).
  */
 import type { EntriesToPersist, HardState } from '../raft/types';
-import type { LogEntry } from '../wire/types';
+import type { LogEntry } from '../raft/protocol';
+import { assert } from '../util/assert';
+import { LIMITS, type Limits } from '../util/limits';
 import { allocateRecord, RECORD_HEADER_BYTES, RecordType, sealRecord } from './frame';
 
 export const WAL_MAGIC = 'KVRAFTWL';
@@ -17,6 +19,32 @@ const SAVE_FLAGS_BYTES = 4;
 const HARD_STATE_BYTES = 12;
 const ENTRIES_PREFIX_BYTES = 8;
 const ENTRY_PREFIX_BYTES = 8;
+
+/**
+ * Asserts that the save of a largest Ready (hard state plus raft_ready_entries_max entries whose
+ * data passes raft_ready_entries_bytes_max by at most one largest entry) fits one WAL record, and
+ * that such a record can be queued. Runs when this module loads.
+ */
+export function checkSaveLimits(limits: Limits): void {
+  const save_bytes_max =
+    SAVE_FLAGS_BYTES +
+    HARD_STATE_BYTES +
+    ENTRIES_PREFIX_BYTES +
+    limits.raft_ready_entries_max * ENTRY_PREFIX_BYTES +
+    limits.raft_ready_entries_bytes_max +
+    limits.raft_entry_bytes_max;
+  assert(
+    save_bytes_max <= limits.wal_record_bytes_max,
+    `largest Ready save ${save_bytes_max} bytes fits wal_record_bytes_max ` +
+      `${limits.wal_record_bytes_max}`,
+  );
+  assert(
+    RECORD_HEADER_BYTES + limits.wal_record_bytes_max <= limits.wal_queued_bytes_max,
+    `a largest WAL record fits wal_queued_bytes_max ${limits.wal_queued_bytes_max}`,
+  );
+}
+
+checkSaveLimits(LIMITS);
 
 export interface SealedRecord {
   bytes: Buffer;

@@ -47,6 +47,12 @@
  * nothing since the last good one can be trusted); the process should restart
  * and recover from the file.
  *
+ * ## Opening
+ * Every open fdatasyncs the log and fsyncs its directory before it returns,
+ * even when it changed nothing: a process killed before its fsync leaves its
+ * records (and a new log's name) in the page cache, replay returns them and
+ * this process acts on them, so a later power loss must not take them back.
+ *
  * ## Replay and the torn-tail rule
  * Records are read from the start. A record is *intact* if its header is
  * complete and plausible (known type, zero reserved bytes, payload_bytes within
@@ -80,7 +86,7 @@ import type { LogFile, StorageIo } from './io';
 import { NODE_STORAGE_IO } from './io';
 import type { DirLock } from './lock';
 import { encodeFileHeader, encodeSave, savePayloadBytes } from './payload';
-import { replayLog } from './replay';
+import { type ReplayOutcome, replayLog } from './replay';
 
 export const LOG_FILE_NAME = 'raft.wal';
 
@@ -187,37 +193,16 @@ export class RaftStorage {
     try {
       const log = await withContext(`cannot open ${log_file}`, () => io.openLog(log_file));
       file = log;
-      const sync = async (): Promise<void> => {
-        if (fsync) await withContext(`cannot fsync ${log_file}`, () => log.datasync());
-      };
       const replay = await replayLog(log, log_file);
-      let file_bytes = replay.valid_bytes;
-      let last_crc = replay.last_crc;
-      const truncated_tail_bytes = replay.file_bytes - replay.valid_bytes;
-      if (truncated_tail_bytes > 0) {
-        // Durable before anything is appended, or a crash could bring the torn bytes back behind
-        // new records.
-        await withContext(
-          `cannot truncate the torn tail of ${log_file} at byte ${file_bytes}`,
-          () => log.truncate(file_bytes),
-        );
-        await sync();
-      }
-      if (file_bytes === 0) {
-        const header = encodeFileHeader();
-        await withContext(`cannot write the file header of ${log_file}`, () =>
-          log.write(header.bytes, 0),
-        );
-        await sync();
-        if (fsync) {
-          for (const directory of directoriesToSync(data_dir, created_dir)) {
-            await withContext(`cannot fsync directory ${directory}`, () =>
-              io.syncDirectory(directory),
-            );
-          }
+      const { file_bytes, last_crc } = await prepareForAppend(log, log_file, replay, fsync);
+      if (fsync) {
+        // Every open, not only the one that creates the log: a process that died between creating
+        // it and this sync left its name only in the cache, where a power loss would drop it.
+        for (const directory of directoriesToSync(data_dir, created_dir)) {
+          await withContext(`cannot fsync directory ${directory}`, () =>
+            io.syncDirectory(directory),
+          );
         }
-        file_bytes = header.bytes.length;
-        last_crc = header.crc;
       }
       const storage = new RaftStorage(
         log,
@@ -233,7 +218,7 @@ export class RaftStorage {
         restored: replay.restored,
         recovery: {
           records: replay.save_records,
-          truncated_tail_bytes,
+          truncated_tail_bytes: replay.file_bytes - replay.valid_bytes,
           torn_reason: replay.torn_reason,
           log_file,
         },
@@ -266,7 +251,8 @@ export class RaftStorage {
         return Promise.reject(
           new LimitExceededError(
             'wal_record_bytes_max',
-            `save of ${payload_bytes} bytes exceeds wal_record_bytes_max ${LIMITS.wal_record_bytes_max}`,
+            `save of ${payload_bytes} bytes exceeds wal_record_bytes_max ` +
+              `${LIMITS.wal_record_bytes_max}`,
           ),
         );
       }
@@ -274,7 +260,8 @@ export class RaftStorage {
         return Promise.reject(
           new LimitExceededError(
             'wal_queued_bytes_max',
-            `${this.queued_bytes} bytes already queued for ${this.log_file}; limit ${LIMITS.wal_queued_bytes_max}`,
+            `${this.queued_bytes} bytes already queued for ${this.log_file}; ` +
+              `limit ${LIMITS.wal_queued_bytes_max}`,
           ),
         );
       }
@@ -353,7 +340,8 @@ export class RaftStorage {
         await this.writeBatch(batch);
       } catch (error) {
         this.failure = ioError(
-          `${this.log_file}: write or fsync failed; no later save will be accepted, restart to recover`,
+          `${this.log_file}: write or fsync failed; ` +
+            'no later save will be accepted, restart to recover',
           error,
         );
         for (const save of batch) save.reject(this.failure);
@@ -403,6 +391,48 @@ export class RaftStorage {
     if (!this.writing && this.queue.length === 0) return Promise.resolve();
     return new Promise((resolve) => this.idle_waiters.push(resolve));
   }
+}
+
+/**
+ * Makes a replayed log ready for appends and durable: the torn tail cut, the file header written
+ * if the log is empty, and everything replayed fsync'd. Returns where the next record goes and the
+ * CRC it chains to.
+ */
+async function prepareForAppend(
+  log: LogFile,
+  log_file: string,
+  replay: ReplayOutcome,
+  fsync: boolean,
+): Promise<{ file_bytes: number; last_crc: number }> {
+  const sync = async (): Promise<void> => {
+    if (fsync) await withContext(`cannot fsync ${log_file}`, () => log.datasync());
+  };
+  let file_bytes = replay.valid_bytes;
+  let last_crc = replay.last_crc;
+  let synced = false;
+  if (replay.file_bytes > file_bytes) {
+    // Durable before anything is appended, or a crash could bring the torn bytes back behind new
+    // records.
+    await withContext(`cannot truncate the torn tail of ${log_file} at byte ${file_bytes}`, () =>
+      log.truncate(file_bytes),
+    );
+    await sync();
+    synced = true;
+  }
+  if (file_bytes === 0) {
+    const header = encodeFileHeader();
+    await withContext(`cannot write the file header of ${log_file}`, () =>
+      log.write(header.bytes, 0),
+    );
+    await sync();
+    synced = true;
+    file_bytes = header.bytes.length;
+    last_crc = header.crc;
+  }
+  // Records that a process killed before its fsync wrote are still in the page cache, so replay
+  // returned them, and this process will act on them: they must not vanish in a later power loss.
+  if (!synced) await sync();
+  return { file_bytes, last_crc };
 }
 
 /** Concatenates buffers into chunks of at most `bytes_max` (a single larger buffer stays alone). */

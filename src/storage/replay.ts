@@ -6,7 +6,7 @@
  */
 import type { HardState, RestoredState } from '../raft/types';
 import { NO_NODE } from '../raft/types';
-import type { LogEntry } from '../wire/types';
+import type { LogEntry } from '../raft/protocol';
 import { StorageCorruptError } from '../util/errors';
 import { LIMITS } from '../util/limits';
 import { ChunkReader } from './chunk_reader';

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'RESP_PROTOCOL'
   | 'RESP_TOO_LARGE'
   | 'CONFIG_INVALID'
+  | 'RAFT_CONFIG_INVALID'
   | 'LIMIT_EXCEEDED'
   | 'STORAGE_CORRUPT'
   | 'STORAGE_IO'
@@ -39,6 +40,15 @@ export class ConfigError extends KvError {
     super('CONFIG_INVALID', `${file}${line === null ? '' : `:${line}`}: ${problem}`);
     this.file = file;
     this.line = line;
+  }
+}
+
+/** A Raft core configuration (see raft/config.ts) breaks a rule; `field` names the field. */
+export class RaftConfigError extends KvError {
+  readonly field: string;
+  constructor(field: string, problem: string) {
+    super('RAFT_CONFIG_INVALID', `raft config ${field}: ${problem}`);
+    this.field = field;
   }
 }
 

@@ -1,7 +1,15 @@
+import { assert } from './assert';
+
 /**
  * Every bound the system enforces lives here, so that a reader can see in one
  * place how much memory, time and bandwidth a node may use. Exceeding one is a
  * typed error (see errors.ts), never an out-of-memory crash.
+ *
+ * Relations between the limits are asserted when this module loads
+ * (checkLimitRelations below). Those that also depend on a byte layout are
+ * asserted where the layout lives, when that module loads: a largest
+ * AppendEntries fits a frame (wire/codec.ts checkFrameLimits) and a largest
+ * Ready's save fits a WAL record (storage/payload.ts checkSaveLimits).
  */
 export const LIMITS = {
   /** Largest Raft frame payload a peer may send us (the seed's frames, any type). */
@@ -57,8 +65,8 @@ export const LIMITS = {
   /** Raft: log entries handed out for persistence in one Ready (one WAL record). */
   raft_ready_entries_max: 8192,
   /**
-   * Raft: data bytes of those entries; a single larger entry still goes alone, so one save stays
-   * below raft_ready_entries_bytes_max + raft_entry_bytes_max (+ headers) <= wal_record_bytes_max.
+   * Raft: data bytes of those entries; a single larger entry still goes alone, so a Ready passes it
+   * by at most one entry (that such a save fits wal_record_bytes_max is checked in payload.ts).
    */
   raft_ready_entries_bytes_max: 64 * 1024 * 1024,
   /** Readies a driver carries out back to back before yielding to the event loop. */
@@ -83,8 +91,8 @@ export const LIMITS = {
   /** kvcli: bytes of one input line (a command). */
   kvcli_line_bytes_max: 16 * 1024 * 1024,
   /**
-   * Inbound Raft connections open at once (4 per possible peer: reconnect races briefly need more
-   * than one).
+   * Inbound Raft connections open at once (PEER_INBOUND_CONNECTIONS_PER_PEER per possible peer:
+   * reconnect races briefly need more than one).
    */
   peer_inbound_connections_max: 4 * 64,
   /** Client connections open at once; beyond it a new client gets an error and is closed. */
@@ -114,3 +122,33 @@ export const LIMITS = {
 } as const;
 
 export type Limits = typeof LIMITS;
+
+/** Inbound connections one peer may briefly hold open while it reconnects. */
+export const PEER_INBOUND_CONNECTIONS_PER_PEER = 4;
+
+/** Asserts the relations between limits that need no byte layout; runs when this module loads. */
+export function checkLimitRelations(limits: Limits): void {
+  // A client may send one largest bulk string behind its header line; both must fit the buffer.
+  assert(
+    limits.client_read_buffer_bytes_max >=
+      limits.resp_bulk_bytes_max + limits.resp_inline_bytes_max,
+    `client_read_buffer_bytes_max ${limits.client_read_buffer_bytes_max} holds a largest bulk ` +
+      `(${limits.resp_bulk_bytes_max}) and a header line (${limits.resp_inline_bytes_max})`,
+  );
+  // Every other node of a largest cluster may be reconnecting to us at once.
+  const inbound_needed = PEER_INBOUND_CONNECTIONS_PER_PEER * (limits.cluster_nodes_max - 1);
+  assert(
+    limits.peer_inbound_connections_max >= inbound_needed,
+    `peer_inbound_connections_max ${limits.peer_inbound_connections_max} >= ` +
+      `${PEER_INBOUND_CONNECTIONS_PER_PEER} per peer of a ${limits.cluster_nodes_max}-node cluster`,
+  );
+  // A follower never has to split one AppendEntries across Readies.
+  assert(
+    limits.raft_ready_entries_max >= limits.raft_message_entries_max &&
+      limits.raft_ready_entries_bytes_max >= limits.raft_message_entries_bytes_max,
+    'one Ready holds the entries of one AppendEntries (raft_ready_entries_* >= ' +
+      'raft_message_entries_*)',
+  );
+}
+
+checkLimitRelations(LIMITS);

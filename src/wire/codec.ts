@@ -20,39 +20,48 @@
  * [0, raft_term_max]; a frame with any other term is malformed, so no peer can hand us a term
  * whose successor would not fit the int32 field.
  */
-import { AssertionFailure } from '../util/assert';
+import { assert, AssertionFailure } from '../util/assert';
 import { WireError } from '../util/errors';
-import { LIMITS } from '../util/limits';
+import { LIMITS, type Limits } from '../util/limits';
 import {
+  LOG_ENTRY_HEADER_BYTES,
   MessageType,
   type AppendEntriesRequest,
   type LogEntry,
   type MessageTypeNumber,
   type RaftMessage,
-} from './types';
+} from '../raft/protocol';
 
 export const FRAME_HEADER_BYTES = 8;
 
-const LOG_ENTRY_HEADER_BYTES = 8;
 const REQUEST_VOTE_REQUEST_BYTES = 16;
 const REQUEST_VOTE_RESPONSE_BYTES = 5;
 const APPEND_ENTRIES_REQUEST_FIXED_BYTES = 28;
 const APPEND_ENTRIES_RESPONSE_BYTES = 21;
 const TIMEOUT_NOW_BYTES = 8;
 
+/**
+ * Asserts that the largest AppendEntries the core may build fits a frame: one largest entry alone,
+ * or a full batch. Runs when this module loads.
+ */
+export function checkFrameLimits(limits: Limits): void {
+  const entries_bytes_max = Math.max(
+    LOG_ENTRY_HEADER_BYTES + limits.raft_entry_bytes_max,
+    limits.raft_message_entries_bytes_max,
+  );
+  const payload_bytes_max = APPEND_ENTRIES_REQUEST_FIXED_BYTES + entries_bytes_max;
+  assert(
+    payload_bytes_max <= limits.raft_frame_payload_bytes_max,
+    `largest AppendEntries payload ${payload_bytes_max} fits raft_frame_payload_bytes_max ` +
+      `${limits.raft_frame_payload_bytes_max}`,
+  );
+}
+
+checkFrameLimits(LIMITS);
+
 const INT32_MIN = -0x8000_0000;
 const INT32_MAX = 0x7fff_ffff;
 const UINT32_MAX = 0xffff_ffff;
-
-/** Bytes one entry takes inside an AppendEntriesRequest (what flow control counts). */
-export function logEntryBytes(entry: LogEntry): number {
-  return LOG_ENTRY_HEADER_BYTES + entry.data.length;
-}
-
-/** The size encodeMessage(message) will have, header included. */
-export function encodedFrameBytes(message: RaftMessage): number {
-  return FRAME_HEADER_BYTES + payloadBytes(message);
-}
 
 /**
  * The whole frame in one allocation. Values that do not fit their wire field
@@ -123,7 +132,8 @@ function payloadBytes(message: RaftMessage): number {
       return REQUEST_VOTE_RESPONSE_BYTES;
     case MessageType.AppendEntriesRequest: {
       let payload_bytes = APPEND_ENTRIES_REQUEST_FIXED_BYTES;
-      for (const entry of message.entries) payload_bytes += logEntryBytes(entry);
+      for (const entry of message.entries)
+        payload_bytes += LOG_ENTRY_HEADER_BYTES + entry.data.length;
       return payload_bytes;
     }
     case MessageType.AppendEntriesResponse:

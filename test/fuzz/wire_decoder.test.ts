@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 
 import { FrameDecoder, encodeMessage } from '../../src/wire/codec';
-import { MessageType, type LogEntry, type RaftMessage } from '../../src/wire/types';
+import { MessageType, type LogEntry, type RaftMessage } from '../../src/raft/protocol';
 import { WireError } from '../../src/util/errors';
 import { splitAt } from '../support/chunks';
 

@@ -7,7 +7,7 @@
 import * as net from 'node:net';
 import { encodeCommand } from '../../src/kv/command_codec';
 import { encodeMessage } from '../../src/wire/codec';
-import { MessageType } from '../../src/wire/types';
+import { MessageType } from '../../src/raft/protocol';
 import type { TestCluster } from './cluster_harness';
 
 export const INT32_MAX = 0x7fff_ffff;

@@ -314,3 +314,21 @@ test('nodes that recovered a term above raft_term_max from disk start and rejoin
     await restartAllAndServe(cluster, 'after-poisoned-disk');
   });
 });
+
+test('SIGTERM of the leader hands over to the named node in the next term (TransferVoteRequest)', {
+  timeout: 120_000,
+}, async () => {
+  await withCluster({ nodes: 3 }, async (cluster) => {
+    const leader = await stableLeader(cluster);
+    const leader_index = leader.leader_id - 1;
+    await cluster.signal(leader_index, 'SIGTERM');
+    const named = /handing leadership to node (\d+)/.exec(logOf(cluster, leader_index));
+    assert.ok(named !== null, 'the leader named its successor');
+    const successor = Number(named[1]);
+    const view = await pollUntil('the successor leads', 10_000, async () => {
+      const v = await raftView(cluster, successor - 1);
+      return v?.role === 'leader' ? v : null;
+    });
+    assert.equal(view.term, leader.term + 1, 'one campaign, no failed election in between');
+  });
+});

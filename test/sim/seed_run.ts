@@ -43,6 +43,7 @@ export interface SeedResult {
 
 export function drawParams(seed: number, options: SeedOptions = {}): SimParams {
   const rng = new SeededRandom(seed ^ 0x5eed);
+  const crashy = (options.profile ?? profileForSeed(seed)) === 'crashy';
   const delay_max_ms = 1 + rng.int(12);
   return {
     seed,
@@ -67,6 +68,9 @@ export function drawParams(seed: number, options: SeedOptions = {}): SimParams {
     inflight_messages_max: [1, 4, 16][rng.int(3)]!,
     reorder: rng.float() < 0.3,
     disk_faults: rng.float() < 0.7,
+    // The crashy profile is about durability: every crash a power loss that keeps little.
+    power_loss_probability: crashy ? 1 : 0.5,
+    keep_unsynced_probability: crashy ? 0.2 : 0.5,
   };
 }
 

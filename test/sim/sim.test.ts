@@ -17,7 +17,7 @@ import {
 } from './simulation';
 import { encodeCommand } from '../../src/kv/command_codec';
 import type { NodeId } from '../../src/raft/types';
-import type { LogEntry } from '../../src/wire/types';
+import type { LogEntry } from '../../src/raft/protocol';
 
 function reliable(
   seed: number,
@@ -211,7 +211,7 @@ test('far-behind followers with 3,000 conflicting entries catch up in few reject
         (n) =>
           n.alive &&
           n.core.last_log_index >= target &&
-          n.core.termAt(target) === leader.core.termAt(target),
+          n.core.logEntries()[target - 1]?.term === leader.core.logEntries()[target - 1]?.term,
       ),
     3000,
   );

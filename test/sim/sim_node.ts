@@ -6,11 +6,13 @@
  * served, damage before the tail is refused.
  */
 import { ReadyDriver } from '../../src/driver/ready_driver';
+import { buildRaftConfig } from '../../src/raft/config';
 import { RaftCore } from '../../src/raft/core';
 import type {
   EntriesToPersist,
   HardState,
   NodeId,
+  RaftConfig,
   Ready,
   RestoredState,
 } from '../../src/raft/types';
@@ -21,7 +23,7 @@ import { encodeFileHeader, encodeSave } from '../../src/storage/payload';
 import { StorageCorruptError, StorageIoError } from '../../src/util/errors';
 import { LIMITS } from '../../src/util/limits';
 import { SeededRandom } from '../../src/util/prng';
-import type { LogEntry, RaftMessage } from '../../src/wire/types';
+import type { LogEntry, RaftMessage } from '../../src/raft/protocol';
 import { FaultyDisk, type FaultyDiskOptions } from '../support/faulty_disk';
 import type { SimParams } from './simulation';
 
@@ -241,7 +243,8 @@ export class SimNode {
   private checkRecovered(restored: RestoredState): void {
     const before = this.durable.hard_state;
     const after = restored.hard_state;
-    if (after.term < before.term || (after.term === before.term && after.vote !== before.vote)) {
+    const vote_lost = before.vote !== NO_NODE && after.vote !== before.vote;
+    if (after.term < before.term || (after.term === before.term && vote_lost)) {
       throw new SafetyViolation(
         `node ${this.id}: recovered term/vote ${after.term}/${after.vote} ` +
           `lost the durable ${before.term}/${before.vote}`,
@@ -249,16 +252,15 @@ export class SimNode {
     }
   }
 
-  private raftConfig(): ConstructorParameters<typeof RaftCore>[0] {
+  private raftConfig(): RaftConfig {
     const params = this.host.params;
-    return {
+    return buildRaftConfig({
       id: this.id,
       voters: Array.from({ length: params.nodes }, (_, i) => i + 1),
       election_ticks: params.election_ticks,
       heartbeat_ticks: params.heartbeat_ticks,
       random: new SeededRandom(this.host.rng.int(2 ** 31) + this.id),
       limits: {
-        entry_bytes_max: LIMITS.raft_entry_bytes_max,
         message_entries_bytes_max: 64 * 1024,
         message_entries_max: params.message_entries_max,
         inflight_messages_max: params.inflight_messages_max,
@@ -271,7 +273,7 @@ export class SimNode {
       prevote: params.prevote,
       check_quorum: params.check_quorum,
       faults: params.faults,
-    };
+    });
   }
 
   /**

@@ -8,7 +8,7 @@
 import type { NodeId, RaftFaults, Ready } from '../../src/raft/types';
 import type { DriverFaults } from '../../src/driver/ready_driver';
 import { NO_NODE } from '../../src/raft/types';
-import type { LogEntry, RaftMessage } from '../../src/wire/types';
+import { isResponse, type LogEntry, type RaftMessage } from '../../src/raft/protocol';
 import { encodeMessage, FrameDecoder } from '../../src/wire/codec';
 import type { ReadOutcome, WriteOutcome } from '../../src/replica/replica';
 import { SeededRandom } from '../../src/util/prng';
@@ -50,6 +50,10 @@ export interface SimParams {
   reorder: boolean;
   /** Disk faults: power loss with torn writes at crashes, failed fsyncs, corruption at rest. */
   disk_faults: boolean;
+  /** Share of crashes that are power losses (unsynced writes lost) rather than kill -9. */
+  power_loss_probability: number;
+  /** At a power loss, the chance that some unsynced writes happen to survive anyway. */
+  keep_unsynced_probability: number;
 }
 
 interface ClientState {
@@ -142,7 +146,7 @@ export class Simulation implements SimHost {
       read_latency: { min_ms: 0, max_ms: 0.2 },
       metadata_latency: { min_ms: 0, max_ms: 0.5 },
       datasync_failure_probability: p.disk_faults ? 0.002 : 0,
-      crash_keep_unsynced_probability: 0.5,
+      crash_keep_unsynced_probability: p.keep_unsynced_probability,
       torn_write_probability: p.disk_faults ? 0.5 : 0,
     };
   }
@@ -199,7 +203,7 @@ export class Simulation implements SimHost {
   /** kill -9 or, with disk faults on, sometimes power loss (unsynced writes lost, torn tail). */
   crash(id: NodeId): void {
     const node = this.node(id);
-    node.crash(this.params.disk_faults && this.rng.float() < 0.5);
+    node.crash(this.rng.float() < this.params.power_loss_probability);
   }
 
   restart(id: NodeId): void {
@@ -306,8 +310,7 @@ export class Simulation implements SimHost {
     const copies = this.rng.float() < this.duplicate_rate ? 2 : 1;
     // Requests go on the sender's outbound connection, responses on the connection the request came
     // in on.
-    const is_response = message.type === 2 || message.type === 4 || message.type === 6;
-    const channel = is_response ? `${to}<${from}` : `${from}>${to}`;
+    const channel = isResponse(message.type) ? `${to}<${from}` : `${from}>${to}`;
     for (let i = 0; i < copies; i++) {
       const delay =
         this.params.delay_min_ms +

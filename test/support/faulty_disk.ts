@@ -36,8 +36,9 @@
  *
  * Usage: one FaultyDisk per simulated node (it outlives restarts); one
  * `disk.io(schedule)` per process incarnation, passed to RaftStorage.openWithIo.
- * After crash() every earlier incarnation is dead: its operations never settle
- * and never touch the disk.
+ * After crash() or killProcess() every earlier incarnation is dead: its
+ * operations never settle and never touch the disk. `options` may be changed
+ * between operations (e.g. faults off while a scenario sets up).
  */
 import * as path from 'node:path';
 import { RECORD_HEADER_BYTES, recordCrcMatches } from '../../src/storage/frame';
@@ -74,7 +75,7 @@ export interface FaultyDiskOptions {
   crash_lose_new_file_probability: number;
   /** Chance that a datasync fails with EIO. */
   datasync_failure_probability: number;
-  /** Chance that a write fails with EIO, after a random whole-sector prefix of it reached the file. */
+  /** Chance that a write fails with EIO after a random whole-sector prefix of it was written. */
   write_failure_probability: number;
   /** Test-only bug: a datasync reports success but makes nothing durable. */
   bug_datasync_not_durable: boolean;
@@ -251,8 +252,8 @@ export class FaultyDisk {
   installFile(file_path: string, bytes: Buffer): void {
     this.makeDirectory(path.dirname(file_path));
     this.files.set(file_path, {
-      durable: Buffer.from(bytes),
-      current: Buffer.from(bytes),
+      durable: copyImage(bytes),
+      current: copyImage(bytes),
       unsynced: [],
       in_flight: [],
       entry_durable: true,
@@ -341,7 +342,7 @@ export class FaultyDisk {
   /** Applies what a crash keeps of the file's unsynced operations; true if a write was torn. */
   private crashFile(file: DiskFile): boolean {
     const candidates = file.unsynced.concat(file.in_flight);
-    let image: Buffer = Buffer.from(file.durable);
+    let image: Buffer = copyImage(file.durable);
     let kept = 0;
     if (candidates.length > 0 && this.chance(this.options.crash_keep_unsynced_probability))
       kept = 1 + this.random.int(candidates.length);
@@ -353,7 +354,7 @@ export class FaultyDisk {
       torn = true;
     }
     file.durable = image;
-    file.current = Buffer.from(image);
+    file.current = copyImage(image);
     file.unsynced = [];
     file.in_flight = [];
     file.entry_durable = true;
@@ -540,18 +541,39 @@ class FaultyLogFile implements LogFile {
   }
 }
 
-/** The image after one write (zero-filling any gap) or truncate (zero-extending if longer). */
+/**
+ * The image after one write (zero-filling any gap) or truncate (zero-extending if longer). Images
+ * grow in place within their own spare capacity, so appending is amortised O(bytes appended).
+ */
 function applyOperation(image: Buffer, operation: Operation): Buffer {
-  if (operation.kind === 'truncate') {
-    const resized = Buffer.alloc(operation.length);
-    image.copy(resized, 0, 0, Math.min(image.length, operation.length));
-    return resized;
-  }
+  if (operation.kind === 'truncate') return resized(image, operation.length);
   const end = operation.position + operation.data.length;
-  const result = end > image.length ? Buffer.alloc(end) : image;
-  if (result !== image) image.copy(result);
+  const result = resized(image, Math.max(image.length, end));
   operation.data.copy(result, operation.position);
   return result;
+}
+
+/** Backing stores allocated here for images: only these may be grown into in place. */
+const image_backings = new WeakSet<ArrayBufferLike>();
+
+function resized(image: Buffer, length: number): Buffer {
+  if (length <= image.length) return image.subarray(0, length);
+  if (image_backings.has(image.buffer) && image.byteOffset + length <= image.buffer.byteLength) {
+    const grown = Buffer.from(image.buffer, image.byteOffset, length);
+    grown.fill(0, image.length);
+    return grown;
+  }
+  const grown = Buffer.alloc(Math.max(length, 2 * image.length, 4096));
+  image_backings.add(grown.buffer);
+  image.copy(grown);
+  return grown.subarray(0, length);
+}
+
+/** A copy sharing no memory with `image` (so that growing either never touches the other). */
+function copyImage(image: Buffer): Buffer {
+  const copy = resized(Buffer.alloc(0), image.length);
+  image.copy(copy);
+  return copy;
 }
 
 function drawLatency(random: Random, range: LatencyRange): number {

@@ -4,9 +4,10 @@
  * back by predicate and released by hand.
  */
 import assert from 'node:assert/strict';
+import { buildRaftConfig } from '../../src/raft/config';
 import { RaftCore } from '../../src/raft/core';
 import type { NodeId, RaftFaults, ReadState, RestoredState } from '../../src/raft/types';
-import type { RaftMessage } from '../../src/wire/types';
+import type { RaftMessage } from '../../src/raft/protocol';
 import { SeededRandom } from '../../src/util/prng';
 
 export const ELECTION_TICKS = 10;
@@ -20,7 +21,7 @@ export interface CoreOptions {
 
 export function makeCore(id: NodeId, voters: NodeId[], options: CoreOptions = {}): RaftCore {
   return new RaftCore(
-    {
+    buildRaftConfig({
       id,
       voters,
       election_ticks: ELECTION_TICKS,
@@ -40,9 +41,15 @@ export function makeCore(id: NodeId, voters: NodeId[], options: CoreOptions = {}
       prevote: true,
       check_quorum: true,
       faults: options.faults ?? {},
-    },
+    }),
     options.restored ?? { hard_state: { term: 0, vote: 0, commit: 0 }, entries: [] },
   );
+}
+
+/** Term of the core's entry at `index`, 0 for index 0, -1 beyond its log. */
+export function termAt(core: RaftCore, index: number): number {
+  if (index === 0) return 0;
+  return core.logEntries()[index - 1]?.term ?? -1;
 }
 
 export interface Envelope {

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import type { EntriesToPersist, HardState, RestoredState } from '../../src/raft/types';
-import type { LogEntry } from '../../src/wire/types';
+import type { LogEntry } from '../../src/raft/protocol';
 
 export interface Save {
   hard_state: HardState | null;

@@ -10,7 +10,7 @@ import {
 } from '../../src/server/peer_handshake';
 import { LIMITS } from '../../src/util/limits';
 import { encodeMessage } from '../../src/wire/codec';
-import { MessageType } from '../../src/wire/types';
+import { MessageType } from '../../src/raft/protocol';
 
 const NODES: NodeAddress[] = [1, 2, 3].map((id) => ({
   id,

@@ -8,7 +8,7 @@ import {
   type PeerTransportOptions,
 } from '../../src/server/peer_transport';
 import { encodeMessage, FrameDecoder } from '../../src/wire/codec';
-import { MessageType, type AppendEntriesRequest, type RaftMessage } from '../../src/wire/types';
+import { MessageType, type AppendEntriesRequest, type RaftMessage } from '../../src/raft/protocol';
 import { LIMITS } from '../../src/util/limits';
 import { createLogger, SILENT_LOGGER, type Logger } from '../../src/util/log';
 import { leakedHandles, waitFor } from '../support/wait';

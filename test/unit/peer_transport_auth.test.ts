@@ -11,7 +11,7 @@ import { PeerTransport, type PeerAddress } from '../../src/server/peer_transport
 import { LIMITS } from '../../src/util/limits';
 import type { Logger } from '../../src/util/log';
 import { encodeMessage } from '../../src/wire/codec';
-import { MessageType, type RaftMessage } from '../../src/wire/types';
+import { MessageType, type RaftMessage } from '../../src/raft/protocol';
 import { leakedHandles, waitFor } from '../support/wait';
 
 const HOST = '127.0.0.1';
@@ -262,4 +262,24 @@ test('with a secret: a frame naming another id than the handshake proved is refu
     'the frame in its own name got through, the one naming node 3 did not',
   );
   assert.ok(a.log.some((line) => /request names node id 3 on a connection from node 2/.test(line)));
+});
+
+test('a TransferVoteRequest travels as a request and is answered on the inbound connection', async () => {
+  const list = await members(2);
+  const a = await startNode(1, list[0]!.raft_port, list, SECRET);
+  const b = await startNode(2, list[1]!.raft_port, list, SECRET);
+  await waitFor('authenticated links up', () => linksUp([a, b]));
+  const transfer_vote: RaftMessage = {
+    type: MessageType.TransferVoteRequest,
+    term: 4,
+    candidate_id: 1,
+    last_log_index: 0,
+    last_log_term: 0,
+  };
+  assert.ok(a.transport.send(2, transfer_vote));
+  await waitFor('transfer vote delivered', () => b.received.length === 1);
+  assert.deepEqual(b.received[0], { from: 1, message: transfer_vote });
+  const reply: RaftMessage = { type: MessageType.RequestVoteResponse, term: 4, vote_granted: true };
+  assert.ok(b.transport.send(1, reply), 'the reply has a route: the request made one');
+  await waitFor('reply delivered', () => a.received.length === 1);
 });

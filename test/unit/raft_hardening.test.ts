@@ -9,7 +9,7 @@ import type { RaftCore } from '../../src/raft/core';
 import { invalidEntryReason } from '../../src/server/entry_validation';
 import { recoverPoisonedTerm } from '../../src/server/term_recovery';
 import { LIMITS } from '../../src/util/limits';
-import { MessageType, type LogEntry, type RaftMessage } from '../../src/wire/types';
+import { MessageType, type LogEntry, type RaftMessage } from '../../src/raft/protocol';
 import { ELECTION_TICKS, makeCore, TestNet } from '../support/raft_test_net';
 
 function voteRequest(
@@ -22,7 +22,7 @@ function voteRequest(
 }
 
 function lastOf(core: RaftCore): { index: number; term: number } {
-  return { index: core.last_log_index, term: core.termAt(core.last_log_index) };
+  return { index: core.last_log_index, term: core.status().last_log_term };
 }
 
 /** Takes and advances one Ready (null when there is none). */

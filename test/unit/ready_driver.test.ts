@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type DriverFaults, ReadyDriver } from '../../src/driver/ready_driver';
+import { buildRaftConfig } from '../../src/raft/config';
 import { RaftCore } from '../../src/raft/core';
 import type {
   EntriesToPersist,
@@ -19,7 +20,7 @@ import { savePayloadBytes } from '../../src/storage/payload';
 import { encodeCommand } from '../../src/kv/command_codec';
 import { LIMITS } from '../../src/util/limits';
 import { SeededRandom } from '../../src/util/prng';
-import { MessageType, type RaftMessage } from '../../src/wire/types';
+import { MessageType, type RaftMessage } from '../../src/raft/protocol';
 
 interface PendingSave {
   hard_state: HardState | null;
@@ -76,27 +77,7 @@ function makeCore(
   limits: Partial<RaftLimits> = {},
 ): RaftCore {
   return new RaftCore(
-    {
-      id,
-      voters,
-      election_ticks: 10,
-      heartbeat_ticks: 2,
-      random: new SeededRandom(id),
-      limits: {
-        entry_bytes_max: LIMITS.raft_entry_bytes_max,
-        message_entries_bytes_max: LIMITS.raft_message_entries_bytes_max,
-        message_entries_max: LIMITS.raft_message_entries_max,
-        inflight_messages_max: LIMITS.raft_inflight_messages_max,
-        uncommitted_bytes_max: LIMITS.raft_uncommitted_bytes_max,
-        pending_reads_max: LIMITS.raft_pending_reads_max,
-        committed_entries_per_ready_max: LIMITS.raft_committed_entries_per_ready_max,
-        ready_entries_max: LIMITS.raft_ready_entries_max,
-        ready_entries_bytes_max: LIMITS.raft_ready_entries_bytes_max,
-        ...limits,
-      },
-      prevote: true,
-      check_quorum: true,
-    },
+    buildRaftConfig({ id, voters, random: new SeededRandom(id), limits }),
     restored ?? { hard_state: { term: 0, vote: 0, commit: 0 }, entries: [] },
   );
 }

@@ -8,11 +8,16 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { HardState } from '../../src/raft/types';
 import { type OpenResult, RaftStorage } from '../../src/storage';
-import { StorageCorruptError, StorageIoError } from '../../src/util/errors';
+import { StorageCorruptError, StorageIoError, StorageLockedError } from '../../src/util/errors';
 import { SeededRandom } from '../../src/util/prng';
-import type { LogEntry } from '../../src/wire/types';
+import type { LogEntry } from '../../src/raft/protocol';
 import { EventQueue } from '../sim/event_queue';
-import { FaultyDisk, type FaultyDiskOptions, type Schedule } from '../support/faulty_disk';
+import {
+  FAULTY_DISK_DEFAULTS,
+  FaultyDisk,
+  type FaultyDiskOptions,
+  type Schedule,
+} from '../support/faulty_disk';
 import {
   applyToModel,
   emptyModel,
@@ -31,10 +36,17 @@ class VirtualLoop {
 
   readonly schedule: Schedule = (delay_ms, run) => this.queue.push(this.now_ms + delay_ms, run);
 
-  /** Runs events until `done()` holds or nothing is left to run. */
-  async runUntil(done: () => boolean): Promise<void> {
+  /**
+   * Runs events until `done()` holds or nothing is left to run before `until_ms` (virtual time then
+   * stands at `until_ms`, if finite).
+   */
+  async runUntil(done: () => boolean, until_ms = Infinity): Promise<void> {
     await drainMicrotasks();
     while (!done()) {
+      if (this.queue.peekTime() > until_ms) {
+        this.now_ms = until_ms;
+        return;
+      }
       const event = this.queue.pop();
       if (event === undefined) return;
       this.now_ms = event.time;
@@ -125,8 +137,9 @@ interface Workload {
 }
 
 /**
- * Issues up to `saves_max` random saves at random virtual times, then crashes the disk at
- * `crash_at_ms` (or once everything settled, if that comes first).
+ * Issues up to `saves_max` random saves at random virtual times, then at `crash_at_ms` (or once
+ * everything settled, if that comes first) ends the incarnation: a power loss, or if `kill` only
+ * the process dies.
  */
 async function runWorkload(
   loop: VirtualLoop,
@@ -135,6 +148,7 @@ async function runWorkload(
   base: ModelLog,
   random: SeededRandom,
   crash_at_ms: number,
+  kill = false,
 ): Promise<Workload> {
   const work: Workload = { saves: [], acked: 0, first_rejected: null, order_violations: [] };
   let crashed = false;
@@ -167,7 +181,8 @@ async function runWorkload(
     crashed = true;
   });
   await loop.runUntil(() => crashed);
-  disk.crash();
+  if (kill) disk.killProcess();
+  else disk.crash();
   return work;
 }
 
@@ -176,16 +191,32 @@ function openOn(loop: VirtualLoop, disk: FaultyDisk): Promise<OpenResult> {
 }
 
 /**
- * Opens the log in a new incarnation; an open whose fdatasync failed (StorageIoError) is a dead
- * process, so the disk crashes and the open is retried, as a supervisor would restart it.
+ * Opens the log in a new incarnation. An open whose write or fdatasync failed (StorageIoError) is
+ * a dead process: the disk crashes and the open is retried, as a supervisor would restart it. An
+ * open may also be interrupted by a crash or a process kill at a random moment (1 in 4).
  */
 async function openThroughFailures(
   disk: FaultyDisk,
+  random: SeededRandom,
+  kill_probability: number,
 ): Promise<{ loop: VirtualLoop; opened: OpenResult }> {
   for (let attempt = 1; ; attempt += 1) {
     const loop = new VirtualLoop();
+    const interrupt_at_ms = attempt < 10 && random.int(4) === 0 ? random.int(20) : Infinity;
+    const kill = random.float() < kill_probability;
+    let settled = false;
+    const opening = RaftStorage.openWithIo(DATA_DIR, {}, disk.io(loop.schedule)).finally(() => {
+      settled = true;
+    });
+    opening.catch(() => undefined);
+    await loop.runUntil(() => settled, interrupt_at_ms);
+    if (!settled) {
+      if (kill) disk.killProcess();
+      else disk.crash();
+      continue;
+    }
     try {
-      return { loop, opened: await openOn(loop, disk) };
+      return { loop, opened: await opening };
     } catch (error) {
       if (!(error instanceof StorageIoError) || attempt >= 20) throw error;
       disk.crash();
@@ -197,6 +228,8 @@ interface CrashRunResult {
   violations: string[];
   torn_truncations: number;
   rejected_runs: number;
+  /** The log's durable image at the end, hex: equal runs of one seed must agree. */
+  final_durable: string;
 }
 
 /**
@@ -206,14 +239,20 @@ interface CrashRunResult {
 async function crashRun(
   seed: number,
   options: Partial<FaultyDiskOptions>,
+  kill_probability = 0,
 ): Promise<CrashRunResult> {
   const random = new SeededRandom(seed);
   const disk = new FaultyDisk(new SeededRandom(seed ^ 0x5eed5eed), options);
-  const result: CrashRunResult = { violations: [], torn_truncations: 0, rejected_runs: 0 };
+  const result: CrashRunResult = {
+    violations: [],
+    torn_truncations: 0,
+    rejected_runs: 0,
+    final_durable: '',
+  };
   let expected: Expectation = { base: emptyModel(), base_records: 0, saves: [], acked: 0 };
   const incarnations = 2 + random.int(4);
   for (let incarnation = 0; incarnation <= incarnations; incarnation += 1) {
-    const { loop, opened } = await openThroughFailures(disk);
+    const { loop, opened } = await openThroughFailures(disk, random, kill_probability);
     const violation = recoveryViolation(expected, opened);
     if (violation !== null) result.violations.push(`incarnation ${incarnation}: ${violation}`);
     if (opened.recovery.truncated_tail_bytes > 0) result.torn_truncations += 1;
@@ -223,7 +262,17 @@ async function crashRun(
       hard_state: base.hard_state,
       entries: opened.restored.entries,
     };
-    const work = await runWorkload(loop, disk, opened.storage, base_model, random, random.int(80));
+    const kill = random.float() < kill_probability;
+    const crash_at_ms = random.int(80);
+    const work = await runWorkload(
+      loop,
+      disk,
+      opened.storage,
+      base_model,
+      random,
+      crash_at_ms,
+      kill,
+    );
     result.violations.push(...work.order_violations);
     if (work.first_rejected !== null) result.rejected_runs += 1;
     expected = {
@@ -233,6 +282,7 @@ async function crashRun(
       acked: work.acked,
     };
   }
+  result.final_durable = disk.image(LOG_PATH, 'durable')?.toString('hex') ?? '';
   return result;
 }
 
@@ -271,6 +321,77 @@ describe('RaftStorage on a faulty disk', () => {
     }
   });
 
+  it('killed processes (page cache kept), failed writes and fsyncs: same guarantees', async () => {
+    const faults = { write_failure_probability: 0.05, datasync_failure_probability: 0.05 };
+    for (const seed of seedsToRun(80, 4000)) {
+      const result = await crashRun(seed, faults, 0.5);
+      assert.deepEqual(result.violations, [], `seed ${seed}`);
+    }
+  });
+
+  it('records replayed from the page cache of a killed process are made durable', async () => {
+    const disk = new FaultyDisk(new SeededRandom(21), {
+      crash_keep_unsynced_probability: 0,
+      torn_write_probability: 0,
+    });
+    const loop = new VirtualLoop();
+    const first = await openOn(loop, disk);
+    // The save's write completes; its fdatasync is still running when the process dies.
+    disk.options.datasync_latency = { min_ms: 1000, max_ms: 1000 };
+    void first.storage.save({ term: 4, vote: 2, commit: 0 }, null);
+    await loop.runUntil(() => false, 100);
+    disk.killProcess();
+    disk.options.datasync_latency = FAULTY_DISK_DEFAULTS.datasync_latency;
+    const second = await openOn(new VirtualLoop(), disk);
+    assert.equal(second.recovery.records, 1, 'the killed process wrote the save to the cache');
+    // This process now acts on term 4: a power loss must not take it back.
+    disk.crash();
+    const third = await openOn(new VirtualLoop(), disk);
+    assert.equal(third.recovery.records, 1);
+    assert.equal(third.restored.hard_state.term, 4);
+  });
+
+  it('a log whose name was never made durable is made durable by the next open', async () => {
+    const disk = new FaultyDisk(new SeededRandom(22), { crash_lose_new_file_probability: 1 });
+    const loop = new VirtualLoop();
+    // Dies after the new log's header is durable, before its directory is synced.
+    void RaftStorage.openWithIo(DATA_DIR, {}, disk.io(loop.schedule));
+    await loop.runUntil(() => (disk.image(LOG_PATH, 'durable')?.length ?? 0) > 0);
+    disk.killProcess();
+    const second_loop = new VirtualLoop();
+    const second = await openOn(second_loop, disk);
+    await second_loop.drive(second.storage.save({ term: 5, vote: 1, commit: 0 }, null), 'save');
+    disk.crash();
+    const third = await openOn(new VirtualLoop(), disk);
+    assert.equal(third.restored.hard_state.term, 5, 'an acknowledged save survives');
+  });
+
+  it('replays exactly from its seed', async () => {
+    const faults = { datasync_failure_probability: 0.1, slow_probability: 0.1 };
+    for (const seed of seedsToRun(5, 5000)) {
+      const first = await crashRun(seed, faults, 0.3);
+      assert.ok(first.final_durable.length > 0, `seed ${seed}`);
+      assert.deepEqual(await crashRun(seed, faults, 0.3), first, `seed ${seed}`);
+    }
+  });
+
+  it('locks the data directory until the holder dies', async () => {
+    const disk = new FaultyDisk(new SeededRandom(11));
+    const loop = new VirtualLoop();
+    const first = await openOn(loop, disk);
+    await assert.rejects(openOn(loop, disk), StorageLockedError);
+    disk.killProcess();
+    const second = await openOn(new VirtualLoop(), disk);
+    assert.equal(second.recovery.records, 0);
+    // The dead incarnation's operations never settle.
+    let settled = false;
+    void first.storage.save({ term: 1, vote: 1, commit: 0 }, null).finally(() => {
+      settled = true;
+    });
+    await loop.runUntil(() => settled);
+    assert.equal(settled, false);
+  });
+
   it('refuses to start when a durable record before the last is corrupted at rest', async (t) => {
     let corrupted = 0;
     for (const seed of seedsToRun(80, 3000)) {
@@ -294,6 +415,27 @@ describe('RaftStorage on a faulty disk', () => {
     t.diagnostic(`seeds with a corrupted record: ${corrupted}`);
     if (process.env.STORAGE_TEST_SEED === undefined)
       assert.ok(corrupted > 40, `only ${corrupted} seeds had two durable records to damage`);
+  });
+});
+
+describe('FaultyDisk files', () => {
+  it('reads what was written; a gap or an extending truncate reads as zeros', async () => {
+    const disk = new FaultyDisk(new SeededRandom(31));
+    const loop = new VirtualLoop();
+    const io = disk.io(loop.schedule);
+    assert.equal(await loop.drive(io.makeDirectory('/a/b'), 'mkdir'), '/a');
+    assert.equal(await loop.drive(io.makeDirectory('/a/b'), 'mkdir'), undefined);
+    const file = await loop.drive(io.openLog('/a/b/f'), 'open');
+    const run = <T>(promise: Promise<T>): Promise<T> => loop.drive(promise, 'file operation');
+    await run(file.write(Buffer.from('abcdef'), 0));
+    await run(file.truncate(2));
+    await run(file.write(Buffer.from('xy'), 4));
+    await run(file.truncate(8));
+    const target = Buffer.alloc(10, 0xee);
+    assert.equal(await run(file.read(target, 1, 9, 0)), 8);
+    assert.deepEqual([...target], [0xee, 97, 98, 0, 0, 120, 121, 0, 0, 0xee]);
+    assert.equal(await run(file.size()), 8);
+    await assert.rejects(loop.drive(io.openLog('/missing/f'), 'open'), /ENOENT/);
   });
 });
 

@@ -1,8 +1,12 @@
 /**
- * Raft peer messages as the core sees them. The byte layouts are in
- * codec.ts and the README; every integer is a 32-bit little-endian value on
- * the wire, so every number here must fit in an int32 (terms, indexes, ids)
- * or a uint32 (lengths).
+ * The vocabulary of the Raft core (etcd's raftpb plays this part): log
+ * entries, peer messages and what the rest of the tree needs to know about
+ * them. A leaf module: the core, the wire codec, storage and the simulator
+ * import it; it imports nothing.
+ *
+ * The byte layouts are in wire/codec.ts and the README; every integer is a
+ * 32-bit little-endian value on the wire, so every number here must fit in an
+ * int32 (terms, indexes, ids) or a uint32 (lengths).
  */
 export const MessageType = {
   RequestVoteRequest: 1,
@@ -25,10 +29,39 @@ export const MessageType = {
 
 export type MessageTypeNumber = (typeof MessageType)[keyof typeof MessageType];
 
+/**
+ * Whether a message of this type is a request. Requests travel on the sender's outbound
+ * connection; responses go back on the connection the request came in on.
+ */
+export function isRequest(type: MessageTypeNumber): boolean {
+  return (
+    type === MessageType.RequestVoteRequest ||
+    type === MessageType.AppendEntriesRequest ||
+    type === MessageType.PreVoteRequest ||
+    type === MessageType.TimeoutNow ||
+    type === MessageType.TransferVoteRequest
+  );
+}
+
+/** Whether a message of this type answers a request (every type is exactly one of the two). */
+export function isResponse(type: MessageTypeNumber): boolean {
+  return (
+    type === MessageType.RequestVoteResponse ||
+    type === MessageType.AppendEntriesResponse ||
+    type === MessageType.PreVoteResponse
+  );
+}
+
 export interface LogEntry {
   term: number;
   data: Uint8Array;
 }
+
+/**
+ * Bytes in front of each entry's data inside an AppendEntriesRequest on the wire ([term i32]
+ * [data_length u32]). Flow control counts them, so the core's byte limits match frame sizes.
+ */
+export const LOG_ENTRY_HEADER_BYTES = 8;
 
 export interface RequestVoteRequest {
   type:
