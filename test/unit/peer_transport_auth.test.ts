@@ -264,7 +264,7 @@ test('with a secret: a frame naming another id than the handshake proved is refu
   assert.ok(a.log.some((line) => /request names node id 3 on a connection from node 2/.test(line)));
 });
 
-test('a TransferVoteRequest travels as a request and is answered on the inbound connection', async () => {
+test('a TransferVoteRequest travels as a request and its answer comes back', async () => {
   const list = await members(2);
   const a = await startNode(1, list[0]!.raft_port, list, SECRET);
   const b = await startNode(2, list[1]!.raft_port, list, SECRET);
