@@ -139,7 +139,10 @@ export class KvNode {
         `from ${recovery.records} records in ${recovery.log_file}` +
         (torn > 0 ? `; truncated a torn tail of ${torn} bytes` : ''),
     );
-    if (torn > 0) this.logger.warn(`truncated a torn WAL tail of ${torn} bytes`);
+    if (torn > 0) {
+      const reason = recovery.torn_reason ?? 'damaged record';
+      this.logger.warn(`truncated a torn WAL tail of ${torn} bytes (${reason})`);
+    }
   }
 
   private raftConfig(): RaftConfig {
