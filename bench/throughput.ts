@@ -13,15 +13,20 @@
  * the leader, runs only the SET runs at it and stops it with SIGTERM so that
  * the .cpuprofile lands in DIR.
  *
+ * `--metrics on` gives every node a `metrics_port` and scrapes all three every
+ * 5 s during the runs, to measure what metrics cost (compare with `off`).
+ *
  * The bench client runs on the same machine as the three nodes, so it
  * competes with them for CPU. Figures go in notes, never in tests.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import * as http from 'node:http';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { KvClient } from '../src/client';
 import { pollUntil, REPO_ROOT, TestCluster } from '../test/integration/cluster_harness';
+import { freePortPairs } from '../test/support/ports';
 
 interface Options {
   ops: number;
@@ -29,6 +34,7 @@ interface Options {
   callers: number;
   value_bytes: number;
   profile_dir: string | null;
+  metrics: boolean;
 }
 
 type Operation = 'SET' | 'GET';
@@ -57,6 +63,16 @@ interface RunResult {
 }
 
 const KEY_SPACE = 10_000;
+/** With --metrics on: how often each node's /metrics is fetched (Prometheus defaults to 15 s). */
+const SCRAPE_MS = 5_000;
+
+function scrapeAll(ports: number[]): void {
+  for (const port of ports) {
+    http
+      .get({ host: '127.0.0.1', port, path: '/metrics' }, (response) => response.resume())
+      .on('error', () => undefined);
+  }
+}
 
 function parseOptions(argv: string[]): Options {
   const options: Options = {
@@ -65,6 +81,7 @@ function parseOptions(argv: string[]): Options {
     callers: 50,
     value_bytes: 32,
     profile_dir: null,
+    metrics: false,
   };
   for (let i = 0; i < argv.length; i += 2) {
     const flag = argv[i];
@@ -76,10 +93,12 @@ function parseOptions(argv: string[]): Options {
     else if (flag === '--callers' && count) options.callers = value;
     else if (flag === '--value-bytes' && count) options.value_bytes = value;
     else if (flag === '--profile-dir' && text !== '') options.profile_dir = text;
+    else if (flag === '--metrics' && (text === 'on' || text === 'off'))
+      options.metrics = text === 'on';
     else
       throw new Error(
-        `usage: throughput [--ops N] [--seq-ops N] [--callers N] ` +
-          `[--value-bytes N] [--profile-dir DIR]; bad argument '${flag ?? ''}'`,
+        'usage: throughput [--ops N] [--seq-ops N] [--callers N] [--value-bytes N] ' +
+          `[--profile-dir DIR] [--metrics on|off]; bad argument '${flag ?? ''}'`,
       );
   }
   return options;
@@ -294,7 +313,12 @@ async function startProfiledLeader(
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const value = 'v'.repeat(options.value_bytes);
-  const cluster = await TestCluster.create({ nodes: 3 });
+  const metrics_ports = options.metrics ? await freePortPairs(3) : [];
+  const cluster = await TestCluster.create({
+    nodes: 3,
+    node_config: (i) => (options.metrics ? [`metrics_port ${metrics_ports[i]}`] : []),
+  });
+  const scraper = options.metrics ? setInterval(() => scrapeAll(metrics_ports), SCRAPE_MS) : null;
   let profiled: ChildProcess | null = null;
   try {
     if (options.profile_dir !== null)
@@ -352,6 +376,7 @@ async function main(): Promise<void> {
     console.error(cluster.logs());
     throw error;
   } finally {
+    if (scraper !== null) clearInterval(scraper);
     if (profiled !== null && profiled.exitCode === null) {
       const exited = new Promise<void>((resolve) => profiled?.once('exit', () => resolve()));
       profiled.kill('SIGTERM');

@@ -1,13 +1,17 @@
 /**
  * `./kvstoreraftsystem --config_path FILE`: one node of the cluster.
+ * `--version` prints the version; `--check-config FILE` validates a config
+ * file, prints it with every default resolved and exits 0 (or 1 with the error).
  * Startup failures print one line and exit non-zero; SIGTERM/SIGINT stop
  * taking clients, hand leadership over, finish the disk and exit 0.
  */
 import { loadConfig, type NodeConfig } from './config/config';
+import { configSummary, packageVersion, resolvedConfigText } from './ops/config_report';
 import { KvNode } from './server/kv_node';
 import { createLogger } from './util/log';
 
-const USAGE = 'usage: kvstoreraftsystem --config_path FILE';
+const USAGE =
+  'usage: kvstoreraftsystem --config_path FILE | --check-config FILE | --version | --help';
 
 function configPathFrom(argv: string[]): string {
   for (let i = 0; i < argv.length; i++) {
@@ -23,8 +27,24 @@ function configPathFrom(argv: string[]): string {
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
     }
+    if (arg === '--version' || arg === '-v') {
+      process.stdout.write(`kvstoreraftsystem ${packageVersion()}\n`);
+      process.exit(0);
+    }
+    if (arg === '--check-config' || arg === '--check_config') checkConfig(argv[i + 1]);
   }
   throw new Error(`missing --config_path; ${USAGE}`);
+}
+
+/** Exits 0 after printing the resolved configuration, 1 with the reason it is invalid. */
+function checkConfig(file: string | undefined): never {
+  if (file === undefined || file === '') die(`--check-config needs a file; ${USAGE}`);
+  try {
+    process.stdout.write(resolvedConfigText(loadConfig(file)));
+  } catch (error) {
+    die((error as Error).message);
+  }
+  process.exit(0);
 }
 
 function die(message: string): never {
@@ -39,7 +59,16 @@ async function main(): Promise<void> {
   } catch (error) {
     die((error as Error).message);
   }
-  const logger = createLogger(`node${config.self.id}`, config.log_level);
+  // Lines logged while starting are held back: a start that fails prints one line (its error).
+  let held: string[] | null = [];
+  const write = (line: string): void => {
+    if (held === null) process.stderr.write(line);
+    else held.push(line);
+  };
+  const logger = createLogger(`node${config.self.id}`, config.log_level, write, {
+    format: config.log_format,
+  });
+  logger.info(configSummary(config));
   const node = new KvNode(config, logger);
   node.on_fatal = (error) => die(error.message);
   process.on('uncaughtException', (error) =>
@@ -66,13 +95,18 @@ async function main(): Promise<void> {
     }
     die(e.message);
   }
+  process.stderr.write(held.join(''));
+  held = null;
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     logger.info(`${signal}: shutting down`);
     node.stop().then(
-      () => process.exit(0),
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
       (error: Error) => die(`shutdown failed: ${error.message}`),
     );
   };

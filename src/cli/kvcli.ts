@@ -26,6 +26,7 @@ import { formatReplyText, replyToJson, type JsonValue } from '../client/reply_fo
 import { splitCommandLine } from '../client/split_args';
 import { LIMITS } from '../util/limits';
 import { LimitExceededError } from '../util/errors';
+import { runLiveView } from '../ops/live_view';
 
 export interface CliIo {
   stdin: Readable & { isTTY?: boolean };
@@ -51,9 +52,12 @@ const USAGE =
   -p port          node port (default 8001)
   --nodes list     comma-separated node addresses to fail over between
   --json           print replies as JSON (one document per line)
+  --cluster-status the live cluster view (same as the command: cluster [--once])
   --timeout ms     per-command deadline, retries included (default ${DEFAULT_TIMEOUT_MS})
   --help           show this text
-Without a command, kvcli reads commands from the terminal or from stdin.`;
+Without a command, kvcli reads commands from the terminal or from stdin.
+kvcli cluster: a table of every node (role, term, indexes, lag, links), refreshed every
+second from any one node's address; q quits. --once (or no terminal) prints it once.`;
 
 const HELP = `Commands:
   SET key word [word ...]   store the value words (a quoted value is split into words)
@@ -291,7 +295,8 @@ function saveHistory(file: string | null, newest_first: readonly string[]): void
 }
 
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
-  const parsed = parseCliArgs(argv);
+  const cluster_status = argv.includes('--cluster-status');
+  const parsed = parseCliArgs(argv.filter((arg) => arg !== '--cluster-status'));
   if ('help' in parsed) {
     io.stdout.write(`${USAGE}\n`);
     return 0;
@@ -299,6 +304,12 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   if ('usage_error' in parsed) {
     io.stderr.write(`kvcli: ${parsed.usage_error}\n${USAGE}\n`);
     return 2;
+  }
+  const view = clusterViewRequest(parsed.command, cluster_status);
+  if (view !== null) {
+    const title = `kvcli cluster (from ${parsed.nodes.join(', ')})`;
+    await runLiveView({ seeds: parsed.nodes, stdin: io.stdin, stdout: io.stdout, title, ...view });
+    return 0;
   }
   let client: KvClient;
   try {
@@ -319,6 +330,15 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   } finally {
     await client.close();
   }
+}
+
+/** `cluster`, `cluster --once` or --cluster-status: the live view; null for other commands. */
+function clusterViewRequest(command: string[], flag: boolean): { once: boolean } | null {
+  const [first, second] = command;
+  const once = second === '--once';
+  if (flag && command.length === 0) return { once: false };
+  if (first?.toLowerCase() !== 'cluster' || command.length > 2) return null;
+  return command.length === 1 || once ? { once } : null;
 }
 
 /** Entry point for the `kvcli` executable. */

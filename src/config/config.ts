@@ -14,12 +14,19 @@
  *   process's working directory at start-up.
  * - `client_redirect forward|moved` (default `forward`): a follower forwards
  *   client writes to the leader, or replies `-MOVED`.
- * - `log_level error|warn|info|debug` (default `warn`).
+ * - `log_level error|warn|info|debug` (default `info`: start, role changes,
+ *   peer up/down, recovery, shutdown; per-request detail is `debug`).
  * - `cluster_name NAME` (optional): part of the cluster fingerprint, so that two clusters with the
  *   same addresses (say, on different hosts' loopback) never talk to each other by mistake.
  * - `cluster_secret_file PATH` (optional): a file holding the secret every node of the cluster
  *   shares; with it, peers authenticate each other (see server/peer_handshake.ts). A relative
  *   path resolves against the process's working directory at start-up.
+ * - `log_format text|json` (default `text`): `json` writes one object per line
+ *   (`time`, `level`, `node`, `message`) for log shippers.
+ * - `metrics_port` (default 0: off): serve Prometheus `/metrics`, `/health`
+ *   and `/ready` over HTTP on this port of the node's own ip.
+ * - `ready_lag_entries` (default 1000): `/ready` fails while this node's
+ *   applied index is more than this many entries behind the leader's commit.
  * - Timing, positive integers: `tick_ms` (default 50), `election_ticks` (10),
  *   `heartbeat_ticks` (2, must be less than `election_ticks`),
  *   `no_leader_timeout_ms` (2000), `request_timeout_ms` (10000).
@@ -37,7 +44,7 @@ import { parseHostPort } from '../util/address';
 import { assert } from '../util/assert';
 import { ConfigError, describeError } from '../util/errors';
 import { LIMITS } from '../util/limits';
-import type { LogLevel } from '../util/log';
+import { DEFAULT_LOG_LEVEL, type LogFormat, type LogLevel } from '../util/log';
 
 export interface NodeAddress {
   id: number;
@@ -58,6 +65,10 @@ export interface NodeConfig {
   data_dir: string;
   client_redirect: ClientRedirect;
   log_level: LogLevel;
+  log_format: LogFormat;
+  /** 0: no metrics listener. */
+  metrics_port: number;
+  ready_lag_entries: number;
   tick_ms: number;
   election_ticks: number;
   heartbeat_ticks: number;
@@ -77,7 +88,9 @@ type IntegerParameter =
   | 'election_ticks'
   | 'heartbeat_ticks'
   | 'no_leader_timeout_ms'
-  | 'request_timeout_ms';
+  | 'request_timeout_ms'
+  | 'metrics_port'
+  | 'ready_lag_entries';
 
 interface IntegerRule {
   default_value: number;
@@ -92,16 +105,20 @@ const INTEGER_RULES: Record<IntegerParameter, IntegerRule> = {
   heartbeat_ticks: { default_value: 2, min: 1, max: 10_000 },
   no_leader_timeout_ms: { default_value: 2_000, min: 1, max: 3_600_000 },
   request_timeout_ms: { default_value: 10_000, min: 1, max: 3_600_000 },
+  metrics_port: { default_value: 0, min: 0, max: 65_535 },
+  ready_lag_entries: { default_value: 1_000, min: 0, max: 1_000_000_000 },
 };
 
 const CLIENT_REDIRECTS: readonly ClientRedirect[] = ['forward', 'moved'];
 const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
+const LOG_FORMATS: readonly LogFormat[] = ['text', 'json'];
 const SINGLE_PARAMETERS = [
   'data_dir',
   'client_redirect',
   'log_level',
   'cluster_name',
   'cluster_secret_file',
+  'log_format',
   ...Object.keys(INTEGER_RULES),
 ];
 
@@ -172,7 +189,7 @@ export function parseConfig(
     );
   }
 
-  const secret_file = single_values.get('cluster_secret_file')?.value;
+  checkMetricsPort(integers.metrics_port, self, single_values.get('metrics_port')?.line, fail);
   const data_dir_value =
     single_values.get('data_dir')?.value ?? path.join('data', `${self.host}_${self.client_port}`);
   return {
@@ -187,9 +204,20 @@ export function parseConfig(
       'forward',
       fail,
     ),
-    log_level: parseChoice(single_values, 'log_level', LOG_LEVELS, 'warn', fail),
+    log_level: parseChoice(single_values, 'log_level', LOG_LEVELS, DEFAULT_LOG_LEVEL, fail),
+    log_format: parseChoice(single_values, 'log_format', LOG_FORMATS, 'text', fail),
     ...integers,
-    cluster_name: single_values.get('cluster_name')?.value ?? '',
+    ...clusterIdentity(single_values, cwd),
+  };
+}
+
+function clusterIdentity(
+  values: Map<string, { value: string; line: number }>,
+  cwd: string,
+): Pick<NodeConfig, 'cluster_name' | 'cluster_secret_file'> {
+  const secret_file = values.get('cluster_secret_file')?.value;
+  return {
+    cluster_name: values.get('cluster_name')?.value ?? '',
     cluster_secret_file: secret_file === undefined ? null : path.resolve(cwd, secret_file),
   };
 }
@@ -287,6 +315,16 @@ function checkAddressesDistinct(listed: ListedNode[], fail: Fail): void {
       );
     }
   }
+}
+
+function checkMetricsPort(
+  port: number,
+  self: NodeAddress,
+  line: number | undefined,
+  fail: Fail,
+): void {
+  if (port !== 0 && (port === self.client_port || port === self.raft_port))
+    fail(line ?? null, `metrics_port ${port} is in use by this node`);
 }
 
 function assignIds(listed: ListedNode[]): NodeAddress[] {

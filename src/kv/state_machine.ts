@@ -155,16 +155,13 @@ export class KvStateMachine {
 
   private set(key: Buffer, words: Buffer[]): void {
     const key_string = key.toString('latin1');
-    this.remove(key_string);
+    // Overwrite rather than delete and re-insert: a Map delete leaves a hole that later rehashes.
+    const previous = this.values.get(key_string);
+    if (previous !== undefined) this.stored_bytes -= key_string.length + sumLengths(previous);
     // One copy for the whole value: the decoded words are views into the entry
     // buffer, which may alias a network chunk or a WAL read.
     const value = Buffer.concat(words);
-    const stored: Buffer[] = [];
-    let offset = 0;
-    for (const word of words) {
-      stored.push(value.subarray(offset, offset + word.length));
-      offset += word.length;
-    }
+    const stored = words.length === 1 ? [value] : splitAs(value, words);
     this.values.set(key_string, stored);
     this.stored_bytes += key_string.length + value.length;
   }
@@ -182,6 +179,17 @@ export class KvStateMachine {
     assert(words !== undefined, 'serialize: key vanished');
     return words;
   }
+}
+
+/** Views into `value` with the lengths of `words`, which it concatenates. */
+function splitAs(value: Buffer, words: readonly Buffer[]): Buffer[] {
+  const stored: Buffer[] = [];
+  let offset = 0;
+  for (const word of words) {
+    stored.push(value.subarray(offset, offset + word.length));
+    offset += word.length;
+  }
+  return stored;
 }
 
 function sumLengths(buffers: Buffer[]): number {

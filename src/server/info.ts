@@ -96,8 +96,7 @@ function peerLine(inputs: InfoInputs, peer: NodeAddress): string {
     `id=${peer.id}`,
     `addr=${peer.host}:${peer.client_port}`,
     `raft_port=${peer.raft_port}`,
-    `link=${link?.outbound ?? 'unknown'}`,
-    `inbound=${link?.inbound_connected === true ? 'up' : 'down'}`,
+    ...linkFields(link),
     `queued_bytes=${link?.queued_bytes ?? 0}`,
     `dropped=${link?.dropped_messages ?? 0}`,
   ];
@@ -125,4 +124,16 @@ function storageFields(inputs: InfoInputs): InfoField[] {
     ['wal_fsync_max_ms', storage.fsync_max_ms.toFixed(3)],
     ['wal_queued_bytes', storage.queued_bytes],
   ];
+}
+
+/**
+ * `out`: our connection for requests to the peer. `in`: an inbound connection carrying its
+ * requests (`idle` is normal for a follower seen from its leader). `last_contact_ms`: age of
+ * the newest message from the peer either way.
+ */
+function linkFields(link: PeerStatus | undefined): string[] {
+  if (link === undefined) return ['out=unknown', 'in=unknown', 'last_contact_ms=never'];
+  const out = link.outbound === 'backoff' ? 'down' : link.outbound;
+  const age = link.last_contact_age_ms === null ? 'never' : String(link.last_contact_age_ms);
+  return [`out=${out}`, `in=${link.inbound}`, `last_contact_ms=${age}`];
 }

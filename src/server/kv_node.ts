@@ -2,6 +2,9 @@ import type { NodeAddress, NodeConfig } from '../config/config';
 import type { ClientCommand } from '../kv/client_command';
 import { parseClientCommand } from '../kv/client_command';
 import { buildRaftConfig } from '../raft/config';
+import { packageVersion } from '../ops/config_report';
+import { OpsHttpServer } from '../ops/http_server';
+import { NodeMetrics } from '../ops/metrics';
 import { RaftCore } from '../raft/core';
 import { invalidEntryReason } from './entry_validation';
 import { recoverPoisonedTerm } from './term_recovery';
@@ -26,7 +29,7 @@ import type { Logger } from '../util/log';
 import { SeededRandom } from '../util/prng';
 import { ClientListener, type ClientConnectionInfo, type ClientReply } from './client_listener';
 import { LeaderForwarder, NOT_LEADER_PREFIX, PROXY_HELLO } from './forwarder';
-import { formatInfo } from './info';
+import { formatInfo, type InfoInputs } from './info';
 import { PeerTransport, type PeerTransportOptions } from './peer_transport';
 
 const PROXIED_TAG = 'proxied';
@@ -80,6 +83,9 @@ export class KvNode {
   private transport: PeerTransport | null = null;
   private listener: ClientListener | null = null;
   private readonly forwarder: LeaderForwarder;
+  /** Null unless `metrics_port` is set: no hook costs anything then. */
+  private readonly metrics: NodeMetrics | null;
+  private ops_http: OpsHttpServer | null = null;
   private tick_timer: NodeJS.Timeout | null = null;
   private leader_waiters = new Set<() => void>();
   private soft: SoftState = { role: 'follower', term: 0, leader_id: NO_NODE };
@@ -92,6 +98,10 @@ export class KvNode {
     this.config = config;
     this.logger = logger;
     this.forwarder = new LeaderForwarder(logger);
+    this.metrics =
+      config.metrics_port === 0
+        ? null
+        : new NodeMetrics({ config, version: packageVersion(), snapshot: () => this.snapshot() });
   }
 
   async start(): Promise<void> {
@@ -99,6 +109,7 @@ export class KvNode {
     this.state = 'starting';
     const { storage, restored, recovery } = await RaftStorage.open(this.config.data_dir);
     this.storage = storage;
+    if (this.metrics !== null) storage.batch_observer = this.metrics.onWalBatch.bind(this.metrics);
     this.logRecovery(restored.entries.length, restored.hard_state, recovery);
     const recovery_of_term = recoverPoisonedTerm(restored, this.config.self.id);
     if (recovery_of_term.note !== null) this.logger.error(recovery_of_term.note);
@@ -111,7 +122,9 @@ export class KvNode {
     this.driver = this.createDriver(core, replica, storage);
     try {
       await this.startListeners();
+      await this.startOpsHttp();
     } catch (error) {
+      await this.listener?.close();
       await this.transport?.close();
       await storage.close();
       throw error;
@@ -137,7 +150,10 @@ export class KvNode {
         `from ${recovery.records} records in ${recovery.log_file}` +
         (torn > 0 ? `; truncated a torn tail of ${torn} bytes` : ''),
     );
-    if (torn > 0) this.logger.warn(`truncated a torn WAL tail of ${torn} bytes`);
+    if (torn > 0) {
+      const reason = recovery.torn_reason ?? 'damaged record';
+      this.logger.warn(`truncated a torn WAL tail of ${torn} bytes (${reason})`);
+    }
   }
 
   private raftConfig(): RaftConfig {
@@ -187,7 +203,8 @@ export class KvNode {
     await this.transport.start();
     this.listener = new ClientListener(
       { host: self.host, port: self.client_port, logger: this.logger },
-      (args, connection) => this.handleClient(args, connection),
+      this.metrics?.instrument((args, c) => this.handleClient(args, c)) ??
+        ((args, connection) => this.handleClient(args, connection)),
     );
     await this.listener.start();
     if (this.config.cluster_secret_file === null) this.logger.warn(OPEN_RAFT_PORT_WARNING);
@@ -218,6 +235,7 @@ export class KvNode {
         .catch((error: Error) => this.logger.warn(`final save: ${error.message}`));
     }
     await this.listener?.close();
+    await this.ops_http?.close();
     this.forwarder.close();
     await this.storage?.close();
     if (!failed) this.state = 'stopped';
@@ -239,8 +257,30 @@ export class KvNode {
 
   /** For INFO and tests. */
   info(section: string | null): string {
+    return formatInfo(section, this.requireSnapshot());
+  }
+
+  private async startOpsHttp(): Promise<void> {
+    if (this.metrics === null) return;
+    this.ops_http = new OpsHttpServer({
+      host: this.config.self.host,
+      port: this.config.metrics_port,
+      logger: this.logger,
+      metrics: this.metrics,
+      snapshot: () => this.snapshot(),
+      ready_lag_entries: this.config.ready_lag_entries,
+    });
+    await this.ops_http.start();
+  }
+
+  /** The node's state for INFO, metrics and /ready; null before start. */
+  private snapshot(): InfoInputs | null {
+    return this.core === null || this.replica === null ? null : this.requireSnapshot();
+  }
+
+  private requireSnapshot(): InfoInputs {
     const core = this.requireCore();
-    return formatInfo(section, {
+    return {
       config: this.config,
       status: core.status(),
       last_applied: this.requireReplica().state.last_applied,
@@ -251,12 +291,13 @@ export class KvNode {
       peers: this.transport?.status() ?? [],
       storage: this.storage?.stats() ?? null,
       connected_clients: this.listener?.connection_count ?? 0,
-    });
+    };
   }
 
   private onSoftState(soft: SoftState): void {
     const previous = this.soft;
     this.soft = soft;
+    this.metrics?.onSoftState(previous, soft);
     if (previous.role !== soft.role || previous.term !== soft.term) {
       const leader = soft.leader_id !== NO_NODE ? ` (leader ${soft.leader_id})` : '';
       this.logger.info(`role ${soft.role} in term ${soft.term}${leader}`);
@@ -264,6 +305,11 @@ export class KvNode {
     if (previous.leader_id !== soft.leader_id) {
       const leader = this.addressOf(soft.leader_id);
       this.forwarder.retainOnly(leader === null ? null : `${leader.host}:${leader.client_port}`);
+      if (previous.role === soft.role && previous.term === soft.term)
+        this.logger.info(
+          `${soft.leader_id === NO_NODE ? 'no leader' : `leader ${soft.leader_id}`}` +
+            ` in term ${soft.term}`,
+        );
       for (const wake of [...this.leader_waiters]) wake();
     }
   }
@@ -311,10 +357,26 @@ export class KvNode {
               : encodeError('TRYAGAIN shutting down; retry on another node'),
           };
         }
-        return this.inConnectionOrder(command, connection, () =>
-          this.dispatch(command, args, connection),
-        ).then((reply) => ({ reply }));
+        return this.answered(
+          name,
+          this.metrics?.requestStarted() ?? 0,
+          this.inConnectionOrder(command, connection, () =>
+            this.dispatch(command, args, connection),
+          ),
+        );
     }
+  }
+
+  /** The reply as the listener takes it; counted in the metrics here, in the one continuation. */
+  private answered(
+    name: Buffer | undefined,
+    started_ms: number,
+    reply: Promise<Buffer>,
+  ): Promise<ClientReply> {
+    return reply.then((bytes) => {
+      this.metrics?.requestDone(name, bytes, started_ms);
+      return { reply: bytes };
+    });
   }
 
   private inConnectionOrder(
@@ -366,6 +428,7 @@ export class KvNode {
           no_leader_since_ms = null;
           if (this.config.client_redirect === 'moved')
             return encodeError(`MOVED 0 ${leader.host}:${leader.client_port}`);
+          this.metrics?.onForward();
           const result = await this.forwarder.forward(
             leader.host,
             leader.client_port,
@@ -416,9 +479,15 @@ export class KvNode {
       };
       let handle: number | null;
       if (command.kind === 'write') {
-        handle = replica.write(command.command, (outcome) => settle(writeReply(outcome)));
+        handle = replica.write(command.command, (outcome) => {
+          this.metrics?.onProposal(outcome.ok ? 'ok' : outcome.error);
+          settle(writeReply(outcome));
+        });
       } else {
-        handle = replica.read(command.key, (outcome) => settle(readReply(outcome)));
+        handle = replica.read(command.key, (outcome) => {
+          this.metrics?.onRead(outcome.ok ? 'ok' : outcome.error);
+          settle(readReply(outcome));
+        });
       }
       if (settled || handle === null) return;
       this.driver?.schedule();

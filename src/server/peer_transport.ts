@@ -56,6 +56,13 @@ export interface PeerStatus {
   dropped_messages: number;
   /** Dial attempts after the first one. */
   reconnects: number;
+  /**
+   * Whether an open inbound connection carries this peer's requests. A follower never sends its
+   * leader requests, so from the leader's side `idle` is normal for a healthy follower.
+   */
+  inbound: 'connected' | 'idle';
+  /** Milliseconds since any message from this peer arrived, either direction; null: never. */
+  last_contact_age_ms: number | null;
 }
 
 const DEFAULT_BACKOFF_BASE_MS = 50;
@@ -127,12 +134,12 @@ class PeerConnection {
    * Writes one frame unless that would take the connection's unsent bytes over
    * `queue_bytes_max`. Frames written in the same event-loop turn leave in one writev.
    */
-  write(frame: Buffer, queue_bytes_max: number): boolean {
+  write(frame: Buffer, queue_bytes_max: number): 'written' | 'closed' | 'full' {
     const socket = this.socket;
-    if (socket.destroyed || !socket.writable) return false;
-    if (socket.writableLength + frame.length > queue_bytes_max) return false;
+    if (socket.destroyed || !socket.writable) return 'closed';
+    if (socket.writableLength + frame.length > queue_bytes_max) return 'full';
     this.writer.write(frame);
-    return true;
+    return 'written';
   }
 
   destroy(): void {
@@ -169,6 +176,8 @@ interface PeerLink {
    * The most recent inbound connection on which this peer sent a request: where its responses go.
    */
   response_route: PeerConnection | null;
+  /** Date.now() when a message from this peer last arrived; 0: never. */
+  last_contact_ms: number;
 }
 
 /**
@@ -267,6 +276,7 @@ export class PeerTransport {
         dropped_messages: 0,
         queue_full: false,
         response_route: null,
+        last_contact_ms: 0,
       });
     }
     this.server = net.createServer((socket) => this.acceptInbound(socket));
@@ -311,9 +321,11 @@ export class PeerTransport {
       link.dropped_messages++;
       return false;
     }
-    if (!connection.write(encodeMessage(message), this.queue_bytes_max)) {
+    const written = connection.write(encodeMessage(message), this.queue_bytes_max);
+    if (written !== 'written') {
       link.dropped_messages++;
-      if (!link.queue_full) {
+      // 'closed': the link broke and its close handler will say so; the queue is not the cause.
+      if (written === 'full' && !link.queue_full) {
         link.queue_full = true;
         this.logger.warn(
           `peer ${to}: ${connection.direction} write queue full ` +
@@ -328,6 +340,7 @@ export class PeerTransport {
 
   status(): PeerStatus[] {
     const statuses: PeerStatus[] = [];
+    const now_ms = Date.now();
     for (const [id, link] of this.links) {
       statuses.push({
         id,
@@ -336,6 +349,8 @@ export class PeerTransport {
         queued_bytes: (link.outbound?.queued_bytes ?? 0) + (link.response_route?.queued_bytes ?? 0),
         dropped_messages: link.dropped_messages,
         reconnects: Math.max(0, link.dial_count - 1),
+        inbound: link.response_route === null ? 'idle' : 'connected',
+        last_contact_age_ms: link.last_contact_ms === 0 ? null : now_ms - link.last_contact_ms,
       });
     }
     return statuses;
@@ -402,6 +417,7 @@ export class PeerTransport {
     });
     socket.on('data', (chunk: Buffer) => {
       const messages = this.receive(connection, chunk);
+      if (messages.length > 0) link.last_contact_ms = Date.now();
       for (const message of messages) {
         if (socket.destroyed || !this.admissible(connection, message)) return;
         this.on_message(id, message);
@@ -548,6 +564,7 @@ export class PeerTransport {
     }
     connection.last_request_order = ++this.request_order;
     link.response_route = connection;
+    link.last_contact_ms = Date.now();
     return sender;
   }
 

@@ -119,6 +119,14 @@ export const LIMITS = {
    * Client requests waiting for a leader to become known (each waits at most no_leader_timeout_ms).
    */
   leader_waiters_max: 64 * 1024,
+  /** Distinct log lines remembered for repeat suppression (older ones are forgotten). */
+  log_repeat_keys_max: 1024,
+  /** Bytes of one HTTP request (line and headers) the metrics listener reads before closing. */
+  metrics_request_bytes_max: 16 * 1024,
+  /** Connections the metrics listener keeps open at once. */
+  metrics_connections_max: 64,
+  /** Event-loop lag beyond which /health answers 503 (the node cannot keep its timers). */
+  health_event_loop_lag_ms_max: 1_000,
 } as const;
 
 export type Limits = typeof LIMITS;

@@ -27,6 +27,10 @@ export interface ClusterNode {
 export interface ClusterOptions {
   nodes: number;
   extra_config?: string[];
+  /** Default 'info'; null leaves log_level out of the file (the node's default). */
+  log_level?: string | null;
+  /** Config lines for one node (by index), after extra_config. */
+  node_config?: (index: number) => string[];
 }
 
 export async function pollUntil<T>(
@@ -71,7 +75,9 @@ export class TestCluster {
       const lines = ['! integration test node', `follower_info 127.0.0.1:${own}`];
       for (const other of ports) if (other !== own) lines.push(`follower_info 127.0.0.1:${other}`);
       const data_dir = join(dir, `node${i + 1}`);
-      lines.push(`data_dir ${data_dir}`, 'log_level info', ...(options.extra_config ?? []));
+      const log_level = options.log_level === undefined ? 'info' : options.log_level;
+      lines.push(`data_dir ${data_dir}`, ...(log_level === null ? [] : [`log_level ${log_level}`]));
+      lines.push(...(options.extra_config ?? []), ...(options.node_config?.(i) ?? []));
       const config_path = join(dir, `node${i + 1}.conf`);
       writeFileSync(config_path, `${lines.join('\n')}\n`);
       cluster.nodes.push({

@@ -58,7 +58,10 @@ test('seed-style file: self is the first follower_info, defaults apply', () => {
   );
   assert.equal(config.data_dir, path.join(CWD, 'data', '127.0.0.1_8002'));
   assert.equal(config.client_redirect, 'forward');
-  assert.equal(config.log_level, 'warn');
+  assert.equal(config.log_level, 'info');
+  assert.equal(config.log_format, 'text');
+  assert.equal(config.metrics_port, 0);
+  assert.equal(config.ready_lag_entries, 1000);
   assert.equal(config.tick_ms, 50);
   assert.equal(config.election_ticks, 10);
   assert.equal(config.heartbeat_ticks, 2);
@@ -121,6 +124,9 @@ test('every parameter can be set; CRLF, tabs, indentation and trailing blanks ar
     'heartbeat_ticks 3',
     'no_leader_timeout_ms 500',
     'request_timeout_ms 3000',
+    'log_format json',
+    'metrics_port 9101',
+    'ready_lag_entries 50',
     '',
   ].join('\r\n');
   const config = parse(text);
@@ -128,6 +134,9 @@ test('every parameter can be set; CRLF, tabs, indentation and trailing blanks ar
   assert.equal(config.data_dir, path.join(CWD, 'relative', 'dir'));
   assert.equal(config.client_redirect, 'moved');
   assert.equal(config.log_level, 'debug');
+  assert.equal(config.log_format, 'json');
+  assert.equal(config.metrics_port, 9101);
+  assert.equal(config.ready_lag_entries, 50);
   assert.deepEqual(
     [
       config.tick_ms,
@@ -194,6 +203,9 @@ test('errors name the file, the line and the problem', () => {
       /client_redirect must be one of forward\|moved, got 'proxy'/,
     ],
     [`${node}log_level verbose`, 2, /log_level must be one of error\|warn\|info\|debug/],
+    [`${node}log_format xml`, 2, /log_format must be one of text\|json, got 'xml'/],
+    [`${node}metrics_port 7001`, 2, /metrics_port 7001 is in use by this node/],
+    [`${node}metrics_port 70000`, 2, /metrics_port must be an integer in 0\.\.65535/],
     [
       `${node}follower_info 127.0.0.1:7001`,
       2,
