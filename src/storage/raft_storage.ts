@@ -496,3 +496,4 @@ function ioError(context: string, error: unknown): KvError {
   if (error instanceof KvError) return error;
   return new StorageIoError(`${context}: ${describeError(error)}`);
 }
+
