@@ -477,7 +477,8 @@ export class RaftCore {
   /** Returns false when the message must be dropped without further handling. */
   private acceptHigherTerm(from: NodeId, message: RaftMessage): boolean {
     if (message.type === MessageType.PreVoteRequest) return true; // pre-votes never move our term
-    if (message.type === MessageType.PreVoteResponse && message.vote_granted) return true; // carries the term we would campaign in
+    // A granted pre-vote carries the term we would campaign in, not a newer term of the cluster.
+    if (message.type === MessageType.PreVoteResponse && message.vote_granted) return true;
     // Disruption rule (thesis §4.2.3): while a live leader is heard, a vote request at a higher
     // term comes from a node that missed it (or from a stranger) and must not depose it. Only a
     // campaign the leader itself started by TimeoutNow says so on the wire and is exempt.
@@ -558,7 +559,8 @@ export class RaftCore {
   private handleVoteResponse(from: NodeId, message: RequestVoteResponse): void {
     const pre = message.type === MessageType.PreVoteResponse;
     if ((pre && this.role !== 'pre_candidate') || (!pre && this.role !== 'candidate')) return;
-    if (pre && message.vote_granted && message.term !== this.term + 1) return; // from an older pre-campaign
+    // A grant for another term than the one we would campaign in is from an older pre-campaign.
+    if (pre && message.vote_granted && message.term !== this.term + 1) return;
     this.votes.set(from, message.vote_granted);
     const outcome = this.countVotes();
     if (outcome === 'won') this.onElectionWon();
@@ -784,7 +786,8 @@ export class RaftCore {
   /** One heartbeat round confirms every read that arrived before it (reads batch per Ready). */
   private sendReadRound(): void {
     this.read_round_needed = false;
-    const round_seq = this.seq + 1; // every heartbeat of this round carries a seq at or after this one
+    // Every heartbeat of this round carries a seq at or after this one.
+    const round_seq = this.seq + 1;
     for (const id of this.peers) this.sendHeartbeat(id, this.progressOf(id));
     for (const read of this.pending_reads) if (read.seq === null) read.seq = round_seq;
   }

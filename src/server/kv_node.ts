@@ -90,6 +90,13 @@ export class KvNode {
   private leader_waiters = new Set<() => void>();
   private soft: SoftState = { role: 'follower', term: 0, leader_id: NO_NODE };
   private state: NodeState = 'created';
+  /**
+   * Election and redial jitter. It only needs to differ between nodes and runs; it is not a
+   * secret, and a test can replace it to replay a run.
+   */
+  private readonly random = new SeededRandom(
+    (Date.now() ^ (process.pid << 8) ^ process.hrtime()[1]) >>> 0,
+  );
   private readonly connection_order = new WeakMap<ClientConnectionInfo, ConnectionOrder>();
   /** Called once on an error the node cannot continue from (the process should exit non-zero). */
   on_fatal: (error: Error) => void = () => undefined;
@@ -164,7 +171,7 @@ export class KvNode {
       election_ticks: this.config.election_ticks,
       heartbeat_ticks: this.config.heartbeat_ticks,
       // Election jitter only needs to differ between nodes and runs; it is not a secret.
-      random: new SeededRandom((Date.now() ^ (process.pid << 8) ^ self.id) >>> 0),
+      random: this.random,
     });
   }
 
@@ -565,6 +572,8 @@ export class KvNode {
       peers: this.config.peers.map((p) => ({ id: p.id, host: p.host, raft_port: p.raft_port })),
       logger: this.logger,
       validate_message: invalidEntryReason,
+      // Redial jitter from the node's one generator, as election jitter.
+      random: () => this.random.float(),
       handshake: this.handshakeSettings(),
     };
   }

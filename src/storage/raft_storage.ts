@@ -496,4 +496,3 @@ function ioError(context: string, error: unknown): KvError {
   if (error instanceof KvError) return error;
   return new StorageIoError(`${context}: ${describeError(error)}`);
 }
-

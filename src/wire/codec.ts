@@ -74,7 +74,8 @@ export function encodeMessage(message: RaftMessage): Buffer {
   // resend would be rejected again forever: refuse it here where the bug is.
   if (payload_bytes > LIMITS.raft_frame_payload_bytes_max) {
     throw new AssertionFailure(
-      `message type ${message.type} payload ${payload_bytes} bytes exceeds raft_frame_payload_bytes_max ${LIMITS.raft_frame_payload_bytes_max}`,
+      `message type ${message.type} payload ${payload_bytes} bytes exceeds ` +
+        `raft_frame_payload_bytes_max ${LIMITS.raft_frame_payload_bytes_max}`,
     );
   }
   // Every byte is written below, so the uninitialised (pooled) allocation is safe.
@@ -237,19 +238,22 @@ function checkFrameHeader(
   if (payload_bytes > payload_bytes_max) {
     throw new WireError(
       'WIRE_FRAME_TOO_LARGE',
-      `Raft message type ${type} payload of ${payload_bytes} bytes exceeds the limit of ${payload_bytes_max}`,
+      `Raft message type ${type} payload of ${payload_bytes} bytes ` +
+        `exceeds the limit of ${payload_bytes_max}`,
     );
   }
   if (exact_payload_bytes !== null && payload_bytes !== exact_payload_bytes) {
     throw new WireError(
       'WIRE_MALFORMED',
-      `Raft message type ${type} payload must be ${exact_payload_bytes} bytes, header says ${payload_bytes}`,
+      `Raft message type ${type} payload must be ${exact_payload_bytes} bytes, ` +
+        `header says ${payload_bytes}`,
     );
   }
   if (exact_payload_bytes === null && payload_bytes < APPEND_ENTRIES_REQUEST_FIXED_BYTES) {
     throw new WireError(
       'WIRE_MALFORMED',
-      `AppendEntriesRequest payload must be at least ${APPEND_ENTRIES_REQUEST_FIXED_BYTES} bytes, header says ${payload_bytes}`,
+      'AppendEntriesRequest payload must be at least ' +
+        `${APPEND_ENTRIES_REQUEST_FIXED_BYTES} bytes, header says ${payload_bytes}`,
     );
   }
   return message_type;
