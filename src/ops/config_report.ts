@@ -55,7 +55,11 @@ export function resolvedConfigText(config: NodeConfig): string {
     config.cluster_secret_file === null
       ? '! cluster_secret_file (none: the Raft port is unauthenticated)'
       : `cluster_secret_file ${config.cluster_secret_file}`,
-    `! cluster fingerprint ${clusterFingerprint(config.nodes, config.cluster_name).toString('hex')}`,
+    `! cluster fingerprint ${fingerprintHex(config)}`,
   ];
   return `${lines.join('\n')}\n`;
+}
+
+function fingerprintHex(config: NodeConfig): string {
+  return clusterFingerprint(config.nodes, config.cluster_name).toString('hex');
 }
