@@ -90,8 +90,9 @@ export class KvStateMachine {
   /**
    * Applies the committed entry at `index`, which must directly follow the
    * last applied one. Entry data that does not decode changes nothing but the
-   * applied index: every replica skips it alike, so the states stay equal and
-   * no replica crashes on it at every restart.
+   * applied index: it came over the network (a forged or buggy peer may have
+   * got it committed), and every replica skips it alike, so the states stay
+   * equal and no replica crashes on it at every restart.
    */
   apply(index: number, data: Uint8Array): ApplyResult {
     assert(
