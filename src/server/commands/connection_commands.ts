@@ -17,7 +17,7 @@ import {
   type RedisValue,
 } from '../../resp/redis_value';
 import { globMatch } from '../../kv/glob';
-import { CLUSTER_SLOTS } from './cluster_slot';
+import { CLUSTER_SLOTS, keySlot } from './cluster_slot';
 import { REDIS_COMPAT_VERSION } from '../info';
 import type { Session } from './session';
 
@@ -259,7 +259,7 @@ export function cluster(args: readonly Buffer[], host: ConnectionHost): RedisVal
           'cluster_current_epoch:1\r\ncluster_my_epoch:1\r\n',
       };
     case 'KEYSLOT':
-      return error('ERR CLUSTER KEYSLOT is not supported');
+      return args.length === 3 ? int(keySlot(args[2] as Buffer)) : wrongArgs('cluster|keyslot');
     default:
       return error(`ERR unknown subcommand '${sub.slice(0, 128)}'. Try CLUSTER HELP.`);
   }
