@@ -87,6 +87,15 @@ test('node-redis and ioredis through leader and follower: data, pipeline, multi,
       other.disconnect();
       io.disconnect();
     }
+    // The leader deleted the expired keys with replicated entries: no node still holds one.
+    for (const node of cluster.nodes) {
+      const io = new Redis({ port: node.client_port });
+      await pollUntil(`node ${node.index} to drop its expired keys`, 10_000, async () => {
+        const keyspace = await io.info('keyspace');
+        return /expires=[1-9]/.test(keyspace) ? null : true;
+      });
+      io.disconnect();
+    }
   });
 });
 
@@ -403,7 +412,7 @@ test('ioredis Cluster follows the leader across a leader kill (client_redirect m
         assert.equal(await client.set('c1', 'v1'), 'OK');
         assert.equal(await client.get('c1'), 'v1');
         await cluster.kill(leader);
-        await cluster.waitForLeader(
+        const new_leader = await cluster.waitForLeader(
           15_000,
           cluster.nodes.filter((n) => n.index !== leader).map((n) => n.index),
         );
@@ -415,6 +424,13 @@ test('ioredis Cluster follows the leader across a leader kill (client_redirect m
         );
         assert.equal(await client.get('c1'), 'v1');
         assert.equal(await client.get('c2'), 'v2');
+        // redis-cli -c follows a follower's MOVED to the leader.
+        const follower = cluster.nodes.find((n) => n.index !== leader && n.index !== new_leader);
+        if (installed('redis-cli')) {
+          const port = String(follower!.client_port);
+          const cli = await run('redis-cli', ['-c', '-p', port, 'GET', 'c2']);
+          assert.equal(cli.out.trim(), 'v2');
+        }
       } finally {
         client.disconnect();
       }
