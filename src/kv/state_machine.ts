@@ -185,11 +185,17 @@ export class KvStateMachine {
     // buffer, which may alias a network chunk or a WAL read.
     const value = Buffer.concat(words);
     const stored = words.length === 1 ? [value] : splitAs(value, words);
-    this.values.set(key_string, { words: stored, mod_index: this.applied_index });
+    if (previous !== undefined) {
+      previous.words = stored;
+      previous.mod_index = this.applied_index;
+    } else {
+      this.values.set(key_string, { words: stored, mod_index: this.applied_index });
+    }
     this.stored_bytes += key_string.length + value.length;
-    if (deadline_ms === null) this.deadlines.delete(key_string);
-    else this.deadlines.set(key_string, deadline_ms);
-    this.tombstones.delete(key_string);
+    // Size checks first: the seed's SET-only workload then pays no extra hash lookups.
+    if (deadline_ms !== null) this.deadlines.set(key_string, deadline_ms);
+    else if (this.deadlines.size > 0) this.deadlines.delete(key_string);
+    if (this.tombstones.size > 0) this.tombstones.delete(key_string);
   }
 
   /** Sets or clears the deadline of an existing key. */
