@@ -25,6 +25,12 @@
  * - Timing, positive integers: `tick_ms` (default 50), `election_ticks` (10),
  *   `heartbeat_ticks` (2, must be less than `election_ticks`),
  *   `no_leader_timeout_ms` (2000), `request_timeout_ms` (10000).
+ * - `test_faults a,b,...` (TESTS ONLY; default none): break one safety rule
+ *   each, so the chaos test can prove it notices: `serve_local_reads` (any
+ *   node answers GET from its own state), `ack_before_fsync` (replicate and
+ *   count entries before they are on disk), `skip_read_index` (a leader reads
+ *   without confirming it still leads), `stale_leader_reads` (that, and an
+ *   isolated leader keeps leading).
  *
  * Every parameter except `follower_info` may appear at most once.
  *
@@ -50,6 +56,14 @@ export interface NodeAddress {
 
 export type ClientRedirect = 'forward' | 'moved';
 
+export const TEST_FAULTS = [
+  'serve_local_reads',
+  'ack_before_fsync',
+  'skip_read_index',
+  'stale_leader_reads',
+] as const;
+export type TestFault = (typeof TEST_FAULTS)[number];
+
 export interface NodeConfig {
   self: NodeAddress;
   /** Every node but this one, sorted by id. */
@@ -69,6 +83,8 @@ export interface NodeConfig {
   heartbeat_ticks: number;
   no_leader_timeout_ms: number;
   request_timeout_ms: number;
+  /** Test-only safety breakers; empty in production. */
+  test_faults: readonly TestFault[];
 }
 
 /** The Raft port sits this far below the client port (the seed's rule). */
@@ -108,6 +124,7 @@ const SINGLE_PARAMETERS = [
   'client_redirect',
   'log_level',
   'log_format',
+  'test_faults',
   ...Object.keys(INTEGER_RULES),
 ];
 
@@ -196,7 +213,21 @@ export function parseConfig(
     log_level: parseChoice(single_values, 'log_level', LOG_LEVELS, DEFAULT_LOG_LEVEL, fail),
     log_format: parseChoice(single_values, 'log_format', LOG_FORMATS, 'text', fail),
     ...integers,
+    test_faults: parseTestFaults(single_values.get('test_faults'), fail),
   };
+}
+
+function parseTestFaults(
+  given: { value: string; line: number } | undefined,
+  fail: Fail,
+): TestFault[] {
+  if (given === undefined) return [];
+  return given.value.split(',').map((name) => {
+    const fault = TEST_FAULTS.find((candidate) => candidate === name);
+    if (fault === undefined)
+      return fail(given.line, `test_faults: unknown fault '${name}' (${TEST_FAULTS.join('|')})`);
+    return fault;
+  });
 }
 
 /** Reads and parses a config file; read failures become ConfigError(path, null, ...). */

@@ -53,8 +53,10 @@ class LeaderLink {
     port: number,
     private readonly logger: Logger,
     private readonly on_closed: (link: LeaderLink) => void,
+    local_address: string | undefined,
   ) {
-    this.socket = net.connect({ host, port });
+    // From the node's own address, like Raft traffic: a partition cuts forwarding too.
+    this.socket = net.connect({ host, port, localAddress: local_address });
     this.socket.setNoDelay(true);
     this.writer = new CorkedWriter(this.socket);
     this.socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
@@ -152,7 +154,11 @@ export class LeaderForwarder {
   private readonly grace_timers = new Set<NodeJS.Timeout>();
   private retained: string | null = null;
 
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    /** The address to dial from (the node's own); undefined lets the OS choose. */
+    private readonly local_address?: string,
+  ) {}
 
   forward(
     host: string,
@@ -163,9 +169,16 @@ export class LeaderForwarder {
     const address = `${host}:${port}`;
     let link = this.links.get(address);
     if (link === undefined || link.closed) {
-      link = new LeaderLink(address, host, port, this.logger, (closed) => {
-        if (this.links.get(closed.address) === closed) this.links.delete(closed.address);
-      });
+      link = new LeaderLink(
+        address,
+        host,
+        port,
+        this.logger,
+        (closed) => {
+          if (this.links.get(closed.address) === closed) this.links.delete(closed.address);
+        },
+        this.local_address,
+      );
       this.links.set(address, link);
     }
     return link.forward(args, deadline_ms);
