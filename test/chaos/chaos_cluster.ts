@@ -210,7 +210,7 @@ export class ChaosCluster {
     }
   }
 
-  /** Synchronous, for exit handlers: SIGKILL every process we started. */
+  /** Synchronous, for exit handlers: SIGKILL every process we started, remove the files. */
   killAllSync(): void {
     for (const node of this.nodes) {
       node.exit_expected = true;
@@ -220,6 +220,7 @@ export class ChaosCluster {
         // already gone
       }
     }
+    rmSync(this.dir, { recursive: true, force: true });
   }
 
   async destroy(keep_dir: boolean): Promise<void> {
