@@ -1,6 +1,6 @@
 /**
  * `npm run chaos -- --time SECONDS [--seed S] [--nodes 5|3] [--mode forward|moved]
- *  [--faults kind,kind] [--test-faults fault,fault] [--clients N]`
+ *  [--faults kind,kind] [--test-faults fault,fault] [--clients N] [--fuzz 1|0]`
  *
  * Runs real nodes under real partitions and process faults (see run_chaos.ts), prints a summary
  * and, last, exactly one line `chaos: <ops> ops (...), <faults> faults, <V> violations`. Exits 1
@@ -30,6 +30,7 @@ export function parseChaosArgs(argv: readonly string[]): ChaosOptions {
     kinds: CHAOS_DEFAULTS.kinds,
     clients: CHAOS_DEFAULTS.clients,
     keys: CHAOS_DEFAULTS.keys,
+    fuzz: CHAOS_DEFAULTS.fuzz,
     log: (line) => process.stdout.write(`${line}\n`),
   };
   for (let i = 0; i < argv.length; i += 2) {
@@ -46,6 +47,9 @@ export function parseChaosArgs(argv: readonly string[]): ChaosOptions {
         break;
       case '--nodes':
         options.nodes = number;
+        break;
+      case '--fuzz':
+        options.fuzz = value !== '0';
         break;
       case '--clients':
         options.clients = number;

@@ -5,14 +5,16 @@
  * checker, per key), no node exited or logged an internal error except by
  * the nemesis's hand.
  */
+import { readFileSync } from 'node:fs';
 import type { ClientRedirect, TestFault } from '../../src/config/config';
 import { KvClient } from '../../src/client';
 import { SeededRandom } from '../../src/util/prng';
 import { checkLinearizable, type HistoryOperation } from '../sim/linearizability';
 import { ChaosCluster } from './chaos_cluster';
 import { FAULT_KINDS, type FaultKind, type FaultRecord, Nemesis } from './nemesis';
+import { LiveFuzzer } from './fuzzer';
 import { NetFaults } from './netfault';
-import { Workload, type WorkloadCounts } from './workload';
+import { Workload, type WorkloadCounts, workloadKey } from './workload';
 
 export interface ChaosOptions {
   time_s: number;
@@ -23,6 +25,8 @@ export interface ChaosOptions {
   kinds: readonly FaultKind[];
   clients: number;
   keys: number;
+  /** Live fuzzing of both ports during the run. */
+  fuzz: boolean;
   log: (line: string) => void;
 }
 
@@ -32,6 +36,7 @@ export const CHAOS_DEFAULTS = {
   clients: 12,
   keys: 8,
   kinds: FAULT_KINDS,
+  fuzz: true,
 };
 
 /** After healing, a write must commit within this. */
@@ -51,6 +56,9 @@ export interface ChaosResult {
   /** Longest time from a fault's start to the first successful write called after it. */
   longest_unavailable_ms: number;
   healed_write_ms: number | null;
+  fuzz: { inputs: number; resp: number; raft: number } | null;
+  /** Largest resident set size seen of any node process, in MiB. */
+  rss_max_mib: number;
 }
 
 /** The live resources of a run, for the signal and exit handlers to clean up. */
@@ -88,6 +96,8 @@ export async function runChaos(
       now,
     });
     workload.start();
+    const fuzzer = options.fuzz ? startFuzzer(cluster, options.seed) : null;
+    const rss = new RssSampler(cluster);
     const nemesis = new Nemesis(
       cluster,
       resources.net,
@@ -98,7 +108,12 @@ export async function runChaos(
     );
     const end_ms = options.time_s * 1000;
     await nemesis.run(() => now() >= end_ms);
+    await fuzzer?.stop();
+    rss.stop();
     const result = await finish(options, cluster, workload, nemesis.faults, now);
+    result.rss_max_mib = rss.max_mib;
+    if (fuzzer !== null)
+      result.fuzz = { inputs: fuzzer.inputs, resp: fuzzer.resp_inputs, raft: fuzzer.raft_inputs };
     failed = false;
     return result;
   } finally {
@@ -145,7 +160,47 @@ async function finish(
         : `key ${checked.failure.key} (seed ${options.seed}):\n${checked.failure.explanation}`,
     longest_unavailable_ms: longestUnavailability(faults, workload.history),
     healed_write_ms,
+    fuzz: null,
+    rss_max_mib: 0,
   };
+}
+
+function startFuzzer(cluster: ChaosCluster, seed: number): LiveFuzzer {
+  const fuzzer = new LiveFuzzer(
+    () =>
+      cluster.nodes
+        .filter((n) => n.process !== null)
+        .map((n) => ({ host: n.ip, client_port: n.client_port, raft_port: n.raft_port })),
+    seed,
+  );
+  fuzzer.start();
+  return fuzzer;
+}
+
+/** Samples every node's resident set size (Linux /proc) once a second. */
+class RssSampler {
+  max_mib = 0;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(cluster: ChaosCluster) {
+    this.timer = setInterval(() => {
+      for (const node of cluster.nodes) {
+        const pid = node.process?.pid;
+        if (pid === undefined) continue;
+        try {
+          const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+          const kib = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+          this.max_mib = Math.max(this.max_mib, kib / 1024);
+        } catch {
+          // exited between the check and the read
+        }
+      }
+    }, 1000);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
 }
 
 async function timeHealedWrite(
@@ -187,10 +242,10 @@ async function finalReads(
   try {
     for (let k = 0; k < keys; k++) {
       const call_time = now();
-      const words = await client.get(`k${k}`);
+      const words = await client.get(workloadKey(k));
       history.push({
         client_id: -1,
-        input: { kind: 'get', key: `k${k}` },
+        input: { kind: 'get', key: workloadKey(k) },
         output: { kind: 'get', value: words === null ? null : words.join(' ') },
         call_time,
         return_time: now(),

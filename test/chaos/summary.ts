@@ -19,6 +19,11 @@ export function formatSummary(result: ChaosResult): { text: string; passed: bool
       result.healed_write_ms === null ? 'NEVER' : `${Math.round(result.healed_write_ms)} ms`
     }`,
   );
+  if (result.fuzz !== null) {
+    const { inputs, resp, raft } = result.fuzz;
+    lines.push(`live fuzzing: ${inputs} inputs (${resp} RESP, ${raft} Raft frames)`);
+  }
+  lines.push(`largest node RSS: ${result.rss_max_mib.toFixed(1)} MiB`);
   for (const failure of result.check_failures) lines.push(`CHECK FAILED: ${failure}`);
   if (result.violation_text !== null)
     lines.push(

@@ -10,6 +10,14 @@ import { KvClient, KvClientError, OutcomeUnknownError } from '../../src/client';
 import { SeededRandom } from '../../src/util/prng';
 import type { HistoryOperation, KvInput, KvOutput } from '../sim/linearizability';
 
+/**
+ * The checked keys; distinctive, so that the fuzzer's random commands (which use other keys) cannot
+ * plausibly touch them.
+ */
+export function workloadKey(index: number): string {
+  return `chaos:key:${index}`;
+}
+
 export interface WorkloadOptions {
   clients: number;
   keys: number;
@@ -77,7 +85,7 @@ export class Workload {
   }
 
   private nextInput(rng: SeededRandom, process_id: number, counter: number): KvInput {
-    const key = `k${rng.int(this.options.keys)}`;
+    const key = workloadKey(rng.int(this.options.keys));
     const roll = rng.float();
     if (roll < 0.5) return { kind: 'get', key };
     if (roll < 0.9) return { kind: 'set', key, value: `p${process_id}-${counter}` };

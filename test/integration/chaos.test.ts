@@ -25,12 +25,14 @@ async function chaos(
     kinds: readonly FaultKind[];
     test_faults?: TestFault[];
     mode?: 'forward' | 'moved';
+    fuzz?: boolean;
   },
 ): Promise<ChaosResult> {
   const result = await runChaos({
     nodes: 5,
     clients: 12,
     keys: 8,
+    fuzz: options.fuzz ?? false,
     mode: options.mode ?? 'forward',
     test_faults: options.test_faults ?? [],
     time_s: options.time_s,
@@ -52,7 +54,13 @@ test('chaos: every fault kind on 5 real nodes in moved mode; linearizable, conve
   timeout: 120_000,
 }, async (t) => {
   const seed = SEED % 1_000_000;
-  const result = await chaos(t, { time_s: 35, seed, kinds: FAULT_KINDS, mode: 'moved' });
+  const result = await chaos(t, {
+    time_s: 35,
+    seed,
+    kinds: FAULT_KINDS,
+    mode: 'moved',
+    fuzz: true,
+  });
   assert.deepEqual(result.check_failures, [], `checks failed (seed ${seed})`);
   assert.equal(result.violations, 0, `violation (seed ${seed}): ${result.violation_text}`);
   assert.ok(result.faults.length >= 5, `faults were injected (${result.faults.length})`);
