@@ -54,7 +54,7 @@ export interface ChaosResult {
   check_failures: string[];
   violation_text: string | null;
   /** Longest time from a fault's start to the first successful write called after it. */
-  longest_unavailable_ms: number;
+  longest_unavailable: { ms: number; fault: string };
   healed_write_ms: number | null;
   fuzz: { inputs: number; resp: number; raft: number } | null;
   /** Largest resident set size seen of any node process, in MiB. */
@@ -158,7 +158,7 @@ async function finish(
       checked.failure === undefined
         ? null
         : `key ${checked.failure.key} (seed ${options.seed}):\n${checked.failure.explanation}`,
-    longest_unavailable_ms: longestUnavailability(faults, workload.history),
+    longest_unavailable: longestUnavailability(faults, workload.history),
     healed_write_ms,
     fuzz: null,
     rss_max_mib: 0,
@@ -272,11 +272,14 @@ async function convergence(cluster: ChaosCluster): Promise<string | null> {
   return `nodes did not converge within ${CONVERGENCE_BOUND_MS} ms: ${last}`;
 }
 
-function longestUnavailability(faults: FaultRecord[], history: HistoryOperation[]): number {
+function longestUnavailability(
+  faults: FaultRecord[],
+  history: HistoryOperation[],
+): { ms: number; fault: string } {
   const ok_writes = history
     .filter((op) => op.input.kind !== 'get' && op.output.kind !== 'unknown')
     .sort((a, b) => a.call_time - b.call_time);
-  let longest = 0;
+  let longest = { ms: 0, fault: 'none' };
   for (const fault of faults) {
     // First successful write called at or after the fault began (binary search on call_time).
     let low = 0;
@@ -289,7 +292,9 @@ function longestUnavailability(faults: FaultRecord[], history: HistoryOperation[
     let first_return = Infinity;
     for (let i = low; i < Math.min(ok_writes.length, low + 64); i++)
       first_return = Math.min(first_return, ok_writes[i]!.return_time);
-    if (Number.isFinite(first_return)) longest = Math.max(longest, first_return - fault.start_ms);
+    const ms = first_return - fault.start_ms;
+    if (Number.isFinite(ms) && ms > longest.ms)
+      longest = { ms, fault: `${fault.kind} ${fault.detail} at ${Math.round(fault.start_ms)} ms` };
   }
   return longest;
 }

@@ -10,9 +10,12 @@ export function formatSummary(result: ChaosResult): { text: string; passed: bool
   lines.push(`faults by kind: ${kinds.join(', ') || 'none'}`);
   const codes = [...result.counts.fail_codes].map(([code, count]) => `${code} ${count}`);
   lines.push(`failed operations by code: ${codes.join(', ') || 'none'}`);
+  for (const [code, message] of result.counts.fail_samples)
+    lines.push(`  last ${code}: ${message}`);
   lines.push(
-    `longest unavailability after a fault: ${Math.round(result.longest_unavailable_ms)} ms ` +
-      '(fault start to the first successful write called after it)',
+    `longest unavailability after a fault: ${Math.round(result.longest_unavailable.ms)} ms ` +
+      `(fault start to the first successful write called after it), after ` +
+      result.longest_unavailable.fault,
   );
   lines.push(
     `after healing a write committed in ${

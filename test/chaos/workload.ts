@@ -34,11 +34,19 @@ export interface WorkloadCounts {
   unknown: number;
   /** Failures by error code (ENOLEADER, ETIMEOUT, ...). */
   fail_codes: Map<string, number>;
+  /** The last message of each failure code, to tell what went wrong. */
+  fail_samples: Map<string, string>;
 }
 
 export class Workload {
   readonly history: HistoryOperation[] = [];
-  readonly counts: WorkloadCounts = { ok: 0, fail: 0, unknown: 0, fail_codes: new Map() };
+  readonly counts: WorkloadCounts = {
+    ok: 0,
+    fail: 0,
+    unknown: 0,
+    fail_codes: new Map(),
+    fail_samples: new Map(),
+  };
   private running = true;
   private next_process_id: number;
   private loops: Promise<void>[] = [];
@@ -116,6 +124,7 @@ export class Workload {
       // A read without an answer tells nothing: as good as never issued.
       this.counts.fail++;
       this.counts.fail_codes.set(error.code, (this.counts.fail_codes.get(error.code) ?? 0) + 1);
+      this.counts.fail_samples.set(error.code, error.message.slice(0, 160));
       return null;
     }
   }
