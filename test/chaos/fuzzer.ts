@@ -32,7 +32,7 @@ export class LiveFuzzer {
   constructor(
     private readonly targets: () => FuzzTarget[],
     private readonly seed: number,
-    private readonly concurrency = 6,
+    private readonly concurrency = 10,
   ) {}
 
   start(): void {
