@@ -54,7 +54,7 @@ export interface ChaosResult {
   check_failures: string[];
   violation_text: string | null;
   /** Longest time from a fault's start to the first successful write called after it. */
-  longest_unavailable: { ms: number; fault: string };
+  longest_unavailable: Unavailability;
   healed_write_ms: number | null;
   fuzz: { inputs: number; resp: number; raft: number } | null;
   /** Largest resident set size seen of any node process, in MiB. */
@@ -272,14 +272,19 @@ async function convergence(cluster: ChaosCluster): Promise<string | null> {
   return `nodes did not converge within ${CONVERGENCE_BOUND_MS} ms: ${last}`;
 }
 
-function longestUnavailability(
-  faults: FaultRecord[],
-  history: HistoryOperation[],
-): { ms: number; fault: string } {
+export interface Unavailability {
+  /** From the fault's start to the first successful write called after it. */
+  ms: number;
+  /** The part of it after the fault was healed. */
+  after_heal_ms: number;
+  fault: string;
+}
+
+function longestUnavailability(faults: FaultRecord[], history: HistoryOperation[]): Unavailability {
   const ok_writes = history
     .filter((op) => op.input.kind !== 'get' && op.output.kind !== 'unknown')
     .sort((a, b) => a.call_time - b.call_time);
-  let longest = { ms: 0, fault: 'none' };
+  let longest: Unavailability = { ms: 0, after_heal_ms: 0, fault: 'none' };
   for (const fault of faults) {
     // First successful write called at or after the fault began (binary search on call_time).
     let low = 0;
@@ -293,8 +298,13 @@ function longestUnavailability(
     for (let i = low; i < Math.min(ok_writes.length, low + 64); i++)
       first_return = Math.min(first_return, ok_writes[i]!.return_time);
     const ms = first_return - fault.start_ms;
-    if (Number.isFinite(ms) && ms > longest.ms)
-      longest = { ms, fault: `${fault.kind} ${fault.detail} at ${Math.round(fault.start_ms)} ms` };
+    if (Number.isFinite(ms) && ms > longest.ms) {
+      longest = {
+        ms,
+        after_heal_ms: Math.max(0, first_return - fault.end_ms),
+        fault: `${fault.kind} ${fault.detail} at ${Math.round(fault.start_ms)} ms`,
+      };
+    }
   }
   return longest;
 }

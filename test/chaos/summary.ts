@@ -14,7 +14,8 @@ export function formatSummary(result: ChaosResult): { text: string; passed: bool
     lines.push(`  last ${code}: ${message}`);
   lines.push(
     `longest unavailability after a fault: ${Math.round(result.longest_unavailable.ms)} ms ` +
-      `(fault start to the first successful write called after it), after ` +
+      `(fault start to the first successful write called after it; ` +
+      `${Math.round(result.longest_unavailable.after_heal_ms)} ms of it after healing), after ` +
       result.longest_unavailable.fault,
   );
   lines.push(
