@@ -70,7 +70,9 @@ export class Nemesis {
     while (!until()) {
       await sleep(this.between(this.options.calm_ms));
       if (until()) break;
-      const kind = this.options.kinds[this.rng.int(this.options.kinds.length)]!;
+      // On 3 nodes a ring is every link: no cut at all, so a bridge stands in for it.
+      let kind = this.options.kinds[this.rng.int(this.options.kinds.length)]!;
+      if (kind === 'partition_ring' && this.cluster.nodes.length < 4) kind = 'partition_bridge';
       const start_ms = this.now();
       const detail = await this.inject(kind);
       await sleep(this.between(this.options.hold_ms));
