@@ -17,7 +17,7 @@ const FIRST_WRITE_BOUND_MS = 3000;
 
 test('moved mode: clients of a leader cut off from its peers reach the new leader fast', {
   timeout: 60_000,
-}, async () => {
+}, async (t) => {
   const net = NetFaults.open();
   const cluster = await ChaosCluster.create({ nodes: 3, mode: 'moved', test_faults: [] });
   try {
@@ -44,6 +44,10 @@ test('moved mode: clients of a leader cut off from its peers reach the new leade
       }
     }
     await client.close();
+    t.diagnostic(
+      `first write committed ${Math.round(committed_after_ms ?? -1)} ms after the cut, ` +
+        `${unknown} unknown outcomes on the way`,
+    );
     assert.notEqual(committed_after_ms, null, 'a write committed during the partition');
     assert.ok(
       committed_after_ms !== null && committed_after_ms < FIRST_WRITE_BOUND_MS,
