@@ -53,6 +53,7 @@ class LeaderLink {
     port: number,
     private readonly logger: Logger,
     private readonly on_closed: (link: LeaderLink) => void,
+    hello_args: readonly string[],
     local_address: string | undefined,
   ) {
     // From the node's own address, like Raft traffic: a partition cuts forwarding too.
@@ -69,7 +70,7 @@ class LeaderLink {
       this.logger.debug(`forward link to ${address}: ${error.message}`),
     );
     this.socket.on('close', () => this.fail());
-    this.socket.write(encodeCommand([PROXY_HELLO]));
+    this.socket.write(encodeCommand([PROXY_HELLO, ...hello_args]));
   }
 
   get pending_count(): number {
@@ -154,8 +155,13 @@ export class LeaderForwarder {
   private readonly grace_timers = new Set<NodeJS.Timeout>();
   private retained: string | null = null;
 
+  /**
+   * `hello_args` follow RAFT.PROXY on every link: the view and protocol (e.g. `redis 3`) the
+   * leader answers this forwarder's requests in.
+   */
   constructor(
     private readonly logger: Logger,
+    private readonly hello_args: readonly string[] = [],
     /** The address to dial from (the node's own); undefined lets the OS choose. */
     private readonly local_address?: string,
   ) {}
@@ -177,6 +183,7 @@ export class LeaderForwarder {
         (closed) => {
           if (this.links.get(closed.address) === closed) this.links.delete(closed.address);
         },
+        this.hello_args,
         this.local_address,
       );
       this.links.set(address, link);
