@@ -33,6 +33,12 @@
  * - Timing, positive integers: `tick_ms` (default 50), `election_ticks` (10),
  *   `heartbeat_ticks` (2, must be less than `election_ticks`),
  *   `no_leader_timeout_ms` (2000), `request_timeout_ms` (10000).
+ * - `test_faults a,b,...` (TESTS ONLY; default none): break one safety rule
+ *   each, so the chaos test can prove it notices: `serve_local_reads` (any
+ *   node answers GET from its own state), `ack_before_fsync` (replicate and
+ *   count entries before they are on disk), `skip_read_index` (a leader reads
+ *   without confirming it still leads), `stale_leader_reads` (that, and an
+ *   isolated leader keeps leading).
  *
  * Every parameter except `follower_info` may appear at most once.
  *
@@ -59,6 +65,14 @@ export interface NodeAddress {
 export type ClientRedirect = 'forward' | 'moved';
 export type ClientProtocol = 'seed' | 'redis';
 
+export const TEST_FAULTS = [
+  'serve_local_reads',
+  'ack_before_fsync',
+  'skip_read_index',
+  'stale_leader_reads',
+] as const;
+export type TestFault = (typeof TEST_FAULTS)[number];
+
 export interface NodeConfig {
   self: NodeAddress;
   /** Every node but this one, sorted by id. */
@@ -79,6 +93,8 @@ export interface NodeConfig {
   heartbeat_ticks: number;
   no_leader_timeout_ms: number;
   request_timeout_ms: number;
+  /** Test-only safety breakers; empty in production. */
+  test_faults: readonly TestFault[];
   /** '' when not configured. */
   cluster_name: string;
   /** Absolute path, or null: peers are not authenticated (the seed's open protocol). */
@@ -126,6 +142,7 @@ const SINGLE_PARAMETERS = [
   'cluster_name',
   'cluster_secret_file',
   'log_format',
+  'test_faults',
   ...Object.keys(INTEGER_RULES),
 ];
 
@@ -215,19 +232,35 @@ export function parseConfig(
     log_level: parseChoice(single_values, 'log_level', LOG_LEVELS, DEFAULT_LOG_LEVEL, fail),
     log_format: parseChoice(single_values, 'log_format', LOG_FORMATS, 'text', fail),
     ...integers,
-    ...clusterIdentity(single_values, cwd),
+    ...clusterIdentity(single_values, cwd, fail),
   };
 }
 
+/** The cluster's identity, and the test-only faults. */
 function clusterIdentity(
   values: Map<string, { value: string; line: number }>,
   cwd: string,
-): Pick<NodeConfig, 'cluster_name' | 'cluster_secret_file'> {
+  fail: Fail,
+): Pick<NodeConfig, 'cluster_name' | 'cluster_secret_file' | 'test_faults'> {
   const secret_file = values.get('cluster_secret_file')?.value;
   return {
     cluster_name: values.get('cluster_name')?.value ?? '',
     cluster_secret_file: secret_file === undefined ? null : path.resolve(cwd, secret_file),
+    test_faults: parseTestFaults(values.get('test_faults'), fail),
   };
+}
+
+function parseTestFaults(
+  given: { value: string; line: number } | undefined,
+  fail: Fail,
+): TestFault[] {
+  if (given === undefined) return [];
+  return given.value.split(',').map((name) => {
+    const fault = TEST_FAULTS.find((candidate) => candidate === name);
+    if (fault === undefined)
+      return fail(given.line, `test_faults: unknown fault '${name}' (${TEST_FAULTS.join('|')})`);
+    return fault;
+  });
 }
 
 /** Reads and parses a config file; read failures become ConfigError(path, null, ...). */

@@ -56,6 +56,7 @@ export function resolvedConfigText(config: NodeConfig): string {
       ? '! cluster_secret_file (none: the Raft port is unauthenticated)'
       : `cluster_secret_file ${config.cluster_secret_file}`,
     `! cluster fingerprint ${fingerprintHex(config)}`,
+    ...(config.test_faults.length > 0 ? [`test_faults ${config.test_faults.join(',')}`] : []),
   ];
   return `${lines.join('\n')}\n`;
 }

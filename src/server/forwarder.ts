@@ -54,8 +54,10 @@ class LeaderLink {
     private readonly logger: Logger,
     private readonly on_closed: (link: LeaderLink) => void,
     hello_args: readonly string[],
+    local_address: string | undefined,
   ) {
-    this.socket = net.connect({ host, port });
+    // From the node's own address, like Raft traffic: a partition cuts forwarding too.
+    this.socket = net.connect({ host, port, localAddress: local_address });
     this.socket.setNoDelay(true);
     this.writer = new CorkedWriter(this.socket);
     this.socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
@@ -160,6 +162,8 @@ export class LeaderForwarder {
   constructor(
     private readonly logger: Logger,
     private readonly hello_args: readonly string[] = [],
+    /** The address to dial from (the node's own); undefined lets the OS choose. */
+    private readonly local_address?: string,
   ) {}
 
   forward(
@@ -180,6 +184,7 @@ export class LeaderForwarder {
           if (this.links.get(closed.address) === closed) this.links.delete(closed.address);
         },
         this.hello_args,
+        this.local_address,
       );
       this.links.set(address, link);
     }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { NodeAddress, NodeConfig } from '../config/config';
 import type { ClientCommand } from '../kv/client_command';
 import { parseClientCommand } from '../kv/client_command';
@@ -10,7 +11,13 @@ import { invalidEntryReason } from './entry_validation';
 import { recoverPoisonedTerm } from './term_recovery';
 import type { HandshakeSettings } from './peer_handshake';
 import { clusterFingerprint, describeMembers, loadClusterSecret } from '../config/fingerprint';
-import { NO_NODE, type NodeId, type RaftConfig, type SoftState } from '../raft/types';
+import {
+  NO_NODE,
+  type NodeId,
+  type RaftConfig,
+  type RaftFaults,
+  type SoftState,
+} from '../raft/types';
 import { ReadyDriver } from '../driver/ready_driver';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../replica/replica';
 import {
@@ -39,6 +46,8 @@ import { ExpirySweeper } from './commands/expiry_sweeper';
 import { PeerTransport, type PeerTransportOptions } from './peer_transport';
 
 const PROXIED_TAG = 'proxied';
+/** `INFO digest`: the applied index and a hash of the state machine, to compare replicas. */
+const DIGEST_SECTION = 'digest';
 const EMPTY_ARRAY_REPLY = Buffer.from('*0\r\n', 'latin1');
 const NOT_LEADER_REPLY = encodeError(`${NOT_LEADER_PREFIX.slice(1)}`);
 /** How often a request waiting for a leader re-checks when nothing else wakes it. */
@@ -103,6 +112,8 @@ export class KvNode {
   private ops_http: OpsHttpServer | null = null;
   private tick_timer: NodeJS.Timeout | null = null;
   private leader_waiters = new Set<() => void>();
+  /** Moved mode: local writes to answer at once when this node stops leading. */
+  private readonly step_down_waiters = new Set<() => void>();
   private soft: SoftState = { role: 'follower', term: 0, leader_id: NO_NODE };
   private state: NodeState = 'created';
   /**
@@ -119,10 +130,10 @@ export class KvNode {
   constructor(config: NodeConfig, logger: Logger) {
     this.config = config;
     this.logger = logger;
-    this.forwarder = new LeaderForwarder(logger);
+    this.forwarder = new LeaderForwarder(logger, [], config.self.host);
     this.redis_forwarders = [
-      new LeaderForwarder(logger, ['redis', '2']),
-      new LeaderForwarder(logger, ['redis', '3']),
+      new LeaderForwarder(logger, ['redis', '2'], config.self.host),
+      new LeaderForwarder(logger, ['redis', '3'], config.self.host),
     ];
     this.frontend = new RedisFrontend({
       connectionHost: (connection) => this.connectionHost(connection),
@@ -201,7 +212,23 @@ export class KvNode {
       heartbeat_ticks: this.config.heartbeat_ticks,
       // Election jitter only needs to differ between nodes and runs; it is not a secret.
       random: this.random,
+      ...this.testRaftOptions(),
     });
+  }
+
+  /** The Raft side of the test-only `test_faults` (config.ts); nothing when none is set. */
+  private testRaftOptions(): { faults?: RaftFaults; check_quorum?: boolean } {
+    const faults = this.config.test_faults;
+    if (faults.length === 0) return {};
+    this.logger.warn(`TEST FAULTS ON, this node breaks safety rules: ${faults.join(',')}`);
+    const stale = faults.includes('stale_leader_reads');
+    return {
+      faults: {
+        ack_before_persist: faults.includes('ack_before_fsync'),
+        read_without_heartbeat: stale || faults.includes('skip_read_index'),
+      },
+      ...(stale ? { check_quorum: false } : {}),
+    };
   }
 
   private createDriver(core: RaftCore, replica: Replica, storage: RaftStorage): ReadyDriver {
@@ -219,7 +246,10 @@ export class KvNode {
       // setImmediate runs after this turn's I/O callbacks: every request that arrived together
       // shares one Ready and one fsync.
       { defer: (run) => setImmediate(run) },
-      { readies_per_turn_max: LIMITS.driver_readies_per_turn_max },
+      {
+        readies_per_turn_max: LIMITS.driver_readies_per_turn_max,
+        faults: { send_before_persist: this.config.test_faults.includes('ack_before_fsync') },
+      },
       {
         onSoftState: (soft) => this.onSoftState(soft),
         onTruncate: (first_index) =>
@@ -294,6 +324,12 @@ export class KvNode {
 
   /** For INFO and tests. */
   info(section: string | null): string {
+    if (section?.toLowerCase() === DIGEST_SECTION) {
+      // Not part of `INFO all`: it hashes the whole state. Converged nodes show the same line.
+      const state = this.requireReplica().state;
+      const digest = createHash('sha256').update(state.serialize()).digest('hex');
+      return `# Digest\r\nlast_applied:${state.last_applied}\r\nstate_digest:${digest}\r\n`;
+    }
     return formatInfo(section, this.requireSnapshot());
   }
 
@@ -338,6 +374,8 @@ export class KvNode {
     const previous = this.soft;
     this.soft = soft;
     this.metrics?.onSoftState(previous, soft);
+    if (previous.role === 'leader' && soft.role !== 'leader')
+      for (const answer of [...this.step_down_waiters]) answer();
     if (previous.role !== soft.role || previous.term !== soft.term) {
       const leader = soft.leader_id !== NO_NODE ? ` (leader ${soft.leader_id})` : '';
       this.logger.info(`role ${soft.role} in term ${soft.term}${leader}`);
@@ -527,6 +565,10 @@ export class KvNode {
     for (;;) {
       if (!this.serving()) return encodeError('TRYAGAIN shutting down; retry on another node');
       const core = this.requireCore();
+      if (command.kind === 'read' && this.config.test_faults.includes('serve_local_reads')) {
+        const value = this.requireReplica().state.get(command.key);
+        return value === null ? REPLY_NIL : encodeBulkArray(value);
+      }
       if (core.current_role === 'leader') {
         const local = await this.executeLocally(command, deadline_ms);
         if (local !== null) return local;
@@ -534,6 +576,11 @@ export class KvNode {
         return NOT_LEADER_REPLY; // the forwarding node retries; never forward twice
       } else {
         const leader = this.addressOf(core.status().leader_id);
+        if (leader === null && this.config.client_redirect === 'moved') {
+          // A moved-mode client can ask another node at once; waiting here for an election this
+          // node may not even hear of (partitioned away) only stalls it.
+          return encodeError('CLUSTERDOWN this node knows no leader; retry on another node');
+        }
         if (leader !== null) {
           no_leader_since_ms = null;
           if (this.config.client_redirect === 'moved') {
@@ -588,11 +635,25 @@ export class KvNode {
         if (settled) return;
         settled = true;
         if (timer !== null) clearTimeout(timer);
+        this.step_down_waiters.delete(answerOnStepDown);
         resolve(reply);
+      };
+      const answerOnStepDown = (): void => {
+        if (handle !== null) replica.cancelWrite(handle);
+        settle(
+          encodeError(
+            'TIMEOUT outcome unknown: this node stopped leading before the write committed',
+          ),
+        );
       };
       const handle = this.submit(replica, command, settle);
       if (settled || handle === null) return;
       this.driver?.schedule();
+      // A deposed leader learns the write's fate only once it hears the new leader, which may be
+      // after a whole partition: a moved-mode client would rather know now and move on.
+      const is_write = command.kind === 'write' || command.kind === 'redis_write';
+      if (is_write && this.config.client_redirect === 'moved')
+        this.step_down_waiters.add(answerOnStepDown);
       const submitted = handle;
       timer = setTimeout(
         () => {

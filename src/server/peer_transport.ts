@@ -392,7 +392,8 @@ export class PeerTransport {
     const { id, host, raft_port } = link.address;
     link.outbound_state = 'connecting';
     link.dial_count++;
-    const socket = net.connect({ host, port: raft_port });
+    // From our own address, so peers (and firewall rules) see which node a connection comes from.
+    const socket = net.connect({ host, port: raft_port, localAddress: this.options.listen_host });
     const connection = new PeerConnection(
       socket,
       'outbound',

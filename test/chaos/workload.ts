@@ -1,0 +1,131 @@
+/**
+ * Chaos clients: each a KvClient (its own connections) starting at a
+ * different node, issuing random GET/SET/DEL over a small key set with unique
+ * values and a per-operation deadline. Outcomes are classified as the client
+ * library does: ok, fail (certainly not executed: left out of the history),
+ * unknown (a write that may have happened: its return time is +infinity and
+ * the client continues as a new process id, as Jepsen's clients do).
+ */
+import { KvClient, KvClientError, OutcomeUnknownError } from '../../src/client';
+import { SeededRandom } from '../../src/util/prng';
+import type { HistoryOperation, KvInput, KvOutput } from '../sim/linearizability';
+
+/**
+ * The checked keys; distinctive, so that the fuzzer's random commands (which use other keys) cannot
+ * plausibly touch them.
+ */
+export function workloadKey(index: number): string {
+  return `chaos:key:${index}`;
+}
+
+export interface WorkloadOptions {
+  clients: number;
+  keys: number;
+  call_timeout_ms: number;
+  seed: number;
+  /** Client addresses of every node. */
+  addresses: string[];
+  now: () => number;
+}
+
+export interface WorkloadCounts {
+  ok: number;
+  fail: number;
+  unknown: number;
+  /** Failures by error code (ENOLEADER, ETIMEOUT, ...). */
+  fail_codes: Map<string, number>;
+  /** The last message of each failure code, to tell what went wrong. */
+  fail_samples: Map<string, string>;
+}
+
+export class Workload {
+  readonly history: HistoryOperation[] = [];
+  readonly counts: WorkloadCounts = {
+    ok: 0,
+    fail: 0,
+    unknown: 0,
+    fail_codes: new Map(),
+    fail_samples: new Map(),
+  };
+  private running = true;
+  private next_process_id: number;
+  private loops: Promise<void>[] = [];
+
+  constructor(private readonly options: WorkloadOptions) {
+    this.next_process_id = options.clients;
+  }
+
+  start(): void {
+    this.loops = Array.from({ length: this.options.clients }, (_, i) => this.clientLoop(i));
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.loops);
+  }
+
+  private async clientLoop(client_index: number): Promise<void> {
+    const { addresses } = this.options;
+    // Each client starts at its own node, so the connections spread over the whole cluster.
+    const rotated = addresses.map((_, i) => addresses[(client_index + i) % addresses.length]!);
+    const client = new KvClient({ nodes: rotated, call_timeout_ms: this.options.call_timeout_ms });
+    const rng = new SeededRandom((this.options.seed * 7919 + client_index) >>> 0);
+    let process_id = client_index;
+    let counter = 0;
+    try {
+      while (this.running) {
+        const input = this.nextInput(rng, process_id, ++counter);
+        const call_time = this.options.now();
+        const output = await this.execute(client, input);
+        if (output === null) continue;
+        this.history.push({
+          client_id: process_id,
+          input,
+          output,
+          call_time,
+          return_time: output.kind === 'unknown' ? Infinity : this.options.now(),
+        });
+        if (output.kind === 'unknown') process_id = this.next_process_id++;
+      }
+    } finally {
+      await client.close();
+    }
+  }
+
+  private nextInput(rng: SeededRandom, process_id: number, counter: number): KvInput {
+    const key = workloadKey(rng.int(this.options.keys));
+    const roll = rng.float();
+    if (roll < 0.5) return { kind: 'get', key };
+    if (roll < 0.9) return { kind: 'set', key, value: `p${process_id}-${counter}` };
+    return { kind: 'del', key };
+  }
+
+  /** The operation's output for the history; null when it certainly did not happen. */
+  private async execute(client: KvClient, input: KvInput): Promise<KvOutput | null> {
+    try {
+      let output: KvOutput;
+      if (input.kind === 'get') {
+        const words = await client.get(input.key);
+        output = { kind: 'get', value: words === null ? null : words.join(' ') };
+      } else if (input.kind === 'set') {
+        await client.set(input.key, input.value);
+        output = { kind: 'set' };
+      } else {
+        output = { kind: 'del', count: await client.del(input.key) };
+      }
+      this.counts.ok++;
+      return output;
+    } catch (error) {
+      if (!(error instanceof KvClientError)) throw error;
+      if (error instanceof OutcomeUnknownError && input.kind !== 'get') {
+        this.counts.unknown++;
+        return { kind: 'unknown' };
+      }
+      // A read without an answer tells nothing: as good as never issued.
+      this.counts.fail++;
+      this.counts.fail_codes.set(error.code, (this.counts.fail_codes.get(error.code) ?? 0) + 1);
+      this.counts.fail_samples.set(error.code, error.message.slice(0, 160));
+      return null;
+    }
+  }
+}
