@@ -309,7 +309,7 @@ test('CLUSTERDOWN moves to another node; TRYAGAIN retries the same node', async 
 test('with no leader anywhere, the call fails with NoLeaderError', async () => {
   const a = await FakeServer.start(() => '-CLUSTERDOWN no leader\r\n');
   const b = await FakeServer.start(() => '-ERR no leader known\r\n');
-  const client = makeClient([a.address, b.address], { call_timeout_ms: 300 });
+  const client = makeClient([a.address, b.address], { call_timeout_ms: 1000 });
   try {
     const error = await rejectsWith(client.set('k', 'v'), NoLeaderError);
     assert.equal(error.code, 'ENOLEADER');
