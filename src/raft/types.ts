@@ -132,10 +132,20 @@ export interface RaftConfig {
   faults?: RaftFaults;
 }
 
-/** Persisted state a node restarts from. entries[0] is log index 1. */
+/** The last log position a snapshot covers. */
+export interface SnapshotPoint {
+  index: number;
+  term: number;
+}
+
+/**
+ * Persisted state a node restarts from. entries[0] is log index snapshot.index + 1 (1 without a
+ * snapshot); the state machine must already hold the snapshot's state.
+ */
 export interface RestoredState {
   hard_state: HardState;
   entries: LogEntry[];
+  snapshot?: SnapshotPoint;
 }
 
 export type ProposeResult =
