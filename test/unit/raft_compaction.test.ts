@@ -80,7 +80,7 @@ test('a restart from a snapshot point applies only the committed entries after i
   core.advance(ready);
 });
 
-test('a commit index on disk below the snapshot is raised to it (the snapshot is committed)', () => {
+test('a commit index on disk below the snapshot is raised to it (snapshots are committed)', () => {
   const core = makeCore(1, [1, 2, 3], {
     restored: {
       hard_state: { term: 3, vote: 1, commit: 4 },
@@ -99,7 +99,7 @@ function proposeAndSettle(net: TestNet, leader: number, count: number): void {
   net.tickAll(2); // a heartbeat carries the new commit index to the followers
 }
 
-test('a leader that compacted past a lagging follower sends it no AppendEntries with entries', () => {
+test('a leader compacted past a lagging follower sends it no AppendEntries with entries', () => {
   const net = new TestNet([1, 2, 3]);
   net.elect(1);
   net.isolate(3);
