@@ -15,7 +15,7 @@ export const RecordType = {
 
 export type RecordTypeNumber = (typeof RecordType)[keyof typeof RecordType];
 
-const crc32: (data: Uint8Array, value?: number) => number = (() => {
+export const crc32: (data: Uint8Array, value?: number) => number = (() => {
   const native = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
   if (typeof native !== 'function') {
     throw new Error('node:zlib crc32 is missing: the write-ahead log needs Node.js >= 20.15');
