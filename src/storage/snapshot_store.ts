@@ -81,7 +81,8 @@ export class SnapshotStore {
     header.writeUInt32LE(meta.index, 16);
     header.writeUInt32LE(meta.term, 20);
     header.writeUInt32LE(meta.voters.length, 24);
-    meta.voters.forEach((id, i) => header.writeUInt32LE(id, FIXED_HEADER_BYTES + 4 * i));
+    for (const [i, id] of meta.voters.entries())
+      header.writeUInt32LE(id, FIXED_HEADER_BYTES + 4 * i);
     await this.io.unlink(temp_path);
     const file = await this.io.openLog(temp_path);
     try {

@@ -89,7 +89,7 @@ async function loadAll(disk: FaultyDisk): Promise<number | null> {
   return loaded.meta.index;
 }
 
-test('a crash anywhere in a snapshot write leaves the new snapshot or the previous one', async () => {
+test('a crash anywhere in a snapshot write leaves the new or the previous snapshot', async () => {
   const seen = new Set<number | null>();
   for (let seed = 1; seed <= 60; seed++) {
     const disk = new FaultyDisk(new SeededRandom(seed), { sector_bytes: 512 });
