@@ -36,7 +36,7 @@ function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'kv-compact-'));
 }
 
-test('after a compaction the log restarts after the snapshot, with the saves after it', async () => {
+test('after a compaction the log restarts after the snapshot, with later saves', async () => {
   const dir = tempDir();
   const storage = await logWith(dir, 100);
   const before = fs.statSync(path.join(dir, 'raft.wal')).size;
