@@ -352,6 +352,20 @@ export class RaftCore {
     this.log.compact(Math.min(index, this.log.stable));
   }
 
+  /** Every voting member (for a snapshot's membership). */
+  get voters(): NodeId[] {
+    return this.config.voters.slice();
+  }
+
+  /**
+   * The log after `index` as the saves handed out so far leave it on disk: what a WAL rewrite
+   * that starts after `index` must hold (a truncation not yet handed out is dropped with it).
+   */
+  persistedEntriesAfter(index: number): LogEntry[] {
+    assert(index >= this.log.snapshot_index, `entries after ${index} are compacted`);
+    return this.log.slice(index + 1, this.log.handed_out);
+  }
+
   /**
    * The lowest index any follower still needs (its next entry), or last index + 1 when not
    * leader: compacting below it keeps every follower reachable by AppendEntries.

@@ -138,6 +138,11 @@ export interface SnapshotPoint {
   term: number;
 }
 
+/** What a snapshot records besides the state machine: its point and the membership. */
+export interface SnapshotMeta extends SnapshotPoint {
+  voters: NodeId[];
+}
+
 /**
  * Persisted state a node restarts from. entries[0] is log index snapshot.index + 1 (1 without a
  * snapshot); the state machine must already hold the snapshot's state.

@@ -7,7 +7,9 @@ import { OpsHttpServer } from '../ops/http_server';
 import { NodeMetrics } from '../ops/metrics';
 import { RaftCore } from '../raft/core';
 import { NO_NODE, type NodeId, type RaftConfig, type SoftState } from '../raft/types';
-import { ReadyDriver } from '../driver/ready_driver';
+import { type DriverSnapshotStorage, ReadyDriver } from '../driver/ready_driver';
+import { KvStateMachine } from '../kv/state_machine';
+import type { LoadedSnapshot } from '../storage/snapshot_store';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../replica/replica';
 import {
   encodeBulkArray,
@@ -30,6 +32,8 @@ import { PeerTransport } from './peer_transport';
 
 const PROXIED_TAG = 'proxied';
 const EMPTY_ARRAY_REPLY = Buffer.from('*0\r\n', 'latin1');
+/** Admin command: take a snapshot now. */
+const RAFT_SNAPSHOT = 'RAFT.SNAPSHOT';
 const NOT_LEADER_REPLY = encodeError(`${NOT_LEADER_PREFIX.slice(1)}`);
 /** How often a request waiting for a leader re-checks when nothing else wakes it. */
 const LEADER_RECHECK_MS = 50;
@@ -100,12 +104,12 @@ export class KvNode {
   async start(): Promise<void> {
     assert(this.state === 'created', `start() of a node in state ${this.state}`);
     this.state = 'starting';
-    const { storage, restored, recovery } = await RaftStorage.open(this.config.data_dir);
+    const { storage, restored, recovery, snapshot } = await RaftStorage.open(this.config.data_dir);
     this.storage = storage;
     if (this.metrics !== null) storage.batch_observer = this.metrics.onWalBatch.bind(this.metrics);
     this.logRecovery(restored.entries.length, restored.hard_state, recovery);
     const core = new RaftCore(this.raftConfig(), restored);
-    const replica = new Replica(core);
+    const replica = new Replica(core, stateFromSnapshot(snapshot, this.logger));
     this.core = core;
     this.replica = replica;
     this.driver = this.createDriver(core, replica, storage);
@@ -140,6 +144,8 @@ export class KvNode {
         (torn > 0 ? `; truncated a torn tail of ${torn} bytes` : ''),
     );
     if (torn > 0) this.logger.warn(`truncated a torn WAL tail of ${torn} bytes`);
+    for (const damaged of recovery.damaged_snapshots)
+      this.logger.warn(`skipped a damaged snapshot, falling back to an older one: ${damaged}`);
   }
 
   private raftConfig(): RaftConfig {
@@ -164,12 +170,18 @@ export class KvNode {
             () => done(null),
             (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
           ),
+        snapshots: snapshotStorage(storage),
       },
       { send: (to, message) => this.transport?.send(to, message) },
       // setImmediate runs after this turn's I/O callbacks: every request that arrived together
       // shares one Ready and one fsync.
       { defer: (run) => setImmediate(run) },
-      { readies_per_turn_max: LIMITS.driver_readies_per_turn_max },
+      {
+        readies_per_turn_max: LIMITS.driver_readies_per_turn_max,
+        snapshot_entries: this.config.snapshot_entries,
+        snapshot_log_bytes: this.config.snapshot_log_bytes,
+        now_ms: () => performance.now(),
+      },
       {
         onSoftState: (soft) => this.onSoftState(soft),
         onTruncate: (first_index) =>
@@ -282,6 +294,7 @@ export class KvNode {
       pending_reads: this.requireReplica().pending_reads,
       peers: this.transport?.status() ?? [],
       storage: this.storage?.stats() ?? null,
+      ...(this.driver === null ? {} : { snapshots: this.driver.snapshotStats() }),
       connected_clients: this.listener?.connection_count ?? 0,
     };
   }
@@ -306,6 +319,17 @@ export class KvNode {
     }
   }
 
+  /** RAFT.SNAPSHOT: takes a snapshot now and replies once it is durable. */
+  private snapshotCommand(): Promise<ClientReply> {
+    return new Promise((resolve) => {
+      const started = this.driver?.snapshotNow((error) =>
+        resolve({ reply: error === null ? REPLY_OK : encodeError(`ERR ${error.message}`) }),
+      );
+      if (started !== true)
+        resolve({ reply: encodeError('ERR no snapshot taken: one is running or nothing is new') });
+    });
+  }
+
   private fail(error: Error): void {
     if (this.state === 'failed') return;
     this.state = 'failed';
@@ -328,6 +352,8 @@ export class KvNode {
       connection.tags.add(PROXIED_TAG);
       return { reply: REPLY_OK };
     }
+    if (name !== undefined && name.toString('latin1').toUpperCase() === RAFT_SNAPSHOT)
+      return this.snapshotCommand();
     const command = parseClientCommand(args);
     switch (command.kind) {
       case 'error':
@@ -590,4 +616,38 @@ function isNotLeaderReply(bytes: Buffer): boolean {
     bytes.length >= NOT_LEADER_PREFIX.length &&
     bytes.toString('latin1', 0, NOT_LEADER_PREFIX.length) === NOT_LEADER_PREFIX
   );
+}
+
+/** The state machine a node restarts with: the snapshot's, or empty. */
+function stateFromSnapshot(snapshot: LoadedSnapshot | null, logger: Logger): KvStateMachine {
+  if (snapshot === null) return new KvStateMachine();
+  const state = KvStateMachine.restore(snapshot.state);
+  assert(
+    state.last_applied === snapshot.meta.index,
+    `snapshot ${snapshot.file} holds state applied to ${state.last_applied}, ` +
+      `not its index ${snapshot.meta.index}`,
+  );
+  logger.info(
+    `loaded snapshot ${snapshot.file} (index ${snapshot.meta.index}, term ${snapshot.meta.term}, ` +
+      `${state.key_count} keys, ${snapshot.file_bytes} bytes)`,
+  );
+  return state;
+}
+
+/** The driver's view of the storage's snapshot files and log compaction. */
+function snapshotStorage(storage: RaftStorage): DriverSnapshotStorage {
+  const asError = (error: unknown): Error =>
+    error instanceof Error ? error : new Error(String(error));
+  return {
+    write: (meta, state, done) =>
+      storage.snapshots.write(meta, state).then(
+        (written) => done(null, written.file_bytes),
+        (error: unknown) => done(asError(error), 0),
+      ),
+    compact: (point, entries, done) =>
+      storage.compactLog(point, entries).then(
+        () => done(null),
+        (error: unknown) => done(asError(error)),
+      ),
+  };
 }

@@ -23,17 +23,11 @@
  * newest `snapshots_kept` are kept, so one damaged file still leaves a fallback.
  */
 import * as path from 'node:path';
-import type { NodeId } from '../raft/types';
+import type { NodeId, SnapshotMeta } from '../raft/types';
 import { StorageCorruptError } from '../util/errors';
 import { LIMITS } from '../util/limits';
 import { crc32 } from './frame';
 import type { StorageIo } from './io';
-
-export interface SnapshotMeta {
-  index: number;
-  term: number;
-  voters: NodeId[];
-}
 
 export interface LoadedSnapshot {
   meta: SnapshotMeta;
