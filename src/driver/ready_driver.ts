@@ -329,7 +329,13 @@ export class ReadyDriver {
    */
   private onSnapshotWritten(snapshots: DriverSnapshotStorage, point: SnapshotPoint): void {
     if (this.state_ === 'failed') return;
-    const compact_to = Math.min(this.previous_snapshot_index, this.core.status().stable_index);
+    // A leader keeps what its followers still need: until snapshots can be sent to them
+    // (InstallSnapshot), a follower behind the first retained entry could never catch up.
+    const compact_to = Math.min(
+      this.previous_snapshot_index,
+      this.core.status().stable_index,
+      this.core.followersNeedFrom() - 1,
+    );
     this.previous_snapshot_index = point.index;
     this.snapshot_point = point;
     if (compact_to <= this.core.first_log_index - 1) return;
