@@ -114,7 +114,12 @@ export class RaftCore {
     this.config = config;
     this.peers = config.voters.filter((id) => id !== config.id);
     this.quorum = Math.floor(config.voters.length / 2) + 1;
-    this.log = new RaftLog(restored.entries, restored.hard_state.commit, restored.snapshot);
+    this.log = new RaftLog(
+      restored.entries,
+      restored.hard_state.commit,
+      restored.snapshot,
+      restored.applied_index,
+    );
     this.term = restored.hard_state.term;
     this.vote = restored.hard_state.vote;
     this.persisted_hard_state = { ...restored.hard_state, commit: this.log.committed };
@@ -367,12 +372,13 @@ export class RaftCore {
   }
 
   /**
-   * The lowest index any follower still needs (its next entry), or last index + 1 when not
-   * leader: compacting below it keeps every follower reachable by AppendEntries.
+   * The lowest index any follower still needs (its next entry), or 0 when not leader (a node
+   * that is not leader does not know): compacting below it keeps every follower reachable by
+   * AppendEntries.
    */
   followersNeedFrom(): number {
+    if (this.role !== 'leader') return 0;
     let lowest = this.log.last_index + 1;
-    if (this.role !== 'leader') return lowest;
     for (const id of this.peers) lowest = Math.min(lowest, this.progressOf(id).match + 1);
     return lowest;
   }

@@ -38,22 +38,30 @@ export class RaftLog {
    */
   private applied_index: number;
 
-  /** `restored_entries[0]` is index snapshot.index + 1. */
+  /**
+   * `restored_entries[0]` is index snapshot.index + 1; the state machine already holds what is
+   * applied up to `applied` (a snapshot's index, at or after the log's start).
+   */
   constructor(
     restored_entries: LogEntry[],
     committed: number,
     snapshot: { index: number; term: number } = { index: 0, term: 0 },
+    applied: number = snapshot.index,
   ) {
     this.entries = restored_entries.slice();
     this.snapshot_index_ = snapshot.index;
     this.snapshot_term_ = snapshot.term;
-    this.applied_index = snapshot.index;
     const last = this.last_index;
+    assert(
+      applied >= snapshot.index && applied <= last,
+      `restart applied ${applied} within the log [${snapshot.index}, ${last}]`,
+    );
+    this.applied_index = applied;
     this.stable_index = last;
     this.unstable_from = last + 1;
-    // A torn write may keep a hard state whose commit outruns the entries on disk; the snapshot
-    // holds only committed state.
-    this.committed_index = Math.max(snapshot.index, Math.min(committed, last));
+    // A torn write may keep a hard state whose commit outruns the entries on disk; what was
+    // applied (snapshots hold only committed state) is committed.
+    this.committed_index = Math.max(applied, Math.min(committed, last));
     for (let index = this.committed_index + 1; index <= last; index++)
       this.uncommitted_bytes_total += this.entry(index).data.length;
     this.checkInvariant();

@@ -144,13 +144,16 @@ export interface SnapshotMeta extends SnapshotPoint {
 }
 
 /**
- * Persisted state a node restarts from. entries[0] is log index snapshot.index + 1 (1 without a
- * snapshot); the state machine must already hold the snapshot's state.
+ * Persisted state a node restarts from. `snapshot` is where the log starts: entries[0] is index
+ * snapshot.index + 1 (1 without one), and a snapshot covers everything up to it. The state
+ * machine restarts at `applied_index` (a snapshot's index, at or after snapshot.index; default
+ * snapshot.index, or 0): it must already hold that state.
  */
 export interface RestoredState {
   hard_state: HardState;
   entries: LogEntry[];
   snapshot?: SnapshotPoint;
+  applied_index?: number;
 }
 
 export type ProposeResult =

@@ -114,7 +114,9 @@ export interface RecoveryReport {
 
 export interface OpenResult {
   storage: RaftStorage;
-  /** Log and hard state after `snapshot` (restored.snapshot is its point). */
+  /**
+   * Log and hard state; the state machine restarts from `snapshot`, at restored.applied_index.
+   */
   restored: RestoredState;
   /** The newest valid snapshot: the state machine restarts from its state. */
   snapshot: LoadedSnapshot | null;
@@ -242,7 +244,7 @@ export class RaftStorage {
         snapshots,
       );
       const point = restored.snapshot;
-      if (point !== undefined && point.index > storage.last_index) {
+      if (point !== undefined && point.index > wal_base && point.index > storage.last_index) {
         // The snapshot is ahead of the log (applied before this node's own copy was durable, or
         // installed from a leader): the log restarts after it, so the next save can follow it.
         await storage.compactLog(point, []);
@@ -589,8 +591,10 @@ function startAfterSnapshot(
   if (snapshot === null) return wal;
   const point: SnapshotPoint = { index: snapshot.meta.index, term: snapshot.meta.term };
   const wal_last = wal_base + wal.entries.length;
-  const entries = wal_last > point.index ? wal.entries.slice(point.index - wal_base) : [];
   const hard_state = { ...wal.hard_state, commit: Math.max(wal.hard_state.commit, point.index) };
+  // The snapshot is ahead of the log: the log restarts after it (see openWithIo).
+  if (wal_last < point.index)
+    return { hard_state, entries: [], snapshot: point, applied_index: point.index };
   if (wal_last > point.index) {
     const term =
       point.index === wal_base ? wal.snapshot?.term : wal.entries[point.index - wal_base - 1]?.term;
@@ -601,7 +605,14 @@ function startAfterSnapshot(
       );
     }
   }
-  return { hard_state, entries, snapshot: point };
+  // The log keeps the entries the snapshot covers from the WAL's start on: a leader may still
+  // need them for a follower (a node compacts its log only as leader, see the driver).
+  return {
+    hard_state,
+    entries: wal.entries,
+    ...(wal.snapshot === undefined ? {} : { snapshot: wal.snapshot }),
+    applied_index: point.index,
+  };
 }
 
 /** Concatenates buffers into chunks of at most `bytes_max` (a single larger buffer stays alone). */

@@ -218,20 +218,21 @@ export class SimNode {
       hard_state: { ...opened.restored.hard_state },
       entries: opened.restored.entries.slice(),
     };
-    const snapshot_index = opened.restored.snapshot?.index ?? 0;
-    this.durable_base = snapshot_index;
+    const log_base = opened.restored.snapshot?.index ?? 0;
+    const applied_index = opened.restored.applied_index ?? log_base;
+    this.durable_base = log_base;
     let state = new KvStateMachine();
     if (opened.snapshot !== null) {
       state = KvStateMachine.restore(opened.snapshot.state);
-      this.host.checkSnapshotState(this, state, snapshot_index);
+      this.host.checkSnapshotState(this, state, applied_index);
       this.host.count('restart_from_snapshot');
     }
     this.core = new RaftCore(this.raftConfig(), opened.restored);
     this.replica = new Replica(this.core, state);
     this.driver = this.createDriver(opened.storage, incarnation);
     this.commit_seen = this.core.commit_index;
-    this.applied_seen = snapshot_index;
-    this.commit_recorded = snapshot_index;
+    this.applied_seen = applied_index;
+    this.commit_recorded = log_base;
     this.was_leader_in_term = -1;
     this.state = 'up';
     this.host.observe(this);

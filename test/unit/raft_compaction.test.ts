@@ -80,6 +80,24 @@ test('a restart from a snapshot point applies only the committed entries after i
   core.advance(ready);
 });
 
+test('a restart applies from the state machine snapshot, later than the log start', () => {
+  const core = makeCore(1, [1, 2, 3], {
+    restored: {
+      hard_state: { term: 3, vote: 1, commit: 13 },
+      entries: [11, 12, 13].map((n) => ({ term: 3, data: data(n) })),
+      snapshot: { index: 10, term: 2 },
+      applied_index: 12,
+    },
+  });
+  assert.equal(core.first_log_index, 11, 'the entries the state snapshot covers stay in the log');
+  assert.equal(core.applied_index, 12);
+  const ready = core.ready();
+  assert.deepEqual(
+    ready?.committed.map((c) => c.index),
+    [13],
+  );
+});
+
 test('a commit index on disk below the snapshot is raised to it (snapshots are committed)', () => {
   const core = makeCore(1, [1, 2, 3], {
     restored: {

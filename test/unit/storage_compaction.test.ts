@@ -65,7 +65,7 @@ test('after a compaction the log restarts after the snapshot, with later saves',
   await again.storage.close();
 });
 
-test('a snapshot newer than the WAL base drops the entries it covers at restart', async () => {
+test('a snapshot newer than the WAL base: state restarts at it, the log at the base', async () => {
   const dir = tempDir();
   const storage = await logWith(dir, 50);
   await storage.snapshots.write({ index: 20, term: 1, voters: [1] }, Buffer.from('s20'));
@@ -73,8 +73,11 @@ test('a snapshot newer than the WAL base drops the entries it covers at restart'
   await storage.snapshots.write({ index: 40, term: 1, voters: [1] }, Buffer.from('s40'));
   await storage.close();
   const reopened = await RaftStorage.open(dir);
-  assert.deepEqual(reopened.restored.snapshot, { index: 40, term: 1 });
-  assert.deepEqual(reopened.restored.entries, range(41, 50));
+  // The log keeps what the newer snapshot covers: as leader this node may still need it.
+  assert.deepEqual(reopened.restored.snapshot, { index: 20, term: 1 });
+  assert.equal(reopened.restored.applied_index, 40);
+  assert.equal(reopened.snapshot?.state.toString(), 's40');
+  assert.deepEqual(reopened.restored.entries, range(21, 50));
   await reopened.storage.close();
 });
 
@@ -85,6 +88,7 @@ test('a snapshot ahead of the log restarts the log after it', async () => {
   await storage.close();
   const reopened = await RaftStorage.open(dir);
   assert.deepEqual(reopened.restored.snapshot, { index: 30, term: 3 });
+  assert.equal(reopened.restored.applied_index, 30);
   assert.deepEqual(reopened.restored.entries, []);
   assert.equal(reopened.restored.hard_state.commit, 30);
   await reopened.storage.save(null, { first_index: 31, entries: [entry(31, 3)] });
