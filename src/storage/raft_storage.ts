@@ -7,6 +7,8 @@
  * ## Files in the data directory
  *   LOCK      pid of the process that has the directory open (see lock.ts)
  *   raft.wal  the write-ahead log
+ *   raft.wal.tmp  a compaction's new log before its rename (removed by the next compaction)
+ *   snapshot-<index>-<term>.snap  snapshots (format in snapshot_store.ts), the newest two kept
  *
  * ## raft.wal format (version 1)
  * A sequence of records; integers are unsigned 32-bit little-endian.
@@ -16,7 +18,7 @@
  * record
  *   4       4      prev_crc       crc field of the previous record; 0 in the first record
  *   8       4      payload_bytes  at most LIMITS.wal_record_bytes_max
- *   12      1      type           1 = file header, 2 = save
+ *   12      1      type           1 = file header, 2 = save, 3 = base
  *   13      3      reserved       zero
  *   16      ...    payload
  *
@@ -32,7 +34,26 @@
  *   if bit 1: first_index, count (u32 each), then count times: term (u32), data_bytes (u32), data.
  * Replaying a save drops every entry at index >= first_index, appends the
  * entries from first_index on, then replaces the hard state. first_index must
- * lie in [1, last index + 1]. No snapshots yet: the whole log is kept.
+ * lie in [base + 1, last index + 1].
+ *
+ * Base payload, only as the second record (8 bytes): index, term (u32 each). The
+ * log in this file starts after that point, which a snapshot covers; without a
+ * base record the log starts at index 1.
+ *
+ * ## Compaction (compactLog)
+ * Once a snapshot is durable the log is rewritten: file header, base record,
+ * then the hard state and the retained entries as saves, into raft.wal.tmp,
+ * fdatasync'd, renamed over raft.wal, the directory fsync'd. It is queued with
+ * the saves: saves called before it reach the old file, saves called after it
+ * are chained to the new file's last record. A crash before the directory
+ * fsync leaves either file whole.
+ *
+ * ## Snapshots at open
+ * The newest snapshot that verifies is loaded (damaged ones are reported and
+ * skipped). Its index must be at or above the log's base, or entries in between
+ * are in no file: StorageCorruptError. The log keeps its entries from its base;
+ * the state machine restarts at the snapshot's index (RestoredState.applied_index).
+ * A snapshot ahead of the log's end restarts the log after it (a compaction).
  *
  * ## Writing (group commit)
  * save() encodes its record at call time, chaining it to the previous call's,
