@@ -148,12 +148,14 @@ export class ReadyDriver {
   ) {
     assert(options.readies_per_turn_max >= 1, 'readies_per_turn_max >= 1');
     this.persisted_last_index = core.last_log_index;
-    const status = core.status();
-    this.snapshot_point = { index: status.snapshot_index, term: status.snapshot_term };
-    this.previous_snapshot_index = status.snapshot_index;
+    // The state machine starts at the snapshot the node restarted from (its log may reach back
+    // further): the next threshold counts from there, and the next compaction may go up to it.
+    const restarted_at = replica.state.last_applied;
+    this.snapshot_point = { index: restarted_at, term: core.termAt(restarted_at) };
+    this.previous_snapshot_index = restarted_at;
     this.snapshot_stats = {
-      snapshot_index: status.snapshot_index,
-      snapshot_term: status.snapshot_term,
+      snapshot_index: restarted_at,
+      snapshot_term: this.snapshot_point.term,
       snapshot_bytes: 0,
       snapshot_last_duration_ms: 0,
       snapshot_serialize_max_ms: 0,
