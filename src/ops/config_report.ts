@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NodeConfig } from '../config/config';
+import { clusterFingerprint } from '../config/fingerprint';
 
 /** The version in package.json (two levels above dist/src/ops). */
 export function packageVersion(): string {
@@ -50,6 +51,15 @@ export function resolvedConfigText(config: NodeConfig): string {
     `heartbeat_ticks ${config.heartbeat_ticks}`,
     `no_leader_timeout_ms ${config.no_leader_timeout_ms}`,
     `request_timeout_ms ${config.request_timeout_ms}`,
+    config.cluster_name === '' ? '! cluster_name (none)' : `cluster_name ${config.cluster_name}`,
+    config.cluster_secret_file === null
+      ? '! cluster_secret_file (none: the Raft port is unauthenticated)'
+      : `cluster_secret_file ${config.cluster_secret_file}`,
+    `! cluster fingerprint ${fingerprintHex(config)}`,
   ];
   return `${lines.join('\n')}\n`;
+}
+
+function fingerprintHex(config: NodeConfig): string {
+  return clusterFingerprint(config.nodes, config.cluster_name).toString('hex');
 }
