@@ -39,6 +39,11 @@
  *   count entries before they are on disk), `skip_read_index` (a leader reads
  *   without confirming it still leads), `stale_leader_reads` (that, and an
  *   isolated leader keeps leading).
+ * - Snapshots: `snapshot_entries` and `snapshot_log_bytes` (default 0: off): a
+ *   snapshot is taken once the log applied since the last one passes either
+ *   (a count of entries, or bytes of entry data); the log is then compacted.
+ *   Off by default until followers behind the leader's first retained entry
+ *   can be caught up by snapshot transfer (InstallSnapshot).
  *
  * Every parameter except `follower_info` may appear at most once.
  *
@@ -95,6 +100,10 @@ export interface NodeConfig {
   request_timeout_ms: number;
   /** Test-only safety breakers; empty in production. */
   test_faults: readonly TestFault[];
+  /** 0: no entry-count threshold. */
+  snapshot_entries: number;
+  /** 0: no byte threshold. */
+  snapshot_log_bytes: number;
   /** '' when not configured. */
   cluster_name: string;
   /** Absolute path, or null: peers are not authenticated (the seed's open protocol). */
@@ -111,7 +120,9 @@ type IntegerParameter =
   | 'no_leader_timeout_ms'
   | 'request_timeout_ms'
   | 'metrics_port'
-  | 'ready_lag_entries';
+  | 'ready_lag_entries'
+  | 'snapshot_entries'
+  | 'snapshot_log_bytes';
 
 interface IntegerRule {
   default_value: number;
@@ -128,6 +139,8 @@ const INTEGER_RULES: Record<IntegerParameter, IntegerRule> = {
   request_timeout_ms: { default_value: 10_000, min: 1, max: 3_600_000 },
   metrics_port: { default_value: 0, min: 0, max: 65_535 },
   ready_lag_entries: { default_value: 1_000, min: 0, max: 1_000_000_000 },
+  snapshot_entries: { default_value: 0, min: 0, max: 1_000_000_000 },
+  snapshot_log_bytes: { default_value: 0, min: 0, max: 2 ** 40 },
 };
 
 const CLIENT_REDIRECTS: readonly ClientRedirect[] = ['forward', 'moved'];

@@ -12,7 +12,14 @@
  * - a Ready that need not sync (only the commit index moved) is not written by
  *   itself: its hard state rides on the next save;
  * - at most `readies_per_turn_max` Readies back to back before yielding to the
- *   scheduler, so a long log replays without starving timers and sockets.
+ *   scheduler, so a long log replays without starving timers and sockets;
+ * - snapshots (when the storage supports them and a threshold is set): once the
+ *   log applied since the last snapshot passes `snapshot_entries` entries or
+ *   `snapshot_log_bytes` data bytes, the state machine is serialised and written;
+ *   once that snapshot is durable, the log is compacted up to the snapshot
+ *   before it (the log keeps one snapshot interval, so a follower that far
+ *   behind still catches up by AppendEntries, and a damaged newest snapshot
+ *   still leaves the previous one with the log after it).
  */
 import type { RaftCore } from '../raft/core';
 import type {
@@ -21,8 +28,11 @@ import type {
   NodeId,
   Outbound,
   Ready,
+  SnapshotMeta,
+  SnapshotPoint,
   SoftState,
 } from '../raft/types';
+import type { LogEntry } from '../raft/protocol';
 import type { Replica } from '../replica/replica';
 import type { RaftMessage } from '../raft/protocol';
 import { assert } from '../util/assert';
@@ -34,6 +44,33 @@ export interface DriverStorage {
     entries: EntriesToPersist | null,
     done: (error: Error | null) => void,
   ): void;
+  /** Snapshot files and log compaction; a storage without them never snapshots. */
+  snapshots?: DriverSnapshotStorage;
+}
+
+export interface DriverSnapshotStorage {
+  /** Writes a snapshot durably; `done` gets the file's size. */
+  write(
+    meta: SnapshotMeta,
+    state: Uint8Array,
+    done: (error: Error | null, file_bytes: number) => void,
+  ): void;
+  /**
+   * Rewrites the log to start after `point` with `entries` (ordered after every save made so
+   * far); `done` once durable.
+   */
+  compact(point: SnapshotPoint, entries: LogEntry[], done: (error: Error | null) => void): void;
+}
+
+export interface SnapshotStats {
+  snapshot_index: number;
+  snapshot_term: number;
+  snapshot_bytes: number;
+  snapshot_last_duration_ms: number;
+  /** Longest synchronous serialisation of the state machine so far (blocks the event loop). */
+  snapshot_serialize_max_ms: number;
+  snapshots_taken: number;
+  snapshot_in_progress: boolean;
 }
 
 /** Best-effort delivery of messages to peers (Raft retries what is lost). */
@@ -67,6 +104,12 @@ export interface DriverFaults {
 
 export interface DriverOptions {
   readies_per_turn_max: number;
+  /** Entries applied since the last snapshot that trigger the next one; 0: no threshold. */
+  snapshot_entries?: number;
+  /** Data bytes of entries applied since the last snapshot that trigger one; 0: no threshold. */
+  snapshot_log_bytes?: number;
+  /** A clock for snapshot durations (ms); absent: durations read 0. */
+  now_ms?: () => number;
   faults?: DriverFaults;
 }
 
@@ -84,6 +127,15 @@ export class ReadyDriver {
   private persisted_last_index: number;
   /** A newer commit index not yet written; it goes out with the next save. */
   private pending_hard_state: HardState | null = null;
+  private snapshotting = false;
+  /** The newest durable snapshot (its index starts at the one the node restarted from). */
+  private snapshot_point: SnapshotPoint;
+  /** The snapshot before it: the log is compacted up to here. */
+  private previous_snapshot_index: number;
+  private applied_bytes_since_snapshot = 0;
+  private readonly snapshot_stats: SnapshotStats;
+  /** Told once the running snapshot is durable (or failed): RAFT.SNAPSHOT replies then. */
+  private snapshot_waiters: Array<(error: Error | null) => void> = [];
 
   constructor(
     private readonly core: RaftCore,
@@ -96,6 +148,37 @@ export class ReadyDriver {
   ) {
     assert(options.readies_per_turn_max >= 1, 'readies_per_turn_max >= 1');
     this.persisted_last_index = core.last_log_index;
+    // The state machine starts at the snapshot the node restarted from (its log may reach back
+    // further): the next threshold counts from there, and the next compaction may go up to it.
+    const restarted_at = replica.state.last_applied;
+    this.snapshot_point = { index: restarted_at, term: core.termAt(restarted_at) };
+    this.previous_snapshot_index = restarted_at;
+    this.snapshot_stats = {
+      snapshot_index: restarted_at,
+      snapshot_term: this.snapshot_point.term,
+      snapshot_bytes: 0,
+      snapshot_last_duration_ms: 0,
+      snapshot_serialize_max_ms: 0,
+      snapshots_taken: 0,
+      snapshot_in_progress: false,
+    };
+  }
+
+  snapshotStats(): SnapshotStats {
+    return { ...this.snapshot_stats, snapshot_in_progress: this.snapshotting };
+  }
+
+  /**
+   * Takes a snapshot now (RAFT.SNAPSHOT) unless one is running or nothing was applied since the
+   * last; returns whether one started.
+   */
+  snapshotNow(done: (error: Error | null) => void = () => undefined): boolean {
+    if (this.state_ !== 'running' || this.snapshotting || this.storage.snapshots === undefined)
+      return false;
+    if (this.replica.state.last_applied <= this.snapshot_point.index) return false;
+    this.snapshot_waiters.push(done);
+    this.takeSnapshot(this.storage.snapshots);
+    return true;
   }
 
   get state(): DriverState {
@@ -160,6 +243,8 @@ export class ReadyDriver {
     }
     this.replica.applyReady(ready);
     this.events.onApplied?.(ready);
+    for (const { entry } of ready.committed) this.applied_bytes_since_snapshot += entry.data.length;
+    this.maybeSnapshot();
     if (!ready.must_sync) {
       assert(ready.messages_after_persist.length === 0, 'nothing waits for a save not made');
       if (ready.hard_state !== null) this.pending_hard_state = ready.hard_state;
@@ -190,6 +275,78 @@ export class ReadyDriver {
     if (!sent_already) this.send(ready.messages_after_persist);
     this.core.advance(ready);
     this.pump();
+  }
+
+  private maybeSnapshot(): void {
+    const snapshots = this.storage.snapshots;
+    if (snapshots === undefined || this.snapshotting) return;
+    const entries_max = this.options.snapshot_entries ?? 0;
+    const bytes_max = this.options.snapshot_log_bytes ?? 0;
+    const entries = this.replica.state.last_applied - this.snapshot_point.index;
+    if (
+      (entries_max > 0 && entries >= entries_max) ||
+      (bytes_max > 0 && this.applied_bytes_since_snapshot >= bytes_max && entries > 0)
+    ) {
+      this.takeSnapshot(snapshots);
+    }
+  }
+
+  /** Serialises the state machine as applied now and writes it; see onSnapshotWritten. */
+  private takeSnapshot(snapshots: DriverSnapshotStorage): void {
+    const now_ms = this.options.now_ms ?? (() => 0);
+    const started_ms = now_ms();
+    const index = this.replica.state.last_applied;
+    const term = this.core.termAt(index);
+    assert(term >= 0, `the term of applied index ${index} is known`);
+    const state = this.replica.state.serialize();
+    const serialize_ms = now_ms() - started_ms;
+    this.snapshot_stats.snapshot_serialize_max_ms = Math.max(
+      this.snapshot_stats.snapshot_serialize_max_ms,
+      serialize_ms,
+    );
+    this.snapshotting = true;
+    this.applied_bytes_since_snapshot = 0;
+    const meta: SnapshotMeta = { index, term, voters: this.core.voters };
+    snapshots.write(meta, state, (error, file_bytes) => {
+      this.snapshotting = false;
+      for (const waiter of this.snapshot_waiters.splice(0)) waiter(error);
+      if (error !== null) {
+        this.fail(error);
+        return;
+      }
+      Object.assign(this.snapshot_stats, {
+        snapshot_index: index,
+        snapshot_term: term,
+        snapshot_bytes: file_bytes,
+        snapshot_last_duration_ms: now_ms() - started_ms,
+        snapshots_taken: this.snapshot_stats.snapshots_taken + 1,
+      });
+      this.onSnapshotWritten(snapshots, { index, term });
+    });
+  }
+
+  /**
+   * The snapshot at `point` is durable: compact the log (memory and WAL) up to the snapshot before
+   * it, which is still on disk as a fallback.
+   */
+  private onSnapshotWritten(snapshots: DriverSnapshotStorage, point: SnapshotPoint): void {
+    if (this.state_ === 'failed') return;
+    // A leader keeps what its followers still need: until snapshots can be sent to them
+    // (InstallSnapshot), a follower behind the first retained entry could never catch up.
+    const compact_to = Math.min(
+      this.previous_snapshot_index,
+      this.core.status().stable_index,
+      this.core.followersNeedFrom() - 1,
+    );
+    this.previous_snapshot_index = point.index;
+    this.snapshot_point = point;
+    if (compact_to <= this.core.first_log_index - 1) return;
+    const compact_point = { index: compact_to, term: this.core.termAt(compact_to) };
+    const entries = this.core.persistedEntriesAfter(compact_to);
+    this.core.compact(compact_to);
+    snapshots.compact(compact_point, entries, (error) => {
+      if (error !== null) this.fail(error);
+    });
   }
 
   private send(messages: Outbound[]): void {

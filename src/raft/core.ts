@@ -53,6 +53,10 @@ export interface RaftStatus {
   commit_index: number;
   last_log_index: number;
   last_log_term: number;
+  /** Last index covered by the local snapshot (0: none); entries after it are kept. */
+  snapshot_index: number;
+  snapshot_term: number;
+  applied_index: number;
   stable_index: number;
   uncommitted_bytes: number;
   pending_reads: number;
@@ -111,7 +115,12 @@ export class RaftCore {
     this.config = config;
     this.peers = config.voters.filter((id) => id !== config.id);
     this.quorum = Math.floor(config.voters.length / 2) + 1;
-    this.log = new RaftLog(restored.entries, restored.hard_state.commit);
+    this.log = new RaftLog(
+      restored.entries,
+      restored.hard_state.commit,
+      restored.snapshot,
+      restored.applied_index,
+    );
     this.term = restored.hard_state.term;
     this.vote = restored.hard_state.vote;
     this.persisted_hard_state = { ...restored.hard_state, commit: this.log.committed };
@@ -295,6 +304,9 @@ export class RaftCore {
       commit_index: this.log.committed,
       last_log_index: this.log.last_index,
       last_log_term: this.log.last_term,
+      snapshot_index: this.log.snapshot_index,
+      snapshot_term: this.log.snapshot_term,
+      applied_index: this.log.applied,
       stable_index: this.log.stable,
       uncommitted_bytes: this.log.uncommitted_bytes,
       pending_reads: this.pending_reads.length + this.reads_awaiting_commit.length,
@@ -319,9 +331,60 @@ export class RaftCore {
     return this.log.last_index;
   }
 
-  /** Test and simulator access to the log (read-only use). */
+  /** Test and simulator access to the retained log, from first_log_index (read-only use). */
   logEntries(): LogEntry[] {
-    return this.log.slice(1, this.log.last_index);
+    return this.log.slice(this.log.first_index, this.log.last_index);
+  }
+
+  /** First index still in the log; everything before it is covered by the local snapshot. */
+  get first_log_index(): number {
+    return this.log.first_index;
+  }
+
+  get applied_index(): number {
+    return this.log.applied;
+  }
+
+  /** Term of the entry at `index` (-1 if compacted or beyond the log): to label a snapshot. */
+  termAt(index: number): number {
+    return this.log.term(index);
+  }
+
+  /**
+   * Drops the log up to `index`, which a durable snapshot now covers (etcd's Storage.Compact).
+   * Only applied and stable entries can be compacted. A follower whose next entry was dropped
+   * cannot be caught up by AppendEntries any more: it waits for a snapshot transfer (see
+   * needsSnapshot), so the driver keeps what followers still need when it can.
+   */
+  compact(index: number): void {
+    assert(index <= this.log.applied, `compact ${index} beyond applied ${this.log.applied}`);
+    this.log.compact(Math.min(index, this.log.stable));
+  }
+
+  /** Every voting member (for a snapshot's membership). */
+  get voters(): NodeId[] {
+    return this.config.voters.slice();
+  }
+
+  /**
+   * The log after `index` as the saves handed out so far leave it on disk: what a WAL rewrite
+   * that starts after `index` must hold (a truncation not yet handed out is dropped with it).
+   */
+  persistedEntriesAfter(index: number): LogEntry[] {
+    assert(index >= this.log.snapshot_index, `entries after ${index} are compacted`);
+    return this.log.slice(index + 1, this.log.handed_out);
+  }
+
+  /**
+   * The lowest index any follower still needs (its next entry), or 0 when not leader (a node
+   * that is not leader does not know): compacting below it keeps every follower reachable by
+   * AppendEntries.
+   */
+  followersNeedFrom(): number {
+    if (this.role !== 'leader') return 0;
+    let lowest = this.log.last_index + 1;
+    for (const id of this.peers) lowest = Math.min(lowest, this.progressOf(id).match + 1);
+    return lowest;
   }
 
   // ---------------------------------------------------------------- timers
@@ -646,7 +709,15 @@ export class RaftCore {
   }
 
   private canSendAppend(id: NodeId): boolean {
-    return this.progressOf(id).canSend(this.log.last_index);
+    return !this.needsSnapshot(id) && this.progressOf(id).canSend(this.log.last_index);
+  }
+
+  /**
+   * The follower's next entry is compacted away: AppendEntries cannot reach it (the leader sends
+   * only heartbeats until a snapshot transfer brings it past our first index).
+   */
+  private needsSnapshot(id: NodeId): boolean {
+    return this.progressOf(id).next <= this.log.snapshot_index;
   }
 
   /**
@@ -655,7 +726,7 @@ export class RaftCore {
    */
   private sendAppends(id: NodeId): void {
     const pr = this.progressOf(id);
-    while (pr.canSend(this.log.last_index)) this.sendAppend(id, pr);
+    while (!this.needsSnapshot(id) && pr.canSend(this.log.last_index)) this.sendAppend(id, pr);
   }
 
   private sendAppend(id: NodeId, pr: Progress): void {
@@ -685,12 +756,15 @@ export class RaftCore {
    */
   private sendHeartbeat(id: NodeId, pr: Progress): void {
     this.seq++;
+    // Below our snapshot the term is unknown: 0 matches no real entry, so the follower treats it
+    // as a probe (it answers success if the index is within its commit, otherwise a rejection).
+    const prev_log_term = Math.max(0, this.log.term(pr.match));
     this.send(id, {
       type: MessageType.AppendEntriesRequest,
       term: this.term,
       leader_id: this.id,
       prev_log_index: pr.match,
-      prev_log_term: this.log.term(pr.match),
+      prev_log_term,
       leader_commit: this.log.committed,
       seq: this.seq | 0,
       entries: [],
@@ -700,7 +774,7 @@ export class RaftCore {
   private broadcastHeartbeat(): void {
     for (const id of this.peers) {
       const pr = this.progressOf(id);
-      if (pr.state === 'probe') {
+      if (pr.state === 'probe' && !this.needsSnapshot(id)) {
         pr.allowProbeRetry();
         this.sendAppend(id, pr);
       } else {

@@ -3,17 +3,24 @@ import type { CommittedEntry } from './types';
 import { assert } from '../util/assert';
 
 /**
- * The in-memory Raft log (index 1 is the first entry; index 0 is the empty
- * prefix with term 0) plus the bookkeeping that ties it to the disk:
+ * The in-memory Raft log plus the bookkeeping that ties it to the disk:
  * which suffix has not yet been handed out for persistence, and which prefix
  * is known durable.
+ *
+ * Entries up to `snapshot_index` are covered by a snapshot and not kept (etcd's
+ * log.go offset): entries[0] is index snapshot_index + 1, term(snapshot_index) is
+ * snapshot_term, and the term of a compacted index is unknown (-1). Without a
+ * snapshot, snapshot_index is 0 with term 0 (the empty prefix).
  *
  * Invariant, asserted after every mutation: applied <= committed <= last_index
  * (etcd's log.go keeps the same order): nothing is applied before it commits,
  * nothing commits that is not in the log.
  */
 export class RaftLog {
-  private readonly entries: LogEntry[];
+  private entries: LogEntry[];
+  /** Last index covered by the snapshot (0: none); entries[0] is index snapshot_index + 1. */
+  private snapshot_index_: number;
+  private snapshot_term_: number;
   /** Highest index known to be durable on this node's disk. */
   private stable_index: number;
   /** First index that the next Ready must persist (last_index + 1 when nothing is pending). */
@@ -26,19 +33,70 @@ export class RaftLog {
   private uncommitted_bytes_total = 0;
   private committed_index: number;
   /**
-   * Highest index handed out to be applied. Committed entries are replayed into a fresh state
-   * machine on every start (no snapshots yet), so it starts at 0.
+   * Highest index handed out to be applied. The state machine restarts from the snapshot (or
+   * empty), and committed entries after it are replayed, so it starts at the snapshot index.
    */
-  private applied_index = 0;
+  private applied_index: number;
 
-  constructor(restored_entries: LogEntry[], committed: number) {
+  /**
+   * `restored_entries[0]` is index snapshot.index + 1; the state machine already holds what is
+   * applied up to `applied` (a snapshot's index, at or after the log's start).
+   */
+  constructor(
+    restored_entries: LogEntry[],
+    committed: number,
+    snapshot: { index: number; term: number } = { index: 0, term: 0 },
+    applied: number = snapshot.index,
+  ) {
     this.entries = restored_entries.slice();
-    this.stable_index = this.entries.length;
-    this.unstable_from = this.entries.length + 1;
-    // A torn write may keep a hard state whose commit outruns the entries on disk.
-    this.committed_index = Math.min(committed, this.entries.length);
-    for (let i = this.committed_index; i < this.entries.length; i++)
-      this.uncommitted_bytes_total += this.entries[i]!.data.length;
+    this.snapshot_index_ = snapshot.index;
+    this.snapshot_term_ = snapshot.term;
+    const last = this.last_index;
+    assert(
+      applied >= snapshot.index && applied <= last,
+      `restart applied ${applied} within the log [${snapshot.index}, ${last}]`,
+    );
+    this.applied_index = applied;
+    this.stable_index = last;
+    this.unstable_from = last + 1;
+    // A torn write may keep a hard state whose commit outruns the entries on disk; what was
+    // applied (snapshots hold only committed state) is committed.
+    this.committed_index = Math.max(applied, Math.min(committed, last));
+    for (let index = this.committed_index + 1; index <= last; index++)
+      this.uncommitted_bytes_total += this.entry(index).data.length;
+    this.checkInvariant();
+  }
+
+  /** Last index covered by the snapshot; the first retained entry is snapshot_index + 1. */
+  get snapshot_index(): number {
+    return this.snapshot_index_;
+  }
+
+  get snapshot_term(): number {
+    return this.snapshot_term_;
+  }
+
+  get first_index(): number {
+    return this.snapshot_index_ + 1;
+  }
+
+  /** Entries kept in memory (after the snapshot). */
+  get retained_entries(): number {
+    return this.entries.length;
+  }
+
+  /**
+   * Drops the entries up to `index` (covered by a snapshot the caller has made durable). Only
+   * applied entries may go: what is not applied yet is still needed.
+   */
+  compact(index: number): void {
+    assert(index <= this.applied_index, `compact ${index} beyond applied ${this.applied_index}`);
+    assert(index <= this.stable_index, `compact ${index} beyond stable ${this.stable_index}`);
+    if (index <= this.snapshot_index_) return;
+    const term = this.term(index);
+    this.entries = this.entries.slice(index - this.snapshot_index_);
+    this.snapshot_index_ = index;
+    this.snapshot_term_ = term;
     this.checkInvariant();
   }
 
@@ -51,11 +109,11 @@ export class RaftLog {
   }
 
   get last_index(): number {
-    return this.entries.length;
+    return this.snapshot_index_ + this.entries.length;
   }
 
   get last_term(): number {
-    return this.term(this.entries.length);
+    return this.term(this.last_index);
   }
 
   get stable(): number {
@@ -66,30 +124,36 @@ export class RaftLog {
     return this.uncommitted_bytes_total;
   }
 
-  /** Term of the entry at `index`; 0 for index 0; -1 if beyond the log. */
+  /** Term of the entry at `index`; the snapshot's term at its index; -1 if compacted or beyond. */
   term(index: number): number {
-    if (index === 0) return 0;
-    const entry = this.entries[index - 1];
+    if (index === this.snapshot_index_) return this.snapshot_term_;
+    if (index < this.snapshot_index_) return -1;
+    const entry = this.entries[index - this.snapshot_index_ - 1];
     return entry === undefined ? -1 : entry.term;
   }
 
   entry(index: number): LogEntry {
-    const entry = this.entries[index - 1];
-    assert(entry !== undefined, `log entry ${index} exists (last ${this.entries.length})`);
+    const entry = this.entries[index - this.snapshot_index_ - 1];
+    assert(
+      entry !== undefined,
+      `log entry ${index} exists (first ${this.first_index}, last ${this.last_index})`,
+    );
     return entry;
   }
 
-  /** Entries [from, to] inclusive. */
+  /** Retained entries [from, to] inclusive (from >= first_index). */
   slice(from: number, to: number): LogEntry[] {
-    return this.entries.slice(from - 1, to);
+    assert(from >= this.first_index, `slice from ${from} below first index ${this.first_index}`);
+    return this.entries.slice(from - this.first_index, to - this.snapshot_index_);
   }
 
   /** Entries from `from` limited by count and bytes; always at least one entry if any exists. */
   sliceLimited(from: number, count_max: number, bytes_max: number): LogEntry[] {
     const out: LogEntry[] = [];
     let bytes = 0;
-    for (let index = from; index <= this.entries.length && out.length < count_max; index++) {
-      const entry = this.entries[index - 1]!;
+    assert(from >= this.first_index, `entries from ${from} are compacted`);
+    for (let index = from; index <= this.last_index && out.length < count_max; index++) {
+      const entry = this.entry(index);
       const size = LOG_ENTRY_HEADER_BYTES + entry.data.length;
       if (out.length > 0 && bytes + size > bytes_max) break;
       out.push(entry);
@@ -102,7 +166,7 @@ export class RaftLog {
     this.entries.push(entry);
     this.uncommitted_bytes_total += entry.data.length;
     this.checkInvariant();
-    return this.entries.length;
+    return this.last_index;
   }
 
   /** Drop entries at index >= from. Never touches committed entries. */
@@ -111,10 +175,10 @@ export class RaftLog {
       from > this.committed_index,
       `truncation at ${from} would remove committed entries (commit ${this.committed_index})`,
     );
-    if (from > this.entries.length) return;
-    for (let i = from - 1; i < this.entries.length; i++)
-      this.uncommitted_bytes_total -= this.entries[i]!.data.length;
-    this.entries.length = from - 1;
+    if (from > this.last_index) return;
+    for (let index = from; index <= this.last_index; index++)
+      this.uncommitted_bytes_total -= this.entry(index).data.length;
+    this.entries.length = from - this.first_index;
     if (this.stable_index >= from) this.stable_index = from - 1;
     if (this.unstable_from > from) this.unstable_from = from;
     if (from < this.truncated_since_ready) this.truncated_since_ready = from;
@@ -123,13 +187,10 @@ export class RaftLog {
   }
 
   commitTo(index: number): void {
-    assert(
-      index <= this.entries.length,
-      `commit ${index} beyond last index ${this.entries.length}`,
-    );
+    assert(index <= this.last_index, `commit ${index} beyond last index ${this.last_index}`);
     if (index <= this.committed_index) return;
-    for (let i = this.committed_index; i < index; i++)
-      this.uncommitted_bytes_total -= this.entries[i]!.data.length;
+    for (let i = this.committed_index + 1; i <= index; i++)
+      this.uncommitted_bytes_total -= this.entry(i).data.length;
     this.committed_index = index;
     this.checkInvariant();
   }
@@ -158,7 +219,7 @@ export class RaftLog {
   }
 
   hasUnstable(): boolean {
-    return this.unstable_from <= this.entries.length || this.truncation_pending;
+    return this.unstable_from <= this.last_index || this.truncation_pending;
   }
 
   /**
@@ -172,16 +233,12 @@ export class RaftLog {
     this.truncated_since_ready = Infinity;
     const truncation_pending = this.truncation_pending;
     this.truncation_pending = false;
-    if (this.unstable_from > this.entries.length && !truncation_pending) return null;
+    if (this.unstable_from > this.last_index && !truncation_pending) return null;
     const first_index = this.unstable_from;
     const entries: LogEntry[] = [];
     let bytes = 0;
-    for (
-      let index = first_index;
-      index <= this.entries.length && entries.length < count_max;
-      index++
-    ) {
-      const entry = this.entries[index - 1]!;
+    for (let index = first_index; index <= this.last_index && entries.length < count_max; index++) {
+      const entry = this.entry(index);
       if (entries.length > 0 && bytes + entry.data.length > bytes_max) break;
       entries.push(entry);
       bytes += entry.data.length;
@@ -195,15 +252,19 @@ export class RaftLog {
    * proves.
    */
   markStable(last_persisted: number): void {
-    const proven = Math.min(last_persisted, this.truncated_since_ready - 1, this.entries.length);
+    const proven = Math.min(last_persisted, this.truncated_since_ready - 1, this.last_index);
     if (proven > this.stable_index) this.stable_index = proven;
   }
 
   private checkInvariant(): void {
-    const last = this.entries.length;
+    const last = this.last_index;
     assert(
       this.applied_index <= this.committed_index && this.committed_index <= last,
       `log applied ${this.applied_index} <= committed ${this.committed_index} <= last ${last}`,
+    );
+    assert(
+      this.snapshot_index_ <= this.applied_index,
+      `snapshot ${this.snapshot_index_} <= applied ${this.applied_index}`,
     );
   }
 }

@@ -132,10 +132,28 @@ export interface RaftConfig {
   faults?: RaftFaults;
 }
 
-/** Persisted state a node restarts from. entries[0] is log index 1. */
+/** The last log position a snapshot covers. */
+export interface SnapshotPoint {
+  index: number;
+  term: number;
+}
+
+/** What a snapshot records besides the state machine: its point and the membership. */
+export interface SnapshotMeta extends SnapshotPoint {
+  voters: NodeId[];
+}
+
+/**
+ * Persisted state a node restarts from. `snapshot` is where the log starts: entries[0] is index
+ * snapshot.index + 1 (1 without one), and a snapshot covers everything up to it. The state
+ * machine restarts at `applied_index` (a snapshot's index, at or after snapshot.index; default
+ * snapshot.index, or 0): it must already hold that state.
+ */
 export interface RestoredState {
   hard_state: HardState;
   entries: LogEntry[];
+  snapshot?: SnapshotPoint;
+  applied_index?: number;
 }
 
 export type ProposeResult =

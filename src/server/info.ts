@@ -1,6 +1,7 @@
 import type { NodeAddress, NodeConfig } from '../config/config';
 import { clusterFingerprint } from '../config/fingerprint';
 import type { RaftStatus } from '../raft/core';
+import type { SnapshotStats } from '../driver/ready_driver';
 import type { StorageStats } from '../storage';
 import type { PeerStatus } from './peer_transport';
 
@@ -14,6 +15,8 @@ export interface InfoInputs {
   pending_reads: number;
   peers: PeerStatus[];
   storage: StorageStats | null;
+  /** Snapshot figures from the driver; absent before it runs. */
+  snapshots?: SnapshotStats;
   connected_clients: number;
   /** Keys with a deadline (counted by Redis as `expires`). */
   expiring_keys: number;
@@ -231,6 +234,20 @@ function storageFields(inputs: InfoInputs): InfoField[] {
     ['wal_fsync_avg_ms', storage.fsync_avg_ms.toFixed(3)],
     ['wal_fsync_max_ms', storage.fsync_max_ms.toFixed(3)],
     ['wal_queued_bytes', storage.queued_bytes],
+    ...snapshotFields(inputs),
+  ];
+}
+
+function snapshotFields(inputs: InfoInputs): InfoField[] {
+  const snapshots = inputs.snapshots;
+  return [
+    ['snapshot_index', snapshots?.snapshot_index ?? inputs.status.snapshot_index],
+    ['snapshot_term', snapshots?.snapshot_term ?? inputs.status.snapshot_term],
+    ['snapshot_bytes', snapshots?.snapshot_bytes ?? 0],
+    ['snapshot_last_duration_ms', (snapshots?.snapshot_last_duration_ms ?? 0).toFixed(3)],
+    ['snapshot_serialize_max_ms', (snapshots?.snapshot_serialize_max_ms ?? 0).toFixed(3)],
+    ['snapshot_in_progress', snapshots?.snapshot_in_progress === true ? 1 : 0],
+    ['log_first_index', inputs.status.snapshot_index + 1],
   ];
 }
 

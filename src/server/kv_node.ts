@@ -18,7 +18,9 @@ import {
   type RaftFaults,
   type SoftState,
 } from '../raft/types';
-import { ReadyDriver } from '../driver/ready_driver';
+import { type DriverSnapshotStorage, ReadyDriver } from '../driver/ready_driver';
+import { KvStateMachine } from '../kv/state_machine';
+import type { LoadedSnapshot } from '../storage/snapshot_store';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../replica/replica';
 import {
   encodeBulkArray,
@@ -49,6 +51,8 @@ const PROXIED_TAG = 'proxied';
 /** `INFO digest`: the applied index and a hash of the state machine, to compare replicas. */
 const DIGEST_SECTION = 'digest';
 const EMPTY_ARRAY_REPLY = Buffer.from('*0\r\n', 'latin1');
+/** Admin command: take a snapshot now. */
+const RAFT_SNAPSHOT = 'RAFT.SNAPSHOT';
 const NOT_LEADER_REPLY = encodeError(`${NOT_LEADER_PREFIX.slice(1)}`);
 /** How often a request waiting for a leader re-checks when nothing else wakes it. */
 const LEADER_RECHECK_MS = 50;
@@ -151,14 +155,14 @@ export class KvNode {
   async start(): Promise<void> {
     assert(this.state === 'created', `start() of a node in state ${this.state}`);
     this.state = 'starting';
-    const { storage, restored, recovery } = await RaftStorage.open(this.config.data_dir);
+    const { storage, restored, recovery, snapshot } = await RaftStorage.open(this.config.data_dir);
     this.storage = storage;
     if (this.metrics !== null) storage.batch_observer = this.metrics.onWalBatch.bind(this.metrics);
     this.logRecovery(restored.entries.length, restored.hard_state, recovery);
     const recovery_of_term = recoverPoisonedTerm(restored, this.config.self.id);
     if (recovery_of_term.note !== null) this.logger.error(recovery_of_term.note);
     const core = new RaftCore(this.raftConfig(), recovery_of_term.restored);
-    const replica = new Replica(core, undefined, Date.now);
+    const replica = new Replica(core, stateFromSnapshot(snapshot, this.logger), Date.now);
     replica.on_invalid_entry = (index, reason) =>
       this.logger.warn(`committed entry ${index} skipped: ${reason}`);
     this.core = core;
@@ -201,6 +205,8 @@ export class KvNode {
       const reason = recovery.torn_reason ?? 'damaged record';
       this.logger.warn(`truncated a torn WAL tail of ${torn} bytes (${reason})`);
     }
+    for (const damaged of recovery.damaged_snapshots)
+      this.logger.warn(`skipped a damaged snapshot, falling back to an older one: ${damaged}`);
   }
 
   private raftConfig(): RaftConfig {
@@ -241,6 +247,7 @@ export class KvNode {
             () => done(null),
             (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
           ),
+        snapshots: snapshotStorage(storage),
       },
       { send: (to, message) => this.transport?.send(to, message) },
       // setImmediate runs after this turn's I/O callbacks: every request that arrived together
@@ -249,6 +256,9 @@ export class KvNode {
       {
         readies_per_turn_max: LIMITS.driver_readies_per_turn_max,
         faults: { send_before_persist: this.config.test_faults.includes('ack_before_fsync') },
+        snapshot_entries: this.config.snapshot_entries,
+        snapshot_log_bytes: this.config.snapshot_log_bytes,
+        now_ms: () => performance.now(),
       },
       {
         onSoftState: (soft) => this.onSoftState(soft),
@@ -363,6 +373,7 @@ export class KvNode {
       pending_reads: this.requireReplica().pending_reads,
       peers: this.transport?.status() ?? [],
       storage: this.storage?.stats() ?? null,
+      ...(this.driver === null ? {} : { snapshots: this.driver.snapshotStats() }),
       connected_clients: this.listener?.connection_count ?? 0,
       expiring_keys: this.requireReplica().state.expiring_key_count,
       started_ms: this.started_ms,
@@ -394,6 +405,17 @@ export class KvNode {
     }
   }
 
+  /** RAFT.SNAPSHOT: takes a snapshot now and replies once it is durable. */
+  private snapshotCommand(): Promise<ClientReply> {
+    return new Promise((resolve) => {
+      const started = this.driver?.snapshotNow((error) =>
+        resolve({ reply: error === null ? REPLY_OK : encodeError(`ERR ${error.message}`) }),
+      );
+      if (started !== true)
+        resolve({ reply: encodeError('ERR no snapshot taken: one is running or nothing is new') });
+    });
+  }
+
   private fail(error: Error): void {
     if (this.state === 'failed') return;
     this.state = 'failed';
@@ -422,6 +444,8 @@ export class KvNode {
       }
       return { reply: REPLY_OK };
     }
+    if (name !== undefined && name.toString('latin1').toUpperCase() === RAFT_SNAPSHOT)
+      return this.snapshotCommand();
     const lower =
       name !== undefined && name.length <= 5 ? name.toString('latin1').toLowerCase() : '';
     if (session.view !== 'seed' || session.multi !== null || !SEED_COMMANDS.has(lower))
@@ -826,4 +850,38 @@ function isNotLeaderReply(bytes: Buffer): boolean {
     bytes.length >= NOT_LEADER_PREFIX.length &&
     bytes.toString('latin1', 0, NOT_LEADER_PREFIX.length) === NOT_LEADER_PREFIX
   );
+}
+
+/** The state machine a node restarts with: the snapshot's, or empty. */
+function stateFromSnapshot(snapshot: LoadedSnapshot | null, logger: Logger): KvStateMachine {
+  if (snapshot === null) return new KvStateMachine();
+  const state = KvStateMachine.restore(snapshot.state);
+  assert(
+    state.last_applied === snapshot.meta.index,
+    `snapshot ${snapshot.file} holds state applied to ${state.last_applied}, ` +
+      `not its index ${snapshot.meta.index}`,
+  );
+  logger.info(
+    `loaded snapshot ${snapshot.file} (index ${snapshot.meta.index}, term ${snapshot.meta.term}, ` +
+      `${state.key_count} keys, ${snapshot.file_bytes} bytes)`,
+  );
+  return state;
+}
+
+/** The driver's view of the storage's snapshot files and log compaction. */
+function snapshotStorage(storage: RaftStorage): DriverSnapshotStorage {
+  const asError = (error: unknown): Error =>
+    error instanceof Error ? error : new Error(String(error));
+  return {
+    write: (meta, state, done) =>
+      storage.snapshots.write(meta, state).then(
+        (written) => done(null, written.file_bytes),
+        (error: unknown) => done(asError(error), 0),
+      ),
+    compact: (point, entries, done) =>
+      storage.compactLog(point, entries).then(
+        () => done(null),
+        (error: unknown) => done(asError(error)),
+      ),
+  };
 }

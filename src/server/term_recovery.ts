@@ -20,7 +20,7 @@ export interface TermRecovery {
 export function recoverPoisonedTerm(restored: RestoredState, self_id: NodeId): TermRecovery {
   const { term } = restored.hard_state;
   if (term <= LIMITS.raft_term_max) return { restored, note: null };
-  const last_log_term = restored.entries.at(-1)?.term ?? 0;
+  const last_log_term = restored.entries.at(-1)?.term ?? restored.snapshot?.term ?? 0;
   if (last_log_term > LIMITS.raft_term_max) {
     return {
       restored,
@@ -31,8 +31,8 @@ export function recoverPoisonedTerm(restored: RestoredState, self_id: NodeId): T
   }
   return {
     restored: {
+      ...restored, // the log's snapshot base and the restart's applied index stay
       hard_state: { ...restored.hard_state, term: last_log_term, vote: self_id },
-      entries: restored.entries,
     },
     note:
       `recovered term ${term} exceeds raft_term_max ${LIMITS.raft_term_max} (a forged frame ` +

@@ -11,11 +11,13 @@ export const RECORD_HEADER_BYTES = 16;
 export const RecordType = {
   FileHeader: 1,
   Save: 2,
+  /** The log starts after a snapshot: only as the second record (after the file header). */
+  Base: 3,
 } as const;
 
 export type RecordTypeNumber = (typeof RecordType)[keyof typeof RecordType];
 
-const crc32: (data: Uint8Array, value?: number) => number = (() => {
+export const crc32: (data: Uint8Array, value?: number) => number = (() => {
   const native = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
   if (typeof native !== 'function') {
     throw new Error('node:zlib crc32 is missing: the write-ahead log needs Node.js >= 20.15');
@@ -61,7 +63,7 @@ export function parseRecordHeader(
   bytes_to_eof: number,
 ): RecordHeader | string {
   const type = bytes[at + 12];
-  if (type !== RecordType.FileHeader && type !== RecordType.Save)
+  if (type !== RecordType.FileHeader && type !== RecordType.Save && type !== RecordType.Base)
     return `unknown record type ${String(type)}`;
   if (bytes[at + 13] !== 0 || bytes[at + 14] !== 0 || bytes[at + 15] !== 0)
     return 'non-zero reserved header bytes';

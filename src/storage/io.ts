@@ -33,6 +33,14 @@ export interface StorageIo {
   makeDirectory(path: string): Promise<string | undefined>;
   /** Takes the exclusive lock on a data directory (see lock.ts); StorageLockedError if held. */
   lockDirectory(path: string): Promise<DirLock>;
+  /**
+   * Atomically replaces `to` by `from` (rename(2)); durable only once the directory is synced.
+   */
+  rename(from: string, to: string): Promise<void>;
+  /** Removes a file (durable once the directory is synced); missing files are not an error. */
+  unlink(path: string): Promise<void>;
+  /** Names of the entries in a directory. */
+  listDirectory(path: string): Promise<string[]>;
 }
 
 class NodeLogFile implements LogFile {
@@ -101,5 +109,17 @@ export const NODE_STORAGE_IO: StorageIo = {
 
   lockDirectory(path: string): Promise<DirLock> {
     return acquireDirLock(path);
+  },
+
+  rename(from: string, to: string): Promise<void> {
+    return fs.promises.rename(from, to);
+  },
+
+  async unlink(path: string): Promise<void> {
+    await fs.promises.rm(path, { force: true });
+  },
+
+  listDirectory(path: string): Promise<string[]> {
+    return fs.promises.readdir(path);
   },
 };

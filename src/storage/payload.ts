@@ -3,7 +3,7 @@
  * raft_storage.ts): the file header (magic and format version) and one save
  * (optional hard state, optional entries to persist).
  */
-import type { EntriesToPersist, HardState } from '../raft/types';
+import type { EntriesToPersist, HardState, SnapshotPoint } from '../raft/types';
 import type { LogEntry } from '../raft/protocol';
 import { assert } from '../util/assert';
 import { LIMITS, type Limits } from '../util/limits';
@@ -62,6 +62,24 @@ export function encodeFileHeader(): SealedRecord {
   record.writeUInt32LE(WAL_FORMAT_VERSION, RECORD_HEADER_BYTES + 8);
   const crc = sealRecord(record, RecordType.FileHeader, 0);
   return { bytes: record, crc };
+}
+
+const BASE_PAYLOAD_BYTES = 8;
+
+/** The base record: the log in this file starts after (index, term), which a snapshot covers. */
+export function encodeBase(point: SnapshotPoint, prev_crc: number): SealedRecord {
+  const record = allocateRecord(BASE_PAYLOAD_BYTES);
+  record.writeUInt32LE(point.index, RECORD_HEADER_BYTES);
+  record.writeUInt32LE(point.term, RECORD_HEADER_BYTES + 4);
+  const crc = sealRecord(record, RecordType.Base, prev_crc);
+  return { bytes: record, crc };
+}
+
+export function decodeBase(payload: Uint8Array): SnapshotPoint | string {
+  if (payload.length !== BASE_PAYLOAD_BYTES)
+    return `base payload is ${payload.length} bytes, expected ${BASE_PAYLOAD_BYTES}`;
+  const view = asBuffer(payload);
+  return { index: view.readUInt32LE(0), term: view.readUInt32LE(4) };
 }
 
 /** Returns null if the payload is a file header of the version we write, else what is wrong. */

@@ -7,6 +7,8 @@
  * ## Files in the data directory
  *   LOCK      pid of the process that has the directory open (see lock.ts)
  *   raft.wal  the write-ahead log
+ *   raft.wal.tmp  a compaction's new log before its rename (removed by the next compaction)
+ *   snapshot-<index>-<term>.snap  snapshots (format in snapshot_store.ts), the newest two kept
  *
  * ## raft.wal format (version 1)
  * A sequence of records; integers are unsigned 32-bit little-endian.
@@ -16,7 +18,7 @@
  * record
  *   4       4      prev_crc       crc field of the previous record; 0 in the first record
  *   8       4      payload_bytes  at most LIMITS.wal_record_bytes_max
- *   12      1      type           1 = file header, 2 = save
+ *   12      1      type           1 = file header, 2 = save, 3 = base
  *   13      3      reserved       zero
  *   16      ...    payload
  *
@@ -32,7 +34,26 @@
  *   if bit 1: first_index, count (u32 each), then count times: term (u32), data_bytes (u32), data.
  * Replaying a save drops every entry at index >= first_index, appends the
  * entries from first_index on, then replaces the hard state. first_index must
- * lie in [1, last index + 1]. No snapshots yet: the whole log is kept.
+ * lie in [base + 1, last index + 1].
+ *
+ * Base payload, only as the second record (8 bytes): index, term (u32 each). The
+ * log in this file starts after that point, which a snapshot covers; without a
+ * base record the log starts at index 1.
+ *
+ * ## Compaction (compactLog)
+ * Once a snapshot is durable the log is rewritten: file header, base record,
+ * then the hard state and the retained entries as saves, into raft.wal.tmp,
+ * fdatasync'd, renamed over raft.wal, the directory fsync'd. It is queued with
+ * the saves: saves called before it reach the old file, saves called after it
+ * are chained to the new file's last record. A crash before the directory
+ * fsync leaves either file whole.
+ *
+ * ## Snapshots at open
+ * The newest snapshot that verifies is loaded (damaged ones are reported and
+ * skipped). Its index must be at or above the log's base, or entries in between
+ * are in no file: StorageCorruptError. The log keeps its entries from its base;
+ * the state machine restarts at the snapshot's index (RestoredState.applied_index).
+ * A snapshot ahead of the log's end restarts the log after it (a compaction).
  *
  * ## Writing (group commit)
  * save() encodes its record at call time, chaining it to the previous call's,
@@ -77,15 +98,23 @@
  */
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { EntriesToPersist, HardState, RestoredState } from '../raft/types';
+import type { LogEntry } from '../raft/protocol';
+import type { EntriesToPersist, HardState, RestoredState, SnapshotPoint } from '../raft/types';
 import { assert } from '../util/assert';
-import { describeError, KvError, LimitExceededError, StorageIoError } from '../util/errors';
+import {
+  describeError,
+  KvError,
+  LimitExceededError,
+  StorageCorruptError,
+  StorageIoError,
+} from '../util/errors';
 import { LIMITS } from '../util/limits';
 import { RECORD_HEADER_BYTES } from './frame';
 import type { LogFile, StorageIo } from './io';
 import { NODE_STORAGE_IO } from './io';
 import type { DirLock } from './lock';
-import { encodeFileHeader, encodeSave, savePayloadBytes } from './payload';
+import { encodeBase, encodeFileHeader, encodeSave, savePayloadBytes } from './payload';
+import { type LoadedSnapshot, SnapshotStore } from './snapshot_store';
 import { type ReplayOutcome, replayLog } from './replay';
 
 export const LOG_FILE_NAME = 'raft.wal';
@@ -106,11 +135,18 @@ export interface RecoveryReport {
    */
   torn_reason: string | null;
   log_file: string;
+  /** Snapshot files skipped as damaged ('file: reason'), newest first: for log lines. */
+  damaged_snapshots: string[];
 }
 
 export interface OpenResult {
   storage: RaftStorage;
+  /**
+   * Log and hard state; the state machine restarts from `snapshot`, at restored.applied_index.
+   */
   restored: RestoredState;
+  /** The newest valid snapshot: the state machine restarts from its state. */
+  snapshot: LoadedSnapshot | null;
   recovery: RecoveryReport;
 }
 
@@ -130,6 +166,8 @@ export interface StorageStats {
 
 interface QueuedSave {
   record: Buffer | null;
+  /** A compaction: these records make up the whole new log file (see compactLog). */
+  rewrite?: Buffer[];
   resolve: () => void;
   reject: (error: Error) => void;
 }
@@ -155,7 +193,7 @@ export class RaftStorage {
   batch_observer: ((bytes: number, fsync_ms: number | null) => void) | null = null;
 
   private constructor(
-    private readonly file: LogFile,
+    private file: LogFile,
     private readonly lock: DirLock,
     readonly log_file: string,
     private readonly fsync: boolean,
@@ -165,6 +203,12 @@ export class RaftStorage {
     private last_crc: number,
     /** Last log index once every queued save is applied: bounds the next first_index. */
     private last_index: number,
+    /** The log in the file starts after this index (a snapshot covers it); 0 if none. */
+    private base_index: number,
+    /** Hard state once every queued save is applied: a compaction writes it again. */
+    private last_hard_state: HardState,
+    private readonly io: StorageIo,
+    readonly snapshots: SnapshotStore,
   ) {}
 
   /**
@@ -206,6 +250,13 @@ export class RaftStorage {
           );
         }
       }
+      const snapshots = new SnapshotStore(io, data_dir, fsync);
+      const damaged_snapshots: string[] = [];
+      const snapshot = await snapshots.loadNewest((file, reason) =>
+        damaged_snapshots.push(`${file}: ${reason}`),
+      );
+      const restored = startAfterSnapshot(replay.restored, snapshot, log_file, damaged_snapshots);
+      const wal_base = replay.restored.snapshot?.index ?? 0;
       const storage = new RaftStorage(
         log,
         lock,
@@ -213,16 +264,28 @@ export class RaftStorage {
         fsync,
         file_bytes,
         last_crc,
-        replay.restored.entries.length,
+        wal_base + replay.restored.entries.length,
+        wal_base,
+        replay.restored.hard_state,
+        io,
+        snapshots,
       );
+      const point = restored.snapshot;
+      if (point !== undefined && point.index > wal_base && point.index > storage.last_index) {
+        // The snapshot is ahead of the log (applied before this node's own copy was durable, or
+        // installed from a leader): the log restarts after it, so the next save can follow it.
+        await storage.compactLog(point, []);
+      }
       return {
         storage,
-        restored: replay.restored,
+        restored,
+        snapshot,
         recovery: {
           records: replay.save_records,
           truncated_tail_bytes: replay.file_bytes - replay.valid_bytes,
           torn_reason: replay.torn_reason,
           log_file,
+          damaged_snapshots,
         },
       };
     } catch (error) {
@@ -271,11 +334,64 @@ export class RaftStorage {
       record = sealed.bytes;
       this.last_crc = sealed.crc;
       this.last_index = next_last_index;
+      if (hard_state !== null) this.last_hard_state = hard_state;
       this.queued_bytes += record.length;
     }
     this.saves += 1;
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ record, resolve, reject });
+      if (!this.writing) void this.writeQueued();
+    });
+  }
+
+  /**
+   * Drops the log up to `point`, which a durable snapshot covers: the log file is rewritten as a
+   * file header, a base record (`point`), the current hard state and `entries` (the log after
+   * `point` as every save so far left it, in records of at most wal_write_bytes_max), into a
+   * temporary file that is fdatasync'd, renamed over the log and its directory fsync'd. Ordered
+   * with saves: saves before it reach the old file first, saves after it chain to the new one.
+   * Resolves once the new file is durable.
+   */
+  compactLog(point: SnapshotPoint, entries: LogEntry[]): Promise<void> {
+    if (this.failure !== null) return Promise.reject(this.failure);
+    if (this.closed)
+      return Promise.reject(new StorageIoError(`${this.log_file}: compaction after close`));
+    // A point past the log (a snapshot ahead of it) leaves no entries after it.
+    assert(
+      point.index >= this.base_index && (point.index <= this.last_index || entries.length === 0),
+      `compaction point ${point.index} not below the log base ${this.base_index}`,
+    );
+    const header = encodeFileHeader();
+    const base = encodeBase(point, header.crc);
+    const records = [header.bytes, base.bytes];
+    let crc = base.crc;
+    let hard_state: HardState | null = this.last_hard_state;
+    let first_index = point.index + 1;
+    const bytes_max = LIMITS.wal_write_bytes_max;
+    let at = 0;
+    do {
+      const batch: LogEntry[] = [];
+      let batch_bytes = 0;
+      while (at < entries.length && (batch.length === 0 || batch_bytes < bytes_max)) {
+        const entry = entries[at++]!;
+        batch.push(entry);
+        batch_bytes += entry.data.length + 8;
+      }
+      const sealed = encodeSave(
+        hard_state,
+        batch.length > 0 ? { first_index, entries: batch } : null,
+        crc,
+      );
+      records.push(sealed.bytes);
+      crc = sealed.crc;
+      first_index += batch.length;
+      hard_state = null;
+    } while (at < entries.length);
+    this.last_crc = crc;
+    this.last_index = point.index + entries.length;
+    this.base_index = point.index;
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ record: null, rewrite: records, resolve, reject });
       if (!this.writing) void this.writeQueued();
     });
   }
@@ -323,8 +439,11 @@ export class RaftStorage {
     if (entries === null) return this.last_index;
     const { first_index } = entries;
     assert(
-      Number.isInteger(first_index) && first_index >= 1 && first_index <= this.last_index + 1,
-      `entries must start in [1, ${this.last_index + 1}], not at ${first_index}`,
+      Number.isInteger(first_index) &&
+        first_index > this.base_index &&
+        first_index <= this.last_index + 1,
+      `entries must start in [${this.base_index + 1}, ${this.last_index + 1}], ` +
+        `not at ${first_index}`,
     );
     const next_last_index = first_index - 1 + entries.entries.length;
     assert(next_last_index <= UINT32_MAX, `log index ${next_last_index} exceeds uint32`);
@@ -336,9 +455,16 @@ export class RaftStorage {
   private async writeQueued(): Promise<void> {
     this.writing = true;
     while (this.queue.length > 0 && this.failure === null) {
-      const batch = this.queue;
-      this.queue = [];
+      const rewrite_at = this.queue.findIndex((save) => save.rewrite !== undefined);
+      const take = rewrite_at === 0 ? 1 : rewrite_at === -1 ? this.queue.length : rewrite_at;
+      const batch = this.queue.splice(0, take);
       try {
+        const rewrite = batch[0]?.rewrite;
+        if (rewrite !== undefined) {
+          await this.rewriteLog(rewrite);
+          batch[0]?.resolve();
+          continue;
+        }
         await this.writeBatch(batch);
       } catch (error) {
         this.failure = ioError(
@@ -392,6 +518,31 @@ export class RaftStorage {
     for (const save of batch) save.resolve();
   }
 
+  /** Writes the new log beside the old one, makes it durable, and moves it into place. */
+  private async rewriteLog(records: Buffer[]): Promise<void> {
+    const temp_file = `${this.log_file}.tmp`;
+    await this.io.unlink(temp_file);
+    const file = await this.io.openLog(temp_file);
+    let position = 0;
+    try {
+      for (const chunk of groupUpTo(records, LIMITS.wal_write_bytes_max)) {
+        await file.write(chunk, position);
+        position += chunk.length;
+        this.bytes_written += chunk.length;
+      }
+      if (this.fsync) await file.datasync();
+      await this.io.rename(temp_file, this.log_file);
+      if (this.fsync) await this.io.syncDirectory(path.dirname(this.log_file));
+    } catch (error) {
+      await file.close().catch(() => undefined);
+      throw error;
+    }
+    const old = this.file;
+    this.file = file;
+    this.file_bytes = position;
+    await old.close();
+  }
+
   private idle(): Promise<void> {
     if (!this.writing && this.queue.length === 0) return Promise.resolve();
     return new Promise((resolve) => this.idle_waiters.push(resolve));
@@ -438,6 +589,57 @@ async function prepareForAppend(
   // returned them, and this process will act on them: they must not vanish in a later power loss.
   if (!synced) await sync();
   return { file_bytes, last_crc };
+}
+
+/**
+ * The log a node restarts from, given the WAL and the newest valid snapshot: entries the snapshot
+ * covers are dropped. The WAL must reach back to the snapshot (its base at or below the snapshot's
+ * index), or the entries in between are lost: StorageCorruptError saying so.
+ */
+function startAfterSnapshot(
+  wal: RestoredState,
+  snapshot: LoadedSnapshot | null,
+  log_file: string,
+  damaged: string[],
+): RestoredState {
+  const wal_base = wal.snapshot?.index ?? 0;
+  const snapshot_index = snapshot?.meta.index ?? 0;
+  if (snapshot_index < wal_base) {
+    const found =
+      snapshot === null
+        ? 'no valid snapshot'
+        : `the newest valid snapshot covers ${snapshot_index}`;
+    const skipped = damaged.length === 0 ? '' : ` (damaged: ${damaged.join('; ')})`;
+    throw new StorageCorruptError(
+      `${log_file} starts after index ${wal_base}, but ${found}${skipped}: ` +
+        `entries up to ${wal_base} are in no file; restore the data directory or wipe it`,
+    );
+  }
+  if (snapshot === null) return wal;
+  const point: SnapshotPoint = { index: snapshot.meta.index, term: snapshot.meta.term };
+  const wal_last = wal_base + wal.entries.length;
+  const hard_state = { ...wal.hard_state, commit: Math.max(wal.hard_state.commit, point.index) };
+  // The snapshot is ahead of the log: the log restarts after it (see openWithIo).
+  if (wal_last < point.index)
+    return { hard_state, entries: [], snapshot: point, applied_index: point.index };
+  if (wal_last > point.index) {
+    const term =
+      point.index === wal_base ? wal.snapshot?.term : wal.entries[point.index - wal_base - 1]?.term;
+    if (term !== point.term) {
+      throw new StorageCorruptError(
+        `${snapshot.file} ends at index ${point.index} in term ${point.term}, ` +
+          `but ${log_file} has term ${String(term)} there`,
+      );
+    }
+  }
+  // The log keeps the entries the snapshot covers from the WAL's start on: a leader may still
+  // need them for a follower (a node compacts its log only as leader, see the driver).
+  return {
+    hard_state,
+    entries: wal.entries,
+    ...(wal.snapshot === undefined ? {} : { snapshot: wal.snapshot }),
+    applied_index: point.index,
+  };
 }
 
 /** Concatenates buffers into chunks of at most `bytes_max` (a single larger buffer stays alone). */

@@ -4,7 +4,7 @@
  * a crash interrupted) is reported for truncation; damage anywhere before it
  * is a StorageCorruptError. The rule is documented in raft_storage.ts.
  */
-import type { HardState, RestoredState } from '../raft/types';
+import type { HardState, RestoredState, SnapshotPoint } from '../raft/types';
 import { NO_NODE } from '../raft/types';
 import type { LogEntry } from '../raft/protocol';
 import { StorageCorruptError } from '../util/errors';
@@ -18,7 +18,7 @@ import {
   RecordType,
 } from './frame';
 import type { LogFile } from './io';
-import { checkFileHeader, decodeSave } from './payload';
+import { checkFileHeader, decodeBase, decodeSave } from './payload';
 
 export interface ReplayOutcome {
   restored: RestoredState;
@@ -35,6 +35,9 @@ export interface ReplayOutcome {
 
 /** What replay has rebuilt so far, and where the next record starts. */
 interface ReplayState {
+  /** The log before this file's entries, covered by a snapshot (a base record); 0 if none. */
+  base: SnapshotPoint;
+  /** entries[0] is index base.index + 1. */
   entries: LogEntry[];
   hard_state: HardState;
   /** Byte offset of the next record: after the loop, the end of the valid records. */
@@ -54,6 +57,7 @@ export async function replayLog(file: LogFile, file_path: string): Promise<Repla
   const file_bytes = await file.size();
   const reader = new ChunkReader(file, file_path, file_bytes, LIMITS.wal_replay_chunk_bytes);
   const state: ReplayState = {
+    base: { index: 0, term: 0 },
     entries: [],
     hard_state: { term: 0, vote: NO_NODE, commit: 0 },
     offset: 0,
@@ -71,7 +75,11 @@ export async function replayLog(file: LogFile, file_path: string): Promise<Repla
   }
   if (damage !== null) await refuseDamageBeforeTail(reader, file_path, state.offset, damage);
   return {
-    restored: { hard_state: state.hard_state, entries: state.entries },
+    restored: {
+      hard_state: state.hard_state,
+      entries: state.entries,
+      ...(state.base.index > 0 ? { snapshot: state.base } : {}),
+    },
     save_records: state.save_records,
     valid_bytes: state.offset,
     file_bytes,
@@ -116,6 +124,12 @@ function applyRecord(state: ReplayState, intact: IntactRecord, file_path: string
       throw corrupt('the first record is not a file header');
     const problem = checkFileHeader(payload);
     if (problem !== null) throw corrupt(problem);
+  } else if (header.type === RecordType.Base) {
+    if (state.save_records > 0 || state.base.index > 0 || state.entries.length > 0)
+      throw corrupt('a base record after the first save');
+    const base = decodeBase(payload);
+    if (typeof base === 'string') throw corrupt(base);
+    state.base = base;
   } else {
     if (header.type !== RecordType.Save)
       throw corrupt('a file header record after the start of the file');
@@ -132,10 +146,15 @@ function applySave(state: ReplayState, payload: Buffer): string | null {
   if (typeof save === 'string') return save;
   if (save.entries !== null) {
     const { first_index } = save.entries;
-    const { entries } = state;
-    if (first_index < 1 || first_index > entries.length + 1)
-      return `entries start at index ${first_index} but the log ends at index ${entries.length}`;
-    entries.length = first_index - 1;
+    const { entries, base } = state;
+    const last_index = base.index + entries.length;
+    if (first_index <= base.index || first_index > last_index + 1) {
+      const after = base.index > 0 ? ` (it starts after index ${base.index})` : '';
+      return (
+        `entries start at index ${first_index} ` + `but the log ends at index ${last_index}${after}`
+      );
+    }
+    entries.length = first_index - 1 - base.index;
     for (const entry of save.entries.entries) entries.push(entry);
   }
   if (save.hard_state !== null) state.hard_state = save.hard_state;

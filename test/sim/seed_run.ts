@@ -24,6 +24,8 @@ export interface SeedOptions {
   profile?: 'mixed' | 'crashy' | 'partition';
   /** Force the batch size (1 exposes rules that batching would mask). */
   message_entries_max?: number;
+  /** Force the snapshot threshold (0: no snapshots) instead of the seed's draw. */
+  snapshot_entries?: number;
   /**
    * Skip the liveness phase (for runs that break a rule on purpose and only look for safety
    * failures).
@@ -71,6 +73,9 @@ export function drawParams(seed: number, options: SeedOptions = {}): SimParams {
     // The crashy profile is about durability: every crash a power loss that keeps little.
     power_loss_probability: crashy ? 1 : 0.5,
     keep_unsynced_probability: crashy ? 0.2 : 0.5,
+    // A generator of its own, so the draws above (and every seed's replay) stay as they were.
+    snapshot_entries:
+      options.snapshot_entries ?? [0, 5, 20, 60][new SeededRandom(seed ^ 0x54a9).int(4)]!,
   };
 }
 

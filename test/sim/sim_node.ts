@@ -5,7 +5,8 @@
  * so every seed also checks the storage rules: a torn tail is truncated and
  * served, damage before the tail is refused.
  */
-import { ReadyDriver } from '../../src/driver/ready_driver';
+import { type DriverSnapshotStorage, ReadyDriver } from '../../src/driver/ready_driver';
+import { KvStateMachine } from '../../src/kv/state_machine';
 import { buildRaftConfig } from '../../src/raft/config';
 import { RaftCore } from '../../src/raft/core';
 import type {
@@ -56,6 +57,7 @@ export interface SimHost {
   /** Checks run after every step of a node. */
   observe(node: SimNode): void;
   checkApplied(node: SimNode, ready: Ready): void;
+  checkSnapshotState(node: SimNode, state: KvStateMachine, index: number): void;
   /** A violation found outside the run loop's call stack (in a promise callback). */
   reportFailure(error: Error): void;
   /** Counts a storage event of the run (for the summary: faults must really happen). */
@@ -69,7 +71,11 @@ export type StorageEvent =
   | 'corrupted_at_rest'
   | 'refused_damaged_log'
   | 'failed_save'
-  | 'failed_recovery';
+  | 'failed_recovery'
+  | 'snapshot_written'
+  | 'log_compacted'
+  | 'restart_from_snapshot'
+  | 'snapshot_fallback';
 
 /**
  * down: no process. recovering: a process is replaying the WAL. up: serving.
@@ -90,6 +96,8 @@ export class SimNode {
   readonly disk: FaultyDisk;
   /** What the completed saves of this node put on disk (checked for monotonic hard state). */
   durable: Disk = { hard_state: { term: 0, vote: NO_NODE, commit: 0 }, entries: [] };
+  /** durable.entries[0] is index durable_base + 1 (the log on disk starts after a snapshot). */
+  durable_base = 0;
   /** Corruption at rest was injected while down: the next recovery must refuse to start. */
   expect_refusal = false;
   core!: RaftCore;
@@ -205,16 +213,26 @@ export class SimNode {
     }
     this.checkRecovered(opened.restored);
     if (opened.recovery.truncated_tail_bytes > 0) this.host.count('torn_tail_truncated');
+    if (opened.recovery.damaged_snapshots.length > 0) this.host.count('snapshot_fallback');
     this.durable = {
       hard_state: { ...opened.restored.hard_state },
       entries: opened.restored.entries.slice(),
     };
+    const log_base = opened.restored.snapshot?.index ?? 0;
+    const applied_index = opened.restored.applied_index ?? log_base;
+    this.durable_base = log_base;
+    let state = new KvStateMachine();
+    if (opened.snapshot !== null) {
+      state = KvStateMachine.restore(opened.snapshot.state);
+      this.host.checkSnapshotState(this, state, applied_index);
+      this.host.count('restart_from_snapshot');
+    }
     this.core = new RaftCore(this.raftConfig(), opened.restored);
-    this.replica = new Replica(this.core);
+    this.replica = new Replica(this.core, state);
     this.driver = this.createDriver(opened.storage, incarnation);
     this.commit_seen = this.core.commit_index;
-    this.applied_seen = 0;
-    this.commit_recorded = 0;
+    this.applied_seen = applied_index;
+    this.commit_recorded = log_base;
     this.was_leader_in_term = -1;
     this.state = 'up';
     this.host.observe(this);
@@ -284,10 +302,18 @@ export class SimNode {
     return new ReadyDriver(
       this.core,
       this.replica,
-      { save: (hard_state, entries, done) => this.save(storage, hard_state, entries, done) },
+      {
+        save: (hard_state, entries, done) => this.save(storage, hard_state, entries, done),
+        ...(this.host.params.snapshot_entries ? { snapshots: this.snapshotStorage(storage) } : {}),
+      },
       { send: (to, message) => this.host.transmit(this.id, to, message) },
       { defer: (run) => this.host.schedule(0, () => this.runAwake(incarnation, run)) },
-      { readies_per_turn_max: LIMITS.driver_readies_per_turn_max, faults: this.host.params.faults },
+      {
+        readies_per_turn_max: LIMITS.driver_readies_per_turn_max,
+        snapshot_entries: this.host.params.snapshot_entries ?? 0,
+        now_ms: () => this.host.now,
+        faults: this.host.params.faults,
+      },
       {
         onApplied: (ready) => {
           this.host.observe(this); // record what the core now knows committed, then judge
@@ -324,6 +350,44 @@ export class SimNode {
     );
   }
 
+  /** Snapshot files and log compaction on the real storage, void once this process died. */
+  private snapshotStorage(storage: RaftStorage): DriverSnapshotStorage {
+    const incarnation = this.incarnation;
+    const settle = (run: () => void): void =>
+      this.guard(() => {
+        if (this.incarnation === incarnation) run();
+      });
+    const asError = (error: unknown): Error =>
+      error instanceof Error ? error : new Error(String(error));
+    return {
+      write: (meta, state, done) =>
+        storage.snapshots.write(meta, state).then(
+          (written) =>
+            settle(() => {
+              this.host.count('snapshot_written');
+              done(null, written.file_bytes);
+            }),
+          (error: unknown) => settle(() => done(asError(error), 0)),
+        ),
+      compact: (point, entries, done) =>
+        storage.compactLog(point, entries).then(
+          () =>
+            settle(() => {
+              this.host.count('log_compacted');
+              this.recordCompaction(point.index, entries);
+              done(null);
+            }),
+          (error: unknown) => settle(() => done(asError(error))),
+        ),
+    };
+  }
+
+  /** The log on disk now starts after `index` and holds exactly `entries` after it. */
+  private recordCompaction(index: number, entries: LogEntry[]): void {
+    this.durable_base = index;
+    this.durable.entries = entries.slice();
+  }
+
   private scheduleTicks(incarnation: number): void {
     const params = this.host.params;
     // Each node ticks on its own phase so elections are not in lock step.
@@ -342,11 +406,12 @@ export class SimNode {
   private recordDurable(hard_state: HardState | null, saved: EntriesToPersist | null): void {
     if (saved !== null) {
       const { first_index, entries } = saved;
-      this.durable.entries.length = Math.min(this.durable.entries.length, first_index - 1);
-      if (this.durable.entries.length !== first_index - 1) {
+      const keep = first_index - 1 - this.durable_base;
+      this.durable.entries.length = Math.min(this.durable.entries.length, Math.max(keep, 0));
+      if (this.durable.entries.length !== keep) {
         throw new SafetyViolation(
           `node ${this.id}: persisting from ${first_index} leaves a gap after ` +
-            `${this.durable.entries.length}`,
+            `${this.durable_base + this.durable.entries.length}`,
         );
       }
       this.durable.entries.push(...entries);

@@ -15,6 +15,7 @@ import { SeededRandom } from '../../src/util/prng';
 import type { FaultyDiskOptions } from '../support/faulty_disk';
 import { EventQueue } from './event_queue';
 import type { HistoryOperation, KvInput, KvOutput } from './linearizability';
+import { KvStateMachine } from '../../src/kv/state_machine';
 import { type Disk, SafetyViolation, type SimHost, SimNode, type StorageEvent } from './sim_node';
 
 export { type Disk, SafetyViolation, SimNode };
@@ -54,6 +55,8 @@ export interface SimParams {
   power_loss_probability: number;
   /** At a power loss, the chance that some unsynced writes happen to survive anyway. */
   keep_unsynced_probability: number;
+  /** The driver's snapshot threshold in applied entries (0: no snapshots, no compaction). */
+  snapshot_entries?: number;
 }
 
 interface ClientState {
@@ -368,8 +371,10 @@ export class Simulation implements SimHost {
     node.commit_seen = commit;
     if (commit > node.commit_recorded) {
       const log = core.logEntries();
-      for (let index = node.commit_recorded + 1; index <= commit; index++)
-        this.recordCommitted(node, index, log[index - 1]!);
+      const first = core.first_log_index;
+      // Entries a snapshot covers are checked when a node restarts from it (see SimNode.boot).
+      for (let index = Math.max(node.commit_recorded + 1, first); index <= commit; index++)
+        this.recordCommitted(node, index, log[index - first]!);
       node.commit_recorded = commit;
       if (core.current_role === 'leader' && this.on_leader_commit !== null)
         this.on_leader_commit(node.id);
@@ -396,18 +401,38 @@ export class Simulation implements SimHost {
   /** Figure 3: an entry committed in term T is in the log of every leader of a term after T. */
   private checkLeaderCompleteness(node: SimNode): void {
     const log = node.core.logEntries();
+    const first = node.core.first_log_index;
     const term = node.core.current_term;
-    for (let index = 1; index <= this.committed.length; index++) {
+    for (let index = first; index <= this.committed.length; index++) {
       // A stale leader of an older term may still win its old election late (its votes were
       // delayed): not covered.
       if (this.committed_in_term[index - 1]! >= term) continue;
-      const mine = log[index - 1];
+      const mine = log[index - first];
       if (mine === undefined || !sameEntry(mine, this.committed[index - 1]!)) {
         throw new SafetyViolation(
           `Leader Completeness: node ${node.id}, leader of term ${node.core.current_term}, ` +
             `lacks committed entry ${index}`,
         );
       }
+    }
+  }
+
+  /**
+   * A node restarted from a snapshot at `index`: its state must be exactly what applying the
+   * cluster's committed log up to `index` gives.
+   */
+  checkSnapshotState(node: SimNode, state: KvStateMachine, index: number): void {
+    if (this.committed.length < index) {
+      throw new SafetyViolation(
+        `node ${node.id}: snapshot at ${index} beyond the committed log (${this.committed.length})`,
+      );
+    }
+    const expected = new KvStateMachine();
+    for (let i = 1; i <= index; i++) expected.apply(i, this.committed[i - 1]!.data);
+    if (!expected.serialize().equals(state.serialize())) {
+      throw new SafetyViolation(
+        `node ${node.id}: snapshot at ${index} differs from the committed log applied to ${index}`,
+      );
     }
   }
 
@@ -431,15 +456,21 @@ export class Simulation implements SimHost {
    */
   checkLogMatching(): void {
     // A node that never finished its first recovery has no log in memory yet: an empty one.
-    const logs = this.nodes.map((n) => (n.booted ? n.core.logEntries() : []));
+    // Each log starts after its node's snapshot: compare where both still hold entries.
+    const logs = this.nodes.map((n) =>
+      n.booted ? { first: n.core.first_log_index, entries: n.core.logEntries() } : null,
+    );
     for (let a = 0; a < logs.length; a++) {
       for (let b = a + 1; b < logs.length; b++) {
-        const la = logs[a]!;
-        const lb = logs[b]!;
-        let index = Math.min(la.length, lb.length);
-        while (index > 0 && la[index - 1]!.term !== lb[index - 1]!.term) index--;
-        for (let i = index; i > 0; i--) {
-          if (!sameEntry(la[i - 1]!, lb[i - 1]!)) {
+        const la = logs[a];
+        const lb = logs[b];
+        if (la === null || la === undefined || lb === null || lb === undefined) continue;
+        const at = (log: typeof la, index: number): LogEntry => log.entries[index - log.first]!;
+        const low = Math.max(la.first, lb.first);
+        let index = Math.min(la.first + la.entries.length, lb.first + lb.entries.length) - 1;
+        while (index >= low && at(la, index).term !== at(lb, index).term) index--;
+        for (let i = index; i >= low; i--) {
+          if (!sameEntry(at(la, i), at(lb, i))) {
             throw new SafetyViolation(
               `Log Matching: nodes ${a + 1} and ${b + 1} agree at ${index} but differ at ${i}`,
             );

@@ -130,6 +130,11 @@ export class FaultyDisk {
   readonly options: FaultyDiskOptions;
   private readonly files = new Map<string, DiskFile>();
   private readonly directories = new Set<string>(['/']);
+  /**
+   * Renames and unlinks not yet made durable by a syncDirectory, in order, each with how to undo
+   * it: a crash keeps a random prefix of them and undoes the rest, newest first.
+   */
+  private unsynced_names: Array<{ directory: string; undo: () => void }> = [];
   /** Locked directory -> the incarnation holding it. */
   private readonly locks = new Map<string, number>();
   /** Incarnations numbered from 1; those below `first_live` are dead. */
@@ -155,6 +160,7 @@ export class FaultyDisk {
     this.first_live = this.incarnations + 1;
     this.locks.clear();
     const report: CrashReport = { files: [], lost_files: [] };
+    this.crashNames();
     for (const [file_path, file] of [...this.files]) {
       if (!file.entry_durable && this.chance(this.options.crash_lose_new_file_probability)) {
         this.files.delete(file_path);
@@ -314,6 +320,51 @@ export class FaultyDisk {
   syncDirectory(directory: string): void {
     for (const [file_path, file] of this.files)
       if (path.dirname(file_path) === directory) file.entry_durable = true;
+    this.unsynced_names = this.unsynced_names.filter((op) => op.directory !== directory);
+  }
+
+  rename(from: string, to: string): void {
+    const file = this.files.get(from);
+    if (file === undefined) throw errnoError('ENOENT', `rename '${from}'`);
+    const replaced = this.files.get(to);
+    this.files.delete(from);
+    this.files.set(to, file);
+    this.unsynced_names.push({
+      directory: path.dirname(to),
+      undo: () => {
+        this.files.set(from, file);
+        if (replaced === undefined) this.files.delete(to);
+        else this.files.set(to, replaced);
+      },
+    });
+  }
+
+  unlink(file_path: string): void {
+    const file = this.files.get(file_path);
+    if (file === undefined) return;
+    this.files.delete(file_path);
+    this.unsynced_names.push({
+      directory: path.dirname(file_path),
+      undo: () => this.files.set(file_path, file),
+    });
+  }
+
+  listDirectory(directory: string): string[] {
+    if (!this.directories.has(directory)) throw errnoError('ENOENT', `scandir '${directory}'`);
+    const names: string[] = [];
+    for (const file_path of this.files.keys())
+      if (path.dirname(file_path) === directory) names.push(path.basename(file_path));
+    return names.sort();
+  }
+
+  /** A crash keeps a random prefix of the unsynced renames and unlinks and undoes the rest. */
+  private crashNames(): void {
+    const ops = this.unsynced_names;
+    this.unsynced_names = [];
+    let kept = 0;
+    if (ops.length > 0 && this.chance(this.options.crash_keep_unsynced_probability))
+      kept = this.random.int(ops.length + 1);
+    for (let i = ops.length - 1; i >= kept; i--) ops[i]!.undo();
   }
 
   lock(directory: string, incarnation: number): void {
@@ -434,6 +485,20 @@ class FaultyIo implements StorageIo {
   makeDirectory(directory: string): Promise<string | undefined> {
     return this.complete(this.disk.options.metadata_latency, () =>
       this.disk.makeDirectory(directory),
+    );
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return this.complete(this.disk.options.metadata_latency, () => this.disk.rename(from, to));
+  }
+
+  unlink(file_path: string): Promise<void> {
+    return this.complete(this.disk.options.metadata_latency, () => this.disk.unlink(file_path));
+  }
+
+  listDirectory(directory: string): Promise<string[]> {
+    return this.complete(this.disk.options.metadata_latency, () =>
+      this.disk.listDirectory(directory),
     );
   }
 

@@ -87,4 +87,16 @@ export class SpyIo implements StorageIo {
   lockDirectory(path: string): Promise<DirLock> {
     return NODE_STORAGE_IO.lockDirectory(path);
   }
+
+  rename(from: string, to: string): Promise<void> {
+    return NODE_STORAGE_IO.rename(from, to);
+  }
+
+  unlink(path: string): Promise<void> {
+    return NODE_STORAGE_IO.unlink(path);
+  }
+
+  listDirectory(path: string): Promise<string[]> {
+    return NODE_STORAGE_IO.listDirectory(path);
+  }
 }

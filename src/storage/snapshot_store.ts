@@ -1,0 +1,188 @@
+/**
+ * Snapshot files: the state machine's bytes plus the Raft metadata a node restarts from (the last
+ * index and term the snapshot covers, and the voters). The WAL before a snapshot may be dropped
+ * only once the snapshot is durable, so writing follows the usual recipe: a temporary file,
+ * written and fdatasync'd, renamed over its final name, then the directory fsync'd.
+ *
+ * ## File name
+ *   snapshot-<index, 10 digits>-<term, 10 digits>.snap   (a temporary one ends in .tmp)
+ *
+ * ## Format (version 1), integers unsigned 32-bit little-endian
+ *   offset  bytes  field
+ *   0       8      magic "KVSNAPSH"
+ *   8       4      format version (1)
+ *   12      4      CRC-32 (IEEE) of bytes [16, end of file)
+ *   16      4      last included index
+ *   20      4      last included term
+ *   24      4      voter count n
+ *   28      4n     voter ids
+ *   28+4n   ...    state machine bytes (KvStateMachine.serialize), to the end of the file
+ *
+ * Loading tries the snapshots newest first; one that is damaged (bad magic, version, checksum,
+ * or a name that disagrees with its contents) is reported and the previous one is tried. The
+ * newest `snapshots_kept` are kept, so one damaged file still leaves a fallback.
+ */
+import * as path from 'node:path';
+import type { NodeId, SnapshotMeta } from '../raft/types';
+import { StorageCorruptError } from '../util/errors';
+import { LIMITS } from '../util/limits';
+import { crc32 } from './frame';
+import type { StorageIo } from './io';
+
+export interface LoadedSnapshot {
+  meta: SnapshotMeta;
+  /** The state machine's bytes (a view into the file's buffer). */
+  state: Buffer;
+  file: string;
+  file_bytes: number;
+}
+
+export interface WrittenSnapshot {
+  file: string;
+  file_bytes: number;
+}
+
+const MAGIC = Buffer.from('KVSNAPSH', 'ascii');
+const VERSION = 1;
+const FIXED_HEADER_BYTES = 28;
+const CRC_FROM = 16;
+const NAME_PATTERN = /^snapshot-(\d{10})-(\d{10})\.snap$/;
+
+export function snapshotFileName(index: number, term: number): string {
+  return `snapshot-${String(index).padStart(10, '0')}-${String(term).padStart(10, '0')}.snap`;
+}
+
+export class SnapshotStore {
+  constructor(
+    private readonly io: StorageIo,
+    private readonly dir: string,
+    private readonly fsync: boolean,
+    private readonly snapshots_kept = 2,
+  ) {}
+
+  /**
+   * Writes a snapshot durably (see the file comment), then removes snapshots older than the
+   * newest `snapshots_kept` and any temporary file. The state is written in bounded chunks, the
+   * checksum computed chunk by chunk, so a large state never blocks the event loop for long.
+   */
+  async write(meta: SnapshotMeta, state: Uint8Array): Promise<WrittenSnapshot> {
+    const name = snapshotFileName(meta.index, meta.term);
+    const final_path = path.join(this.dir, name);
+    const temp_path = `${final_path}.tmp`;
+    const header = Buffer.alloc(FIXED_HEADER_BYTES + 4 * meta.voters.length);
+    MAGIC.copy(header, 0);
+    header.writeUInt32LE(VERSION, 8);
+    header.writeUInt32LE(meta.index, 16);
+    header.writeUInt32LE(meta.term, 20);
+    header.writeUInt32LE(meta.voters.length, 24);
+    for (const [i, id] of meta.voters.entries())
+      header.writeUInt32LE(id, FIXED_HEADER_BYTES + 4 * i);
+    await this.io.unlink(temp_path);
+    const file = await this.io.openLog(temp_path);
+    try {
+      let crc = crc32(header.subarray(CRC_FROM));
+      let position = header.length;
+      const chunk_bytes = LIMITS.wal_write_bytes_max;
+      for (let at = 0; at < state.length; at += chunk_bytes) {
+        const chunk = state.subarray(at, Math.min(state.length, at + chunk_bytes));
+        crc = crc32(chunk, crc);
+        await file.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength), position);
+        position += chunk.length;
+      }
+      header.writeUInt32LE(crc, 12);
+      await file.write(header, 0);
+      if (this.fsync) await file.datasync();
+    } finally {
+      await file.close();
+    }
+    await this.io.rename(temp_path, final_path);
+    if (this.fsync) await this.io.syncDirectory(this.dir);
+    await this.removeOld();
+    return { file: final_path, file_bytes: header.length + state.length };
+  }
+
+  /**
+   * The newest snapshot that verifies, or null if there is none; each damaged one is passed to
+   * `onDamaged` (for a log line) and skipped.
+   */
+  async loadNewest(
+    onDamaged: (file: string, reason: string) => void,
+  ): Promise<LoadedSnapshot | null> {
+    for (const name of await this.snapshotNames()) {
+      const file = path.join(this.dir, name);
+      try {
+        return await this.load(file, name);
+      } catch (error) {
+        if (!(error instanceof StorageCorruptError)) throw error;
+        onDamaged(file, error.message);
+      }
+    }
+    return null;
+  }
+
+  /** Snapshot file names, newest (highest index) first. */
+  async snapshotNames(): Promise<string[]> {
+    const names = (await this.io.listDirectory(this.dir)).filter((n) => NAME_PATTERN.test(n));
+    return names.sort().reverse(); // zero-padded: name order is index order, then term order
+  }
+
+  private async load(file: string, name: string): Promise<LoadedSnapshot> {
+    const handle = await this.io.openLog(file);
+    let bytes: Buffer;
+    try {
+      const size = await handle.size();
+      bytes = Buffer.allocUnsafe(size);
+      let read = 0;
+      while (read < size) {
+        const got = await handle.read(bytes, read, Math.min(size - read, 1 << 24), read);
+        if (got === 0) break;
+        read += got;
+      }
+      bytes = bytes.subarray(0, read);
+    } finally {
+      await handle.close();
+    }
+    const meta = decodeHeader(bytes, file);
+    const expected = NAME_PATTERN.exec(name);
+    if (
+      expected === null ||
+      Number(expected[1]) !== meta.index ||
+      Number(expected[2]) !== meta.term
+    )
+      throw new StorageCorruptError(`${file}: contents (index ${meta.index}) disagree with name`);
+    const state = bytes.subarray(FIXED_HEADER_BYTES + 4 * meta.voters.length);
+    return { meta, state, file, file_bytes: bytes.length };
+  }
+
+  private async removeOld(): Promise<void> {
+    const names = await this.snapshotNames();
+    let removed = false;
+    for (const name of names.slice(this.snapshots_kept)) {
+      await this.io.unlink(path.join(this.dir, name));
+      removed = true;
+    }
+    for (const name of await this.io.listDirectory(this.dir)) {
+      if (!name.endsWith('.snap.tmp')) continue;
+      await this.io.unlink(path.join(this.dir, name));
+      removed = true;
+    }
+    if (removed && this.fsync) await this.io.syncDirectory(this.dir);
+  }
+}
+
+function decodeHeader(bytes: Buffer, file: string): SnapshotMeta {
+  if (bytes.length < FIXED_HEADER_BYTES)
+    throw new StorageCorruptError(`${file}: ${bytes.length} bytes, shorter than a header`);
+  if (!bytes.subarray(0, MAGIC.length).equals(MAGIC))
+    throw new StorageCorruptError(`${file}: bad magic`);
+  const version = bytes.readUInt32LE(8);
+  if (version !== VERSION) throw new StorageCorruptError(`${file}: unknown version ${version}`);
+  if (crc32(bytes.subarray(CRC_FROM)) !== bytes.readUInt32LE(12))
+    throw new StorageCorruptError(`${file}: checksum mismatch`);
+  const voter_count = bytes.readUInt32LE(24);
+  if (FIXED_HEADER_BYTES + 4 * voter_count > bytes.length)
+    throw new StorageCorruptError(`${file}: ${voter_count} voters do not fit`);
+  const voters: NodeId[] = [];
+  for (let i = 0; i < voter_count; i++) voters.push(bytes.readUInt32LE(FIXED_HEADER_BYTES + 4 * i));
+  return { index: bytes.readUInt32LE(16), term: bytes.readUInt32LE(20), voters };
+}

@@ -1,0 +1,109 @@
+/**
+ * Snapshot files: round trip, fallback past a damaged newest file, retention, and crashes at
+ * every step of a write on the faulty disk (the newest loadable snapshot is always an intact one:
+ * the new one or the previous one).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { NODE_STORAGE_IO } from '../../src/storage/io';
+import { SnapshotStore, snapshotFileName } from '../../src/storage/snapshot_store';
+import { SeededRandom } from '../../src/util/prng';
+import { FaultyDisk } from '../support/faulty_disk';
+
+function tempDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'kv-snap-'));
+}
+
+const state = (fill: number, bytes: number): Buffer => Buffer.alloc(bytes, fill);
+
+test('a written snapshot loads back with its metadata and state', async () => {
+  const dir = tempDir();
+  const store = new SnapshotStore(NODE_STORAGE_IO, dir, true);
+  const written = await store.write({ index: 42, term: 7, voters: [1, 2, 3] }, state(9, 5000));
+  assert.equal(path.basename(written.file), snapshotFileName(42, 7));
+  const loaded = await store.loadNewest(() => assert.fail('nothing is damaged'));
+  assert.ok(loaded);
+  assert.deepEqual(loaded.meta, { index: 42, term: 7, voters: [1, 2, 3] });
+  assert.deepEqual(loaded.state, state(9, 5000));
+  assert.equal(loaded.file_bytes, written.file_bytes);
+});
+
+test('a damaged newest snapshot falls back to the previous one, and says so', async () => {
+  const dir = tempDir();
+  const store = new SnapshotStore(NODE_STORAGE_IO, dir, true);
+  await store.write({ index: 10, term: 1, voters: [1] }, state(1, 100));
+  const newest = await store.write({ index: 20, term: 2, voters: [1] }, state(2, 100));
+  const bytes = fs.readFileSync(newest.file);
+  bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) ^ 0xff, bytes.length - 1);
+  fs.writeFileSync(newest.file, bytes);
+  const damaged: string[] = [];
+  const loaded = await store.loadNewest((file, reason) => damaged.push(`${file}: ${reason}`));
+  assert.equal(loaded?.meta.index, 10);
+  assert.equal(damaged.length, 1);
+  assert.match(damaged[0] ?? '', /checksum mismatch/);
+  fs.truncateSync(path.join(dir, snapshotFileName(10, 1)), 20);
+  assert.equal(await store.loadNewest(() => undefined), null, 'none valid: null');
+});
+
+test('only the newest two snapshots are kept, and no temporary file', async () => {
+  const dir = tempDir();
+  const store = new SnapshotStore(NODE_STORAGE_IO, dir, true);
+  fs.writeFileSync(path.join(dir, `${snapshotFileName(1, 1)}.tmp`), 'left by a crash');
+  for (const index of [5, 6, 7, 8])
+    await store.write({ index, term: 1, voters: [1] }, state(0, 10));
+  assert.deepEqual(fs.readdirSync(dir).sort(), [snapshotFileName(7, 1), snapshotFileName(8, 1)]);
+});
+
+/** Runs scheduled disk operations one at a time; `crash_after` operations in, crashes the disk. */
+async function writeWithCrash(disk: FaultyDisk, crash_after: number): Promise<void> {
+  const queue: Array<() => void> = [];
+  const io = disk.io((_delay_ms, run) => queue.push(run));
+  const store = new SnapshotStore(io, '/data', true);
+  let done = false;
+  void store
+    .write({ index: 20, term: 2, voters: [1, 2, 3] }, state(2, 3000))
+    .finally(() => {
+      done = true;
+    })
+    .catch(() => undefined);
+  for (let ops = 0; !done; ops++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    if (ops === crash_after) {
+      disk.crash();
+      return;
+    }
+    const next = queue.shift();
+    if (next === undefined) continue;
+    next();
+  }
+}
+
+async function loadAll(disk: FaultyDisk): Promise<number | null> {
+  const io = disk.io((_delay_ms, run) => setImmediate(run));
+  const loaded = await new SnapshotStore(io, '/data', true).loadNewest(() => undefined);
+  if (loaded === null) return null;
+  assert.deepEqual(loaded.state, state(loaded.meta.index === 20 ? 2 : 1, 3000));
+  return loaded.meta.index;
+}
+
+test('a crash anywhere in a snapshot write leaves the new or the previous snapshot', async () => {
+  const seen = new Set<number | null>();
+  for (let seed = 1; seed <= 60; seed++) {
+    const disk = new FaultyDisk(new SeededRandom(seed), { sector_bytes: 512 });
+    disk.makeDirectory('/data');
+    const setup = new SnapshotStore(
+      disk.io((_delay_ms, run) => setImmediate(run)),
+      '/data',
+      true,
+    );
+    await setup.write({ index: 10, term: 1, voters: [1, 2, 3] }, state(1, 3000));
+    await writeWithCrash(disk, seed % 15);
+    const index = await loadAll(disk);
+    assert.ok(index === 10 || index === 20, `seed ${seed}: loaded ${index}`);
+    seen.add(index);
+  }
+  assert.deepEqual([...seen].sort(), [10, 20], 'crashes hit both before and after the rename');
+});
