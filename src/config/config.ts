@@ -25,6 +25,8 @@
  * - Timing, positive integers: `tick_ms` (default 50), `election_ticks` (10),
  *   `heartbeat_ticks` (2, must be less than `election_ticks`),
  *   `no_leader_timeout_ms` (2000), `request_timeout_ms` (10000).
+ * - `client_idle_timeout_ms` (default 0: never, as Redis's `timeout 0`): close
+ *   a client connection that sent nothing and awaits no reply for this long.
  *
  * Every parameter except `follower_info` may appear at most once.
  *
@@ -69,6 +71,8 @@ export interface NodeConfig {
   heartbeat_ticks: number;
   no_leader_timeout_ms: number;
   request_timeout_ms: number;
+  /** Close client connections idle this long; 0 (the default, as in Redis) never. */
+  client_idle_timeout_ms: number;
 }
 
 /** The Raft port sits this far below the client port (the seed's rule). */
@@ -80,6 +84,7 @@ type IntegerParameter =
   | 'heartbeat_ticks'
   | 'no_leader_timeout_ms'
   | 'request_timeout_ms'
+  | 'client_idle_timeout_ms'
   | 'metrics_port'
   | 'ready_lag_entries';
 
@@ -96,6 +101,7 @@ const INTEGER_RULES: Record<IntegerParameter, IntegerRule> = {
   heartbeat_ticks: { default_value: 2, min: 1, max: 10_000 },
   no_leader_timeout_ms: { default_value: 2_000, min: 1, max: 3_600_000 },
   request_timeout_ms: { default_value: 10_000, min: 1, max: 3_600_000 },
+  client_idle_timeout_ms: { default_value: 0, min: 0, max: 31_536_000_000 },
   metrics_port: { default_value: 0, min: 0, max: 65_535 },
   ready_lag_entries: { default_value: 1_000, min: 0, max: 1_000_000_000 },
 };

@@ -50,6 +50,7 @@ export function resolvedConfigText(config: NodeConfig): string {
     `heartbeat_ticks ${config.heartbeat_ticks}`,
     `no_leader_timeout_ms ${config.no_leader_timeout_ms}`,
     `request_timeout_ms ${config.request_timeout_ms}`,
+    `client_idle_timeout_ms ${config.client_idle_timeout_ms}`,
   ];
   return `${lines.join('\n')}\n`;
 }

@@ -31,6 +31,10 @@ import { PeerTransport } from './peer_transport';
 const PROXIED_TAG = 'proxied';
 const EMPTY_ARRAY_REPLY = Buffer.from('*0\r\n', 'latin1');
 const NOT_LEADER_REPLY = encodeError(`${NOT_LEADER_PREFIX.slice(1)}`);
+/** Reply bytes assumed for a command whose reply does not carry stored values. */
+const SMALL_REPLY_BYTES = 64;
+/** `$<length>\r\n` and the trailing CRLF around one bulk string, at most. */
+const BULK_FRAMING_BYTES = 16;
 /** How often a request waiting for a leader re-checks when nothing else wakes it. */
 const LEADER_RECHECK_MS = 50;
 
@@ -195,7 +199,13 @@ export class KvNode {
     );
     await this.transport.start();
     this.listener = new ClientListener(
-      { host: self.host, port: self.client_port, logger: this.logger },
+      {
+        host: self.host,
+        port: self.client_port,
+        logger: this.logger,
+        idle_timeout_ms: this.config.client_idle_timeout_ms,
+        estimate_reply_bytes: (args) => this.estimateReplyBytes(args),
+      },
       this.metrics?.instrument((args, c) => this.handleClient(args, c)) ??
         ((args, connection) => this.handleClient(args, connection)),
     );
@@ -532,6 +542,23 @@ export class KvNode {
   }
 
   // ------------------------------------------------------------------ helpers
+
+  /**
+   * A command's reply size, known before it runs so the listener can charge it to the memory
+   * budgets: a GET's from the value this node holds (a follower's copy is at most a little stale),
+   * everything else small. Only GET replies can be large.
+   */
+  private estimateReplyBytes(args: readonly Buffer[]): number {
+    const name = args[0];
+    const key = args[1];
+    if (name === undefined || key === undefined || name.length !== 3) return SMALL_REPLY_BYTES;
+    if (name.toString('latin1').toUpperCase() !== 'GET') return SMALL_REPLY_BYTES;
+    const words = this.replica?.state.get(key) ?? null;
+    if (words === null) return SMALL_REPLY_BYTES;
+    let bytes = SMALL_REPLY_BYTES;
+    for (const word of words) bytes += word.length + BULK_FRAMING_BYTES;
+    return bytes;
+  }
 
   /** Whether requests may still be executed or forwarded (not draining, stopped or failed). */
   private serving(): boolean {

@@ -4,6 +4,7 @@ import { isRequest, MessageType, type RaftMessage } from '../raft/protocol';
 import { assert } from '../util/assert';
 import { backoffDelay } from '../util/backoff';
 import { describeError, WireError } from '../util/errors';
+import { MemoryBudget } from '../util/memory_budget';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
 import { CorkedWriter } from '../util/corked_writer';
@@ -30,6 +31,8 @@ export interface PeerTransportOptions {
   random?: () => number;
   connect_timeout_ms?: number;
   frame_payload_bytes_max?: number;
+  /** Default LIMITS.peer_inbound_frame_bytes_total_max. */
+  frame_bytes_total_max?: number;
 }
 
 export interface PeerStatus {
@@ -82,6 +85,8 @@ class PeerConnection {
   connect_timer: NodeJS.Timeout | null = null;
   readonly closed: Promise<void>;
   private readonly writer: CorkedWriter;
+  /** Decoder bytes charged to the transport's process-wide frame budget. */
+  private frame_bytes_charged = 0;
 
   constructor(
     socket: net.Socket,
@@ -89,6 +94,7 @@ class PeerConnection {
     peer_id: number | null,
     remote: string,
     frame_payload_bytes_max: number,
+    private readonly frame_budget: MemoryBudget,
   ) {
     this.socket = socket;
     this.direction = direction;
@@ -97,6 +103,7 @@ class PeerConnection {
     this.decoder = new FrameDecoder({ payload_bytes_max: frame_payload_bytes_max });
     this.writer = new CorkedWriter(socket);
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    socket.once('close', () => this.chargeFrameBytes(0));
     socket.setNoDelay(true);
     socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
     // A reset or broken pipe is an ordinary peer failure: remember it for the 'close' log line.
@@ -119,6 +126,20 @@ class PeerConnection {
     if (socket.writableLength + frame.length > queue_bytes_max) return 'full';
     this.writer.write(frame);
     return 'written';
+  }
+
+  /**
+   * Charges what the decoder buffers for an incomplete frame (`buffered_bytes`) to the frame
+   * budget; false when that takes the budget past its bound (the caller closes the connection).
+   */
+  chargeFrameBytes(buffered_bytes: number): boolean {
+    this.frame_budget.release(this.frame_bytes_charged);
+    this.frame_budget.charge(buffered_bytes);
+    this.frame_bytes_charged = buffered_bytes;
+    if (!this.frame_budget.exceeded) return true;
+    this.frame_budget.release(buffered_bytes);
+    this.frame_bytes_charged = 0;
+    return false;
   }
 
   destroy(): void {
@@ -200,6 +221,7 @@ export class PeerTransport {
   private readonly on_message: (from: number, message: RaftMessage) => void;
   private readonly logger: Logger;
   private readonly queue_bytes_max: number;
+  private readonly frame_budget: MemoryBudget;
   private readonly backoff_base_ms: number;
   private readonly backoff_max_ms: number;
   private readonly random: () => number;
@@ -224,6 +246,10 @@ export class PeerTransport {
     this.on_message = on_message;
     this.logger = options.logger;
     this.queue_bytes_max = options.queue_bytes_max ?? LIMITS.peer_write_queue_bytes_max;
+    this.frame_budget = new MemoryBudget(
+      'peer_inbound_frame_bytes_total_max',
+      options.frame_bytes_total_max ?? LIMITS.peer_inbound_frame_bytes_total_max,
+    );
     this.backoff_base_ms = options.backoff_base_ms ?? DEFAULT_BACKOFF_BASE_MS;
     this.backoff_max_ms = Math.max(
       this.backoff_base_ms,
@@ -369,6 +395,7 @@ export class PeerTransport {
       id,
       `${host}:${raft_port}`,
       this.frame_payload_bytes_max,
+      this.frame_budget,
     );
     link.outbound = connection;
     connection.connect_timer = setTimeout(() => {
@@ -449,6 +476,7 @@ export class PeerTransport {
       null,
       remote,
       this.frame_payload_bytes_max,
+      this.frame_budget,
     );
     this.inbound.add(connection);
     this.logger.debug(`raft inbound connection from ${remote}`);
@@ -551,7 +579,15 @@ export class PeerTransport {
   /** Decodes a chunk; on malformed bytes closes just this connection and returns nothing. */
   private decode(connection: PeerConnection, chunk: Buffer): RaftMessage[] {
     try {
-      return connection.decoder.push(chunk);
+      const messages = connection.decoder.push(chunk);
+      if (connection.chargeFrameBytes(connection.decoder.buffered_bytes)) return messages;
+      this.logger.warn(
+        `raft ${connection.direction} ${connection.remote} closed: incomplete frames of all ` +
+          `peer connections would exceed peer_inbound_frame_bytes_total_max ` +
+          `(${this.frame_budget.bytes_max} bytes)`,
+      );
+      connection.destroy();
+      return [];
     } catch (error) {
       if (!(error instanceof WireError)) throw error;
       this.logger.warn(
