@@ -16,6 +16,11 @@
  *   client writes to the leader, or replies `-MOVED`.
  * - `log_level error|warn|info|debug` (default `info`: start, role changes,
  *   peer up/down, recovery, shutdown; per-request detail is `debug`).
+ * - `cluster_name NAME` (optional): part of the cluster fingerprint, so that two clusters with the
+ *   same addresses (say, on different hosts' loopback) never talk to each other by mistake.
+ * - `cluster_secret_file PATH` (optional): a file holding the secret every node of the cluster
+ *   shares; with it, peers authenticate each other (see server/peer_handshake.ts). A relative
+ *   path resolves against the process's working directory at start-up.
  * - `log_format text|json` (default `text`): `json` writes one object per line
  *   (`time`, `level`, `node`, `message`) for log shippers.
  * - `metrics_port` (default 0: off): serve Prometheus `/metrics`, `/health`
@@ -73,6 +78,10 @@ export interface NodeConfig {
   request_timeout_ms: number;
   /** Close client connections idle this long; 0 (the default, as in Redis) never. */
   client_idle_timeout_ms: number;
+  /** '' when not configured. */
+  cluster_name: string;
+  /** Absolute path, or null: peers are not authenticated (the seed's open protocol). */
+  cluster_secret_file: string | null;
 }
 
 /** The Raft port sits this far below the client port (the seed's rule). */
@@ -113,6 +122,8 @@ const SINGLE_PARAMETERS = [
   'data_dir',
   'client_redirect',
   'log_level',
+  'cluster_name',
+  'cluster_secret_file',
   'log_format',
   ...Object.keys(INTEGER_RULES),
 ];
@@ -202,6 +213,18 @@ export function parseConfig(
     log_level: parseChoice(single_values, 'log_level', LOG_LEVELS, DEFAULT_LOG_LEVEL, fail),
     log_format: parseChoice(single_values, 'log_format', LOG_FORMATS, 'text', fail),
     ...integers,
+    ...clusterIdentity(single_values, cwd),
+  };
+}
+
+function clusterIdentity(
+  values: Map<string, { value: string; line: number }>,
+  cwd: string,
+): Pick<NodeConfig, 'cluster_name' | 'cluster_secret_file'> {
+  const secret_file = values.get('cluster_secret_file')?.value;
+  return {
+    cluster_name: values.get('cluster_name')?.value ?? '',
+    cluster_secret_file: secret_file === undefined ? null : path.resolve(cwd, secret_file),
   };
 }
 

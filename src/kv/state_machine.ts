@@ -14,11 +14,16 @@
  * `[key_len u32][key][word_count u32]` and `word_count` times `[word_len u32][word]`.
  * Equal states give equal bytes.
  */
-import { assert, AssertionFailure } from '../util/assert';
+import { assert } from '../util/assert';
 import { CommandMalformedError, StorageCorruptError } from '../util/errors';
 import { decodeCommand, type KvCommand } from './command_codec';
 
-export type ApplyResult = { kind: 'ok' } | { kind: 'integer'; value: number } | { kind: 'noop' };
+export type ApplyResult =
+  | { kind: 'ok' }
+  | { kind: 'integer'; value: number }
+  | { kind: 'noop' }
+  /** The entry's data is not a command: skipped, the same way on every replica. */
+  | { kind: 'invalid'; reason: string };
 
 const SNAPSHOT_MAGIC = Buffer.from('KVSM', 'latin1');
 const SNAPSHOT_VERSION = 1;
@@ -45,15 +50,24 @@ export class KvStateMachine {
 
   /**
    * Applies the committed entry at `index`, which must directly follow the
-   * last applied one. Entry data that does not decode is a broken invariant:
-   * it was accepted by a leader and committed by a quorum.
+   * last applied one. Entry data that does not decode changes nothing but the
+   * applied index: it came over the network (a forged or buggy peer may have
+   * got it committed), and every replica skips it alike, so the states stay
+   * equal and no replica crashes on it at every restart.
    */
   apply(index: number, data: Uint8Array): ApplyResult {
     assert(
       index === this.applied_index + 1,
       `apply index ${index} does not follow last_applied ${this.applied_index}`,
     );
-    const command = decodeCommitted(index, data);
+    let command: KvCommand | null;
+    try {
+      command = decodeCommand(data);
+    } catch (error) {
+      if (!(error instanceof CommandMalformedError)) throw error;
+      this.applied_index = index;
+      return { kind: 'invalid', reason: error.message };
+    }
     this.applied_index = index;
     if (command === null) return { kind: 'noop' };
     if (command.op === 'set') {
@@ -176,19 +190,6 @@ function splitAs(value: Buffer, words: readonly Buffer[]): Buffer[] {
     offset += word.length;
   }
   return stored;
-}
-
-function decodeCommitted(index: number, data: Uint8Array): KvCommand | null {
-  try {
-    return decodeCommand(data);
-  } catch (error) {
-    if (error instanceof CommandMalformedError) {
-      throw new AssertionFailure(
-        `committed entry ${index} is not a valid command: ${error.message}`,
-      );
-    }
-    throw error;
-  }
 }
 
 function sumLengths(buffers: Buffer[]): number {

@@ -9,6 +9,7 @@ import type {
   TimeoutNow,
 } from './protocol';
 import { assert } from '../util/assert';
+import { LIMITS } from '../util/limits';
 import { RaftLog } from './log';
 import { Progress } from './progress';
 import {
@@ -127,6 +128,8 @@ export class RaftCore {
 
   step(from: NodeId, message: RaftMessage): void {
     if (from === this.id || !this.peers.includes(from)) return;
+    // The decoder refuses these; a term past the limit must never become ours whatever the source.
+    if (message.term > LIMITS.raft_term_max) return;
     if (message.term > this.term) {
       if (!this.acceptHigherTerm(from, message)) return;
     } else if (message.term < this.term) {
@@ -136,6 +139,7 @@ export class RaftCore {
     switch (message.type) {
       case MessageType.PreVoteRequest:
       case MessageType.RequestVoteRequest:
+      case MessageType.TransferVoteRequest:
         this.handleVoteRequest(from, message);
         return;
       case MessageType.PreVoteResponse:
@@ -389,7 +393,17 @@ export class RaftCore {
     this.progress.clear();
   }
 
-  private campaign(kind: 'pre_candidate' | 'candidate'): void {
+  /**
+   * `transfer`: the leader asked us to take over (TimeoutNow), so our vote requests say so and are
+   * answered even by nodes that still hear from that leader.
+   */
+  private campaign(kind: 'pre_candidate' | 'candidate', transfer = false): void {
+    if (this.term >= LIMITS.raft_term_max) {
+      // The next term would be refused by every peer (and could overflow the wire's int32): stay a
+      // follower. Only a term recovered from a disk poisoned before terms were checked gets here.
+      this.resetElectionTimer();
+      return;
+    }
     this.leaveLeadership();
     this.role = kind;
     this.leader_id = NO_NODE;
@@ -405,7 +419,12 @@ export class RaftCore {
       this.onElectionWon();
       return;
     }
-    const type = kind === 'candidate' ? MessageType.RequestVoteRequest : MessageType.PreVoteRequest;
+    const type =
+      kind === 'pre_candidate'
+        ? MessageType.PreVoteRequest
+        : transfer
+          ? MessageType.TransferVoteRequest
+          : MessageType.RequestVoteRequest;
     for (const id of this.peers) {
       this.send(id, {
         type,
@@ -458,11 +477,16 @@ export class RaftCore {
   /** Returns false when the message must be dropped without further handling. */
   private acceptHigherTerm(from: NodeId, message: RaftMessage): boolean {
     if (message.type === MessageType.PreVoteRequest) return true; // pre-votes never move our term
-    if (message.type === MessageType.PreVoteResponse && message.vote_granted) return true; // carries the term we would campaign in
-    const leader =
-      message.type === MessageType.AppendEntriesRequest || message.type === MessageType.TimeoutNow
-        ? from
-        : NO_NODE;
+    // A granted pre-vote carries the term we would campaign in, not a newer term of the cluster.
+    if (message.type === MessageType.PreVoteResponse && message.vote_granted) return true;
+    // Disruption rule (thesis §4.2.3): while a live leader is heard, a vote request at a higher
+    // term comes from a node that missed it (or from a stranger) and must not depose it. Only a
+    // campaign the leader itself started by TimeoutNow says so on the wire and is exempt.
+    if (message.type === MessageType.RequestVoteRequest && this.inLease()) return false;
+    // The leader sends TimeoutNow in its own term, which is ours once we follow it: one at a higher
+    // term is not from our current leader and is ignored rather than obeyed.
+    if (message.type === MessageType.TimeoutNow) return false;
+    const leader = message.type === MessageType.AppendEntriesRequest ? from : NO_NODE;
     this.becomeFollower(message.term, leader);
     return true;
   }
@@ -482,7 +506,8 @@ export class RaftCore {
       });
     } else if (
       message.type === MessageType.PreVoteRequest ||
-      message.type === MessageType.RequestVoteRequest
+      message.type === MessageType.RequestVoteRequest ||
+      message.type === MessageType.TransferVoteRequest
     ) {
       this.send(from, {
         type:
@@ -534,16 +559,19 @@ export class RaftCore {
   private handleVoteResponse(from: NodeId, message: RequestVoteResponse): void {
     const pre = message.type === MessageType.PreVoteResponse;
     if ((pre && this.role !== 'pre_candidate') || (!pre && this.role !== 'candidate')) return;
-    if (pre && message.vote_granted && message.term !== this.term + 1) return; // from an older pre-campaign
+    // A grant for another term than the one we would campaign in is from an older pre-campaign.
+    if (pre && message.vote_granted && message.term !== this.term + 1) return;
     this.votes.set(from, message.vote_granted);
     const outcome = this.countVotes();
     if (outcome === 'won') this.onElectionWon();
     else if (outcome === 'lost') this.becomeFollower(this.term, NO_NODE);
   }
 
-  private handleTimeoutNow(from: NodeId, _message: TimeoutNow): void {
-    if (this.role !== 'follower' || this.leader_id !== from) return;
-    this.campaign('candidate'); // skip the pre-vote: the leader asked us to take over
+  /** Obeyed only from the leader of our current term (step has already matched the term). */
+  private handleTimeoutNow(from: NodeId, message: TimeoutNow): void {
+    if (this.role !== 'follower' || this.leader_id !== from || message.term !== this.term) return;
+    if (message.leader_id !== from) return;
+    this.campaign('candidate', true); // skip the pre-vote: the leader asked us to take over
   }
 
   // ---------------------------------------------------------------- follower replication
@@ -758,7 +786,8 @@ export class RaftCore {
   /** One heartbeat round confirms every read that arrived before it (reads batch per Ready). */
   private sendReadRound(): void {
     this.read_round_needed = false;
-    const round_seq = this.seq + 1; // every heartbeat of this round carries a seq at or after this one
+    // Every heartbeat of this round carries a seq at or after this one.
+    const round_seq = this.seq + 1;
     for (const id of this.peers) this.sendHeartbeat(id, this.progressOf(id));
     for (const read of this.pending_reads) if (read.seq === null) read.seq = round_seq;
   }

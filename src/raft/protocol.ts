@@ -19,6 +19,12 @@ export const MessageType = {
   PreVoteResponse: 6,
   /** Leadership transfer: the receiver should campaign at once. */
   TimeoutNow: 7,
+  /**
+   * Same layout as RequestVoteRequest: a campaign started by leadership transfer (TimeoutNow), the
+   * one kind of vote request a node answers while it still hears from a live leader (thesis
+   * §4.2.3). Not part of the seed protocol: a seed peer closes the link on it.
+   */
+  TransferVoteRequest: 8,
 } as const;
 
 export type MessageTypeNumber = (typeof MessageType)[keyof typeof MessageType];
@@ -32,7 +38,8 @@ export function isRequest(type: MessageTypeNumber): boolean {
     type === MessageType.RequestVoteRequest ||
     type === MessageType.AppendEntriesRequest ||
     type === MessageType.PreVoteRequest ||
-    type === MessageType.TimeoutNow
+    type === MessageType.TimeoutNow ||
+    type === MessageType.TransferVoteRequest
   );
 }
 
@@ -57,7 +64,10 @@ export interface LogEntry {
 export const LOG_ENTRY_HEADER_BYTES = 8;
 
 export interface RequestVoteRequest {
-  type: typeof MessageType.RequestVoteRequest | typeof MessageType.PreVoteRequest;
+  type:
+    | typeof MessageType.RequestVoteRequest
+    | typeof MessageType.PreVoteRequest
+    | typeof MessageType.TransferVoteRequest;
   term: number;
   candidate_id: number;
   last_log_index: number;

@@ -50,6 +50,8 @@ export class Replica {
   /** Confirmed reads waiting for the state machine to reach their index, in confirmation order. */
   private confirmed_reads: number[] = [];
   private next_read_id = 1;
+  /** Told about each committed entry the state machine skipped as not a command (to log it). */
+  on_invalid_entry: (index: number, reason: string) => void = () => undefined;
 
   constructor(core: RaftCore, state: KvStateMachine = new KvStateMachine()) {
     this.core = core;
@@ -119,10 +121,13 @@ export class Replica {
   applyReady(ready: Ready): void {
     for (const { index, entry } of ready.committed) {
       const result = this.state.apply(index, entry.data);
+      if (result.kind === 'invalid') this.on_invalid_entry(index, result.reason);
       const pending = this.writes.get(index);
       if (pending === undefined) continue;
       this.writes.delete(index);
-      if (pending.term === entry.term) pending.done({ ok: true, result });
+      // Same index and term but not a command cannot be what we proposed (a forged substitute).
+      if (pending.term === entry.term && result.kind !== 'invalid')
+        pending.done({ ok: true, result });
       else pending.done({ ok: false, error: 'dropped', leader_id: this.core.status().leader_id });
     }
     for (const request_id of ready.failed_reads) {

@@ -1,4 +1,5 @@
 import type { NodeAddress, NodeConfig } from '../config/config';
+import { clusterFingerprint } from '../config/fingerprint';
 import type { RaftStatus } from '../raft/core';
 import type { StorageStats } from '../storage';
 import type { PeerStatus } from './peer_transport';
@@ -80,6 +81,8 @@ function raftFields(inputs: InfoInputs): InfoField[] {
     ['pending_writes', inputs.pending_writes],
     ['pending_reads', inputs.pending_reads],
     ['nodes', config.nodes.length],
+    ['cluster_fingerprint', clusterFingerprint(config.nodes, config.cluster_name).toString('hex')],
+    ['peer_auth', config.cluster_secret_file === null ? 'open' : 'secret'],
     ...config.peers.map((peer): InfoField => [`peer${peer.id}`, peerLine(inputs, peer)]),
   ];
 }

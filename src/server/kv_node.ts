@@ -6,6 +6,10 @@ import { packageVersion } from '../ops/config_report';
 import { OpsHttpServer } from '../ops/http_server';
 import { NodeMetrics } from '../ops/metrics';
 import { RaftCore } from '../raft/core';
+import { invalidEntryReason } from './entry_validation';
+import { recoverPoisonedTerm } from './term_recovery';
+import type { HandshakeSettings } from './peer_handshake';
+import { clusterFingerprint, describeMembers, loadClusterSecret } from '../config/fingerprint';
 import { NO_NODE, type NodeId, type RaftConfig, type SoftState } from '../raft/types';
 import { ReadyDriver } from '../driver/ready_driver';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../replica/replica';
@@ -26,7 +30,7 @@ import { SeededRandom } from '../util/prng';
 import { ClientListener, type ClientConnectionInfo, type ClientReply } from './client_listener';
 import { LeaderForwarder, NOT_LEADER_PREFIX, PROXY_HELLO } from './forwarder';
 import { formatInfo, type InfoInputs } from './info';
-import { PeerTransport } from './peer_transport';
+import { PeerTransport, type PeerTransportOptions } from './peer_transport';
 
 const PROXIED_TAG = 'proxied';
 const EMPTY_ARRAY_REPLY = Buffer.from('*0\r\n', 'latin1');
@@ -37,6 +41,9 @@ const SMALL_REPLY_BYTES = 64;
 const BULK_FRAMING_BYTES = 16;
 /** How often a request waiting for a leader re-checks when nothing else wakes it. */
 const LEADER_RECHECK_MS = 50;
+const OPEN_RAFT_PORT_WARNING =
+  'raft port is unauthenticated (no cluster_secret_file): anyone who can reach it can steer ' +
+  'elections and write to the log';
 
 type Dispatchable = Extract<ClientCommand, { kind: 'write' } | { kind: 'read' }>;
 
@@ -87,6 +94,13 @@ export class KvNode {
   private leader_waiters = new Set<() => void>();
   private soft: SoftState = { role: 'follower', term: 0, leader_id: NO_NODE };
   private state: NodeState = 'created';
+  /**
+   * Election and redial jitter. It only needs to differ between nodes and runs; it is not a
+   * secret, and a test can replace it to replay a run.
+   */
+  private readonly random = new SeededRandom(
+    (Date.now() ^ (process.pid << 8) ^ process.hrtime()[1]) >>> 0,
+  );
   private readonly connection_order = new WeakMap<ClientConnectionInfo, ConnectionOrder>();
   /** Called once on an error the node cannot continue from (the process should exit non-zero). */
   on_fatal: (error: Error) => void = () => undefined;
@@ -108,8 +122,12 @@ export class KvNode {
     this.storage = storage;
     if (this.metrics !== null) storage.batch_observer = this.metrics.onWalBatch.bind(this.metrics);
     this.logRecovery(restored.entries.length, restored.hard_state, recovery);
-    const core = new RaftCore(this.raftConfig(), restored);
+    const recovery_of_term = recoverPoisonedTerm(restored, this.config.self.id);
+    if (recovery_of_term.note !== null) this.logger.error(recovery_of_term.note);
+    const core = new RaftCore(this.raftConfig(), recovery_of_term.restored);
     const replica = new Replica(core);
+    replica.on_invalid_entry = (index, reason) =>
+      this.logger.warn(`committed entry ${index} skipped: ${reason}`);
     this.core = core;
     this.replica = replica;
     this.driver = this.createDriver(core, replica, storage);
@@ -143,7 +161,10 @@ export class KvNode {
         `from ${recovery.records} records in ${recovery.log_file}` +
         (torn > 0 ? `; truncated a torn tail of ${torn} bytes` : ''),
     );
-    if (torn > 0) this.logger.warn(`truncated a torn WAL tail of ${torn} bytes`);
+    if (torn > 0) {
+      const reason = recovery.torn_reason ?? 'damaged record';
+      this.logger.warn(`truncated a torn WAL tail of ${torn} bytes (${reason})`);
+    }
   }
 
   private raftConfig(): RaftConfig {
@@ -154,7 +175,7 @@ export class KvNode {
       election_ticks: this.config.election_ticks,
       heartbeat_ticks: this.config.heartbeat_ticks,
       // Election jitter only needs to differ between nodes and runs; it is not a secret.
-      random: new SeededRandom((Date.now() ^ (process.pid << 8) ^ self.id) >>> 0),
+      random: this.random,
     });
   }
 
@@ -187,15 +208,8 @@ export class KvNode {
 
   private async startListeners(): Promise<void> {
     const self = this.config.self;
-    this.transport = new PeerTransport(
-      {
-        self_id: self.id,
-        listen_host: self.host,
-        listen_port: self.raft_port,
-        peers: this.config.peers.map((p) => ({ id: p.id, host: p.host, raft_port: p.raft_port })),
-        logger: this.logger,
-      },
-      (from, message) => this.driver?.step(from, message),
+    this.transport = new PeerTransport(this.peerTransportOptions(), (from, message) =>
+      this.driver?.step(from, message),
     );
     await this.transport.start();
     this.listener = new ClientListener(
@@ -210,6 +224,7 @@ export class KvNode {
         ((args, connection) => this.handleClient(args, connection)),
     );
     await this.listener.start();
+    if (this.config.cluster_secret_file === null) this.logger.warn(OPEN_RAFT_PORT_WARNING);
   }
 
   /**
@@ -573,6 +588,35 @@ export class KvNode {
   private requireCore(): RaftCore {
     if (this.core === null) throw new Error('node not started');
     return this.core;
+  }
+
+  private peerTransportOptions(): PeerTransportOptions {
+    const self = this.config.self;
+    return {
+      self_id: self.id,
+      listen_host: self.host,
+      listen_port: self.raft_port,
+      peers: this.config.peers.map((p) => ({ id: p.id, host: p.host, raft_port: p.raft_port })),
+      logger: this.logger,
+      validate_message: invalidEntryReason,
+      // Redial jitter from the node's one generator, as election jitter.
+      random: () => this.random.float(),
+      handshake: this.handshakeSettings(),
+    };
+  }
+
+  /** Fingerprint and secret for the peer handshake. */
+  private handshakeSettings(): HandshakeSettings {
+    const { config } = this;
+    const secret =
+      config.cluster_secret_file === null ? null : loadClusterSecret(config.cluster_secret_file);
+    return {
+      self_id: config.self.id,
+      fingerprint: clusterFingerprint(config.nodes, config.cluster_name),
+      members: describeMembers(config.nodes),
+      secret,
+      peer_ids: new Set(config.peers.map((peer) => peer.id)),
+    };
   }
 
   private requireReplica(): Replica {

@@ -9,6 +9,7 @@ import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
 import { CorkedWriter } from '../util/corked_writer';
 import { boundPort, listen } from './listen';
+import { PeerHandshake, type HandshakeSettings } from './peer_handshake';
 
 export interface PeerAddress {
   id: number;
@@ -33,6 +34,16 @@ export interface PeerTransportOptions {
   frame_payload_bytes_max?: number;
   /** Default LIMITS.peer_inbound_frame_bytes_total_max. */
   frame_bytes_total_max?: number;
+  /**
+   * Why a decoded message must not reach Raft (e.g. an entry that is not a valid command), or
+   * null. A refused message closes its connection with a warning: the sender is broken or hostile.
+   */
+  validate_message?: (message: RaftMessage) => string | null;
+  /**
+   * Fingerprint exchange and, with a secret, authentication at the start of every connection (see
+   * peer_handshake.ts). Absent: bare frames only, as the seed does.
+   */
+  handshake?: HandshakeSettings;
 }
 
 export interface PeerStatus {
@@ -65,6 +76,12 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 1000;
  * half-dead sockets.
  */
 const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
+/** A repeated handshake failure (a peer redialling every backoff) is logged this rarely. */
+const HANDSHAKE_FAILURE_LOG_INTERVAL_MS = 60_000;
+/** After a failed handshake, our answer gets this long to leave before the socket is destroyed. */
+const HANDSHAKE_LINGER_MS = 500;
+/** Distinct failure reasons remembered for that; a stranger cannot grow the map without bound. */
+const HANDSHAKE_FAILURE_KEYS_MAX = 1024;
 
 type Direction = 'inbound' | 'outbound';
 
@@ -83,6 +100,10 @@ class PeerConnection {
   last_request_order = 0;
   last_error: Error | null = null;
   connect_timer: NodeJS.Timeout | null = null;
+  /** Until it completes, received bytes go to the handshake, not the decoder. */
+  handshake: PeerHandshake | null = null;
+  /** Closes the connection if an authenticated handshake has not completed in time. */
+  handshake_timer: NodeJS.Timeout | null = null;
   readonly closed: Promise<void>;
   private readonly writer: CorkedWriter;
   /** Decoder bytes charged to the transport's process-wide frame budget. */
@@ -147,7 +168,13 @@ class PeerConnection {
       clearTimeout(this.connect_timer);
       this.connect_timer = null;
     }
+    this.clearHandshakeTimer();
     this.socket.destroy();
+  }
+
+  clearHandshakeTimer(): void {
+    if (this.handshake_timer !== null) clearTimeout(this.handshake_timer);
+    this.handshake_timer = null;
   }
 }
 
@@ -181,6 +208,7 @@ function requestSenderId(message: RaftMessage): number | null {
   switch (message.type) {
     case MessageType.RequestVoteRequest:
     case MessageType.PreVoteRequest:
+    case MessageType.TransferVoteRequest:
       return message.candidate_id;
     case MessageType.AppendEntriesRequest:
     case MessageType.TimeoutNow:
@@ -237,6 +265,8 @@ export class PeerTransport {
   private listening: Promise<void> | null = null;
   private request_order = 0;
   private closing: Promise<void> | null = null;
+  /** When each handshake failure was last logged at warn/error, by connection and reason. */
+  private readonly handshake_failures_logged = new Map<string, number>();
 
   constructor(
     options: PeerTransportOptions,
@@ -398,6 +428,7 @@ export class PeerTransport {
       this.frame_budget,
     );
     link.outbound = connection;
+    this.startHandshake(connection, id);
     connection.connect_timer = setTimeout(() => {
       connection.connect_timer = null;
       connection.last_error = new Error(`connect timeout after ${this.connect_timeout_ms} ms`);
@@ -407,21 +438,22 @@ export class PeerTransport {
       if (connection.connect_timer !== null) clearTimeout(connection.connect_timer);
       connection.connect_timer = null;
       connection.connected_at_ms = Date.now();
-      link.outbound_state = 'connected';
-      link.queue_full = false;
-      this.logger.info(`peer ${id} up (${connection.remote})`);
+      this.flushHandshake(connection);
+      if (connection.handshake?.may_send_raft === false) return; // up once authenticated
+      this.outboundUp(link, connection);
     });
     socket.on('data', (chunk: Buffer) => {
-      const messages = this.decode(connection, chunk);
+      const messages = this.receive(connection, chunk);
       if (messages.length > 0) link.last_contact_ms = Date.now();
       for (const message of messages) {
-        if (socket.destroyed) return;
+        if (socket.destroyed || !this.admissible(connection, message)) return;
         this.on_message(id, message);
       }
     });
     socket.once('close', () => {
       if (connection.connect_timer !== null) clearTimeout(connection.connect_timer);
       connection.connect_timer = null;
+      connection.clearHandshakeTimer();
       if (link.outbound !== connection) return;
       link.outbound = null;
       link.outbound_state = 'backoff';
@@ -480,16 +512,18 @@ export class PeerTransport {
     );
     this.inbound.add(connection);
     this.logger.debug(`raft inbound connection from ${remote}`);
+    this.startHandshake(connection, null);
     socket.on('data', (chunk: Buffer) => {
-      const messages = this.decode(connection, chunk);
+      const messages = this.receive(connection, chunk);
       for (const message of messages) {
-        if (socket.destroyed) return;
+        if (socket.destroyed || !this.admissible(connection, message)) return;
         const from = this.attributeInbound(connection, message);
         if (from === null) return;
         this.on_message(from, message);
       }
     });
     socket.once('close', () => {
+      connection.clearHandshakeTimer();
       this.inbound.delete(connection);
       this.logger.debug(
         `raft inbound connection from ${remote} closed: ` +
@@ -574,6 +608,107 @@ export class PeerTransport {
         newest = connection;
     }
     return newest;
+  }
+
+  private outboundUp(link: PeerLink, connection: PeerConnection): void {
+    link.outbound_state = 'connected';
+    link.queue_full = false;
+    this.logger.info(`peer ${link.address.id} up (${connection.remote})`);
+  }
+
+  private startHandshake(connection: PeerConnection, dialled_id: number | null): void {
+    const settings = this.options.handshake;
+    if (settings === undefined) return;
+    const role = connection.direction === 'outbound' ? 'dialer' : 'acceptor';
+    connection.handshake = new PeerHandshake(settings, role, dialled_id);
+    if (connection.direction === 'inbound') this.flushHandshake(connection);
+    // Open mode waits for no answer (a seed peer never sends one); authentication must finish soon.
+    if (settings.secret === null) return;
+    connection.handshake_timer = setTimeout(() => {
+      connection.handshake_timer = null;
+      if (connection.handshake === null) return;
+      this.logHandshakeFailure(
+        connection,
+        `no authenticated handshake within ${LIMITS.peer_handshake_timeout_ms} ms`,
+        false,
+      );
+      connection.destroy();
+    }, LIMITS.peer_handshake_timeout_ms);
+  }
+
+  /** Writes the handshake frames waiting to go out (handshake bytes are never dropped). */
+  private flushHandshake(connection: PeerConnection): void {
+    const handshake = connection.handshake;
+    if (handshake === null) return;
+    for (const frame of handshake.takeOutgoing()) connection.socket.write(frame);
+  }
+
+  /**
+   * Bytes from the socket: to the handshake until it completes, then to the decoder. Returns the
+   * Raft messages received.
+   */
+  private receive(connection: PeerConnection, chunk: Buffer): RaftMessage[] {
+    const handshake = connection.handshake;
+    if (handshake === null) return this.decode(connection, chunk);
+    const result = handshake.push(chunk);
+    this.flushHandshake(connection);
+    if (result.kind === 'pending') return [];
+    if (result.kind === 'failed') {
+      this.logHandshakeFailure(connection, result.reason, result.mismatch);
+      // Let our answer (which names our members) reach the peer before closing.
+      connection.clearHandshakeTimer();
+      connection.socket.end();
+      connection.socket.once('finish', () => connection.destroy());
+      setTimeout(() => connection.destroy(), HANDSHAKE_LINGER_MS).unref();
+      return [];
+    }
+    connection.handshake = null;
+    connection.clearHandshakeTimer();
+    if (connection.direction === 'inbound' && result.peer_id !== null) {
+      connection.peer_id = result.peer_id;
+      this.logger.debug(`raft inbound ${connection.remote} is peer ${result.peer_id}`);
+    }
+    if (connection.direction === 'outbound' && this.options.handshake?.secret != null) {
+      const link = connection.peer_id === null ? undefined : this.links.get(connection.peer_id);
+      if (link !== undefined && link.outbound === connection) this.outboundUp(link, connection);
+    }
+    return result.rest.length === 0 ? [] : this.decode(connection, result.rest);
+  }
+
+  /**
+   * A config mismatch is logged as an error (someone must fix a file); other failures (strangers,
+   * timeouts) as warnings. Either is logged at most once a minute per peer and reason.
+   */
+  private logHandshakeFailure(connection: PeerConnection, reason: string, mismatch: boolean): void {
+    const who =
+      connection.direction === 'outbound'
+        ? `raft outbound to peer ${connection.peer_id} (${connection.remote})`
+        : `raft inbound ${connection.remote}`;
+    const key = `${connection.direction} ${connection.peer_id} ${reason}`;
+    const now_ms = Date.now();
+    const last_ms = this.handshake_failures_logged.get(key);
+    if (last_ms !== undefined && now_ms - last_ms < HANDSHAKE_FAILURE_LOG_INTERVAL_MS) {
+      this.logger.debug(`${who} closed: handshake failed: ${reason}`);
+      return;
+    }
+    if (this.handshake_failures_logged.size >= HANDSHAKE_FAILURE_KEYS_MAX)
+      this.handshake_failures_logged.clear();
+    this.handshake_failures_logged.set(key, now_ms);
+    const line = `${who} closed: handshake failed: ${reason}`;
+    if (mismatch) this.logger.error(line);
+    else this.logger.warn(line);
+  }
+
+  /** False after closing the connection when validate_message refuses `message`. */
+  private admissible(connection: PeerConnection, message: RaftMessage): boolean {
+    const problem = this.options.validate_message?.(message) ?? null;
+    if (problem === null) return true;
+    this.logger.warn(
+      `raft ${connection.direction} ${connection.remote} closed: ` +
+        `refused message type ${message.type}: ${problem}`,
+    );
+    connection.destroy();
+    return false;
   }
 
   /** Decodes a chunk; on malformed bytes closes just this connection and returns nothing. */

@@ -79,7 +79,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { EntriesToPersist, HardState, RestoredState } from '../raft/types';
 import { assert } from '../util/assert';
-import { KvError, LimitExceededError, StorageIoError } from '../util/errors';
+import { describeError, KvError, LimitExceededError, StorageIoError } from '../util/errors';
 import { LIMITS } from '../util/limits';
 import { RECORD_HEADER_BYTES } from './frame';
 import type { LogFile, StorageIo } from './io';
@@ -494,9 +494,5 @@ async function withContext<T>(context: string, operation: () => Promise<T>): Pro
 
 function ioError(context: string, error: unknown): KvError {
   if (error instanceof KvError) return error;
-  return new StorageIoError(`${context}: ${describe(error)}`);
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return new StorageIoError(`${context}: ${describeError(error)}`);
 }

@@ -46,6 +46,22 @@ export const LIMITS = {
    * loop between Readies).
    */
   raft_committed_entries_per_ready_max: 8192,
+  /**
+   * Raft: highest term a frame may carry and a node may campaign in. Terms above it are refused as
+   * malformed, leaving 2^20 terms of headroom below INT32_MAX so that no increment can overflow the
+   * int32 wire field; a real cluster would need two billion elections to get here.
+   */
+  raft_term_max: 2 ** 31 - 2 ** 20,
+  /** Peer handshake: bytes buffered from a peer before its handshake completes. */
+  peer_handshake_bytes_max: 4 * 1024,
+  /** Peer handshake: time a connection has to complete the authenticated handshake. */
+  peer_handshake_timeout_ms: 2_000,
+  /** Peer handshake: bytes of the member list a peer may describe itself with (for log lines). */
+  peer_members_text_bytes_max: 2 * 1024,
+  /** Cluster secret file: shortest secret accepted (a guessable secret protects nothing). */
+  cluster_secret_bytes_min: 16,
+  /** Cluster secret file: largest file read. */
+  cluster_secret_bytes_max: 4 * 1024,
   /** Raft: log entries handed out for persistence in one Ready (one WAL record). */
   raft_ready_entries_max: 8192,
   /**

@@ -14,6 +14,11 @@
  *   PreVoteRequest      5  as RequestVoteRequest
  *   PreVoteResponse     6  as RequestVoteResponse
  *   TimeoutNow          7  [term][leader_id]                                          8 bytes
+ *   TransferVoteRequest 8  as RequestVoteRequest (a campaign started by TimeoutNow)
+ *
+ * Every term field (message terms, last_log_term, prev_log_term, entry terms) must lie in
+ * [0, raft_term_max]; a frame with any other term is malformed, so no peer can hand us a term
+ * whose successor would not fit the int32 field.
  */
 import { assert, AssertionFailure } from '../util/assert';
 import { WireError } from '../util/errors';
@@ -69,7 +74,8 @@ export function encodeMessage(message: RaftMessage): Buffer {
   // resend would be rejected again forever: refuse it here where the bug is.
   if (payload_bytes > LIMITS.raft_frame_payload_bytes_max) {
     throw new AssertionFailure(
-      `message type ${message.type} payload ${payload_bytes} bytes exceeds raft_frame_payload_bytes_max ${LIMITS.raft_frame_payload_bytes_max}`,
+      `message type ${message.type} payload ${payload_bytes} bytes exceeds ` +
+        `raft_frame_payload_bytes_max ${LIMITS.raft_frame_payload_bytes_max}`,
     );
   }
   // Every byte is written below, so the uninitialised (pooled) allocation is safe.
@@ -80,6 +86,7 @@ export function encodeMessage(message: RaftMessage): Buffer {
   switch (message.type) {
     case MessageType.RequestVoteRequest:
     case MessageType.PreVoteRequest:
+    case MessageType.TransferVoteRequest:
       at = writeInt32(frame, at, message.term, 'term');
       at = writeInt32(frame, at, message.candidate_id, 'candidate_id');
       at = writeInt32(frame, at, message.last_log_index, 'last_log_index');
@@ -119,6 +126,7 @@ function payloadBytes(message: RaftMessage): number {
   switch (message.type) {
     case MessageType.RequestVoteRequest:
     case MessageType.PreVoteRequest:
+    case MessageType.TransferVoteRequest:
       return REQUEST_VOTE_REQUEST_BYTES;
     case MessageType.RequestVoteResponse:
     case MessageType.PreVoteResponse:
@@ -203,6 +211,7 @@ function checkFrameHeader(
   switch (type) {
     case MessageType.RequestVoteRequest:
     case MessageType.PreVoteRequest:
+    case MessageType.TransferVoteRequest:
       message_type = type;
       exact_payload_bytes = REQUEST_VOTE_REQUEST_BYTES;
       break;
@@ -229,19 +238,22 @@ function checkFrameHeader(
   if (payload_bytes > payload_bytes_max) {
     throw new WireError(
       'WIRE_FRAME_TOO_LARGE',
-      `Raft message type ${type} payload of ${payload_bytes} bytes exceeds the limit of ${payload_bytes_max}`,
+      `Raft message type ${type} payload of ${payload_bytes} bytes ` +
+        `exceeds the limit of ${payload_bytes_max}`,
     );
   }
   if (exact_payload_bytes !== null && payload_bytes !== exact_payload_bytes) {
     throw new WireError(
       'WIRE_MALFORMED',
-      `Raft message type ${type} payload must be ${exact_payload_bytes} bytes, header says ${payload_bytes}`,
+      `Raft message type ${type} payload must be ${exact_payload_bytes} bytes, ` +
+        `header says ${payload_bytes}`,
     );
   }
   if (exact_payload_bytes === null && payload_bytes < APPEND_ENTRIES_REQUEST_FIXED_BYTES) {
     throw new WireError(
       'WIRE_MALFORMED',
-      `AppendEntriesRequest payload must be at least ${APPEND_ENTRIES_REQUEST_FIXED_BYTES} bytes, header says ${payload_bytes}`,
+      'AppendEntriesRequest payload must be at least ' +
+        `${APPEND_ENTRIES_REQUEST_FIXED_BYTES} bytes, header says ${payload_bytes}`,
     );
   }
   return message_type;
@@ -257,18 +269,19 @@ function decodePayload(
   switch (type) {
     case MessageType.RequestVoteRequest:
     case MessageType.PreVoteRequest:
+    case MessageType.TransferVoteRequest:
       return {
         type,
-        term: bytes.readInt32LE(start),
+        term: readTerm(bytes, start, 'term'),
         candidate_id: bytes.readInt32LE(start + 4),
         last_log_index: bytes.readInt32LE(start + 8),
-        last_log_term: bytes.readInt32LE(start + 12),
+        last_log_term: readTerm(bytes, start + 12, 'last_log_term'),
       };
     case MessageType.RequestVoteResponse:
     case MessageType.PreVoteResponse:
       return {
         type,
-        term: bytes.readInt32LE(start),
+        term: readTerm(bytes, start, 'term'),
         vote_granted: readBool(bytes, start + 4, 'vote_granted'),
       };
     case MessageType.AppendEntriesRequest:
@@ -276,7 +289,7 @@ function decodePayload(
     case MessageType.AppendEntriesResponse:
       return {
         type,
-        term: bytes.readInt32LE(start),
+        term: readTerm(bytes, start, 'term'),
         follower_id: bytes.readInt32LE(start + 4),
         log_index: bytes.readInt32LE(start + 8),
         success: readBool(bytes, start + 12, 'success'),
@@ -284,8 +297,27 @@ function decodePayload(
         ack: bytes.readInt32LE(start + 17),
       };
     case MessageType.TimeoutNow:
-      return { type, term: bytes.readInt32LE(start), leader_id: bytes.readInt32LE(start + 4) };
+      return {
+        type,
+        term: readTerm(bytes, start, 'term'),
+        leader_id: bytes.readInt32LE(start + 4),
+      };
   }
+}
+
+/**
+ * A term outside [0, raft_term_max] is malformed: nothing legitimate produces one, and accepting a
+ * term near INT32_MAX would let one frame push a node to where its next campaign overflows.
+ */
+function readTerm(bytes: Buffer, at: number, field: string): number {
+  const term = bytes.readInt32LE(at);
+  if (term < 0 || term > LIMITS.raft_term_max) {
+    throw new WireError(
+      'WIRE_MALFORMED',
+      `${field} ${term} is outside [0, raft_term_max ${LIMITS.raft_term_max}]`,
+    );
+  }
+  return term;
 }
 
 /**
@@ -322,7 +354,7 @@ function decodeAppendEntriesRequest(
         `AppendEntriesRequest entry ${index} of ${entry_count} starts past the payload`,
       );
     }
-    const term = bytes.readInt32LE(at);
+    const term = readTerm(bytes, at, 'entry term');
     const data_bytes = bytes.readUInt32LE(at + 4);
     at += LOG_ENTRY_HEADER_BYTES;
     if (data_bytes > end - at) {
@@ -346,10 +378,10 @@ function decodeAppendEntriesRequest(
   }
   return {
     type: MessageType.AppendEntriesRequest,
-    term: bytes.readInt32LE(start),
+    term: readTerm(bytes, start, 'term'),
     leader_id: bytes.readInt32LE(start + 4),
     prev_log_index: bytes.readInt32LE(start + 8),
-    prev_log_term: bytes.readInt32LE(start + 12),
+    prev_log_term: readTerm(bytes, start + 12, 'prev_log_term'),
     leader_commit: bytes.readInt32LE(start + 16),
     seq: bytes.readInt32LE(start + 20),
     entries,

@@ -67,12 +67,12 @@ const GOLDEN: { name: string; frame: Buffer; message: RaftMessage }[] = [
     },
   },
   {
-    name: 'RequestVoteRequest with int32 extremes',
+    name: 'RequestVoteRequest with int32 extremes and the largest term',
     frame: hex(`01000000 10000000
-                ffffff7f 00000080 ffffffff 78563412`),
+                0000f07f 00000080 ffffffff 78563412`),
     message: {
       type: MessageType.RequestVoteRequest,
-      term: 2147483647,
+      term: LIMITS.raft_term_max,
       candidate_id: -2147483648,
       last_log_index: -1,
       last_log_term: 0x12345678,
@@ -171,6 +171,18 @@ const GOLDEN: { name: string; frame: Buffer; message: RaftMessage }[] = [
                 09000000 01000000`),
     message: { type: MessageType.TimeoutNow, term: 9, leader_id: 1 },
   },
+  {
+    name: 'TransferVoteRequest',
+    frame: hex(`08000000 10000000
+                05000000 02000000 0a000000 04000000`),
+    message: {
+      type: MessageType.TransferVoteRequest,
+      term: 5,
+      candidate_id: 2,
+      last_log_index: 10,
+      last_log_term: 4,
+    },
+  },
 ];
 
 // Plain objects: fast-check's default records may have a null prototype, which deepEqual tells
@@ -179,44 +191,49 @@ const record = <T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<
   fc.record(model, { noNullPrototype: true });
 
 const int32 = fc.integer({ min: -0x8000_0000, max: 0x7fff_ffff });
+const term = fc.integer({ min: 0, max: LIMITS.raft_term_max });
 const logEntry: fc.Arbitrary<LogEntry> = record({
-  term: int32,
+  term,
   data: fc.uint8Array({ maxLength: 64 }),
 });
 
 const raftMessage: fc.Arbitrary<RaftMessage> = fc.oneof(
   record({
-    type: fc.constantFrom(MessageType.RequestVoteRequest, MessageType.PreVoteRequest),
-    term: int32,
+    type: fc.constantFrom(
+      MessageType.RequestVoteRequest,
+      MessageType.PreVoteRequest,
+      MessageType.TransferVoteRequest,
+    ),
+    term,
     candidate_id: int32,
     last_log_index: int32,
-    last_log_term: int32,
+    last_log_term: term,
   }),
   record({
     type: fc.constantFrom(MessageType.RequestVoteResponse, MessageType.PreVoteResponse),
-    term: int32,
+    term,
     vote_granted: fc.boolean(),
   }),
   record({
     type: fc.constant(MessageType.AppendEntriesRequest),
-    term: int32,
+    term,
     leader_id: int32,
     prev_log_index: int32,
-    prev_log_term: int32,
+    prev_log_term: term,
     leader_commit: int32,
     seq: int32,
     entries: fc.array(logEntry, { maxLength: 12 }),
   }),
   record({
     type: fc.constant(MessageType.AppendEntriesResponse),
-    term: int32,
+    term,
     follower_id: int32,
     log_index: int32,
     success: fc.boolean(),
     follower_commit: int32,
     ack: int32,
   }),
-  record({ type: fc.constant(MessageType.TimeoutNow), term: int32, leader_id: int32 }),
+  record({ type: fc.constant(MessageType.TimeoutNow), term, leader_id: int32 }),
 );
 
 function appendEntries(entries: LogEntry[]): RaftMessage {
@@ -252,6 +269,43 @@ describe('wire codec golden frames', () => {
   });
 });
 
+describe('wire codec term bounds', () => {
+  // Byte offset of every term field inside the frame, per golden message.
+  const TERM_FIELDS: { name: string; message: RaftMessage; offsets: number[] }[] = [
+    { name: 'RequestVoteRequest', message: GOLDEN[0]!.message, offsets: [8, 20] },
+    {
+      name: 'AppendEntriesRequest',
+      message: appendEntries([{ term: 1, data: bytes('x') }]),
+      offsets: [8, 20, 36],
+    },
+    {
+      name: 'TimeoutNow',
+      message: { type: MessageType.TimeoutNow, term: 9, leader_id: 1 },
+      offsets: [8],
+    },
+  ];
+  for (const { name, message, offsets } of TERM_FIELDS) {
+    for (const offset of offsets) {
+      for (const bad of [LIMITS.raft_term_max + 1, 0x7fff_ffff, -1]) {
+        it(`refuses ${name} with term ${bad} at byte ${offset} as malformed`, () => {
+          const frame = encodeMessage(message);
+          frame.writeInt32LE(bad, offset);
+          assert.equal(decodeError([frame]), 'WIRE_MALFORMED');
+        });
+      }
+    }
+  }
+
+  it('accepts raft_term_max itself', () => {
+    const message: RaftMessage = {
+      type: MessageType.TimeoutNow,
+      term: LIMITS.raft_term_max,
+      leader_id: 1,
+    };
+    assert.deepEqual(decodeAll([encodeMessage(message)]), [message]);
+  });
+});
+
 describe('wire codec sizes', () => {
   it('each entry adds LOG_ENTRY_HEADER_BYTES (8) plus its data to an AppendEntriesRequest', () => {
     assert.equal(LOG_ENTRY_HEADER_BYTES, 8);
@@ -265,7 +319,7 @@ describe('wire codec sizes', () => {
   });
 
   it('every message type is exactly one of request and response', () => {
-    const requests = [1, 3, 5, 7];
+    const requests = [1, 3, 5, 7, 8];
     for (const type of Object.values(MessageType)) {
       assert.equal(isRequest(type), requests.includes(type), `isRequest(${type})`);
       assert.equal(isResponse(type), !requests.includes(type), `isResponse(${type})`);
@@ -373,7 +427,7 @@ describe('wire codec malformed input', () => {
 
   const CASES: { name: string; stream: Buffer; code: ErrorCode; payload_bytes_max?: number }[] = [
     { name: 'type 0', stream: frameOf(0, Buffer.alloc(16)), code: 'WIRE_UNKNOWN_TYPE' },
-    { name: 'type 8', stream: frameOf(8, Buffer.alloc(8)), code: 'WIRE_UNKNOWN_TYPE' },
+    { name: 'type 40', stream: frameOf(40, Buffer.alloc(8)), code: 'WIRE_UNKNOWN_TYPE' },
     { name: 'type 0xffffffff', stream: header(0xffffffff, 0), code: 'WIRE_UNKNOWN_TYPE' },
     {
       name: 'RequestVoteRequest payload too short',

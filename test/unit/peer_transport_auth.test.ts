@@ -1,0 +1,285 @@
+/**
+ * The Raft port's connection start on real sockets: fingerprint exchange, authentication with a
+ * cluster secret, seed (bare-frame) interop in open mode, and messages refused before Raft.
+ */
+import { afterEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { clusterFingerprint, describeMembers } from '../../src/config/fingerprint';
+import { PeerHandshake, type HandshakeSettings } from '../../src/server/peer_handshake';
+import { PeerTransport, type PeerAddress } from '../../src/server/peer_transport';
+import { LIMITS } from '../../src/util/limits';
+import type { Logger } from '../../src/util/log';
+import { encodeMessage } from '../../src/wire/codec';
+import { MessageType, type RaftMessage } from '../../src/raft/protocol';
+import { leakedHandles, waitFor } from '../support/wait';
+
+const HOST = '127.0.0.1';
+const SECRET = Buffer.from('a cluster secret for the tests');
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+  await waitFor('no sockets, servers or timers left', () => leakedHandles().length === 0);
+});
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
+  const address = server.address();
+  assert.ok(address !== null && typeof address === 'object');
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return address.port;
+}
+
+function capturingLogger(lines: string[]): Logger {
+  const push = (level: string) => (message: string) => lines.push(`${level} ${message}`);
+  return {
+    error: push('ERROR'),
+    warn: push('WARN'),
+    info: push('INFO'),
+    debug: () => undefined,
+    enabled: () => true,
+  };
+}
+
+interface Node {
+  transport: PeerTransport;
+  received: { from: number; message: RaftMessage }[];
+  log: string[];
+}
+
+function handshakeFor(self_id: number, members: PeerAddress[], secret: Buffer | null) {
+  const nodes = members.map((m) => ({ ...m, client_port: m.raft_port + 1000 }));
+  const settings: HandshakeSettings = {
+    self_id,
+    fingerprint: clusterFingerprint(nodes, ''),
+    members: describeMembers(nodes),
+    secret,
+    peer_ids: new Set(members.map((m) => m.id).filter((id) => id !== self_id)),
+  };
+  return settings;
+}
+
+async function startNode(
+  self_id: number,
+  port: number,
+  members: PeerAddress[],
+  secret: Buffer | null,
+): Promise<Node> {
+  const node: Node = { transport: null as unknown as PeerTransport, received: [], log: [] };
+  node.transport = new PeerTransport(
+    {
+      self_id,
+      listen_host: HOST,
+      listen_port: port,
+      peers: members,
+      logger: capturingLogger(node.log),
+      backoff_base_ms: 10,
+      backoff_max_ms: 100,
+      handshake: handshakeFor(self_id, members, secret),
+      validate_message: (message) =>
+        message.type === MessageType.AppendEntriesRequest &&
+        message.entries.some((e) => e.data[0] === 0xee)
+          ? 'poison entry'
+          : null,
+    },
+    (from, message) => node.received.push({ from, message }),
+  );
+  cleanups.push(() => node.transport.close());
+  await node.transport.start();
+  return node;
+}
+
+async function members(count: number): Promise<PeerAddress[]> {
+  const list: PeerAddress[] = [];
+  for (let id = 1; id <= count; id++) list.push({ id, host: HOST, raft_port: await freePort() });
+  return list;
+}
+
+class RawSocket {
+  readonly socket: net.Socket;
+  closed = false;
+  constructor(port: number) {
+    this.socket = net.connect({ host: HOST, port });
+    this.socket.on('error', () => undefined);
+    this.socket.on('close', () => {
+      this.closed = true;
+    });
+    cleanups.push(async () => {
+      this.socket.destroy();
+      await waitFor('raw socket closed', () => this.closed);
+    });
+  }
+  async connected(): Promise<void> {
+    if (!this.socket.connecting) return;
+    await new Promise<void>((resolve) => this.socket.once('connect', () => resolve()));
+  }
+}
+
+const vote = (candidate_id: number, term = 1): RaftMessage => ({
+  type: MessageType.RequestVoteRequest,
+  term,
+  candidate_id,
+  last_log_index: 0,
+  last_log_term: 0,
+});
+
+function linksUp(nodes: Node[]): boolean {
+  return nodes.every((n) => n.transport.status().every((s) => s.outbound === 'connected'));
+}
+
+test('with a secret: peers authenticate and talk; a stranger naming a member is not', async () => {
+  const list = await members(2);
+  const a = await startNode(1, list[0]!.raft_port, list, SECRET);
+  const b = await startNode(2, list[1]!.raft_port, list, SECRET);
+  await waitFor('authenticated links up', () => linksUp([a, b]));
+  assert.ok(a.transport.send(2, vote(1)));
+  await waitFor('request delivered', () => b.received.length === 1);
+  assert.deepEqual(b.received[0], { from: 1, message: vote(1) });
+  assert.ok(
+    b.transport.send(1, { type: MessageType.RequestVoteResponse, term: 1, vote_granted: true }),
+  );
+  await waitFor('response delivered', () => a.received.length === 1);
+
+  const stranger = new RawSocket(list[1]!.raft_port);
+  await stranger.connected();
+  stranger.socket.write(encodeMessage(vote(1, 50)));
+  await waitFor('stranger closed', () => stranger.closed);
+  assert.equal(b.received.length, 1, 'nothing from the stranger reached Raft');
+  assert.ok(
+    b.log.some((line) => /WARN raft inbound .* handshake failed: sent frame type 1/.test(line)),
+  );
+});
+
+test('with a secret: a silent connection is closed at the handshake deadline', async () => {
+  const list = await members(2);
+  const a = await startNode(1, list[0]!.raft_port, list, SECRET);
+  const silent = new RawSocket(list[0]!.raft_port);
+  await silent.connected();
+  const started_ms = Date.now();
+  await waitFor('silent socket closed', () => silent.closed);
+  const elapsed_ms = Date.now() - started_ms;
+  assert.ok(elapsed_ms >= LIMITS.peer_handshake_timeout_ms - 100, `closed after ${elapsed_ms} ms`);
+  assert.ok(a.log.some((line) => /no authenticated handshake within/.test(line)));
+});
+
+test('a node without the secret cannot join a cluster that has one', async () => {
+  const list = await members(2);
+  const a = await startNode(1, list[0]!.raft_port, list, SECRET);
+  const b = await startNode(2, list[1]!.raft_port, list, null);
+  await waitFor(
+    'both sides logged the refusal',
+    () =>
+      a.log.some((l) => /handshake failed/.test(l)) &&
+      b.log.some((l) => /handshake failed/.test(l)),
+  );
+  b.transport.send(1, vote(2));
+  a.transport.send(2, vote(1));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(a.received.length, 0);
+  assert.equal(b.received.length, 0);
+});
+
+for (const secret of [null, SECRET]) {
+  const mode = secret === null ? 'open' : 'secret';
+  test(`config mismatch (${mode} mode): refused and logged on both sides`, async () => {
+    const list = await members(3);
+    const a = await startNode(1, list[0]!.raft_port, list, secret);
+    // Node 2's file lists only two members.
+    const b = await startNode(2, list[1]!.raft_port, list.slice(0, 2), secret);
+    const mismatch = (log: string[]) =>
+      log.some(
+        (line) =>
+          line.startsWith('ERROR') &&
+          line.includes('cluster config mismatch') &&
+          line.includes(describeMembers(list.map((m) => ({ ...m, client_port: 0 })))) &&
+          line.includes(describeMembers(list.slice(0, 2).map((m) => ({ ...m, client_port: 0 })))),
+      );
+    await waitFor('both sides name both member lists', () => mismatch(a.log) && mismatch(b.log));
+    a.transport.send(2, vote(1));
+    b.transport.send(1, vote(2));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(a.received.length, 0, 'no frame crossed');
+    assert.equal(b.received.length, 0, 'no frame crossed');
+    const errors = a.log.filter((line) => line.includes('cluster config mismatch'));
+    assert.ok(errors.length <= 2, `logged once per direction, not per redial: ${errors.length}`);
+  });
+}
+
+test('open mode with the handshake on: a bare-frame (seed) peer is still served', async () => {
+  const list = await members(2);
+  const a = await startNode(1, list[0]!.raft_port, list, null);
+  const seed = new RawSocket(list[0]!.raft_port);
+  await seed.connected();
+  seed.socket.write(encodeMessage(vote(2, 3)));
+  await waitFor('bare request delivered', () => a.received.length === 1);
+  assert.deepEqual(a.received[0], { from: 2, message: vote(2, 3) });
+});
+
+test('a refused message (poison entry) closes its connection and never reaches Raft', async () => {
+  const list = await members(2);
+  const a = await startNode(1, list[0]!.raft_port, list, null);
+  const peer = new RawSocket(list[0]!.raft_port);
+  await peer.connected();
+  peer.socket.write(
+    encodeMessage({
+      type: MessageType.AppendEntriesRequest,
+      term: 1,
+      leader_id: 2,
+      prev_log_index: 0,
+      prev_log_term: 0,
+      leader_commit: 0,
+      seq: 1,
+      entries: [{ term: 1, data: Uint8Array.from([0xee]) }],
+    }),
+  );
+  await waitFor('connection closed', () => peer.closed);
+  assert.equal(a.received.length, 0);
+  assert.ok(a.log.some((line) => /refused message type 3: poison entry/.test(line)));
+});
+
+test('with a secret: a frame naming another id than the handshake proved is refused', async () => {
+  const list = await members(3);
+  const a = await startNode(1, list[0]!.raft_port, list, SECRET);
+  // A real member (node 2, it holds the secret) authenticates, then names node 3 in a request.
+  const handshake = new PeerHandshake(handshakeFor(2, list, SECRET), 'dialer', 1);
+  const socket = new RawSocket(list[0]!.raft_port);
+  await socket.connected();
+  socket.socket.on('data', (chunk: Buffer) => {
+    const result = handshake.push(chunk);
+    for (const frame of handshake.takeOutgoing()) socket.socket.write(frame);
+    if (result.kind === 'done') {
+      socket.socket.write(encodeMessage(vote(2, 1)));
+      socket.socket.write(encodeMessage(vote(3, 2)));
+    }
+  });
+  for (const frame of handshake.takeOutgoing()) socket.socket.write(frame);
+  await waitFor('connection closed', () => socket.closed);
+  assert.deepEqual(
+    a.received.map((r) => r.from),
+    [2],
+    'the frame in its own name got through, the one naming node 3 did not',
+  );
+  assert.ok(a.log.some((line) => /request names node id 3 on a connection from node 2/.test(line)));
+});
+
+test('a TransferVoteRequest travels as a request and its answer comes back', async () => {
+  const list = await members(2);
+  const a = await startNode(1, list[0]!.raft_port, list, SECRET);
+  const b = await startNode(2, list[1]!.raft_port, list, SECRET);
+  await waitFor('authenticated links up', () => linksUp([a, b]));
+  const transfer_vote: RaftMessage = {
+    type: MessageType.TransferVoteRequest,
+    term: 4,
+    candidate_id: 1,
+    last_log_index: 0,
+    last_log_term: 0,
+  };
+  assert.ok(a.transport.send(2, transfer_vote));
+  await waitFor('transfer vote delivered', () => b.received.length === 1);
+  assert.deepEqual(b.received[0], { from: 1, message: transfer_vote });
+  const reply: RaftMessage = { type: MessageType.RequestVoteResponse, term: 4, vote_granted: true };
+  assert.ok(b.transport.send(1, reply), 'the reply has a route: the request made one');
+  await waitFor('reply delivered', () => a.received.length === 1);
+});
