@@ -21,6 +21,8 @@
  * - `cluster_secret_file PATH` (optional): a file holding the secret every node of the cluster
  *   shares; with it, peers authenticate each other (see server/peer_handshake.ts). A relative
  *   path resolves against the process's working directory at start-up.
+ * - `client_password_file PATH` (optional): a file holding the client password (trailing line
+ *   ends ignored); clients must then `AUTH password` (or `AUTH default password`) first.
  * - `log_format text|json` (default `text`): `json` writes one object per line
  *   (`time`, `level`, `node`, `message`) for log shippers.
  * - `metrics_port` (default 0: off): serve Prometheus `/metrics`, `/health`
@@ -82,6 +84,8 @@ export interface NodeConfig {
   cluster_name: string;
   /** Absolute path, or null: peers are not authenticated (the seed's open protocol). */
   cluster_secret_file: string | null;
+  /** Absolute path, or null: clients need no AUTH (the lab protocol has none). */
+  client_password_file: string | null;
 }
 
 /** The Raft port sits this far below the client port (the seed's rule). */
@@ -124,6 +128,7 @@ const SINGLE_PARAMETERS = [
   'log_level',
   'cluster_name',
   'cluster_secret_file',
+  'client_password_file',
   'log_format',
   ...Object.keys(INTEGER_RULES),
 ];
@@ -220,11 +225,13 @@ export function parseConfig(
 function clusterIdentity(
   values: Map<string, { value: string; line: number }>,
   cwd: string,
-): Pick<NodeConfig, 'cluster_name' | 'cluster_secret_file'> {
+): Pick<NodeConfig, 'cluster_name' | 'cluster_secret_file' | 'client_password_file'> {
   const secret_file = values.get('cluster_secret_file')?.value;
+  const password_file = values.get('client_password_file')?.value;
   return {
     cluster_name: values.get('cluster_name')?.value ?? '',
     cluster_secret_file: secret_file === undefined ? null : path.resolve(cwd, secret_file),
+    client_password_file: password_file === undefined ? null : path.resolve(cwd, password_file),
   };
 }
 

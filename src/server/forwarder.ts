@@ -43,7 +43,8 @@ class LeaderLink {
   private readonly parser = new ReplyParser();
   private readonly pending: PendingForward[] = [];
   private connected = false;
-  private hello_pending = true;
+  /** Replies to the link's opening commands (AUTH, RAFT.PROXY) still to come. */
+  private hello_replies_pending: number;
   private readonly writer: CorkedWriter;
   closed = false;
 
@@ -53,6 +54,7 @@ class LeaderLink {
     port: number,
     private readonly logger: Logger,
     private readonly on_closed: (link: LeaderLink) => void,
+    client_password: Buffer | null,
   ) {
     this.socket = net.connect({ host, port });
     this.socket.setNoDelay(true);
@@ -67,7 +69,11 @@ class LeaderLink {
       this.logger.debug(`forward link to ${address}: ${error.message}`),
     );
     this.socket.on('close', () => this.fail());
-    this.socket.write(encodeCommand([PROXY_HELLO]));
+    // With client AUTH on, the leader asks this link for the password like any client's.
+    const hello: Buffer[][] = [[Buffer.from(PROXY_HELLO)]];
+    if (client_password !== null) hello.unshift([Buffer.from('AUTH'), client_password]);
+    this.hello_replies_pending = hello.length;
+    this.socket.write(Buffer.concat(hello.map((command) => encodeCommand(command))));
   }
 
   get pending_count(): number {
@@ -121,8 +127,14 @@ class LeaderLink {
       return;
     }
     for (const bytes of replies) {
-      if (this.hello_pending) {
-        this.hello_pending = false;
+      if (this.hello_replies_pending > 0) {
+        this.hello_replies_pending -= 1;
+        if (bytes[0] === 0x2d) {
+          const text = bytes.toString('latin1', 1).trimEnd();
+          this.logger.warn(`forward link to ${this.address}: opening refused (${text}); closing`);
+          this.close();
+          return;
+        }
         continue;
       }
       const item = this.pending.shift();
@@ -152,7 +164,10 @@ export class LeaderForwarder {
   private readonly grace_timers = new Set<NodeJS.Timeout>();
   private retained: string | null = null;
 
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    private readonly client_password: Buffer | null = null,
+  ) {}
 
   forward(
     host: string,
@@ -163,9 +178,16 @@ export class LeaderForwarder {
     const address = `${host}:${port}`;
     let link = this.links.get(address);
     if (link === undefined || link.closed) {
-      link = new LeaderLink(address, host, port, this.logger, (closed) => {
-        if (this.links.get(closed.address) === closed) this.links.delete(closed.address);
-      });
+      link = new LeaderLink(
+        address,
+        host,
+        port,
+        this.logger,
+        (closed) => {
+          if (this.links.get(closed.address) === closed) this.links.delete(closed.address);
+        },
+        this.client_password,
+      );
       this.links.set(address, link);
     }
     return link.forward(args, deadline_ms);

@@ -28,6 +28,8 @@ import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
 import { SeededRandom } from '../util/prng';
 import { ClientListener, type ClientConnectionInfo, type ClientReply } from './client_listener';
+import { ClientAuth, loadClientPassword, NOAUTH_REPLY } from './client_auth';
+import { ForwardLane, type LaneEntry, LOCAL_TARGET } from './forward_lane';
 import { LeaderForwarder, NOT_LEADER_PREFIX, PROXY_HELLO } from './forwarder';
 import { formatInfo, type InfoInputs } from './info';
 import { PeerTransport, type PeerTransportOptions } from './peer_transport';
@@ -102,13 +104,19 @@ export class KvNode {
     (Date.now() ^ (process.pid << 8) ^ process.hrtime()[1]) >>> 0,
   );
   private readonly connection_order = new WeakMap<ClientConnectionInfo, ConnectionOrder>();
+  private readonly forward_lanes = new WeakMap<ClientConnectionInfo, ForwardLane>();
+  /** `client_password_file`: AUTH before anything else (a hook for HELLO ... AUTH too). */
+  readonly client_auth: ClientAuth;
   /** Called once on an error the node cannot continue from (the process should exit non-zero). */
   on_fatal: (error: Error) => void = () => undefined;
 
   constructor(config: NodeConfig, logger: Logger) {
     this.config = config;
     this.logger = logger;
-    this.forwarder = new LeaderForwarder(logger);
+    const client_password =
+      config.client_password_file === null ? null : loadClientPassword(config.client_password_file);
+    this.client_auth = new ClientAuth(client_password, logger);
+    this.forwarder = new LeaderForwarder(logger, client_password);
     this.metrics =
       config.metrics_port === 0
         ? null
@@ -345,11 +353,11 @@ export class KvNode {
     connection: ClientConnectionInfo,
   ): ClientReply | Promise<ClientReply> {
     const name = args[0];
-    if (
-      name !== undefined &&
-      name.length === PROXY_HELLO.length &&
-      name.toString('latin1').toUpperCase() === PROXY_HELLO
-    ) {
+    if (isCommandName(name, 'AUTH'))
+      return { reply: this.client_auth.handleAuth(args, connection) };
+    if (!this.client_auth.allows(connection) && !isCommandName(name, 'QUIT'))
+      return { reply: NOAUTH_REPLY };
+    if (isCommandName(name, PROXY_HELLO)) {
       connection.tags.add(PROXIED_TAG);
       return { reply: REPLY_OK };
     }
@@ -428,15 +436,42 @@ export class KvNode {
     args: Buffer[],
     connection: ClientConnectionInfo,
   ): Promise<Buffer> {
+    let lane = this.forward_lanes.get(connection);
+    if (lane === undefined) {
+      lane = new ForwardLane();
+      this.forward_lanes.set(connection, lane);
+    }
+    const entry = lane.enter();
+    try {
+      return await this.dispatchInLane(command, args, connection, lane, entry);
+    } finally {
+      lane.release(entry);
+    }
+  }
+
+  private async dispatchInLane(
+    command: Dispatchable,
+    args: Buffer[],
+    connection: ClientConnectionInfo,
+    lane: ForwardLane,
+    entry: LaneEntry,
+  ): Promise<Buffer> {
     const started_ms = Date.now();
     const deadline_ms = started_ms + this.config.request_timeout_ms;
     let no_leader_since_ms: number | null = null;
     for (;;) {
       if (!this.serving()) return encodeError('TRYAGAIN shutting down; retry on another node');
       const core = this.requireCore();
+      // Behind an earlier request of this connection that is being retried elsewhere: wait.
+      let behind = false;
       if (core.current_role === 'leader') {
-        const local = await this.executeLocally(command, deadline_ms);
-        if (local !== null) return local;
+        behind = !lane.mayGo(entry, LOCAL_TARGET);
+        if (!behind) {
+          lane.sent(entry, LOCAL_TARGET);
+          const local = await this.executeLocally(command, deadline_ms);
+          if (local !== null) return local;
+          lane.retrying(entry);
+        }
       } else if (connection.tags.has(PROXIED_TAG)) {
         return NOT_LEADER_REPLY; // the forwarding node retries; never forward twice
       } else {
@@ -445,18 +480,24 @@ export class KvNode {
           no_leader_since_ms = null;
           if (this.config.client_redirect === 'moved')
             return encodeError(`MOVED 0 ${leader.host}:${leader.client_port}`);
-          this.metrics?.onForward();
-          const result = await this.forwarder.forward(
-            leader.host,
-            leader.client_port,
-            args,
-            deadline_ms,
-          );
-          if (result.kind === 'reply' && !isNotLeaderReply(result.bytes)) return result.bytes;
-          if (result.kind === 'unknown' && command.kind === 'write') {
-            return encodeError(
-              'TIMEOUT outcome unknown: the link to the leader failed after the write was sent',
+          const target = `${leader.host}:${leader.client_port}`;
+          behind = !lane.mayGo(entry, target);
+          if (!behind) {
+            lane.sent(entry, target);
+            this.metrics?.onForward();
+            const result = await this.forwarder.forward(
+              leader.host,
+              leader.client_port,
+              args,
+              deadline_ms,
             );
+            if (result.kind === 'reply' && !isNotLeaderReply(result.bytes)) return result.bytes;
+            if (result.kind === 'unknown' && command.kind === 'write') {
+              return encodeError(
+                'TIMEOUT outcome unknown: the link to the leader failed after the write was sent',
+              );
+            }
+            lane.retrying(entry);
           }
         }
       }
@@ -478,7 +519,8 @@ export class KvNode {
           );
         }
       }
-      await this.waitForLeaderChange(LEADER_RECHECK_MS);
+      if (behind) await lane.waitTurn(entry, Math.max(deadline_ms - Date.now(), 1));
+      else await this.waitForLeaderChange(LEADER_RECHECK_MS);
     }
   }
 
@@ -654,6 +696,15 @@ function readReply(outcome: ReadOutcome): Buffer | null {
   if (outcome.error === 'too_many_reads')
     return encodeError('TRYAGAIN too many reads waiting; retry shortly');
   return null; // not leader any more: dispatch again
+}
+
+/** Whether `name` is the command `upper` (given in upper case), in any case. */
+function isCommandName(name: Buffer | undefined, upper: string): boolean {
+  return (
+    name !== undefined &&
+    name.length === upper.length &&
+    name.toString('latin1').toUpperCase() === upper
+  );
 }
 
 function isNotLeaderReply(bytes: Buffer): boolean {

@@ -206,3 +206,48 @@ test(
       await assertServing(cluster, 'frames');
     }),
 );
+
+test(
+  'pipelined SETs through a follower keep their order across a leader pause',
+  { timeout: TEST_TIMEOUT_MS },
+  () =>
+    withCluster({ nodes: 3 }, async (cluster) => {
+      const leader = await cluster.waitForLeader();
+      const follower = (leader + 1) % cluster.nodes.length;
+      const socket = await connect(cluster.nodes[follower]!.client_port);
+      let received = '';
+      socket.on('data', (chunk: Buffer) => {
+        received += chunk.toString('latin1');
+      });
+      const replies = (): string[] => received.split('\r\n').filter((line) => line !== '');
+      const batch = (from: number, to: number): Buffer =>
+        Buffer.concat(
+          Array.from({ length: to - from + 1 }, (_, i) => command('SET', 'k', String(from + i))),
+        );
+      socket.write(batch(1, 1000));
+      const pid = cluster.nodes[leader]!.process!.pid!;
+      process.kill(pid, 'SIGSTOP');
+      socket.write(batch(1001, 2000));
+      const resume_at = Date.now() + 700; // past the election timeout (500 ms by default)
+      await pollUntil('the pause', 5_000, () => (Date.now() >= resume_at ? true : null), 50);
+      process.kill(pid, 'SIGCONT');
+      socket.write(batch(2001, 3000));
+      await pollUntil('3,000 replies', 60_000, () => (replies().length >= 3000 ? true : null), 50);
+      socket.destroy();
+      const all = replies();
+      const client = cluster.client([follower]);
+      let value: string[] | null;
+      try {
+        value = await client.get('k');
+      } finally {
+        await client.close();
+      }
+      // Redis order: the value is the last SET that ran. Every SET after the last acknowledged one
+      // failed or has an unknown outcome; the value is one of those or the acknowledged one.
+      const last_ok = all.lastIndexOf('+OK') + 1;
+      const final = Number(value?.[0] ?? 0);
+      process.stdout.write(`# last acknowledged SET ${last_ok}, final value ${final}\n`);
+      assert.ok(final >= last_ok, `final value ${final} is older than acknowledged SET ${last_ok}`);
+      if (final > last_ok) assert.match(all[final - 1] ?? '', /^-TIMEOUT outcome unknown/);
+    }),
+);
