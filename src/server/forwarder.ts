@@ -30,7 +30,9 @@ interface PendingForward {
   resolve: (result: ForwardResult) => void;
   /** Written to a connected socket. */
   sent: boolean;
-  timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout | null;
+  /** Its deadline passed and its caller was answered; its reply, when it comes, is dropped. */
+  abandoned: boolean;
 }
 
 /** How long a deposed leader may still answer requests relayed to it before its link is closed. */
@@ -83,28 +85,27 @@ class LeaderLink {
   /**
    * Relays one request. A leader that stops answering without closing the
    * connection (paused, partitioned) must not hold the request forever: at
-   * `deadline_ms` the whole link is failed, settling everything on it (a
-   * later reply could otherwise be matched to the wrong request).
+   * `deadline_ms` this request alone settles (outcome unknown) and keeps its
+   * place in the FIFO, so its late reply is dropped, not matched to another
+   * request; the other requests on the link are unaffected. Only a link whose
+   * queue is full behind an abandoned request is closed.
    */
   forward(args: readonly Buffer[], deadline_ms: number): Promise<ForwardResult> {
     if (this.closed) return Promise.resolve({ kind: 'not_sent' });
-    if (this.pending.length >= LIMITS.forward_pending_requests_max)
+    if (this.pending.length >= LIMITS.forward_pending_requests_max) {
+      if (this.pending[0]?.abandoned === true) {
+        this.logger.warn(`forward link to ${this.address}: full behind unanswered requests`);
+        this.close();
+      }
       return Promise.resolve({ kind: 'not_sent' });
+    }
     // A leader that stopped reading must not make us buffer without bound.
     if (this.socket.writableLength > LIMITS.client_write_queue_bytes_max)
       return Promise.resolve({ kind: 'not_sent' });
     return new Promise((resolve) => {
-      const timer = setTimeout(
-        () => {
-          this.logger.warn(
-            `forward link to ${this.address}: no reply ` +
-              `before the request deadline; closing the link`,
-          );
-          this.close();
-        },
-        Math.max(deadline_ms - Date.now(), 1),
-      );
-      this.pending.push({ resolve, sent: this.connected, timer });
+      const item: PendingForward = { resolve, sent: this.connected, timer: null, abandoned: false };
+      item.timer = setTimeout(() => this.abandon(item), Math.max(deadline_ms - Date.now(), 1));
+      this.pending.push(item);
       // Requests relayed in the same turn leave in one write, as the client pipelined them.
       this.writer.write(encodeCommand(args));
     });
@@ -113,6 +114,19 @@ class LeaderLink {
   close(): void {
     this.socket.destroy();
     this.fail();
+  }
+
+  private abandon(item: PendingForward): void {
+    // Never written: closing the link is the only way to be sure it never runs.
+    if (!item.sent) {
+      this.logger.warn(`forward link to ${this.address}: not connected by the request deadline`);
+      this.close();
+      return;
+    }
+    this.logger.debug(`forward link to ${this.address}: no reply before the request deadline`);
+    item.abandoned = true;
+    item.timer = null;
+    item.resolve({ kind: 'unknown' });
   }
 
   private onData(chunk: Buffer): void {
@@ -143,7 +157,8 @@ class LeaderLink {
         this.close();
         return;
       }
-      clearTimeout(item.timer);
+      if (item.abandoned) continue;
+      if (item.timer !== null) clearTimeout(item.timer);
       item.resolve({ kind: 'reply', bytes });
     }
   }
@@ -152,7 +167,8 @@ class LeaderLink {
     if (this.closed) return;
     this.closed = true;
     for (const item of this.pending.splice(0)) {
-      clearTimeout(item.timer);
+      if (item.abandoned) continue;
+      if (item.timer !== null) clearTimeout(item.timer);
       item.resolve(item.sent ? { kind: 'unknown' } : { kind: 'not_sent' });
     }
     this.on_closed(this);
@@ -169,26 +185,35 @@ export class LeaderForwarder {
     private readonly client_password: Buffer | null = null,
   ) {}
 
+  /**
+   * Relays a request on one of a small pool of links to the leader, chosen by `client_id`: one
+   * client's requests always share a link (its order is the link's FIFO order), while clients on
+   * other links are not held behind its slow requests (the leader orders each link's requests
+   * together). Clients beyond the pool size share links.
+   */
   forward(
     host: string,
     port: number,
     args: readonly Buffer[],
     deadline_ms: number,
+    client_id: number,
   ): Promise<ForwardResult> {
     const address = `${host}:${port}`;
-    let link = this.links.get(address);
+    const key = `${address}#${client_id % LIMITS.forward_links_per_leader_max}`;
+    let link = this.links.get(key);
     if (link === undefined || link.closed) {
-      link = new LeaderLink(
+      const opened = new LeaderLink(
         address,
         host,
         port,
         this.logger,
-        (closed) => {
-          if (this.links.get(closed.address) === closed) this.links.delete(closed.address);
+        () => {
+          if (this.links.get(key) === opened) this.links.delete(key);
         },
         this.client_password,
       );
-      this.links.set(address, link);
+      link = opened;
+      this.links.set(key, link);
     }
     return link.forward(args, deadline_ms);
   }
@@ -202,7 +227,8 @@ export class LeaderForwarder {
    */
   retainOnly(address: string | null): void {
     this.retained = address;
-    for (const [key, link] of this.links) {
+    for (const link of this.links.values()) {
+      const key = link.address;
       if (key === address) continue;
       if (link.pending_count === 0) {
         link.close();

@@ -490,6 +490,7 @@ export class KvNode {
               leader.client_port,
               args,
               deadline_ms,
+              connection.id,
             );
             if (result.kind === 'reply' && !isNotLeaderReply(result.bytes)) return result.bytes;
             if (result.kind === 'unknown' && command.kind === 'write') {

@@ -133,6 +133,11 @@ export const LIMITS = {
   wal_write_bytes_max: 16 * 1024 * 1024,
   /** WAL: bytes read per read() call while replaying the log at startup. */
   wal_replay_chunk_bytes: 1024 * 1024,
+  /**
+   * Links a follower keeps to the leader's client port; each client connection uses one (by its
+   * id), so clients on different links never wait behind each other's requests.
+   */
+  forward_links_per_leader_max: 16,
   /** Requests a follower has relayed to the leader and not yet had answered, per leader link. */
   forward_pending_requests_max: 64 * 1024,
   /**
