@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NodeConfig } from '../config/config';
+import { clusterFingerprint } from '../config/fingerprint';
 
 /** The version in package.json (two levels above dist/src/ops). */
 export function packageVersion(): string {
@@ -51,6 +52,18 @@ export function resolvedConfigText(config: NodeConfig): string {
     `no_leader_timeout_ms ${config.no_leader_timeout_ms}`,
     `request_timeout_ms ${config.request_timeout_ms}`,
     `client_idle_timeout_ms ${config.client_idle_timeout_ms}`,
+    config.cluster_name === '' ? '! cluster_name (none)' : `cluster_name ${config.cluster_name}`,
+    config.cluster_secret_file === null
+      ? '! cluster_secret_file (none: the Raft port is unauthenticated)'
+      : `cluster_secret_file ${config.cluster_secret_file}`,
+    `! cluster fingerprint ${fingerprintHex(config)}`,
+    config.client_password_file === null
+      ? '! client_password_file (none: clients need no AUTH)'
+      : `client_password_file ${config.client_password_file}`,
   ];
   return `${lines.join('\n')}\n`;
+}
+
+function fingerprintHex(config: NodeConfig): string {
+  return clusterFingerprint(config.nodes, config.cluster_name).toString('hex');
 }

@@ -144,10 +144,10 @@ test('--nodes fails over past a dead node and follows MOVED', async () => {
 
 test('failures: an unreachable node exits 1 with the error; bad usage exits 2', async () => {
   const dead = await refusedAddress();
-  const unreachable = await runKvcli(['--nodes', dead, '--timeout', '300', 'GET', 'k']);
+  const unreachable = await runKvcli(['--nodes', dead, '--timeout', '3000', 'GET', 'k']);
   assert.equal(unreachable.code, 1);
   assert.match(unreachable.stdout, /^\(error\) ECONNECTION /);
-  const json = await runKvcli(['--nodes', dead, '--timeout', '300', '--json', 'GET', 'k']);
+  const json = await runKvcli(['--nodes', dead, '--timeout', '3000', '--json', 'GET', 'k']);
   assert.equal(json.code, 1);
   assert.equal((JSON.parse(json.stdout) as { code: string }).code, 'ECONNECTION');
   for (const args of [
