@@ -21,6 +21,8 @@
  * - `cluster_secret_file PATH` (optional): a file holding the secret every node of the cluster
  *   shares; with it, peers authenticate each other (see server/peer_handshake.ts). A relative
  *   path resolves against the process's working directory at start-up.
+ * - `tls_cert_file`, `tls_key_file`, `tls_ca_file PATH` (optional, all three together): TLS on
+ *   both ports; the Raft port is mutual TLS (peers check each other against the CA).
  * - `client_password_file PATH` (optional): a file holding the client password (trailing line
  *   ends ignored); clients must then `AUTH password` (or `AUTH default password`) first.
  * - `log_format text|json` (default `text`): `json` writes one object per line
@@ -86,6 +88,10 @@ export interface NodeConfig {
   cluster_secret_file: string | null;
   /** Absolute path, or null: clients need no AUTH (the lab protocol has none). */
   client_password_file: string | null;
+  /** Absolute paths, all three or none: TLS on both ports (mutual on the Raft port). */
+  tls_cert_file: string | null;
+  tls_key_file: string | null;
+  tls_ca_file: string | null;
 }
 
 /** The Raft port sits this far below the client port (the seed's rule). */
@@ -129,6 +135,9 @@ const SINGLE_PARAMETERS = [
   'cluster_name',
   'cluster_secret_file',
   'client_password_file',
+  'tls_cert_file',
+  'tls_key_file',
+  'tls_ca_file',
   'log_format',
   ...Object.keys(INTEGER_RULES),
 ];
@@ -225,13 +234,26 @@ export function parseConfig(
 function clusterIdentity(
   values: Map<string, { value: string; line: number }>,
   cwd: string,
-): Pick<NodeConfig, 'cluster_name' | 'cluster_secret_file' | 'client_password_file'> {
-  const secret_file = values.get('cluster_secret_file')?.value;
-  const password_file = values.get('client_password_file')?.value;
+): Pick<
+  NodeConfig,
+  | 'cluster_name'
+  | 'cluster_secret_file'
+  | 'client_password_file'
+  | 'tls_cert_file'
+  | 'tls_key_file'
+  | 'tls_ca_file'
+> {
+  const file = (name: string): string | null => {
+    const value = values.get(name)?.value;
+    return value === undefined ? null : path.resolve(cwd, value);
+  };
   return {
     cluster_name: values.get('cluster_name')?.value ?? '',
-    cluster_secret_file: secret_file === undefined ? null : path.resolve(cwd, secret_file),
-    client_password_file: password_file === undefined ? null : path.resolve(cwd, password_file),
+    cluster_secret_file: file('cluster_secret_file'),
+    client_password_file: file('client_password_file'),
+    tls_cert_file: file('tls_cert_file'),
+    tls_key_file: file('tls_key_file'),
+    tls_ca_file: file('tls_ca_file'),
   };
 }
 

@@ -1,4 +1,4 @@
-import * as net from 'node:net';
+import type * as net from 'node:net';
 import { RequestParser, type RequestParserOptions } from '../resp/request_parser';
 import { encodeError } from '../resp/reply';
 import { assert } from '../util/assert';
@@ -8,6 +8,7 @@ import { boundPort, listen } from './listen';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
 import { MemoryBudget } from '../util/memory_budget';
+import { createServer, type TlsSettings } from './tls_settings';
 
 export interface ClientReply {
   reply: Buffer;
@@ -57,6 +58,8 @@ export interface ClientListenerOptions {
   reply_bytes_total_max?: number;
   /** Default LIMITS.client_connections_before_first_command_max. */
   connections_before_first_command_max?: number;
+  /** TLS for every client connection; null or absent: plain TCP. */
+  tls?: TlsSettings | null;
 }
 
 /** Reply size assumed for a command when the handler gives no estimate (most replies are tiny). */
@@ -265,7 +268,9 @@ export class ClientListener {
     assert(this.pipeline_requests_max >= 1, 'pipeline_requests_max must be at least 1');
     // Half-open lets a client send its commands and FIN (`printf ... | nc`) and still get every
     // reply.
-    this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    this.server = createServer(options.tls ?? null, { allowHalfOpen: true, mutual: false }, (s) =>
+      this.accept(s),
+    );
     this.server_closed = new Promise((resolve) => this.server.once('close', () => resolve()));
   }
 

@@ -1,8 +1,9 @@
-import * as net from 'node:net';
+import type * as net from 'node:net';
 import { encodeCommand, ReplyParser } from '../resp/client_codec';
 import { CorkedWriter } from '../util/corked_writer';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
+import { connectedEvent, dial, type TlsSettings } from './tls_settings';
 
 /**
  * A follower's pipelined link to the leader's client port. Each client
@@ -57,12 +58,13 @@ class LeaderLink {
     private readonly logger: Logger,
     private readonly on_closed: (link: LeaderLink) => void,
     client_password: Buffer | null,
+    tls: TlsSettings | null,
   ) {
-    this.socket = net.connect({ host, port });
+    this.socket = dial(tls, host, port);
     this.socket.setNoDelay(true);
     this.writer = new CorkedWriter(this.socket);
     this.socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
-    this.socket.on('connect', () => {
+    this.socket.on(connectedEvent(tls), () => {
       this.connected = true;
       for (const item of this.pending) item.sent = true;
     });
@@ -183,6 +185,7 @@ export class LeaderForwarder {
   constructor(
     private readonly logger: Logger,
     private readonly client_password: Buffer | null = null,
+    private readonly tls: TlsSettings | null = null,
   ) {}
 
   /**
@@ -211,6 +214,7 @@ export class LeaderForwarder {
           if (this.links.get(key) === opened) this.links.delete(key);
         },
         this.client_password,
+        this.tls,
       );
       link = opened;
       this.links.set(key, link);

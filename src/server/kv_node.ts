@@ -28,6 +28,7 @@ import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
 import { SeededRandom } from '../util/prng';
 import { ClientListener, type ClientConnectionInfo, type ClientReply } from './client_listener';
+import { loadTlsSettings, type TlsSettings } from './tls_settings';
 import { ClientAuth, loadClientPassword, NOAUTH_REPLY } from './client_auth';
 import { ForwardLane, type LaneEntry, LOCAL_TARGET } from './forward_lane';
 import { LeaderForwarder, NOT_LEADER_PREFIX, PROXY_HELLO } from './forwarder';
@@ -107,6 +108,8 @@ export class KvNode {
   private readonly forward_lanes = new WeakMap<ClientConnectionInfo, ForwardLane>();
   /** `client_password_file`: AUTH before anything else (a hook for HELLO ... AUTH too). */
   readonly client_auth: ClientAuth;
+  /** `tls_*_file`: TLS on both ports, or null. */
+  private readonly tls: TlsSettings | null;
   /** Called once on an error the node cannot continue from (the process should exit non-zero). */
   on_fatal: (error: Error) => void = () => undefined;
 
@@ -116,7 +119,8 @@ export class KvNode {
     const client_password =
       config.client_password_file === null ? null : loadClientPassword(config.client_password_file);
     this.client_auth = new ClientAuth(client_password, logger);
-    this.forwarder = new LeaderForwarder(logger, client_password);
+    this.tls = loadTlsSettings(config);
+    this.forwarder = new LeaderForwarder(logger, client_password, this.tls);
     this.metrics =
       config.metrics_port === 0
         ? null
@@ -226,6 +230,7 @@ export class KvNode {
         port: self.client_port,
         logger: this.logger,
         idle_timeout_ms: this.config.client_idle_timeout_ms,
+        tls: this.tls,
         estimate_reply_bytes: (args) => this.estimateReplyBytes(args),
       },
       this.metrics?.instrument((args, c) => this.handleClient(args, c)) ??
@@ -645,6 +650,7 @@ export class KvNode {
       // Redial jitter from the node's one generator, as election jitter.
       random: () => this.random.float(),
       handshake: this.handshakeSettings(),
+      tls: this.tls,
     };
   }
 

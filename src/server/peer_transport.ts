@@ -1,10 +1,11 @@
-import * as net from 'node:net';
+import type * as net from 'node:net';
 import { encodeMessage, FrameDecoder } from '../wire/codec';
 import { isRequest, MessageType, type RaftMessage } from '../raft/protocol';
 import { assert } from '../util/assert';
 import { backoffDelay } from '../util/backoff';
 import { describeError, WireError } from '../util/errors';
 import { MemoryBudget } from '../util/memory_budget';
+import { connectedEvent, createServer, dial, type TlsSettings } from './tls_settings';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
 import { CorkedWriter } from '../util/corked_writer';
@@ -34,6 +35,8 @@ export interface PeerTransportOptions {
   frame_payload_bytes_max?: number;
   /** Default LIMITS.peer_inbound_frame_bytes_total_max. */
   frame_bytes_total_max?: number;
+  /** Mutual TLS on every peer connection; null or absent: plain TCP. */
+  tls?: TlsSettings | null;
   /**
    * Why a decoded message must not reach Raft (e.g. an entry that is not a valid command), or
    * null. A refused message closes its connection with a warning: the sender is broken or hostile.
@@ -305,7 +308,9 @@ export class PeerTransport {
         last_contact_ms: 0,
       });
     }
-    this.server = net.createServer((socket) => this.acceptInbound(socket));
+    this.server = createServer(options.tls ?? null, { mutual: true }, (socket) =>
+      this.acceptInbound(socket),
+    );
   }
 
   /** The port the Raft listener is bound to (useful when listen_port is 0). */
@@ -418,7 +423,7 @@ export class PeerTransport {
     const { id, host, raft_port } = link.address;
     link.outbound_state = 'connecting';
     link.dial_count++;
-    const socket = net.connect({ host, port: raft_port });
+    const socket = dial(this.options.tls ?? null, host, raft_port);
     const connection = new PeerConnection(
       socket,
       'outbound',
@@ -434,7 +439,7 @@ export class PeerTransport {
       connection.last_error = new Error(`connect timeout after ${this.connect_timeout_ms} ms`);
       socket.destroy();
     }, this.connect_timeout_ms);
-    socket.once('connect', () => {
+    socket.once(connectedEvent(this.options.tls ?? null), () => {
       if (connection.connect_timer !== null) clearTimeout(connection.connect_timer);
       connection.connect_timer = null;
       connection.connected_at_ms = Date.now();
