@@ -14,6 +14,9 @@
  *   process's working directory at start-up.
  * - `client_redirect forward|moved` (default `forward`): a follower forwards
  *   client writes to the leader, or replies `-MOVED`.
+ * - `client_protocol seed|redis` (default `seed`): how a connection that has not sent
+ *   `HELLO` sees values: the seed's byte-exact protocol (GET replies an array of words) or
+ *   Redis's (GET replies one bulk string or null; SET takes options).
  * - `log_level error|warn|info|debug` (default `info`: start, role changes,
  *   peer up/down, recovery, shutdown; per-request detail is `debug`).
  * - `cluster_name NAME` (optional): part of the cluster fingerprint, so that two clusters with the
@@ -60,6 +63,7 @@ export interface NodeAddress {
 }
 
 export type ClientRedirect = 'forward' | 'moved';
+export type ClientProtocol = 'seed' | 'redis';
 
 export interface NodeConfig {
   self: NodeAddress;
@@ -70,6 +74,7 @@ export interface NodeConfig {
   /** Absolute path. */
   data_dir: string;
   client_redirect: ClientRedirect;
+  client_protocol: ClientProtocol;
   log_level: LogLevel;
   log_format: LogFormat;
   /** 0: no metrics listener. */
@@ -126,11 +131,13 @@ const INTEGER_RULES: Record<IntegerParameter, IntegerRule> = {
 };
 
 const CLIENT_REDIRECTS: readonly ClientRedirect[] = ['forward', 'moved'];
+const CLIENT_PROTOCOLS: readonly ClientProtocol[] = ['seed', 'redis'];
 const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
 const LOG_FORMATS: readonly LogFormat[] = ['text', 'json'];
 const SINGLE_PARAMETERS = [
   'data_dir',
   'client_redirect',
+  'client_protocol',
   'log_level',
   'cluster_name',
   'cluster_secret_file',
@@ -224,6 +231,7 @@ export function parseConfig(
       'forward',
       fail,
     ),
+    client_protocol: parseChoice(single_values, 'client_protocol', CLIENT_PROTOCOLS, 'seed', fail),
     log_level: parseChoice(single_values, 'log_level', LOG_LEVELS, DEFAULT_LOG_LEVEL, fail),
     log_format: parseChoice(single_values, 'log_format', LOG_FORMATS, 'text', fail),
     ...integers,

@@ -24,11 +24,16 @@ interface PendingWrite {
   done: (outcome: WriteOutcome) => void;
 }
 
+export type QueryOutcome<T> =
+  | { ok: true; value: T }
+  | { ok: false; error: ReadError; leader_id: NodeId };
+
 interface PendingRead {
-  key: Buffer;
   /** Set once the core has confirmed leadership for this read. */
   index: number | null;
-  done: (outcome: ReadOutcome) => void;
+  /** Runs the read against the state machine and settles its caller. */
+  serve: () => void;
+  fail: (outcome: { ok: false; error: ReadError; leader_id: NodeId }) => void;
 }
 
 /**
@@ -53,9 +58,22 @@ export class Replica {
   /** Told about each committed entry the state machine skipped as not a command (to log it). */
   on_invalid_entry: (index: number, reason: string) => void = () => undefined;
 
-  constructor(core: RaftCore, state: KvStateMachine = new KvStateMachine()) {
+  /**
+   * `clock_ms`: the leader's wall clock, for reads of keys with a deadline and for stamping Redis
+   * writes (the simulator leaves it at 0: the state machine's own clock is used then).
+   */
+  constructor(
+    core: RaftCore,
+    state: KvStateMachine = new KvStateMachine(),
+    readonly clock_ms: () => number = () => 0,
+  ) {
     this.core = core;
     this.state = state;
+  }
+
+  /** The time a stamped entry proposed now carries: never before any stamp applied here. */
+  stampNow(): number {
+    return Math.max(this.clock_ms(), this.state.clock_ms);
   }
 
   /**
@@ -86,13 +104,30 @@ export class Replica {
    * called).
    */
   read(key: Buffer, done: (outcome: ReadOutcome) => void): number | null {
+    const copy = Buffer.from(key);
+    return this.query((state, now_ms) => state.get(copy, now_ms), done);
+  }
+
+  /**
+   * A linearizable read of anything: `run` gets the state machine once it has applied the
+   * confirmed read index, and the leader's time then. Returns a handle for cancelRead, or null
+   * when refused (done already called).
+   */
+  query<T>(
+    run: (state: KvStateMachine, now_ms: number) => T,
+    done: (outcome: QueryOutcome<T>) => void,
+  ): number | null {
     const id = this.next_read_id++;
     const started = this.core.readIndex(id);
     if (!started.ok) {
       done({ ok: false, error: started.reason, leader_id: started.leader_id });
       return null;
     }
-    this.reads.set(id, { key: Buffer.from(key), index: null, done });
+    this.reads.set(id, {
+      index: null,
+      serve: () => done({ ok: true, value: run(this.state, this.stampNow()) }),
+      fail: done,
+    });
     return id;
   }
 
@@ -134,7 +169,7 @@ export class Replica {
       const read = this.reads.get(request_id);
       if (read === undefined) continue;
       this.reads.delete(request_id);
-      read.done({ ok: false, error: 'leadership_lost', leader_id: this.core.status().leader_id });
+      read.fail({ ok: false, error: 'leadership_lost', leader_id: this.core.status().leader_id });
     }
     for (const { request_id, index } of ready.reads) {
       const read = this.reads.get(request_id);
@@ -156,7 +191,7 @@ export class Replica {
       if (read.index > this.state.last_applied) break;
       served++;
       this.reads.delete(request_id);
-      read.done({ ok: true, value: this.state.get(read.key) });
+      read.serve();
     }
     if (served > 0) this.confirmed_reads.splice(0, served);
   }

@@ -177,6 +177,15 @@ export class ReplyParser {
         return { type: 'error', message: line.toString('utf8', 1) };
       case 0x3a /* : */:
         return { type: 'integer', value: parseInteger(line, 'integer reply') };
+      case 0x5f /* _ RESP3 null */:
+        return { type: 'bulk', value: null };
+      case 0x23 /* # RESP3 boolean */:
+        return { type: 'integer', value: line[1] === 0x74 /* t */ ? 1 : 0 };
+      case 0x2c /* , RESP3 double */:
+      case 0x28 /* ( RESP3 big number */:
+        return { type: 'simple', value: line.toString('utf8', 1) };
+      case 0x3d /* = RESP3 verbatim string, framed like a bulk string */:
+      case 0x21 /* ! RESP3 bulk error */:
       case 0x24 /* $ */:
         {
           const length = parseLength(line, 'bulk length');
@@ -190,9 +199,13 @@ export class ReplyParser {
           this.bulk_length = length;
           return this.parseBulkBody();
         }
+      case 0x25 /* % RESP3 map: a key and a value per entry */:
+      case 0x7e /* ~ RESP3 set */:
+      case 0x3e /* > RESP3 push */:
       case 0x2a /* * */:
         {
-          const count = parseLength(line, 'array length');
+          const entries = parseLength(line, 'array length');
+          const count = type === 0x25 && entries > 0 ? entries * 2 : entries;
           if (count === -1) return { type: 'array', items: null };
           if (count > this.array_elements_max) {
             throw new RespProtocolError(

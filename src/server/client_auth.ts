@@ -9,9 +9,8 @@ import type { ClientConnectionInfo } from './client_listener';
 const AUTHENTICATED_TAG = 'authenticated';
 /** Redis 6's texts, so clients recognise them. */
 export const NOAUTH_REPLY = encodeError('NOAUTH Authentication required.');
-const WRONGPASS_REPLY = encodeError(
-  'WRONGPASS invalid username-password pair or user is disabled.',
-);
+export const WRONGPASS_TEXT = 'WRONGPASS invalid username-password pair or user is disabled.';
+const WRONGPASS_REPLY = encodeError(WRONGPASS_TEXT);
 const AUTH_ARITY_REPLY = encodeError("ERR wrong number of arguments for 'auth' command");
 const NO_PASSWORD_REPLY = encodeError(
   'ERR AUTH <password> called without any password configured for the default user. ' +

@@ -59,6 +59,7 @@ class LeaderLink {
     private readonly on_closed: (link: LeaderLink) => void,
     client_password: Buffer | null,
     tls: TlsSettings | null,
+    hello_args: readonly string[],
   ) {
     this.socket = dial(tls, host, port);
     this.socket.setNoDelay(true);
@@ -74,7 +75,7 @@ class LeaderLink {
     );
     this.socket.on('close', () => this.fail());
     // With client AUTH on, the leader asks this link for the password like any client's.
-    const hello: Buffer[][] = [[Buffer.from(PROXY_HELLO)]];
+    const hello: (Buffer | string)[][] = [[PROXY_HELLO, ...hello_args]];
     if (client_password !== null) hello.unshift([Buffer.from('AUTH'), client_password]);
     this.hello_replies_pending = hello.length;
     this.socket.write(Buffer.concat(hello.map((command) => encodeCommand(command))));
@@ -182,10 +183,15 @@ export class LeaderForwarder {
   private readonly grace_timers = new Set<NodeJS.Timeout>();
   private retained: string | null = null;
 
+  /**
+   * `hello_args` follow RAFT.PROXY on every link: the view and protocol (e.g. `redis 3`) the
+   * leader answers this forwarder's requests in.
+   */
   constructor(
     private readonly logger: Logger,
     private readonly client_password: Buffer | null = null,
     private readonly tls: TlsSettings | null = null,
+    private readonly hello_args: readonly string[] = [],
   ) {}
 
   /**
@@ -215,6 +221,7 @@ export class LeaderForwarder {
         },
         this.client_password,
         this.tls,
+        this.hello_args,
       );
       link = opened;
       this.links.set(key, link);

@@ -15,7 +15,15 @@ export interface InfoInputs {
   peers: PeerStatus[];
   storage: StorageStats | null;
   connected_clients: number;
+  /** Keys with a deadline (counted by Redis as `expires`). */
+  expiring_keys: number;
+  started_ms: number;
+  /** Commands handled since start. */
+  commands_processed: number;
 }
+
+/** The Redis version clients are told (the command set and reply formats follow Redis 7.2). */
+export const REDIS_COMPAT_VERSION = '7.2.0';
 
 type InfoField = [string, string | number];
 type InfoSection = [string, InfoField[]];
@@ -26,26 +34,29 @@ type InfoSection = [string, InfoField[]];
  * that section; `INFO` and `INFO all` give every section.
  */
 export function formatInfo(section: string | null, inputs: InfoInputs): string {
+  // Standard Redis sections first, then ours: a parser where the last field wins (KvClient's)
+  // sees raft's `role:leader` rather than replication's `role:master`.
   const sections: InfoSection[] = [
-    ['raft', raftFields(inputs)],
-    ['storage', storageFields(inputs)],
+    ['server', serverFields(inputs)],
     [
       'clients',
       [
         ['connected_clients', inputs.connected_clients],
+        ['blocked_clients', 0],
         ['client_redirect', inputs.config.client_redirect],
+        ['client_protocol', inputs.config.client_protocol],
       ],
     ],
-    [
-      'keyspace',
-      [
-        ['keys', inputs.key_count],
-        ['data_bytes', inputs.data_bytes],
-      ],
-    ],
+    ['memory', memoryFields(inputs)],
+    ['persistence', persistenceFields(inputs)],
+    ['stats', statsFields(inputs)],
+    ['replication', replicationFields(inputs)],
+    ['raft', raftFields(inputs)],
+    ['storage', storageFields(inputs)],
+    ['keyspace', keyspaceFields(inputs)],
   ];
   const wanted =
-    section === null || section === 'all' || section === 'everything'
+    section === null || ['all', 'everything', 'default'].includes(section.toLowerCase())
       ? null
       : section.toLowerCase();
   const lines: string[] = [];
@@ -56,6 +67,103 @@ export function formatInfo(section: string | null, inputs: InfoInputs): string {
     for (const [key, value] of fields) lines.push(`${key}:${value}`);
   }
   return `${lines.join('\r\n')}\r\n`;
+}
+
+function serverFields(inputs: InfoInputs): InfoField[] {
+  const uptime_s = Math.floor((Date.now() - inputs.started_ms) / 1000);
+  return [
+    ['redis_version', REDIS_COMPAT_VERSION],
+    ['redis_mode', 'standalone'],
+    ['server_name', 'raft-kv'],
+    ['os', `${process.platform} ${process.arch}`],
+    ['arch_bits', 64],
+    ['process_id', process.pid],
+    ['tcp_port', inputs.config.self.client_port],
+    ['uptime_in_seconds', uptime_s],
+    ['uptime_in_days', Math.floor(uptime_s / 86_400)],
+    ['executable', process.argv[1] ?? ''],
+  ];
+}
+
+function memoryFields(inputs: InfoInputs): InfoField[] {
+  const memory = process.memoryUsage();
+  return [
+    ['used_memory', memory.heapUsed + memory.external],
+    ['used_memory_human', `${((memory.heapUsed + memory.external) / 1048576).toFixed(2)}M`],
+    ['used_memory_rss', memory.rss],
+    ['used_memory_dataset', inputs.data_bytes],
+    ['maxmemory', 0],
+    ['maxmemory_policy', 'noeviction'],
+  ];
+}
+
+function persistenceFields(inputs: InfoInputs): InfoField[] {
+  return [
+    ['loading', 0],
+    ['rdb_changes_since_last_save', 0],
+    ['rdb_bgsave_in_progress', 0],
+    ['rdb_last_bgsave_status', 'ok'],
+    // Every acknowledged write is in the fsync'd Raft log: always on, in Redis's terms.
+    ['aof_enabled', 1],
+    ['aof_rewrite_in_progress', 0],
+    ['aof_last_write_status', 'ok'],
+    ['raft_log_index', inputs.status.last_log_index],
+  ];
+}
+
+function statsFields(inputs: InfoInputs): InfoField[] {
+  return [
+    ['total_connections_received', 0],
+    ['total_commands_processed', inputs.commands_processed],
+    ['instantaneous_ops_per_sec', 0],
+    ['rejected_connections', 0],
+    ['expired_keys', 0],
+    ['evicted_keys', 0],
+    ['keyspace_hits', 0],
+    ['keyspace_misses', 0],
+  ];
+}
+
+/** Redis names: the leader is the master, the other nodes are its replicas. */
+function replicationFields(inputs: InfoInputs): InfoField[] {
+  const { config, status } = inputs;
+  if (status.role === 'leader') {
+    const replicas = config.peers.map((peer, i): InfoField => {
+      const progress = status.peers.find((p) => p.id === peer.id);
+      const online = inputs.peers.find((p) => p.id === peer.id)?.outbound === 'connected';
+      return [
+        `slave${i}`,
+        `ip=${peer.host},port=${peer.client_port},state=${online ? 'online' : 'offline'},` +
+          `offset=${progress?.match ?? 0},lag=0`,
+      ];
+    });
+    return [
+      ['role', 'master'],
+      ['connected_slaves', config.peers.length],
+      ...replicas,
+      ['master_repl_offset', status.commit_index],
+    ];
+  }
+  const leader = config.nodes.find((n) => n.id === status.leader_id);
+  return [
+    ['role', 'slave'],
+    ['master_host', leader?.host ?? ''],
+    ['master_port', leader?.client_port ?? 0],
+    ['master_link_status', leader === undefined ? 'down' : 'up'],
+    ['slave_repl_offset', inputs.last_applied],
+    ['slave_read_only', 1],
+    ['master_repl_offset', status.commit_index],
+  ];
+}
+
+function keyspaceFields(inputs: InfoInputs): InfoField[] {
+  const fields: InfoField[] = [
+    ['keys', inputs.key_count],
+    ['data_bytes', inputs.data_bytes],
+  ];
+  if (inputs.key_count > 0)
+    fields.push(['db0', `keys=${inputs.key_count},expires=${inputs.expiring_keys},avg_ttl=0`]);
+  return fields;
 }
 
 function raftFields(inputs: InfoInputs): InfoField[] {

@@ -29,10 +29,16 @@ import type { Logger } from '../util/log';
 import { SeededRandom } from '../util/prng';
 import { ClientListener, type ClientConnectionInfo, type ClientReply } from './client_listener';
 import { loadTlsSettings, type TlsSettings } from './tls_settings';
-import { ClientAuth, loadClientPassword, NOAUTH_REPLY } from './client_auth';
+import { ClientAuth, loadClientPassword, NOAUTH_REPLY, WRONGPASS_TEXT } from './client_auth';
 import { ForwardLane, type LaneEntry, LOCAL_TARGET } from './forward_lane';
 import { LeaderForwarder, NOT_LEADER_PREFIX, PROXY_HELLO } from './forwarder';
 import { formatInfo, type InfoInputs } from './info';
+import { encodeRedisValue } from '../resp/redis_value';
+import type { ConnectionHost } from './commands/connection_commands';
+import { RedisFrontend } from './commands/redis_frontend';
+import type { RedisRequest } from './commands/request';
+import { newSession, type Session } from './commands/session';
+import { ExpirySweeper } from './commands/expiry_sweeper';
 import { PeerTransport, type PeerTransportOptions } from './peer_transport';
 
 const PROXIED_TAG = 'proxied';
@@ -48,7 +54,9 @@ const OPEN_RAFT_PORT_WARNING =
   'raft port is unauthenticated (no cluster_secret_file): anyone who can reach it can steer ' +
   'elections and write to the log';
 
-type Dispatchable = Extract<ClientCommand, { kind: 'write' } | { kind: 'read' }>;
+type Dispatchable = Extract<ClientCommand, { kind: 'write' } | { kind: 'read' }> | RedisRequest;
+/** Commands the seed view serves with the seed's byte-exact replies; the rest go to Redis's. */
+const SEED_COMMANDS = new Set(['set', 'del', 'get', 'ping', 'quit']);
 
 /**
  * Per-connection order, as Redis executes a pipeline: a read waits for the
@@ -90,6 +98,13 @@ export class KvNode {
   private transport: PeerTransport | null = null;
   private listener: ClientListener | null = null;
   private readonly forwarder: LeaderForwarder;
+  /** Forwarders for Redis-view connections speaking RESP2 and RESP3. */
+  private readonly redis_forwarders: [LeaderForwarder, LeaderForwarder];
+  private readonly sessions = new WeakMap<ClientConnectionInfo, Session>();
+  private readonly frontend: RedisFrontend;
+  private readonly sweeper: ExpirySweeper;
+  private readonly started_ms = Date.now();
+  private commands_processed = 0;
   /** Null unless `metrics_port` is set: no hook costs anything then. */
   private readonly metrics: NodeMetrics | null;
   private ops_http: OpsHttpServer | null = null;
@@ -121,6 +136,17 @@ export class KvNode {
     this.client_auth = new ClientAuth(client_password, logger);
     this.tls = loadTlsSettings(config);
     this.forwarder = new LeaderForwarder(logger, client_password, this.tls);
+    this.redis_forwarders = [
+      new LeaderForwarder(logger, client_password, this.tls, ['redis', '2']),
+      new LeaderForwarder(logger, client_password, this.tls, ['redis', '3']),
+    ];
+    this.frontend = new RedisFrontend({
+      connectionHost: (connection) => this.connectionHost(connection),
+      info: (section) => this.info(section),
+      dispatch: (request, args, connection, session) =>
+        this.dispatchRedis(request, args, connection, session),
+    });
+    this.sweeper = new ExpirySweeper();
     this.metrics =
       config.metrics_port === 0
         ? null
@@ -137,7 +163,7 @@ export class KvNode {
     const recovery_of_term = recoverPoisonedTerm(restored, this.config.self.id);
     if (recovery_of_term.note !== null) this.logger.error(recovery_of_term.note);
     const core = new RaftCore(this.raftConfig(), recovery_of_term.restored);
-    const replica = new Replica(core);
+    const replica = new Replica(core, undefined, Date.now);
     replica.on_invalid_entry = (index, reason) =>
       this.logger.warn(`committed entry ${index} skipped: ${reason}`);
     this.core = core;
@@ -152,7 +178,10 @@ export class KvNode {
       await storage.close();
       throw error;
     }
-    this.tick_timer = setInterval(() => this.driver?.tick(), this.config.tick_ms);
+    this.tick_timer = setInterval(() => {
+      this.driver?.tick();
+      this.sweepExpired();
+    }, this.config.tick_ms);
     this.state = 'running';
     this.driver.schedule(); // replay committed entries into the state machine
     const self = this.config.self;
@@ -267,6 +296,7 @@ export class KvNode {
     await this.listener?.close();
     await this.ops_http?.close();
     this.forwarder.close();
+    for (const forwarder of this.redis_forwarders) forwarder.close();
     await this.storage?.close();
     if (!failed) this.state = 'stopped';
     for (const wake of this.leader_waiters) wake();
@@ -321,6 +351,9 @@ export class KvNode {
       peers: this.transport?.status() ?? [],
       storage: this.storage?.stats() ?? null,
       connected_clients: this.listener?.connection_count ?? 0,
+      expiring_keys: this.requireReplica().state.expiring_key_count,
+      started_ms: this.started_ms,
+      commands_processed: this.commands_processed,
     };
   }
 
@@ -334,7 +367,9 @@ export class KvNode {
     }
     if (previous.leader_id !== soft.leader_id) {
       const leader = this.addressOf(soft.leader_id);
-      this.forwarder.retainOnly(leader === null ? null : `${leader.host}:${leader.client_port}`);
+      const retained = leader === null ? null : `${leader.host}:${leader.client_port}`;
+      this.forwarder.retainOnly(retained);
+      for (const forwarder of this.redis_forwarders) forwarder.retainOnly(retained);
       if (previous.role === soft.role && previous.term === soft.term)
         this.logger.info(
           `${soft.leader_id === NO_NODE ? 'no leader' : `leader ${soft.leader_id}`}` +
@@ -360,12 +395,25 @@ export class KvNode {
     const name = args[0];
     if (isCommandName(name, 'AUTH'))
       return { reply: this.client_auth.handleAuth(args, connection) };
-    if (!this.client_auth.allows(connection) && !isCommandName(name, 'QUIT'))
-      return { reply: NOAUTH_REPLY };
+    // HELLO may carry AUTH itself (HELLO 3 AUTH user password), as in Redis.
+    if (!this.client_auth.allows(connection) && !isCommandName(name, 'QUIT')) {
+      if (!isCommandName(name, 'HELLO') || !args.some((arg) => isCommandName(arg, 'AUTH')))
+        return { reply: NOAUTH_REPLY };
+    }
+    this.commands_processed++;
+    const session = this.sessionOf(connection);
     if (isCommandName(name, PROXY_HELLO)) {
       connection.tags.add(PROXIED_TAG);
+      if (args[1]?.toString('latin1') === 'redis') {
+        session.view = 'redis';
+        session.resp = args[2]?.toString('latin1') === '3' ? 3 : 2;
+      }
       return { reply: REPLY_OK };
     }
+    const lower =
+      name !== undefined && name.length <= 5 ? name.toString('latin1').toLowerCase() : '';
+    if (session.view !== 'seed' || session.multi !== null || !SEED_COMMANDS.has(lower))
+      return this.frontend.handle(args, connection, session);
     const command = parseClientCommand(args);
     switch (command.kind) {
       case 'error':
@@ -391,10 +439,69 @@ export class KvNode {
           name,
           this.metrics?.requestStarted() ?? 0,
           this.inConnectionOrder(command, connection, () =>
-            this.dispatch(command, args, connection),
+            this.dispatch(command, args, connection, this.forwarder),
           ),
         );
     }
+  }
+
+  private sessionOf(connection: ClientConnectionInfo): Session {
+    let session = this.sessions.get(connection);
+    if (session === undefined) {
+      session = newSession(this.config.client_protocol);
+      this.sessions.set(connection, session);
+    }
+    return session;
+  }
+
+  /** A Redis-view data command, served in connection order like the seed's SET and GET. */
+  private dispatchRedis(
+    request: RedisRequest,
+    args: Buffer[],
+    connection: ClientConnectionInfo,
+    session: Session,
+  ): Promise<Buffer> {
+    if (!this.serving()) {
+      return Promise.resolve(
+        connection.tags.has(PROXIED_TAG)
+          ? NOT_LEADER_REPLY
+          : encodeError('TRYAGAIN shutting down; retry on another node'),
+      );
+    }
+    const forwarder = this.redis_forwarders[session.resp === 3 ? 1 : 0];
+    const started_ms = this.metrics?.requestStarted() ?? 0;
+    return this.inConnectionOrder(request, connection, () =>
+      this.dispatch(request, args, connection, forwarder),
+    ).then((bytes) => {
+      this.metrics?.requestDone(args[0], bytes, started_ms);
+      return bytes;
+    });
+  }
+
+  private connectionHost(connection: ClientConnectionInfo): ConnectionHost {
+    return {
+      config: this.config,
+      connection_id: connection.id,
+      connection_remote: connection.remote,
+      leader: () => this.addressOf(this.core?.status().leader_id ?? NO_NODE),
+      isLeader: () => this.core?.current_role === 'leader',
+      // Without client_password_file the default user takes any password, as Redis's `nopass`
+      // default user does.
+      authenticate: (user, password) =>
+        this.client_auth.authenticate(connection, Buffer.from(user, 'utf8'), password)
+          ? null
+          : WRONGPASS_TEXT,
+    };
+  }
+
+  /** On the leader: proposes the deletion of keys whose deadline passed (bounded per tick). */
+  private sweepExpired(): void {
+    const replica = this.replica;
+    if (replica === null || this.core?.current_role !== 'leader' || !this.serving()) return;
+    const command = this.sweeper.next(replica.state, replica.stampNow());
+    if (command === null) return;
+    if (replica.write(command, () => this.sweeper.settled()) === null) this.sweeper.settled();
+    this.driver?.schedule();
   }
 
   /** The reply as the listener takes it; counted in the metrics here, in the one continuation. */
@@ -419,10 +526,11 @@ export class KvNode {
       order = { writes: null, reads: null };
       this.connection_order.set(connection, order);
     }
-    const barrier = command.kind === 'read' ? order.writes : order.reads;
+    const is_read = command.kind === 'read' || command.kind === 'redis_read';
+    const barrier = is_read ? order.writes : order.reads;
     const result = barrier === null ? run() : barrier.then(run, run);
     const state = order;
-    const kind = command.kind === 'read' ? 'reads' : 'writes';
+    const kind = is_read ? 'reads' : 'writes';
     const pending = state[kind] === null ? result : Promise.all([state[kind], result]);
     state[kind] = pending;
     const clear = (): void => {
@@ -440,6 +548,7 @@ export class KvNode {
     command: Dispatchable,
     args: Buffer[],
     connection: ClientConnectionInfo,
+    forwarder: LeaderForwarder,
   ): Promise<Buffer> {
     let lane = this.forward_lanes.get(connection);
     if (lane === undefined) {
@@ -448,7 +557,7 @@ export class KvNode {
     }
     const entry = lane.enter();
     try {
-      return await this.dispatchInLane(command, args, connection, lane, entry);
+      return await this.dispatchInLane(command, args, connection, forwarder, lane, entry);
     } finally {
       lane.release(entry);
     }
@@ -458,6 +567,7 @@ export class KvNode {
     command: Dispatchable,
     args: Buffer[],
     connection: ClientConnectionInfo,
+    forwarder: LeaderForwarder,
     lane: ForwardLane,
     entry: LaneEntry,
   ): Promise<Buffer> {
@@ -483,14 +593,16 @@ export class KvNode {
         const leader = this.addressOf(core.status().leader_id);
         if (leader !== null) {
           no_leader_since_ms = null;
-          if (this.config.client_redirect === 'moved')
-            return encodeError(`MOVED 0 ${leader.host}:${leader.client_port}`);
+          if (this.config.client_redirect === 'moved') {
+            const slot = 'slot' in command ? command.slot : 0;
+            return encodeError(`MOVED ${slot} ${leader.host}:${leader.client_port}`);
+          }
           const target = `${leader.host}:${leader.client_port}`;
           behind = !lane.mayGo(entry, target);
           if (!behind) {
             lane.sent(entry, target);
             this.metrics?.onForward();
-            const result = await this.forwarder.forward(
+            const result = await forwarder.forward(
               leader.host,
               leader.client_port,
               args,
@@ -498,7 +610,8 @@ export class KvNode {
               connection.id,
             );
             if (result.kind === 'reply' && !isNotLeaderReply(result.bytes)) return result.bytes;
-            if (result.kind === 'unknown' && command.kind === 'write') {
+            const is_write = command.kind === 'write' || command.kind === 'redis_write';
+            if (result.kind === 'unknown' && is_write) {
               return encodeError(
                 'TIMEOUT outcome unknown: the link to the leader failed after the write was sent',
               );
@@ -542,24 +655,13 @@ export class KvNode {
         if (timer !== null) clearTimeout(timer);
         resolve(reply);
       };
-      let handle: number | null;
-      if (command.kind === 'write') {
-        handle = replica.write(command.command, (outcome) => {
-          this.metrics?.onProposal(outcome.ok ? 'ok' : outcome.error);
-          settle(writeReply(outcome));
-        });
-      } else {
-        handle = replica.read(command.key, (outcome) => {
-          this.metrics?.onRead(outcome.ok ? 'ok' : outcome.error);
-          settle(readReply(outcome));
-        });
-      }
+      const handle = this.submit(replica, command, settle);
       if (settled || handle === null) return;
       this.driver?.schedule();
       const submitted = handle;
       timer = setTimeout(
         () => {
-          if (command.kind === 'write') {
+          if (command.kind === 'write' || command.kind === 'redis_write') {
             replica.cancelWrite(submitted);
             settle(
               encodeError(
@@ -577,6 +679,41 @@ export class KvNode {
         Math.max(deadline_ms - Date.now(), 1),
       );
     });
+  }
+
+  /** Hands the command to the replica; its reply goes to `settle` (null: not leader any more). */
+  private submit(
+    replica: Replica,
+    command: Dispatchable,
+    settle: (reply: Buffer | null) => void,
+  ): number | null {
+    switch (command.kind) {
+      case 'write':
+        return replica.write(command.command, (outcome) => {
+          this.metrics?.onProposal(outcome.ok ? 'ok' : outcome.error);
+          settle(writeReply(outcome));
+        });
+      case 'redis_write':
+        return replica.write(command.make(replica.stampNow()), (outcome) => {
+          this.metrics?.onProposal(outcome.ok ? 'ok' : outcome.error);
+          if (outcome.ok && outcome.result.kind === 'value')
+            settle(encodeRedisValue(outcome.result.value, command.resp));
+          else settle(writeReply(outcome));
+        });
+      case 'read':
+        return replica.read(command.key, (outcome) => {
+          this.metrics?.onRead(outcome.ok ? 'ok' : outcome.error);
+          settle(readReply(outcome));
+        });
+      case 'redis_read':
+        return replica.query(command.run, (outcome) => {
+          this.metrics?.onRead(outcome.ok ? 'ok' : outcome.error);
+          if (outcome.ok) settle(encodeRedisValue(outcome.value, command.resp));
+          else if (outcome.error === 'too_many_reads')
+            settle(encodeError('TRYAGAIN too many reads waiting; retry shortly'));
+          else settle(null);
+        });
+    }
   }
 
   private waitForLeaderChange(timeout_ms: number): Promise<void> {
@@ -677,6 +814,7 @@ export class KvNode {
 function writeReply(outcome: WriteOutcome): Buffer | null {
   if (outcome.ok) {
     const result = outcome.result;
+    if (result.kind === 'invalid') return encodeError(`ERR invalid command: ${result.reason}`);
     return result.kind === 'integer' ? encodeInteger(result.value) : REPLY_OK;
   }
   switch (outcome.error) {

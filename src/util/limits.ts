@@ -152,6 +152,21 @@ export const LIMITS = {
   metrics_connections_max: 64,
   /** Event-loop lag beyond which /health answers 503 (the node cannot keep its timers). */
   health_event_loop_lag_ms_max: 1_000,
+  /**
+   * Redis view: deletion indices remembered for WATCH (older ones are forgotten, and a WATCH
+   * older than the oldest forgotten one then aborts conservatively).
+   */
+  watch_tombstones_max: 64 * 1024,
+  /** Redis view: keys KEYS may scan in one call (beyond it: an error pointing at SCAN). */
+  keys_scan_keys_max: 1024 * 1024,
+  /** Redis view: SCAN cursors (key lists taken at SCAN 0) a node keeps; the oldest goes first. */
+  scan_cursors_max: 64,
+  /** Redis view: largest SCAN COUNT honoured in one call. */
+  scan_count_max: 10_000,
+  /** Redis view: commands queued in one MULTI. */
+  multi_queued_commands_max: 10_000,
+  /** Expiry: keys with a deadline the leader examines per sweep, and deletes per EXPIRE entry. */
+  expire_sweep_keys_max: 1_000,
 } as const;
 
 export type Limits = typeof LIMITS;

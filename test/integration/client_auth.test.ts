@@ -57,6 +57,16 @@ test('AUTH with client_password_file, through redis-cli -a', { timeout: 120_000 
       await cli(follower, '--user', 'other', '--pass', PASSWORD, 'GET', 'a'),
       /WRONGPASS invalid username-password pair or user is disabled\./,
     );
+    // HELLO may authenticate by itself (the hook the Redis front end calls).
+    assert.doesNotMatch(
+      await cli(follower, 'HELLO', '2', 'AUTH', 'default', PASSWORD),
+      /NOAUTH|WRONGPASS|ERR/,
+    );
+    assert.match(
+      await cli(follower, 'HELLO', '2', 'AUTH', 'default', 'wrong'),
+      /WRONGPASS invalid username-password pair or user is disabled\./,
+    );
+    assert.match(await cli(follower, 'HELLO', '2'), /NOAUTH Authentication required\./);
     assert.match(cluster.nodes[(leader_index + 1) % 3]!.stderr, /client AUTH failed from/);
   } catch (error) {
     if (error instanceof Error) error.message += `\n${cluster.logs()}`;

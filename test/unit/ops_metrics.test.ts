@@ -44,6 +44,9 @@ function snapshot(overrides: Partial<InfoInputs['status']> = {}, applied = 7): I
     data_bytes: 30,
     pending_writes: 1,
     pending_reads: 0,
+    expiring_keys: 0,
+    started_ms: 0,
+    commands_processed: 0,
     peers: [
       {
         id: 2,
