@@ -195,13 +195,14 @@ test('fails over to the next node when one refuses connections', async () => {
 
 test('when every node refuses, a call fails with ConnectionError before its deadline', async () => {
   const client = makeClient([await refusedAddress(), await refusedAddress()], {
-    call_timeout_ms: 400,
+    call_timeout_ms: 1000,
   });
   try {
     const started = Date.now();
     const error = await rejectsWith(client.get('k'), ConnectionError);
     assert.equal(error.code, 'ECONNECTION');
-    assert.ok(Date.now() - started <= 450);
+    // It retries until the deadline; the slack is only for timers firing late on a busy machine.
+    assert.ok(Date.now() - started <= 1300, 'settled at its deadline, not later');
   } finally {
     await client.close();
   }
