@@ -24,6 +24,10 @@
  * - `cluster_secret_file PATH` (optional): a file holding the secret every node of the cluster
  *   shares; with it, peers authenticate each other (see server/peer_handshake.ts). A relative
  *   path resolves against the process's working directory at start-up.
+ * - `tls_cert_file`, `tls_key_file`, `tls_ca_file PATH` (optional, all three together): TLS on
+ *   both ports; the Raft port is mutual TLS (peers check each other against the CA).
+ * - `client_password_file PATH` (optional): a file holding the client password (trailing line
+ *   ends ignored); clients must then `AUTH password` (or `AUTH default password`) first.
  * - `log_format text|json` (default `text`): `json` writes one object per line
  *   (`time`, `level`, `node`, `message`) for log shippers.
  * - `metrics_port` (default 0: off): serve Prometheus `/metrics`, `/health`
@@ -44,6 +48,8 @@
  *   (a count of entries, or bytes of entry data); the log is then compacted.
  *   Off by default until followers behind the leader's first retained entry
  *   can be caught up by snapshot transfer (InstallSnapshot).
+ * - `client_idle_timeout_ms` (default 0: never, as Redis's `timeout 0`): close
+ *   a client connection that sent nothing and awaits no reply for this long.
  *
  * Every parameter except `follower_info` may appear at most once.
  *
@@ -104,10 +110,18 @@ export interface NodeConfig {
   snapshot_entries: number;
   /** 0: no byte threshold. */
   snapshot_log_bytes: number;
+  /** Close client connections idle this long; 0 (the default, as in Redis) never. */
+  client_idle_timeout_ms: number;
   /** '' when not configured. */
   cluster_name: string;
   /** Absolute path, or null: peers are not authenticated (the seed's open protocol). */
   cluster_secret_file: string | null;
+  /** Absolute path, or null: clients need no AUTH (the lab protocol has none). */
+  client_password_file: string | null;
+  /** Absolute paths, all three or none: TLS on both ports (mutual on the Raft port). */
+  tls_cert_file: string | null;
+  tls_key_file: string | null;
+  tls_ca_file: string | null;
 }
 
 /** The Raft port sits this far below the client port (the seed's rule). */
@@ -119,6 +133,7 @@ type IntegerParameter =
   | 'heartbeat_ticks'
   | 'no_leader_timeout_ms'
   | 'request_timeout_ms'
+  | 'client_idle_timeout_ms'
   | 'metrics_port'
   | 'ready_lag_entries'
   | 'snapshot_entries'
@@ -137,6 +152,7 @@ const INTEGER_RULES: Record<IntegerParameter, IntegerRule> = {
   heartbeat_ticks: { default_value: 2, min: 1, max: 10_000 },
   no_leader_timeout_ms: { default_value: 2_000, min: 1, max: 3_600_000 },
   request_timeout_ms: { default_value: 10_000, min: 1, max: 3_600_000 },
+  client_idle_timeout_ms: { default_value: 0, min: 0, max: 31_536_000_000 },
   metrics_port: { default_value: 0, min: 0, max: 65_535 },
   ready_lag_entries: { default_value: 1_000, min: 0, max: 1_000_000_000 },
   snapshot_entries: { default_value: 0, min: 0, max: 1_000_000_000 },
@@ -154,6 +170,10 @@ const SINGLE_PARAMETERS = [
   'log_level',
   'cluster_name',
   'cluster_secret_file',
+  'client_password_file',
+  'tls_cert_file',
+  'tls_key_file',
+  'tls_ca_file',
   'log_format',
   'test_faults',
   ...Object.keys(INTEGER_RULES),
@@ -254,11 +274,27 @@ function clusterIdentity(
   values: Map<string, { value: string; line: number }>,
   cwd: string,
   fail: Fail,
-): Pick<NodeConfig, 'cluster_name' | 'cluster_secret_file' | 'test_faults'> {
-  const secret_file = values.get('cluster_secret_file')?.value;
+): Pick<
+  NodeConfig,
+  | 'cluster_name'
+  | 'cluster_secret_file'
+  | 'client_password_file'
+  | 'tls_cert_file'
+  | 'tls_key_file'
+  | 'tls_ca_file'
+  | 'test_faults'
+> {
+  const file = (name: string): string | null => {
+    const value = values.get(name)?.value;
+    return value === undefined ? null : path.resolve(cwd, value);
+  };
   return {
     cluster_name: values.get('cluster_name')?.value ?? '',
-    cluster_secret_file: secret_file === undefined ? null : path.resolve(cwd, secret_file),
+    cluster_secret_file: file('cluster_secret_file'),
+    client_password_file: file('client_password_file'),
+    tls_cert_file: file('tls_cert_file'),
+    tls_key_file: file('tls_key_file'),
+    tls_ca_file: file('tls_ca_file'),
     test_faults: parseTestFaults(values.get('test_faults'), fail),
   };
 }

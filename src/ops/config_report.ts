@@ -51,12 +51,16 @@ export function resolvedConfigText(config: NodeConfig): string {
     `heartbeat_ticks ${config.heartbeat_ticks}`,
     `no_leader_timeout_ms ${config.no_leader_timeout_ms}`,
     `request_timeout_ms ${config.request_timeout_ms}`,
+    `client_idle_timeout_ms ${config.client_idle_timeout_ms}`,
     config.cluster_name === '' ? '! cluster_name (none)' : `cluster_name ${config.cluster_name}`,
     config.cluster_secret_file === null
       ? '! cluster_secret_file (none: the Raft port is unauthenticated)'
       : `cluster_secret_file ${config.cluster_secret_file}`,
     `! cluster fingerprint ${fingerprintHex(config)}`,
     ...(config.test_faults.length > 0 ? [`test_faults ${config.test_faults.join(',')}`] : []),
+    config.client_password_file === null
+      ? '! client_password_file (none: clients need no AUTH)'
+      : `client_password_file ${config.client_password_file}`,
   ];
   return `${lines.join('\n')}\n`;
 }

@@ -425,6 +425,11 @@ export class RequestParser {
     );
   }
 
+  /** Drops every buffered byte; the parser is dead afterwards (its connection is closing). */
+  discard(): void {
+    if (this.failure === null) this.fail('RESP_TOO_LARGE', 'Protocol error: input discarded');
+  }
+
   private fail(code: 'RESP_PROTOCOL' | 'RESP_TOO_LARGE', message: string): void {
     this.failure = new RespProtocolError(code, message);
     this.state = STATE_FAILED;

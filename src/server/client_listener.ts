@@ -1,4 +1,4 @@
-import * as net from 'node:net';
+import type * as net from 'node:net';
 import { RequestParser, type RequestParserOptions } from '../resp/request_parser';
 import { encodeError } from '../resp/reply';
 import { assert } from '../util/assert';
@@ -7,6 +7,8 @@ import { Fifo } from '../util/fifo';
 import { boundPort, listen } from './listen';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
+import { MemoryBudget } from '../util/memory_budget';
+import { createServer, type TlsSettings } from './tls_settings';
 
 export interface ClientReply {
   reply: Buffer;
@@ -43,7 +45,25 @@ export interface ClientListenerOptions {
   write_queue_bytes_max?: number;
   connections_max?: number;
   parser_options?: RequestParserOptions;
+  /**
+   * Reply bytes a command will produce, charged to the reply budgets before it runs (a GET of a
+   * large value must not be run when its reply cannot be held). Default: a small constant.
+   */
+  estimate_reply_bytes?: (args: readonly Buffer[]) => number;
+  /** Close a connection with nothing in flight after this long without traffic; 0: never. */
+  idle_timeout_ms?: number;
+  /** Default LIMITS.client_input_bytes_total_max. */
+  input_bytes_total_max?: number;
+  /** Default LIMITS.client_reply_bytes_total_max. */
+  reply_bytes_total_max?: number;
+  /** Default LIMITS.client_connections_before_first_command_max. */
+  connections_before_first_command_max?: number;
+  /** TLS for every client connection; null or absent: plain TCP. */
+  tls?: TlsSettings | null;
 }
+
+/** Reply size assumed for a command when the handler gives no estimate (most replies are tiny). */
+const REPLY_ESTIMATE_DEFAULT_BYTES = 64;
 
 /**
  * Ready replies are concatenated into writes of about this size; larger replies are written alone.
@@ -64,6 +84,8 @@ const MAX_CLIENTS_REPLY = encodeError('ERR max number of clients reached');
 interface ReplySlot {
   reply: Buffer | null;
   close_after: boolean;
+  /** Bytes charged for this reply: the estimate until it is filled, then its length. */
+  reserved: number;
 }
 
 /**
@@ -97,6 +119,12 @@ class ClientConnection {
   private current: ConnectionState = 'open';
   reading_paused = false;
   flush_scheduled = false;
+  /** Parser bytes charged to the input budget. */
+  input_charged = 0;
+  /** Reply bytes charged for slots not yet written (estimates or filled replies). */
+  reply_pending_bytes = 0;
+  /** Reply bytes handed to the socket whose write has not completed. */
+  reply_written_bytes = 0;
 
   constructor(id: number, remote: string, socket: net.Socket, parser: RequestParser) {
     this.socket = socket;
@@ -194,6 +222,14 @@ export class ClientListener {
   private readonly server: net.Server;
   private readonly server_closed: Promise<void>;
   private readonly connections = new Set<ClientConnection>();
+  private readonly input_budget: MemoryBudget;
+  private readonly reply_budget: MemoryBudget;
+  /** Connections that stopped taking commands because the process-wide reply budget was full. */
+  private readonly reply_waiters = new Set<ClientConnection>();
+  private reply_wake_scheduled = false;
+  /** Connections that have not sent a full command yet, oldest first. */
+  private readonly before_first_command = new Set<ClientConnection>();
+  private readonly before_first_command_max: number;
   /**
    * Every open socket, including ones refused for the connection limit, so that close() reaches
    * them all.
@@ -218,10 +254,23 @@ export class ClientListener {
     this.write_queue_bytes_max =
       options.write_queue_bytes_max ?? LIMITS.client_write_queue_bytes_max;
     this.connections_max = options.connections_max ?? LIMITS.client_connections_max;
+    this.input_budget = new MemoryBudget(
+      'client_input_bytes_total_max',
+      options.input_bytes_total_max ?? LIMITS.client_input_bytes_total_max,
+    );
+    this.reply_budget = new MemoryBudget(
+      'client_reply_bytes_total_max',
+      options.reply_bytes_total_max ?? LIMITS.client_reply_bytes_total_max,
+    );
+    this.before_first_command_max =
+      options.connections_before_first_command_max ??
+      LIMITS.client_connections_before_first_command_max;
     assert(this.pipeline_requests_max >= 1, 'pipeline_requests_max must be at least 1');
     // Half-open lets a client send its commands and FIN (`printf ... | nc`) and still get every
     // reply.
-    this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    this.server = createServer(options.tls ?? null, { allowHalfOpen: true, mutual: false }, (s) =>
+      this.accept(s),
+    );
     this.server_closed = new Promise((resolve) => this.server.once('close', () => resolve()));
   }
 
@@ -306,7 +355,20 @@ export class ClientListener {
       new RequestParser(this.options.parser_options),
     );
     this.connections.add(connection);
+    this.admitBeforeFirstCommand(connection);
     this.logger.debug(`client ${connection.info.id} connected from ${remote}`);
+    const idle_timeout_ms = this.options.idle_timeout_ms ?? 0;
+    if (idle_timeout_ms > 0) {
+      socket.setTimeout(idle_timeout_ms);
+      socket.on('timeout', () => {
+        // A reply still due is not idleness: look again a full period after it.
+        if (connection.slots.length > 0) socket.setTimeout(idle_timeout_ms);
+        else {
+          this.logger.debug(`client ${connection.info.id} idle ${idle_timeout_ms} ms, closing`);
+          socket.destroy();
+        }
+      });
+    }
     socket.on('data', (chunk: Buffer) => this.receive(connection, chunk));
     socket.on('end', () => {
       connection.inputEnded();
@@ -315,9 +377,66 @@ export class ClientListener {
     socket.on('drain', () => this.dispatch(connection));
     socket.once('close', () => {
       connection.closed();
+      this.releaseAll(connection);
       this.connections.delete(connection);
       this.logger.debug(`client ${connection.info.id} disconnected`);
     });
+  }
+
+  /** A slow or silent client cannot hold more than its share of the connection slots. */
+  private admitBeforeFirstCommand(connection: ClientConnection): void {
+    if (this.before_first_command.size >= this.before_first_command_max) {
+      const oldest = this.before_first_command.values().next().value;
+      if (oldest !== undefined) {
+        this.before_first_command.delete(oldest);
+        this.logger.warn(
+          `client ${oldest.info.id} closed: ${this.before_first_command_max} connections ` +
+            'have not sent a command (client_connections_before_first_command_max)',
+        );
+        oldest.socket.destroy();
+      }
+    }
+    this.before_first_command.add(connection);
+  }
+
+  /** The connection is gone: everything it held goes back to the budgets. */
+  private releaseAll(connection: ClientConnection): void {
+    this.before_first_command.delete(connection);
+    this.reply_waiters.delete(connection);
+    this.input_budget.release(connection.input_charged);
+    connection.input_charged = 0;
+    this.releasePendingReplies(connection);
+    this.reply_budget.release(connection.reply_written_bytes);
+    connection.reply_written_bytes = 0;
+    this.wakeReplyWaiters();
+  }
+
+  private releasePendingReplies(connection: ClientConnection): void {
+    this.reply_budget.release(connection.reply_pending_bytes);
+    connection.reply_pending_bytes = 0;
+  }
+
+  /**
+   * Charges the parser's buffered bytes to the process-wide input budget; a connection that takes
+   * it past its bound loses its partial request and is closed with an error. True if so.
+   */
+  private chargeInput(connection: ClientConnection): boolean {
+    const buffered = connection.parser.buffered_bytes;
+    this.input_budget.release(connection.input_charged);
+    this.input_budget.charge(buffered);
+    connection.input_charged = buffered;
+    if (!this.input_budget.exceeded || connection.state !== 'open') return false;
+    connection.parser.discard();
+    this.input_budget.release(buffered);
+    connection.input_charged = 0;
+    this.logger.warn(
+      `client ${connection.info.id} closed: unparsed input of all clients would exceed ` +
+        `client_input_bytes_total_max (${this.input_budget.bytes_max} bytes)`,
+    );
+    connection.protocolError(
+      encodeError('ERR client input memory budget exceeded (client_input_bytes_total_max)'),
+    );
+    return true;
   }
 
   private track(socket: net.Socket): void {
@@ -332,6 +451,7 @@ export class ClientListener {
       return;
     }
     const batch = connection.parser.push(chunk);
+    if (batch.commands.length > 0) this.before_first_command.delete(connection);
     for (const command of batch.commands) connection.backlog.push(command);
     if (batch.error !== null) {
       connection.protocolError(protocolErrorReply(batch.error));
@@ -339,35 +459,83 @@ export class ClientListener {
         `client ${connection.info.id} protocol error, closing: ${batch.error.message}`,
       );
     }
+    this.chargeInput(connection);
     this.dispatch(connection);
   }
 
   /**
-   * Hands backlog commands to the handler while the pipeline has room and the
-   * write queue is under its bound, then re-evaluates reading. So a socket's
-   * unsent bytes stay under write_queue_bytes_max plus the replies of one
-   * full pipeline.
+   * Hands backlog commands to the handler while the pipeline has room and the command's estimated
+   * reply fits both this connection's share (write_queue_bytes_max) and the process-wide reply
+   * budget, then re-evaluates reading. A reply is charged before its command runs, so a pipeline
+   * of GETs of a large value holds at most one share of reply bytes, plus one reply.
    */
   private dispatch(connection: ClientConnection): void {
-    while (
-      connection.runs_commands &&
-      connection.slots.length < this.pipeline_requests_max &&
-      connection.socket.writableLength <= this.write_queue_bytes_max
-    ) {
-      const args = connection.backlog.shift();
+    while (connection.runs_commands && connection.slots.length < this.pipeline_requests_max) {
+      const args = connection.backlog.peek();
       if (args === undefined) break;
-      this.runHandler(connection, args);
+      const estimate = this.options.estimate_reply_bytes?.(args) ?? REPLY_ESTIMATE_DEFAULT_BYTES;
+      if (!this.replyFits(connection, estimate)) break;
+      connection.backlog.shift();
+      this.runHandler(connection, args, estimate);
     }
-    if (connection.backlog.length === 0 && connection.protocol_error_reply !== null) {
-      connection.slots.push({ reply: connection.protocol_error_reply, close_after: true });
+    const error_reply = connection.protocol_error_reply;
+    if (connection.backlog.length === 0 && error_reply !== null) {
+      this.chargeReply(connection, error_reply.length);
+      connection.slots.push({
+        reply: error_reply,
+        close_after: true,
+        reserved: error_reply.length,
+      });
       connection.protocol_error_reply = null;
       this.scheduleFlush(connection);
     }
     this.updateReading(connection);
   }
 
-  private runHandler(connection: ClientConnection, args: Buffer[]): void {
-    const slot: ReplySlot = { reply: null, close_after: false };
+  /**
+   * Whether a reply of `estimate` bytes may be taken on. A connection holding nothing may always
+   * take one unless the process-wide budget is full; when the budget is empty anything fits, so
+   * that one reply larger than the budget still goes (alone).
+   */
+  private replyFits(connection: ClientConnection, estimate: number): boolean {
+    if (this.reply_budget.used_bytes === 0) return true;
+    if (!this.reply_budget.fits(estimate)) {
+      this.reply_waiters.add(connection);
+      return false;
+    }
+    const held = connection.reply_pending_bytes + connection.reply_written_bytes;
+    return held === 0 || held + estimate <= this.write_queue_bytes_max;
+  }
+
+  private chargeReply(connection: ClientConnection, bytes: number): void {
+    this.reply_budget.charge(bytes);
+    connection.reply_pending_bytes += bytes;
+  }
+
+  /** Written reply bytes left the process (or the socket failed): their charge is returned. */
+  private releaseWritten(connection: ClientConnection, bytes: number): void {
+    if (connection.state === 'closed') return; // releaseAll returned everything
+    connection.reply_written_bytes -= bytes;
+    this.reply_budget.release(bytes);
+    this.wakeReplyWaiters();
+  }
+
+  /** Connections blocked on the process-wide reply budget retry once bytes were released. */
+  private wakeReplyWaiters(): void {
+    if (this.reply_waiters.size === 0 || this.reply_wake_scheduled) return;
+    this.reply_wake_scheduled = true;
+    queueMicrotask(() => {
+      this.reply_wake_scheduled = false;
+      const waiting = [...this.reply_waiters];
+      this.reply_waiters.clear();
+      for (const connection of waiting)
+        if (connection.state !== 'closed') this.dispatch(connection);
+    });
+  }
+
+  private runHandler(connection: ClientConnection, args: Buffer[], estimate: number): void {
+    const slot: ReplySlot = { reply: null, close_after: false, reserved: estimate };
+    this.chargeReply(connection, estimate);
     connection.slots.push(slot);
     let result: ClientReply | Promise<ClientReply>;
     try {
@@ -388,7 +556,12 @@ export class ClientListener {
   }
 
   private fillSlot(connection: ClientConnection, slot: ReplySlot, result: ClientReply): void {
-    if (connection.state === 'closed') return;
+    // Once ending, the slot left the FIFO and its charge was returned.
+    if (connection.state === 'closed' || connection.state === 'ending') return;
+    this.reply_budget.release(slot.reserved);
+    connection.reply_pending_bytes -= slot.reserved;
+    this.chargeReply(connection, result.reply.length);
+    slot.reserved = result.reply.length;
     slot.reply = result.reply;
     slot.close_after = result.close_after === true;
     this.scheduleFlush(connection);
@@ -425,6 +598,8 @@ export class ClientListener {
       slot = connection.slots.peek()
     ) {
       connection.slots.shift();
+      connection.reply_pending_bytes -= slot.reserved;
+      connection.reply_written_bytes += slot.reserved;
       ready.push(slot.reply);
       if (slot.close_after) {
         close_after = true;
@@ -450,37 +625,43 @@ export class ClientListener {
   /** Ends the connection after what is written so far; later replies are dropped. */
   private finish(connection: ClientConnection): void {
     if (connection.state === 'ending') return;
+    this.releasePendingReplies(connection);
     connection.end();
     endGracefully(connection.socket);
   }
 
+  /** Each write's callback returns its bytes to the reply budget and re-checks the pipeline. */
   private write(connection: ClientConnection, replies: Buffer[]): void {
     const socket = connection.socket;
-    if (socket.destroyed || !socket.writable) return;
+    if (socket.destroyed || !socket.writable) return; // the charge goes back at 'close'
     // Re-check the pipeline whenever a write reaches the kernel: 'drain' alone is not enough
     // when write_queue_bytes_max is below the socket's high-water mark.
-    const onWritten = (): void => this.dispatch(connection);
+    const written = (bytes: number, last: boolean) => (): void => {
+      this.releaseWritten(connection, bytes);
+      if (last) this.dispatch(connection);
+    };
     const only = replies[0];
     if (replies.length === 1 && only !== undefined) {
-      socket.write(only, onWritten);
+      socket.write(only, written(only.length, true));
       return;
     }
     socket.cork();
     let group: Buffer[] = [];
     let group_bytes = 0;
-    const writeGroup = (callback?: () => void): void => {
+    const writeGroup = (last: boolean): void => {
       const first = group[0];
       if (first === undefined) return;
-      socket.write(group.length === 1 ? first : Buffer.concat(group, group_bytes), callback);
+      const bytes = group_bytes;
+      socket.write(group.length === 1 ? first : Buffer.concat(group, bytes), written(bytes, last));
       group = [];
       group_bytes = 0;
     };
     for (const reply of replies) {
-      if (group_bytes + reply.length > REPLY_COALESCE_BYTES_MAX) writeGroup();
+      if (group_bytes + reply.length > REPLY_COALESCE_BYTES_MAX) writeGroup(false);
       group.push(reply);
       group_bytes += reply.length;
     }
-    writeGroup(onWritten);
+    writeGroup(true);
     socket.uncork();
   }
 

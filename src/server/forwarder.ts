@@ -1,8 +1,9 @@
-import * as net from 'node:net';
+import type * as net from 'node:net';
 import { encodeCommand, ReplyParser } from '../resp/client_codec';
 import { CorkedWriter } from '../util/corked_writer';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
+import { connectedEvent, dial, type TlsSettings } from './tls_settings';
 
 /**
  * A follower's pipelined link to the leader's client port. Each client
@@ -30,7 +31,9 @@ interface PendingForward {
   resolve: (result: ForwardResult) => void;
   /** Written to a connected socket. */
   sent: boolean;
-  timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout | null;
+  /** Its deadline passed and its caller was answered; its reply, when it comes, is dropped. */
+  abandoned: boolean;
 }
 
 /** How long a deposed leader may still answer requests relayed to it before its link is closed. */
@@ -43,7 +46,8 @@ class LeaderLink {
   private readonly parser = new ReplyParser();
   private readonly pending: PendingForward[] = [];
   private connected = false;
-  private hello_pending = true;
+  /** Replies to the link's opening commands (AUTH, RAFT.PROXY) still to come. */
+  private hello_replies_pending: number;
   private readonly writer: CorkedWriter;
   closed = false;
 
@@ -53,15 +57,17 @@ class LeaderLink {
     port: number,
     private readonly logger: Logger,
     private readonly on_closed: (link: LeaderLink) => void,
+    client_password: Buffer | null,
+    tls: TlsSettings | null,
     hello_args: readonly string[],
     local_address: string | undefined,
   ) {
     // From the node's own address, like Raft traffic: a partition cuts forwarding too.
-    this.socket = net.connect({ host, port, localAddress: local_address });
+    this.socket = dial(tls, host, port, local_address);
     this.socket.setNoDelay(true);
     this.writer = new CorkedWriter(this.socket);
     this.socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
-    this.socket.on('connect', () => {
+    this.socket.on(connectedEvent(tls), () => {
       this.connected = true;
       for (const item of this.pending) item.sent = true;
     });
@@ -70,7 +76,11 @@ class LeaderLink {
       this.logger.debug(`forward link to ${address}: ${error.message}`),
     );
     this.socket.on('close', () => this.fail());
-    this.socket.write(encodeCommand([PROXY_HELLO, ...hello_args]));
+    // With client AUTH on, the leader asks this link for the password like any client's.
+    const hello: (Buffer | string)[][] = [[PROXY_HELLO, ...hello_args]];
+    if (client_password !== null) hello.unshift([Buffer.from('AUTH'), client_password]);
+    this.hello_replies_pending = hello.length;
+    this.socket.write(Buffer.concat(hello.map((command) => encodeCommand(command))));
   }
 
   get pending_count(): number {
@@ -80,28 +90,27 @@ class LeaderLink {
   /**
    * Relays one request. A leader that stops answering without closing the
    * connection (paused, partitioned) must not hold the request forever: at
-   * `deadline_ms` the whole link is failed, settling everything on it (a
-   * later reply could otherwise be matched to the wrong request).
+   * `deadline_ms` this request alone settles (outcome unknown) and keeps its
+   * place in the FIFO, so its late reply is dropped, not matched to another
+   * request; the other requests on the link are unaffected. Only a link whose
+   * queue is full behind an abandoned request is closed.
    */
   forward(args: readonly Buffer[], deadline_ms: number): Promise<ForwardResult> {
     if (this.closed) return Promise.resolve({ kind: 'not_sent' });
-    if (this.pending.length >= LIMITS.forward_pending_requests_max)
+    if (this.pending.length >= LIMITS.forward_pending_requests_max) {
+      if (this.pending[0]?.abandoned === true) {
+        this.logger.warn(`forward link to ${this.address}: full behind unanswered requests`);
+        this.close();
+      }
       return Promise.resolve({ kind: 'not_sent' });
+    }
     // A leader that stopped reading must not make us buffer without bound.
     if (this.socket.writableLength > LIMITS.client_write_queue_bytes_max)
       return Promise.resolve({ kind: 'not_sent' });
     return new Promise((resolve) => {
-      const timer = setTimeout(
-        () => {
-          this.logger.warn(
-            `forward link to ${this.address}: no reply ` +
-              `before the request deadline; closing the link`,
-          );
-          this.close();
-        },
-        Math.max(deadline_ms - Date.now(), 1),
-      );
-      this.pending.push({ resolve, sent: this.connected, timer });
+      const item: PendingForward = { resolve, sent: this.connected, timer: null, abandoned: false };
+      item.timer = setTimeout(() => this.abandon(item), Math.max(deadline_ms - Date.now(), 1));
+      this.pending.push(item);
       // Requests relayed in the same turn leave in one write, as the client pipelined them.
       this.writer.write(encodeCommand(args));
     });
@@ -110,6 +119,19 @@ class LeaderLink {
   close(): void {
     this.socket.destroy();
     this.fail();
+  }
+
+  private abandon(item: PendingForward): void {
+    // Never written: closing the link is the only way to be sure it never runs.
+    if (!item.sent) {
+      this.logger.warn(`forward link to ${this.address}: not connected by the request deadline`);
+      this.close();
+      return;
+    }
+    this.logger.debug(`forward link to ${this.address}: no reply before the request deadline`);
+    item.abandoned = true;
+    item.timer = null;
+    item.resolve({ kind: 'unknown' });
   }
 
   private onData(chunk: Buffer): void {
@@ -124,8 +146,14 @@ class LeaderLink {
       return;
     }
     for (const bytes of replies) {
-      if (this.hello_pending) {
-        this.hello_pending = false;
+      if (this.hello_replies_pending > 0) {
+        this.hello_replies_pending -= 1;
+        if (bytes[0] === 0x2d) {
+          const text = bytes.toString('latin1', 1).trimEnd();
+          this.logger.warn(`forward link to ${this.address}: opening refused (${text}); closing`);
+          this.close();
+          return;
+        }
         continue;
       }
       const item = this.pending.shift();
@@ -134,7 +162,8 @@ class LeaderLink {
         this.close();
         return;
       }
-      clearTimeout(item.timer);
+      if (item.abandoned) continue;
+      if (item.timer !== null) clearTimeout(item.timer);
       item.resolve({ kind: 'reply', bytes });
     }
   }
@@ -143,7 +172,8 @@ class LeaderLink {
     if (this.closed) return;
     this.closed = true;
     for (const item of this.pending.splice(0)) {
-      clearTimeout(item.timer);
+      if (item.abandoned) continue;
+      if (item.timer !== null) clearTimeout(item.timer);
       item.resolve(item.sent ? { kind: 'unknown' } : { kind: 'not_sent' });
     }
     this.on_closed(this);
@@ -161,32 +191,45 @@ export class LeaderForwarder {
    */
   constructor(
     private readonly logger: Logger,
+    private readonly client_password: Buffer | null = null,
+    private readonly tls: TlsSettings | null = null,
     private readonly hello_args: readonly string[] = [],
     /** The address to dial from (the node's own); undefined lets the OS choose. */
     private readonly local_address?: string,
   ) {}
 
+  /**
+   * Relays a request on one of a small pool of links to the leader, chosen by `client_id`: one
+   * client's requests always share a link (its order is the link's FIFO order), while clients on
+   * other links are not held behind its slow requests (the leader orders each link's requests
+   * together). Clients beyond the pool size share links.
+   */
   forward(
     host: string,
     port: number,
     args: readonly Buffer[],
     deadline_ms: number,
+    client_id: number,
   ): Promise<ForwardResult> {
     const address = `${host}:${port}`;
-    let link = this.links.get(address);
+    const key = `${address}#${client_id % LIMITS.forward_links_per_leader_max}`;
+    let link = this.links.get(key);
     if (link === undefined || link.closed) {
-      link = new LeaderLink(
+      const opened = new LeaderLink(
         address,
         host,
         port,
         this.logger,
-        (closed) => {
-          if (this.links.get(closed.address) === closed) this.links.delete(closed.address);
+        () => {
+          if (this.links.get(key) === opened) this.links.delete(key);
         },
+        this.client_password,
+        this.tls,
         this.hello_args,
         this.local_address,
       );
-      this.links.set(address, link);
+      link = opened;
+      this.links.set(key, link);
     }
     return link.forward(args, deadline_ms);
   }
@@ -200,7 +243,8 @@ export class LeaderForwarder {
    */
   retainOnly(address: string | null): void {
     this.retained = address;
-    for (const [key, link] of this.links) {
+    for (const link of this.links.values()) {
+      const key = link.address;
       if (key === address) continue;
       if (link.pending_count === 0) {
         link.close();

@@ -37,6 +37,9 @@ import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
 import { SeededRandom } from '../util/prng';
 import { ClientListener, type ClientConnectionInfo, type ClientReply } from './client_listener';
+import { loadTlsSettings, type TlsSettings } from './tls_settings';
+import { ClientAuth, loadClientPassword, NOAUTH_REPLY, WRONGPASS_TEXT } from './client_auth';
+import { ForwardLane, type LaneEntry, LOCAL_TARGET } from './forward_lane';
 import { LeaderForwarder, NOT_LEADER_PREFIX, PROXY_HELLO } from './forwarder';
 import { formatInfo, type InfoInputs } from './info';
 import { encodeRedisValue } from '../resp/redis_value';
@@ -54,6 +57,10 @@ const EMPTY_ARRAY_REPLY = Buffer.from('*0\r\n', 'latin1');
 /** Admin command: take a snapshot now. */
 const RAFT_SNAPSHOT = 'RAFT.SNAPSHOT';
 const NOT_LEADER_REPLY = encodeError(`${NOT_LEADER_PREFIX.slice(1)}`);
+/** Reply bytes assumed for a command whose reply does not carry stored values. */
+const SMALL_REPLY_BYTES = 64;
+/** `$<length>\r\n` and the trailing CRLF around one bulk string, at most. */
+const BULK_FRAMING_BYTES = 16;
 /** How often a request waiting for a leader re-checks when nothing else wakes it. */
 const LEADER_RECHECK_MS = 50;
 const OPEN_RAFT_PORT_WARNING =
@@ -128,16 +135,26 @@ export class KvNode {
     (Date.now() ^ (process.pid << 8) ^ process.hrtime()[1]) >>> 0,
   );
   private readonly connection_order = new WeakMap<ClientConnectionInfo, ConnectionOrder>();
+  private readonly forward_lanes = new WeakMap<ClientConnectionInfo, ForwardLane>();
+  /** `client_password_file`: AUTH before anything else (a hook for HELLO ... AUTH too). */
+  readonly client_auth: ClientAuth;
+  /** `tls_*_file`: TLS on both ports, or null. */
+  private readonly tls: TlsSettings | null;
   /** Called once on an error the node cannot continue from (the process should exit non-zero). */
   on_fatal: (error: Error) => void = () => undefined;
 
   constructor(config: NodeConfig, logger: Logger) {
     this.config = config;
     this.logger = logger;
-    this.forwarder = new LeaderForwarder(logger, [], config.self.host);
+    const client_password =
+      config.client_password_file === null ? null : loadClientPassword(config.client_password_file);
+    this.client_auth = new ClientAuth(client_password, logger);
+    this.tls = loadTlsSettings(config);
+    const from = config.self.host;
+    this.forwarder = new LeaderForwarder(logger, client_password, this.tls, [], from);
     this.redis_forwarders = [
-      new LeaderForwarder(logger, ['redis', '2'], config.self.host),
-      new LeaderForwarder(logger, ['redis', '3'], config.self.host),
+      new LeaderForwarder(logger, client_password, this.tls, ['redis', '2'], from),
+      new LeaderForwarder(logger, client_password, this.tls, ['redis', '3'], from),
     ];
     this.frontend = new RedisFrontend({
       connectionHost: (connection) => this.connectionHost(connection),
@@ -278,7 +295,14 @@ export class KvNode {
     );
     await this.transport.start();
     this.listener = new ClientListener(
-      { host: self.host, port: self.client_port, logger: this.logger },
+      {
+        host: self.host,
+        port: self.client_port,
+        logger: this.logger,
+        idle_timeout_ms: this.config.client_idle_timeout_ms,
+        tls: this.tls,
+        estimate_reply_bytes: (args) => this.estimateReplyBytes(args),
+      },
       this.metrics?.instrument((args, c) => this.handleClient(args, c)) ??
         ((args, connection) => this.handleClient(args, connection)),
     );
@@ -430,13 +454,16 @@ export class KvNode {
     connection: ClientConnectionInfo,
   ): ClientReply | Promise<ClientReply> {
     const name = args[0];
+    if (isCommandName(name, 'AUTH'))
+      return { reply: this.client_auth.handleAuth(args, connection) };
+    // HELLO may carry AUTH itself (HELLO 3 AUTH user password), as in Redis.
+    if (!this.client_auth.allows(connection) && !isCommandName(name, 'QUIT')) {
+      if (!isCommandName(name, 'HELLO') || !args.some((arg) => isCommandName(arg, 'AUTH')))
+        return { reply: NOAUTH_REPLY };
+    }
     this.commands_processed++;
     const session = this.sessionOf(connection);
-    if (
-      name !== undefined &&
-      name.length === PROXY_HELLO.length &&
-      name.toString('latin1').toUpperCase() === PROXY_HELLO
-    ) {
+    if (isCommandName(name, PROXY_HELLO)) {
       connection.tags.add(PROXIED_TAG);
       if (args[1]?.toString('latin1') === 'redis') {
         session.view = 'redis';
@@ -521,9 +548,12 @@ export class KvNode {
       connection_remote: connection.remote,
       leader: () => this.addressOf(this.core?.status().leader_id ?? NO_NODE),
       isLeader: () => this.core?.current_role === 'leader',
-      // No client password exists yet: the default user takes any password, as Redis's
-      // `nopass` default user does.
-      authenticate: () => null,
+      // Without client_password_file the default user takes any password, as Redis's `nopass`
+      // default user does.
+      authenticate: (user, password) =>
+        this.client_auth.authenticate(connection, Buffer.from(user, 'utf8'), password)
+          ? null
+          : WRONGPASS_TEXT,
     };
   }
 
@@ -583,6 +613,27 @@ export class KvNode {
     connection: ClientConnectionInfo,
     forwarder: LeaderForwarder,
   ): Promise<Buffer> {
+    let lane = this.forward_lanes.get(connection);
+    if (lane === undefined) {
+      lane = new ForwardLane();
+      this.forward_lanes.set(connection, lane);
+    }
+    const entry = lane.enter();
+    try {
+      return await this.dispatchInLane(command, args, connection, forwarder, lane, entry);
+    } finally {
+      lane.release(entry);
+    }
+  }
+
+  private async dispatchInLane(
+    command: Dispatchable,
+    args: Buffer[],
+    connection: ClientConnectionInfo,
+    forwarder: LeaderForwarder,
+    lane: ForwardLane,
+    entry: LaneEntry,
+  ): Promise<Buffer> {
     const started_ms = Date.now();
     const deadline_ms = started_ms + this.config.request_timeout_ms;
     let no_leader_since_ms: number | null = null;
@@ -593,9 +644,16 @@ export class KvNode {
         const value = this.requireReplica().state.get(command.key);
         return value === null ? REPLY_NIL : encodeBulkArray(value);
       }
+      // Behind an earlier request of this connection that is being retried elsewhere: wait.
+      let behind = false;
       if (core.current_role === 'leader') {
-        const local = await this.executeLocally(command, deadline_ms);
-        if (local !== null) return local;
+        behind = !lane.mayGo(entry, LOCAL_TARGET);
+        if (!behind) {
+          lane.sent(entry, LOCAL_TARGET);
+          const local = await this.executeLocally(command, deadline_ms);
+          if (local !== null) return local;
+          lane.retrying(entry);
+        }
       } else if (connection.tags.has(PROXIED_TAG)) {
         return NOT_LEADER_REPLY; // the forwarding node retries; never forward twice
       } else {
@@ -611,19 +669,26 @@ export class KvNode {
             const slot = 'slot' in command ? command.slot : 0;
             return encodeError(`MOVED ${slot} ${leader.host}:${leader.client_port}`);
           }
-          this.metrics?.onForward();
-          const result = await forwarder.forward(
-            leader.host,
-            leader.client_port,
-            args,
-            deadline_ms,
-          );
-          if (result.kind === 'reply' && !isNotLeaderReply(result.bytes)) return result.bytes;
-          const is_write = command.kind === 'write' || command.kind === 'redis_write';
-          if (result.kind === 'unknown' && is_write) {
-            return encodeError(
-              'TIMEOUT outcome unknown: the link to the leader failed after the write was sent',
+          const target = `${leader.host}:${leader.client_port}`;
+          behind = !lane.mayGo(entry, target);
+          if (!behind) {
+            lane.sent(entry, target);
+            this.metrics?.onForward();
+            const result = await forwarder.forward(
+              leader.host,
+              leader.client_port,
+              args,
+              deadline_ms,
+              connection.id,
             );
+            if (result.kind === 'reply' && !isNotLeaderReply(result.bytes)) return result.bytes;
+            const is_write = command.kind === 'write' || command.kind === 'redis_write';
+            if (result.kind === 'unknown' && is_write) {
+              return encodeError(
+                'TIMEOUT outcome unknown: the link to the leader failed after the write was sent',
+              );
+            }
+            lane.retrying(entry);
           }
         }
       }
@@ -645,7 +710,8 @@ export class KvNode {
           );
         }
       }
-      await this.waitForLeaderChange(LEADER_RECHECK_MS);
+      if (behind) await lane.waitTurn(entry, Math.max(deadline_ms - Date.now(), 1));
+      else await this.waitForLeaderChange(LEADER_RECHECK_MS);
     }
   }
 
@@ -763,6 +829,23 @@ export class KvNode {
 
   // ------------------------------------------------------------------ helpers
 
+  /**
+   * A command's reply size, known before it runs so the listener can charge it to the memory
+   * budgets: a GET's from the value this node holds (a follower's copy is at most a little stale),
+   * everything else small. Only GET replies can be large.
+   */
+  private estimateReplyBytes(args: readonly Buffer[]): number {
+    const name = args[0];
+    const key = args[1];
+    if (name === undefined || key === undefined || name.length !== 3) return SMALL_REPLY_BYTES;
+    if (name.toString('latin1').toUpperCase() !== 'GET') return SMALL_REPLY_BYTES;
+    const words = this.replica?.state.get(key) ?? null;
+    if (words === null) return SMALL_REPLY_BYTES;
+    let bytes = SMALL_REPLY_BYTES;
+    for (const word of words) bytes += word.length + BULK_FRAMING_BYTES;
+    return bytes;
+  }
+
   /** Whether requests may still be executed or forwarded (not draining, stopped or failed). */
   private serving(): boolean {
     return this.state === 'running' || this.state === 'stopping';
@@ -790,6 +873,7 @@ export class KvNode {
       // Redial jitter from the node's one generator, as election jitter.
       random: () => this.random.float(),
       handshake: this.handshakeSettings(),
+      tls: this.tls,
     };
   }
 
@@ -843,6 +927,15 @@ function readReply(outcome: ReadOutcome): Buffer | null {
   if (outcome.error === 'too_many_reads')
     return encodeError('TRYAGAIN too many reads waiting; retry shortly');
   return null; // not leader any more: dispatch again
+}
+
+/** Whether `name` is the command `upper` (given in upper case), in any case. */
+function isCommandName(name: Buffer | undefined, upper: string): boolean {
+  return (
+    name !== undefined &&
+    name.length === upper.length &&
+    name.toString('latin1').toUpperCase() === upper
+  );
 }
 
 function isNotLeaderReply(bytes: Buffer): boolean {

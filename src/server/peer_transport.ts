@@ -1,9 +1,11 @@
-import * as net from 'node:net';
+import type * as net from 'node:net';
 import { encodeMessage, FrameDecoder } from '../wire/codec';
 import { isRequest, MessageType, type RaftMessage } from '../raft/protocol';
 import { assert } from '../util/assert';
 import { backoffDelay } from '../util/backoff';
 import { describeError, WireError } from '../util/errors';
+import { MemoryBudget } from '../util/memory_budget';
+import { connectedEvent, createServer, dial, type TlsSettings } from './tls_settings';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
 import { CorkedWriter } from '../util/corked_writer';
@@ -31,6 +33,10 @@ export interface PeerTransportOptions {
   random?: () => number;
   connect_timeout_ms?: number;
   frame_payload_bytes_max?: number;
+  /** Default LIMITS.peer_inbound_frame_bytes_total_max. */
+  frame_bytes_total_max?: number;
+  /** Mutual TLS on every peer connection; null or absent: plain TCP. */
+  tls?: TlsSettings | null;
   /**
    * Why a decoded message must not reach Raft (e.g. an entry that is not a valid command), or
    * null. A refused message closes its connection with a warning: the sender is broken or hostile.
@@ -103,6 +109,8 @@ class PeerConnection {
   handshake_timer: NodeJS.Timeout | null = null;
   readonly closed: Promise<void>;
   private readonly writer: CorkedWriter;
+  /** Decoder bytes charged to the transport's process-wide frame budget. */
+  private frame_bytes_charged = 0;
 
   constructor(
     socket: net.Socket,
@@ -110,6 +118,7 @@ class PeerConnection {
     peer_id: number | null,
     remote: string,
     frame_payload_bytes_max: number,
+    private readonly frame_budget: MemoryBudget,
   ) {
     this.socket = socket;
     this.direction = direction;
@@ -118,6 +127,7 @@ class PeerConnection {
     this.decoder = new FrameDecoder({ payload_bytes_max: frame_payload_bytes_max });
     this.writer = new CorkedWriter(socket);
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    socket.once('close', () => this.chargeFrameBytes(0));
     socket.setNoDelay(true);
     socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
     // A reset or broken pipe is an ordinary peer failure: remember it for the 'close' log line.
@@ -140,6 +150,20 @@ class PeerConnection {
     if (socket.writableLength + frame.length > queue_bytes_max) return 'full';
     this.writer.write(frame);
     return 'written';
+  }
+
+  /**
+   * Charges what the decoder buffers for an incomplete frame (`buffered_bytes`) to the frame
+   * budget; false when that takes the budget past its bound (the caller closes the connection).
+   */
+  chargeFrameBytes(buffered_bytes: number): boolean {
+    this.frame_budget.release(this.frame_bytes_charged);
+    this.frame_budget.charge(buffered_bytes);
+    this.frame_bytes_charged = buffered_bytes;
+    if (!this.frame_budget.exceeded) return true;
+    this.frame_budget.release(buffered_bytes);
+    this.frame_bytes_charged = 0;
+    return false;
   }
 
   destroy(): void {
@@ -228,6 +252,7 @@ export class PeerTransport {
   private readonly on_message: (from: number, message: RaftMessage) => void;
   private readonly logger: Logger;
   private readonly queue_bytes_max: number;
+  private readonly frame_budget: MemoryBudget;
   private readonly backoff_base_ms: number;
   private readonly backoff_max_ms: number;
   private readonly random: () => number;
@@ -254,6 +279,10 @@ export class PeerTransport {
     this.on_message = on_message;
     this.logger = options.logger;
     this.queue_bytes_max = options.queue_bytes_max ?? LIMITS.peer_write_queue_bytes_max;
+    this.frame_budget = new MemoryBudget(
+      'peer_inbound_frame_bytes_total_max',
+      options.frame_bytes_total_max ?? LIMITS.peer_inbound_frame_bytes_total_max,
+    );
     this.backoff_base_ms = options.backoff_base_ms ?? DEFAULT_BACKOFF_BASE_MS;
     this.backoff_max_ms = Math.max(
       this.backoff_base_ms,
@@ -279,7 +308,9 @@ export class PeerTransport {
         last_contact_ms: 0,
       });
     }
-    this.server = net.createServer((socket) => this.acceptInbound(socket));
+    this.server = createServer(options.tls ?? null, { mutual: true }, (socket) =>
+      this.acceptInbound(socket),
+    );
   }
 
   /** The port the Raft listener is bound to (useful when listen_port is 0). */
@@ -393,13 +424,14 @@ export class PeerTransport {
     link.outbound_state = 'connecting';
     link.dial_count++;
     // From our own address, so peers (and firewall rules) see which node a connection comes from.
-    const socket = net.connect({ host, port: raft_port, localAddress: this.options.listen_host });
+    const socket = dial(this.options.tls ?? null, host, raft_port, this.options.listen_host);
     const connection = new PeerConnection(
       socket,
       'outbound',
       id,
       `${host}:${raft_port}`,
       this.frame_payload_bytes_max,
+      this.frame_budget,
     );
     link.outbound = connection;
     this.startHandshake(connection, id);
@@ -408,7 +440,7 @@ export class PeerTransport {
       connection.last_error = new Error(`connect timeout after ${this.connect_timeout_ms} ms`);
       socket.destroy();
     }, this.connect_timeout_ms);
-    socket.once('connect', () => {
+    socket.once(connectedEvent(this.options.tls ?? null), () => {
       if (connection.connect_timer !== null) clearTimeout(connection.connect_timer);
       connection.connect_timer = null;
       connection.connected_at_ms = Date.now();
@@ -482,6 +514,7 @@ export class PeerTransport {
       null,
       remote,
       this.frame_payload_bytes_max,
+      this.frame_budget,
     );
     this.inbound.add(connection);
     this.logger.debug(`raft inbound connection from ${remote}`);
@@ -687,7 +720,15 @@ export class PeerTransport {
   /** Decodes a chunk; on malformed bytes closes just this connection and returns nothing. */
   private decode(connection: PeerConnection, chunk: Buffer): RaftMessage[] {
     try {
-      return connection.decoder.push(chunk);
+      const messages = connection.decoder.push(chunk);
+      if (connection.chargeFrameBytes(connection.decoder.buffered_bytes)) return messages;
+      this.logger.warn(
+        `raft ${connection.direction} ${connection.remote} closed: incomplete frames of all ` +
+          `peer connections would exceed peer_inbound_frame_bytes_total_max ` +
+          `(${this.frame_budget.bytes_max} bytes)`,
+      );
+      connection.destroy();
+      return [];
     } catch (error) {
       if (!(error instanceof WireError)) throw error;
       this.logger.warn(

@@ -73,7 +73,8 @@ export async function replayLog(file: LogFile, file_path: string): Promise<Repla
     }
     applyRecord(state, intact, file_path);
   }
-  if (damage !== null) await refuseDamageBeforeTail(reader, file_path, state.offset, damage);
+  if (damage !== null)
+    await refuseDamageBeforeTail(reader, file_path, state.offset, state.prev_crc, damage);
   return {
     restored: {
       hard_state: state.hard_state,
@@ -163,16 +164,27 @@ function applySave(state: ReplayState, payload: Buffer): string | null {
 }
 
 /**
- * Damage at `offset` is a torn tail only if no intact record starts after it; otherwise data
- * written after the damage exists and the damage hit durable data.
+ * Damage at `offset` is a torn tail only if no later write exists; otherwise the damage hit
+ * durable data. An intact record past the damaged record's own extent proves a later write. Inside
+ * that extent (a torn write's header, chained to the log, claims it) an intact-looking record may
+ * be a client value embedding one, so there only a chain of intact records running to the end of
+ * the file counts.
  */
 async function refuseDamageBeforeTail(
   reader: ChunkReader,
   file_path: string,
   offset: number,
+  prev_crc: number,
   damage: string,
 ): Promise<void> {
-  const intact_at = await findIntactRecord(reader, offset + 1);
+  const own_extent_end = await damagedRecordEnd(reader, offset, prev_crc);
+  let intact_at: number | null = offset;
+  do intact_at = await findIntactRecord(reader, intact_at + 1);
+  while (
+    intact_at !== null &&
+    intact_at < own_extent_end &&
+    !(await chainReachesEnd(reader, intact_at))
+  );
   if (intact_at === null) return;
   throw new StorageCorruptError(
     `${file_path}: damaged record at byte offset ${offset} (${damage}), ` +
@@ -183,9 +195,45 @@ async function refuseDamageBeforeTail(
 }
 
 /**
+ * Where the damaged record at `offset` ends by its own header, if that header is plausible apart
+ * from running past the end of the file and chains to the record before (a torn write's header
+ * is written first); otherwise offset + 1 (nothing is known about its extent).
+ */
+async function damagedRecordEnd(
+  reader: ChunkReader,
+  offset: number,
+  prev_crc: number,
+): Promise<number> {
+  if (reader.file_bytes - offset < RECORD_HEADER_BYTES) return offset + 1;
+  const header_bytes = await reader.view(offset, RECORD_HEADER_BYTES);
+  const header = parseRecordHeader(header_bytes, 0, Number.MAX_SAFE_INTEGER);
+  if (typeof header === 'string' || header.prev_crc !== prev_crc) return offset + 1;
+  return offset + RECORD_HEADER_BYTES + header.payload_bytes;
+}
+
+/**
+ * Whether intact records, each chained to the one before, run from `at` to exactly the end of the
+ * file. Only such a chain proves writes after the damage: a lone intact-looking record can be a
+ * client value that embeds a well-formed record inside the torn write's payload.
+ */
+async function chainReachesEnd(reader: ChunkReader, at: number): Promise<boolean> {
+  let position = at;
+  let prev_crc: number | null = null;
+  while (position < reader.file_bytes) {
+    const intact = await readIntactRecord(reader, position);
+    if (typeof intact === 'string') return false;
+    if (prev_crc !== null && intact.header.prev_crc !== prev_crc) return false;
+    prev_crc = intact.header.crc;
+    position += intact.record.length;
+  }
+  return true;
+}
+
+/**
  * The first offset >= `from` where a complete record with a plausible header
- * and a matching CRC starts, or null. Chaining is deliberately not required:
- * any intact record beyond damage proves a later write.
+ * and a matching CRC starts, or null. Its chain to what came before the damage
+ * cannot be checked (the damaged record's crc is unknown); chainReachesEnd
+ * checks the chain after it.
  */
 async function findIntactRecord(reader: ChunkReader, from: number): Promise<number | null> {
   const file_bytes = reader.file_bytes;

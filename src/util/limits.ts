@@ -98,6 +98,26 @@ export const LIMITS = {
   /** Client connections open at once; beyond it a new client gets an error and is closed. */
   client_connections_max: 10_000,
   /**
+   * Process-wide: bytes of unparsed client input (partial requests) across all connections; the
+   * connection whose input takes the total past it gets an error and is closed.
+   */
+  client_input_bytes_total_max: 256 * 1024 * 1024,
+  /**
+   * Process-wide: reply bytes reserved (estimated before the command runs), waiting or queued for
+   * writing, across all connections; beyond it connections stop taking commands until bytes drain.
+   */
+  client_reply_bytes_total_max: 256 * 1024 * 1024,
+  /**
+   * Connections that have not yet sent one full command; a new connection beyond it closes the
+   * oldest such connection (a slow or silent client cannot lock others out).
+   */
+  client_connections_before_first_command_max: 1024,
+  /**
+   * Process-wide: bytes buffered for incomplete inbound Raft frames across all peer connections;
+   * the connection whose frame takes the total past it is closed.
+   */
+  peer_inbound_frame_bytes_total_max: 192 * 1024 * 1024,
+  /**
    * WAL: bytes of one record (one save: hard state + entries); a header claiming more is damage, a
    * bigger save is refused.
    */
@@ -113,6 +133,11 @@ export const LIMITS = {
   wal_write_bytes_max: 16 * 1024 * 1024,
   /** WAL: bytes read per read() call while replaying the log at startup. */
   wal_replay_chunk_bytes: 1024 * 1024,
+  /**
+   * Links a follower keeps to the leader's client port; each client connection uses one (by its
+   * id), so clients on different links never wait behind each other's requests.
+   */
+  forward_links_per_leader_max: 16,
   /** Requests a follower has relayed to the leader and not yet had answered, per leader link. */
   forward_pending_requests_max: 64 * 1024,
   /**
@@ -157,6 +182,16 @@ export function checkLimitRelations(limits: Limits): void {
       limits.resp_bulk_bytes_max + limits.resp_inline_bytes_max,
     `client_read_buffer_bytes_max ${limits.client_read_buffer_bytes_max} holds a largest bulk ` +
       `(${limits.resp_bulk_bytes_max}) and a header line (${limits.resp_inline_bytes_max})`,
+  );
+  // One largest bulk request fits the process-wide input budget, one largest frame the peer one.
+  assert(
+    limits.client_input_bytes_total_max >=
+      limits.raft_entry_bytes_max + limits.resp_inline_bytes_max,
+    'client_input_bytes_total_max holds a largest proposable value and its header',
+  );
+  assert(
+    limits.peer_inbound_frame_bytes_total_max >= 2 * limits.raft_frame_payload_bytes_max,
+    'peer_inbound_frame_bytes_total_max holds two largest frames',
   );
   // Every other node of a largest cluster may be reconnecting to us at once.
   const inbound_needed = PEER_INBOUND_CONNECTIONS_PER_PEER * (limits.cluster_nodes_max - 1);

@@ -396,3 +396,96 @@ test('close() while start() is still listening closes the listener too', async (
   await starting;
   // afterEach requires that no listener, socket or timer is left.
 });
+
+test('unparsed input of all connections shares one budget; the one over it is closed', async () => {
+  const handler = new TestHandler();
+  const listener = await startListener(handler.handle, { input_bytes_total_max: 1024 * 1024 });
+  const first = new RawClient(listener.bound_port);
+  const second = new RawClient(listener.bound_port);
+  const partial = (bytes: number): Buffer =>
+    Buffer.concat([
+      Buffer.from(`*2\r\n$4\r\nECHO\r\n$${bytes}\r\n`),
+      Buffer.alloc(bytes - 1, 0x61),
+    ]);
+  first.socket.write(partial(700_000));
+  await waitFor('first partial request buffered', () => handler.calls.length === 0);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  second.socket.write(partial(700_000));
+  await waitFor('second connection closed', () => second.closed);
+  assert.match(second.text, /^-ERR client input memory budget exceeded/);
+  // The first connection keeps its partial request and completes it.
+  first.socket.write('a\r\n');
+  await waitFor('first request ran', () => handler.calls.length === 1);
+  await waitFor('first reply', () => first.received_bytes >= 700_000);
+  assert.equal(first.closed, false);
+});
+
+test('a reply is charged from its estimate before the command runs', async () => {
+  const handler = new TestHandler();
+  const listener = await startListener(handler.handle, {
+    estimate_reply_bytes: () => 1000,
+    write_queue_bytes_max: 2500,
+  });
+  const client = new RawClient(listener.bound_port);
+  const names = ['a', 'b', 'c', 'd', 'e'];
+  client.socket.write(Buffer.concat(names.map((name) => command('SLOW', name))));
+  // One share holds two 1000-byte estimates: the third waits for room.
+  await waitFor('two handlers called', () => handler.calls.length === 2);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(handler.calls, ['SLOW a', 'SLOW b']);
+  handler.release('a', bulk('a'));
+  await waitFor('the third runs once the first is written', () => handler.calls.length === 3);
+});
+
+test('the process-wide reply budget pauses every connection until bytes drain', async () => {
+  const handler = new TestHandler();
+  const listener = await startListener(handler.handle, {
+    estimate_reply_bytes: () => 1000,
+    reply_bytes_total_max: 1500,
+  });
+  const first = new RawClient(listener.bound_port);
+  first.socket.write(command('SLOW', 'a'));
+  await waitFor('first handler called', () => handler.calls.length === 1);
+  const second = new RawClient(listener.bound_port);
+  second.socket.write(command('SLOW', 'b'));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(handler.calls, ['SLOW a']);
+  handler.release('a', bulk('a'));
+  await waitFor(
+    'the second runs once the first reply is written',
+    () => handler.calls.length === 2,
+  );
+});
+
+test('connections that sent no command are capped; the oldest is closed', async () => {
+  const handler = new TestHandler();
+  const listener = await startListener(handler.handle, { connections_before_first_command_max: 2 });
+  const oldest = new RawClient(listener.bound_port);
+  await oldest.connected();
+  const talker = new RawClient(listener.bound_port);
+  talker.socket.write(command('PING'));
+  await talker.expect('+PONG\r\n');
+  const silent = new RawClient(listener.bound_port);
+  await silent.connected();
+  await waitFor('two connections', () => listener.connection_count === 3);
+  assert.equal(oldest.closed, false);
+  const newest = new RawClient(listener.bound_port);
+  await newest.connected();
+  await waitFor('the oldest silent connection closed', () => oldest.closed);
+  assert.equal(silent.closed, false);
+  assert.equal(talker.closed, false);
+});
+
+test('client_idle_timeout_ms closes an idle connection, not one awaiting a reply', async () => {
+  const handler = new TestHandler();
+  const listener = await startListener(handler.handle, { idle_timeout_ms: 100 });
+  const idle = new RawClient(listener.bound_port);
+  const waiting = new RawClient(listener.bound_port);
+  waiting.socket.write(command('SLOW', 'a'));
+  await waitFor('idle connection closed', () => idle.closed, 5_000);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(waiting.closed, false);
+  handler.release('a', bulk('a'));
+  await waiting.expect(bulk('a'));
+  await waitFor('then it idles out too', () => waiting.closed, 5_000);
+});

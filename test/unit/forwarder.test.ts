@@ -1,6 +1,8 @@
 /** LeaderForwarder: a follower relaying client requests to the leader. */
 import { test } from 'node:test';
 import * as net from 'node:net';
+import assert from 'node:assert/strict';
+import { ReplyParser } from '../../src/resp/client_codec';
 import { LeaderForwarder } from '../../src/server/forwarder';
 import { SILENT_LOGGER } from '../../src/util/log';
 import { waitFor } from '../support/wait';
@@ -17,7 +19,7 @@ test('a forward to a leader that never answers settles once the leader moves on'
   try {
     let settled = false;
     const args = [Buffer.from('SET'), Buffer.from('k'), Buffer.from('v')];
-    const forwarded = forwarder.forward('127.0.0.1', port, args, Date.now() + 60_000);
+    const forwarded = forwarder.forward('127.0.0.1', port, args, Date.now() + 60_000, 1);
     void forwarded.finally(() => {
       settled = true;
     });
@@ -30,5 +32,109 @@ test('a forward to a leader that never answers settles once the leader moves on'
     forwarder.close();
     for (const s of sockets) s.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+});
+
+/**
+ * A fake leader: answers +OK to the opening RAFT.PROXY, then each request with `+<arg1>`, in
+ * order, after SLOW_MS when arg1 is `slow`; counts its connections.
+ */
+const SLOW_MS = 1_500;
+
+async function fakeLeader(): Promise<{
+  port: number;
+  connections: () => number;
+  close: () => Promise<void>;
+}> {
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((socket) => {
+    sockets.push(socket);
+    const parser = new ReplyParser();
+    let hello = true;
+    let answered: Promise<unknown> = Promise.resolve();
+    socket.on('data', (chunk: Buffer) => {
+      // Requests are arrays of bulk strings, which the reply parser reads too.
+      for (const request of parser.push(chunk)) {
+        if (hello) {
+          hello = false;
+          socket.write('+OK\r\n');
+          continue;
+        }
+        const argument = request.type === 'array' ? request.items?.[1] : undefined;
+        const tag = argument?.type === 'bulk' ? (argument.value?.toString() ?? '') : '';
+        // The leader answers in order, as a real one does: a slow request holds what follows it.
+        answered = answered.then(
+          () => new Promise((resolve) => setTimeout(resolve, tag === 'slow' ? SLOW_MS : 0)),
+        );
+        void answered.then(() => {
+          if (!socket.destroyed) socket.write(`+${tag}\r\n`);
+        });
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    connections: () => sockets.length,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+test('one request reaching its deadline settles alone; the link keeps serving', async () => {
+  const leader = await fakeLeader();
+  const forwarder = new LeaderForwarder(SILENT_LOGGER);
+  try {
+    const slow = forwarder.forward(
+      '127.0.0.1',
+      leader.port,
+      [Buffer.from('GET'), Buffer.from('slow')],
+      Date.now() + 300,
+      1,
+    );
+    assert.deepEqual(await slow, { kind: 'unknown' });
+    const next = await forwarder.forward(
+      '127.0.0.1',
+      leader.port,
+      [Buffer.from('GET'), Buffer.from('a')],
+      Date.now() + 5_000,
+      1,
+    );
+    assert.deepEqual(next, { kind: 'reply', bytes: Buffer.from('+a\r\n') });
+    assert.equal(leader.connections(), 1, 'the link was not replaced');
+  } finally {
+    forwarder.close();
+    await leader.close();
+  }
+});
+
+test('clients on different links are not held behind a slow request', async () => {
+  const leader = await fakeLeader();
+  const forwarder = new LeaderForwarder(SILENT_LOGGER);
+  try {
+    const slow = forwarder.forward(
+      '127.0.0.1',
+      leader.port,
+      [Buffer.from('SET'), Buffer.from('slow')],
+      Date.now() + 60_000,
+      1,
+    );
+    const started_ms = Date.now();
+    const other = await forwarder.forward(
+      '127.0.0.1',
+      leader.port,
+      [Buffer.from('GET'), Buffer.from('b')],
+      Date.now() + 5_000,
+      2,
+    );
+    assert.deepEqual(other, { kind: 'reply', bytes: Buffer.from('+b\r\n') });
+    assert.ok(Date.now() - started_ms < SLOW_MS, 'not held behind the slow request');
+    assert.equal(leader.connections(), 2);
+    assert.deepEqual(await slow, { kind: 'reply', bytes: Buffer.from('+slow\r\n') });
+  } finally {
+    forwarder.close();
+    await leader.close();
   }
 });

@@ -379,3 +379,35 @@ describe('RaftStorage recovery: crash at any moment', () => {
     );
   });
 });
+
+describe('RaftStorage recovery: a value that embeds a record', () => {
+  it('a torn tail whose payload holds a well-formed record is truncated, not refused', async () => {
+    const dir = await tempDir();
+    try {
+      // A client value carrying a sealed record: intact by itself, chained to nothing.
+      const embedded = encodeSave(
+        { term: 9, vote: 1, commit: 0 },
+        { first_index: 1, entries: [entryOf(9, 'forged')] },
+        0,
+      ).bytes;
+      const value = Buffer.concat([Buffer.from('v='), embedded, Buffer.from('=end')]);
+      const evil: Save = {
+        hard_state: { term: 2, vote: 0, commit: 4 },
+        entries: { first_index: 5, entries: [{ term: 2, data: value }] },
+      };
+      const log = await writeLog(dir, [...SAVES, evil]);
+      const [start, end] = rangeOf(log, SAVES.length);
+      const embedded_at = log.bytes.indexOf(embedded, start);
+      assert.ok(embedded_at > start && embedded_at + embedded.length < end - 1);
+      // The crash tore the last write after the embedded record but before its end.
+      const torn = log.bytes.subarray(0, end - 1);
+      await fs.promises.writeFile(path.join(dir, LOG_FILE_NAME), torn);
+      const { storage, restored, recovery } = await RaftStorage.open(dir, { fsync: false });
+      assert.deepEqual(plain(restored), plain(modelAfter(SAVES)));
+      assert.equal(recovery.truncated_tail_bytes, torn.length - start);
+      await storage.close();
+    } finally {
+      await removeDir(dir);
+    }
+  });
+});

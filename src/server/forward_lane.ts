@@ -1,0 +1,111 @@
+import { assert } from '../util/assert';
+
+/** One request of a connection between dispatch and its final reply. */
+export interface LaneEntry {
+  /** Where its current attempt went: a leader's client address, or LOCAL_TARGET; null if none. */
+  target: string | null;
+  /** Set while it waits for its turn. */
+  wake: (() => void) | null;
+}
+
+/** The target of a request this node executes itself as leader. */
+export const LOCAL_TARGET = 'local';
+
+/**
+ * Keeps one client connection's requests in their original order across leader changes: a
+ * request may be sent (or executed locally) only when every earlier unfinished request of the
+ * connection is in flight to the same target, whose FIFO link (or local proposal order) then
+ * keeps the order. So a request retried after NOT_LEADER is re-sent before any later request of
+ * its connection reaches the new leader.
+ *
+ * Cost: the common case (the newest request, everything before it on one target) is O(1) from
+ * per-target counts; otherwise one scan from the front. Only the earliest waiting request is woken
+ * by a change: every later waiting one is behind it (it has no target), so it could not go anyway.
+ */
+export class ForwardLane {
+  /** Unfinished requests in connection order. */
+  private readonly entries = new Set<LaneEntry>();
+  private readonly per_target = new Map<string | null, number>();
+  private newest: LaneEntry | null = null;
+
+  /** Registers a request in connection order; release() it when its reply is final. */
+  enter(): LaneEntry {
+    const entry: LaneEntry = { target: null, wake: null };
+    this.entries.add(entry);
+    this.count(null, 1);
+    this.newest = entry;
+    return entry;
+  }
+
+  /** Whether `entry` may go to `target` now. */
+  mayGo(entry: LaneEntry, target: string): boolean {
+    assert(this.entries.has(entry), 'ForwardLane.mayGo for an entry not in the lane');
+    if (entry === this.newest) {
+      const others_on_target =
+        (this.per_target.get(target) ?? 0) - (entry.target === target ? 1 : 0);
+      return others_on_target === this.entries.size - 1;
+    }
+    for (const earlier of this.entries) {
+      if (earlier === entry) return true;
+      if (earlier.target !== target) return false;
+    }
+    return true;
+  }
+
+  /** Marks `entry` in flight to `target` (after mayGo said yes). */
+  sent(entry: LaneEntry, target: string): void {
+    this.retarget(entry, target);
+  }
+
+  /** The attempt came back refused or unsent: later requests must wait for its retry. */
+  retrying(entry: LaneEntry): void {
+    this.retarget(entry, null);
+  }
+
+  release(entry: LaneEntry): void {
+    assert(this.entries.delete(entry), 'ForwardLane.release of an unknown entry');
+    this.count(entry.target, -1);
+    if (this.newest === entry) this.newest = null;
+    this.wakeEarliest();
+  }
+
+  /** Waits until a change may let `entry` go, or `timeout_ms` passes. */
+  waitTurn(entry: LaneEntry, timeout_ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        entry.wake = null;
+        resolve();
+      }, timeout_ms);
+      entry.wake = () => {
+        clearTimeout(timer);
+        entry.wake = null;
+        resolve();
+      };
+    });
+  }
+
+  private retarget(entry: LaneEntry, target: string | null): void {
+    this.count(entry.target, -1);
+    entry.target = target;
+    this.count(target, 1);
+    if (target !== null) this.wakeEarliest();
+  }
+
+  private count(target: string | null, delta: number): void {
+    const next = (this.per_target.get(target) ?? 0) + delta;
+    assert(next >= 0, 'ForwardLane target count below zero');
+    if (next === 0) this.per_target.delete(target);
+    else this.per_target.set(target, next);
+  }
+
+  private wakeEarliest(): void {
+    for (const entry of this.entries) {
+      if (entry.wake !== null) {
+        entry.wake();
+        return;
+      }
+      // Nothing after a request with no target can go: stop looking.
+      if (entry.target === null) return;
+    }
+  }
+}
