@@ -86,7 +86,11 @@
  *   - An intact record starts after B: something was written after the damage,
  *     and a write only starts once the previous fsync completed, so the damage
  *     hit data that had been durable: StorageCorruptError naming the file, B and
- *     the offset of the intact record.
+ *     the offset of the intact record. Within the damaged record's own extent
+ *     (its header, chained to the log, is plausible and claims those bytes), an
+ *     intact-looking record counts only if a chain of intact records runs from it
+ *     to the end of the file: a client value may embed a well-formed record
+ *     (replay.ts, refuseDamageBeforeTail).
  * An intact record that breaks the chain, a file header anywhere but offset 0,
  * or a payload that does not decode is corruption wherever it is.
  * Limits of the rule: damage confined to the last fsync'd record (a bit flip in
