@@ -9,6 +9,7 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NODE_BIN, pollUntil, TestCluster } from '../../test/integration/cluster_harness';
+import { freePort } from '../../test/support/ports';
 import type { ProcessGroup } from './processes';
 
 export interface StartedCluster {
@@ -47,18 +48,6 @@ export async function startCluster(
   const all = cluster.nodes.map((node) => node.index);
   const leader = await cluster.waitForLeader(20_000, all);
   return { cluster, children, leader, logs };
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function answersPing(port: number): Promise<boolean> {

@@ -7,25 +7,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import * as http from 'node:http';
-import * as net from 'node:net';
 import { join } from 'node:path';
 import { parsePrometheusText, sampleValue, type Family } from '../support/prom_text';
 import { REPO_ROOT, pollUntil, type TestCluster, withCluster } from './cluster_harness';
+import { freePort } from '../support/ports';
 
 const TEST_TIMEOUT_MS = 120_000;
 const KVCLI = join(REPO_ROOT, 'kvcli');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 interface HttpReply {
   status: number;

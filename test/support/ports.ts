@@ -8,6 +8,19 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
+/** A port nothing listens on right now on 127.0.0.1: the kernel picks it and we release it. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 /**
  * Client ports whose Raft ports (client − 1000) are free too, spaced apart so clusters never
  * collide.

@@ -13,19 +13,10 @@ import { LIMITS } from '../../src/util/limits';
 import { createLogger, SILENT_LOGGER, type Logger } from '../../src/util/log';
 import { leakedHandles, waitFor } from '../support/wait';
 import { countSocketWrites } from '../support/socket_writes';
+import { freePort } from '../support/ports';
 
 const HOST = '127.0.0.1';
 const WAIT_MS = 10_000;
-
-/** A port nothing listens on right now (the kernel picks it, we release it). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
-  const address = server.address();
-  assert.ok(address !== null && typeof address === 'object');
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return address.port;
-}
 
 interface Received {
   from: number;

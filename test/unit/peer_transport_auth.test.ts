@@ -11,6 +11,7 @@ import { PeerTransport, type PeerAddress } from '../../src/server/peer_transport
 import { LIMITS } from '../../src/util/limits';
 import type { Logger } from '../../src/util/log';
 import { encodeMessage } from '../../src/wire/codec';
+import { freePort } from '../support/ports';
 import { MessageType, type RaftMessage } from '../../src/raft/protocol';
 import { leakedHandles, waitFor } from '../support/wait';
 
@@ -22,15 +23,6 @@ afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()?.();
   await waitFor('no sockets, servers or timers left', () => leakedHandles().length === 0);
 });
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
-  const address = server.address();
-  assert.ok(address !== null && typeof address === 'object');
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return address.port;
-}
 
 function capturingLogger(lines: string[]): Logger {
   const push = (level: string) => (message: string) => lines.push(`${level} ${message}`);
