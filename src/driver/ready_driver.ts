@@ -306,7 +306,9 @@ export class ReadyDriver {
     );
     this.snapshotting = true;
     this.applied_bytes_since_snapshot = 0;
-    const meta: SnapshotMeta = { index, term, voters: this.core.voters };
+    const membership = this.core.membershipAt(index);
+    const voters = membership.members.filter((m) => m.voter).map((m) => m.id);
+    const meta: SnapshotMeta = { index, term, voters, membership };
     snapshots.write(meta, state, (error, file_bytes) => {
       this.snapshotting = false;
       for (const waiter of this.snapshot_waiters.splice(0)) waiter(error);

@@ -25,6 +25,10 @@
  * - EXPIRE, opcode 5 (proposed by the leader): `[0x05][stamp_ms u64][key_count u32]` and the
  *   length-prefixed keys; each key whose deadline is at or before `stamp_ms` is deleted.
  * - u64 fields are little-endian and at most 2^53 - 1.
+ * - MEMBERSHIP, opcode 0x80: a cluster configuration, owned by the Raft core (layout in
+ *   src/raft/membership.ts). Membership lives in the log entry's data rather than in a kind field
+ *   of LogEntry so that the wire format, the WAL and snapshots carry it unchanged. The state
+ *   machine skips it as it skips the no-op (decodeCommand validates it and returns null).
  *
  * Keys and words are arbitrary bytes; empty ones are allowed. Decoding is
  * strict: an unknown opcode, a length running past the end, a zero count or
@@ -35,6 +39,7 @@
  */
 import { assert } from '../util/assert';
 import { CommandMalformedError } from '../util/errors';
+import { decodeMembership, isMembershipEntry } from '../raft/membership';
 
 export type KvCommand =
   | { op: 'set'; key: Buffer; words: Buffer[] }
@@ -88,11 +93,15 @@ export function encodeCommand(command: KvCommand): Buffer {
 }
 
 /**
- * Returns null for the no-op entry. The returned buffers are views into
+ * Returns null for the no-op entry and for a membership entry. The returned buffers are views into
  * `data`: copy them before keeping them beyond the lifetime of `data`.
  */
 export function decodeCommand(data: Uint8Array): KvCommand | null {
   if (data.length === 0) return null;
+  if (isMembershipEntry(data)) {
+    decodeMembership(data); // throws CommandMalformedError unless well-formed
+    return null;
+  }
   const reader = new CommandReader(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
   const opcode = reader.byte();
   let command: KvCommand;

@@ -33,8 +33,13 @@ const RAFT_LIMITS_DEFAULT: RaftLimits = {
 export interface RaftConfigOptions {
   /** This node: a positive int32 (ids travel as int32 on the wire; 0 means "no node"). */
   id: NodeId;
-  /** Every voting member, this node included; distinct ids, each as `id`. */
+  /**
+   * The bootstrap voters, this node included; distinct ids, each as `id`. Empty for a node that
+   * joins a running cluster.
+   */
   voters: readonly NodeId[];
+  /** Client addresses of the bootstrap voters (recorded in membership entries). */
+  addresses?: ReadonlyMap<NodeId, string>;
   /** The core's only source of randomness (election jitter); seeded for replayable runs. */
   random: Random;
   /**
@@ -70,6 +75,7 @@ export function buildRaftConfig(options: RaftConfigOptions): RaftConfig {
     check_quorum: options.check_quorum ?? RAFT_CONFIG_DEFAULTS.check_quorum,
   };
   if (options.faults !== undefined) config.faults = options.faults;
+  if (options.addresses !== undefined) config.addresses = options.addresses;
   checkMembers(config);
   checkTiming(config);
   checkLimits(config.limits);
@@ -78,14 +84,13 @@ export function buildRaftConfig(options: RaftConfigOptions): RaftConfig {
 
 function checkMembers(config: RaftConfig): void {
   if (!isNodeId(config.id)) throw new RaftConfigError('id', `${config.id} is not a node id`);
-  if (config.voters.length === 0) throw new RaftConfigError('voters', 'empty');
   const seen = new Set<NodeId>();
   for (const voter of config.voters) {
     if (!isNodeId(voter)) throw new RaftConfigError('voters', `${voter} is not a node id`);
     if (seen.has(voter)) throw new RaftConfigError('voters', `${voter} listed twice`);
     seen.add(voter);
   }
-  if (!seen.has(config.id))
+  if (seen.size > 0 && !seen.has(config.id))
     throw new RaftConfigError('voters', `do not include this node (${config.id})`);
 }
 

@@ -11,10 +11,24 @@ import type {
 import { assert } from '../util/assert';
 import { LIMITS } from '../util/limits';
 import { RaftLog } from './log';
+import {
+  applyChange,
+  bootstrapMembership,
+  encodeMembership,
+  hasQuorum,
+  isMembershipEntry,
+  isVoter,
+  type Membership,
+  type MembershipChange,
+  MembershipLog,
+  quorumMatch,
+  votersOf,
+} from './membership';
 import { Progress } from './progress';
 import {
   NO_NODE,
   type HardState,
+  type MembershipProposeResult,
   type NodeId,
   type Outbound,
   type ProposeResult,
@@ -37,6 +51,8 @@ interface PendingRead {
 
 export interface PeerProgressStatus {
   id: NodeId;
+  /** false: a learner (or a member being removed) the leader replicates to without counting. */
+  voter: boolean;
   match: number;
   next: number;
   state: 'probe' | 'replicate';
@@ -74,9 +90,11 @@ export interface RaftStatus {
 export class RaftCore {
   readonly id: NodeId;
   private readonly config: RaftConfig;
-  private readonly peers: NodeId[];
-  private readonly quorum: number;
+  /** Every member but this node: of the current configuration and of the committed one. */
+  private peers: NodeId[] = [];
   private readonly log: RaftLog;
+  /** The configurations in the log; the latest is in effect (membership.ts). */
+  private readonly membership: MembershipLog;
 
   private term: number;
   private vote: NodeId;
@@ -106,21 +124,20 @@ export class RaftCore {
   private ready_outstanding: Ready | null = null;
 
   constructor(config: RaftConfig, restored: RestoredState) {
-    assert(config.voters.includes(config.id), 'this node is a voter');
     assert(
       config.heartbeat_ticks > 0 && config.heartbeat_ticks < config.election_ticks,
       'heartbeat_ticks < election_ticks',
     );
     this.id = config.id;
     this.config = config;
-    this.peers = config.voters.filter((id) => id !== config.id);
-    this.quorum = Math.floor(config.voters.length / 2) + 1;
     this.log = new RaftLog(
       restored.entries,
       restored.hard_state.commit,
       restored.snapshot,
       restored.applied_index,
     );
+    this.membership = this.restoreMembership(config, restored);
+    this.refreshPeers();
     this.term = restored.hard_state.term;
     this.vote = restored.hard_state.vote;
     this.persisted_hard_state = { ...restored.hard_state, commit: this.log.committed };
@@ -136,7 +153,9 @@ export class RaftCore {
   }
 
   step(from: NodeId, message: RaftMessage): void {
-    if (from === this.id || !this.peers.includes(from)) return;
+    // Messages are handled whatever our configuration says (thesis §4.1): a new member hears from
+    // a leader before it learns it is a member. The transport authenticates peers.
+    if (from === this.id || from <= NO_NODE) return;
     // The decoder refuses these; a term past the limit must never become ours whatever the source.
     if (message.term > LIMITS.raft_term_max) return;
     if (message.term > this.term) {
@@ -174,11 +193,41 @@ export class RaftCore {
       return { ok: false, reason: 'transferring', leader_id: this.leader_id };
     if (data.length > this.config.limits.entry_bytes_max)
       return { ok: false, reason: 'too_large', leader_id: this.id };
+    assert(!isMembershipEntry(data), 'membership changes go through proposeMembershipChange');
     const uncommitted = this.log.uncommitted_bytes;
     if (uncommitted > 0 && uncommitted + data.length > this.config.limits.uncommitted_bytes_max) {
       return { ok: false, reason: 'uncommitted_full', leader_id: this.id };
     }
     const index = this.log.append({ term: this.term, data });
+    return { ok: true, index, term: this.term };
+  }
+
+  /**
+   * A single-server membership change (thesis §4.1), in effect here as soon as it is appended.
+   * Refused while the previous change is uncommitted or before an entry of this leader's term has
+   * committed (the errata): both are retryable.
+   */
+  proposeMembershipChange(change: MembershipChange): MembershipProposeResult {
+    const refuse = (
+      reason: Extract<MembershipProposeResult, { ok: false }>['reason'],
+      detail: string,
+    ): MembershipProposeResult => ({ ok: false, reason, detail, leader_id: this.leader_id });
+    if (this.role !== 'leader') return refuse('not_leader', 'not the leader');
+    if (this.transfer_target !== NO_NODE) return refuse('transferring', 'leadership transfer');
+    const faults = this.config.faults;
+    if (
+      this.log.term(this.log.committed) !== this.term &&
+      faults?.membership_change_before_term_commit !== true
+    )
+      return refuse('no_commit_in_term', 'no entry of this leader term has committed yet');
+    if (
+      this.membership.current_index > this.log.committed &&
+      faults?.concurrent_membership_changes !== true
+    )
+      return refuse('change_in_progress', 'the previous membership change has not committed');
+    const next = applyChange(this.membership.current, change);
+    if (!next.ok) return refuse('invalid_change', next.reason);
+    const index = this.appendEntry({ term: this.term, data: encodeMembership(next.membership) });
     return { ok: true, index, term: this.term };
   }
 
@@ -205,7 +254,7 @@ export class RaftCore {
 
   /** Leadership transfer (thesis §3.10): catch the target up, then tell it to campaign at once. */
   transferLeadership(target: NodeId): boolean {
-    if (this.role !== 'leader' || target === this.id || !this.peers.includes(target)) return false;
+    if (this.role !== 'leader' || target === this.id || !this.isVoterNow(target)) return false;
     this.transfer_target = target;
     this.transfer_elapsed = 0;
     this.maybeSendTimeoutNow(target);
@@ -288,6 +337,7 @@ export class RaftCore {
       const pr = this.progress.get(id);
       peers.push({
         id,
+        voter: this.isVoterNow(id),
         match: pr?.match ?? 0,
         next: pr?.next ?? 0,
         state: pr?.state ?? 'probe',
@@ -358,12 +408,29 @@ export class RaftCore {
    */
   compact(index: number): void {
     assert(index <= this.log.applied, `compact ${index} beyond applied ${this.log.applied}`);
-    this.log.compact(Math.min(index, this.log.stable));
+    const compact_to = Math.min(index, this.log.stable);
+    this.log.compact(compact_to);
+    this.membership.compact(compact_to);
   }
 
-  /** Every voting member (for a snapshot's membership). */
+  /** The voters of the configuration in effect (the latest in the log). */
   get voters(): NodeId[] {
-    return this.config.voters.slice();
+    return votersOf(this.membership.current);
+  }
+
+  /** The configuration in effect: the latest in the log, committed or not. */
+  get current_membership(): Membership {
+    return this.membership.current;
+  }
+
+  /** Index of the entry that set the configuration in effect (0: the bootstrap one). */
+  get membership_index(): number {
+    return this.membership.current_index;
+  }
+
+  /** The configuration once the log up to `index` is applied (for a snapshot at `index`). */
+  membershipAt(index: number): Membership {
+    return this.membership.at(index);
   }
 
   /**
@@ -393,7 +460,9 @@ export class RaftCore {
     this.election_elapsed++;
     if (this.election_elapsed >= this.randomized_election_ticks) {
       this.election_elapsed = 0;
-      this.campaign(this.config.prevote ? 'pre_candidate' : 'candidate');
+      if (this.isVoterNow(this.id))
+        this.campaign(this.config.prevote ? 'pre_candidate' : 'candidate');
+      else this.forgetLeader(); // learners and non-members never campaign
     }
   }
 
@@ -402,6 +471,7 @@ export class RaftCore {
     this.election_elapsed++;
     if (this.transfer_target !== NO_NODE && ++this.transfer_elapsed >= this.config.election_ticks) {
       this.transfer_target = NO_NODE; // the target did not take over in time: resume serving
+      this.maybeHandOver();
     }
     if (this.election_elapsed >= this.config.election_ticks) {
       this.election_elapsed = 0;
@@ -417,13 +487,12 @@ export class RaftCore {
   }
 
   private quorumActive(): boolean {
-    let active = 1;
-    for (const id of this.peers) {
-      const pr = this.progressOf(id);
-      if (pr.recent_active) active++;
-      pr.recent_active = false;
-    }
-    return active >= this.quorum;
+    const active = hasQuorum(
+      this.membership.current,
+      (id) => id === this.id || this.progress.get(id)?.recent_active === true,
+    );
+    for (const pr of this.progress.values()) pr.recent_active = false;
+    return active;
   }
 
   private resetElectionTimer(): void {
@@ -488,7 +557,7 @@ export class RaftCore {
         : transfer
           ? MessageType.TransferVoteRequest
           : MessageType.RequestVoteRequest;
-    for (const id of this.peers) {
+    for (const id of this.voterPeers()) {
       this.send(id, {
         type,
         term: campaign_term,
@@ -511,12 +580,7 @@ export class RaftCore {
     this.election_elapsed = 0;
     this.heartbeat_elapsed = 0;
     this.progress.clear();
-    for (const id of this.peers) {
-      this.progress.set(
-        id,
-        new Progress(this.log.last_index + 1, this.config.limits.inflight_messages_max),
-      );
-    }
+    this.refreshPeers();
     // A no-op of our own term lets us commit, and so serve reads, without waiting for a client
     // write (§8).
     this.log.append({ term: this.term, data: new Uint8Array(0) });
@@ -524,14 +588,9 @@ export class RaftCore {
   }
 
   private countVotes(): 'won' | 'lost' | 'pending' {
-    let granted = 0;
-    let rejected = 0;
-    for (const granted_vote of this.votes.values()) {
-      if (granted_vote) granted++;
-      else rejected++;
-    }
-    if (granted >= this.quorum) return 'won';
-    if (rejected >= this.quorum) return 'lost';
+    const membership = this.membership.current;
+    if (hasQuorum(membership, (id) => this.votes.get(id) === true)) return 'won';
+    if (hasQuorum(membership, (id) => this.votes.get(id) === false)) return 'lost';
     return 'pending';
   }
 
@@ -633,7 +692,7 @@ export class RaftCore {
   /** Obeyed only from the leader of our current term (step has already matched the term). */
   private handleTimeoutNow(from: NodeId, message: TimeoutNow): void {
     if (this.role !== 'follower' || this.leader_id !== from || message.term !== this.term) return;
-    if (message.leader_id !== from) return;
+    if (message.leader_id !== from || !this.isVoterNow(this.id)) return;
     this.campaign('candidate', true); // skip the pre-vote: the leader asked us to take over
   }
 
@@ -670,8 +729,8 @@ export class RaftCore {
       index++;
       const existing = this.log.term(index);
       if (existing === entry.term) continue;
-      if (existing !== -1) this.log.truncateFrom(index);
-      this.log.append(entry);
+      if (existing !== -1) this.truncateLog(index);
+      this.appendEntry(entry);
     }
     const last_new = prev + message.entries.length;
     const commit = Math.min(message.leader_commit, last_new);
@@ -784,8 +843,8 @@ export class RaftCore {
   }
 
   private handleAppendResponse(from: NodeId, message: AppendEntriesResponse): void {
-    if (this.role !== 'leader') return;
-    const pr = this.progressOf(from);
+    const pr = this.progress.get(from);
+    if (this.role !== 'leader' || pr === undefined) return; // not leader, or not a member now
     pr.recent_active = true;
     const ack = this.fullSeq(message.ack);
     // Only a success proves the answer is to a request of this leadership (a rejection may come
@@ -816,10 +875,10 @@ export class RaftCore {
   private maybeCommit(): void {
     const own_match =
       this.config.faults?.ack_before_persist === true ? this.log.last_index : this.log.stable;
-    const matches = [own_match];
-    for (const id of this.peers) matches.push(this.progressOf(id).match);
-    matches.sort((a, b) => b - a);
-    const candidate = matches[this.quorum - 1]!;
+    // A leader outside the configuration manages it without counting itself (thesis §4.2.2).
+    const candidate = quorumMatch(this.membership.current, (id) =>
+      id === this.id ? own_match : (this.progress.get(id)?.match ?? 0),
+    );
     if (candidate <= this.log.committed) return;
     // Figure 8: only an entry of the current term is committed by counting replicas.
     if (
@@ -827,15 +886,22 @@ export class RaftCore {
       this.config.faults?.commit_old_term_entries !== true
     )
       return;
+    const membership_was_committed = this.membership.current_index <= this.log.committed;
     this.log.commitTo(candidate);
     if (this.reads_awaiting_commit.length > 0 && this.log.term(this.log.committed) === this.term) {
       this.flushReadsAwaitingCommit();
+    }
+    if (!membership_was_committed && this.membership.current_index <= this.log.committed) {
+      this.refreshPeers(); // members the committed change removed need no more entries
+      this.maybeHandOver();
     }
   }
 
   private maybeSendTimeoutNow(target: NodeId): void {
     if (this.progressOf(target).match === this.log.last_index) {
       this.send(target, { type: MessageType.TimeoutNow, term: this.term, leader_id: this.id });
+      // Removed from the configuration: our work is done once the successor is told to take over.
+      if (!this.isVoterNow(this.id)) this.becomeFollower(this.term, NO_NODE);
     }
   }
 
@@ -849,7 +915,8 @@ export class RaftCore {
   }
 
   private registerRead(request_id: number): void {
-    if (this.peers.length === 0 || this.config.faults?.read_without_heartbeat === true) {
+    const alone = this.voterPeers().length === 0 && this.isVoterNow(this.id);
+    if (alone || this.config.faults?.read_without_heartbeat === true) {
       this.ready_reads.push({ request_id, index: this.log.committed });
       return;
     }
@@ -870,15 +937,106 @@ export class RaftCore {
     while (this.pending_reads.length > 0) {
       const read = this.pending_reads[0]!;
       if (read.seq === null) return;
-      let acks = 1;
-      for (const id of this.peers) {
-        const max_ack = this.progressOf(id).max_ack;
-        if (max_ack !== null && read.seq <= max_ack) acks++;
-      }
-      if (acks < this.quorum) return;
+      const seq = read.seq;
+      const acked = (id: NodeId): boolean => {
+        if (id === this.id) return true;
+        const max_ack = this.progress.get(id)?.max_ack ?? null;
+        return max_ack !== null && seq <= max_ack;
+      };
+      if (!hasQuorum(this.membership.current, acked)) return;
       this.pending_reads.shift();
       this.ready_reads.push({ request_id: read.request_id, index: read.index });
     }
+  }
+
+  // ---------------------------------------------------------------- membership (membership.ts)
+
+  /** The snapshot's configuration, else the bootstrap one, then every membership entry after. */
+  private restoreMembership(config: RaftConfig, restored: RestoredState): MembershipLog {
+    const from_snapshot = restored.membership;
+    const base_index =
+      from_snapshot === undefined
+        ? this.log.snapshot_index
+        : (restored.applied_index ?? restored.snapshot?.index ?? 0);
+    const membership = new MembershipLog(
+      base_index,
+      from_snapshot ?? bootstrapMembership(config.voters, config.addresses),
+    );
+    for (let index = base_index + 1; index <= this.log.last_index; index++)
+      membership.onAppend(index, this.log.entry(index).data);
+    return membership;
+  }
+
+  /** Every append goes through here: a membership entry takes effect as it is appended (§4.1). */
+  private appendEntry(entry: LogEntry): number {
+    const index = this.log.append(entry);
+    if (this.membership.onAppend(index, entry.data)) this.refreshPeers();
+    return index;
+  }
+
+  /** A truncated membership entry takes its configuration with it. */
+  private truncateLog(from: number): void {
+    this.log.truncateFrom(from);
+    if (this.membership.onTruncate(from)) this.refreshPeers();
+  }
+
+  private isVoterNow(id: NodeId): boolean {
+    return isVoter(this.membership.current, id);
+  }
+
+  /** The other voters of the configuration in effect: whom we ask for votes. */
+  private voterPeers(): NodeId[] {
+    return votersOf(this.membership.current).filter((id) => id !== this.id);
+  }
+
+  /**
+   * The members we replicate to: those of the configuration in effect and, on a leader, those of
+   * the committed one too, so that a member being removed learns of its removal. A leader keeps
+   * a Progress for exactly these.
+   */
+  private refreshPeers(): void {
+    const ids = new Set(this.membership.current.members.map((m) => m.id));
+    if (this.role === 'leader')
+      for (const m of this.membership.at(this.log.committed).members) ids.add(m.id);
+    ids.delete(this.id);
+    this.peers = [...ids].sort((a, b) => a - b);
+    if (this.role !== 'leader') return;
+    for (const id of this.peers) {
+      if (!this.progress.has(id))
+        this.progress.set(
+          id,
+          new Progress(this.log.last_index + 1, this.config.limits.inflight_messages_max),
+        );
+    }
+    for (const id of [...this.progress.keys()]) if (!ids.has(id)) this.progress.delete(id);
+    if (this.transfer_target !== NO_NODE && !this.isVoterNow(this.transfer_target))
+      this.transfer_target = NO_NODE;
+  }
+
+  /**
+   * A leader whose removal has committed hands leadership to the most up-to-date voter
+   * (TimeoutNow once it is caught up) and steps down; meanwhile it takes no proposals.
+   */
+  private maybeHandOver(): void {
+    if (this.role !== 'leader' || this.isVoterNow(this.id)) return;
+    if (this.membership.current_index > this.log.committed || this.transfer_target !== NO_NODE)
+      return;
+    let best = NO_NODE;
+    let best_match = -1;
+    for (const id of this.voterPeers()) {
+      const match = this.progress.get(id)?.match ?? 0;
+      if (match > best_match) {
+        best = id;
+        best_match = match;
+      }
+    }
+    if (best !== NO_NODE) this.transferLeadership(best);
+  }
+
+  /** An election timeout passed without a leader: a node that cannot campaign just forgets it. */
+  private forgetLeader(): void {
+    this.leader_id = NO_NODE;
+    this.resetElectionTimer();
   }
 
   // ---------------------------------------------------------------- plumbing

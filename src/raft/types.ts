@@ -1,3 +1,4 @@
+import type { Membership } from './membership';
 import type { LogEntry, RaftMessage } from './protocol';
 import type { Random } from '../util/prng';
 
@@ -113,12 +114,22 @@ export interface RaftFaults {
   read_without_heartbeat?: boolean;
   /** Leader counts its own entries as replicated before they are persisted. */
   ack_before_persist?: boolean;
+  /** Propose a membership change while the previous one is not yet committed. */
+  concurrent_membership_changes?: boolean;
+  /** Propose a membership change before an entry of the leader's term committed (the errata). */
+  membership_change_before_term_commit?: boolean;
 }
 
 export interface RaftConfig {
   id: NodeId;
-  /** Every voting member, including this node. */
+  /**
+   * The bootstrap configuration's voters (the config files), including this node; empty for a
+   * node that joins a running cluster (it learns the membership from the leader). Once the log or
+   * a snapshot holds a membership, that is authoritative (see membership.ts).
+   */
   voters: NodeId[];
+  /** Client addresses of the bootstrap voters, recorded in the first membership entry. */
+  addresses?: ReadonlyMap<NodeId, string>;
   /**
    * Ticks without hearing a leader before a follower campaigns; the real timeout is drawn from
    * [election_ticks, 2*election_ticks).
@@ -141,6 +152,8 @@ export interface SnapshotPoint {
 /** What a snapshot records besides the state machine: its point and the membership. */
 export interface SnapshotMeta extends SnapshotPoint {
   voters: NodeId[];
+  /** The configuration at `index` (voters and learners with addresses); absent in old files. */
+  membership?: Membership;
 }
 
 /**
@@ -154,6 +167,11 @@ export interface RestoredState {
   entries: LogEntry[];
   snapshot?: SnapshotPoint;
   applied_index?: number;
+  /**
+   * The configuration at applied_index (a snapshot's); without it the configuration is the
+   * bootstrap one plus the membership entries in `entries`.
+   */
+  membership?: Membership;
 }
 
 export type ProposeResult =
@@ -161,6 +179,25 @@ export type ProposeResult =
   | {
       ok: false;
       reason: 'not_leader' | 'uncommitted_full' | 'transferring' | 'too_large';
+      leader_id: NodeId;
+    };
+
+export type MembershipProposeResult =
+  | { ok: true; index: number; term: number }
+  | {
+      ok: false;
+      /**
+       * Retryable: not_leader, transferring, change_in_progress (the previous change has not
+       * committed), no_commit_in_term (a new leader has not yet committed an entry of its term).
+       * invalid_change: the change itself is refused (detail says why).
+       */
+      reason:
+        | 'not_leader'
+        | 'transferring'
+        | 'change_in_progress'
+        | 'no_commit_in_term'
+        | 'invalid_change';
+      detail: string;
       leader_id: NodeId;
     };
 

@@ -623,9 +623,17 @@ function startAfterSnapshot(
   const point: SnapshotPoint = { index: snapshot.meta.index, term: snapshot.meta.term };
   const wal_last = wal_base + wal.entries.length;
   const hard_state = { ...wal.hard_state, commit: Math.max(wal.hard_state.commit, point.index) };
+  const membership = snapshot.meta.membership;
+  const with_membership = membership === undefined ? {} : { membership };
   // The snapshot is ahead of the log: the log restarts after it (see openWithIo).
   if (wal_last < point.index)
-    return { hard_state, entries: [], snapshot: point, applied_index: point.index };
+    return {
+      hard_state,
+      entries: [],
+      snapshot: point,
+      applied_index: point.index,
+      ...with_membership,
+    };
   if (wal_last > point.index) {
     const term =
       point.index === wal_base ? wal.snapshot?.term : wal.entries[point.index - wal_base - 1]?.term;
@@ -643,6 +651,7 @@ function startAfterSnapshot(
     entries: wal.entries,
     ...(wal.snapshot === undefined ? {} : { snapshot: wal.snapshot }),
     applied_index: point.index,
+    ...with_membership,
   };
 }
 

@@ -7,16 +7,19 @@
  * ## File name
  *   snapshot-<index, 10 digits>-<term, 10 digits>.snap   (a temporary one ends in .tmp)
  *
- * ## Format (version 1), integers unsigned 32-bit little-endian
+ * ## Format (version 2), integers unsigned 32-bit little-endian
  *   offset  bytes  field
  *   0       8      magic "KVSNAPSH"
- *   8       4      format version (1)
+ *   8       4      format version (2; version 1 files, without the membership fields, still load)
  *   12      4      CRC-32 (IEEE) of bytes [16, end of file)
  *   16      4      last included index
  *   20      4      last included term
  *   24      4      voter count n
  *   28      4n     voter ids
- *   28+4n   ...    state machine bytes (KvStateMachine.serialize), to the end of the file
+ *   28+4n   4      membership length m (0: none recorded)
+ *   32+4n   m      the configuration at the last included index, as a membership entry's data
+ *                  (src/raft/membership.ts: voters and learners with their addresses)
+ *   32+4n+m ...    state machine bytes (KvStateMachine.serialize), to the end of the file
  *
  * Loading tries the snapshots newest first; one that is damaged (bad magic, version, checksum,
  * or a name that disagrees with its contents) is reported and the previous one is tried. The
@@ -24,7 +27,8 @@
  */
 import * as path from 'node:path';
 import type { NodeId, SnapshotMeta } from '../raft/types';
-import { StorageCorruptError } from '../util/errors';
+import { decodeMembership, encodeMembership } from '../raft/membership';
+import { CommandMalformedError, StorageCorruptError } from '../util/errors';
 import { LIMITS } from '../util/limits';
 import { crc32 } from './frame';
 import type { StorageIo } from './io';
@@ -43,7 +47,8 @@ export interface WrittenSnapshot {
 }
 
 const MAGIC = Buffer.from('KVSNAPSH', 'ascii');
-const VERSION = 1;
+const VERSION = 2;
+const VERSION_WITHOUT_MEMBERSHIP = 1;
 const FIXED_HEADER_BYTES = 28;
 const CRC_FROM = 16;
 const NAME_PATTERN = /^snapshot-(\d{10})-(\d{10})\.snap$/;
@@ -69,7 +74,10 @@ export class SnapshotStore {
     const name = snapshotFileName(meta.index, meta.term);
     const final_path = path.join(this.dir, name);
     const temp_path = `${final_path}.tmp`;
-    const header = Buffer.alloc(FIXED_HEADER_BYTES + 4 * meta.voters.length);
+    const membership =
+      meta.membership === undefined ? Buffer.alloc(0) : encodeMembership(meta.membership);
+    const voters_end = FIXED_HEADER_BYTES + 4 * meta.voters.length;
+    const header = Buffer.alloc(voters_end + 4 + membership.length);
     MAGIC.copy(header, 0);
     header.writeUInt32LE(VERSION, 8);
     header.writeUInt32LE(meta.index, 16);
@@ -77,6 +85,8 @@ export class SnapshotStore {
     header.writeUInt32LE(meta.voters.length, 24);
     for (const [i, id] of meta.voters.entries())
       header.writeUInt32LE(id, FIXED_HEADER_BYTES + 4 * i);
+    header.writeUInt32LE(membership.length, voters_end);
+    header.set(membership, voters_end + 4);
     await this.io.unlink(temp_path);
     const file = await this.io.openLog(temp_path);
     try {
@@ -142,7 +152,7 @@ export class SnapshotStore {
     } finally {
       await handle.close();
     }
-    const meta = decodeHeader(bytes, file);
+    const { meta, header_bytes } = decodeHeader(bytes, file);
     const expected = NAME_PATTERN.exec(name);
     if (
       expected === null ||
@@ -150,7 +160,7 @@ export class SnapshotStore {
       Number(expected[2]) !== meta.term
     )
       throw new StorageCorruptError(`${file}: contents (index ${meta.index}) disagree with name`);
-    const state = bytes.subarray(FIXED_HEADER_BYTES + 4 * meta.voters.length);
+    const state = bytes.subarray(header_bytes);
     return { meta, state, file, file_bytes: bytes.length };
   }
 
@@ -170,13 +180,14 @@ export class SnapshotStore {
   }
 }
 
-function decodeHeader(bytes: Buffer, file: string): SnapshotMeta {
+function decodeHeader(bytes: Buffer, file: string): { meta: SnapshotMeta; header_bytes: number } {
   if (bytes.length < FIXED_HEADER_BYTES)
     throw new StorageCorruptError(`${file}: ${bytes.length} bytes, shorter than a header`);
   if (!bytes.subarray(0, MAGIC.length).equals(MAGIC))
     throw new StorageCorruptError(`${file}: bad magic`);
   const version = bytes.readUInt32LE(8);
-  if (version !== VERSION) throw new StorageCorruptError(`${file}: unknown version ${version}`);
+  if (version !== VERSION && version !== VERSION_WITHOUT_MEMBERSHIP)
+    throw new StorageCorruptError(`${file}: unknown version ${version}`);
   if (crc32(bytes.subarray(CRC_FROM)) !== bytes.readUInt32LE(12))
     throw new StorageCorruptError(`${file}: checksum mismatch`);
   const voter_count = bytes.readUInt32LE(24);
@@ -184,5 +195,25 @@ function decodeHeader(bytes: Buffer, file: string): SnapshotMeta {
     throw new StorageCorruptError(`${file}: ${voter_count} voters do not fit`);
   const voters: NodeId[] = [];
   for (let i = 0; i < voter_count; i++) voters.push(bytes.readUInt32LE(FIXED_HEADER_BYTES + 4 * i));
-  return { index: bytes.readUInt32LE(16), term: bytes.readUInt32LE(20), voters };
+  const meta: SnapshotMeta = {
+    index: bytes.readUInt32LE(16),
+    term: bytes.readUInt32LE(20),
+    voters,
+  };
+  const voters_end = FIXED_HEADER_BYTES + 4 * voter_count;
+  if (version === VERSION_WITHOUT_MEMBERSHIP) return { meta, header_bytes: voters_end };
+  if (voters_end + 4 > bytes.length) throw new StorageCorruptError(`${file}: truncated header`);
+  const membership_bytes = bytes.readUInt32LE(voters_end);
+  const header_bytes = voters_end + 4 + membership_bytes;
+  if (header_bytes > bytes.length)
+    throw new StorageCorruptError(`${file}: membership of ${membership_bytes} B does not fit`);
+  if (membership_bytes > 0) {
+    try {
+      meta.membership = decodeMembership(bytes.subarray(voters_end + 4, header_bytes));
+    } catch (error) {
+      if (!(error instanceof CommandMalformedError)) throw error;
+      throw new StorageCorruptError(`${file}: ${error.message}`);
+    }
+  }
+  return { meta, header_bytes };
 }

@@ -75,8 +75,10 @@ export const LIMITS = {
   raft_pending_reads_max: 64 * 1024,
   /** Config file size. */
   config_file_bytes_max: 1024 * 1024,
-  /** Largest cluster. */
+  /** Largest cluster (members of one configuration, learners included). */
   cluster_nodes_max: 64,
+  /** Bytes of one member's address in a membership entry (host:port). */
+  membership_address_bytes_max: 256,
   /** Deepest nesting of arrays in one RESP reply a client parser accepts. */
   resp_reply_nesting_depth_max: 64,
   /**
