@@ -1,0 +1,230 @@
+/**
+ * Membership changes in the pure core (thesis §4.1, single-server changes with the errata), one
+ * test per rule; the simulator runs them under faults (test/sim).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  applyChange,
+  bootstrapMembership,
+  decodeMembership,
+  encodeMembership,
+  type Membership,
+  MembershipLog,
+  votersOf,
+  learnersOf,
+} from '../../src/raft/membership';
+import { decodeCommand } from '../../src/kv/command_codec';
+import { CommandMalformedError } from '../../src/util/errors';
+import { MessageType } from '../../src/raft/protocol';
+import { makeCore, TestNet } from '../support/raft_test_net';
+
+const data = (text: string): Uint8Array => Buffer.from(text);
+
+/** A 3-voter cluster led by 1 with its no-op committed, and node 4 running outside it. */
+function clusterWithSpare(): TestNet {
+  const net = new TestNet([1, 2, 3]);
+  net.cores.set(4, makeCore(4, []));
+  net.elect(1);
+  return net;
+}
+
+function addAndPromote(net: TestNet, id: number): void {
+  const leader = net.core(1);
+  assert.ok(leader.proposeMembershipChange({ kind: 'add_learner', id, address: `h:${id}` }).ok);
+  net.settle();
+  assert.ok(leader.proposeMembershipChange({ kind: 'promote', id }).ok);
+  net.settle();
+}
+
+test('membership entry: encode/decode round trip; malformed entries are typed errors', () => {
+  const membership: Membership = {
+    members: [
+      { id: 1, voter: true, address: '127.0.0.1:8001' },
+      { id: 7, voter: false, address: '' },
+    ],
+  };
+  const bytes = encodeMembership(membership);
+  assert.deepEqual(decodeMembership(bytes), membership);
+  assert.equal(decodeCommand(bytes), null, 'the state machine skips it like the no-op');
+  for (let cut = 1; cut < bytes.length; cut++)
+    assert.throws(() => decodeMembership(bytes.subarray(0, cut)), CommandMalformedError);
+  const learners_only = encodeMembership({ members: [{ id: 1, voter: false, address: '' }] });
+  assert.throws(() => decodeMembership(learners_only), /no voter/);
+  const descending = encodeMembership({
+    members: [
+      { id: 2, voter: true, address: '' },
+      { id: 1, voter: true, address: '' },
+    ],
+  });
+  assert.throws(() => decodeCommand(descending), CommandMalformedError);
+});
+
+test('changes: one server at a time; the last voter cannot go', () => {
+  const base = bootstrapMembership([1, 2, 3]);
+  const added = applyChange(base, { kind: 'add_learner', id: 4, address: 'a' });
+  assert.ok(added.ok);
+  assert.deepEqual(learnersOf(added.membership), [4]);
+  assert.deepEqual(votersOf(added.membership), [1, 2, 3]);
+  assert.equal(applyChange(base, { kind: 'add_learner', id: 2, address: '' }).ok, false);
+  assert.equal(applyChange(base, { kind: 'promote', id: 2 }).ok, false);
+  assert.equal(applyChange(base, { kind: 'promote', id: 9 }).ok, false);
+  assert.equal(applyChange(base, { kind: 'remove', id: 9 }).ok, false);
+  assert.equal(applyChange(bootstrapMembership([5]), { kind: 'remove', id: 5 }).ok, false);
+});
+
+test('§4.1: the latest configuration in the log is used; truncation rolls it back', () => {
+  const log = new MembershipLog(0, bootstrapMembership([1, 2, 3]));
+  const four = applyChange(log.current, { kind: 'add_learner', id: 4, address: '' });
+  assert.ok(four.ok);
+  assert.equal(log.onAppend(5, encodeMembership(four.membership)), true);
+  assert.deepEqual(learnersOf(log.current), [4]);
+  assert.deepEqual(learnersOf(log.at(4)), []);
+  assert.equal(log.onAppend(6, data('x')), false);
+  assert.equal(log.onTruncate(6), false);
+  assert.equal(log.onTruncate(5), true);
+  assert.deepEqual(learnersOf(log.current), []);
+  assert.equal(log.current_index, 0);
+  log.onAppend(7, encodeMembership(four.membership));
+  log.compact(8);
+  assert.equal(log.current_index, 8);
+  assert.deepEqual(learnersOf(log.at(8)), [4]);
+});
+
+test('a learner is replicated to but never counted: commits need the voters', () => {
+  const net = clusterWithSpare();
+  const leader = net.core(1);
+  assert.ok(leader.proposeMembershipChange({ kind: 'add_learner', id: 4, address: 'h:4' }).ok);
+  net.settle();
+  assert.deepEqual(learnersOf(net.core(4).current_membership), [4], 'the learner learns it');
+  assert.equal(net.core(4).last_log_index, leader.last_log_index);
+  // With both other voters cut off, the learner's acknowledgement alone commits nothing.
+  net.isolate(2);
+  net.isolate(3);
+  const commit = leader.commit_index;
+  assert.ok(leader.propose(data('w')).ok);
+  net.settle();
+  assert.equal(net.core(4).last_log_index, leader.last_log_index, 'the learner has it');
+  assert.equal(leader.commit_index, commit, 'not committed without a majority of voters');
+  // A learner never campaigns, however long it hears nothing.
+  net.isolate(4);
+  net.tick(4, 100);
+  assert.equal(net.core(4).current_role, 'follower');
+  assert.equal(net.core(4).current_term, leader.current_term);
+});
+
+test('promotion: the new voter counts, and the quorum grows with it (4 voters need 3)', () => {
+  const net = clusterWithSpare();
+  addAndPromote(net, 4);
+  const leader = net.core(1);
+  assert.deepEqual(votersOf(leader.current_membership), [1, 2, 3, 4]);
+  assert.deepEqual(votersOf(net.core(4).current_membership), [1, 2, 3, 4]);
+  net.isolate(2);
+  net.isolate(3);
+  const commit = leader.commit_index;
+  assert.ok(leader.propose(data('w')).ok);
+  net.settle();
+  assert.equal(leader.commit_index, commit, '2 of 4 voters is no majority');
+  net.heal();
+  net.tick(1, 2);
+  assert.ok(leader.commit_index > commit);
+});
+
+test('one change at a time: a second change waits until the first commits (retryable)', () => {
+  const net = clusterWithSpare();
+  const leader = net.core(1);
+  net.hold = (e) => e.message.type === MessageType.AppendEntriesRequest;
+  assert.ok(leader.proposeMembershipChange({ kind: 'add_learner', id: 4, address: '' }).ok);
+  net.settle();
+  const second = leader.proposeMembershipChange({ kind: 'remove', id: 3 });
+  assert.equal(second.ok, false);
+  assert.equal(!second.ok && second.reason, 'change_in_progress');
+  net.hold = () => false;
+  for (const held of [...net.held]) net.release(held);
+  net.settle();
+  net.tick(1, 2);
+  assert.ok(leader.proposeMembershipChange({ kind: 'remove', id: 3 }).ok);
+});
+
+test('errata: a new leader proposes no change before an entry of its term commits', () => {
+  const net = new TestNet([1, 2, 3]);
+  net.hold = (e) => e.message.type === MessageType.AppendEntriesRequest;
+  net.elect(1);
+  const leader = net.core(1);
+  const refused = leader.proposeMembershipChange({ kind: 'remove', id: 3 });
+  assert.equal(!refused.ok && refused.reason, 'no_commit_in_term');
+  net.hold = () => false;
+  for (const held of [...net.held]) net.release(held);
+  net.settle();
+  assert.ok(leader.proposeMembershipChange({ kind: 'remove', id: 3 }).ok);
+});
+
+test('a configuration appended and then truncated on a follower is rolled back', () => {
+  const net = new TestNet([1, 2, 3, 4, 5]);
+  net.elect(1);
+  // Only node 2 receives the change; then 1 and 2 are cut off and 3 leads without it.
+  for (const id of [3, 4, 5]) net.cut.add(`1>${id}`);
+  assert.ok(net.core(1).proposeMembershipChange({ kind: 'add_learner', id: 6, address: '' }).ok);
+  net.settle();
+  assert.deepEqual(learnersOf(net.core(2).current_membership), [6]);
+  net.isolate(1);
+  net.isolate(2);
+  net.tick([4, 5], 10); // their lease on leader 1 runs out (timeouts are at least 10 ticks)
+  net.elect(3);
+  const leader = 3;
+  net.heal();
+  net.isolate(1);
+  assert.ok(net.core(leader).propose(data('w')).ok);
+  net.settle();
+  net.tick(leader, 2);
+  assert.equal(net.core(2).last_log_index, net.core(leader).last_log_index);
+  assert.deepEqual(learnersOf(net.core(2).current_membership), [], 'rolled back');
+  assert.equal(net.core(2).membership_index, 0);
+});
+
+test('removing the leader: it hands over once the removal commits and never campaigns again', () => {
+  const net = clusterWithSpare();
+  const leader = net.core(1);
+  assert.ok(leader.proposeMembershipChange({ kind: 'remove', id: 1 }).ok);
+  net.settle();
+  net.tickAll(4);
+  assert.notEqual(leader.current_role, 'leader', 'the removed leader stepped down');
+  const successor = [2, 3].find((id) => net.core(id).current_role === 'leader');
+  assert.ok(successor !== undefined, 'a remaining voter took over (TimeoutNow)');
+  assert.deepEqual(votersOf(net.core(successor).current_membership), [2, 3]);
+  const term = net.core(successor).current_term;
+  net.tickAll(200);
+  assert.equal(net.core(successor).current_term, term, 'the removed node disturbed nobody');
+  assert.notEqual(leader.current_role, 'leader');
+  assert.ok(net.core(successor).propose(data('after')).ok);
+  net.settle();
+  net.tick(successor, 2);
+  assert.equal(net.core(successor).commit_index, net.core(successor).last_log_index);
+});
+
+test('replace a voter: add a learner, promote it, remove the old one; reads still confirm', () => {
+  const net = clusterWithSpare();
+  addAndPromote(net, 4);
+  const leader = net.core(1);
+  net.tick(1, 2);
+  assert.ok(leader.proposeMembershipChange({ kind: 'remove', id: 3 }).ok);
+  net.settle();
+  net.tick(1, 2);
+  assert.deepEqual(votersOf(leader.current_membership), [1, 2, 4]);
+  net.isolate(3);
+  assert.ok(leader.readIndex(77).ok);
+  net.settle();
+  net.tick(1, 2);
+  assert.ok(
+    net.reads.get(1)?.some((r) => r.request_id === 77),
+    'read confirmed by 2 and 4',
+  );
+  const status = leader.status();
+  assert.deepEqual(
+    status.peers.map((p) => [p.id, p.voter]),
+    [
+      [2, true],
+      [4, true],
+    ],
+  );
+});
