@@ -182,7 +182,7 @@ test('a configuration appended and then truncated on a follower is rolled back',
   assert.equal(net.core(2).membership_index, 0);
 });
 
-test('removing the leader: it hands over once the removal commits and never campaigns again', () => {
+test('removing the leader: it hands over once its removal commits, then never campaigns', () => {
   const net = clusterWithSpare();
   const leader = net.core(1);
   assert.ok(leader.proposeMembershipChange({ kind: 'remove', id: 1 }).ok);
