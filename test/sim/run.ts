@@ -1,6 +1,6 @@
 /**
  * `npm run sim -- --seeds N [--nodes 3|5] [--seed S] [--start S0] [--chaos-ms MS] [--profile
- * mixed|crashy|partition]`
+ * mixed|crashy|partition] [--membership on|off]` (membership: force the seed's draw)
  * Runs N seeds (or replays one) and ends with exactly one summary line:
  * `sim: <N> seeds, <V> violations (<R> seeds/s)`; exits non-zero if V > 0.
  */
@@ -36,10 +36,14 @@ function parseArgs(argv: string[]): {
         throw new Error('--profile is mixed, crashy or partition');
       options.profile = value;
       i++;
+    } else if (flag === '--membership') {
+      if (value !== 'on' && value !== 'off') throw new Error('--membership is on or off');
+      options.membership = value === 'on';
+      i++;
     } else
       throw new Error(
         `unknown flag ${flag}; usage: npm run sim -- --seeds N [--nodes 3|5] [--seed S] ` +
-          '[--start S0] [--chaos-ms MS] [--profile mixed|crashy|partition]',
+          '[--start S0] [--chaos-ms MS] [--profile mixed|crashy|partition] [--membership on|off]',
       );
   }
   return { seeds, start, replay, options };
@@ -52,16 +56,19 @@ async function main(): Promise<void> {
   let violations = 0;
   let done = 0;
   const storage_events = new Map<string, number>();
+  let membership_changes = 0;
   for (const seed of list) {
     const result = await runSeed(seed, options);
     done++;
+    membership_changes += result.membership_changes;
     for (const [event, count] of result.storage_events)
       storage_events.set(event, (storage_events.get(event) ?? 0) + count);
     if (!result.ok) {
       violations++;
       const nodes =
         (options.nodes !== undefined ? ` --nodes ${options.nodes}` : '') +
-        (options.profile !== undefined ? ` --profile ${options.profile}` : '');
+        (options.profile !== undefined ? ` --profile ${options.profile}` : '') +
+        (options.membership !== undefined ? ` --membership ${options.membership ? 'on' : 'off'}` : '');
       console.log(
         `seed ${seed}: ${result.violation}\n  replay: npm run sim -- --seed ${seed}${nodes}`,
       );
@@ -77,6 +84,7 @@ async function main(): Promise<void> {
   const seconds = Number(process.hrtime.bigint() - began) / 1e9;
   const events = [...storage_events].map(([event, count]) => `${event} ${count}`).join(', ');
   console.log(`storage events: ${events === '' ? 'none' : events}`);
+  console.log(`membership changes committed: ${membership_changes}`);
   console.log(
     `sim: ${list.length} seeds, ${violations} violations ` +
       `(${(list.length / seconds).toFixed(1)} seeds/s)`,

@@ -8,6 +8,7 @@
 import { SeededRandom } from '../../src/util/prng';
 import { checkLinearizable } from './linearizability';
 import type { StorageEvent } from './sim_node';
+import { membershipNemesis } from './membership_nemesis';
 import { SafetyViolation, Simulation, type SimFaults, type SimParams } from './simulation';
 
 /** With tick 10 ms and election timeouts of 100–200 ms: generous room for a few split votes. */
@@ -26,6 +27,8 @@ export interface SeedOptions {
   message_entries_max?: number;
   /** Force the snapshot threshold (0: no snapshots) instead of the seed's draw. */
   snapshot_entries?: number;
+  /** Force membership changes on or off instead of the seed's draw. */
+  membership?: boolean;
   /**
    * Skip the liveness phase (for runs that break a rule on purpose and only look for safety
    * failures).
@@ -41,6 +44,8 @@ export interface SeedResult {
   messages: number;
   virtual_ms: number;
   storage_events: Map<StorageEvent, number>;
+  /** Membership entries committed during the run. */
+  membership_changes: number;
 }
 
 export function drawParams(seed: number, options: SeedOptions = {}): SimParams {
@@ -76,7 +81,17 @@ export function drawParams(seed: number, options: SeedOptions = {}): SimParams {
     // A generator of its own, so the draws above (and every seed's replay) stay as they were.
     snapshot_entries:
       options.snapshot_entries ?? [0, 5, 20, 60][new SeededRandom(seed ^ 0x54a9).int(4)]!,
+    ...membershipParams(seed, options),
   };
+}
+
+/** Half the seeds change the membership, with two spare nodes to add (a generator of its own). */
+function membershipParams(
+  seed: number,
+  options: SeedOptions,
+): { membership_changes: boolean; spare_nodes: number } {
+  const on = options.membership ?? new SeededRandom(seed ^ 0x3e3b).float() < 0.5;
+  return { membership_changes: on, spare_nodes: on ? 2 : 0 };
 }
 
 export async function runSeed(seed: number, options: SeedOptions = {}): Promise<SeedResult> {
@@ -109,6 +124,7 @@ export async function runSeed(seed: number, options: SeedOptions = {}): Promise<
     messages: sim.messages_delivered,
     virtual_ms: sim.now,
     storage_events: sim.storage_events,
+    membership_changes: sim.membership.changes_committed,
   };
 }
 
@@ -136,6 +152,7 @@ async function chaosPhase(sim: Simulation, seed: number, options: SeedOptions): 
   const crashy = profile === 'crashy';
   const chaos = { on: true };
   if (crashy) strikeAtBadMoments(sim, nemesis_rng, chaos);
+  if (sim.params.membership_changes === true) changeMembershipMeanwhile(sim, seed, options, chaos);
   while (sim.now < end) {
     await sim.runFor(crashy ? 10 + nemesis_rng.int(150) : 50 + nemesis_rng.int(400));
     if (crashy) crashNemesis(sim, nemesis_rng);
@@ -151,6 +168,23 @@ async function chaosPhase(sim: Simulation, seed: number, options: SeedOptions): 
     node.healDisk();
     sim.restart(node.id);
   }
+}
+
+/** A membership step every 20-220 ms while the chaos lasts, on a generator of its own. */
+function changeMembershipMeanwhile(
+  sim: Simulation,
+  seed: number,
+  options: SeedOptions,
+  chaos: { on: boolean },
+): void {
+  const rng = new SeededRandom(seed ^ 0x3e3b);
+  const changes_at_once = options.faults?.concurrent_membership_changes === true ? 2 : 1;
+  const step = (): void => {
+    if (!chaos.on) return;
+    membershipNemesis(sim, rng, changes_at_once);
+    sim.schedule(20 + rng.int(200), step);
+  };
+  sim.schedule(20 + rng.int(200), step);
 }
 
 /**
@@ -194,12 +228,16 @@ async function livenessPhase(sim: Simulation, seed: number): Promise<void> {
     );
   const start = sim.now;
   if (await sim.writeThroughLeader('liveness', `probe-${seed}`, bound)) return;
-  // The first leader may be deposed once by a node whose log was ahead: one retry, same bound.
-  const left = bound - (sim.now - start);
-  await sim.runUntil(() => sim.leader() !== null, Math.max(left, 0));
-  if (!(await sim.writeThroughLeader('liveness', `probe2-${seed}`, Math.max(left, 1)))) {
-    throw new LivenessFailure(`a write did not commit within ${bound} ms after healing`);
+  // The first leader may be deposed once by a node whose log was ahead, or refuse writes while it
+  // hands over leadership (its removal committed): retry as a client would, same bound.
+  for (let attempt = 2; sim.now - start < bound; attempt++) {
+    const left = bound - (sim.now - start);
+    await sim.runUntil(() => sim.leader() !== null, left);
+    const rest = Math.max(bound - (sim.now - start), 1);
+    if (await sim.writeThroughLeader('liveness', `probe${attempt}-${seed}`, rest)) return;
+    await sim.runFor(sim.params.tick_ms);
   }
+  throw new LivenessFailure(`a write did not commit within ${bound} ms after healing`);
 }
 
 /** The seed alone picks the fault profile, so a seed replays exactly with no other flag. */

@@ -274,7 +274,8 @@ export class SimNode {
     const params = this.host.params;
     return buildRaftConfig({
       id: this.id,
-      voters: Array.from({ length: params.nodes }, (_, i) => i + 1),
+      // Spare nodes start outside the cluster and learn the membership from a leader.
+      voters: this.id <= params.nodes ? Array.from({ length: params.nodes }, (_, i) => i + 1) : [],
       election_ticks: params.election_ticks,
       heartbeat_ticks: params.heartbeat_ticks,
       random: new SeededRandom(this.host.rng.int(2 ** 31) + this.id),

@@ -16,6 +16,7 @@ import type { FaultyDiskOptions } from '../support/faulty_disk';
 import { EventQueue } from './event_queue';
 import type { HistoryOperation, KvInput, KvOutput } from './linearizability';
 import { KvStateMachine } from '../../src/kv/state_machine';
+import { MembershipChecker } from './membership_nemesis';
 import { type Disk, SafetyViolation, type SimHost, SimNode, type StorageEvent } from './sim_node';
 
 export { type Disk, SafetyViolation, SimNode };
@@ -57,6 +58,13 @@ export interface SimParams {
   keep_unsynced_probability: number;
   /** The driver's snapshot threshold in applied entries (0: no snapshots, no compaction). */
   snapshot_entries?: number;
+  /**
+   * Nodes that start outside the cluster (ids after `nodes`, no bootstrap configuration): the
+   * membership nemesis adds them as learners, promotes them, removes members (0: none).
+   */
+  spare_nodes?: number;
+  /** The nemesis also changes the membership (see membership_nemesis.ts). */
+  membership_changes?: boolean;
 }
 
 interface ClientState {
@@ -98,6 +106,8 @@ export class Simulation implements SimHost {
   /** AppendEntries rejections seen by leaders (for fast-backtracking scenarios). */
   append_rejections = 0;
   private value_counter = 0;
+  /** The membership invariants (single-server steps in the committed log, one change at a time). */
+  readonly membership: MembershipChecker;
   /**
    * Called when a node first becomes leader of a term (the nemesis uses it to strike at bad
    * moments).
@@ -115,7 +125,8 @@ export class Simulation implements SimHost {
     this.rng = new SeededRandom(params.seed);
     this.drop_rate = params.drop_rate;
     this.duplicate_rate = params.duplicate_rate;
-    for (let id = 1; id <= params.nodes; id++) {
+    this.membership = new MembershipChecker(params.nodes);
+    for (let id = 1; id <= params.nodes + (params.spare_nodes ?? 0); id++) {
       const node = new SimNode(id, this, this.diskOptions());
       const disk = initial.disks?.get(id);
       if (disk !== undefined) {
@@ -218,6 +229,8 @@ export class Simulation implements SimHost {
    * start must refuse, and it stays down for good. At most a minority is ever lost this way.
    */
   corruptAtRest(id: NodeId): boolean {
+    // A node lost for good is a voter lost for good: with changing configurations, not modelled.
+    if (this.params.membership_changes === true) return false;
     const lost = this.nodes.filter((n) => n.expect_refusal).length;
     if (lost + 1 > Math.floor((this.nodes.length - 1) / 2)) return false;
     return this.node(id).corruptAtRest();
@@ -388,6 +401,7 @@ export class Simulation implements SimHost {
         throw new SafetyViolation(`committed log gap at ${index}`);
       this.committed.push(entry);
       this.committed_in_term.push(node.core.current_term);
+      this.membership.onCommitted(index, entry);
       return;
     }
     if (!sameEntry(known, entry)) {
@@ -460,6 +474,8 @@ export class Simulation implements SimHost {
     const logs = this.nodes.map((n) =>
       n.booted ? { first: n.core.first_log_index, entries: n.core.logEntries() } : null,
     );
+    for (const node of this.nodes)
+      if (node.booted) this.membership.checkNode(node.id, node.core, this.committed.length);
     for (let a = 0; a < logs.length; a++) {
       for (let b = a + 1; b < logs.length; b++) {
         const la = logs[a];
@@ -487,7 +503,7 @@ export class Simulation implements SimHost {
       const client: ClientState = {
         id,
         busy: false,
-        leader_hint: 1 + this.rng.int(this.params.nodes),
+        leader_hint: 1 + this.rng.int(this.nodes.length),
         op_counter: 0,
         stopped: false,
       };
@@ -598,7 +614,7 @@ export class Simulation implements SimHost {
   }
 
   private anyNode(): NodeId {
-    return 1 + this.rng.int(this.params.nodes);
+    return 1 + this.rng.int(this.nodes.length);
   }
 
   /** One network hop's delay. */
