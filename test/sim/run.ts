@@ -68,7 +68,9 @@ async function main(): Promise<void> {
       const nodes =
         (options.nodes !== undefined ? ` --nodes ${options.nodes}` : '') +
         (options.profile !== undefined ? ` --profile ${options.profile}` : '') +
-        (options.membership !== undefined ? ` --membership ${options.membership ? 'on' : 'off'}` : '');
+        (options.membership !== undefined
+          ? ` --membership ${options.membership ? 'on' : 'off'}`
+          : '');
       console.log(
         `seed ${seed}: ${result.violation}\n  replay: npm run sim -- --seed ${seed}${nodes}`,
       );

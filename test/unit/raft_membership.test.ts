@@ -17,7 +17,7 @@ import {
 import { decodeCommand } from '../../src/kv/command_codec';
 import { CommandMalformedError } from '../../src/util/errors';
 import { MessageType } from '../../src/raft/protocol';
-import { makeCore, TestNet } from '../support/raft_test_net';
+import { makeCore, termAt, TestNet } from '../support/raft_test_net';
 
 const data = (text: string): Uint8Array => Buffer.from(text);
 
@@ -227,4 +227,62 @@ test('replace a voter: add a learner, promote it, remove the old one; reads stil
       [4, true],
     ],
   );
+});
+
+/**
+ * The bug in the original single-server algorithm (raft-dev, 2015): leader 1 of {1,2,3,4} promotes
+ * learner 5, reaching only 5; leader 2 of term 2 removes 1 before an entry of its term committed
+ * and commits with {2,3}, a majority of {2,3,4}; then 1 wins term 3 with 4 and 5, a majority of
+ * {1,..,5}, and overwrites what 2 committed. The errata rule refuses 2's change.
+ */
+function errataScenario(allow_early_change: boolean): { committed_apart: boolean } {
+  const faults = { membership_change_before_term_commit: allow_early_change };
+  const net = new TestNet([1, 2, 3, 4], { faults });
+  net.cores.set(5, makeCore(5, [], { faults }));
+  net.elect(1);
+  assert.ok(net.core(1).proposeMembershipChange({ kind: 'add_learner', id: 5, address: '' }).ok);
+  net.settle();
+  net.tick(1, 2);
+  for (const id of [2, 3, 4]) net.cut.add(`1>${id}`);
+  assert.ok(net.core(1).proposeMembershipChange({ kind: 'promote', id: 5 }).ok);
+  net.settle();
+  assert.equal(votersOf(net.core(5).current_membership).length, 5, 'only 5 has the promotion');
+  net.isolate(1);
+  net.isolate(5);
+  // 2 wins term 2 with 3 and 4; its entries reach 3 only.
+  net.hold = (e) =>
+    e.from === 2 && e.to === 4 && e.message.type === MessageType.AppendEntriesRequest;
+  net.tick([3, 4], 10);
+  net.elect(2);
+  const early = net.core(2).proposeMembershipChange({ kind: 'remove', id: 1 });
+  assert.equal(early.ok, allow_early_change);
+  net.settle();
+  net.tick([2, 3], 2);
+  const index_2 = net.core(2).commit_index;
+  // 1 campaigns with 4 and 5, which never heard of term 2's entries.
+  net.hold = () => false;
+  net.held = [];
+  net.heal();
+  for (const [a, b] of [
+    [1, 2],
+    [1, 3],
+    [5, 2],
+    [5, 3],
+    [2, 4],
+  ] as const) {
+    net.cut.add(`${a}>${b}`);
+    net.cut.add(`${b}>${a}`);
+  }
+  net.tick([1, 4, 5], 60);
+  // 1 or 5 (both hold the promotion) may win; neither can without the early change.
+  const winner = [1, 5].find((id) => net.core(id).current_role === 'leader');
+  if (winner === undefined) return { committed_apart: false };
+  net.tick(winner, 2);
+  const index = Math.min(index_2, net.core(winner).commit_index);
+  return { committed_apart: termAt(net.core(winner), index) !== termAt(net.core(2), index) };
+}
+
+test('errata: with the rule a deposed leader cannot undo a commit; without it, it does', () => {
+  assert.equal(errataScenario(false).committed_apart, false);
+  assert.equal(errataScenario(true).committed_apart, true);
 });
