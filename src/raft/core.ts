@@ -472,6 +472,7 @@ export class RaftCore {
     if (this.transfer_target !== NO_NODE && ++this.transfer_elapsed >= this.config.election_ticks) {
       this.transfer_target = NO_NODE; // the target did not take over in time: resume serving
       this.maybeHandOver();
+      if (this.role !== 'leader') return; // handed over (removed from the configuration)
     }
     if (this.election_elapsed >= this.config.election_ticks) {
       this.election_elapsed = 0;

@@ -1,5 +1,6 @@
 import type { RaftCore } from '../raft/core';
-import type { NodeId, Ready } from '../raft/types';
+import type { MembershipChange } from '../raft/membership';
+import type { MembershipProposeResult, NodeId, Ready } from '../raft/types';
 import { encodeCommand, type KvCommand } from '../kv/command_codec';
 import { KvStateMachine, type ApplyResult } from '../kv/state_machine';
 import { assert } from '../util/assert';
@@ -97,6 +98,24 @@ export class Replica {
     }
     this.writes.set(proposed.index, { term: proposed.term, done });
     return proposed.index;
+  }
+
+  /**
+   * Proposes a membership change (RAFT.NODE); `done` runs once it is applied like a write
+   * (`dropped` if another entry took its slot). Returns the core's refusal, if any, without
+   * calling `done`: those reasons say what the admin can do (retry, or fix the request).
+   */
+  changeMembership(
+    change: MembershipChange,
+    done: (outcome: WriteOutcome) => void,
+  ): Extract<MembershipProposeResult, { ok: false }> | null {
+    const proposed = this.core.proposeMembershipChange(change);
+    if (!proposed.ok) return proposed;
+    const displaced = this.writes.get(proposed.index);
+    if (displaced !== undefined)
+      displaced.done({ ok: false, error: 'dropped', leader_id: this.core.id });
+    this.writes.set(proposed.index, { term: proposed.term, done });
+    return null;
   }
 
   /**

@@ -49,6 +49,13 @@ import type { RedisRequest } from './commands/request';
 import { newSession, type Session } from './commands/session';
 import { ExpirySweeper } from './commands/expiry_sweeper';
 import { PeerTransport, type PeerTransportOptions } from './peer_transport';
+import {
+  type MembershipCommandHost,
+  nodeCommand,
+  nodesCommand,
+  RAFT_NODE,
+  RAFT_NODES,
+} from './membership_commands';
 
 const PROXIED_TAG = 'proxied';
 /** `INFO digest`: the applied index and a hash of the state machine, to compare replicas. */
@@ -231,6 +238,7 @@ export class KvNode {
     return buildRaftConfig({
       id: self.id,
       voters: this.config.nodes.map((n) => n.id),
+      addresses: new Map(this.config.nodes.map((n) => [n.id, `${n.host}:${n.client_port}`])),
       election_ticks: this.config.election_ticks,
       heartbeat_ticks: this.config.heartbeat_ticks,
       // Election jitter only needs to differ between nodes and runs; it is not a secret.
@@ -473,6 +481,8 @@ export class KvNode {
     }
     if (name !== undefined && name.toString('latin1').toUpperCase() === RAFT_SNAPSHOT)
       return this.snapshotCommand();
+    if (isCommandName(name, RAFT_NODES) || isCommandName(name, RAFT_NODE))
+      return this.membershipCommand(args);
     const lower =
       name !== undefined && name.length <= 5 ? name.toString('latin1').toLowerCase() : '';
     if (session.view !== 'seed' || session.multi !== null || !SEED_COMMANDS.has(lower))
@@ -849,6 +859,24 @@ export class KvNode {
   /** Whether requests may still be executed or forwarded (not draining, stopped or failed). */
   private serving(): boolean {
     return this.state === 'running' || this.state === 'stopping';
+  }
+
+  /** RAFT.NODES and RAFT.NODE (membership_commands.ts). */
+  private membershipCommand(args: Buffer[]): ClientReply | Promise<ClientReply> {
+    const core = this.core;
+    const replica = this.replica;
+    if (core === null || replica === null || !this.serving())
+      return { reply: encodeError('TRYAGAIN this node is not serving; retry') };
+    const host: MembershipCommandHost = {
+      core,
+      replica,
+      addressOf: (id) => {
+        const address = this.addressOf(id);
+        return address === null ? null : `${address.host}:${address.client_port}`;
+      },
+      schedule: () => this.driver?.schedule(),
+    };
+    return isCommandName(args[0], RAFT_NODES) ? nodesCommand(host) : nodeCommand(args, host);
   }
 
   private addressOf(id: NodeId): NodeAddress | null {

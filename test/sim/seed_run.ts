@@ -27,7 +27,7 @@ export interface SeedOptions {
   message_entries_max?: number;
   /** Force the snapshot threshold (0: no snapshots) instead of the seed's draw. */
   snapshot_entries?: number;
-  /** Force membership changes on or off instead of the seed's draw. */
+  /** Membership changes on or off (runSeed: the seed's draw; drawParams alone: off). */
   membership?: boolean;
   /**
    * Skip the liveness phase (for runs that break a rule on purpose and only look for safety
@@ -81,21 +81,29 @@ export function drawParams(seed: number, options: SeedOptions = {}): SimParams {
     // A generator of its own, so the draws above (and every seed's replay) stay as they were.
     snapshot_entries:
       options.snapshot_entries ?? [0, 5, 20, 60][new SeededRandom(seed ^ 0x54a9).int(4)]!,
-    ...membershipParams(seed, options),
+    ...membershipParams(options),
   };
 }
 
-/** Half the seeds change the membership, with two spare nodes to add (a generator of its own). */
-function membershipParams(
-  seed: number,
-  options: SeedOptions,
-): { membership_changes: boolean; spare_nodes: number } {
-  const on = options.membership ?? new SeededRandom(seed ^ 0x3e3b).float() < 0.5;
+/** Membership changes with two spare nodes to add, when asked (scripted runs: off). */
+function membershipParams(options: SeedOptions): {
+  membership_changes: boolean;
+  spare_nodes: number;
+} {
+  const on = options.membership ?? false;
   return { membership_changes: on, spare_nodes: on ? 2 : 0 };
 }
 
+/** Half the random seeds change the membership (a generator of its own: other draws stay). */
+function drawMembership(seed: number): boolean {
+  return new SeededRandom(seed ^ 0x3e3b).float() < 0.5;
+}
+
 export async function runSeed(seed: number, options: SeedOptions = {}): Promise<SeedResult> {
-  const params = drawParams(seed, options);
+  const params = drawParams(seed, {
+    ...options,
+    membership: options.membership ?? drawMembership(seed),
+  });
   const sim = new Simulation(params);
   let violation: string | null = null;
   try {
