@@ -179,7 +179,9 @@ export class KvNode {
   async start(): Promise<void> {
     assert(this.state === 'created', `start() of a node in state ${this.state}`);
     this.state = 'starting';
-    const { storage, restored, recovery, snapshot } = await RaftStorage.open(this.config.data_dir);
+    const { storage, restored, recovery, snapshot } = await RaftStorage.open(this.config.data_dir, {
+      node_id: this.config.self.id,
+    });
     this.storage = storage;
     if (this.metrics !== null) storage.batch_observer = this.metrics.onWalBatch.bind(this.metrics);
     this.logRecovery(restored.entries.length, restored.hard_state, recovery);

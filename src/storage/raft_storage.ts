@@ -119,6 +119,7 @@ import { NODE_STORAGE_IO } from './io';
 import type { DirLock } from './lock';
 import { encodeBase, encodeFileHeader, encodeSave, savePayloadBytes } from './payload';
 import { type LoadedSnapshot, SnapshotStore } from './snapshot_store';
+import { checkNodeIdentity } from './node_identity';
 import { type ReplayOutcome, replayLog } from './replay';
 
 export const LOG_FILE_NAME = 'raft.wal';
@@ -126,6 +127,11 @@ export const LOG_FILE_NAME = 'raft.wal';
 export interface StorageOptions {
   /** Default true. Only tests of logic turn it off: without fsync nothing is durable. */
   fsync?: boolean;
+  /**
+   * This node's id: recorded in the data directory at first use and checked at every later
+   * open (node_identity.ts). Absent: not checked (tests of the log alone, the simulator).
+   */
+  node_id?: number;
 }
 
 export interface RecoveryReport {
@@ -241,6 +247,8 @@ export class RaftStorage {
     const lock = await io.lockDirectory(data_dir);
     let file: LogFile | null = null;
     try {
+      if (options.node_id !== undefined)
+        await checkNodeIdentity(io, data_dir, options.node_id, fsync);
       const log = await withContext(`cannot open ${log_file}`, () => io.openLog(log_file));
       file = log;
       const replay = await replayLog(log, log_file);

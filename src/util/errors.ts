@@ -15,7 +15,8 @@ export type ErrorCode =
   | 'STORAGE_CORRUPT'
   | 'STORAGE_IO'
   | 'KV_COMMAND_MALFORMED'
-  | 'STORAGE_LOCKED';
+  | 'STORAGE_LOCKED'
+  | 'NODE_IDENTITY';
 
 export class KvError extends Error {
   readonly code: ErrorCode;
@@ -82,6 +83,13 @@ export class CommandMalformedError extends KvError {
 export class StorageIoError extends KvError {
   constructor(message: string) {
     super('STORAGE_IO', message);
+  }
+}
+
+/** The data directory belongs to another node id than the config files give this node. */
+export class NodeIdentityError extends KvError {
+  constructor(message: string) {
+    super('NODE_IDENTITY', message);
   }
 }
 
