@@ -355,8 +355,11 @@ export class KvNode {
 
   private async handOverLeadership(): Promise<void> {
     const core = this.core;
-    if (core === null || core.current_role !== 'leader' || this.config.peers.length === 0) return;
-    const target = core.status().peers.reduce((best, p) => (p.match > best.match ? p : best));
+    if (core === null || core.current_role !== 'leader') return;
+    // Only a voter can take over: learners and members being removed cannot.
+    const voters = core.status().peers.filter((p) => p.voter);
+    if (voters.length === 0) return;
+    const target = voters.reduce((best, p) => (p.match > best.match ? p : best));
     if (!core.transferLeadership(target.id)) return;
     this.logger.info(`handing leadership to node ${target.id} before exit`);
     this.driver?.schedule();
