@@ -105,14 +105,12 @@ async function main(): Promise<void> {
     const writers = [0, 1].map(() => writer(cluster.addresses(keep), current, () => running));
     await new Promise((resolve) => setTimeout(resolve, 1000));
     begin('remove follower');
-    console.log(
-      `remove follower ${idOf(follower)}: ${(await remove(cluster, leader, idOf(follower))).toFixed(1)} ms`,
-    );
+    const follower_ms = await remove(cluster, leader, idOf(follower));
+    console.log(`remove follower ${idOf(follower)}: ${follower_ms.toFixed(1)} ms`);
     begin('remove leader');
     const started = performance.now();
-    console.log(
-      `remove leader ${idOf(leader)}: ${(await remove(cluster, leader, idOf(leader))).toFixed(1)} ms`,
-    );
+    const leader_ms = await remove(cluster, leader, idOf(leader));
+    console.log(`remove leader ${idOf(leader)}: ${leader_ms.toFixed(1)} ms`);
     const successor = await cluster.waitForLeader(10_000, keep);
     console.log(
       `new leader ${idOf(successor)} after ${(performance.now() - started).toFixed(0)} ms`,
