@@ -49,7 +49,8 @@ interface PendingRead {
  */
 export class Replica {
   readonly core: RaftCore;
-  readonly state: KvStateMachine;
+  /** Replaced only by installState (a snapshot from the leader). */
+  state: KvStateMachine;
   private readonly writes = new Map<number, PendingWrite>();
   private readonly reads = new Map<number, PendingRead>();
   /** Confirmed reads waiting for the state machine to reach their index, in confirmation order. */
@@ -129,6 +130,15 @@ export class Replica {
       fail: done,
     });
     return id;
+  }
+
+  /**
+   * A snapshot received from the leader replaces the state machine. Confirmed reads waiting for
+   * an index it covers are served from it (it is at least that far).
+   */
+  installState(state: KvStateMachine): void {
+    this.state = state;
+    this.serveConfirmedReads();
   }
 
   /** The caller stopped waiting (timeout, connection closed); the operation itself goes on. */

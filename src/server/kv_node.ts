@@ -19,6 +19,7 @@ import {
   type SoftState,
 } from '../raft/types';
 import { type DriverSnapshotStorage, ReadyDriver } from '../driver/ready_driver';
+import { snapshotInstaller, snapshotTransferStorage } from '../driver/snapshot_files';
 import { KvStateMachine } from '../kv/state_machine';
 import type { LoadedSnapshot } from '../storage/snapshot_store';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../replica/replica';
@@ -976,5 +977,7 @@ function snapshotStorage(storage: RaftStorage): DriverSnapshotStorage {
         () => done(null),
         (error: unknown) => done(asError(error)),
       ),
+    transfer: snapshotTransferStorage(storage.snapshots),
+    install: snapshotInstaller(storage.snapshots),
   };
 }

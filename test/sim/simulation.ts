@@ -436,6 +436,21 @@ export class Simulation implements SimHost {
     }
   }
 
+  /**
+   * A snapshot installed from the leader: it must be the committed log applied to `index`, and a
+   * node's applied index never goes back (MIT 6.5840's snapshot tests).
+   */
+  checkInstalled(node: SimNode, index: number): void {
+    this.count('snapshot_installed');
+    if (index < node.applied_seen)
+      throw new SafetyViolation(
+        `node ${node.id}: applied index went back ${node.applied_seen} → ${index} (snapshot)`,
+      );
+    this.checkSnapshotState(node, node.replica.state, index);
+    node.applied_seen = index;
+    node.commit_recorded = Math.max(node.commit_recorded, index);
+  }
+
   checkApplied(node: SimNode, ready: Ready): void {
     for (const { index, entry } of ready.committed) {
       if (index !== node.applied_seen + 1)
