@@ -393,6 +393,8 @@ export class RaftCore {
   compact(index: number): void {
     assert(index <= this.log.applied, `compact ${index} beyond applied ${this.log.applied}`);
     this.log.compact(Math.min(index, this.log.stable));
+    // Only a durable snapshot lets the log go: it is at least this far.
+    this.snapshotDurable({ index: this.log.snapshot_index, term: this.log.snapshot_term });
   }
 
   /** Every voting member (for a snapshot's membership). */
@@ -945,6 +947,10 @@ export class RaftCore {
       if (pr.state === 'snapshot' && !this.needsSnapshot(from)) pr.onSnapshotEnded(0);
       this.maybeCommit();
       if (this.transfer_target === from) this.maybeSendTimeoutNow(from);
+    } else if (message.log_index < this.log.snapshot_index) {
+      // Its log ends inside what we compacted: no AppendEntries can help (heartbeats below our
+      // snapshot carry no real term, so they are rejected and would never free the window).
+      pr.onBehindLog(this.indexInLog(message.follower_commit));
     } else {
       pr.onRejected(ack, message.log_index, this.indexInLog(message.follower_commit));
     }

@@ -182,6 +182,18 @@ export class Progress {
     this.checkInvariant();
   }
 
+  /**
+   * The follower's log ends before our first retained entry (a rejection said so): whatever is in
+   * flight cannot be accepted. Probe from its match point (the core then starts a snapshot).
+   */
+  onBehindLog(matched: number): void {
+    if (this.state_now === 'snapshot') return;
+    if (matched > this.match_index) this.match_index = matched;
+    this.becomeProbe();
+    this.next_index = this.match_index + 1;
+    this.checkInvariant();
+  }
+
   /** Whether `ack` answers a probe sent at the current `next`. */
   private answersCurrentProbe(ack: number): boolean {
     return this.probe_first_seq !== null && this.probe_first_seq <= ack;
