@@ -73,10 +73,13 @@ export interface DriverSnapshotStorage {
    * far); `done` once durable.
    */
   compact(point: SnapshotPoint, entries: LogEntry[], done: (error: Error | null) => void): void;
-  /** InstallSnapshot: streaming files to and from peers; absent: no transfers, no such compaction. */
+  /** InstallSnapshot: streaming files to and from peers (absent: no transfers). */
   transfer?: SnapshotTransferStorage;
   /** Loads the (received, durable) snapshot at `point` into a new state machine. */
-  install?(point: SnapshotPoint, done: (error: Error | null, state: KvStateMachine | null) => void): void;
+  install?(
+    point: SnapshotPoint,
+    done: (error: Error | null, state: KvStateMachine | null) => void,
+  ): void;
 }
 
 export interface SnapshotStats {

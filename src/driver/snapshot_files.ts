@@ -72,7 +72,10 @@ export function snapshotTransferStorage(
 export function snapshotInstaller(
   store: SnapshotStore,
   settle: Settle = now,
-): (point: SnapshotPoint, done: (error: Error | null, state: KvStateMachine | null) => void) => void {
+): (
+  point: SnapshotPoint,
+  done: (error: Error | null, state: KvStateMachine | null) => void,
+) => void {
   return (point, done) =>
     store.loadPoint(point).then(
       (loaded) =>
@@ -86,7 +89,8 @@ export function snapshotInstaller(
           }
           assert(
             state.last_applied === point.index,
-            `snapshot ${loaded.file} holds state applied to ${state.last_applied}, not ${point.index}`,
+            `snapshot ${loaded.file} holds state applied to ${state.last_applied}, ` +
+              `not ${point.index}`,
           );
           done(null, state);
         }),

@@ -17,7 +17,11 @@
  * the file: verified, fsync'd, renamed, then offered to the core, which installs it in a Ready.
  */
 import { InstallSnapshotStatus, MessageType } from '../raft/protocol';
-import type { InstallSnapshotRequest, InstallSnapshotResponse, RaftMessage } from '../raft/protocol';
+import type {
+  InstallSnapshotRequest,
+  InstallSnapshotResponse,
+  RaftMessage,
+} from '../raft/protocol';
 import type { NodeId, SnapshotPoint } from '../raft/types';
 import { crc32 } from '../storage/frame';
 import { LIMITS } from '../util/limits';
@@ -27,7 +31,11 @@ export interface SnapshotChunkSource {
   readonly index: number;
   readonly term: number;
   readonly total_bytes: number;
-  read(offset: number, bytes_max: number, done: (error: Error | null, data: Uint8Array) => void): void;
+  read(
+    offset: number,
+    bytes_max: number,
+    done: (error: Error | null, data: Uint8Array) => void,
+  ): void;
   close(): void;
 }
 

@@ -943,7 +943,7 @@ export class RaftCore {
     // from handleStaleTerm), so only a success counts as an ack for ReadIndex.
     if (message.success) {
       pr.onAccepted(ack, this.indexInLog(message.log_index));
-      // Caught up some other way (an earlier transfer, or entries we still hold): stop the transfer.
+      // Caught up some other way (an earlier transfer, entries we still hold): stop the transfer.
       if (pr.state === 'snapshot' && !this.needsSnapshot(from)) pr.onSnapshotEnded(0);
       this.maybeCommit();
       if (this.transfer_target === from) this.maybeSendTimeoutNow(from);

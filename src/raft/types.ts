@@ -131,7 +131,7 @@ export interface RaftFaults {
   read_without_heartbeat?: boolean;
   /** Leader counts its own entries as replicated before they are persisted. */
   ack_before_persist?: boolean;
-  /** Install a received snapshot even at or below the commit index (the applied index goes back). */
+  /** Install a received snapshot even at or below the commit index (applied goes back). */
   install_stale_snapshot?: boolean;
 }
 

@@ -222,7 +222,7 @@ export function checkLimitRelations(limits: Limits): void {
   assert(
     limits.snapshot_send_bytes_total_max >=
       limits.snapshot_chunk_bytes_max * limits.snapshot_chunks_in_flight_max,
-    'snapshot_send_bytes_total_max holds one follower\'s window of chunks',
+    "snapshot_send_bytes_total_max holds one follower's window of chunks",
   );
   // A follower never has to split one AppendEntries across Readies.
   assert(

@@ -60,7 +60,11 @@ function response(
   };
 }
 
-function chunk(term: number, snapshot_index: number, snapshot_term: number): InstallSnapshotRequest {
+function chunk(
+  term: number,
+  snapshot_index: number,
+  snapshot_term: number,
+): InstallSnapshotRequest {
   return {
     type: MessageType.InstallSnapshotRequest,
     term,
@@ -88,7 +92,9 @@ test('a follower behind the first index gets a snapshot transfer and no AppendEn
   assert.ok(with_entries.every((m) => m.type === MessageType.AppendEntriesRequest));
   assert.ok(net.core(3).last_log_index <= 1, 'no entries past the no-op reached node 3');
   assert.ok(
-    net.delivered.some((m) => m.type === MessageType.AppendEntriesRequest && m.entries.length === 0),
+    net.delivered.some(
+      (m) => m.type === MessageType.AppendEntriesRequest && m.entries.length === 0,
+    ),
     'heartbeats still go out',
   );
   assert.equal(leader.compactionLimit(), snapshot_index, 'the log after the snapshot is kept');
@@ -247,7 +253,10 @@ test('switch install_stale_snapshot: the applied index goes back', () => {
 });
 
 test('RaftLog.restoreSnapshot keeps uncommitted-bytes accounting and the stable mark', () => {
-  const log = new RaftLog([1, 1, 2].map((term, i) => ({ term, data: new Uint8Array(i + 1) })), 0);
+  const log = new RaftLog(
+    [1, 1, 2].map((term, i) => ({ term, data: new Uint8Array(i + 1) })),
+    0,
+  );
   log.restoreSnapshot({ index: 2, term: 1 });
   assert.equal(log.uncommitted_bytes, 3);
   assert.equal(log.stable, 3);
