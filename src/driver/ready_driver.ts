@@ -135,6 +135,8 @@ export interface DriverOptions {
   snapshot_entries?: number;
   /** Data bytes of entries applied since the last snapshot that trigger one; 0: no threshold. */
   snapshot_log_bytes?: number;
+  /** InstallSnapshot chunk size; default snapshot_chunk_bytes_max (the simulator's are small). */
+  snapshot_chunk_bytes?: number;
   /** A clock for snapshot durations (ms); absent: durations read 0. */
   now_ms?: () => number;
   faults?: DriverFaults;
@@ -199,7 +201,12 @@ export class ReadyDriver {
     const transfer = storage.snapshots?.transfer;
     if (transfer !== undefined && storage.snapshots?.install !== undefined) {
       const host = this.transferHost();
-      this.sender = new SnapshotSender(host, transfer, this.snapshot_stats);
+      this.sender = new SnapshotSender(
+        host,
+        transfer,
+        this.snapshot_stats,
+        options.snapshot_chunk_bytes,
+      );
       this.receiver = new SnapshotReceiver(host, transfer, this.snapshot_stats);
     }
   }

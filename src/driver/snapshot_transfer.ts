@@ -24,6 +24,7 @@ import type {
 } from '../raft/protocol';
 import type { NodeId, SnapshotPoint } from '../raft/types';
 import { crc32 } from '../storage/frame';
+import { assert } from '../util/assert';
 import { LIMITS } from '../util/limits';
 
 /** The leader's newest snapshot file, read in chunks. */
@@ -105,11 +106,18 @@ export class SnapshotSender {
   private readonly outgoing = new Map<NodeId, Outgoing>();
   private unacked_bytes_total = 0;
 
+  /** `chunk_bytes`: at most snapshot_chunk_bytes_max (the simulator uses small chunks). */
   constructor(
     private readonly host: SnapshotTransferHost,
     private readonly storage: SnapshotTransferStorage,
     private readonly stats: SnapshotTransferStats,
-  ) {}
+    private readonly chunk_bytes: number = LIMITS.snapshot_chunk_bytes_max,
+  ) {
+    assert(
+      chunk_bytes >= 1 && chunk_bytes <= LIMITS.snapshot_chunk_bytes_max,
+      `snapshot chunk of ${chunk_bytes} bytes within snapshot_chunk_bytes_max`,
+    );
+  }
 
   /** The core asks for a transfer to `to` in `term`; a running one to it in that term goes on. */
   start(to: NodeId, term: number): void {
@@ -186,7 +194,7 @@ export class SnapshotSender {
   private pump(transfer: Outgoing): void {
     const source = transfer.source;
     if (source === null || transfer.closed || transfer.reading) return;
-    const chunk_bytes = LIMITS.snapshot_chunk_bytes_max;
+    const chunk_bytes = this.chunk_bytes;
     const window_bytes = chunk_bytes * LIMITS.snapshot_chunks_in_flight_max;
     if (transfer.sent >= source.total_bytes) return;
     if (transfer.sent - transfer.acked + chunk_bytes > window_bytes) return;

@@ -315,6 +315,9 @@ export class SimNode {
       {
         readies_per_turn_max: LIMITS.driver_readies_per_turn_max,
         snapshot_entries: this.host.params.snapshot_entries ?? 0,
+        ...(this.host.params.snapshot_chunk_bytes === undefined
+          ? {}
+          : { snapshot_chunk_bytes: this.host.params.snapshot_chunk_bytes }),
         now_ms: () => this.host.now,
         faults: this.host.params.faults,
       },

@@ -57,6 +57,8 @@ export interface SimParams {
   keep_unsynced_probability: number;
   /** The driver's snapshot threshold in applied entries (0: no snapshots, no compaction). */
   snapshot_entries?: number;
+  /** InstallSnapshot chunk size (small, so transfers take many chunks); default the server's. */
+  snapshot_chunk_bytes?: number;
 }
 
 interface ClientState {
