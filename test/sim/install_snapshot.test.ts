@@ -123,7 +123,7 @@ test('installs under loss, duplication and reordering converge', async () => {
   }
 });
 
-test('a follower killed mid-install restarts with its old or the new state and converges', async () => {
+test('a follower killed mid-install restarts with its old or new state, converges', async () => {
   for (const seed of [21, 22, 23, 24]) {
     const sim = snapshotSim(seed, { power_loss_probability: seed % 2 });
     let killed = false;
