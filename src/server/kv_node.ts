@@ -285,6 +285,10 @@ export class KvNode {
             `log truncated from index ${first_index} (conflict with the leader's log)`,
           ),
         onFatal: (error) => this.fail(error),
+        onSnapshotInstalled: (point) =>
+          this.logger.info(
+            `installed a snapshot from the leader (index ${point.index}, term ${point.term})`,
+          ),
       },
     );
   }
