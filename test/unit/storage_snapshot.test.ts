@@ -141,7 +141,7 @@ test('InstallSnapshot: a snapshot streamed in chunks is verified, renamed and lo
   assert.deepEqual(loaded.state, state(5, 10_000));
 });
 
-test('InstallSnapshot: a damaged byte, a short file or another index is refused, nothing kept', async () => {
+test('InstallSnapshot: a damaged or short received file is refused, nothing kept', async () => {
   const leader = new SnapshotStore(NODE_STORAGE_IO, tempDir(), true);
   await leader.write({ index: 77, term: 3, voters: [1] }, state(5, 3000));
   for (const at of [0, 13, 17, 29, 2999]) {
