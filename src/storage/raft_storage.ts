@@ -255,7 +255,6 @@ export class RaftStorage {
         }
       }
       const snapshots = new SnapshotStore(io, data_dir, fsync);
-      await snapshots.removePartialReceives();
       const damaged_snapshots: string[] = [];
       const snapshot = await snapshots.loadNewest((file, reason) =>
         damaged_snapshots.push(`${file}: ${reason}`),

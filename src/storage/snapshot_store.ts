@@ -105,12 +105,15 @@ export class SnapshotStore {
 
   /**
    * The newest snapshot that verifies, or null if there is none; each damaged one is passed to
-   * `onDamaged` (for a log line) and skipped.
+   * `onDamaged` (for a log line) and skipped. Partial received snapshots are removed (a restart
+   * never resumes one), from the same directory listing.
    */
   async loadNewest(
     onDamaged: (file: string, reason: string) => void,
   ): Promise<LoadedSnapshot | null> {
-    for (const name of await this.snapshotNames()) {
+    const listing = await this.io.listDirectory(this.dir);
+    await this.removePartialReceives(listing);
+    for (const name of newestFirst(listing)) {
       const file = path.join(this.dir, name);
       try {
         return await this.load(file, name);
@@ -153,9 +156,9 @@ export class SnapshotStore {
     return new SnapshotFileWriter(this, file, { index, term }, total_bytes, temp_path, final_path);
   }
 
-  /** Removes partial received snapshots (a restart never resumes one). */
-  async removePartialReceives(): Promise<void> {
-    for (const name of await this.io.listDirectory(this.dir)) {
+  /** Removes partial received snapshots among `listing` (the directory's names). */
+  private async removePartialReceives(listing: string[]): Promise<void> {
+    for (const name of listing) {
       if (name.endsWith(`.snap${RECEIVE_SUFFIX}`)) await this.io.unlink(path.join(this.dir, name));
     }
   }
@@ -185,8 +188,7 @@ export class SnapshotStore {
 
   /** Snapshot file names, newest (highest index) first. */
   async snapshotNames(): Promise<string[]> {
-    const names = (await this.io.listDirectory(this.dir)).filter((n) => NAME_PATTERN.test(n));
-    return names.sort().reverse(); // zero-padded: name order is index order, then term order
+    return newestFirst(await this.io.listDirectory(this.dir));
   }
 
   private async load(file: string, name: string): Promise<LoadedSnapshot> {
@@ -232,6 +234,15 @@ export class SnapshotStore {
     }
     if (removed && this.fsync) await this.io.syncDirectory(this.dir);
   }
+}
+
+/** Snapshot file names among `names`, newest (highest index) first. */
+function newestFirst(names: string[]): string[] {
+  // Zero-padded: name order is index order, then term order.
+  return names
+    .filter((n) => NAME_PATTERN.test(n))
+    .sort()
+    .reverse();
 }
 
 function decodeHeader(bytes: Buffer, file: string): SnapshotMeta {
