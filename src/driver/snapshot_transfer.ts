@@ -187,10 +187,6 @@ export class SnapshotSender {
     }
   }
 
-  get active(): number {
-    return this.outgoing.size;
-  }
-
   private pump(transfer: Outgoing): void {
     const source = transfer.source;
     if (source === null || transfer.closed || transfer.reading) return;
