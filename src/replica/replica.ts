@@ -9,7 +9,9 @@ export type WriteError =
   | 'uncommitted_full'
   | 'transferring'
   | 'too_large'
-  | 'dropped';
+  | 'dropped'
+  /** A snapshot from the leader replaced the log up to the write's index: it may have committed. */
+  | 'unknown';
 export type WriteOutcome =
   | { ok: true; result: ApplyResult }
   | { ok: false; error: WriteError; leader_id: NodeId };
@@ -138,6 +140,13 @@ export class Replica {
    */
   installState(state: KvStateMachine): void {
     this.state = state;
+    // Our proposals the snapshot covers (from when this node led) are no longer in our log: we
+    // cannot tell whether they committed.
+    for (const [index, pending] of this.writes) {
+      if (index > state.last_applied) continue;
+      this.writes.delete(index);
+      pending.done({ ok: false, error: 'unknown', leader_id: this.core.status().leader_id });
+    }
     this.serveConfirmedReads();
   }
 

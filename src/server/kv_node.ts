@@ -924,6 +924,11 @@ function writeReply(outcome: WriteOutcome): Buffer | null {
         'TRYAGAIN write not committed: leadership changed before it was replicated; ' +
           'it was not executed',
       );
+    case 'unknown':
+      return encodeError(
+        'TIMEOUT outcome unknown: this node stopped leading and installed a snapshot ' +
+          'covering the write',
+      );
   }
 }
 

@@ -607,6 +607,8 @@ export class Simulation implements SimHost {
         ? { op: 'set' as const, key: Buffer.from(input.key), words: [Buffer.from(input.value)] }
         : { op: 'del' as const, keys: [Buffer.from(input.key)] };
     return target.replica.write(command, (outcome: WriteOutcome) => {
+      // Outcome unknown (a snapshot replaced the log): no answer, the client times out.
+      if (!outcome.ok && outcome.error === 'unknown') return;
       if (!outcome.ok) return reply(null, outcome.leader_id); // refused or dropped: not executed
       if (input.kind === 'set') return reply({ kind: 'set' }, NO_NODE);
       const count = outcome.result.kind === 'integer' ? outcome.result.value : -1;

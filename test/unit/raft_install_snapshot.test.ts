@@ -13,6 +13,8 @@ import {
   type InstallSnapshotResponse,
 } from '../../src/raft/protocol';
 import type { RaftCore } from '../../src/raft/core';
+import { KvStateMachine } from '../../src/kv/state_machine';
+import { Replica } from '../../src/replica/replica';
 import { ELECTION_TICKS, makeCore, TestNet } from '../support/raft_test_net';
 
 const data = (n: number): Uint8Array => new Uint8Array([n & 0xff]);
@@ -265,4 +267,27 @@ test('RaftLog.restoreSnapshot keeps uncommitted-bytes accounting and the stable 
   assert.equal(log.last_index, 9);
   assert.equal(log.uncommitted_bytes, 0);
   assert.equal(log.stable, 9);
+});
+
+test('a deposed leader installing a snapshot answers its covered writes: outcome unknown', () => {
+  const core = makeCore(1, [1], {});
+  const replica = new Replica(core, new KvStateMachine());
+  for (let tick = 0; tick < 4 * ELECTION_TICKS && core.current_role !== 'leader'; tick++) {
+    core.tick();
+    for (let ready = core.ready(); ready !== null; ready = core.ready()) {
+      replica.applyReady(ready);
+      core.advance(ready);
+    }
+  }
+  const outcomes: string[] = [];
+  const index = replica.write(
+    { op: 'set', key: Buffer.from('k'), words: [Buffer.from('v')] },
+    (o) => outcomes.push(o.ok ? 'ok' : o.error),
+  );
+  assert.ok(index !== null);
+  const covering = new KvStateMachine();
+  for (let i = 1; i <= index + 1; i++) covering.apply(i, new Uint8Array());
+  replica.installState(covering);
+  assert.deepEqual(outcomes, ['unknown']);
+  assert.equal(replica.pending_writes, 0);
 });
