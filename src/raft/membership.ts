@@ -273,10 +273,16 @@ export class MembershipLog {
     this.entries = this.entries.filter((entry) => entry.index > index);
   }
 
-  /** The log now starts after a snapshot at `index` holding `membership` (InstallSnapshot). */
-  restore(index: number, membership: Membership): void {
+  /**
+   * The log now starts after a snapshot at `index` that records `membership` (InstallSnapshot);
+   * `kept_suffix`: the log kept its entries after `index` (they matched), and so their
+   * configurations. A snapshot that records none (an old file) holds the one our log had there,
+   * or, if our log does not reach back that far, the one we use now.
+   */
+  restoreSnapshot(index: number, membership: Membership | undefined, kept_suffix: boolean): void {
+    const known = index >= this.base_index ? this.at(index) : this.current;
+    this.base = membership ?? known;
+    this.entries = kept_suffix ? this.entries.filter((entry) => entry.index > index) : [];
     this.base_index = index;
-    this.base = membership;
-    this.entries = [];
   }
 }

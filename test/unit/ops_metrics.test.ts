@@ -44,6 +44,7 @@ function snapshot(overrides: Partial<InfoInputs['status']> = {}, applied = 7): I
           match: 6,
           next: 7,
           state: 'replicate',
+          pending_snapshot: 0,
           inflight_messages: 1,
           recent_active: true,
         },
