@@ -286,3 +286,34 @@ test('errata: with the rule a deposed leader cannot undo a commit; without it, i
   assert.equal(errataScenario(false).committed_apart, false);
   assert.equal(errataScenario(true).committed_apart, true);
 });
+
+test('InstallSnapshot: the follower takes the configuration the snapshot records', () => {
+  const four = applyChange(bootstrapMembership([1, 2, 3]), {
+    kind: 'add_learner',
+    id: 4,
+    address: '',
+  });
+  assert.ok(four.ok);
+  const promoted = applyChange(four.membership, { kind: 'promote', id: 4 });
+  assert.ok(promoted.ok);
+  // A follower of term 3 whose log (terms 1,1,2) conflicts with the snapshot at 5 (term 3).
+  const follower = makeCore(3, [1, 2, 3], {
+    restored: {
+      hard_state: { term: 3, vote: 1, commit: 1 },
+      entries: [1, 1, 2].map((term) => ({ term, data: data(`e${term}`) })),
+    },
+  });
+  follower.step(1, {
+    type: MessageType.AppendEntriesRequest,
+    term: 3,
+    leader_id: 1,
+    prev_log_index: 1,
+    prev_log_term: 1,
+    leader_commit: 1,
+    seq: 1,
+    entries: [],
+  });
+  assert.ok(follower.offerSnapshot(1, 3, { index: 5, term: 3 }, promoted.membership));
+  assert.deepEqual(votersOf(follower.current_membership), [1, 2, 3, 4]);
+  assert.equal(follower.membership_index, 5);
+});
