@@ -14,6 +14,11 @@ export interface ClientReply {
   reply: Buffer;
   /** Close the connection once this reply (and every earlier one) is written, e.g. after QUIT. */
   close_after?: boolean;
+  /**
+   * Write this reply as soon as it is ready, ahead of earlier unfinished ones: for a multiplexed
+   * link whose replies carry their request's id (a follower's RAFT.FWD).
+   */
+  unordered?: boolean;
 }
 
 export interface ClientConnectionInfo {
@@ -79,6 +84,8 @@ const KEEPALIVE_INITIAL_DELAY_MS = 300_000;
 const END_LINGER_MS = 5_000;
 const INTERNAL_ERROR_REPLY = encodeError('ERR internal error');
 const MAX_CLIENTS_REPLY = encodeError('ERR max number of clients reached');
+/** What an unordered reply leaves in its slot: nothing more to write in order. */
+const WRITTEN_OUT_OF_ORDER = Buffer.alloc(0);
 
 /** Where one command's reply will go; filled when its handler settles. */
 interface ReplySlot {
@@ -560,10 +567,19 @@ export class ClientListener {
     if (connection.state === 'closed' || connection.state === 'ending') return;
     this.reply_budget.release(slot.reserved);
     connection.reply_pending_bytes -= slot.reserved;
-    this.chargeReply(connection, result.reply.length);
-    slot.reserved = result.reply.length;
-    slot.reply = result.reply;
-    slot.close_after = result.close_after === true;
+    if (result.unordered === true) {
+      // Charged as written until the kernel takes it, like an ordered reply once flushed.
+      this.reply_budget.charge(result.reply.length);
+      connection.reply_written_bytes += result.reply.length;
+      this.write(connection, [result.reply]);
+      slot.reserved = 0;
+      slot.reply = WRITTEN_OUT_OF_ORDER;
+    } else {
+      this.chargeReply(connection, result.reply.length);
+      slot.reserved = result.reply.length;
+      slot.reply = result.reply;
+      slot.close_after = result.close_after === true;
+    }
     this.scheduleFlush(connection);
   }
 
@@ -600,7 +616,7 @@ export class ClientListener {
       connection.slots.shift();
       connection.reply_pending_bytes -= slot.reserved;
       connection.reply_written_bytes += slot.reserved;
-      ready.push(slot.reply);
+      if (slot.reply.length > 0) ready.push(slot.reply);
       if (slot.close_after) {
         close_after = true;
         break;

@@ -40,7 +40,13 @@ import { ClientListener, type ClientConnectionInfo, type ClientReply } from './c
 import { loadTlsSettings, type TlsSettings } from './tls_settings';
 import { ClientAuth, loadClientPassword, NOAUTH_REPLY, WRONGPASS_TEXT } from './client_auth';
 import { ForwardLane, type LaneEntry, LOCAL_TARGET } from './forward_lane';
-import { LeaderForwarder, NOT_LEADER_PREFIX, PROXY_HELLO } from './forwarder';
+import {
+  encodeForwardedReply,
+  FORWARD_COMMAND,
+  LeaderForwarder,
+  NOT_LEADER_PREFIX,
+  PROXY_HELLO,
+} from './forwarder';
 import { formatInfo, type InfoInputs } from './info';
 import { encodeRedisValue } from '../resp/redis_value';
 import type { ConnectionHost } from './commands/connection_commands';
@@ -69,6 +75,16 @@ const OPEN_RAFT_PORT_WARNING =
 
 type Dispatchable = Extract<ClientCommand, { kind: 'write' } | { kind: 'read' }> | RedisRequest;
 /** Commands the seed view serves with the seed's byte-exact replies; the rest go to Redis's. */
+/** A stream or request id in RAFT.FWD. */
+const DECIMAL_ID = /^[0-9]{1,15}$/;
+
+/** One follower client's requests on a multiplexed link (see handleForwarded). */
+interface ForwardStream {
+  /** Stands for the client in per-connection order (lanes, read/write order). */
+  connection: ClientConnectionInfo;
+  unfinished: number;
+}
+
 const SEED_COMMANDS = new Set(['set', 'del', 'get', 'ping', 'quit']);
 
 /**
@@ -136,6 +152,8 @@ export class KvNode {
   );
   private readonly connection_order = new WeakMap<ClientConnectionInfo, ConnectionOrder>();
   private readonly forward_lanes = new WeakMap<ClientConnectionInfo, ForwardLane>();
+  /** On the leader: the client streams of each follower link with unfinished requests. */
+  private readonly forward_streams = new WeakMap<ClientConnectionInfo, Map<string, ForwardStream>>();
   /** `client_password_file`: AUTH before anything else (a hook for HELLO ... AUTH too). */
   readonly client_auth: ClientAuth;
   /** `tls_*_file`: TLS on both ports, or null. */
@@ -462,6 +480,16 @@ export class KvNode {
         return { reply: NOAUTH_REPLY };
     }
     this.commands_processed++;
+    if (isCommandName(name, FORWARD_COMMAND)) return this.handleForwarded(args, connection);
+    return this.handleCommand(args, connection);
+  }
+
+  /** A command of a connection that may run commands (authenticated, or no password). */
+  private handleCommand(
+    args: Buffer[],
+    connection: ClientConnectionInfo,
+  ): ClientReply | Promise<ClientReply> {
+    const name = args[0];
     const session = this.sessionOf(connection);
     if (isCommandName(name, PROXY_HELLO)) {
       connection.tags.add(PROXIED_TAG);
@@ -506,6 +534,68 @@ export class KvNode {
           ),
         );
     }
+  }
+
+  /**
+   * `RAFT.FWD <stream> <id> <command...>` on a follower's link: the command of one of its clients
+   * (`stream`). Each stream is served in its own order, as if it were its own connection, so that
+   * one client's slow request holds none of the link's other clients; the reply carries `id` and
+   * leaves as soon as it is ready.
+   */
+  private handleForwarded(
+    args: Buffer[],
+    link: ClientConnectionInfo,
+  ): ClientReply | Promise<ClientReply> {
+    const stream_text = args[1]?.toString('latin1') ?? '';
+    const id = args[2];
+    const inner = args.slice(3);
+    const inner_name = inner[0];
+    if (
+      !link.tags.has(PROXIED_TAG) ||
+      !DECIMAL_ID.test(stream_text) ||
+      id === undefined ||
+      !DECIMAL_ID.test(id.toString('latin1')) ||
+      inner_name === undefined ||
+      isCommandName(inner_name, FORWARD_COMMAND) ||
+      isCommandName(inner_name, PROXY_HELLO)
+    )
+      return { reply: encodeError(`ERR malformed ${FORWARD_COMMAND}`) };
+    let streams = this.forward_streams.get(link);
+    if (streams === undefined) {
+      streams = new Map();
+      this.forward_streams.set(link, streams);
+    }
+    let stream = streams.get(stream_text);
+    if (stream === undefined) {
+      // The link's tags (proxied, authenticated) and session (view, protocol) hold for its streams.
+      stream = { connection: { id: link.id, remote: link.remote, tags: link.tags }, unfinished: 0 };
+      this.sessions.set(stream.connection, this.sessionOf(link));
+      streams.set(stream_text, stream);
+    }
+    const active = stream;
+    const known = streams;
+    active.unfinished++;
+    // Forgotten once idle: a stream's order matters only between its unfinished requests.
+    const release = (): void => {
+      active.unfinished--;
+      if (active.unfinished === 0) known.delete(stream_text);
+    };
+    const finished = (reply: ClientReply): ClientReply => {
+      release();
+      return { reply: encodeForwardedReply(id, reply.reply), unordered: true };
+    };
+    let result: ClientReply | Promise<ClientReply>;
+    try {
+      result = this.handleCommand(inner, active.connection);
+    } catch (error) {
+      release();
+      throw error;
+    }
+    if (!(result instanceof Promise)) return finished(result);
+    return result.then(finished, (error: unknown) => {
+      release();
+      throw error;
+    });
   }
 
   private sessionOf(connection: ClientConnectionInfo): Session {
@@ -835,8 +925,10 @@ export class KvNode {
    * everything else small. Only GET replies can be large.
    */
   private estimateReplyBytes(args: readonly Buffer[]): number {
-    const name = args[0];
-    const key = args[1];
+    // A follower's relayed request: its command starts after `RAFT.FWD stream id`.
+    const at = isCommandName(args[0], FORWARD_COMMAND) ? 3 : 0;
+    const name = args[at];
+    const key = args[at + 1];
     if (name === undefined || key === undefined || name.length !== 3) return SMALL_REPLY_BYTES;
     if (name.toString('latin1').toUpperCase() !== 'GET') return SMALL_REPLY_BYTES;
     const words = this.replica?.state.get(key) ?? null;
