@@ -24,6 +24,10 @@
  * - `cluster_secret_file PATH` (optional): a file holding the secret every node of the cluster
  *   shares; with it, peers authenticate each other (see server/peer_handshake.ts). A relative
  *   path resolves against the process's working directory at start-up.
+ * - `peer_hello on|off` (default `on`; open mode only): whether this node opens each Raft
+ *   connection it dials with the optional Hello (fingerprint) frame. `off` keeps the seed's bare
+ *   frames both ways, for peers of other implementations that do not skip an unknown first frame;
+ *   config mismatches are then not detected on those links.
  * - `tls_cert_file`, `tls_key_file`, `tls_ca_file PATH` (optional, all three together): TLS on
  *   both ports; the Raft port is mutual TLS (peers check each other against the CA).
  * - `client_password_file PATH` (optional): a file holding the client password (trailing line
@@ -96,6 +100,8 @@ export interface NodeConfig {
   client_protocol: ClientProtocol;
   log_level: LogLevel;
   log_format: LogFormat;
+  /** Open mode: whether dialled Raft connections start with the optional Hello frame. */
+  peer_hello: boolean;
   /** 0: no metrics listener. */
   metrics_port: number;
   ready_lag_entries: number;
@@ -163,6 +169,7 @@ const CLIENT_REDIRECTS: readonly ClientRedirect[] = ['forward', 'moved'];
 const CLIENT_PROTOCOLS: readonly ClientProtocol[] = ['seed', 'redis'];
 const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
 const LOG_FORMATS: readonly LogFormat[] = ['text', 'json'];
+const ON_OFF: readonly ('on' | 'off')[] = ['on', 'off'];
 const SINGLE_PARAMETERS = [
   'data_dir',
   'client_redirect',
@@ -175,6 +182,7 @@ const SINGLE_PARAMETERS = [
   'tls_key_file',
   'tls_ca_file',
   'log_format',
+  'peer_hello',
   'test_faults',
   ...Object.keys(INTEGER_RULES),
 ];
@@ -264,9 +272,21 @@ export function parseConfig(
     client_protocol: parseChoice(single_values, 'client_protocol', CLIENT_PROTOCOLS, 'seed', fail),
     log_level: parseChoice(single_values, 'log_level', LOG_LEVELS, DEFAULT_LOG_LEVEL, fail),
     log_format: parseChoice(single_values, 'log_format', LOG_FORMATS, 'text', fail),
+    peer_hello: parsePeerHello(single_values, fail),
     ...integers,
     ...clusterIdentity(single_values, cwd, fail),
   };
+}
+
+/** `peer_hello on|off`; `off` only in open mode (a secret needs the handshake's frames). */
+function parsePeerHello(values: Map<string, { value: string; line: number }>, fail: Fail): boolean {
+  const hello = parseChoice(values, 'peer_hello', ON_OFF, 'on', fail) === 'on';
+  const secret = values.get('cluster_secret_file');
+  if (!hello && secret !== undefined) {
+    const line = values.get('peer_hello')?.line ?? secret.line;
+    return fail(line, 'peer_hello off needs open mode: cluster_secret_file requires the handshake');
+  }
+  return hello;
 }
 
 /** The cluster's identity, and the test-only faults. */

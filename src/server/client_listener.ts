@@ -234,6 +234,10 @@ export class ClientListener {
   /** Connections that stopped taking commands because the process-wide reply budget was full. */
   private readonly reply_waiters = new Set<ClientConnection>();
   private reply_wake_scheduled = false;
+  /** Commands handed to the handler in this event-loop turn (client_commands_per_turn_max). */
+  private commands_this_turn = 0;
+  /** Connections that stopped dispatching at the per-turn bound; resumed next turn, in order. */
+  private readonly turn_waiters = new Set<ClientConnection>();
   /** Connections that have not sent a full command yet, oldest first. */
   private readonly before_first_command = new Set<ClientConnection>();
   private readonly before_first_command_max: number;
@@ -410,6 +414,7 @@ export class ClientListener {
   private releaseAll(connection: ClientConnection): void {
     this.before_first_command.delete(connection);
     this.reply_waiters.delete(connection);
+    this.turn_waiters.delete(connection);
     this.input_budget.release(connection.input_charged);
     connection.input_charged = 0;
     this.releasePendingReplies(connection);
@@ -480,6 +485,7 @@ export class ClientListener {
     while (connection.runs_commands && connection.slots.length < this.pipeline_requests_max) {
       const args = connection.backlog.peek();
       if (args === undefined) break;
+      if (!this.takeTurnShare(connection)) break;
       const estimate = this.options.estimate_reply_bytes?.(args) ?? REPLY_ESTIMATE_DEFAULT_BYTES;
       if (!this.replyFits(connection, estimate)) break;
       connection.backlog.shift();
@@ -497,6 +503,27 @@ export class ClientListener {
       this.scheduleFlush(connection);
     }
     this.updateReading(connection);
+  }
+
+  /**
+   * Counts one command against this turn's bound; past it, `connection` waits for the next turn
+   * (its backlog is kept and its reading paused), after timers have had their chance to run.
+   */
+  private takeTurnShare(connection: ClientConnection): boolean {
+    if (this.commands_this_turn === 0) setImmediate(() => this.nextTurn());
+    if (this.commands_this_turn >= LIMITS.client_commands_per_turn_max) {
+      this.turn_waiters.add(connection);
+      return false;
+    }
+    this.commands_this_turn++;
+    return true;
+  }
+
+  private nextTurn(): void {
+    this.commands_this_turn = 0;
+    const waiting = [...this.turn_waiters];
+    this.turn_waiters.clear();
+    for (const connection of waiting) if (connection.state !== 'closed') this.dispatch(connection);
   }
 
   /**

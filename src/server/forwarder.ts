@@ -2,6 +2,7 @@ import type * as net from 'node:net';
 import { encodeCommand, ReplyParser } from '../resp/client_codec';
 import { CorkedWriter } from '../util/corked_writer';
 import { LIMITS } from '../util/limits';
+import { TurnBudget } from '../util/turn_budget';
 import type { Logger } from '../util/log';
 import { connectedEvent, dial, type TlsSettings } from './tls_settings';
 
@@ -62,6 +63,8 @@ interface PendingForward {
   timer: NodeJS.Timeout | null;
 }
 
+/** Replies all forwarding links of this process settle per event-loop turn. */
+const REPLY_TURN_BUDGET = new TurnBudget(LIMITS.forward_replies_per_turn_max);
 /** How long a deposed leader may still answer requests relayed to it before its link is closed. */
 const LEADER_CHANGE_GRACE_MS = 1_000;
 /** Keep-alive probes notice a leader host that vanished without closing the connection. */
@@ -164,6 +167,8 @@ class LeaderLink {
       this.refuse(`bad reply bytes (${(error as Error).message})`);
       return;
     }
+    // One poll can hand us megabytes of replies: past a turn's share, read on in the next turn.
+    if (!REPLY_TURN_BUDGET.take(replies.length, () => this.socket.resume())) this.socket.pause();
     for (const bytes of replies) {
       const forwarded = decodeForwardedReply(bytes);
       if (forwarded !== null) {

@@ -39,6 +39,7 @@ import { SeededRandom } from '../util/prng';
 import { ClientListener, type ClientConnectionInfo, type ClientReply } from './client_listener';
 import { loadTlsSettings, type TlsSettings } from './tls_settings';
 import { ClientAuth, loadClientPassword, NOAUTH_REPLY, WRONGPASS_TEXT } from './client_auth';
+import { PendingWriteBytes } from './pending_writes';
 import { ForwardLane, type LaneEntry, LOCAL_TARGET } from './forward_lane';
 import {
   encodeForwardedReply,
@@ -152,6 +153,8 @@ export class KvNode {
   );
   private readonly connection_order = new WeakMap<ClientConnectionInfo, ConnectionOrder>();
   private readonly forward_lanes = new WeakMap<ClientConnectionInfo, ForwardLane>();
+  /** Writes accepted and not yet settled, for reply estimates (see PendingWriteBytes). */
+  private readonly pending_writes = new PendingWriteBytes();
   /** On the leader: the client streams of each follower link with unfinished requests. */
   private readonly forward_streams = new WeakMap<ClientConnectionInfo, Map<string, ForwardStream>>();
   /** `client_password_file`: AUTH before anything else (a hook for HELLO ... AUTH too). */
@@ -529,7 +532,7 @@ export class KvNode {
         return this.answered(
           name,
           this.metrics?.requestStarted() ?? 0,
-          this.inConnectionOrder(command, connection, () =>
+          this.inConnectionOrder(command, args, connection, () =>
             this.dispatch(command, args, connection, this.forwarder),
           ),
         );
@@ -623,7 +626,7 @@ export class KvNode {
     }
     const forwarder = this.redis_forwarders[session.resp === 3 ? 1 : 0];
     const started_ms = this.metrics?.requestStarted() ?? 0;
-    return this.inConnectionOrder(request, connection, () =>
+    return this.inConnectionOrder(request, args, connection, () =>
       this.dispatch(request, args, connection, forwarder),
     ).then((bytes) => {
       this.metrics?.requestDone(args[0], bytes, started_ms);
@@ -671,6 +674,7 @@ export class KvNode {
 
   private inConnectionOrder(
     command: Dispatchable,
+    args: readonly Buffer[],
     connection: ClientConnectionInfo,
     run: () => Promise<Buffer>,
   ): Promise<Buffer> {
@@ -690,6 +694,11 @@ export class KvNode {
       if (state[kind] === pending) state[kind] = null;
     };
     pending.then(clear, clear);
+    if (!is_read) {
+      // Reads dispatched after it (this burst) must count its value in their reply estimates.
+      const uncount = this.pending_writes.add(args);
+      result.then(uncount, uncount);
+    }
     return result;
   }
 
@@ -932,8 +941,8 @@ export class KvNode {
     if (name === undefined || key === undefined || name.length !== 3) return SMALL_REPLY_BYTES;
     if (name.toString('latin1').toUpperCase() !== 'GET') return SMALL_REPLY_BYTES;
     const words = this.replica?.state.get(key) ?? null;
-    if (words === null) return SMALL_REPLY_BYTES;
-    let bytes = SMALL_REPLY_BYTES;
+    let bytes = SMALL_REPLY_BYTES + this.pending_writes.bytesFor(key);
+    if (words === null) return bytes;
     for (const word of words) bytes += word.length + BULK_FRAMING_BYTES;
     return bytes;
   }
@@ -980,6 +989,7 @@ export class KvNode {
       members: describeMembers(config.nodes),
       secret,
       peer_ids: new Set(config.peers.map((peer) => peer.id)),
+      send_hello: config.peer_hello,
     };
   }
 
