@@ -272,7 +272,6 @@ export function parseConfig(
     client_protocol: parseChoice(single_values, 'client_protocol', CLIENT_PROTOCOLS, 'seed', fail),
     log_level: parseChoice(single_values, 'log_level', LOG_LEVELS, DEFAULT_LOG_LEVEL, fail),
     log_format: parseChoice(single_values, 'log_format', LOG_FORMATS, 'text', fail),
-    peer_hello: parsePeerHello(single_values, fail),
     ...integers,
     ...clusterIdentity(single_values, cwd, fail),
   };
@@ -289,7 +288,7 @@ function parsePeerHello(values: Map<string, { value: string; line: number }>, fa
   return hello;
 }
 
-/** The cluster's identity, and the test-only faults. */
+/** The cluster's identity, how peers open connections, and the test-only faults. */
 function clusterIdentity(
   values: Map<string, { value: string; line: number }>,
   cwd: string,
@@ -303,6 +302,7 @@ function clusterIdentity(
   | 'tls_key_file'
   | 'tls_ca_file'
   | 'test_faults'
+  | 'peer_hello'
 > {
   const file = (name: string): string | null => {
     const value = values.get(name)?.value;
@@ -316,6 +316,7 @@ function clusterIdentity(
     tls_key_file: file('tls_key_file'),
     tls_ca_file: file('tls_ca_file'),
     test_faults: parseTestFaults(values.get('test_faults'), fail),
+    peer_hello: parsePeerHello(values, fail),
   };
 }
 

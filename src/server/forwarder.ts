@@ -39,7 +39,10 @@ const FORWARDED_REPLY_PREFIX = Buffer.from('>2\r\n:', 'latin1');
  */
 export function decodeForwardedReply(bytes: Buffer): { id: number; reply: Buffer } | null {
   const prefix = FORWARDED_REPLY_PREFIX;
-  if (bytes.length <= prefix.length || bytes.compare(prefix, 0, prefix.length, 0, prefix.length) !== 0)
+  if (
+    bytes.length <= prefix.length ||
+    bytes.compare(prefix, 0, prefix.length, 0, prefix.length) !== 0
+  )
     return null;
   const end = bytes.indexOf('\r\n', prefix.length, 'latin1');
   if (end < 0) return null;

@@ -156,7 +156,10 @@ export class KvNode {
   /** Writes accepted and not yet settled, for reply estimates (see PendingWriteBytes). */
   private readonly pending_writes = new PendingWriteBytes();
   /** On the leader: the client streams of each follower link with unfinished requests. */
-  private readonly forward_streams = new WeakMap<ClientConnectionInfo, Map<string, ForwardStream>>();
+  private readonly forward_streams = new WeakMap<
+    ClientConnectionInfo,
+    Map<string, ForwardStream>
+  >();
   /** `client_password_file`: AUTH before anything else (a hook for HELLO ... AUTH too). */
   readonly client_auth: ClientAuth;
   /** `tls_*_file`: TLS on both ports, or null. */
@@ -697,7 +700,7 @@ export class KvNode {
     if (!is_read) {
       // Reads dispatched after it (this burst) must count its value in their reply estimates.
       const uncount = this.pending_writes.add(args);
-      result.then(uncount, uncount);
+      if (uncount !== null) result.then(uncount, uncount);
     }
     return result;
   }

@@ -13,9 +13,10 @@
  * log line of a mismatch; the fingerprint is what is compared.
  *
  * Open mode (no secret): the dialer sends Hello (unless `send_hello` is false:
- * config `peer_hello off`) and starts sending Raft frames at once. The acceptor looks at the first frame: a Hello is checked and
- * answered with its own Hello; anything else is a bare-frame (seed format) peer
- * and goes straight to the Raft decoder. The dialer likewise accepts a Hello as
+ * config `peer_hello off`) and starts sending Raft frames at once. The acceptor
+ * looks at the first frame: a Hello is checked and answered with its own Hello;
+ * anything else is a bare-frame (seed format) peer and goes straight to the Raft
+ * decoder. The dialer likewise accepts a Hello as
  * the first frame it receives, or none. A Hello is a claim, not a proof.
  *
  * Secret mode: dialer D sends AuthChallenge with nonce_d; acceptor A checks

@@ -38,8 +38,8 @@ setInterval(() => {
     measuring = true;
     histogram.enable();
   }
-  if (measuring)
-    writeFileSync(join(dir, 'loop-' + process.pid + '.txt'), String(Math.round(histogram.max / 1e6)));
+  const max_ms = String(Math.round(histogram.max / 1e6));
+  if (measuring) writeFileSync(join(dir, 'loop-' + process.pid + '.txt'), max_ms);
 }, 200).unref();
 `;
 
@@ -147,7 +147,9 @@ test('a 100k-SET redis-cli --pipe through a follower and through the leader keep
     const follower = (leader + 1) % 3;
     const term_before = (await cluster.info(leader))?.term;
     writeFileSync(join(cluster.dir, 'measure'), '');
-    await pollUntil('every node measuring', 10_000, () => (loopDelays(cluster.dir).length === 3 ? true : null));
+    await pollUntil('every node measuring', 10_000, () =>
+      loopDelays(cluster.dir).length === 3 ? true : null,
+    );
     const watch = watchTerms(cluster);
     for (const [name, index] of [
       ['follower', follower],

@@ -250,7 +250,7 @@ test('peer_hello off: a strict bare-frame peer that would refuse a Hello is serv
   assert.deepEqual(seed.first_types, [MessageType.RequestVoteRequest], 'a bare frame came first');
 });
 
-test('peer_hello on (default): the first frame is the Hello, which a strict seed peer refuses', async () => {
+test('peer_hello on (default): a strict seed peer gets a Hello first, refuses it', async () => {
   const list = await members(2);
   const seed = await strictSeedPeer(list[1]!.raft_port);
   const a = await startNode(1, list[0]!.raft_port, list, null);

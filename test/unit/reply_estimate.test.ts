@@ -31,17 +31,19 @@ test('a SET of a large value and GETs of it in one unread pipeline stop at the r
   const [port] = await freePortPairs(1);
   const text = [`follower_info 127.0.0.1:${port}`, `data_dir ${join(dir, 'n')}`].join('\n');
   const node = new KvNode(parseConfig(text, 'n.conf'), SILENT_LOGGER);
-  const socket = net.connect({ host: '127.0.0.1', port: port ?? 0 });
-  socket.on('error', () => undefined);
+  let socket: net.Socket | null = null;
   try {
     await node.start();
     await waitFor('leader', () => /role:leader/.test(node.info('raft')), 30_000);
-    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    const client = net.connect({ host: '127.0.0.1', port: port ?? 0 });
+    socket = client;
+    client.on('error', () => undefined);
+    await new Promise<void>((resolve) => client.once('connect', () => resolve()));
     const before = processed(node);
-    socket.pause(); // the client reads none of its replies
+    client.pause(); // the client reads none of its replies
     const burst = [encodeCommand(['SET', 'big', Buffer.alloc(VALUE_BYTES, 0x61)])];
     for (let i = 0; i < GETS; i++) burst.push(encodeCommand(['GET', 'big']));
-    socket.write(Buffer.concat(burst));
+    client.write(Buffer.concat(burst));
     await waitFor('the SET applied', () => /db0:keys=1/.test(node.info('keyspace')), 30_000);
     // Settled: the count stops moving once the connection holds its share of reply bytes.
     let last = -1;
@@ -62,7 +64,7 @@ test('a SET of a large value and GETs of it in one unread pipeline stop at the r
     console.log(`GETs run while the client read nothing: ${gets_run} of ${GETS} (bound ${bound})`);
     assert.ok(gets_run <= bound, `${gets_run} GETs of a ${VALUE_BYTES}-byte value were run`);
   } finally {
-    socket.destroy();
+    socket?.destroy();
     await node.stop().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
   }
