@@ -212,8 +212,11 @@ test('open mode with the handshake on: a bare-frame (seed) peer is still served'
 
 /**
  * A strict seed-format peer (id 2) listening on its Raft port: it closes any connection whose first
- * frame is not a Raft message (types 1..8), and answers a Raft frame with a bare RequestVote.
+ * frame is not a Raft message (types 1..8), and answers a Raft frame with a bare vote response on
+ * the same connection.
  */
+const GRANTED: RaftMessage = { type: MessageType.RequestVoteResponse, term: 4, vote_granted: true };
+
 async function strictSeedPeer(port: number): Promise<{ first_types: number[] }> {
   const seen = { first_types: [] as number[] };
   const sockets: net.Socket[] = [];
@@ -229,7 +232,7 @@ async function strictSeedPeer(port: number): Promise<{ first_types: number[] }> 
       const type = buffered.readUInt32LE(0);
       seen.first_types.push(type);
       if (type < 1 || type > 8) socket.destroy();
-      else socket.write(encodeMessage(vote(2, 5)));
+      else socket.write(encodeMessage(GRANTED));
     });
   });
   await new Promise<void>((resolve) => server.listen(port, HOST, resolve));
@@ -246,7 +249,7 @@ test('peer_hello off: a strict bare-frame peer that would refuse a Hello is serv
   const a = await startNode(1, list[0]!.raft_port, list, null, false);
   a.transport.send(2, vote(1, 4));
   await waitFor('the seed peer answered', () => a.received.length === 1);
-  assert.deepEqual(a.received[0], { from: 2, message: vote(2, 5) });
+  assert.deepEqual(a.received[0], { from: 2, message: GRANTED });
   assert.deepEqual(seed.first_types, [MessageType.RequestVoteRequest], 'a bare frame came first');
 });
 
