@@ -247,7 +247,11 @@ test('peer_hello off: a strict bare-frame peer that would refuse a Hello is serv
   const list = await members(2);
   const seed = await strictSeedPeer(list[1]!.raft_port);
   const a = await startNode(1, list[0]!.raft_port, list, null, false);
-  a.transport.send(2, vote(1, 4));
+  // A message before the link is up is dropped (Raft retries): send until one arrives.
+  await waitFor('a frame reached the seed peer', () => {
+    if (seed.first_types.length === 0) a.transport.send(2, vote(1, 4));
+    return seed.first_types.length > 0;
+  });
   await waitFor('the seed peer answered', () => a.received.length === 1);
   assert.deepEqual(a.received[0], { from: 2, message: GRANTED });
   assert.deepEqual(seed.first_types, [MessageType.RequestVoteRequest], 'a bare frame came first');
@@ -257,8 +261,10 @@ test('peer_hello on (default): a strict seed peer gets a Hello first, refuses it
   const list = await members(2);
   const seed = await strictSeedPeer(list[1]!.raft_port);
   const a = await startNode(1, list[0]!.raft_port, list, null);
-  a.transport.send(2, vote(1, 4));
-  await waitFor('the seed peer saw a first frame', () => seed.first_types.length > 0);
+  await waitFor('the seed peer saw a first frame', () => {
+    if (seed.first_types.length === 0) a.transport.send(2, vote(1, 4));
+    return seed.first_types.length > 0;
+  });
   assert.equal(seed.first_types[0], 9, 'Hello (type 9) first');
   assert.equal(a.received.length, 0);
 });
