@@ -24,9 +24,13 @@ export interface ChaosOptions {
   test_faults: readonly TestFault[];
   kinds: readonly FaultKind[];
   clients: number;
+  /** Read-only clients pinned to each node (see Workload). */
+  readers_per_node: number;
   keys: number;
   /** Live fuzzing of both ports during the run. */
   fuzz: boolean;
+  /** Keep the node logs and data even when the run passes. */
+  keep_dir?: boolean;
   log: (line: string) => void;
 }
 
@@ -34,6 +38,7 @@ export const CHAOS_DEFAULTS = {
   nodes: 5,
   mode: 'forward' as ClientRedirect,
   clients: 12,
+  readers_per_node: 1,
   keys: 8,
   kinds: FAULT_KINDS,
   fuzz: true,
@@ -79,16 +84,19 @@ export async function runChaos(
   const log = options.log;
   log(
     `chaos seed ${options.seed}: ${options.nodes} nodes (${options.mode}), ` +
-      `${options.clients} clients, ${options.time_s} s, chain ${resources.net.chain}, dir ` +
+      `${options.clients} clients + ${options.readers_per_node} reader(s) per node, ` +
+      `${options.time_s} s, chain ${resources.net.chain}, dir ` +
       cluster.dir +
       (options.test_faults.length > 0 ? `, TEST FAULTS ${options.test_faults.join(',')}` : ''),
   );
+  /** Thrown, a violation or a failed check: the node logs are kept. */
   let failed = true;
   try {
     for (const node of cluster.nodes) cluster.start(node.index);
     await pollFor('a first leader', 20_000, async () => (await cluster.leader()) !== null);
     const workload = new Workload({
       clients: options.clients,
+      readers_per_node: options.readers_per_node,
       keys: options.keys,
       call_timeout_ms: CALL_TIMEOUT_MS,
       seed: options.seed,
@@ -114,13 +122,14 @@ export async function runChaos(
     result.rss_max_mib = rss.max_mib;
     if (fuzzer !== null)
       result.fuzz = { inputs: fuzzer.inputs, resp: fuzzer.resp_inputs, raft: fuzzer.raft_inputs };
-    failed = false;
+    failed = result.violations > 0 || result.check_failures.length > 0;
     return result;
   } finally {
     resources.net.close();
     resources.net = null;
-    await cluster.destroy(failed);
-    if (failed) log(`node logs kept in ${cluster.dir}`);
+    const keep = failed || options.keep_dir === true;
+    await cluster.destroy(keep);
+    if (keep) log(`node logs kept in ${cluster.dir}`);
     resources.cluster = null;
   }
 }
@@ -137,7 +146,8 @@ async function finish(
   if (healed_write_ms === null)
     check_failures.push(`no write committed within ${HEALED_WRITE_BOUND_MS} ms of healing`);
   await workload.stop();
-  await finalReads(cluster, options.keys, workload.history, now);
+  const unread = await finalReads(cluster, options.keys, workload.history, now);
+  if (unread !== null) check_failures.push(unread);
   const divergence = await convergence(cluster);
   if (divergence !== null) check_failures.push(divergence);
   for (const exit of cluster.unexpected_exits) check_failures.push(`unexpected exit: ${exit}`);
@@ -229,12 +239,13 @@ async function timeHealedWrite(
   }
 }
 
+/** Reads every key once more into the history; null, or why a read failed. */
 async function finalReads(
   cluster: ChaosCluster,
   keys: number,
   history: HistoryOperation[],
   now: () => number,
-): Promise<void> {
+): Promise<string | null> {
   const client = new KvClient({
     nodes: cluster.nodes.map((n) => cluster.address(n.index)),
     call_timeout_ms: 5000,
@@ -251,6 +262,9 @@ async function finalReads(
         return_time: now(),
       });
     }
+    return null;
+  } catch (error) {
+    return `a final read after healing failed: ${(error as Error).message}`;
   } finally {
     await client.close();
   }

@@ -31,6 +31,7 @@ async function chaos(
   const result = await runChaos({
     nodes: 5,
     clients: 12,
+    readers_per_node: 1,
     keys: 8,
     fuzz: options.fuzz ?? false,
     mode: options.mode ?? 'forward',
