@@ -13,6 +13,9 @@ import { KvClient, KvClientError, OutcomeUnknownError } from '../../src/client';
 import { SeededRandom } from '../../src/util/prng';
 import type { HistoryOperation, KvInput, KvOutput } from '../sim/linearizability';
 
+/** Between a pinned reader's reads. */
+const READER_PAUSE_MS = 5;
+
 /**
  * The checked keys; distinctive, so that the fuzzer's random commands (which use other keys) cannot
  * plausibly touch them.
@@ -90,6 +93,8 @@ export class Workload {
           : this.nextInput(rng, process_id, ++counter);
         const call_time = this.options.now();
         const output = await this.execute(client, input);
+        // A node answering reads from memory (rightly or not) would flood the history otherwise.
+        if (reader) await new Promise((resolve) => setTimeout(resolve, READER_PAUSE_MS));
         if (output === null) continue;
         this.history.push({
           client_id: process_id,
