@@ -177,17 +177,18 @@ export class Nemesis {
   /**
    * A leader paused past an election (a GC pause, a stalled VM) wakes up cut off from its peers
    * but not from its clients: until CheckQuorum deposes it, it still believes it leads while the
-   * new leader commits writes. Only reads confirmed by a heartbeat round keep it honest. Paused
-   * for less than the clients' call timeout, so the clients it had are still there.
+   * new leader commits writes. Only reads confirmed by a heartbeat round keep it honest. Cut
+   * before it is paused, or it would read the new leader's messages that its socket buffered
+   * meanwhile and step down at once; the pinned readers stay with it.
    */
   private async pauseThenIsolate(leader: number, others: number[]): Promise<string> {
-    this.cluster.pause(leader);
-    const paused_ms = this.between([1800, 2300]);
-    await sleep(paused_ms);
     const ip = (i: number): string => this.cluster.nodes[i]!.ip;
     for (const other of others) this.net.cut(ip(leader), ip(other));
+    this.cluster.pause(leader);
+    const paused_ms = this.between([2000, 3500]);
+    await sleep(paused_ms);
     this.cluster.resume(leader);
-    return `${leader + 1} paused ${paused_ms} ms, then isolated`;
+    return `${leader + 1} isolated, paused ${paused_ms} ms, resumed`;
   }
 
   /**
