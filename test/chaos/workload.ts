@@ -14,7 +14,7 @@ import { SeededRandom } from '../../src/util/prng';
 import type { HistoryOperation, KvInput, KvOutput } from '../sim/linearizability';
 
 /** Between a pinned reader's reads. */
-const READER_PAUSE_MS = 5;
+const READER_PAUSE_MS = 20;
 
 /**
  * The checked keys; distinctive, so that the fuzzer's random commands (which use other keys) cannot
