@@ -148,15 +148,21 @@ async function finish(
   await workload.stop();
   const unread = await finalReads(cluster, options.keys, workload.history, now);
   if (unread !== null) check_failures.push(unread);
-  const divergence = await convergence(cluster);
-  if (divergence !== null) check_failures.push(divergence);
+  const { unconverged, diverged } = await convergence(cluster);
+  if (unconverged !== null) check_failures.push(unconverged);
   for (const exit of cluster.unexpected_exits) check_failures.push(`unexpected exit: ${exit}`);
   for (const line of cluster.internalErrors().slice(0, 20))
     check_failures.push(`internal error logged: ${line}`);
 
   const checked = checkLinearizable(workload.history, { step_budget: 200_000_000 });
   if (checked.timed_out) check_failures.push('the linearizability checker ran out of budget');
-  const violations = checked.ok || checked.timed_out ? 0 : 1;
+  const violations = (checked.ok || checked.timed_out ? 0 : 1) + (diverged === null ? 0 : 1);
+  const texts = [diverged ?? ''];
+  if (checked.failure !== undefined)
+    texts.push(
+      `not linearizable, key ${checked.failure.key} (seed ${options.seed}):\n` +
+        checked.failure.explanation,
+    );
   return {
     seed: options.seed,
     counts: workload.counts,
@@ -164,10 +170,7 @@ async function finish(
     faults,
     violations,
     check_failures,
-    violation_text:
-      checked.failure === undefined
-        ? null
-        : `key ${checked.failure.key} (seed ${options.seed}):\n${checked.failure.explanation}`,
+    violation_text: violations === 0 ? null : texts.filter((text) => text !== '').join('\n'),
     longest_unavailable: longestUnavailability(faults, workload.history),
     healed_write_ms,
     fuzz: null,
@@ -270,8 +273,14 @@ async function finalReads(
   }
 }
 
-/** Null when every node shows the same applied index and state digest within the bound. */
-async function convergence(cluster: ChaosCluster): Promise<string | null> {
+/**
+ * Whether every node shows the same applied index and state digest within the bound
+ * (`unconverged`: why not), and whether two nodes ever showed different digests at the same applied
+ * index (`diverged`): their state machines applied different entries, a safety violation.
+ */
+async function convergence(
+  cluster: ChaosCluster,
+): Promise<{ unconverged: string | null; diverged: string | null }> {
   const deadline = performance.now() + CONVERGENCE_BOUND_MS;
   let last = '';
   while (performance.now() < deadline) {
@@ -279,11 +288,25 @@ async function convergence(cluster: ChaosCluster): Promise<string | null> {
     const lines = digests.map((d) =>
       d === null ? 'no answer' : `${d.last_applied} ${d.state_digest}`,
     );
-    if (digests.every((d) => d !== null) && new Set(lines).size === 1) return null;
     last = lines.map((line, i) => `node ${i + 1}: ${line}`).join('; ');
+    const by_applied = new Map<string, string>();
+    for (const digest of digests) {
+      if (digest === null) continue;
+      const seen = by_applied.get(digest.last_applied ?? '');
+      if (seen !== undefined && seen !== digest.state_digest) {
+        const diverged = `STATE DIVERGED at applied index ${digest.last_applied}: ${last}`;
+        return { unconverged: null, diverged };
+      }
+      by_applied.set(digest.last_applied ?? '', digest.state_digest ?? '');
+    }
+    if (digests.every((d) => d !== null) && new Set(lines).size === 1)
+      return { unconverged: null, diverged: null };
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
-  return `nodes did not converge within ${CONVERGENCE_BOUND_MS} ms: ${last}`;
+  return {
+    unconverged: `nodes did not converge within ${CONVERGENCE_BOUND_MS} ms: ${last}`,
+    diverged: null,
+  };
 }
 
 export interface Unavailability {

@@ -30,9 +30,7 @@ export function formatSummary(result: ChaosResult): { text: string; passed: bool
   lines.push(`largest node RSS: ${result.rss_max_mib.toFixed(1)} MiB`);
   for (const failure of result.check_failures) lines.push(`CHECK FAILED: ${failure}`);
   if (result.violation_text !== null)
-    lines.push(
-      `LINEARIZABILITY VIOLATION (replay with --seed ${result.seed}) on ${result.violation_text}`,
-    );
+    lines.push(`VIOLATION (replay with --seed ${result.seed}): ${result.violation_text}`);
   const { ok, fail, unknown } = result.counts;
   lines.push(
     `chaos: ${result.ops} ops (${ok} ok, ${fail} fail, ${unknown} unknown), ` +
