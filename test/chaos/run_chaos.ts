@@ -315,13 +315,15 @@ export interface Unavailability {
   /** The part of it after the fault was healed. */
   after_heal_ms: number;
   fault: string;
+  /** Later faults that began before that write: the window may be theirs as much. */
+  later_faults: string[];
 }
 
 function longestUnavailability(faults: FaultRecord[], history: HistoryOperation[]): Unavailability {
   const ok_writes = history
     .filter((op) => op.input.kind !== 'get' && op.output.kind !== 'unknown')
     .sort((a, b) => a.call_time - b.call_time);
-  let longest: Unavailability = { ms: 0, after_heal_ms: 0, fault: 'none' };
+  let longest: Unavailability = { ms: 0, after_heal_ms: 0, fault: 'none', later_faults: [] };
   for (const fault of faults) {
     // First successful write called at or after the fault began (binary search on call_time).
     let low = 0;
@@ -340,6 +342,9 @@ function longestUnavailability(faults: FaultRecord[], history: HistoryOperation[
         ms,
         after_heal_ms: Math.max(0, first_return - fault.end_ms),
         fault: `${fault.kind} ${fault.detail} at ${Math.round(fault.start_ms)} ms`,
+        later_faults: faults
+          .filter((later) => later.start_ms > fault.start_ms && later.start_ms < first_return)
+          .map((later) => later.kind),
       };
     }
   }

@@ -12,11 +12,15 @@ export function formatSummary(result: ChaosResult): { text: string; passed: bool
   lines.push(`failed operations by code: ${codes.join(', ') || 'none'}`);
   for (const [code, message] of result.counts.fail_samples)
     lines.push(`  last ${code}: ${message}`);
+  const { later_faults } = result.longest_unavailable;
   lines.push(
     `longest unavailability after a fault: ${Math.round(result.longest_unavailable.ms)} ms ` +
       `(fault start to the first successful write called after it; ` +
       `${Math.round(result.longest_unavailable.after_heal_ms)} ms of it after healing), after ` +
-      result.longest_unavailable.fault,
+      result.longest_unavailable.fault +
+      (later_faults.length === 0
+        ? ''
+        : `; ${later_faults.length} more faults began before that write: ${later_faults.join(', ')}`),
   );
   lines.push(
     `after healing a write committed in ${
