@@ -24,13 +24,49 @@ export interface ClientConnectionInfo {
 }
 
 /**
+ * A reply that comes later, settled by whoever computes it: the hot path's alternative to a
+ * Promise (a Promise, its reaction and their closures per SET or GET were a visible share of the
+ * leader's CPU). Settle it exactly once; later calls are ignored.
+ */
+export class DeferredReply {
+  private outcome: ClientReply | null = null;
+  private error: unknown = null;
+  private settled = false;
+  private sink: ((reply: ClientReply | null, error: unknown) => void) | null = null;
+
+  resolve(reply: ClientReply): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.outcome = reply;
+    this.sink?.(reply, null);
+  }
+
+  reject(error: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.error = error;
+    this.sink?.(null, error);
+  }
+
+  /** The listener's side: `sink` gets the reply (or null and the error) once it is settled. */
+  onSettled(sink: (reply: ClientReply | null, error: unknown) => void): void {
+    this.sink = sink;
+    if (this.settled) sink(this.outcome, this.error);
+  }
+}
+
+export type HandlerResult = ClientReply | Promise<ClientReply> | DeferredReply;
+
+/**
  * Runs one command. Called in request order; the returned promises may settle
  * in any order, replies are still written in request order.
  */
-export type ClientHandler = (
-  args: Buffer[],
-  connection: ClientConnectionInfo,
-) => ClientReply | Promise<ClientReply>;
+export type ClientHandler = (args: Buffer[], connection: ClientConnectionInfo) => HandlerResult;
+
+/** Whether a handler's result is the reply itself (not one still to come). */
+export function isImmediateReply(result: HandlerResult): result is ClientReply {
+  return !(result instanceof DeferredReply) && !(result instanceof Promise);
+}
 
 export interface ClientListenerOptions {
   host: string;
@@ -189,7 +225,7 @@ function endGracefully(socket: net.Socket, last_bytes?: Buffer): void {
   socket.resume();
 }
 
-function isPromiseLike(value: ClientReply | Promise<ClientReply>): value is Promise<ClientReply> {
+function isPromiseLike(value: HandlerResult): value is Promise<ClientReply> {
   return typeof (value as Partial<Promise<ClientReply>>).then === 'function';
 }
 
@@ -537,14 +573,19 @@ export class ClientListener {
     const slot: ReplySlot = { reply: null, close_after: false, reserved: estimate };
     this.chargeReply(connection, estimate);
     connection.slots.push(slot);
-    let result: ClientReply | Promise<ClientReply>;
+    let result: HandlerResult;
     try {
       result = this.handler(args, connection.info);
     } catch (error) {
       this.failSlot(connection, slot, error);
       return;
     }
-    if (isPromiseLike(result)) {
+    if (result instanceof DeferredReply) {
+      result.onSettled((reply, error) => {
+        if (reply !== null) this.fillSlot(connection, slot, reply);
+        else this.failSlot(connection, slot, error);
+      });
+    } else if (isPromiseLike(result)) {
       result.then(
         (reply) => this.fillSlot(connection, slot, reply),
         (error: unknown) => this.failSlot(connection, slot, error),

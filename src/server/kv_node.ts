@@ -19,6 +19,7 @@ import {
   type SoftState,
 } from '../raft/types';
 import { type DriverSnapshotStorage, ReadyDriver } from '../driver/ready_driver';
+import { snapshotInstaller, snapshotTransferStorage } from '../driver/snapshot_files';
 import { KvStateMachine } from '../kv/state_machine';
 import type { LoadedSnapshot } from '../storage/snapshot_store';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../replica/replica';
@@ -36,7 +37,15 @@ import { assert } from '../util/assert';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
 import { SeededRandom } from '../util/prng';
-import { ClientListener, type ClientConnectionInfo, type ClientReply } from './client_listener';
+import {
+  ClientListener,
+  type ClientConnectionInfo,
+  type ClientReply,
+  DeferredReply,
+  type HandlerResult,
+} from './client_listener';
+import { ConnectionOrder } from './connection_order';
+import { DeadlineList, LocalRequest } from './request_deadlines';
 import { loadTlsSettings, type TlsSettings } from './tls_settings';
 import { ClientAuth, loadClientPassword, NOAUTH_REPLY, WRONGPASS_TEXT } from './client_auth';
 import { ForwardLane, type LaneEntry, LOCAL_TARGET } from './forward_lane';
@@ -63,6 +72,8 @@ const SMALL_REPLY_BYTES = 64;
 const BULK_FRAMING_BYTES = 16;
 /** How often a request waiting for a leader re-checks when nothing else wakes it. */
 const LEADER_RECHECK_MS = 50;
+const STEPPED_DOWN_TEXT =
+  'TIMEOUT outcome unknown: this node stopped leading before the write committed';
 const OPEN_RAFT_PORT_WARNING =
   'raft port is unauthenticated (no cluster_secret_file): anyone who can reach it can steer ' +
   'elections and write to the log';
@@ -70,17 +81,6 @@ const OPEN_RAFT_PORT_WARNING =
 type Dispatchable = Extract<ClientCommand, { kind: 'write' } | { kind: 'read' }> | RedisRequest;
 /** Commands the seed view serves with the seed's byte-exact replies; the rest go to Redis's. */
 const SEED_COMMANDS = new Set(['set', 'del', 'get', 'ping', 'quit']);
-
-/**
- * Per-connection order, as Redis executes a pipeline: a read waits for the
- * writes sent before it on the same connection, a write waits for the reads
- * sent before it. Runs of the same kind still go concurrently (writes are
- * proposed in order; reads share heartbeat rounds).
- */
-interface ConnectionOrder {
-  writes: Promise<unknown> | null;
-  reads: Promise<unknown> | null;
-}
 
 /**
  * start(): created → starting → running. stop(): running → stopping (leadership handed
@@ -125,6 +125,8 @@ export class KvNode {
   private leader_waiters = new Set<() => void>();
   /** Moved mode: local writes to answer at once when this node stops leading. */
   private readonly step_down_waiters = new Set<() => void>();
+  /** Deadlines of the commands executing here as leader, checked every tick. */
+  private readonly request_deadlines = new DeadlineList();
   private soft: SoftState = { role: 'follower', term: 0, leader_id: NO_NODE };
   private state: NodeState = 'created';
   /**
@@ -197,6 +199,7 @@ export class KvNode {
     this.tick_timer = setInterval(() => {
       this.driver?.tick();
       this.sweepExpired();
+      this.request_deadlines.expireUpTo(Date.now());
     }, this.config.tick_ms);
     this.state = 'running';
     this.driver.schedule(); // replay committed entries into the state machine
@@ -295,6 +298,10 @@ export class KvNode {
             `log truncated from index ${first_index} (conflict with the leader's log)`,
           ),
         onFatal: (error) => this.fail(error),
+        onSnapshotInstalled: (point) =>
+          this.logger.info(
+            `installed a snapshot from the leader (index ${point.index}, term ${point.term})`,
+          ),
       },
     );
   }
@@ -460,10 +467,7 @@ export class KvNode {
 
   // ------------------------------------------------------------------ clients
 
-  private handleClient(
-    args: Buffer[],
-    connection: ClientConnectionInfo,
-  ): ClientReply | Promise<ClientReply> {
+  private handleClient(args: Buffer[], connection: ClientConnectionInfo): HandlerResult {
     const name = args[0];
     if (isCommandName(name, 'AUTH'))
       return { reply: this.client_auth.handleAuth(args, connection) };
@@ -482,8 +486,7 @@ export class KvNode {
       }
       return { reply: REPLY_OK };
     }
-    if (name !== undefined && name.toString('latin1').toUpperCase() === RAFT_SNAPSHOT)
-      return this.snapshotCommand();
+    if (isCommandName(name, RAFT_SNAPSHOT)) return this.snapshotCommand();
     const lower =
       name !== undefined && name.length <= 5 ? name.toString('latin1').toLowerCase() : '';
     if (session.view !== 'seed' || session.multi !== null || !SEED_COMMANDS.has(lower))
@@ -509,13 +512,7 @@ export class KvNode {
               : encodeError('TRYAGAIN shutting down; retry on another node'),
           };
         }
-        return this.answered(
-          name,
-          this.metrics?.requestStarted() ?? 0,
-          this.inConnectionOrder(command, connection, () =>
-            this.dispatch(command, args, connection, this.forwarder),
-          ),
-        );
+        return this.answered(name, command, args, connection);
     }
   }
 
@@ -544,12 +541,16 @@ export class KvNode {
     }
     const forwarder = this.redis_forwarders[session.resp === 3 ? 1 : 0];
     const started_ms = this.metrics?.requestStarted() ?? 0;
-    return this.inConnectionOrder(request, connection, () =>
-      this.dispatch(request, args, connection, forwarder),
-    ).then((bytes) => {
-      this.metrics?.requestDone(args[0], bytes, started_ms);
-      return bytes;
-    });
+    return new Promise((resolve, reject) =>
+      this.inConnectionOrder(request, args, connection, forwarder, (result) => {
+        if (result instanceof Error) {
+          reject(result);
+          return;
+        }
+        this.metrics?.requestDone(args[0], result, started_ms);
+        resolve(result);
+      }),
+    );
   }
 
   private connectionHost(connection: ClientConnectionInfo): ConnectionHost {
@@ -578,65 +579,107 @@ export class KvNode {
     this.driver?.schedule();
   }
 
-  /** The reply as the listener takes it; counted in the metrics here, in the one continuation. */
+  /** A seed-view read or write: the listener gets a DeferredReply, settled with the reply. */
   private answered(
     name: Buffer | undefined,
-    started_ms: number,
-    reply: Promise<Buffer>,
-  ): Promise<ClientReply> {
-    return reply.then((bytes) => {
-      this.metrics?.requestDone(name, bytes, started_ms);
-      return { reply: bytes };
-    });
-  }
-
-  private inConnectionOrder(
     command: Dispatchable,
+    args: Buffer[],
     connection: ClientConnectionInfo,
-    run: () => Promise<Buffer>,
-  ): Promise<Buffer> {
-    let order = this.connection_order.get(connection);
-    if (order === undefined) {
-      order = { writes: null, reads: null };
-      this.connection_order.set(connection, order);
-    }
-    const is_read = command.kind === 'read' || command.kind === 'redis_read';
-    const barrier = is_read ? order.writes : order.reads;
-    const result = barrier === null ? run() : barrier.then(run, run);
-    const state = order;
-    const kind = is_read ? 'reads' : 'writes';
-    const pending = state[kind] === null ? result : Promise.all([state[kind], result]);
-    state[kind] = pending;
-    const clear = (): void => {
-      if (state[kind] === pending) state[kind] = null;
-    };
-    pending.then(clear, clear);
-    return result;
+  ): DeferredReply {
+    const started_ms = this.metrics?.requestStarted() ?? 0;
+    const deferred = new DeferredReply();
+    this.inConnectionOrder(command, args, connection, this.forwarder, (result) => {
+      if (result instanceof Error) {
+        deferred.reject(result);
+        return;
+      }
+      this.metrics?.requestDone(name, result, started_ms);
+      deferred.resolve({ reply: result });
+    });
+    return deferred;
   }
 
-  /**
-   * Serves a read or write wherever the leader is: here, by forwarding, or
-   * by a MOVED redirect. Waits a bounded time for a leader to be known.
-   */
-  private async dispatch(
+  /** Dispatches `command` in its connection's order (ConnectionOrder); `reply` gets the reply. */
+  private inConnectionOrder(
     command: Dispatchable,
     args: Buffer[],
     connection: ClientConnectionInfo,
     forwarder: LeaderForwarder,
-  ): Promise<Buffer> {
+    reply: (result: Buffer | Error) => void,
+  ): void {
+    let order = this.connection_order.get(connection);
+    if (order === undefined) {
+      order = new ConnectionOrder();
+      this.connection_order.set(connection, order);
+    }
+    const is_read = command.kind === 'read' || command.kind === 'redis_read';
+    order.run(is_read, (done) =>
+      this.dispatch(command, args, connection, forwarder, (result) => {
+        done();
+        reply(result);
+      }),
+    );
+  }
+
+  /**
+   * The common case first, without a Promise: this node leads and nothing earlier of the
+   * connection is elsewhere, so the command is proposed (or read) here at once. Otherwise, or if
+   * leadership moved meanwhile, the general loop (dispatchInLane) takes over.
+   */
+  private dispatch(
+    command: Dispatchable,
+    args: Buffer[],
+    connection: ClientConnectionInfo,
+    forwarder: LeaderForwarder,
+    reply: (result: Buffer | Error) => void,
+  ): void {
     let lane = this.forward_lanes.get(connection);
     if (lane === undefined) {
       lane = new ForwardLane();
       this.forward_lanes.set(connection, lane);
     }
     const entry = lane.enter();
-    try {
-      return await this.dispatchInLane(command, args, connection, forwarder, lane, entry);
-    } finally {
-      lane.release(entry);
+    const in_lane = lane;
+    const finish = (result: Buffer | Error): void => {
+      in_lane.release(entry);
+      reply(result);
+    };
+    const general = (local_failed: boolean): void => {
+      this.dispatchInLane(command, args, connection, forwarder, in_lane, entry, local_failed).then(
+        finish,
+        (error: unknown) => finish(error instanceof Error ? error : new Error(String(error))),
+      );
+    };
+    const core = this.core;
+    const serve_local_reads =
+      command.kind === 'read' && this.config.test_faults.includes('serve_local_reads');
+    if (
+      !this.serving() ||
+      core === null ||
+      core.current_role !== 'leader' ||
+      serve_local_reads ||
+      !lane.mayGo(entry, LOCAL_TARGET)
+    ) {
+      general(false);
+      return;
     }
+    lane.sent(entry, LOCAL_TARGET);
+    this.executeLocal(command, Date.now() + this.config.request_timeout_ms, (local) => {
+      if (local !== null) {
+        finish(local);
+        return;
+      }
+      in_lane.retrying(entry);
+      general(true);
+    });
   }
 
+  /**
+   * Serves a read or write wherever the leader is: here, by forwarding, or
+   * by a MOVED redirect. Waits a bounded time for a leader to be known.
+   * `local_failed`: an attempt here just came back refused (leadership moved); wait before the
+   * next one.
+   */
   private async dispatchInLane(
     command: Dispatchable,
     args: Buffer[],
@@ -644,10 +687,12 @@ export class KvNode {
     forwarder: LeaderForwarder,
     lane: ForwardLane,
     entry: LaneEntry,
+    local_failed: boolean,
   ): Promise<Buffer> {
     const started_ms = Date.now();
     const deadline_ms = started_ms + this.config.request_timeout_ms;
     let no_leader_since_ms: number | null = null;
+    if (local_failed) await this.waitForLeaderChange(LEADER_RECHECK_MS);
     for (;;) {
       if (!this.serving()) return encodeError('TRYAGAIN shutting down; retry on another node');
       const core = this.requireCore();
@@ -728,54 +773,50 @@ export class KvNode {
 
   /** Runs the command on this node as leader; null means "leadership moved, dispatch again". */
   private executeLocally(command: Dispatchable, deadline_ms: number): Promise<Buffer | null> {
+    return new Promise((resolve) => this.executeLocal(command, deadline_ms, resolve));
+  }
+
+  /** executeLocally with a callback: `settle` gets the reply, or null if leadership moved. */
+  private executeLocal(
+    command: Dispatchable,
+    deadline_ms: number,
+    settle: (reply: Buffer | null) => void,
+  ): void {
     const replica = this.requireReplica();
-    return new Promise((resolve) => {
-      let settled = false;
-      let timer: NodeJS.Timeout | null = null;
-      const settle = (reply: Buffer | null): void => {
-        if (settled) return;
-        settled = true;
-        if (timer !== null) clearTimeout(timer);
-        this.step_down_waiters.delete(answerOnStepDown);
-        resolve(reply);
+    const request = new LocalRequest(deadline_ms);
+    const finish = (reply: Buffer | null): void => {
+      if (request.settled) return;
+      request.settled = true;
+      this.request_deadlines.remove(request);
+      if (request.on_step_down !== null) this.step_down_waiters.delete(request.on_step_down);
+      settle(reply);
+    };
+    const handle = this.submit(replica, command, finish);
+    if (request.settled || handle === null) return;
+    this.driver?.schedule();
+    const is_write = command.kind === 'write' || command.kind === 'redis_write';
+    // A deposed leader learns the write's fate only once it hears the new leader, which may be
+    // after a whole partition: a moved-mode client would rather know now and move on.
+    if (is_write && this.config.client_redirect === 'moved') {
+      request.on_step_down = () => {
+        replica.cancelWrite(handle);
+        finish(encodeError(STEPPED_DOWN_TEXT));
       };
-      const answerOnStepDown = (): void => {
-        if (handle !== null) replica.cancelWrite(handle);
-        settle(
-          encodeError(
-            'TIMEOUT outcome unknown: this node stopped leading before the write committed',
-          ),
-        );
-      };
-      const handle = this.submit(replica, command, settle);
-      if (settled || handle === null) return;
-      this.driver?.schedule();
-      // A deposed leader learns the write's fate only once it hears the new leader, which may be
-      // after a whole partition: a moved-mode client would rather know now and move on.
-      const is_write = command.kind === 'write' || command.kind === 'redis_write';
-      if (is_write && this.config.client_redirect === 'moved')
-        this.step_down_waiters.add(answerOnStepDown);
-      const submitted = handle;
-      timer = setTimeout(
-        () => {
-          if (command.kind === 'write' || command.kind === 'redis_write') {
-            replica.cancelWrite(submitted);
-            settle(
-              encodeError(
-                'TIMEOUT outcome unknown: the write was not confirmed within ' +
-                  `${this.config.request_timeout_ms} ms`,
-              ),
-            );
-          } else {
-            replica.cancelRead(submitted);
-            settle(
-              encodeError(`TIMEOUT read not confirmed within ${this.config.request_timeout_ms} ms`),
-            );
-          }
-        },
-        Math.max(deadline_ms - Date.now(), 1),
+      this.step_down_waiters.add(request.on_step_down);
+    }
+    request.on_expire = () => {
+      if (is_write) replica.cancelWrite(handle);
+      else replica.cancelRead(handle);
+      const timeout_ms = this.config.request_timeout_ms;
+      finish(
+        encodeError(
+          is_write
+            ? `TIMEOUT outcome unknown: the write was not confirmed within ${timeout_ms} ms`
+            : `TIMEOUT read not confirmed within ${timeout_ms} ms`,
+        ),
       );
-    });
+    };
+    this.request_deadlines.add(request);
   }
 
   /** Hands the command to the replica; its reply goes to `settle` (null: not leader any more). */
@@ -849,8 +890,9 @@ export class KvNode {
     const name = args[0];
     const key = args[1];
     if (name === undefined || key === undefined || name.length !== 3) return SMALL_REPLY_BYTES;
-    if (name.toString('latin1').toUpperCase() !== 'GET') return SMALL_REPLY_BYTES;
-    const words = this.replica?.state.get(key) ?? null;
+    if (!isCommandName(name, 'GET')) return SMALL_REPLY_BYTES;
+    // lookup, not get: no copy of the word list for an estimate.
+    const words = this.replica?.state.lookup(key, 0) ?? null;
     if (words === null) return SMALL_REPLY_BYTES;
     let bytes = SMALL_REPLY_BYTES;
     for (const word of words) bytes += word.length + BULK_FRAMING_BYTES;
@@ -930,6 +972,11 @@ function writeReply(outcome: WriteOutcome): Buffer | null {
         'TRYAGAIN write not committed: leadership changed before it was replicated; ' +
           'it was not executed',
       );
+    case 'unknown':
+      return encodeError(
+        'TIMEOUT outcome unknown: this node stopped leading and installed a snapshot ' +
+          'covering the write',
+      );
   }
 }
 
@@ -942,11 +989,14 @@ function readReply(outcome: ReadOutcome): Buffer | null {
 
 /** Whether `name` is the command `upper` (given in upper case), in any case. */
 function isCommandName(name: Buffer | undefined, upper: string): boolean {
-  return (
-    name !== undefined &&
-    name.length === upper.length &&
-    name.toString('latin1').toUpperCase() === upper
-  );
+  if (name === undefined || name.length !== upper.length) return false;
+  // Byte by byte, without a string per command: this runs several times for every request.
+  for (let i = 0; i < upper.length; i++) {
+    const byte = name[i] as number;
+    const folded = byte >= 0x61 && byte <= 0x7a ? byte - 0x20 : byte;
+    if (folded !== upper.charCodeAt(i)) return false;
+  }
+  return true;
 }
 
 function isNotLeaderReply(bytes: Buffer): boolean {
@@ -987,5 +1037,7 @@ function snapshotStorage(storage: RaftStorage): DriverSnapshotStorage {
         () => done(null),
         (error: unknown) => done(asError(error)),
       ),
+    transfer: snapshotTransferStorage(storage.snapshots),
+    install: snapshotInstaller(storage.snapshots),
   };
 }

@@ -275,9 +275,10 @@ export class RaftStorage {
         snapshots,
       );
       const point = restored.snapshot;
-      if (point !== undefined && point.index > wal_base && point.index > storage.last_index) {
+      if (point !== undefined && point.index > wal_base && restored.entries.length === 0) {
         // The snapshot is ahead of the log (applied before this node's own copy was durable, or
-        // installed from a leader): the log restarts after it, so the next save can follow it.
+        // installed from a leader, possibly over a conflicting uncommitted log): the log restarts
+        // after it, so the next save can follow it.
         await storage.compactLog(point, []);
       }
       return {
@@ -498,16 +499,29 @@ export class RaftStorage {
     }
     this.queued_bytes -= batch_bytes;
     if (batch_bytes > 0) {
-      let position = this.file_bytes;
-      for (const chunk of groupUpTo(records, LIMITS.wal_write_bytes_max)) {
-        await this.file.write(chunk, position);
-        position += chunk.length;
-        this.bytes_written += chunk.length;
-      }
+      const chunks = groupUpTo(records, LIMITS.wal_write_bytes_max);
+      const position = this.file_bytes + batch_bytes;
       let fsync_ms: number | null = null;
+      const started_ms = performance.now();
+      const file = this.file;
+      if (file.appendAndSync !== undefined) {
+        // One thread-pool job per batch (see LogFile.appendAndSync); the fsync time then includes
+        // the write, a copy into the page cache.
+        await new Promise<void>((resolve, reject) =>
+          file.appendAndSync?.(chunks, this.file_bytes, this.fsync, (error) =>
+            error === null ? resolve() : reject(error),
+          ),
+        );
+      } else {
+        let at = this.file_bytes;
+        for (const chunk of chunks) {
+          await file.write(chunk, at);
+          at += chunk.length;
+        }
+        if (this.fsync) await file.datasync();
+      }
+      this.bytes_written += batch_bytes;
       if (this.fsync) {
-        const started_ms = performance.now();
-        await this.file.datasync();
         const took_ms = performance.now() - started_ms;
         this.fsyncs += 1;
         this.fsync_last_ms = took_ms;
@@ -629,6 +643,10 @@ function startAfterSnapshot(
   if (wal_last > point.index) {
     const term =
       point.index === wal_base ? wal.snapshot?.term : wal.entries[point.index - wal_base - 1]?.term;
+    // A snapshot installed from the leader past our commit index replaces a conflicting log that
+    // the crash left behind (Figure 13 rule 7); a conflict within the committed log is damage.
+    if (term !== point.term && wal.hard_state.commit < point.index)
+      return { hard_state, entries: [], snapshot: point, applied_index: point.index };
     if (term !== point.term) {
       throw new StorageCorruptError(
         `${snapshot.file} ends at index ${point.index} in term ${point.term}, ` +
