@@ -47,6 +47,11 @@
  *   count entries before they are on disk), `skip_read_index` (a leader reads
  *   without confirming it still leads), `stale_leader_reads` (that, and an
  *   isolated leader keeps leading).
+ * - `test_synced_lengths on|off` and `test_fsync_delay_file PATH` (TESTS ONLY;
+ *   default off, none): the node records how far each log file was
+ *   fdatasync'd (`<file>.synced`), so a test can simulate a power loss; while
+ *   PATH exists, every fdatasync first waits `min_ms max_ms` read from it (a
+ *   slow disk). See src/storage/test_disk.ts.
  * - Snapshots: `snapshot_entries` and `snapshot_log_bytes` (default 0: off): a
  *   snapshot is taken once the log applied since the last one passes either
  *   (a count of entries, or bytes of entry data); the log is then compacted.
@@ -112,6 +117,9 @@ export interface NodeConfig {
   request_timeout_ms: number;
   /** Test-only safety breakers; empty in production. */
   test_faults: readonly TestFault[];
+  /** Test-only disk hooks (src/storage/test_disk.ts); off and null in production. */
+  test_synced_lengths: boolean;
+  test_fsync_delay_file: string | null;
   /** 0: no entry-count threshold. */
   snapshot_entries: number;
   /** 0: no byte threshold. */
@@ -184,6 +192,8 @@ const SINGLE_PARAMETERS = [
   'log_format',
   'peer_hello',
   'test_faults',
+  'test_synced_lengths',
+  'test_fsync_delay_file',
   ...Object.keys(INTEGER_RULES),
 ];
 
@@ -303,6 +313,8 @@ function clusterIdentity(
   | 'tls_ca_file'
   | 'test_faults'
   | 'peer_hello'
+  | 'test_synced_lengths'
+  | 'test_fsync_delay_file'
 > {
   const file = (name: string): string | null => {
     const value = values.get(name)?.value;
@@ -317,6 +329,9 @@ function clusterIdentity(
     tls_ca_file: file('tls_ca_file'),
     test_faults: parseTestFaults(values.get('test_faults'), fail),
     peer_hello: parsePeerHello(values, fail),
+    test_synced_lengths:
+      parseChoice(values, 'test_synced_lengths', ['on', 'off'] as const, 'off', fail) === 'on',
+    test_fsync_delay_file: file('test_fsync_delay_file'),
   };
 }
 

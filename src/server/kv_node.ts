@@ -32,7 +32,7 @@ import {
   REPLY_OK,
   REPLY_PONG,
 } from '../resp/reply';
-import { RaftStorage, type RecoveryReport } from '../storage';
+import { openWithTestDisk, RaftStorage, type RecoveryReport } from '../storage';
 import { assert } from '../util/assert';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
@@ -199,7 +199,7 @@ export class KvNode {
   async start(): Promise<void> {
     assert(this.state === 'created', `start() of a node in state ${this.state}`);
     this.state = 'starting';
-    const { storage, restored, recovery, snapshot } = await RaftStorage.open(this.config.data_dir);
+    const { storage, restored, recovery, snapshot } = await this.openStorage();
     this.storage = storage;
     if (this.metrics !== null) storage.batch_observer = this.metrics.onWalBatch.bind(this.metrics);
     this.logRecovery(restored.entries.length, restored.hard_state, recovery);
@@ -252,6 +252,17 @@ export class KvNode {
     }
     for (const damaged of recovery.damaged_snapshots)
       this.logger.warn(`skipped a damaged snapshot, falling back to an older one: ${damaged}`);
+  }
+
+  /** Through the test-only disk hooks (chaos test's power loss and slow disk) if configured. */
+  private openStorage(): ReturnType<typeof RaftStorage.open> {
+    const { data_dir, test_synced_lengths, test_fsync_delay_file } = this.config;
+    if (!test_synced_lengths && test_fsync_delay_file === null) return RaftStorage.open(data_dir);
+    this.logger.warn('TEST DISK HOOKS ON (synced lengths recorded, fsync delay file)');
+    return openWithTestDisk(data_dir, {
+      record_synced: test_synced_lengths,
+      fsync_delay_file: test_fsync_delay_file,
+    });
   }
 
   private raftConfig(): RaftConfig {
