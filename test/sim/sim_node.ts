@@ -360,8 +360,8 @@ export class SimNode {
     const asError = (error: unknown): Error =>
       error instanceof Error ? error : new Error(String(error));
     return {
-      write: (meta, state, done) =>
-        storage.snapshots.write(meta, state).then(
+      write: (meta, source, done) =>
+        storage.snapshots.writeFrom(meta, source).then(
           (written) =>
             settle(() => {
               this.host.count('snapshot_written');
