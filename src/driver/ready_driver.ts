@@ -35,6 +35,7 @@ import type {
   SoftState,
 } from '../raft/types';
 import type { LogEntry } from '../raft/protocol';
+import type { SnapshotSteps } from '../kv/kv_snapshot';
 import type { Replica } from '../replica/replica';
 import type { RaftMessage } from '../raft/protocol';
 import { assert } from '../util/assert';
@@ -121,6 +122,8 @@ export interface DriverOptions {
   snapshot_entries?: number;
   /** Data bytes of entries applied since the last snapshot that trigger one; 0: no threshold. */
   snapshot_log_bytes?: number;
+  /** Work per snapshot step (default: LIMITS); the simulator shrinks it to interleave writes. */
+  snapshot_steps?: SnapshotSteps;
   /** A clock for snapshot durations (ms); absent: durations read 0. */
   now_ms?: () => number;
   faults?: DriverFaults;
@@ -315,7 +318,7 @@ export class ReadyDriver {
     const index = this.replica.state.last_applied;
     const term = this.core.termAt(index);
     assert(term >= 0, `the term of applied index ${index} is known`);
-    const cursor = this.replica.state.beginSnapshot();
+    const cursor = this.replica.state.beginSnapshot(this.options.snapshot_steps);
     this.snapshotting = true;
     this.applied_bytes_since_snapshot = 0;
     const meta: SnapshotMeta = { index, term, voters: this.core.voters };

@@ -161,9 +161,9 @@ export const LIMITS = {
    * Snapshots: keys collected or moved by the sort in one step of taking a snapshot (the state
    * machine keeps applying between steps; one step of this size takes a few ms).
    */
-  snapshot_step_keys_max: 32 * 1024,
+  snapshot_step_keys_max: 16 * 1024,
   /** Snapshots: bytes of the state machine encoded in one step, then written to the file. */
-  snapshot_chunk_bytes: 1024 * 1024,
+  snapshot_chunk_bytes: 256 * 1024,
   /** Redis view: keys KEYS may scan in one call (beyond it: an error pointing at SCAN). */
   keys_scan_keys_max: 1024 * 1024,
   /** Redis view: SCAN cursors (key lists taken at SCAN 0) a node keeps; the oldest goes first. */

@@ -311,6 +311,8 @@ export class SimNode {
       {
         readies_per_turn_max: LIMITS.driver_readies_per_turn_max,
         snapshot_entries: this.host.params.snapshot_entries ?? 0,
+        // Tiny snapshot steps: writes land between them, so copy-on-write is exercised.
+        snapshot_steps: { keys_per_step: 1 + (this.host.params.seed % 4), chunk_bytes: 64 },
         now_ms: () => this.host.now,
         faults: this.host.params.faults,
       },
