@@ -86,6 +86,34 @@ async function stopCluster(cluster: TestCluster): Promise<void> {
   clusters.delete(cluster);
 }
 
+/**
+ * `requests` SETs by redis-benchmark through the leader; it stops at the first error reply (a
+ * leader change on a loaded machine), so it is restarted against the new leader for what is
+ * left, counted by the commit index. Resolves with the elapsed ms.
+ */
+async function load(
+  cluster: TestCluster,
+  requests: number,
+  key_space: number,
+  bytes: number,
+): Promise<number> {
+  const started = performance.now();
+  let leader = await cluster.waitForLeader(30_000);
+  const base = await infoNumber(cluster, leader, 'commit_index');
+  for (let attempt = 1; ; attempt++) {
+    const done = (await infoNumber(cluster, leader, 'commit_index')) - base;
+    if (done >= requests) return performance.now() - started;
+    try {
+      await redisBenchmark(cluster.nodes[leader]!.client_port, requests - done, key_space, bytes);
+    } catch (error) {
+      if (attempt >= 20) throw error;
+      const reason = error instanceof Error ? error.message.slice(-160) : String(error);
+      console.log(`redis-benchmark stopped after ~${done} writes (${reason.trim()}); resuming`);
+      leader = await cluster.waitForLeader(30_000);
+    }
+  }
+}
+
 /** redis-benchmark SETs against one node; resolves with the elapsed ms. */
 async function redisBenchmark(port: number, requests: number, key_space: number, bytes: number) {
   const args = ['-h', '127.0.0.1', '-p', String(port), '-t', 'set', '-n', String(requests)];
@@ -259,9 +287,9 @@ async function restartAll(cluster: TestCluster): Promise<void> {
 }
 
 async function measureLoaded(options: Options): Promise<void> {
-  const { cluster, leader } = await startCluster(options);
-  const port = cluster.nodes[leader]!.client_port;
-  const load_ms = await redisBenchmark(port, options.keys, 1_000_000_000, options.value_bytes);
+  const { cluster } = await startCluster(options);
+  const load_ms = await load(cluster, options.keys, 1_000_000_000, options.value_bytes);
+  const leader = await cluster.waitForLeader(30_000);
   const keyspace = (await cluster.info(leader))?.db0 ?? '?';
   console.log(
     `loaded ${options.keys} SETs of ${options.value_bytes}-byte values (random keys of 1e9) ` +
@@ -283,9 +311,9 @@ async function measureLoaded(options: Options): Promise<void> {
 }
 
 async function measureOverwrites(options: Options): Promise<void> {
-  const { cluster, leader } = await startCluster(options);
-  const port = cluster.nodes[leader]!.client_port;
-  const load_ms = await redisBenchmark(port, options.overwrites, 1000, options.value_bytes);
+  const { cluster } = await startCluster(options);
+  const load_ms = await load(cluster, options.overwrites, 1000, options.value_bytes);
+  const leader = await cluster.waitForLeader(30_000);
   await waitConverged(cluster, leader, 300_000);
   const sizes = cluster.nodes.map(
     (node) =>
@@ -300,11 +328,15 @@ async function measureOverwrites(options: Options): Promise<void> {
 }
 
 async function measureCatchUp(options: Options): Promise<void> {
-  const { cluster, leader } = await startCluster(options);
-  const follower = (leader + 1) % 3;
+  const started_cluster = await startCluster(options);
+  const cluster = started_cluster.cluster;
+  const follower = (started_cluster.leader + 1) % 3;
   await cluster.kill(follower);
-  const port = cluster.nodes[leader]!.client_port;
-  await redisBenchmark(port, options.catchup_writes, 1_000_000_000, options.value_bytes);
+  await load(cluster, options.catchup_writes, 1_000_000_000, options.value_bytes);
+  const leader = await cluster.waitForLeader(
+    30_000,
+    [0, 1, 2].filter((i) => i !== follower),
+  );
   const commit = await infoNumber(cluster, leader, 'commit_index');
   const started = performance.now();
   cluster.start(follower);
