@@ -18,7 +18,7 @@
  *    InstallSnapshot once the leader has compacted past it).
  *
  * Usage: npm run bench:snapshot -- [--keys N] [--value-bytes B] [--overwrites N]
- *          [--catchup] [--catchup-writes N] [--config "name value"]...
+ *          [--no-overwrites] [--catchup] [--catchup-writes N] [--config "name value"]...
  * The snapshot thresholds are the node's defaults unless --config sets them. Every process and
  * directory it creates is removed at the end, on error and on Ctrl-C.
  */
@@ -62,6 +62,7 @@ function parseOptions(argv: string[]): Options {
     else if (flag === '--value-bytes') options.value_bytes = Number(value());
     else if (flag === '--overwrites') options.overwrites = Number(value());
     else if (flag === '--catchup') options.catchup = true;
+    else if (flag === '--no-overwrites') options.overwrites = 0;
     else if (flag === '--catchup-writes') options.catchup_writes = Number(value());
     else if (flag === '--config') options.config.push(value());
     else throw new Error(`unknown flag ${flag}`);
@@ -236,13 +237,19 @@ async function snapshotPause(cluster: TestCluster, leader: number): Promise<void
   );
   const took_ms = performance.now() - started;
   const { max_ms, pings } = await probe.stop();
+  // The same probe for as long without a snapshot: pauses the node has anyway (GC, a loaded
+  // machine), to tell apart from what snapshotting adds.
+  const baseline = pingProbe(port);
+  await new Promise((resolve) => setTimeout(resolve, took_ms));
+  const idle = await baseline.stop();
   const step_ms = await infoNumber(cluster, leader, 'snapshot_serialize_max_ms');
   const bytes = await infoNumber(cluster, leader, 'snapshot_bytes');
   const duration = await infoNumber(cluster, leader, 'snapshot_last_duration_ms');
   console.log(
     `snapshot on the leader: RAFT.SNAPSHOT answered after ${ms(took_ms)} ` +
       `(snapshot_last_duration_ms ${ms(duration)}, ${mib(bytes)}); longest PING round trip ` +
-      `${max_ms.toFixed(1)} ms over ${pings} pings; longest snapshot step ` +
+      `${max_ms.toFixed(1)} ms over ${pings} pings (without a snapshot, as long: ` +
+      `${idle.max_ms.toFixed(1)} ms over ${idle.pings}); longest snapshot step ` +
       `(snapshot_serialize_max_ms, since start) ${step_ms.toFixed(1)} ms`,
   );
 }
@@ -363,7 +370,7 @@ async function main(): Promise<void> {
   try {
     console.log(`config: ${options.config.length > 0 ? options.config.join(', ') : 'defaults'}`);
     await measureLoaded(options);
-    await measureOverwrites(options);
+    if (options.overwrites > 0) await measureOverwrites(options);
     if (options.catchup) await measureCatchUp(options);
   } finally {
     for (const cluster of clusters) await cluster.destroy();

@@ -51,7 +51,10 @@ export interface DriverStorage {
   snapshots?: DriverSnapshotStorage;
 }
 
-/** A snapshot's state bytes, pulled chunk by chunk (bounded work each); null after the last. */
+/**
+ * A snapshot's state bytes, pulled chunk by chunk (bounded work each); null after the last. A
+ * chunk is valid until the next call.
+ */
 export interface DriverSnapshotSource {
   next(): Uint8Array | null;
 }

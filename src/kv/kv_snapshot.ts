@@ -87,6 +87,7 @@ export class KvSnapshotCursor {
   private emitted = 0;
   private last_emitted: string | null = null;
   private header_sent = false;
+  private readonly chunk: ChunkBuilder;
 
   constructor(
     private base: KvMaps,
@@ -106,6 +107,7 @@ export class KvSnapshotCursor {
     this.header.writeUInt32LE(this.key_count, MAGIC.length + 25);
     this.trailer = encodeTombstones(parts.tombstones);
     this.collect_iterator = base.values.entries();
+    this.chunk = new ChunkBuilder(steps.chunk_bytes);
   }
 
   /** Whether the cursor is ready to emit (then `next` may be called) or finished. */
@@ -127,11 +129,16 @@ export class KvSnapshotCursor {
     return this.prepared;
   }
 
-  /** The next chunk of the snapshot's bytes, or null after the last one. */
+  /**
+   * The next chunk of the snapshot's bytes, or null after the last one. The chunk is valid only
+   * until the next call: its buffer is reused, so that a snapshot does not allocate its size in
+   * fresh external memory (which would make V8 run extra full collections).
+   */
   next(): Buffer | null {
     assert(this.prepared, 'next() before the cursor is prepared');
     if (this.phase === 'done') return null;
-    const chunk = new ChunkBuilder(this.steps.chunk_bytes);
+    const chunk = this.chunk;
+    chunk.reset();
     if (!this.header_sent) {
       chunk.append(this.header);
       this.header_sent = true;
@@ -296,7 +303,13 @@ class ChunkBuilder {
   private used = 0;
 
   constructor(private readonly capacity: number) {
-    this.buffer = Buffer.allocUnsafe(capacity);
+    this.buffer = Buffer.allocUnsafeSlow(capacity);
+  }
+
+  reset(): void {
+    this.used = 0;
+    // A record larger than a chunk grew the buffer: do not keep that much.
+    if (this.buffer.length > this.capacity) this.buffer = Buffer.allocUnsafeSlow(this.capacity);
   }
 
   get full(): boolean {
@@ -311,7 +324,7 @@ class ChunkBuilder {
   /** Room for `length` bytes; returns where they go. */
   reserve(length: number): number {
     if (this.used + length > this.buffer.length) {
-      const grown = Buffer.allocUnsafe(this.used + length);
+      const grown = Buffer.allocUnsafeSlow(this.used + length);
       this.buffer.copy(grown, 0, 0, this.used);
       this.buffer = grown;
     }

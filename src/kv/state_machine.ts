@@ -263,7 +263,8 @@ export class KvStateMachine {
     const cursor = this.cursor(() => undefined);
     while (!cursor.prepare());
     const chunks: Buffer[] = [];
-    for (let chunk = cursor.next(); chunk !== null; chunk = cursor.next()) chunks.push(chunk);
+    for (let chunk = cursor.next(); chunk !== null; chunk = cursor.next())
+      chunks.push(Buffer.from(chunk));
     return Buffer.concat(chunks);
   }
 

@@ -38,7 +38,10 @@ export interface LoadedSnapshot {
   file_bytes: number;
 }
 
-/** A snapshot's state bytes, pulled chunk by chunk; null after the last chunk. */
+/**
+ * A snapshot's state bytes, pulled chunk by chunk; null after the last chunk. A chunk may be
+ * reused by the source once `next` is called again.
+ */
 export interface SnapshotSource {
   next(): Uint8Array | null;
 }

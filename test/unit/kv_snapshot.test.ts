@@ -105,7 +105,8 @@ test('the snapshot restores to the state at its index', () => {
   while (!cursor.prepare());
   applyAll(machine, [encodeCommand({ op: 'set', key: b('k2'), words: [b('changed')] })]);
   const chunks: Buffer[] = [];
-  for (let chunk = cursor.next(); chunk !== null; chunk = cursor.next()) chunks.push(chunk);
+  for (let chunk = cursor.next(); chunk !== null; chunk = cursor.next())
+    chunks.push(Buffer.from(chunk));
   const restored = KvStateMachine.restore(Buffer.concat(chunks));
   assert.equal(restored.last_applied, 2);
   assert.deepEqual(restored.get(b('k1')), [b('one')]);
