@@ -28,6 +28,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pollUntil, TestCluster } from '../test/integration/cluster_harness';
+import { processCpuMs } from './compare/proc_cpu';
 import { redisBenchmarkInstalled } from './compare/redis_benchmark';
 
 interface Options {
@@ -265,12 +266,14 @@ async function restartFollower(cluster: TestCluster, leader: number): Promise<vo
     (await inline(port, 'GET key:000000000001', 5_000)).startsWith('-') ? null : true,
   );
   const get_ms = performance.now() - started;
+  const cpu_ms = processCpuMs(cluster.nodes[follower]!.process?.pid) ?? Number.NaN;
   await pollUntil('the restarted follower to apply the commit index', 120_000, async () =>
     (await infoNumber(cluster, follower, 'last_applied')) >= commit ? true : null,
   );
   const applied_ms = performance.now() - started;
   console.log(
-    `restart of a follower (kill -9): first GET answered ${ms(get_ms)} after spawn, ` +
+    `restart of a follower (kill -9): first GET answered ${ms(get_ms)} after spawn ` +
+      `(having used ${ms(cpu_ms)} of CPU: the time on an idle machine), ` +
       `all ${commit} committed entries applied after ${ms(applied_ms)}`,
   );
 }
@@ -287,9 +290,10 @@ async function restartAll(cluster: TestCluster): Promise<void> {
     }
     return null;
   });
+  const cpu = cluster.nodes.map((node) => ms(processCpuMs(node.process?.pid) ?? Number.NaN));
   console.log(
     `restart of the whole cluster (kill -9 all): first acknowledged write ` +
-      `${ms(performance.now() - started)} after spawn`,
+      `${ms(performance.now() - started)} after spawn (CPU used by each node: ${cpu.join(', ')})`,
   );
 }
 
