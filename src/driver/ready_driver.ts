@@ -22,6 +22,12 @@
  *   before it (the log keeps one snapshot interval, so a follower that far
  *   behind still catches up by AppendEntries, and a damaged newest snapshot
  *   still leaves the previous one with the log after it).
+ * - InstallSnapshot (when the storage can stream and install snapshots): the
+ *   byte stream runs in snapshot_transfer.ts; a Ready's `snapshot_sends` start
+ *   transfers, and a Ready's `snapshot` is installed (state machine restored from
+ *   the received file, log rewritten to start after it) before its save. Every
+ *   node then compacts, and a leader keeps only the log after any snapshot it is
+ *   sending (not what its slowest follower lacks).
  */
 import type { RaftCore } from '../raft/core';
 import type {
@@ -37,8 +43,15 @@ import type {
 import type { LogEntry } from '../raft/protocol';
 import type { SnapshotSteps } from '../kv/kv_snapshot';
 import type { Replica } from '../replica/replica';
-import type { RaftMessage } from '../raft/protocol';
+import { MessageType, type RaftMessage } from '../raft/protocol';
+import type { KvStateMachine } from '../kv/state_machine';
 import { assert } from '../util/assert';
+import {
+  SnapshotReceiver,
+  SnapshotSender,
+  type SnapshotTransferHost,
+  type SnapshotTransferStorage,
+} from './snapshot_transfer';
 
 /** Storage of hard state and log entries; `done` runs once the save is fsync'd or failed. */
 export interface DriverStorage {
@@ -74,6 +87,13 @@ export interface DriverSnapshotStorage {
    * far); `done` once durable.
    */
   compact(point: SnapshotPoint, entries: LogEntry[], done: (error: Error | null) => void): void;
+  /** InstallSnapshot: streaming files to and from peers (absent: no transfers). */
+  transfer?: SnapshotTransferStorage;
+  /** Loads the (received, durable) snapshot at `point` into a new state machine. */
+  install?(
+    point: SnapshotPoint,
+    done: (error: Error | null, state: KvStateMachine | null) => void,
+  ): void;
 }
 
 export interface SnapshotStats {
@@ -88,6 +108,11 @@ export interface SnapshotStats {
   snapshot_serialize_max_ms: number;
   snapshots_taken: number;
   snapshot_in_progress: boolean;
+  /** InstallSnapshot: transfers started as leader, files received and installed as follower. */
+  snapshots_sent: number;
+  snapshots_received: number;
+  snapshots_installed: number;
+  snapshot_chunks_sent: number;
 }
 
 /** Best-effort delivery of messages to peers (Raft retries what is lost). */
@@ -108,6 +133,8 @@ export interface DriverEvents {
   onApplied?(ready: Ready): void;
   /** A save failed: the driver stops; the process should exit and recover from disk. */
   onFatal?(error: Error): void;
+  /** A snapshot received from the leader now is the state machine (before its log is rewritten). */
+  onSnapshotInstalled?(point: SnapshotPoint): void;
 }
 
 /**
@@ -127,6 +154,8 @@ export interface DriverOptions {
   snapshot_log_bytes?: number;
   /** Work per snapshot step (default: LIMITS); the simulator shrinks it to interleave writes. */
   snapshot_steps?: SnapshotSteps;
+  /** InstallSnapshot chunk size; default snapshot_chunk_bytes_max (the simulator's are small). */
+  snapshot_chunk_bytes?: number;
   /** A clock for snapshot durations (ms); absent: durations read 0. */
   now_ms?: () => number;
   faults?: DriverFaults;
@@ -155,6 +184,8 @@ export class ReadyDriver {
   private readonly snapshot_stats: SnapshotStats;
   /** Told once the running snapshot is durable (or failed): RAFT.SNAPSHOT replies then. */
   private snapshot_waiters: Array<(error: Error | null) => void> = [];
+  private readonly sender: SnapshotSender | null = null;
+  private readonly receiver: SnapshotReceiver | null = null;
 
   constructor(
     private readonly core: RaftCore,
@@ -180,6 +211,43 @@ export class ReadyDriver {
       snapshot_serialize_max_ms: 0,
       snapshots_taken: 0,
       snapshot_in_progress: false,
+      snapshots_sent: 0,
+      snapshots_received: 0,
+      snapshots_installed: 0,
+      snapshot_chunks_sent: 0,
+    };
+    core.snapshotDurable(this.snapshot_point);
+    const transfer = storage.snapshots?.transfer;
+    if (transfer !== undefined && storage.snapshots?.install !== undefined) {
+      const host = this.transferHost();
+      this.sender = new SnapshotSender(
+        host,
+        transfer,
+        this.snapshot_stats,
+        options.snapshot_chunk_bytes,
+      );
+      this.receiver = new SnapshotReceiver(host, transfer, this.snapshot_stats);
+    }
+  }
+
+  private transferHost(): SnapshotTransferHost {
+    const core = this.core;
+    return {
+      id: core.id,
+      send: (to, message) => this.transport.send(to, message),
+      term: () => core.current_term,
+      isLeader: () => core.current_role === 'leader',
+      leaderId: () => core.status().leader_id,
+      awaitingSnapshot: (to) => core.status().peers.some((p) => p.id === to && p.pending_snapshot),
+      sendFailed: (to) => {
+        core.reportSnapshotFailed(to);
+        this.schedule();
+      },
+      received: (from, term, point) => {
+        if (this.state_ !== 'running') return;
+        core.offerSnapshot(from, term, point);
+        this.schedule();
+      },
     };
   }
 
@@ -217,12 +285,18 @@ export class ReadyDriver {
   tick(): void {
     if (this.state_ !== 'running') return;
     this.core.tick();
+    this.sender?.tick();
+    this.receiver?.tick();
     this.schedule();
   }
 
   step(from: NodeId, message: RaftMessage): void {
     if (this.state_ !== 'running') return;
     this.core.step(from, message);
+    if (message.type === MessageType.InstallSnapshotRequest)
+      this.receiver?.onChunk(from, message, this.core.wantsSnapshot(message.snapshot_index));
+    else if (message.type === MessageType.InstallSnapshotResponse)
+      this.sender?.onResponse(from, message);
     this.schedule();
   }
 
@@ -257,6 +331,11 @@ export class ReadyDriver {
 
   private carryOut(ready: Ready): void {
     if (ready.soft_state !== null) this.events.onSoftState?.(ready.soft_state);
+    for (const { to, term } of ready.snapshot_sends) this.sender?.start(to, term);
+    if (ready.snapshot !== null) {
+      this.install(ready, ready.snapshot);
+      return;
+    }
     if (ready.entries !== null && ready.entries.first_index <= this.persisted_last_index) {
       this.events.onTruncate?.(ready.entries.first_index);
     }
@@ -294,6 +373,44 @@ export class ReadyDriver {
     if (!sent_already) this.send(ready.messages_after_persist);
     this.core.advance(ready);
     this.pump();
+  }
+
+  /**
+   * A received snapshot becomes the state machine, then the log is rewritten to start after it
+   * (the file is already durable: a crash in between restarts from it), then the Ready's hard
+   * state is saved and the Installed answer sent.
+   */
+  private install(ready: Ready, point: SnapshotPoint): void {
+    const snapshots = this.storage.snapshots;
+    assert(snapshots?.install !== undefined, 'a Ready installs a snapshot only if storage can');
+    assert(ready.entries === null && ready.committed.length === 0, 'an install Ready goes alone');
+    this.save_in_flight = true;
+    snapshots.install(point, (error, state) => {
+      if (error !== null || state === null) {
+        this.fail(error ?? new Error(`snapshot ${point.index} could not be installed`));
+        return;
+      }
+      if (this.state_ === 'failed') return;
+      this.replica.installState(state);
+      this.snapshot_point = point;
+      this.previous_snapshot_index = point.index;
+      this.applied_bytes_since_snapshot = 0;
+      this.snapshot_stats.snapshots_installed++;
+      this.snapshot_stats.snapshot_index = point.index;
+      this.snapshot_stats.snapshot_term = point.term;
+      this.events.onSnapshotInstalled?.(point);
+      const entries = this.core.persistedEntriesAfter(point.index);
+      this.persisted_last_index = point.index + entries.length;
+      snapshots.compact(point, entries, (compact_error) => {
+        if (compact_error !== null) {
+          this.fail(compact_error);
+          return;
+        }
+        const hard_state = ready.hard_state ?? this.pending_hard_state;
+        this.pending_hard_state = null;
+        this.storage.save(hard_state, null, (save_error) => this.onSaved(ready, save_error, false));
+      });
+    });
   }
 
   private maybeSnapshot(): void {
@@ -343,6 +460,8 @@ export class ReadyDriver {
         this.fail(error);
         return;
       }
+      // A snapshot installed from the leader meanwhile is newer: this one changes nothing.
+      if (index <= this.snapshot_point.index) return;
       Object.assign(this.snapshot_stats, {
         snapshot_index: index,
         snapshot_term: term,
@@ -366,12 +485,16 @@ export class ReadyDriver {
    */
   private onSnapshotWritten(snapshots: DriverSnapshotStorage, point: SnapshotPoint): void {
     if (this.state_ === 'failed') return;
-    // A leader keeps what its followers still need: until snapshots can be sent to them
-    // (InstallSnapshot), a follower behind the first retained entry could never catch up.
+    this.core.snapshotDurable(point);
+    // Without InstallSnapshot a leader keeps what its followers still need (a follower behind the
+    // first retained entry could never catch up); with it, only the log after a snapshot being
+    // sent (the log since the previous snapshot still serves nearly caught-up followers).
+    const keep_after =
+      this.sender === null ? this.core.followersNeedFrom() - 1 : this.core.compactionLimit();
     const compact_to = Math.min(
       this.previous_snapshot_index,
       this.core.status().stable_index,
-      this.core.followersNeedFrom() - 1,
+      keep_after,
     );
     this.previous_snapshot_index = point.index;
     this.snapshot_point = point;

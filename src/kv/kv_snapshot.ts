@@ -14,7 +14,7 @@
  *            up at its end and are filtered out; a key deleted and re-inserted shows up twice,
  *            and is written once, below);
  *   sort     a bottom-up merge sort, `snapshot_step_keys_max` keys moved per step;
- *   emit     `next()` returns chunks of about `snapshot_chunk_bytes` bytes.
+ *   emit     `next()` returns chunks of about `snapshot_encode_chunk_bytes` bytes.
  * FLUSHALL during a snapshot hands the cursor the old maps (`detach`), which nothing changes
  * after that.
  *
@@ -70,7 +70,7 @@ export interface SnapshotSteps {
 
 const DEFAULT_STEPS: SnapshotSteps = {
   keys_per_step: LIMITS.snapshot_step_keys_max,
-  chunk_bytes: LIMITS.snapshot_chunk_bytes,
+  chunk_bytes: LIMITS.snapshot_encode_chunk_bytes,
 };
 
 export class KvSnapshotCursor {

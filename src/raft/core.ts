@@ -1,7 +1,9 @@
-import { MessageType } from './protocol';
+import { InstallSnapshotStatus, MessageType } from './protocol';
 import type {
   AppendEntriesRequest,
   AppendEntriesResponse,
+  InstallSnapshotRequest,
+  InstallSnapshotResponse,
   LogEntry,
   RaftMessage,
   RequestVoteRequest,
@@ -24,6 +26,8 @@ import {
   type Ready,
   type RestoredState,
   type Role,
+  type SnapshotPoint,
+  type SnapshotSend,
   type SoftState,
 } from './types';
 
@@ -39,7 +43,9 @@ export interface PeerProgressStatus {
   id: NodeId;
   match: number;
   next: number;
-  state: 'probe' | 'replicate';
+  state: 'probe' | 'replicate' | 'snapshot';
+  /** snapshot state: the snapshot index the transfer started with (0 otherwise). */
+  pending_snapshot: number;
   inflight_messages: number;
   recent_active: boolean;
 }
@@ -105,6 +111,13 @@ export class RaftCore {
   private last_soft_state: SoftState;
   private ready_outstanding: Ready | null = null;
 
+  /** The newest snapshot the driver reported durable (>= the log's compaction point). */
+  private durable_snapshot: SnapshotPoint;
+  /** Leader: followers the server should start streaming a snapshot to. */
+  private snapshot_sends: SnapshotSend[] = [];
+  /** Follower: a received snapshot accepted for install, not yet handed out in a Ready. */
+  private pending_install: SnapshotPoint | null = null;
+
   constructor(config: RaftConfig, restored: RestoredState) {
     assert(config.voters.includes(config.id), 'this node is a voter');
     assert(
@@ -124,6 +137,7 @@ export class RaftCore {
     this.term = restored.hard_state.term;
     this.vote = restored.hard_state.vote;
     this.persisted_hard_state = { ...restored.hard_state, commit: this.log.committed };
+    this.durable_snapshot = { index: this.log.snapshot_index, term: this.log.snapshot_term };
     this.resetElectionTimer();
     this.last_soft_state = this.softState();
   }
@@ -163,6 +177,12 @@ export class RaftCore {
         return;
       case MessageType.TimeoutNow:
         this.handleTimeoutNow(from, message);
+        return;
+      case MessageType.InstallSnapshotRequest:
+        this.handleSnapshotChunk(from, message);
+        return;
+      case MessageType.InstallSnapshotResponse:
+        this.handleSnapshotResponse(from, message);
         return;
     }
   }
@@ -225,6 +245,8 @@ export class RaftCore {
       this.failed_reads.length > 0 ||
       this.read_round_needed ||
       this.softStateChanged() ||
+      this.snapshot_sends.length > 0 ||
+      this.pending_install !== null ||
       (this.role === 'leader' && this.peers.some((id) => this.canSendAppend(id)))
     );
   }
@@ -241,13 +263,20 @@ export class RaftCore {
     }
     if (!this.hasReady()) return null;
     const limits = this.config.limits;
-    const entries = this.log.takeUnstable(limits.ready_entries_max, limits.ready_entries_bytes_max);
+    // A snapshot install goes alone: the log after it is rewritten from what was handed out
+    // before, and nothing is applied until the state machine holds the snapshot.
+    const install = this.pending_install;
+    this.pending_install = null;
+    const entries =
+      install === null
+        ? this.log.takeUnstable(limits.ready_entries_max, limits.ready_entries_bytes_max)
+        : null;
     const previous = this.persisted_hard_state;
     const hard_state = this.hardStateChanged() ? this.currentHardState() : null;
     const term_or_vote_changed =
       hard_state !== null &&
       (hard_state.term !== previous.term || hard_state.vote !== previous.vote);
-    const must_sync = entries !== null || term_or_vote_changed;
+    const must_sync = entries !== null || term_or_vote_changed || install !== null;
     // A leader's term and vote are durable since its campaign: what it sends now promises nothing
     // about its own unsaved entries, which it counts only after advance() (thesis §10.2.1).
     const send_now = !must_sync || (this.role === 'leader' && !term_or_vote_changed);
@@ -259,15 +288,19 @@ export class RaftCore {
       must_sync,
       messages: send_now ? this.messages : [],
       messages_after_persist: send_now ? [] : this.messages,
-      committed: this.log.takeCommitted(limits.committed_entries_per_ready_max),
+      committed:
+        install === null ? this.log.takeCommitted(limits.committed_entries_per_ready_max) : [],
       reads: this.ready_reads,
       failed_reads: this.failed_reads,
       soft_state: soft,
+      snapshot_sends: this.snapshot_sends,
+      snapshot: install,
     };
     if (hard_state !== null) this.persisted_hard_state = hard_state;
     this.messages = [];
     this.ready_reads = [];
     this.failed_reads = [];
+    this.snapshot_sends = [];
     this.ready_outstanding = ready;
     return ready;
   }
@@ -291,6 +324,7 @@ export class RaftCore {
         match: pr?.match ?? 0,
         next: pr?.next ?? 0,
         state: pr?.state ?? 'probe',
+        pending_snapshot: pr?.pending_snapshot ?? 0,
         inflight_messages: pr?.inflight_messages ?? 0,
         recent_active: pr?.recent_active ?? false,
       });
@@ -359,6 +393,8 @@ export class RaftCore {
   compact(index: number): void {
     assert(index <= this.log.applied, `compact ${index} beyond applied ${this.log.applied}`);
     this.log.compact(Math.min(index, this.log.stable));
+    // Only a durable snapshot lets the log go: it is at least this far.
+    this.snapshotDurable({ index: this.log.snapshot_index, term: this.log.snapshot_term });
   }
 
   /** Every voting member (for a snapshot's membership). */
@@ -385,6 +421,63 @@ export class RaftCore {
     let lowest = this.log.last_index + 1;
     for (const id of this.peers) lowest = Math.min(lowest, this.progressOf(id).match + 1);
     return lowest;
+  }
+
+  /**
+   * With InstallSnapshot, the highest index the log may be compacted to: every snapshot transfer
+   * in flight must find the log after the snapshot it started with (else the follower would need
+   * another snapshot after installing this one, forever: hashicorp/raft #212). No bound when not
+   * leader or no transfer runs.
+   */
+  compactionLimit(): number {
+    let limit = this.log.last_index;
+    if (this.role !== 'leader') return limit;
+    for (const id of this.peers) {
+      const pending = this.progressOf(id).pending_snapshot;
+      if (pending > 0) limit = Math.min(limit, pending);
+    }
+    return limit;
+  }
+
+  /** The driver made a snapshot at `point` durable (taken, installed, or restarted from). */
+  snapshotDurable(point: SnapshotPoint): void {
+    if (point.index > this.durable_snapshot.index) this.durable_snapshot = { ...point };
+  }
+
+  /**
+   * Follower: whether a snapshot at `index` is worth receiving (it is past our commit index);
+   * chunks of one that is not are answered Installed at once (see handleSnapshotChunk).
+   */
+  wantsSnapshot(index: number): boolean {
+    return index > this.log.committed || this.config.faults?.install_stale_snapshot === true;
+  }
+
+  /**
+   * Follower: a snapshot received from `from`, verified and durable under its final name, is
+   * offered for install. Accepted only from the leader of our current term (as AppendEntries), and
+   * only past our commit index (else we answer Installed at our commit so the leader moves on).
+   * Returns whether a Ready will carry the install.
+   */
+  offerSnapshot(from: NodeId, term: number, point: SnapshotPoint): boolean {
+    if (term !== this.term || this.role !== 'follower' || this.leader_id !== from) return false;
+    if (this.pending_install !== null || this.ready_outstanding?.snapshot) return false;
+    this.election_elapsed = 0;
+    if (!this.wantsSnapshot(point.index)) {
+      this.replySnapshotInstalled(from, point.index, this.log.committed);
+      return false;
+    }
+    this.log.restoreSnapshot(point);
+    this.durable_snapshot = { ...point };
+    this.pending_install = { ...point };
+    this.replySnapshotInstalled(from, point.index, point.index);
+    return true;
+  }
+
+  /** Leader: the server could not stream a snapshot to `id` (no file): probe again. */
+  reportSnapshotFailed(id: NodeId): void {
+    if (this.role !== 'leader' || !this.peers.includes(id)) return;
+    const pr = this.progressOf(id);
+    if (pr.state === 'snapshot') pr.onSnapshotEnded(0);
   }
 
   // ---------------------------------------------------------------- timers
@@ -549,7 +642,11 @@ export class RaftCore {
     // The leader sends TimeoutNow in its own term, which is ours once we follow it: one at a higher
     // term is not from our current leader and is ignored rather than obeyed.
     if (message.type === MessageType.TimeoutNow) return false;
-    const leader = message.type === MessageType.AppendEntriesRequest ? from : NO_NODE;
+    const leader =
+      message.type === MessageType.AppendEntriesRequest ||
+      message.type === MessageType.InstallSnapshotRequest
+        ? from
+        : NO_NODE;
     this.becomeFollower(message.term, leader);
     return true;
   }
@@ -566,6 +663,16 @@ export class RaftCore {
         success: false,
         follower_commit: this.log.committed,
         ack: message.seq,
+      });
+    } else if (message.type === MessageType.InstallSnapshotRequest) {
+      this.send(from, {
+        type: MessageType.InstallSnapshotResponse,
+        term: this.term,
+        follower_id: this.id,
+        snapshot_index: message.snapshot_index,
+        status: InstallSnapshotStatus.Rejected,
+        next_offset: 0,
+        match_index: 0,
       });
     } else if (
       message.type === MessageType.PreVoteRequest ||
@@ -680,6 +787,31 @@ export class RaftCore {
   }
 
   /**
+   * A chunk of a snapshot from the leader of our term: it proves the leader is alive as an
+   * AppendEntries does (so a long transfer never starts a campaign). The server writes the bytes;
+   * a snapshot at or below our commit index is answered Installed at once instead.
+   */
+  private handleSnapshotChunk(from: NodeId, message: InstallSnapshotRequest): void {
+    if (this.role !== 'follower') this.becomeFollower(this.term, from);
+    this.leader_id = from;
+    this.election_elapsed = 0;
+    if (!this.wantsSnapshot(message.snapshot_index))
+      this.replySnapshotInstalled(from, message.snapshot_index, this.log.committed);
+  }
+
+  private replySnapshotInstalled(to: NodeId, snapshot_index: number, match_index: number): void {
+    this.send(to, {
+      type: MessageType.InstallSnapshotResponse,
+      term: this.term,
+      follower_id: this.id,
+      snapshot_index,
+      status: InstallSnapshotStatus.Installed,
+      next_offset: 0,
+      match_index,
+    });
+  }
+
+  /**
    * Where the leader should probe next after a rejection at prev_index. We
    * skip, in one round trip, every entry of ours that cannot match: all
    * entries beyond prev_index, entries whose term exceeds the leader's term
@@ -709,7 +841,9 @@ export class RaftCore {
   }
 
   private canSendAppend(id: NodeId): boolean {
-    return !this.needsSnapshot(id) && this.progressOf(id).canSend(this.log.last_index);
+    const pr = this.progressOf(id);
+    if (this.needsSnapshot(id)) return pr.state !== 'snapshot'; // a transfer to start
+    return pr.canSend(this.log.last_index);
   }
 
   /**
@@ -726,6 +860,10 @@ export class RaftCore {
    */
   private sendAppends(id: NodeId): void {
     const pr = this.progressOf(id);
+    if (this.needsSnapshot(id)) {
+      if (pr.state !== 'snapshot') this.startSnapshot(id, pr);
+      return;
+    }
     while (!this.needsSnapshot(id) && pr.canSend(this.log.last_index)) this.sendAppend(id, pr);
   }
 
@@ -748,6 +886,19 @@ export class RaftCore {
       entries,
     });
     pr.onSent(this.seq, entries.length);
+  }
+
+  /**
+   * The follower needs entries we compacted: the server streams it our newest durable snapshot;
+   * no AppendEntries (only heartbeats) until that ends.
+   */
+  private startSnapshot(id: NodeId, pr: Progress): void {
+    assert(
+      this.durable_snapshot.index >= this.log.snapshot_index,
+      `durable snapshot ${this.durable_snapshot.index} covers the compacted log`,
+    );
+    pr.becomeSnapshot(this.durable_snapshot.index);
+    this.snapshot_sends.push({ to: id, term: this.term });
   }
 
   /**
@@ -792,12 +943,36 @@ export class RaftCore {
     // from handleStaleTerm), so only a success counts as an ack for ReadIndex.
     if (message.success) {
       pr.onAccepted(ack, this.indexInLog(message.log_index));
+      // Caught up some other way (an earlier transfer, entries we still hold): stop the transfer.
+      if (pr.state === 'snapshot' && !this.needsSnapshot(from)) pr.onSnapshotEnded(0);
       this.maybeCommit();
       if (this.transfer_target === from) this.maybeSendTimeoutNow(from);
+    } else if (message.log_index < this.log.snapshot_index) {
+      // Its log ends inside what we compacted: no AppendEntries can help (heartbeats below our
+      // snapshot carry no real term, so they are rejected and would never free the window).
+      pr.onBehindLog(this.indexInLog(message.follower_commit));
     } else {
       pr.onRejected(ack, message.log_index, this.indexInLog(message.follower_commit));
     }
     this.confirmReads();
+  }
+
+  /**
+   * Every answer to a chunk counts as contact (CheckQuorum must not depose a leader busy streaming
+   * a snapshot); Installed or Rejected ends the transfer.
+   */
+  private handleSnapshotResponse(from: NodeId, message: InstallSnapshotResponse): void {
+    if (this.role !== 'leader') return;
+    const pr = this.progressOf(from);
+    pr.recent_active = true;
+    if (pr.state !== 'snapshot') return;
+    if (message.status === InstallSnapshotStatus.Installed) {
+      pr.onSnapshotEnded(this.indexInLog(message.match_index));
+      this.maybeCommit();
+      if (this.transfer_target === from) this.maybeSendTimeoutNow(from);
+    } else if (message.status === InstallSnapshotStatus.Rejected) {
+      pr.onSnapshotEnded(0);
+    }
   }
 
   /**

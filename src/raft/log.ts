@@ -100,6 +100,34 @@ export class RaftLog {
     this.checkInvariant();
   }
 
+  /**
+   * A snapshot received from the leader replaces what the log covers up to `point` (Figure 13
+   * rules 6 and 7): if we hold the entry at point.index with point.term, the entries after it are
+   * kept; otherwise the whole log is discarded. The state machine restarts at the snapshot, so
+   * applied (and commit, if behind) move to point.index.
+   */
+  restoreSnapshot(point: { index: number; term: number }): void {
+    const keep_suffix = point.index <= this.last_index && this.term(point.index) === point.term;
+    if (keep_suffix && point.index >= this.snapshot_index_) {
+      this.entries = this.entries.slice(point.index - this.snapshot_index_);
+    } else {
+      this.entries = [];
+      this.truncation_pending = false;
+      this.truncated_since_ready = Infinity;
+    }
+    this.snapshot_index_ = point.index;
+    this.snapshot_term_ = point.term;
+    this.applied_index = point.index;
+    // Only a test fault installs below the commit index; last_index bounds commit then.
+    this.committed_index = Math.min(Math.max(this.committed_index, point.index), this.last_index);
+    if (this.stable_index < point.index || !keep_suffix) this.stable_index = point.index;
+    if (this.unstable_from <= point.index || !keep_suffix) this.unstable_from = point.index + 1;
+    this.uncommitted_bytes_total = 0;
+    for (let index = this.committed_index + 1; index <= this.last_index; index++)
+      this.uncommitted_bytes_total += this.entry(index).data.length;
+    this.checkInvariant();
+  }
+
   get committed(): number {
     return this.committed_index;
   }

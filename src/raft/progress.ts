@@ -10,8 +10,12 @@ import { Inflights } from './inflights';
  *   heartbeat) before the next is sent.
  * replicate: the follower accepted our last probe; stream entries
  *   optimistically, up to `inflight_messages_max` messages in flight.
+ * snapshot: the follower needs entries we compacted away; the server streams it
+ *   our newest durable snapshot (at least `pending_snapshot`) and no AppendEntries
+ *   but heartbeats go out. Installed → probe after the snapshot; aborted → probe
+ *   (etcd's StateSnapshot).
  */
-export type ProgressState = 'probe' | 'replicate';
+export type ProgressState = 'probe' | 'replicate' | 'snapshot';
 
 /**
  * A small state machine (etcd's tracker/progress.go is the model): the core
@@ -38,6 +42,8 @@ export class Progress {
   recent_active = false;
   /** Highest `ack` of a successful answer in the current term (for ReadIndex), null if none yet. */
   private max_ack_seen: number | null = null;
+  /** snapshot: the index of our newest durable snapshot when the transfer started. */
+  private pending_snapshot_index = 0;
 
   constructor(next: number, inflight_messages_max: number) {
     this.next_index = next;
@@ -67,6 +73,32 @@ export class Progress {
     return this.max_ack_seen;
   }
 
+  /** snapshot state: the snapshot index the transfer started with; 0 otherwise. */
+  get pending_snapshot(): number {
+    return this.state_now === 'snapshot' ? this.pending_snapshot_index : 0;
+  }
+
+  /** A snapshot transfer (of a snapshot at `index`) starts: no AppendEntries until it ends. */
+  becomeSnapshot(index: number): void {
+    assert(index >= this.next_index - 1, `snapshot ${index} covers next ${this.next_index}`);
+    this.becomeProbe();
+    this.state_now = 'snapshot';
+    this.pending_snapshot_index = index;
+    this.checkInvariant();
+  }
+
+  /**
+   * The transfer ended: installed (the follower now matches up to `matched`, 0 if unknown) or
+   * aborted (matched 0). Either way probe from the follower's match point.
+   */
+  onSnapshotEnded(matched: number): void {
+    assert(this.state_now === 'snapshot', 'a snapshot transfer ends only in snapshot state');
+    if (matched > this.match_index) this.match_index = matched;
+    this.becomeProbe();
+    this.next_index = this.match_index + 1;
+    this.checkInvariant();
+  }
+
   /**
    * Whether flow control lets us send an AppendEntries now: in probe, unless a probe is already
    * outstanding (it may carry no entries); in replicate, if the window has room and there is an
@@ -74,6 +106,7 @@ export class Progress {
    */
   canSend(last_index: number): boolean {
     if (this.state_now === 'probe') return !this.probe_sent;
+    if (this.state_now === 'snapshot') return false;
     return !this.inflights.full && this.next_index <= last_index;
   }
 
@@ -103,6 +136,12 @@ export class Progress {
   onAccepted(ack: number, matched: number): void {
     if (this.max_ack_seen === null || this.max_ack_seen < ack) this.max_ack_seen = ack;
     if (matched > this.match_index) this.match_index = matched;
+    if (this.state_now === 'snapshot') {
+      // A heartbeat answer: the core ends the transfer if the follower is now reachable by log.
+      this.next_index = Math.max(this.next_index, this.match_index + 1);
+      this.checkInvariant();
+      return;
+    }
     const overtaken = this.next_index <= this.match_index;
     if (this.state_now === 'probe') {
       if (this.answersCurrentProbe(ack)) {
@@ -127,6 +166,7 @@ export class Progress {
    */
   onRejected(ack: number, hint: number, matched: number): void {
     let rejected_prev: number;
+    if (this.state_now === 'snapshot') return; // a heartbeat below our snapshot: keep sending it
     if (this.state_now === 'replicate') {
       const inflight = this.inflights.find(ack);
       if (inflight === null || inflight.prev_index <= this.match_index) return; // stale
@@ -142,6 +182,18 @@ export class Progress {
     this.checkInvariant();
   }
 
+  /**
+   * The follower's log ends before our first retained entry (a rejection said so): whatever is in
+   * flight cannot be accepted. Probe from its match point (the core then starts a snapshot).
+   */
+  onBehindLog(matched: number): void {
+    if (this.state_now === 'snapshot') return;
+    if (matched > this.match_index) this.match_index = matched;
+    this.becomeProbe();
+    this.next_index = this.match_index + 1;
+    this.checkInvariant();
+  }
+
   /** Whether `ack` answers a probe sent at the current `next`. */
   private answersCurrentProbe(ack: number): boolean {
     return this.probe_first_seq !== null && this.probe_first_seq <= ack;
@@ -149,6 +201,7 @@ export class Progress {
 
   private becomeProbe(): void {
     this.state_now = 'probe';
+    this.pending_snapshot_index = 0;
     this.probe_sent = false;
     this.probe_first_seq = null;
     this.inflights.reset();

@@ -25,6 +25,10 @@ export const MessageType = {
    * §4.2.3). Not part of the seed protocol: a seed peer closes the link on it.
    */
   TransferVoteRequest: 8,
+  /** One chunk of the leader's newest snapshot file (9-12 are the connection handshake). */
+  InstallSnapshotRequest: 13,
+  /** A follower's answer to a chunk: the next offset it wants, installed, or rejected. */
+  InstallSnapshotResponse: 14,
 } as const;
 
 export type MessageTypeNumber = (typeof MessageType)[keyof typeof MessageType];
@@ -39,7 +43,8 @@ export function isRequest(type: MessageTypeNumber): boolean {
     type === MessageType.AppendEntriesRequest ||
     type === MessageType.PreVoteRequest ||
     type === MessageType.TimeoutNow ||
-    type === MessageType.TransferVoteRequest
+    type === MessageType.TransferVoteRequest ||
+    type === MessageType.InstallSnapshotRequest
   );
 }
 
@@ -48,7 +53,8 @@ export function isResponse(type: MessageTypeNumber): boolean {
   return (
     type === MessageType.RequestVoteResponse ||
     type === MessageType.AppendEntriesResponse ||
-    type === MessageType.PreVoteResponse
+    type === MessageType.PreVoteResponse ||
+    type === MessageType.InstallSnapshotResponse
   );
 }
 
@@ -112,9 +118,56 @@ export interface TimeoutNow {
   leader_id: number;
 }
 
+/**
+ * One chunk of a snapshot file the leader streams to a follower behind its first retained entry.
+ * The core looks only at the header fields (term, leader, which snapshot); the server writes
+ * `data` to a temporary file (the core never holds snapshot bytes).
+ */
+export interface InstallSnapshotRequest {
+  type: typeof MessageType.InstallSnapshotRequest;
+  term: number;
+  leader_id: number;
+  /** The last index and term the snapshot covers. */
+  snapshot_index: number;
+  snapshot_term: number;
+  /** Byte offset of `data` in the snapshot file. */
+  offset: number;
+  /** Size of the whole snapshot file. */
+  total_bytes: number;
+  /** CRC-32 (IEEE) of `data`. */
+  chunk_crc: number;
+  data: Uint8Array;
+}
+
+export const InstallSnapshotStatus = {
+  /** The follower holds the file up to `next_offset` and wants the bytes from there. */
+  Ack: 0,
+  /** Done: the follower's log now matches the leader's up to `match_index`. */
+  Installed: 1,
+  /** The follower refuses this transfer (a stale term): the leader gives it up. */
+  Rejected: 2,
+} as const;
+
+export type InstallSnapshotStatusNumber =
+  (typeof InstallSnapshotStatus)[keyof typeof InstallSnapshotStatus];
+
+export interface InstallSnapshotResponse {
+  type: typeof MessageType.InstallSnapshotResponse;
+  term: number;
+  follower_id: number;
+  snapshot_index: number;
+  status: InstallSnapshotStatusNumber;
+  /** Ack: the next byte offset the follower wants (0 after it lost or abandoned the file). */
+  next_offset: number;
+  /** Installed: the last index the follower now matches (the snapshot's, or its commit index). */
+  match_index: number;
+}
+
 export type RaftMessage =
   | RequestVoteRequest
   | RequestVoteResponse
   | AppendEntriesRequest
   | AppendEntriesResponse
-  | TimeoutNow;
+  | TimeoutNow
+  | InstallSnapshotRequest
+  | InstallSnapshotResponse;

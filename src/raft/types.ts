@@ -73,6 +73,24 @@ export interface Ready {
   /** Read requests that can no longer be confirmed (leadership lost); the client should retry. */
   failed_reads: number[];
   soft_state: SoftState | null;
+  /**
+   * InstallSnapshot, leader: stream the newest durable snapshot to each of these followers (the
+   * server reads the file; the core never holds its bytes).
+   */
+  snapshot_sends: SnapshotSend[];
+  /**
+   * InstallSnapshot, follower: a received snapshot, already durable under its final file name, to
+   * install: restore the state machine from it and rewrite the log to start after it (keeping the
+   * log after it, as the core now holds it) before `hard_state` is saved and
+   * `messages_after_persist` sent. Such a Ready carries no entries and nothing committed.
+   */
+  snapshot: SnapshotPoint | null;
+}
+
+export interface SnapshotSend {
+  to: NodeId;
+  /** The leader's term: the transfer is abandoned when it changes. */
+  term: number;
 }
 
 export interface RaftLimits {
@@ -113,6 +131,8 @@ export interface RaftFaults {
   read_without_heartbeat?: boolean;
   /** Leader counts its own entries as replicated before they are persisted. */
   ack_before_persist?: boolean;
+  /** Install a received snapshot even at or below the commit index (applied goes back). */
+  install_stale_snapshot?: boolean;
 }
 
 export interface RaftConfig {

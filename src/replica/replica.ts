@@ -9,7 +9,9 @@ export type WriteError =
   | 'uncommitted_full'
   | 'transferring'
   | 'too_large'
-  | 'dropped';
+  | 'dropped'
+  /** A snapshot from the leader replaced the log up to the write's index: it may have committed. */
+  | 'unknown';
 export type WriteOutcome =
   | { ok: true; result: ApplyResult }
   | { ok: false; error: WriteError; leader_id: NodeId };
@@ -49,7 +51,8 @@ interface PendingRead {
  */
 export class Replica {
   readonly core: RaftCore;
-  readonly state: KvStateMachine;
+  /** Replaced only by installState (a snapshot from the leader). */
+  state: KvStateMachine;
   private readonly writes = new Map<number, PendingWrite>();
   private readonly reads = new Map<number, PendingRead>();
   /** Confirmed reads waiting for the state machine to reach their index, in confirmation order. */
@@ -129,6 +132,22 @@ export class Replica {
       fail: done,
     });
     return id;
+  }
+
+  /**
+   * A snapshot received from the leader replaces the state machine. Confirmed reads waiting for
+   * an index it covers are served from it (it is at least that far).
+   */
+  installState(state: KvStateMachine): void {
+    this.state = state;
+    // Our proposals the snapshot covers (from when this node led) are no longer in our log: we
+    // cannot tell whether they committed.
+    for (const [index, pending] of this.writes) {
+      if (index > state.last_applied) continue;
+      this.writes.delete(index);
+      pending.done({ ok: false, error: 'unknown', leader_id: this.core.status().leader_id });
+    }
+    this.serveConfirmedReads();
   }
 
   /** The caller stopped waiting (timeout, connection closed); the operation itself goes on. */

@@ -247,6 +247,9 @@ function snapshotFields(inputs: InfoInputs): InfoField[] {
     ['snapshot_last_duration_ms', (snapshots?.snapshot_last_duration_ms ?? 0).toFixed(3)],
     ['snapshot_serialize_max_ms', (snapshots?.snapshot_serialize_max_ms ?? 0).toFixed(3)],
     ['snapshot_in_progress', snapshots?.snapshot_in_progress === true ? 1 : 0],
+    ['snapshots_sent', snapshots?.snapshots_sent ?? 0],
+    ['snapshots_received', snapshots?.snapshots_received ?? 0],
+    ['snapshots_installed', snapshots?.snapshots_installed ?? 0],
     ['log_first_index', inputs.status.snapshot_index + 1],
   ];
 }

@@ -19,6 +19,7 @@ import {
   type SoftState,
 } from '../raft/types';
 import { type DriverSnapshotStorage, ReadyDriver } from '../driver/ready_driver';
+import { snapshotInstaller, snapshotTransferStorage } from '../driver/snapshot_files';
 import { KvStateMachine } from '../kv/state_machine';
 import type { LoadedSnapshot } from '../storage/snapshot_store';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../replica/replica';
@@ -284,6 +285,10 @@ export class KvNode {
             `log truncated from index ${first_index} (conflict with the leader's log)`,
           ),
         onFatal: (error) => this.fail(error),
+        onSnapshotInstalled: (point) =>
+          this.logger.info(
+            `installed a snapshot from the leader (index ${point.index}, term ${point.term})`,
+          ),
       },
     );
   }
@@ -919,6 +924,11 @@ function writeReply(outcome: WriteOutcome): Buffer | null {
         'TRYAGAIN write not committed: leadership changed before it was replicated; ' +
           'it was not executed',
       );
+    case 'unknown':
+      return encodeError(
+        'TIMEOUT outcome unknown: this node stopped leading and installed a snapshot ' +
+          'covering the write',
+      );
   }
 }
 
@@ -976,5 +986,7 @@ function snapshotStorage(storage: RaftStorage): DriverSnapshotStorage {
         () => done(null),
         (error: unknown) => done(asError(error)),
       ),
+    transfer: snapshotTransferStorage(storage.snapshots),
+    install: snapshotInstaller(storage.snapshots),
   };
 }

@@ -215,6 +215,7 @@ function requestSenderId(message: RaftMessage): number | null {
       return message.candidate_id;
     case MessageType.AppendEntriesRequest:
     case MessageType.TimeoutNow:
+    case MessageType.InstallSnapshotRequest:
       return message.leader_id;
     default:
       return null;
@@ -231,13 +232,13 @@ function describeCloseCause(error: Error | null): string {
  *
  * Routing rule (both ends follow it, so each TCP connection carries traffic
  * in a fixed pattern):
- * - Requests (RequestVote 1, AppendEntries 3, PreVote 5, TimeoutNow 7) to
+ * - Requests (RequestVote 1, AppendEntries 3, PreVote 5, TimeoutNow 7, InstallSnapshot 13) to
  *   peer X go on our OUTBOUND connection to X.
  * - Responses (2, 4, 6) to X go back on the connection the request came in
  *   on: the most recent INBOUND connection on which X sent us a request.
  * - A message arriving on our outbound connection to X is from X.
  * - A message arriving on an inbound connection is from the id its request
- *   names (candidate_id for 1/5, leader_id for 3/7). An inbound connection
+ *   names (candidate_id for 1/5, leader_id for 3/7/13). An inbound connection
  *   that names an unconfigured id, changes id, or sends a response is
  *   misbehaving and is closed with a warning; so is one whose bytes do not
  *   decode (WireError).

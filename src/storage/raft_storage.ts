@@ -275,9 +275,10 @@ export class RaftStorage {
         snapshots,
       );
       const point = restored.snapshot;
-      if (point !== undefined && point.index > wal_base && point.index > storage.last_index) {
+      if (point !== undefined && point.index > wal_base && restored.entries.length === 0) {
         // The snapshot is ahead of the log (applied before this node's own copy was durable, or
-        // installed from a leader): the log restarts after it, so the next save can follow it.
+        // installed from a leader, possibly over a conflicting uncommitted log): the log restarts
+        // after it, so the next save can follow it.
         await storage.compactLog(point, []);
       }
       return {
@@ -629,6 +630,10 @@ function startAfterSnapshot(
   if (wal_last > point.index) {
     const term =
       point.index === wal_base ? wal.snapshot?.term : wal.entries[point.index - wal_base - 1]?.term;
+    // A snapshot installed from the leader past our commit index replaces a conflicting log that
+    // the crash left behind (Figure 13 rule 7); a conflict within the committed log is damage.
+    if (term !== point.term && wal.hard_state.commit < point.index)
+      return { hard_state, entries: [], snapshot: point, applied_index: point.index };
     if (term !== point.term) {
       throw new StorageCorruptError(
         `${snapshot.file} ends at index ${point.index} in term ${point.term}, ` +

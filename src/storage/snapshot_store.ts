@@ -24,11 +24,11 @@
  * newest `snapshots_kept` are kept, so one damaged file still leaves a fallback.
  */
 import * as path from 'node:path';
-import type { NodeId, SnapshotMeta } from '../raft/types';
+import type { NodeId, SnapshotMeta, SnapshotPoint } from '../raft/types';
 import { StorageCorruptError } from '../util/errors';
 import { LIMITS } from '../util/limits';
 import { crc32 } from './frame';
-import type { StorageIo } from './io';
+import type { LogFile, StorageIo } from './io';
 
 export interface LoadedSnapshot {
   meta: SnapshotMeta;
@@ -56,6 +56,8 @@ const VERSION = 1;
 const FIXED_HEADER_BYTES = 28;
 const CRC_FROM = 16;
 const NAME_PATTERN = /^snapshot-(\d{10})-(\d{10})\.snap$/;
+/** A snapshot being received from the leader (InstallSnapshot); never loaded, removed at open. */
+const RECEIVE_SUFFIX = '.recv';
 
 export function snapshotFileName(index: number, term: number): string {
   return `snapshot-${String(index).padStart(10, '0')}-${String(term).padStart(10, '0')}.snap`;
@@ -115,18 +117,21 @@ export class SnapshotStore {
     }
     await this.io.rename(temp_path, final_path);
     if (this.fsync) await this.io.syncDirectory(this.dir);
-    await this.removeOld();
+    await this.removeOld(true);
     return { file: final_path, file_bytes: position };
   }
 
   /**
    * The newest snapshot that verifies, or null if there is none; each damaged one is passed to
-   * `onDamaged` (for a log line) and skipped.
+   * `onDamaged` (for a log line) and skipped. Partial received snapshots are removed (a restart
+   * never resumes one), from the same directory listing.
    */
   async loadNewest(
     onDamaged: (file: string, reason: string) => void,
   ): Promise<LoadedSnapshot | null> {
-    for (const name of await this.snapshotNames()) {
+    const listing = await this.io.listDirectory(this.dir);
+    await this.removePartialReceives(listing);
+    for (const name of newestFirst(listing)) {
       const file = path.join(this.dir, name);
       try {
         return await this.load(file, name);
@@ -138,10 +143,70 @@ export class SnapshotStore {
     return null;
   }
 
+  /**
+   * The newest snapshot file opened for streaming to a follower as opaque bytes (the follower
+   * verifies it), or null if there is none. The open handle keeps the bytes readable even if a
+   * newer snapshot removes the file meanwhile.
+   */
+  async openNewestReader(): Promise<SnapshotFileReader | null> {
+    const name = (await this.snapshotNames())[0];
+    if (name === undefined) return null;
+    const match = NAME_PATTERN.exec(name);
+    if (match === null) return null;
+    const handle = await this.io.openLog(path.join(this.dir, name));
+    const total_bytes = await handle.size();
+    if (total_bytes === 0) {
+      await handle.close();
+      return null;
+    }
+    return new SnapshotFileReader(handle, Number(match[1]), Number(match[2]), total_bytes);
+  }
+
+  /**
+   * Starts receiving the snapshot (index, term) of `total_bytes` into a temporary file in the data
+   * directory (replacing any earlier partial one).
+   */
+  async receive(index: number, term: number, total_bytes: number): Promise<SnapshotFileWriter> {
+    const final_path = path.join(this.dir, snapshotFileName(index, term));
+    const temp_path = `${final_path}${RECEIVE_SUFFIX}`;
+    await this.io.unlink(temp_path);
+    const file = await this.io.openLog(temp_path);
+    return new SnapshotFileWriter(this, file, { index, term }, total_bytes, temp_path, final_path);
+  }
+
+  /** Removes partial received snapshots among `listing` (the directory's names). */
+  private async removePartialReceives(listing: string[]): Promise<void> {
+    for (const name of listing) {
+      if (name.endsWith(`.snap${RECEIVE_SUFFIX}`)) await this.io.unlink(path.join(this.dir, name));
+    }
+  }
+
+  /** Loads the snapshot file for `point` (a received one, once installed); throws if damaged. */
+  loadPoint(point: SnapshotPoint): Promise<LoadedSnapshot> {
+    const name = snapshotFileName(point.index, point.term);
+    return this.load(path.join(this.dir, name), name);
+  }
+
+  /** Internal (SnapshotFileWriter): a received file is complete and verified; make it durable. */
+  async commitReceived(file: LogFile, temp_path: string, final_path: string): Promise<void> {
+    try {
+      if (this.fsync) await file.datasync();
+    } finally {
+      await file.close();
+    }
+    await this.io.rename(temp_path, final_path);
+    if (this.fsync) await this.io.syncDirectory(this.dir);
+    await this.removeOld(false);
+  }
+
+  /** Internal: removes a temporary file. */
+  unlink(file_path: string): Promise<void> {
+    return this.io.unlink(file_path);
+  }
+
   /** Snapshot file names, newest (highest index) first. */
   async snapshotNames(): Promise<string[]> {
-    const names = (await this.io.listDirectory(this.dir)).filter((n) => NAME_PATTERN.test(n));
-    return names.sort().reverse(); // zero-padded: name order is index order, then term order
+    return newestFirst(await this.io.listDirectory(this.dir));
   }
 
   private async load(file: string, name: string): Promise<LoadedSnapshot> {
@@ -172,14 +237,15 @@ export class SnapshotStore {
     return { meta, state, file, file_bytes: bytes.length };
   }
 
-  private async removeOld(): Promise<void> {
+  /** `remove_temps`: also temporary files of local writes (only one local write runs at once). */
+  private async removeOld(remove_temps: boolean): Promise<void> {
     const names = await this.snapshotNames();
     let removed = false;
     for (const name of names.slice(this.snapshots_kept)) {
       await this.io.unlink(path.join(this.dir, name));
       removed = true;
     }
-    for (const name of await this.io.listDirectory(this.dir)) {
+    for (const name of remove_temps ? await this.io.listDirectory(this.dir) : []) {
       if (!name.endsWith('.snap.tmp')) continue;
       await this.io.unlink(path.join(this.dir, name));
       removed = true;
@@ -200,6 +266,15 @@ function encodeHeader(meta: SnapshotMeta): Buffer {
   return header;
 }
 
+/** Snapshot file names among `names`, newest (highest index) first. */
+function newestFirst(names: string[]): string[] {
+  // Zero-padded: name order is index order, then term order.
+  return names
+    .filter((n) => NAME_PATTERN.test(n))
+    .sort()
+    .reverse();
+}
+
 function decodeHeader(bytes: Buffer, file: string): SnapshotMeta {
   if (bytes.length < FIXED_HEADER_BYTES)
     throw new StorageCorruptError(`${file}: ${bytes.length} bytes, shorter than a header`);
@@ -215,4 +290,103 @@ function decodeHeader(bytes: Buffer, file: string): SnapshotMeta {
   const voters: NodeId[] = [];
   for (let i = 0; i < voter_count; i++) voters.push(bytes.readUInt32LE(FIXED_HEADER_BYTES + 4 * i));
   return { index: bytes.readUInt32LE(16), term: bytes.readUInt32LE(20), voters };
+}
+
+/** Reads a snapshot file in chunks for InstallSnapshot (never the whole file at once). */
+export class SnapshotFileReader {
+  constructor(
+    private readonly handle: LogFile,
+    readonly index: number,
+    readonly term: number,
+    readonly total_bytes: number,
+  ) {}
+
+  /** Up to `bytes_max` bytes from `offset` (fewer only at the end of the file). */
+  async read(offset: number, bytes_max: number): Promise<Buffer> {
+    const length = Math.max(0, Math.min(bytes_max, this.total_bytes - offset));
+    const chunk = Buffer.allocUnsafe(length);
+    let read = 0;
+    while (read < length) {
+      const got = await this.handle.read(chunk, read, length - read, offset + read);
+      if (got === 0) throw new StorageCorruptError(`snapshot ${this.index} ends before ${offset}`);
+      read += got;
+    }
+    return chunk;
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
+
+/**
+ * Writes a snapshot received in order, chunk by chunk, into a temporary file, computing the
+ * file's own checksum as the bytes arrive; `finish` verifies it (magic, version, CRC, index and
+ * term against what the leader announced), fdatasyncs, renames it to its final name and fsyncs
+ * the directory. A crash at any point leaves either no new snapshot or a complete, valid one.
+ */
+export class SnapshotFileWriter {
+  private written = 0;
+  private crc = 0;
+  private readonly head = Buffer.alloc(FIXED_HEADER_BYTES);
+  private closed = false;
+
+  constructor(
+    private readonly store: SnapshotStore,
+    private readonly file: LogFile,
+    readonly point: SnapshotPoint,
+    readonly total_bytes: number,
+    private readonly temp_path: string,
+    private readonly final_path: string,
+  ) {}
+
+  /** Bytes written so far: the next offset the writer accepts. */
+  get next_offset(): number {
+    return this.written;
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    if (offset !== this.written || offset + data.length > this.total_bytes)
+      throw new StorageCorruptError(`chunk at ${offset} does not follow ${this.written}`);
+    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    if (offset < FIXED_HEADER_BYTES)
+      bytes.copy(this.head, offset, 0, Math.min(bytes.length, FIXED_HEADER_BYTES - offset));
+    if (offset + bytes.length > CRC_FROM)
+      this.crc = crc32(bytes.subarray(Math.max(0, CRC_FROM - offset)), this.crc);
+    await this.file.write(bytes, offset);
+    this.written += bytes.length;
+  }
+
+  /** Verifies and makes durable; throws StorageCorruptError (temp file removed) if damaged. */
+  async finish(): Promise<SnapshotPoint> {
+    const problem = this.verify();
+    if (problem !== null) {
+      await this.abandon();
+      throw new StorageCorruptError(`received snapshot ${this.point.index}: ${problem}`);
+    }
+    this.closed = true;
+    await this.store.commitReceived(this.file, this.temp_path, this.final_path);
+    return this.point;
+  }
+
+  /** Drops the partial file. */
+  async abandon(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      await this.file.close().catch(() => undefined);
+    }
+    await this.store.unlink(this.temp_path);
+  }
+
+  private verify(): string | null {
+    const head = this.head;
+    if (this.written !== this.total_bytes) return `${this.written} of ${this.total_bytes} bytes`;
+    if (this.total_bytes < FIXED_HEADER_BYTES) return 'shorter than a header';
+    if (!head.subarray(0, MAGIC.length).equals(MAGIC)) return 'bad magic';
+    if (head.readUInt32LE(8) !== VERSION) return `unknown version ${head.readUInt32LE(8)}`;
+    if (head.readUInt32LE(12) !== this.crc) return 'checksum mismatch';
+    if (head.readUInt32LE(16) !== this.point.index || head.readUInt32LE(20) !== this.point.term)
+      return `holds index ${head.readUInt32LE(16)} term ${head.readUInt32LE(20)}`;
+    return null;
+  }
 }

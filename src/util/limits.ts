@@ -73,6 +73,25 @@ export const LIMITS = {
   driver_readies_per_turn_max: 8,
   /** Raft: read requests waiting for leadership confirmation. */
   raft_pending_reads_max: 64 * 1024,
+  /**
+   * InstallSnapshot: data bytes per chunk. Small enough that a chunk never holds up the
+   * heartbeats and AppendEntries queued behind it on the same link for long.
+   */
+  snapshot_chunk_bytes_max: 256 * 1024,
+  /** InstallSnapshot: chunks sent and not yet acknowledged, per follower. */
+  snapshot_chunks_in_flight_max: 4,
+  /**
+   * InstallSnapshot: unacknowledged chunk bytes to all followers together (the transfers' own
+   * budget, apart from the per-peer write queue that AppendEntries use).
+   */
+  snapshot_send_bytes_total_max: 4 * 1024 * 1024,
+  /** Largest snapshot file a follower accepts (a chunk claiming a larger total is malformed). */
+  snapshot_install_bytes_max: 64 * 1024 * 1024 * 1024,
+  /**
+   * Ticks without an answer after which a leader resends a transfer from the last acknowledged
+   * offset (a lost chunk or a reconnect).
+   */
+  snapshot_stall_ticks: 10,
   /** Config file size. */
   config_file_bytes_max: 1024 * 1024,
   /** Largest cluster. */
@@ -163,7 +182,7 @@ export const LIMITS = {
    */
   snapshot_step_keys_max: 16 * 1024,
   /** Snapshots: bytes of the state machine encoded in one step, then written to the file. */
-  snapshot_chunk_bytes: 256 * 1024,
+  snapshot_encode_chunk_bytes: 256 * 1024,
   /** Redis view: keys KEYS may scan in one call (beyond it: an error pointing at SCAN). */
   keys_scan_keys_max: 1024 * 1024,
   /** Redis view: SCAN cursors (key lists taken at SCAN 0) a node keeps; the oldest goes first. */
@@ -206,6 +225,11 @@ export function checkLimitRelations(limits: Limits): void {
     limits.peer_inbound_connections_max >= inbound_needed,
     `peer_inbound_connections_max ${limits.peer_inbound_connections_max} >= ` +
       `${PEER_INBOUND_CONNECTIONS_PER_PEER} per peer of a ${limits.cluster_nodes_max}-node cluster`,
+  );
+  assert(
+    limits.snapshot_send_bytes_total_max >=
+      limits.snapshot_chunk_bytes_max * limits.snapshot_chunks_in_flight_max,
+    "snapshot_send_bytes_total_max holds one follower's window of chunks",
   );
   // A follower never has to split one AppendEntries across Readies.
   assert(

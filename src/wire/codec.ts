@@ -15,6 +15,16 @@
  *   PreVoteResponse     6  as RequestVoteResponse
  *   TimeoutNow          7  [term][leader_id]                                          8 bytes
  *   TransferVoteRequest 8  as RequestVoteRequest (a campaign started by TimeoutNow)
+ *   (9-12: the connection handshake, server/peer_handshake.ts)
+ *   InstallSnapshotRequest 13 [term][leader_id][snapshot_index][snapshot_term][offset u64]
+ *                          [total_bytes u64][chunk_crc u32][data_length u32][data]   40 + data
+ *   InstallSnapshotResponse 14 [term][follower_id][snapshot_index][status u8]
+ *                          [next_offset u64][match_index]                            25 bytes
+ *
+ * u64 fields are little-endian and at most 2^53 - 1. An InstallSnapshotRequest's data is 1 to
+ * snapshot_chunk_bytes_max bytes lying within [0, total_bytes), total_bytes at most
+ * snapshot_install_bytes_max, snapshot_index at least 1; a response's status is 0 (ack), 1
+ * (installed) or 2 (rejected).
  *
  * Every term field (message terms, last_log_term, prev_log_term, entry terms) must lie in
  * [0, raft_term_max]; a frame with any other term is malformed, so no peer can hand us a term
@@ -27,6 +37,10 @@ import {
   LOG_ENTRY_HEADER_BYTES,
   MessageType,
   type AppendEntriesRequest,
+  InstallSnapshotStatus,
+  type InstallSnapshotRequest,
+  type InstallSnapshotResponse,
+  type InstallSnapshotStatusNumber,
   type LogEntry,
   type MessageTypeNumber,
   type RaftMessage,
@@ -39,6 +53,9 @@ const REQUEST_VOTE_RESPONSE_BYTES = 5;
 const APPEND_ENTRIES_REQUEST_FIXED_BYTES = 28;
 const APPEND_ENTRIES_RESPONSE_BYTES = 21;
 const TIMEOUT_NOW_BYTES = 8;
+const INSTALL_SNAPSHOT_REQUEST_FIXED_BYTES = 40;
+const INSTALL_SNAPSHOT_RESPONSE_BYTES = 25;
+const TWO_POW_32 = 2 ** 32;
 
 /**
  * Asserts that the largest AppendEntries the core may build fits a frame: one largest entry alone,
@@ -112,6 +129,17 @@ export function encodeMessage(message: RaftMessage): Buffer {
       at = writeInt32(frame, at, message.term, 'term');
       at = writeInt32(frame, at, message.leader_id, 'leader_id');
       break;
+    case MessageType.InstallSnapshotRequest:
+      at = writeInstallSnapshotRequest(frame, at, message);
+      break;
+    case MessageType.InstallSnapshotResponse:
+      at = writeInt32(frame, at, message.term, 'term');
+      at = writeInt32(frame, at, message.follower_id, 'follower_id');
+      at = writeInt32(frame, at, message.snapshot_index, 'snapshot_index');
+      frame[at++] = message.status;
+      at = writeUint64(frame, at, message.next_offset, 'next_offset');
+      at = writeInt32(frame, at, message.match_index, 'match_index');
+      break;
     default:
       return unknownMessage(message);
   }
@@ -141,6 +169,10 @@ function payloadBytes(message: RaftMessage): number {
       return APPEND_ENTRIES_RESPONSE_BYTES;
     case MessageType.TimeoutNow:
       return TIMEOUT_NOW_BYTES;
+    case MessageType.InstallSnapshotRequest:
+      return INSTALL_SNAPSHOT_REQUEST_FIXED_BYTES + message.data.length;
+    case MessageType.InstallSnapshotResponse:
+      return INSTALL_SNAPSHOT_RESPONSE_BYTES;
     default:
       return unknownMessage(message);
   }
@@ -166,6 +198,33 @@ function writeAppendEntriesRequest(
     at += entry.data.length;
   }
   return at;
+}
+
+function writeInstallSnapshotRequest(
+  frame: Buffer,
+  start: number,
+  message: InstallSnapshotRequest,
+): number {
+  let at = start;
+  at = writeInt32(frame, at, message.term, 'term');
+  at = writeInt32(frame, at, message.leader_id, 'leader_id');
+  at = writeInt32(frame, at, message.snapshot_index, 'snapshot_index');
+  at = writeInt32(frame, at, message.snapshot_term, 'snapshot_term');
+  at = writeUint64(frame, at, message.offset, 'offset');
+  at = writeUint64(frame, at, message.total_bytes, 'total_bytes');
+  at = writeUint32(frame, at, message.chunk_crc, 'chunk_crc');
+  at = writeUint32(frame, at, message.data.length, 'data_length');
+  frame.set(message.data, at);
+  return at + message.data.length;
+}
+
+function writeUint64(frame: Buffer, at: number, value: number, field: string): number {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new AssertionFailure(`${field} ${value} does not fit a u64 of at most 2^53 - 1`);
+  }
+  frame.writeUInt32LE(value % TWO_POW_32, at);
+  frame.writeUInt32LE(Math.floor(value / TWO_POW_32), at + 4);
+  return at + 8;
 }
 
 // The failure message is built only on failure: these run once per field on the hot path.
@@ -232,6 +291,14 @@ function checkFrameHeader(
       message_type = type;
       exact_payload_bytes = TIMEOUT_NOW_BYTES;
       break;
+    case MessageType.InstallSnapshotRequest:
+      message_type = type;
+      exact_payload_bytes = null;
+      break;
+    case MessageType.InstallSnapshotResponse:
+      message_type = type;
+      exact_payload_bytes = INSTALL_SNAPSHOT_RESPONSE_BYTES;
+      break;
     default:
       throw new WireError('WIRE_UNKNOWN_TYPE', `unknown Raft message type ${type}`);
   }
@@ -249,11 +316,25 @@ function checkFrameHeader(
         `header says ${payload_bytes}`,
     );
   }
-  if (exact_payload_bytes === null && payload_bytes < APPEND_ENTRIES_REQUEST_FIXED_BYTES) {
+  const fixed_bytes =
+    message_type === MessageType.InstallSnapshotRequest
+      ? INSTALL_SNAPSHOT_REQUEST_FIXED_BYTES
+      : APPEND_ENTRIES_REQUEST_FIXED_BYTES;
+  if (exact_payload_bytes === null && payload_bytes < fixed_bytes) {
     throw new WireError(
       'WIRE_MALFORMED',
-      'AppendEntriesRequest payload must be at least ' +
-        `${APPEND_ENTRIES_REQUEST_FIXED_BYTES} bytes, header says ${payload_bytes}`,
+      `Raft message type ${type} payload must be at least ${fixed_bytes} bytes, ` +
+        `header says ${payload_bytes}`,
+    );
+  }
+  if (
+    message_type === MessageType.InstallSnapshotRequest &&
+    payload_bytes > INSTALL_SNAPSHOT_REQUEST_FIXED_BYTES + LIMITS.snapshot_chunk_bytes_max
+  ) {
+    throw new WireError(
+      'WIRE_FRAME_TOO_LARGE',
+      `InstallSnapshotRequest payload of ${payload_bytes} bytes exceeds a chunk of ` +
+        `snapshot_chunk_bytes_max ${LIMITS.snapshot_chunk_bytes_max}`,
     );
   }
   return message_type;
@@ -302,7 +383,85 @@ function decodePayload(
         term: readTerm(bytes, start, 'term'),
         leader_id: bytes.readInt32LE(start + 4),
       };
+    case MessageType.InstallSnapshotRequest:
+      return decodeInstallSnapshotRequest(bytes, start, end);
+    case MessageType.InstallSnapshotResponse:
+      return decodeInstallSnapshotResponse(bytes, start);
   }
+}
+
+function malformed(detail: string): never {
+  throw new WireError('WIRE_MALFORMED', detail);
+}
+
+/** A u64 field: at most 2^53 - 1 (a number), else malformed. */
+function readUint64(bytes: Buffer, at: number, field: string): number {
+  const high = bytes.readUInt32LE(at + 4);
+  if (high >= 2 ** 21) malformed(`${field} is above 2^53 - 1`);
+  return high * TWO_POW_32 + bytes.readUInt32LE(at);
+}
+
+function decodeInstallSnapshotRequest(
+  bytes: Buffer,
+  start: number,
+  end: number,
+): InstallSnapshotRequest {
+  const snapshot_index = bytes.readInt32LE(start + 8);
+  if (snapshot_index < 1) malformed(`InstallSnapshotRequest snapshot_index ${snapshot_index} < 1`);
+  const offset = readUint64(bytes, start + 16, 'offset');
+  const total_bytes = readUint64(bytes, start + 24, 'total_bytes');
+  const data_length = bytes.readUInt32LE(start + 36);
+  const data_at = start + INSTALL_SNAPSHOT_REQUEST_FIXED_BYTES;
+  if (data_length !== end - data_at)
+    malformed(`InstallSnapshotRequest data_length ${data_length}, payload holds ${end - data_at}`);
+  if (data_length === 0) malformed('InstallSnapshotRequest carries no data');
+  if (total_bytes > LIMITS.snapshot_install_bytes_max)
+    malformed(
+      `InstallSnapshotRequest total_bytes ${total_bytes} exceeds snapshot_install_bytes_max ` +
+        `${LIMITS.snapshot_install_bytes_max}`,
+    );
+  if (offset + data_length > total_bytes)
+    malformed(`InstallSnapshotRequest chunk [${offset}, +${data_length}) beyond ${total_bytes}`);
+  // A copy: the chunk outlives the network buffer (it waits for the file write).
+  const data = new Uint8Array(data_length);
+  data.set(bytes.subarray(data_at, end));
+  return {
+    type: MessageType.InstallSnapshotRequest,
+    term: readTerm(bytes, start, 'term'),
+    leader_id: bytes.readInt32LE(start + 4),
+    snapshot_index,
+    snapshot_term: readTerm(bytes, start + 12, 'snapshot_term'),
+    offset,
+    total_bytes,
+    chunk_crc: bytes.readUInt32LE(start + 32),
+    data,
+  };
+}
+
+function decodeInstallSnapshotResponse(bytes: Buffer, start: number): InstallSnapshotResponse {
+  const status = bytes[start + 12];
+  if (
+    status !== InstallSnapshotStatus.Ack &&
+    status !== InstallSnapshotStatus.Installed &&
+    status !== InstallSnapshotStatus.Rejected
+  )
+    malformed(`InstallSnapshotResponse status ${String(status)}`);
+  const next_offset = readUint64(bytes, start + 13, 'next_offset');
+  if (next_offset > LIMITS.snapshot_install_bytes_max)
+    malformed(`InstallSnapshotResponse next_offset ${next_offset} beyond any snapshot`);
+  const snapshot_index = bytes.readInt32LE(start + 8);
+  const match_index = bytes.readInt32LE(start + 21);
+  if (snapshot_index < 0 || match_index < 0)
+    malformed(`InstallSnapshotResponse index ${snapshot_index} / ${match_index} negative`);
+  return {
+    type: MessageType.InstallSnapshotResponse,
+    term: readTerm(bytes, start, 'term'),
+    follower_id: bytes.readInt32LE(start + 4),
+    snapshot_index,
+    status: status as InstallSnapshotStatusNumber,
+    next_offset,
+    match_index,
+  };
 }
 
 /**

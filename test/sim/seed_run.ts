@@ -76,6 +76,7 @@ export function drawParams(seed: number, options: SeedOptions = {}): SimParams {
     // A generator of its own, so the draws above (and every seed's replay) stay as they were.
     snapshot_entries:
       options.snapshot_entries ?? [0, 5, 20, 60][new SeededRandom(seed ^ 0x54a9).int(4)]!,
+    snapshot_chunk_bytes: [64, 200, 1000, 64 * 1024][new SeededRandom(seed ^ 0x1c5).int(4)]!,
   };
 }
 

@@ -6,6 +6,7 @@
  * served, damage before the tail is refused.
  */
 import { type DriverSnapshotStorage, ReadyDriver } from '../../src/driver/ready_driver';
+import { snapshotInstaller, snapshotTransferStorage } from '../../src/driver/snapshot_files';
 import { KvStateMachine } from '../../src/kv/state_machine';
 import { buildRaftConfig } from '../../src/raft/config';
 import { RaftCore } from '../../src/raft/core';
@@ -58,6 +59,8 @@ export interface SimHost {
   observe(node: SimNode): void;
   checkApplied(node: SimNode, ready: Ready): void;
   checkSnapshotState(node: SimNode, state: KvStateMachine, index: number): void;
+  /** A snapshot from the leader became the node's state machine. */
+  checkInstalled(node: SimNode, index: number): void;
   /** A violation found outside the run loop's call stack (in a promise callback). */
   reportFailure(error: Error): void;
   /** Counts a storage event of the run (for the summary: faults must really happen). */
@@ -75,7 +78,8 @@ export type StorageEvent =
   | 'snapshot_written'
   | 'log_compacted'
   | 'restart_from_snapshot'
-  | 'snapshot_fallback';
+  | 'snapshot_fallback'
+  | 'snapshot_installed';
 
 /**
  * down: no process. recovering: a process is replaying the WAL. up: serving.
@@ -313,6 +317,9 @@ export class SimNode {
         snapshot_entries: this.host.params.snapshot_entries ?? 0,
         // Tiny snapshot steps: writes land between them, so copy-on-write is exercised.
         snapshot_steps: { keys_per_step: 1 + (this.host.params.seed % 4), chunk_bytes: 64 },
+        ...(this.host.params.snapshot_chunk_bytes === undefined
+          ? {}
+          : { snapshot_chunk_bytes: this.host.params.snapshot_chunk_bytes }),
         now_ms: () => this.host.now,
         faults: this.host.params.faults,
       },
@@ -326,6 +333,7 @@ export class SimNode {
           this.host.count('failed_save');
           this.crash(false);
         },
+        onSnapshotInstalled: (point) => this.host.checkInstalled(this, point.index),
       },
     );
   }
@@ -381,6 +389,8 @@ export class SimNode {
             }),
           (error: unknown) => settle(() => done(asError(error))),
         ),
+      transfer: snapshotTransferStorage(storage.snapshots, settle),
+      install: snapshotInstaller(storage.snapshots, settle),
     };
   }
 

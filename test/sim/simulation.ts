@@ -57,6 +57,8 @@ export interface SimParams {
   keep_unsynced_probability: number;
   /** The driver's snapshot threshold in applied entries (0: no snapshots, no compaction). */
   snapshot_entries?: number;
+  /** InstallSnapshot chunk size (small, so transfers take many chunks); default the server's. */
+  snapshot_chunk_bytes?: number;
 }
 
 interface ClientState {
@@ -436,6 +438,21 @@ export class Simulation implements SimHost {
     }
   }
 
+  /**
+   * A snapshot installed from the leader: it must be the committed log applied to `index`, and a
+   * node's applied index never goes back (MIT 6.5840's snapshot tests).
+   */
+  checkInstalled(node: SimNode, index: number): void {
+    this.count('snapshot_installed');
+    if (index < node.applied_seen)
+      throw new SafetyViolation(
+        `node ${node.id}: applied index went back ${node.applied_seen} → ${index} (snapshot)`,
+      );
+    this.checkSnapshotState(node, node.replica.state, index);
+    node.applied_seen = index;
+    node.commit_recorded = Math.max(node.commit_recorded, index);
+  }
+
   checkApplied(node: SimNode, ready: Ready): void {
     for (const { index, entry } of ready.committed) {
       if (index !== node.applied_seen + 1)
@@ -590,6 +607,8 @@ export class Simulation implements SimHost {
         ? { op: 'set' as const, key: Buffer.from(input.key), words: [Buffer.from(input.value)] }
         : { op: 'del' as const, keys: [Buffer.from(input.key)] };
     return target.replica.write(command, (outcome: WriteOutcome) => {
+      // Outcome unknown (a snapshot replaced the log): no answer, the client times out.
+      if (!outcome.ok && outcome.error === 'unknown') return;
       if (!outcome.ok) return reply(null, outcome.leader_id); // refused or dropped: not executed
       if (input.kind === 'set') return reply({ kind: 'set' }, NO_NODE);
       const count = outcome.result.kind === 'integer' ? outcome.result.value : -1;

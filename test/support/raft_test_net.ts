@@ -70,6 +70,8 @@ export class TestNet {
   /** Return true to hold a message back in `held` (deliver it later with release). */
   hold: (e: Envelope) => boolean = () => false;
   held: Envelope[] = [];
+  /** Every snapshot transfer a leader asked for (the tests play the server's part). */
+  snapshot_sends: Array<{ from: NodeId; to: NodeId; term: number }> = [];
 
   constructor(ids: NodeId[], options: CoreOptions = {}) {
     for (const id of ids) this.cores.set(id, makeCore(id, ids, options));
@@ -92,6 +94,7 @@ export class TestNet {
         any = true;
         this.applied.set(id, (this.applied.get(id) ?? 0) + ready.committed.length);
         this.reads.set(id, [...(this.reads.get(id) ?? []), ...ready.reads]);
+        for (const send of ready.snapshot_sends) this.snapshot_sends.push({ from: id, ...send });
         core.advance(ready);
         for (const { to, message } of [...ready.messages, ...ready.messages_after_persist]) {
           this.route({ from: id, to, message });

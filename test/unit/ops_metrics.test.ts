@@ -38,7 +38,15 @@ function snapshot(overrides: Partial<InfoInputs['status']> = {}, applied = 7): I
       pending_reads: 0,
       transfer_target: 0,
       peers: [
-        { id: 2, match: 6, next: 7, state: 'replicate', inflight_messages: 1, recent_active: true },
+        {
+          id: 2,
+          match: 6,
+          next: 7,
+          state: 'replicate',
+          pending_snapshot: 0,
+          inflight_messages: 1,
+          recent_active: true,
+        },
       ],
       ...overrides,
     },

@@ -107,3 +107,65 @@ test('a crash anywhere in a snapshot write leaves the new or the previous snapsh
   }
   assert.deepEqual([...seen].sort(), [10, 20], 'crashes hit both before and after the rename');
 });
+
+/** Streams the newest snapshot of `from` into `to` in `chunk_bytes` chunks, `damage` applied. */
+async function transfer(
+  from: SnapshotStore,
+  to: SnapshotStore,
+  chunk_bytes: number,
+  damage: (offset: number, chunk: Buffer) => void = () => undefined,
+): Promise<void> {
+  const reader = await from.openNewestReader();
+  assert.ok(reader);
+  const writer = await to.receive(reader.index, reader.term, reader.total_bytes);
+  try {
+    for (let offset = 0; offset < reader.total_bytes; offset += chunk_bytes) {
+      const chunk = await reader.read(offset, chunk_bytes);
+      damage(offset, chunk);
+      await writer.write(offset, chunk);
+    }
+    await writer.finish();
+  } finally {
+    await reader.close();
+  }
+}
+
+test('InstallSnapshot: a snapshot streamed in chunks is verified, renamed and loads', async () => {
+  const leader = new SnapshotStore(NODE_STORAGE_IO, tempDir(), true);
+  await leader.write({ index: 77, term: 3, voters: [1, 2, 3] }, state(5, 10_000));
+  const follower_dir = tempDir();
+  const follower = new SnapshotStore(NODE_STORAGE_IO, follower_dir, true);
+  await transfer(leader, follower, 999);
+  assert.deepEqual(fs.readdirSync(follower_dir), [snapshotFileName(77, 3)]);
+  const loaded = await follower.loadPoint({ index: 77, term: 3 });
+  assert.deepEqual(loaded.state, state(5, 10_000));
+});
+
+test('InstallSnapshot: a damaged or short received file is refused, nothing kept', async () => {
+  const leader = new SnapshotStore(NODE_STORAGE_IO, tempDir(), true);
+  await leader.write({ index: 77, term: 3, voters: [1] }, state(5, 3000));
+  for (const at of [0, 13, 17, 29, 2999]) {
+    const follower_dir = tempDir();
+    const follower = new SnapshotStore(NODE_STORAGE_IO, follower_dir, true);
+    await assert.rejects(
+      transfer(leader, follower, 100, (offset, chunk) => {
+        if (at >= offset && at < offset + chunk.length) chunk[at - offset]! ^= 0x40;
+      }),
+      /received snapshot 77/,
+      `byte ${at}`,
+    );
+    assert.deepEqual(fs.readdirSync(follower_dir), [], `byte ${at}: no file left`);
+  }
+  const follower = new SnapshotStore(NODE_STORAGE_IO, tempDir(), true);
+  const writer = await follower.receive(78, 3, 3000 + 32);
+  await assert.rejects(writer.write(100, Buffer.alloc(1)), /does not follow/);
+  await assert.rejects(writer.finish(), /0 of 3032 bytes/);
+});
+
+test('InstallSnapshot: partial received files are removed at open', async () => {
+  const dir = tempDir();
+  fs.writeFileSync(path.join(dir, `${snapshotFileName(5, 1)}.recv`), 'partial');
+  const store = new SnapshotStore(NODE_STORAGE_IO, dir, true);
+  assert.equal(await store.loadNewest(() => undefined), null);
+  assert.deepEqual(fs.readdirSync(dir), []);
+});

@@ -183,6 +183,39 @@ const GOLDEN: { name: string; frame: Buffer; message: RaftMessage }[] = [
       last_log_term: 4,
     },
   },
+  {
+    name: 'InstallSnapshotRequest',
+    frame: hex(`0d000000 2b000000
+                07000000 01000000 e8030000 06000000
+                00000400 00000000 01010500 01000000
+                c2412435 03000000 616263`),
+    message: {
+      type: MessageType.InstallSnapshotRequest,
+      term: 7,
+      leader_id: 1,
+      snapshot_index: 1000,
+      snapshot_term: 6,
+      offset: 262144,
+      total_bytes: 4295295233,
+      chunk_crc: 0x352441c2,
+      data: bytes('abc'),
+    },
+  },
+  {
+    name: 'InstallSnapshotResponse',
+    frame: hex(`0e000000 19000000
+                07000000 03000000 e8030000 00
+                00000800 00000000 00000000`),
+    message: {
+      type: MessageType.InstallSnapshotResponse,
+      term: 7,
+      follower_id: 3,
+      snapshot_index: 1000,
+      status: 0,
+      next_offset: 524288,
+      match_index: 0,
+    },
+  },
 ];
 
 // Plain objects: fast-check's default records may have a null prototype, which deepEqual tells
@@ -234,6 +267,36 @@ const raftMessage: fc.Arbitrary<RaftMessage> = fc.oneof(
     ack: int32,
   }),
   record({ type: fc.constant(MessageType.TimeoutNow), term, leader_id: int32 }),
+  fc
+    .record(
+      {
+        term,
+        leader_id: int32,
+        snapshot_index: fc.integer({ min: 1, max: 0x7fff_ffff }),
+        snapshot_term: term,
+        offset: fc.integer({ min: 0, max: LIMITS.snapshot_install_bytes_max - 64 }),
+        extra: fc.integer({ min: 0, max: 1000 }),
+        chunk_crc: fc.integer({ min: 0, max: 0xffff_ffff }),
+        data: fc.uint8Array({ minLength: 1, maxLength: 64 }),
+      },
+      { noNullPrototype: true },
+    )
+    .map(
+      ({ extra, ...m }): RaftMessage => ({
+        type: MessageType.InstallSnapshotRequest,
+        ...m,
+        total_bytes: Math.min(LIMITS.snapshot_install_bytes_max, m.offset + m.data.length + extra),
+      }),
+    ),
+  record({
+    type: fc.constant(MessageType.InstallSnapshotResponse),
+    term,
+    follower_id: int32,
+    snapshot_index: fc.integer({ min: 0, max: 0x7fff_ffff }),
+    status: fc.constantFrom(0 as const, 1 as const, 2 as const),
+    next_offset: fc.integer({ min: 0, max: LIMITS.snapshot_install_bytes_max }),
+    match_index: fc.integer({ min: 0, max: 0x7fff_ffff }),
+  }),
 );
 
 function appendEntries(entries: LogEntry[]): RaftMessage {
@@ -319,11 +382,116 @@ describe('wire codec sizes', () => {
   });
 
   it('every message type is exactly one of request and response', () => {
-    const requests = [1, 3, 5, 7, 8];
+    const requests = [1, 3, 5, 7, 8, 13];
     for (const type of Object.values(MessageType)) {
       assert.equal(isRequest(type), requests.includes(type), `isRequest(${type})`);
       assert.equal(isResponse(type), !requests.includes(type), `isResponse(${type})`);
     }
+  });
+});
+
+describe('wire codec InstallSnapshot hostile fields', () => {
+  const request = GOLDEN.find((g) => g.name === 'InstallSnapshotRequest')!.frame;
+  const response = GOLDEN.find((g) => g.name === 'InstallSnapshotResponse')!.frame;
+  const edit = (frame: Buffer, change: (copy: Buffer) => void): Buffer => {
+    const copy = Buffer.from(frame);
+    change(copy);
+    return copy;
+  };
+  const cases: { name: string; frame: Buffer; code: ErrorCode }[] = [
+    {
+      name: 'snapshot_index 0',
+      frame: edit(request, (f) => f.writeInt32LE(0, 16)),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'snapshot_term above the term limit',
+      frame: edit(request, (f) => f.writeInt32LE(-1, 20)),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'offset above 2^53',
+      frame: edit(request, (f) => f.writeUInt32LE(0xffff_ffff, 28)),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'chunk beyond total_bytes',
+      frame: edit(request, (f) => {
+        f.writeUInt32LE(5, 32);
+        f.writeUInt32LE(0, 36);
+      }),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'total_bytes above snapshot_install_bytes_max',
+      frame: edit(request, (f) => f.writeUInt32LE(0x10_0000, 36)),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'data_length not the payload rest',
+      frame: edit(request, (f) => f.writeUInt32LE(4, 44)),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'no data',
+      frame: edit(request.subarray(0, 48), (f) => {
+        f.writeUInt32LE(40, 4);
+        f.writeUInt32LE(0, 44);
+      }),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'payload shorter than the header',
+      frame: edit(request.subarray(0, 20), (f) => f.writeUInt32LE(12, 4)),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'response status 3',
+      frame: edit(response, (f) => (f[20] = 3)),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'response next_offset above the maximum',
+      frame: edit(response, (f) => f.writeUInt32LE(0x10_0000, 25)),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'response negative match_index',
+      frame: edit(response, (f) => f.writeInt32LE(-1, 29)),
+      code: 'WIRE_MALFORMED',
+    },
+    {
+      name: 'response of the wrong size',
+      frame: edit(response.subarray(0, 32), (f) => f.writeUInt32LE(24, 4)),
+      code: 'WIRE_MALFORMED',
+    },
+  ];
+  for (const { name, frame, code } of cases) {
+    it(`refuses ${name}`, () => {
+      assert.equal(decodeError([frame]), code);
+    });
+  }
+
+  it('refuses a chunk above snapshot_chunk_bytes_max from its header alone', () => {
+    const header = Buffer.alloc(8);
+    header.writeUInt32LE(MessageType.InstallSnapshotRequest, 0);
+    header.writeUInt32LE(40 + LIMITS.snapshot_chunk_bytes_max + 1, 4);
+    assert.equal(decodeError([header]), 'WIRE_FRAME_TOO_LARGE');
+  });
+
+  it('accepts a largest chunk', () => {
+    const message: RaftMessage = {
+      type: MessageType.InstallSnapshotRequest,
+      term: 1,
+      leader_id: 1,
+      snapshot_index: 9,
+      snapshot_term: 1,
+      offset: 0,
+      total_bytes: LIMITS.snapshot_chunk_bytes_max,
+      chunk_crc: 0,
+      data: new Uint8Array(LIMITS.snapshot_chunk_bytes_max),
+    };
+    assert.deepEqual(decodeAll([encodeMessage(message)]), [message]);
   });
 });
 

@@ -1,0 +1,120 @@
+/**
+ * InstallSnapshot with real processes (snapshot_entries small, so every node compacts): a follower
+ * that missed 20,000 writes catches up by snapshot and serves every key; a follower killed with
+ * kill -9 again and again while it receives or installs a snapshot restarts and converges with no
+ * acknowledged write lost.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import type { KvClient } from '../../src/client';
+import { pollUntil, type TestCluster, withCluster } from './cluster_harness';
+
+const TEST_TIMEOUT_MS = 240_000;
+const SNAPSHOT_CONFIG = ['snapshot_entries 1000'];
+
+/** `count` SETs of distinct keys, `concurrency` at a time; every one acknowledged. */
+async function writeKeys(client: KvClient, prefix: string, count: number): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const i = next++;
+      await client.set(`${prefix}${i}`, `value-${i}-${'x'.repeat(40)}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 64 }, worker));
+}
+
+async function infoField(cluster: TestCluster, index: number, field: string): Promise<string> {
+  const info = await cluster.info(index);
+  const value = info?.[field];
+  if (value === undefined) throw new Error(`node ${index}: no INFO field ${field}`);
+  return value;
+}
+
+async function caughtUp(cluster: TestCluster, leader: number, follower: number): Promise<void> {
+  await pollUntil(`node ${follower} caught up`, 90_000, async () => {
+    const commit = Number(await infoField(cluster, leader, 'commit_index'));
+    const applied = Number(await infoField(cluster, follower, 'last_applied'));
+    return applied >= commit ? true : null;
+  });
+}
+
+/** Every key is served by the survivors of a leader kill (one of them is `follower`). */
+async function assertAllServed(
+  cluster: TestCluster,
+  leader: number,
+  prefix: string,
+  count: number,
+): Promise<void> {
+  await cluster.kill(leader);
+  const survivors = [0, 1, 2].filter((i) => i !== leader);
+  await cluster.waitForLeader(15_000, survivors);
+  const reader = cluster.client(survivors);
+  for (let i = 0; i < count; i += 1) {
+    assert.deepEqual(await reader.get(`${prefix}${i}`), [`value-${i}-${'x'.repeat(40)}`]);
+  }
+  await reader.close();
+}
+
+test('a follower that missed 20,000 writes catches up by snapshot and serves every key', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  await withCluster({ nodes: 3, extra_config: SNAPSHOT_CONFIG }, async (cluster) => {
+    const leader = await cluster.waitForLeader();
+    const follower = (leader + 1) % 3;
+    await cluster.kill(follower);
+    const client = cluster.client([leader]);
+    await writeKeys(client, 'k', 20_000);
+    await client.close();
+    await pollUntil('the leader compacted past the follower', 30_000, async () =>
+      Number(await infoField(cluster, leader, 'log_first_index')) > 1000 ? true : null,
+    );
+    const started = Date.now();
+    cluster.start(follower);
+    await caughtUp(cluster, leader, follower);
+    const catch_up_ms = Date.now() - started;
+    assert.ok(Number(await infoField(cluster, follower, 'snapshots_installed')) >= 1);
+    assert.ok(Number(await infoField(cluster, leader, 'snapshots_sent')) >= 1);
+    assert.match(cluster.nodes[follower]!.stderr, /installed a snapshot from the leader/);
+    assert.equal(await infoField(cluster, follower, 'keys'), '20000');
+    // The follower compacts too: its log starts after the installed snapshot.
+    assert.ok(Number(await infoField(cluster, follower, 'log_first_index')) > 1000);
+    await assertAllServed(cluster, leader, 'k', 20_000);
+    console.log(`follower caught up on 20,000 writes by snapshot in ${catch_up_ms} ms`);
+  });
+});
+
+test('kill -9 of a follower while it receives or installs a snapshot: recovers, no write lost', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  await withCluster({ nodes: 3, extra_config: SNAPSHOT_CONFIG }, async (cluster) => {
+    const leader = await cluster.waitForLeader();
+    const follower = (leader + 1) % 3;
+    await cluster.kill(follower);
+    const client = cluster.client([leader]);
+    await writeKeys(client, 'm', 30_000);
+    let partial_files_seen = 0;
+    const dir = cluster.nodes[follower]!.data_dir;
+    for (let round = 0; round < 8; round++) {
+      cluster.start(follower);
+      // Wait for the transfer to begin (a partial file), then kill at once or a little later.
+      await pollUntil('a transfer to the follower', 30_000, () =>
+        fs.readdirSync(dir).some((n) => n.endsWith('.recv')) ? true : null,
+      ).catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 20 * round));
+      if (fs.readdirSync(dir).some((n) => n.endsWith('.recv'))) partial_files_seen++;
+      await cluster.kill(follower);
+      await writeKeys(client, `r${round}-`, 500); // the leader moves on meanwhile
+    }
+    await client.close();
+    assert.ok(partial_files_seen > 0, 'at least one kill hit a transfer in progress');
+    cluster.start(follower);
+    await caughtUp(cluster, leader, follower);
+    assert.equal(cluster.nodes[follower]!.exit_code, null, 'the follower is still running');
+    assert.equal(await infoField(cluster, follower, 'keys'), String(30_000 + 8 * 500));
+    assert.ok(!fs.readdirSync(dir).some((n) => n.endsWith('.recv')), 'no partial file left');
+    await assertAllServed(cluster, leader, 'm', 30_000);
+    console.log(`kills during a transfer: ${partial_files_seen} of 8`);
+  });
+});
