@@ -1135,8 +1135,8 @@ function snapshotStorage(storage: RaftStorage): DriverSnapshotStorage {
   const asError = (error: unknown): Error =>
     error instanceof Error ? error : new Error(String(error));
   return {
-    write: (meta, state, done) =>
-      storage.snapshots.write(meta, state).then(
+    write: (meta, source, done) =>
+      storage.snapshots.writeFrom(meta, source).then(
         (written) => done(null, written.file_bytes),
         (error: unknown) => done(asError(error), 0),
       ),

@@ -190,6 +190,13 @@ export const LIMITS = {
    * older than the oldest forgotten one then aborts conservatively).
    */
   watch_tombstones_max: 64 * 1024,
+  /**
+   * Snapshots: keys collected or moved by the sort in one step of taking a snapshot (the state
+   * machine keeps applying between steps; one step of this size takes a few ms).
+   */
+  snapshot_step_keys_max: 16 * 1024,
+  /** Snapshots: bytes of the state machine encoded in one step, then written to the file. */
+  snapshot_encode_chunk_bytes: 256 * 1024,
   /** Redis view: keys KEYS may scan in one call (beyond it: an error pointing at SCAN). */
   keys_scan_keys_max: 1024 * 1024,
   /** Redis view: SCAN cursors (key lists taken at SCAN 0) a node keeps; the oldest goes first. */
