@@ -24,6 +24,10 @@
  * - `cluster_secret_file PATH` (optional): a file holding the secret every node of the cluster
  *   shares; with it, peers authenticate each other (see server/peer_handshake.ts). A relative
  *   path resolves against the process's working directory at start-up.
+ * - `peer_hello on|off` (default `on`; open mode only): whether this node opens each Raft
+ *   connection it dials with the optional Hello (fingerprint) frame. `off` keeps the seed's bare
+ *   frames both ways, for peers of other implementations that do not skip an unknown first frame;
+ *   config mismatches are then not detected on those links.
  * - `tls_cert_file`, `tls_key_file`, `tls_ca_file PATH` (optional, all three together): TLS on
  *   both ports; the Raft port is mutual TLS (peers check each other against the CA).
  * - `client_password_file PATH` (optional): a file holding the client password (trailing line
@@ -43,11 +47,16 @@
  *   count entries before they are on disk), `skip_read_index` (a leader reads
  *   without confirming it still leads), `stale_leader_reads` (that, and an
  *   isolated leader keeps leading).
- * - Snapshots: `snapshot_entries` and `snapshot_log_bytes` (default 0: off): a
- *   snapshot is taken once the log applied since the last one passes either
- *   (a count of entries, or bytes of entry data); the log is then compacted.
- *   Off by default until followers behind the leader's first retained entry
- *   can be caught up by snapshot transfer (InstallSnapshot).
+ * - `test_synced_lengths on|off` and `test_fsync_delay_file PATH` (TESTS ONLY;
+ *   default off, none): the node records how far each log file was
+ *   fdatasync'd (`<file>.synced`), so a test can simulate a power loss; while
+ *   PATH exists, every fdatasync first waits `min_ms max_ms` read from it (a
+ *   slow disk). See src/storage/test_disk.ts.
+ * - Snapshots: `snapshot_entries` (default 100000) and `snapshot_log_bytes`
+ *   (default 64 MiB): a snapshot is taken once the log applied since the last
+ *   one passes either (a count of entries, or bytes of entry data); the log is
+ *   then compacted. 0 turns a threshold off. The defaults come from
+ *   SNAPSHOT_DEFAULTS below (one switch: 'off' makes both 0).
  * - `client_idle_timeout_ms` (default 0: never, as Redis's `timeout 0`): close
  *   a client connection that sent nothing and awaits no reply for this long.
  *
@@ -96,6 +105,8 @@ export interface NodeConfig {
   client_protocol: ClientProtocol;
   log_level: LogLevel;
   log_format: LogFormat;
+  /** Open mode: whether dialled Raft connections start with the optional Hello frame. */
+  peer_hello: boolean;
   /** 0: no metrics listener. */
   metrics_port: number;
   ready_lag_entries: number;
@@ -106,6 +117,9 @@ export interface NodeConfig {
   request_timeout_ms: number;
   /** Test-only safety breakers; empty in production. */
   test_faults: readonly TestFault[];
+  /** Test-only disk hooks (src/storage/test_disk.ts); off and null in production. */
+  test_synced_lengths: boolean;
+  test_fsync_delay_file: string | null;
   /** 0: no entry-count threshold. */
   snapshot_entries: number;
   /** 0: no byte threshold. */
@@ -145,6 +159,19 @@ interface IntegerRule {
   max: number;
 }
 
+/**
+ * Snapshot thresholds by default. 'proposed': a snapshot every 100k entries (etcd's default
+ * snapshot-count) or 64 MiB of entry data, whichever comes first: with 100-byte values the log
+ * between snapshots stays around 15 MB, and a 1M-key state (~130 MB to snapshot, a few seconds
+ * of background work) is snapshotted at most every 100k writes. 'off': no snapshots unless
+ * configured.
+ */
+const SNAPSHOT_THRESHOLDS = {
+  proposed: { entries: 100_000, log_bytes: 64 * 1024 * 1024 },
+  off: { entries: 0, log_bytes: 0 },
+} as const;
+const SNAPSHOT_DEFAULTS: keyof typeof SNAPSHOT_THRESHOLDS = 'proposed';
+
 /** Upper bounds catch typos (an extra zero or three) rather than encode a real limit. */
 const INTEGER_RULES: Record<IntegerParameter, IntegerRule> = {
   tick_ms: { default_value: 50, min: 1, max: 60_000 },
@@ -155,14 +182,23 @@ const INTEGER_RULES: Record<IntegerParameter, IntegerRule> = {
   client_idle_timeout_ms: { default_value: 0, min: 0, max: 31_536_000_000 },
   metrics_port: { default_value: 0, min: 0, max: 65_535 },
   ready_lag_entries: { default_value: 1_000, min: 0, max: 1_000_000_000 },
-  snapshot_entries: { default_value: 0, min: 0, max: 1_000_000_000 },
-  snapshot_log_bytes: { default_value: 0, min: 0, max: 2 ** 40 },
+  snapshot_entries: {
+    default_value: SNAPSHOT_THRESHOLDS[SNAPSHOT_DEFAULTS].entries,
+    min: 0,
+    max: 1_000_000_000,
+  },
+  snapshot_log_bytes: {
+    default_value: SNAPSHOT_THRESHOLDS[SNAPSHOT_DEFAULTS].log_bytes,
+    min: 0,
+    max: 2 ** 40,
+  },
 };
 
 const CLIENT_REDIRECTS: readonly ClientRedirect[] = ['forward', 'moved'];
 const CLIENT_PROTOCOLS: readonly ClientProtocol[] = ['seed', 'redis'];
 const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
 const LOG_FORMATS: readonly LogFormat[] = ['text', 'json'];
+const ON_OFF: readonly ('on' | 'off')[] = ['on', 'off'];
 const SINGLE_PARAMETERS = [
   'data_dir',
   'client_redirect',
@@ -175,7 +211,10 @@ const SINGLE_PARAMETERS = [
   'tls_key_file',
   'tls_ca_file',
   'log_format',
+  'peer_hello',
   'test_faults',
+  'test_synced_lengths',
+  'test_fsync_delay_file',
   ...Object.keys(INTEGER_RULES),
 ];
 
@@ -269,7 +308,18 @@ export function parseConfig(
   };
 }
 
-/** The cluster's identity, and the test-only faults. */
+/** `peer_hello on|off`; `off` only in open mode (a secret needs the handshake's frames). */
+function parsePeerHello(values: Map<string, { value: string; line: number }>, fail: Fail): boolean {
+  const hello = parseChoice(values, 'peer_hello', ON_OFF, 'on', fail) === 'on';
+  const secret = values.get('cluster_secret_file');
+  if (!hello && secret !== undefined) {
+    const line = values.get('peer_hello')?.line ?? secret.line;
+    return fail(line, 'peer_hello off needs open mode: cluster_secret_file requires the handshake');
+  }
+  return hello;
+}
+
+/** The cluster's identity, how peers open connections, and the test-only faults. */
 function clusterIdentity(
   values: Map<string, { value: string; line: number }>,
   cwd: string,
@@ -283,6 +333,9 @@ function clusterIdentity(
   | 'tls_key_file'
   | 'tls_ca_file'
   | 'test_faults'
+  | 'peer_hello'
+  | 'test_synced_lengths'
+  | 'test_fsync_delay_file'
 > {
   const file = (name: string): string | null => {
     const value = values.get(name)?.value;
@@ -296,6 +349,10 @@ function clusterIdentity(
     tls_key_file: file('tls_key_file'),
     tls_ca_file: file('tls_ca_file'),
     test_faults: parseTestFaults(values.get('test_faults'), fail),
+    peer_hello: parsePeerHello(values, fail),
+    test_synced_lengths:
+      parseChoice(values, 'test_synced_lengths', ['on', 'off'] as const, 'off', fail) === 'on',
+    test_fsync_delay_file: file('test_fsync_delay_file'),
   };
 }
 

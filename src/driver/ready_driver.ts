@@ -15,7 +15,9 @@
  *   scheduler, so a long log replays without starving timers and sockets;
  * - snapshots (when the storage supports them and a threshold is set): once the
  *   log applied since the last snapshot passes `snapshot_entries` entries or
- *   `snapshot_log_bytes` data bytes, the state machine is serialised and written;
+ *   `snapshot_log_bytes` data bytes, the state machine's snapshot cursor is
+ *   prepared in scheduler turns and its chunks written while entries keep being
+ *   applied (copy-on-write in the state machine keeps the bytes at the index);
  *   once that snapshot is durable, the log is compacted up to the snapshot
  *   before it (the log keeps one snapshot interval, so a follower that far
  *   behind still catches up by AppendEntries, and a damaged newest snapshot
@@ -39,6 +41,7 @@ import type {
   SoftState,
 } from '../raft/types';
 import type { LogEntry } from '../raft/protocol';
+import type { SnapshotSteps } from '../kv/kv_snapshot';
 import type { Replica } from '../replica/replica';
 import { MessageType, type RaftMessage } from '../raft/protocol';
 import type { KvStateMachine } from '../kv/state_machine';
@@ -61,11 +64,22 @@ export interface DriverStorage {
   snapshots?: DriverSnapshotStorage;
 }
 
+/**
+ * A snapshot's state bytes, pulled chunk by chunk (bounded work each); null after the last. A
+ * chunk is valid until the next call.
+ */
+export interface DriverSnapshotSource {
+  next(): Uint8Array | null;
+}
+
 export interface DriverSnapshotStorage {
-  /** Writes a snapshot durably; `done` gets the file's size. */
+  /**
+   * Writes a snapshot durably, pulling the state from `source` one chunk at a time (the event
+   * loop runs between chunks); `done` gets the file's size.
+   */
   write(
     meta: SnapshotMeta,
-    state: Uint8Array,
+    source: DriverSnapshotSource,
     done: (error: Error | null, file_bytes: number) => void,
   ): void;
   /**
@@ -87,7 +101,10 @@ export interface SnapshotStats {
   snapshot_term: number;
   snapshot_bytes: number;
   snapshot_last_duration_ms: number;
-  /** Longest synchronous serialisation of the state machine so far (blocks the event loop). */
+  /**
+   * Longest synchronous step of taking a snapshot so far (collecting, sorting or encoding a chunk
+   * of the state machine): the longest the event loop waited on snapshotting.
+   */
   snapshot_serialize_max_ms: number;
   snapshots_taken: number;
   snapshot_in_progress: boolean;
@@ -135,6 +152,8 @@ export interface DriverOptions {
   snapshot_entries?: number;
   /** Data bytes of entries applied since the last snapshot that trigger one; 0: no threshold. */
   snapshot_log_bytes?: number;
+  /** Work per snapshot step (default: LIMITS); the simulator shrinks it to interleave writes. */
+  snapshot_steps?: SnapshotSteps;
   /** InstallSnapshot chunk size; default snapshot_chunk_bytes_max (the simulator's are small). */
   snapshot_chunk_bytes?: number;
   /** A clock for snapshot durations (ms); absent: durations read 0. */
@@ -408,25 +427,35 @@ export class ReadyDriver {
     }
   }
 
-  /** Serialises the state machine as applied now and writes it; see onSnapshotWritten. */
+  /**
+   * Snapshots the state machine as applied now: the cursor is prepared in bounded steps, one per
+   * scheduler turn, then its chunks are written as the storage asks for them; entries keep being
+   * applied throughout. See onSnapshotWritten.
+   */
   private takeSnapshot(snapshots: DriverSnapshotStorage): void {
     const now_ms = this.options.now_ms ?? (() => 0);
     const started_ms = now_ms();
     const index = this.replica.state.last_applied;
     const term = this.core.termAt(index);
     assert(term >= 0, `the term of applied index ${index} is known`);
-    const state = this.replica.state.serialize();
-    const serialize_ms = now_ms() - started_ms;
-    this.snapshot_stats.snapshot_serialize_max_ms = Math.max(
-      this.snapshot_stats.snapshot_serialize_max_ms,
-      serialize_ms,
-    );
+    const cursor = this.replica.state.beginSnapshot(this.options.snapshot_steps);
     this.snapshotting = true;
     this.applied_bytes_since_snapshot = 0;
     const membership = this.core.membershipAt(index);
     const voters = membership.members.filter((m) => m.voter).map((m) => m.id);
     const meta: SnapshotMeta = { index, term, voters, membership };
-    snapshots.write(meta, state, (error, file_bytes) => {
+    const timed = <T>(step: () => T): T => {
+      const step_started_ms = now_ms();
+      const result = step();
+      const stats = this.snapshot_stats;
+      stats.snapshot_serialize_max_ms = Math.max(
+        stats.snapshot_serialize_max_ms,
+        now_ms() - step_started_ms,
+      );
+      return result;
+    };
+    const written = (error: Error | null, file_bytes: number): void => {
+      cursor.finish();
       this.snapshotting = false;
       for (const waiter of this.snapshot_waiters.splice(0)) waiter(error);
       if (error !== null) {
@@ -443,7 +472,13 @@ export class ReadyDriver {
         snapshots_taken: this.snapshot_stats.snapshots_taken + 1,
       });
       this.onSnapshotWritten(snapshots, { index, term });
-    });
+    };
+    const prepare = (): void => {
+      if (this.state_ === 'failed') written(new Error('the driver stopped'), 0);
+      else if (!timed(() => cursor.prepare())) this.scheduler.defer(prepare);
+      else snapshots.write(meta, { next: () => timed(() => cursor.next()) }, written);
+    };
+    prepare();
   }
 
   /**

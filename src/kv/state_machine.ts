@@ -17,20 +17,24 @@
  * deleted keys leave a bounded FIFO of tombstones (evicted ones raise
  * `tombstone_floor`, a conservative "changed at or before" bound).
  *
- * Snapshot layout (`serialize`), integers little-endian:
- * `"KVSM"` magic, `version u8` (= 2), `last_applied u64`, `clock_ms u64`,
- * `tombstone_floor u64`, `key_count u32`, then for each key in ascending byte
- * order: `[key_len u32][key][mod_index u64][deadline_ms u64, 0 = none]
- * [word_count u32]` and `word_count` times `[word_len u32][word]`; then
- * `tombstone_count u32` and, oldest first, `[key_len u32][key][index u64]`.
- * Equal states give equal bytes. Version 1 (the seed's: no clock, indices,
- * deadlines or tombstones) is still restored.
+ * Memory: each value is one latin1 string holding the index that last changed the key and the
+ * words (stored_value.ts: ~120 bytes for a 100-byte value, no Buffer per key). Snapshots
+ * (`beginSnapshot`, kv_snapshot.ts) are taken while entries keep being applied: the first change
+ * of a key during a snapshot hands its pre-image to the running cursor.
  */
 import { assert } from '../util/assert';
-import { CommandMalformedError, StorageCorruptError } from '../util/errors';
+import { CommandMalformedError } from '../util/errors';
 import { LIMITS } from '../util/limits';
 import type { RedisValue } from '../resp/redis_value';
 import { decodeCommand, type KvCommand } from './command_codec';
+import { KvSnapshotCursor, parseKvSnapshot, type SnapshotSteps } from './kv_snapshot';
+import {
+  encodeStored,
+  storedModIndex,
+  storedValueBytes,
+  storedWords,
+  withModIndex,
+} from './stored_value';
 import { applyExpire, applyRedisWrite, applyTransaction } from './redis_commands';
 
 export type ApplyResult =
@@ -42,27 +46,19 @@ export type ApplyResult =
   /** The entry's data is not a command: skipped, the same way on every replica. */
   | { kind: 'invalid'; reason: string };
 
-interface StoredValue {
-  words: Buffer[];
-  /** Log index of the entry that last wrote the value or its deadline. */
-  mod_index: number;
-}
-
-const SNAPSHOT_MAGIC = Buffer.from('KVSM', 'latin1');
-const SNAPSHOT_VERSION = 2;
-const U32_BYTES = 4;
-const U64_BYTES = 8;
-
 export class KvStateMachine {
-  private readonly values = new Map<string, StoredValue>();
+  /** Key → stored value (stored_value.ts: the words and the index that last changed them). */
+  private values = new Map<string, string>();
   /** Absolute deadlines (ms since the epoch, by the stamping leaders' clocks). */
-  private readonly deadlines = new Map<string, number>();
+  private deadlines = new Map<string, number>();
   /** Deletion index per deleted key, oldest first. */
-  private readonly tombstones = new Map<string, number>();
+  private tombstones = new Map<string, number>();
   private tombstone_floor = 0;
   private applied_index = 0;
   private clock = 0;
   private stored_bytes = 0;
+  /** The snapshot being written, which gets the pre-image of each key changed meanwhile. */
+  private snapshot: KvSnapshotCursor | null = null;
 
   get last_applied(): number {
     return this.applied_index;
@@ -130,20 +126,19 @@ export class KvStateMachine {
     }
   }
 
-  /** The stored words, or null if the key is absent. The buffers must not be mutated. */
+  /** The stored words (fresh buffers), or null if the key is absent. */
   get(key: Buffer, now_ms = 0): Buffer[] | null {
-    const stored = this.lookup(key, now_ms);
-    return stored === null ? null : stored.slice();
+    return this.lookup(key, now_ms);
   }
 
-  /** The words of a key that has not expired at `now_ms` (at least the clock); no copy. */
+  /** The words (fresh buffers) of a key that has not expired at `now_ms` (at least the clock). */
   lookup(key: Buffer | string, now_ms: number): Buffer[] | null {
     const key_string = typeof key === 'string' ? key : key.toString('latin1');
     const stored = this.values.get(key_string);
     if (stored === undefined) return null;
     const deadline = this.deadlines.get(key_string);
     if (deadline !== undefined && deadline <= Math.max(now_ms, this.clock)) return null;
-    return stored.words;
+    return storedWords(stored);
   }
 
   /** The deadline of a live key, or null when it has none. */
@@ -158,7 +153,7 @@ export class KvStateMachine {
     const stored = this.values.get(key_string);
     if (stored !== undefined) {
       // An expired key counts as changed, as in Redis 7.
-      return stored.mod_index > index || this.lookup(key_string, now_ms) === null;
+      return storedModIndex(stored) > index || this.lookup(key_string, now_ms) === null;
     }
     return (this.tombstones.get(key_string) ?? this.tombstone_floor) > index;
   }
@@ -178,20 +173,14 @@ export class KvStateMachine {
   /** Stores `words` (copied) under `key`; `deadline_ms` null clears any deadline. */
   put(key: Buffer | string, words: readonly Buffer[], deadline_ms: number | null): void {
     const key_string = typeof key === 'string' ? key : key.toString('latin1');
-    // Overwrite rather than delete and re-insert: a Map delete leaves a hole that later rehashes.
     const previous = this.values.get(key_string);
-    if (previous !== undefined) this.stored_bytes -= key_string.length + sumLengths(previous.words);
-    // One copy for the whole value: the decoded words are views into the entry
-    // buffer, which may alias a network chunk or a WAL read.
-    const value = Buffer.concat(words);
-    const stored = words.length === 1 ? [value] : splitAs(value, words);
-    if (previous !== undefined) {
-      previous.words = stored;
-      previous.mod_index = this.applied_index;
-    } else {
-      this.values.set(key_string, { words: stored, mod_index: this.applied_index });
-    }
-    this.stored_bytes += key_string.length + value.length;
+    if (this.snapshot !== null) this.preserve(key_string, previous);
+    if (previous !== undefined) this.stored_bytes -= key_string.length + storedValueBytes(previous);
+    // One copy into a flat string: the decoded words are views into the entry buffer, which may
+    // alias a network chunk or a WAL read. Overwriting keeps the key's place in the map.
+    const stored = encodeStored(this.applied_index, words);
+    this.values.set(key_string, stored);
+    this.stored_bytes += key_string.length + storedValueBytes(stored);
     // Size checks first: the seed's SET-only workload then pays no extra hash lookups.
     if (deadline_ms !== null) this.deadlines.set(key_string, deadline_ms);
     else if (this.deadlines.size > 0) this.deadlines.delete(key_string);
@@ -203,7 +192,8 @@ export class KvStateMachine {
     const key_string = typeof key === 'string' ? key : key.toString('latin1');
     const stored = this.values.get(key_string);
     assert(stored !== undefined, 'setDeadline of an absent key');
-    stored.mod_index = this.applied_index;
+    if (this.snapshot !== null) this.preserve(key_string, stored);
+    this.values.set(key_string, withModIndex(stored, this.applied_index));
     if (deadline_ms === null) this.deadlines.delete(key_string);
     else this.deadlines.set(key_string, deadline_ms);
   }
@@ -213,9 +203,10 @@ export class KvStateMachine {
     const key_string = typeof key === 'string' ? key : key.toString('latin1');
     const stored = this.values.get(key_string);
     if (stored === undefined) return false;
+    if (this.snapshot !== null) this.preserve(key_string, stored);
     this.values.delete(key_string);
     this.deadlines.delete(key_string);
-    this.stored_bytes -= key_string.length + sumLengths(stored.words);
+    this.stored_bytes -= key_string.length + storedValueBytes(stored);
     this.tombstones.delete(key_string);
     this.tombstones.set(key_string, this.applied_index);
     if (this.tombstones.size > LIMITS.watch_tombstones_max) {
@@ -228,11 +219,23 @@ export class KvStateMachine {
 
   /** Deletes every key; a WATCH from before this aborts. */
   clear(): void {
-    this.values.clear();
-    this.deadlines.clear();
+    // A running snapshot keeps the old maps (nothing changes them any more); new ones start.
+    if (this.snapshot !== null) {
+      this.snapshot.detach({ values: this.values, deadlines: this.deadlines });
+      this.snapshot = null;
+      this.values = new Map();
+      this.deadlines = new Map();
+    } else {
+      this.values.clear();
+      this.deadlines.clear();
+    }
     this.tombstones.clear();
     this.stored_bytes = 0;
     this.tombstone_floor = this.applied_index;
+  }
+
+  private preserve(key: string, stored: string | undefined): void {
+    this.snapshot?.preserve(key, stored, this.deadlines.get(key));
   }
 
   private advanceClock(stamp_ms: number): void {
@@ -241,168 +244,58 @@ export class KvStateMachine {
 
   // ------------------------------------------------------------------ snapshots
 
+  /**
+   * Starts a snapshot of the state as applied now; the caller drives it (`prepare`, then `next`
+   * until null) while entries keep being applied. One at a time; `finish` abandons it.
+   */
+  beginSnapshot(steps?: SnapshotSteps): KvSnapshotCursor {
+    assert(this.snapshot === null, 'one snapshot at a time');
+    const cursor = this.cursor((finished) => {
+      if (this.snapshot === finished) this.snapshot = null;
+    }, steps);
+    this.snapshot = cursor;
+    return cursor;
+  }
+
+  /** The whole snapshot at once (tests, and INFO's state digest): the same bytes, canonical. */
   serialize(): Buffer {
-    const keys = [...this.values.keys()].sort();
-    const parts: Buffer[] = [SNAPSHOT_MAGIC, Buffer.from([SNAPSHOT_VERSION])];
-    parts.push(u64(this.applied_index), u64(this.clock), u64(this.tombstone_floor));
-    parts.push(u32(keys.length));
-    for (const key of keys) {
-      const stored = this.values.get(key);
-      assert(stored !== undefined, 'serialize: key vanished');
-      parts.push(u32(key.length), Buffer.from(key, 'latin1'), u64(stored.mod_index));
-      parts.push(u64(this.deadlines.get(key) ?? 0), u32(stored.words.length));
-      for (const word of stored.words) parts.push(u32(word.length), word);
-    }
-    parts.push(u32(this.tombstones.size));
-    for (const [key, index] of this.tombstones) {
-      parts.push(u32(key.length), Buffer.from(key, 'latin1'), u64(index));
-    }
-    return Buffer.concat(parts);
+    // Nothing is applied while it runs, so it needs no pre-images (and may overlap a snapshot).
+    const cursor = this.cursor(() => undefined);
+    while (!cursor.prepare());
+    const chunks: Buffer[] = [];
+    for (let chunk = cursor.next(); chunk !== null; chunk = cursor.next())
+      chunks.push(Buffer.from(chunk));
+    return Buffer.concat(chunks);
   }
 
-  /**
-   * Rebuilds a state machine from `serialize` output (version 1 or 2); throws
-   * StorageCorruptError on malformed input.
-   */
-  static restore(bytes: Uint8Array): KvStateMachine {
-    const reader = new SnapshotReader(
-      Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+  private cursor(
+    onFinish: (cursor: KvSnapshotCursor) => void,
+    steps?: SnapshotSteps,
+  ): KvSnapshotCursor {
+    return new KvSnapshotCursor(
+      { values: this.values, deadlines: this.deadlines },
+      {
+        applied_index: this.applied_index,
+        clock_ms: this.clock,
+        tombstone_floor: this.tombstone_floor,
+        tombstones: this.tombstones,
+      },
+      onFinish,
+      steps,
     );
-    const magic = reader.bytes(SNAPSHOT_MAGIC.length, 'magic');
-    if (!magic.equals(SNAPSHOT_MAGIC)) throw new StorageCorruptError('kv snapshot: bad magic');
-    const version = reader.u8('version');
-    if (version !== 1 && version !== SNAPSHOT_VERSION)
-      throw new StorageCorruptError(`kv snapshot: unsupported version ${version}`);
+  }
+
+  /** Rebuilds a state machine from snapshot bytes; StorageCorruptError on malformed input. */
+  static restore(bytes: Uint8Array): KvStateMachine {
+    const parts = parseKvSnapshot(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     const machine = new KvStateMachine();
-    machine.applied_index = reader.u64('last_applied');
-    if (version === 2) {
-      machine.clock = reader.u64('clock');
-      machine.tombstone_floor = reader.u64('tombstone floor');
-    }
-    const key_count = reader.count('key count', U32_BYTES * 2);
-    let previous_key: string | null = null;
-    for (let i = 0; i < key_count; i++) {
-      const key = reader.lengthPrefixed('key').toString('latin1');
-      if (previous_key !== null && !(previous_key < key)) {
-        throw new StorageCorruptError(`kv snapshot: key #${i} is not in strictly ascending order`);
-      }
-      previous_key = key;
-      const mod_index = version === 2 ? reader.u64('mod index') : 0;
-      const deadline = version === 2 ? reader.u64('deadline') : 0;
-      const word_count = reader.count('word count', U32_BYTES);
-      if (word_count === 0) throw new StorageCorruptError(`kv snapshot: key #${i} has no words`);
-      const words: Buffer[] = [];
-      for (let w = 0; w < word_count; w++) words.push(Buffer.from(reader.lengthPrefixed('word')));
-      machine.values.set(key, { words, mod_index });
-      if (deadline !== 0) machine.deadlines.set(key, deadline);
-      machine.stored_bytes += key.length + sumLengths(words);
-    }
-    if (version === 2) {
-      const tombstone_count = reader.count('tombstone count', U32_BYTES + U64_BYTES);
-      for (let i = 0; i < tombstone_count; i++) {
-        const key = reader.lengthPrefixed('tombstone key').toString('latin1');
-        if (machine.values.has(key) || machine.tombstones.has(key))
-          throw new StorageCorruptError(`kv snapshot: tombstone #${i} duplicates a key`);
-        machine.tombstones.set(key, reader.u64('tombstone index'));
-      }
-    }
-    reader.expectEnd();
+    machine.values = parts.values;
+    machine.deadlines = parts.deadlines;
+    machine.tombstones = parts.tombstones;
+    machine.tombstone_floor = parts.tombstone_floor;
+    machine.applied_index = parts.applied_index;
+    machine.clock = parts.clock_ms;
+    machine.stored_bytes = parts.stored_bytes;
     return machine;
-  }
-}
-
-function u32(value: number): Buffer {
-  const out = Buffer.allocUnsafe(U32_BYTES);
-  out.writeUInt32LE(value, 0);
-  return out;
-}
-
-function u64(value: number): Buffer {
-  const out = Buffer.allocUnsafe(U64_BYTES);
-  out.writeBigUInt64LE(BigInt(value), 0);
-  return out;
-}
-
-/** Views into `value` with the lengths of `words`, which it concatenates. */
-function splitAs(value: Buffer, words: readonly Buffer[]): Buffer[] {
-  const stored: Buffer[] = [];
-  let offset = 0;
-  for (const word of words) {
-    stored.push(value.subarray(offset, offset + word.length));
-    offset += word.length;
-  }
-  return stored;
-}
-
-function sumLengths(buffers: readonly Buffer[]): number {
-  let total = 0;
-  for (const buffer of buffers) total += buffer.length;
-  return total;
-}
-
-class SnapshotReader {
-  private offset = 0;
-
-  constructor(private readonly input: Buffer) {}
-
-  bytes(length: number, what: string): Buffer {
-    this.need(length, what);
-    const value = this.input.subarray(this.offset, this.offset + length);
-    this.offset += length;
-    return value;
-  }
-
-  u8(what: string): number {
-    this.need(1, what);
-    const value = this.input.readUInt8(this.offset);
-    this.offset += 1;
-    return value;
-  }
-
-  u32(what: string): number {
-    this.need(U32_BYTES, what);
-    const value = this.input.readUInt32LE(this.offset);
-    this.offset += U32_BYTES;
-    return value;
-  }
-
-  u64(what: string): number {
-    this.need(8, what);
-    const value = this.input.readBigUInt64LE(this.offset);
-    this.offset += 8;
-    if (value > BigInt(Number.MAX_SAFE_INTEGER))
-      throw new StorageCorruptError(`kv snapshot: ${what} ${value} is out of range`);
-    return Number(value);
-  }
-
-  /**
-   * A u32 count whose items need at least `item_bytes_min` each; rejects counts the rest of the
-   * input cannot hold.
-   */
-  count(what: string, item_bytes_min: number): number {
-    const value = this.u32(what);
-    if (value > (this.input.length - this.offset) / item_bytes_min) {
-      throw new StorageCorruptError(
-        `kv snapshot: ${what} ${value} at offset ` +
-          `${this.offset - U32_BYTES} exceeds the remaining input`,
-      );
-    }
-    return value;
-  }
-
-  lengthPrefixed(what: string): Buffer {
-    return this.bytes(this.u32(`${what} length`), what);
-  }
-
-  expectEnd(): void {
-    const left = this.input.length - this.offset;
-    if (left !== 0)
-      throw new StorageCorruptError(`kv snapshot: ${left} trailing bytes at offset ${this.offset}`);
-  }
-
-  private need(length: number, what: string): void {
-    if (length > this.input.length - this.offset) {
-      throw new StorageCorruptError(`kv snapshot: truncated ${what} at offset ${this.offset}`);
-    }
   }
 }

@@ -12,7 +12,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { NodeConfig } from '../config/config';
 import { NO_NODE, type SoftState } from '../raft/types';
-import type { ClientHandler } from '../server/client_listener';
+import { type ClientHandler, isImmediateReply } from '../server/client_listener';
 import type { InfoInputs } from '../server/info';
 import { RequestStats, TurnClock } from './request_stats';
 
@@ -254,7 +254,7 @@ export class NodeMetrics {
   instrument(handler: ClientHandler): ClientHandler {
     return (args, connection) => {
       const result = handler(args, connection);
-      if (!(result instanceof Promise)) this.requests.observe(args[0], result.reply, 0);
+      if (isImmediateReply(result)) this.requests.observe(args[0], result.reply, 0);
       return result;
     };
   }

@@ -14,6 +14,11 @@ export interface ClientReply {
   reply: Buffer;
   /** Close the connection once this reply (and every earlier one) is written, e.g. after QUIT. */
   close_after?: boolean;
+  /**
+   * Write this reply as soon as it is ready, ahead of earlier unfinished ones: for a multiplexed
+   * link whose replies carry their request's id (a follower's RAFT.FWD).
+   */
+  unordered?: boolean;
 }
 
 export interface ClientConnectionInfo {
@@ -24,13 +29,49 @@ export interface ClientConnectionInfo {
 }
 
 /**
+ * A reply that comes later, settled by whoever computes it: the hot path's alternative to a
+ * Promise (a Promise, its reaction and their closures per SET or GET were a visible share of the
+ * leader's CPU). Settle it exactly once; later calls are ignored.
+ */
+export class DeferredReply {
+  private outcome: ClientReply | null = null;
+  private error: unknown = null;
+  private settled = false;
+  private sink: ((reply: ClientReply | null, error: unknown) => void) | null = null;
+
+  resolve(reply: ClientReply): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.outcome = reply;
+    this.sink?.(reply, null);
+  }
+
+  reject(error: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.error = error;
+    this.sink?.(null, error);
+  }
+
+  /** The listener's side: `sink` gets the reply (or null and the error) once it is settled. */
+  onSettled(sink: (reply: ClientReply | null, error: unknown) => void): void {
+    this.sink = sink;
+    if (this.settled) sink(this.outcome, this.error);
+  }
+}
+
+export type HandlerResult = ClientReply | Promise<ClientReply> | DeferredReply;
+
+/**
  * Runs one command. Called in request order; the returned promises may settle
  * in any order, replies are still written in request order.
  */
-export type ClientHandler = (
-  args: Buffer[],
-  connection: ClientConnectionInfo,
-) => ClientReply | Promise<ClientReply>;
+export type ClientHandler = (args: Buffer[], connection: ClientConnectionInfo) => HandlerResult;
+
+/** Whether a handler's result is the reply itself (not one still to come). */
+export function isImmediateReply(result: HandlerResult): result is ClientReply {
+  return !(result instanceof DeferredReply) && !(result instanceof Promise);
+}
 
 export interface ClientListenerOptions {
   host: string;
@@ -79,6 +120,8 @@ const KEEPALIVE_INITIAL_DELAY_MS = 300_000;
 const END_LINGER_MS = 5_000;
 const INTERNAL_ERROR_REPLY = encodeError('ERR internal error');
 const MAX_CLIENTS_REPLY = encodeError('ERR max number of clients reached');
+/** What an unordered reply leaves in its slot: nothing more to write in order. */
+const WRITTEN_OUT_OF_ORDER = Buffer.alloc(0);
 
 /** Where one command's reply will go; filled when its handler settles. */
 interface ReplySlot {
@@ -189,7 +232,7 @@ function endGracefully(socket: net.Socket, last_bytes?: Buffer): void {
   socket.resume();
 }
 
-function isPromiseLike(value: ClientReply | Promise<ClientReply>): value is Promise<ClientReply> {
+function isPromiseLike(value: HandlerResult): value is Promise<ClientReply> {
   return typeof (value as Partial<Promise<ClientReply>>).then === 'function';
 }
 
@@ -227,6 +270,10 @@ export class ClientListener {
   /** Connections that stopped taking commands because the process-wide reply budget was full. */
   private readonly reply_waiters = new Set<ClientConnection>();
   private reply_wake_scheduled = false;
+  /** Commands handed to the handler in this event-loop turn (client_commands_per_turn_max). */
+  private commands_this_turn = 0;
+  /** Connections that stopped dispatching at the per-turn bound; resumed next turn, in order. */
+  private readonly turn_waiters = new Set<ClientConnection>();
   /** Connections that have not sent a full command yet, oldest first. */
   private readonly before_first_command = new Set<ClientConnection>();
   private readonly before_first_command_max: number;
@@ -403,6 +450,7 @@ export class ClientListener {
   private releaseAll(connection: ClientConnection): void {
     this.before_first_command.delete(connection);
     this.reply_waiters.delete(connection);
+    this.turn_waiters.delete(connection);
     this.input_budget.release(connection.input_charged);
     connection.input_charged = 0;
     this.releasePendingReplies(connection);
@@ -473,6 +521,7 @@ export class ClientListener {
     while (connection.runs_commands && connection.slots.length < this.pipeline_requests_max) {
       const args = connection.backlog.peek();
       if (args === undefined) break;
+      if (!this.takeTurnShare(connection)) break;
       const estimate = this.options.estimate_reply_bytes?.(args) ?? REPLY_ESTIMATE_DEFAULT_BYTES;
       if (!this.replyFits(connection, estimate)) break;
       connection.backlog.shift();
@@ -490,6 +539,27 @@ export class ClientListener {
       this.scheduleFlush(connection);
     }
     this.updateReading(connection);
+  }
+
+  /**
+   * Counts one command against this turn's bound; past it, `connection` waits for the next turn
+   * (its backlog is kept and its reading paused), after timers have had their chance to run.
+   */
+  private takeTurnShare(connection: ClientConnection): boolean {
+    if (this.commands_this_turn === 0) setImmediate(() => this.nextTurn());
+    if (this.commands_this_turn >= LIMITS.client_commands_per_turn_max) {
+      this.turn_waiters.add(connection);
+      return false;
+    }
+    this.commands_this_turn++;
+    return true;
+  }
+
+  private nextTurn(): void {
+    this.commands_this_turn = 0;
+    const waiting = [...this.turn_waiters];
+    this.turn_waiters.clear();
+    for (const connection of waiting) if (connection.state !== 'closed') this.dispatch(connection);
   }
 
   /**
@@ -537,14 +607,19 @@ export class ClientListener {
     const slot: ReplySlot = { reply: null, close_after: false, reserved: estimate };
     this.chargeReply(connection, estimate);
     connection.slots.push(slot);
-    let result: ClientReply | Promise<ClientReply>;
+    let result: HandlerResult;
     try {
       result = this.handler(args, connection.info);
     } catch (error) {
       this.failSlot(connection, slot, error);
       return;
     }
-    if (isPromiseLike(result)) {
+    if (result instanceof DeferredReply) {
+      result.onSettled((reply, error) => {
+        if (reply !== null) this.fillSlot(connection, slot, reply);
+        else this.failSlot(connection, slot, error);
+      });
+    } else if (isPromiseLike(result)) {
       result.then(
         (reply) => this.fillSlot(connection, slot, reply),
         (error: unknown) => this.failSlot(connection, slot, error),
@@ -560,10 +635,19 @@ export class ClientListener {
     if (connection.state === 'closed' || connection.state === 'ending') return;
     this.reply_budget.release(slot.reserved);
     connection.reply_pending_bytes -= slot.reserved;
-    this.chargeReply(connection, result.reply.length);
-    slot.reserved = result.reply.length;
-    slot.reply = result.reply;
-    slot.close_after = result.close_after === true;
+    if (result.unordered === true) {
+      // Charged as written until the kernel takes it, like an ordered reply once flushed.
+      this.reply_budget.charge(result.reply.length);
+      connection.reply_written_bytes += result.reply.length;
+      this.write(connection, [result.reply]);
+      slot.reserved = 0;
+      slot.reply = WRITTEN_OUT_OF_ORDER;
+    } else {
+      this.chargeReply(connection, result.reply.length);
+      slot.reserved = result.reply.length;
+      slot.reply = result.reply;
+      slot.close_after = result.close_after === true;
+    }
     this.scheduleFlush(connection);
   }
 
@@ -600,7 +684,7 @@ export class ClientListener {
       connection.slots.shift();
       connection.reply_pending_bytes -= slot.reserved;
       connection.reply_written_bytes += slot.reserved;
-      ready.push(slot.reply);
+      if (slot.reply.length > 0) ready.push(slot.reply);
       if (slot.close_after) {
         close_after = true;
         break;

@@ -27,6 +27,8 @@ export class ForwardLane {
   private readonly entries = new Set<LaneEntry>();
   private readonly per_target = new Map<string | null, number>();
   private newest: LaneEntry | null = null;
+  /** Entries waiting in waitTurn: with none (the common case) a change has nobody to wake. */
+  private waiting = 0;
 
   /** Registers a request in connection order; release() it when its reply is final. */
   enter(): LaneEntry {
@@ -72,14 +74,16 @@ export class ForwardLane {
   /** Waits until a change may let `entry` go, or `timeout_ms` passes. */
   waitTurn(entry: LaneEntry, timeout_ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
+      const done = (): void => {
         entry.wake = null;
+        this.waiting--;
         resolve();
-      }, timeout_ms);
+      };
+      const timer = setTimeout(done, timeout_ms);
+      this.waiting++;
       entry.wake = () => {
         clearTimeout(timer);
-        entry.wake = null;
-        resolve();
+        done();
       };
     });
   }
@@ -99,6 +103,9 @@ export class ForwardLane {
   }
 
   private wakeEarliest(): void {
+    // Without this check every send and release scanned the whole lane: O(n^2) for a pipeline of
+    // n requests in flight (16k of them stalled a leader's event loop for seconds).
+    if (this.waiting === 0) return;
     for (const entry of this.entries) {
       if (entry.wake !== null) {
         entry.wake();

@@ -2,14 +2,18 @@ import type * as net from 'node:net';
 import { encodeCommand, ReplyParser } from '../resp/client_codec';
 import { CorkedWriter } from '../util/corked_writer';
 import { LIMITS } from '../util/limits';
+import { TurnBudget } from '../util/turn_budget';
 import type { Logger } from '../util/log';
 import { connectedEvent, dial, type TlsSettings } from './tls_settings';
 
 /**
- * A follower's pipelined link to the leader's client port. Each client
- * request is relayed as-is and the leader's reply comes back byte for byte,
- * in order (one FIFO per connection, so a reply can never be matched to
- * another request: redisraft #26).
+ * A follower's multiplexed link to the leader's client port. Each client request is relayed as
+ * `RAFT.FWD <stream> <id> <command...>`: `stream` is the client connection's id on this node, `id`
+ * numbers the request on this link. The leader serves each stream in its own order (one client's
+ * pipeline keeps Redis order) but streams independently of each other, and answers each request as
+ * soon as it is done with a RESP3 push `>2 :<id> <reply>`, so one client's slow request never
+ * holds another client's reply (no head-of-line blocking across clients). Replies are matched by
+ * id, so a reply can never be given to another request (redisraft #26).
  *
  * The first command on every link is `RAFT.PROXY`, which tells the leader
  * not to forward anything it receives there again: a node that is not the
@@ -18,6 +22,34 @@ import { connectedEvent, dial, type TlsSettings } from './tls_settings';
  */
 export const PROXY_HELLO = 'RAFT.PROXY';
 export const NOT_LEADER_PREFIX = '-TRYAGAIN not the leader';
+/** A relayed request on a multiplexed link: `RAFT.FWD <stream> <id> <command...>`. */
+export const FORWARD_COMMAND = 'RAFT.FWD';
+
+/** The leader's answer to `RAFT.FWD ... <id> ...`: a RESP3 push of the id and the reply. */
+export function encodeForwardedReply(id: Buffer, reply: Buffer): Buffer {
+  const header = `>2\r\n:${id.toString('latin1')}\r\n`;
+  return Buffer.concat([Buffer.from(header, 'latin1'), reply]);
+}
+
+const FORWARDED_REPLY_PREFIX = Buffer.from('>2\r\n:', 'latin1');
+
+/**
+ * The id and reply of a push `encodeForwardedReply` made (`bytes` is one whole parsed reply);
+ * null if it is not one.
+ */
+export function decodeForwardedReply(bytes: Buffer): { id: number; reply: Buffer } | null {
+  const prefix = FORWARDED_REPLY_PREFIX;
+  if (
+    bytes.length <= prefix.length ||
+    bytes.compare(prefix, 0, prefix.length, 0, prefix.length) !== 0
+  )
+    return null;
+  const end = bytes.indexOf('\r\n', prefix.length, 'latin1');
+  if (end < 0) return null;
+  const text = bytes.toString('latin1', prefix.length, end);
+  if (!/^[0-9]{1,15}$/.test(text)) return null;
+  return { id: Number(text), reply: bytes.subarray(end + 2) };
+}
 
 export type ForwardResult =
   /** The leader's reply, exactly as it sent it. */
@@ -32,10 +64,10 @@ interface PendingForward {
   /** Written to a connected socket. */
   sent: boolean;
   timer: NodeJS.Timeout | null;
-  /** Its deadline passed and its caller was answered; its reply, when it comes, is dropped. */
-  abandoned: boolean;
 }
 
+/** Replies all forwarding links of this process settle per event-loop turn. */
+const REPLY_TURN_BUDGET = new TurnBudget(LIMITS.forward_replies_per_turn_max);
 /** How long a deposed leader may still answer requests relayed to it before its link is closed. */
 const LEADER_CHANGE_GRACE_MS = 1_000;
 /** Keep-alive probes notice a leader host that vanished without closing the connection. */
@@ -44,7 +76,9 @@ const KEEPALIVE_INITIAL_DELAY_MS = 5_000;
 class LeaderLink {
   private readonly socket: net.Socket;
   private readonly parser = new ReplyParser();
-  private readonly pending: PendingForward[] = [];
+  /** Requests written (or to be written) and not yet answered, by request id. */
+  private readonly pending = new Map<number, PendingForward>();
+  private next_request_id = 1;
   private connected = false;
   /** Replies to the link's opening commands (AUTH, RAFT.PROXY) still to come. */
   private hello_replies_pending: number;
@@ -69,7 +103,7 @@ class LeaderLink {
     this.socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
     this.socket.on(connectedEvent(tls), () => {
       this.connected = true;
-      for (const item of this.pending) item.sent = true;
+      for (const item of this.pending.values()) item.sent = true;
     });
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('error', (error) =>
@@ -84,35 +118,29 @@ class LeaderLink {
   }
 
   get pending_count(): number {
-    return this.pending.length;
+    return this.pending.size;
   }
 
   /**
-   * Relays one request. A leader that stops answering without closing the
-   * connection (paused, partitioned) must not hold the request forever: at
-   * `deadline_ms` this request alone settles (outcome unknown) and keeps its
-   * place in the FIFO, so its late reply is dropped, not matched to another
-   * request; the other requests on the link are unaffected. Only a link whose
-   * queue is full behind an abandoned request is closed.
+   * Relays one request of client stream `stream`. A leader that stops answering without closing
+   * the connection (paused, partitioned) must not hold the request forever: at `deadline_ms` this
+   * request alone settles (outcome unknown) and its late reply, matched by id, is dropped; the
+   * other requests on the link are unaffected.
    */
-  forward(args: readonly Buffer[], deadline_ms: number): Promise<ForwardResult> {
+  forward(args: readonly Buffer[], deadline_ms: number, stream: number): Promise<ForwardResult> {
     if (this.closed) return Promise.resolve({ kind: 'not_sent' });
-    if (this.pending.length >= LIMITS.forward_pending_requests_max) {
-      if (this.pending[0]?.abandoned === true) {
-        this.logger.warn(`forward link to ${this.address}: full behind unanswered requests`);
-        this.close();
-      }
+    if (this.pending.size >= LIMITS.forward_pending_requests_max)
       return Promise.resolve({ kind: 'not_sent' });
-    }
     // A leader that stopped reading must not make us buffer without bound.
     if (this.socket.writableLength > LIMITS.client_write_queue_bytes_max)
       return Promise.resolve({ kind: 'not_sent' });
+    const id = this.next_request_id++;
     return new Promise((resolve) => {
-      const item: PendingForward = { resolve, sent: this.connected, timer: null, abandoned: false };
-      item.timer = setTimeout(() => this.abandon(item), Math.max(deadline_ms - Date.now(), 1));
-      this.pending.push(item);
+      const item: PendingForward = { resolve, sent: this.connected, timer: null };
+      item.timer = setTimeout(() => this.abandon(id, item), Math.max(deadline_ms - Date.now(), 1));
+      this.pending.set(id, item);
       // Requests relayed in the same turn leave in one write, as the client pipelined them.
-      this.writer.write(encodeCommand(args));
+      this.writer.write(encodeCommand([FORWARD_COMMAND, String(stream), String(id), ...args]));
     });
   }
 
@@ -121,7 +149,7 @@ class LeaderLink {
     this.fail();
   }
 
-  private abandon(item: PendingForward): void {
+  private abandon(id: number, item: PendingForward): void {
     // Never written: closing the link is the only way to be sure it never runs.
     if (!item.sent) {
       this.logger.warn(`forward link to ${this.address}: not connected by the request deadline`);
@@ -129,7 +157,7 @@ class LeaderLink {
       return;
     }
     this.logger.debug(`forward link to ${this.address}: no reply before the request deadline`);
-    item.abandoned = true;
+    this.pending.delete(id);
     item.timer = null;
     item.resolve({ kind: 'unknown' });
   }
@@ -139,40 +167,44 @@ class LeaderLink {
     try {
       replies = this.parser.pushRaw(chunk);
     } catch (error) {
-      this.logger.warn(
-        `forward link to ${this.address}: bad reply bytes (${(error as Error).message}); closing`,
-      );
-      this.close();
+      this.refuse(`bad reply bytes (${(error as Error).message})`);
       return;
     }
+    // One poll can hand us megabytes of replies: past a turn's share, read on in the next turn.
+    if (!REPLY_TURN_BUDGET.take(replies.length, () => this.socket.resume())) this.socket.pause();
     for (const bytes of replies) {
-      if (this.hello_replies_pending > 0) {
-        this.hello_replies_pending -= 1;
-        if (bytes[0] === 0x2d) {
-          const text = bytes.toString('latin1', 1).trimEnd();
-          this.logger.warn(`forward link to ${this.address}: opening refused (${text}); closing`);
-          this.close();
-          return;
-        }
+      const forwarded = decodeForwardedReply(bytes);
+      if (forwarded !== null) {
+        const item = this.pending.get(forwarded.id);
+        if (item === undefined) continue; // its deadline passed: the caller was answered
+        this.pending.delete(forwarded.id);
+        if (item.timer !== null) clearTimeout(item.timer);
+        item.resolve({ kind: 'reply', bytes: forwarded.reply });
         continue;
       }
-      const item = this.pending.shift();
-      if (item === undefined) {
-        this.logger.warn(`forward link to ${this.address}: reply without a request; closing`);
-        this.close();
+      if (this.hello_replies_pending === 0) {
+        this.refuse('a reply that answers no request');
         return;
       }
-      if (item.abandoned) continue;
-      if (item.timer !== null) clearTimeout(item.timer);
-      item.resolve({ kind: 'reply', bytes });
+      this.hello_replies_pending -= 1;
+      if (bytes[0] === 0x2d) {
+        this.refuse(`opening refused (${bytes.toString('latin1', 1).trimEnd()})`);
+        return;
+      }
     }
+  }
+
+  private refuse(why: string): void {
+    this.logger.warn(`forward link to ${this.address}: ${why}; closing`);
+    this.close();
   }
 
   private fail(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const item of this.pending.splice(0)) {
-      if (item.abandoned) continue;
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const item of pending) {
       if (item.timer !== null) clearTimeout(item.timer);
       item.resolve(item.sent ? { kind: 'unknown' } : { kind: 'not_sent' });
     }
@@ -200,9 +232,9 @@ export class LeaderForwarder {
 
   /**
    * Relays a request on one of a small pool of links to the leader, chosen by `client_id`: one
-   * client's requests always share a link (its order is the link's FIFO order), while clients on
-   * other links are not held behind its slow requests (the leader orders each link's requests
-   * together). Clients beyond the pool size share links.
+   * client's requests always share a link, which keeps their order (the leader serves each
+   * client's stream in order), while other clients' requests, on this link or another, are
+   * answered independently of them.
    */
   forward(
     host: string,
@@ -231,7 +263,7 @@ export class LeaderForwarder {
       link = opened;
       this.links.set(key, link);
     }
-    return link.forward(args, deadline_ms);
+    return link.forward(args, deadline_ms, client_id);
   }
 
   /**

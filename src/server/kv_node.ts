@@ -32,16 +32,32 @@ import {
   REPLY_OK,
   REPLY_PONG,
 } from '../resp/reply';
-import { RaftStorage, type RecoveryReport } from '../storage';
+import { openWithTestDisk, RaftStorage, type RecoveryReport } from '../storage';
 import { assert } from '../util/assert';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
 import { SeededRandom } from '../util/prng';
-import { ClientListener, type ClientConnectionInfo, type ClientReply } from './client_listener';
+import {
+  ClientListener,
+  type ClientConnectionInfo,
+  type ClientReply,
+  DeferredReply,
+  type HandlerResult,
+  isImmediateReply,
+} from './client_listener';
+import { ConnectionOrder } from './connection_order';
+import { DeadlineList, LocalRequest } from './request_deadlines';
 import { loadTlsSettings, type TlsSettings } from './tls_settings';
 import { ClientAuth, loadClientPassword, NOAUTH_REPLY, WRONGPASS_TEXT } from './client_auth';
+import { PendingWriteBytes } from './pending_writes';
 import { ForwardLane, type LaneEntry, LOCAL_TARGET } from './forward_lane';
-import { LeaderForwarder, NOT_LEADER_PREFIX, PROXY_HELLO } from './forwarder';
+import {
+  encodeForwardedReply,
+  FORWARD_COMMAND,
+  LeaderForwarder,
+  NOT_LEADER_PREFIX,
+  PROXY_HELLO,
+} from './forwarder';
 import { formatInfo, type InfoInputs } from './info';
 import { encodeRedisValue } from '../resp/redis_value';
 import type { ConnectionHost } from './commands/connection_commands';
@@ -71,24 +87,25 @@ const SMALL_REPLY_BYTES = 64;
 const BULK_FRAMING_BYTES = 16;
 /** How often a request waiting for a leader re-checks when nothing else wakes it. */
 const LEADER_RECHECK_MS = 50;
+const STEPPED_DOWN_TEXT =
+  'TIMEOUT outcome unknown: this node stopped leading before the write committed';
 const OPEN_RAFT_PORT_WARNING =
   'raft port is unauthenticated (no cluster_secret_file): anyone who can reach it can steer ' +
   'elections and write to the log';
 
 type Dispatchable = Extract<ClientCommand, { kind: 'write' } | { kind: 'read' }> | RedisRequest;
 /** Commands the seed view serves with the seed's byte-exact replies; the rest go to Redis's. */
-const SEED_COMMANDS = new Set(['set', 'del', 'get', 'ping', 'quit']);
+/** A stream or request id in RAFT.FWD. */
+const DECIMAL_ID = /^[0-9]{1,15}$/;
 
-/**
- * Per-connection order, as Redis executes a pipeline: a read waits for the
- * writes sent before it on the same connection, a write waits for the reads
- * sent before it. Runs of the same kind still go concurrently (writes are
- * proposed in order; reads share heartbeat rounds).
- */
-interface ConnectionOrder {
-  writes: Promise<unknown> | null;
-  reads: Promise<unknown> | null;
+/** One follower client's requests on a multiplexed link (see handleForwarded). */
+interface ForwardStream {
+  /** Stands for the client in per-connection order (lanes, read/write order). */
+  connection: ClientConnectionInfo;
+  unfinished: number;
 }
+
+const SEED_COMMANDS = new Set(['set', 'del', 'get', 'ping', 'quit']);
 
 /**
  * start(): created → starting → running. stop(): running → stopping (leadership handed
@@ -133,6 +150,8 @@ export class KvNode {
   private leader_waiters = new Set<() => void>();
   /** Moved mode: local writes to answer at once when this node stops leading. */
   private readonly step_down_waiters = new Set<() => void>();
+  /** Deadlines of the commands executing here as leader, checked every tick. */
+  private readonly request_deadlines = new DeadlineList();
   private soft: SoftState = { role: 'follower', term: 0, leader_id: NO_NODE };
   private state: NodeState = 'created';
   /**
@@ -144,6 +163,13 @@ export class KvNode {
   );
   private readonly connection_order = new WeakMap<ClientConnectionInfo, ConnectionOrder>();
   private readonly forward_lanes = new WeakMap<ClientConnectionInfo, ForwardLane>();
+  /** Writes accepted and not yet settled, for reply estimates (see PendingWriteBytes). */
+  private readonly pending_writes = new PendingWriteBytes();
+  /** On the leader: the client streams of each follower link with unfinished requests. */
+  private readonly forward_streams = new WeakMap<
+    ClientConnectionInfo,
+    Map<string, ForwardStream>
+  >();
   /** `client_password_file`: AUTH before anything else (a hook for HELLO ... AUTH too). */
   readonly client_auth: ClientAuth;
   /** `tls_*_file`: TLS on both ports, or null. */
@@ -180,9 +206,7 @@ export class KvNode {
   async start(): Promise<void> {
     assert(this.state === 'created', `start() of a node in state ${this.state}`);
     this.state = 'starting';
-    const { storage, restored, recovery, snapshot } = await RaftStorage.open(this.config.data_dir, {
-      node_id: this.config.self.id,
-    });
+    const { storage, restored, recovery, snapshot } = await this.openStorage();
     this.storage = storage;
     if (this.metrics !== null) storage.batch_observer = this.metrics.onWalBatch.bind(this.metrics);
     this.logRecovery(restored.entries.length, restored.hard_state, recovery);
@@ -207,6 +231,7 @@ export class KvNode {
     this.tick_timer = setInterval(() => {
       this.driver?.tick();
       this.sweepExpired();
+      this.request_deadlines.expireUpTo(Date.now());
     }, this.config.tick_ms);
     this.state = 'running';
     this.driver.schedule(); // replay committed entries into the state machine
@@ -234,6 +259,18 @@ export class KvNode {
     }
     for (const damaged of recovery.damaged_snapshots)
       this.logger.warn(`skipped a damaged snapshot, falling back to an older one: ${damaged}`);
+  }
+
+  /** Through the test-only disk hooks (chaos test's power loss and slow disk) if configured. */
+  private openStorage(): ReturnType<typeof RaftStorage.open> {
+    const { data_dir, test_synced_lengths, test_fsync_delay_file } = this.config;
+    if (!test_synced_lengths && test_fsync_delay_file === null)
+      return RaftStorage.open(data_dir, { node_id: this.config.self.id });
+    this.logger.warn('TEST DISK HOOKS ON (synced lengths recorded, fsync delay file)');
+    return openWithTestDisk(data_dir, {
+      record_synced: test_synced_lengths,
+      fsync_delay_file: test_fsync_delay_file,
+    });
   }
 
   private raftConfig(): RaftConfig {
@@ -467,10 +504,7 @@ export class KvNode {
 
   // ------------------------------------------------------------------ clients
 
-  private handleClient(
-    args: Buffer[],
-    connection: ClientConnectionInfo,
-  ): ClientReply | Promise<ClientReply> {
+  private handleClient(args: Buffer[], connection: ClientConnectionInfo): HandlerResult {
     const name = args[0];
     if (isCommandName(name, 'AUTH'))
       return { reply: this.client_auth.handleAuth(args, connection) };
@@ -480,6 +514,13 @@ export class KvNode {
         return { reply: NOAUTH_REPLY };
     }
     this.commands_processed++;
+    if (isCommandName(name, FORWARD_COMMAND)) return this.handleForwarded(args, connection);
+    return this.handleCommand(args, connection);
+  }
+
+  /** A command of a connection that may run commands (authenticated, or no password). */
+  private handleCommand(args: Buffer[], connection: ClientConnectionInfo): HandlerResult {
+    const name = args[0];
     const session = this.sessionOf(connection);
     if (isCommandName(name, PROXY_HELLO)) {
       connection.tags.add(PROXIED_TAG);
@@ -489,8 +530,7 @@ export class KvNode {
       }
       return { reply: REPLY_OK };
     }
-    if (name !== undefined && name.toString('latin1').toUpperCase() === RAFT_SNAPSHOT)
-      return this.snapshotCommand();
+    if (isCommandName(name, RAFT_SNAPSHOT)) return this.snapshotCommand();
     if (isCommandName(name, RAFT_NODES) || isCommandName(name, RAFT_NODE))
       return this.membershipCommand(args);
     const lower =
@@ -518,14 +558,78 @@ export class KvNode {
               : encodeError('TRYAGAIN shutting down; retry on another node'),
           };
         }
-        return this.answered(
-          name,
-          this.metrics?.requestStarted() ?? 0,
-          this.inConnectionOrder(command, connection, () =>
-            this.dispatch(command, args, connection, this.forwarder),
-          ),
-        );
+        return this.answered(name, command, args, connection);
     }
+  }
+
+  /**
+   * `RAFT.FWD <stream> <id> <command...>` on a follower's link: the command of one of its clients
+   * (`stream`). Each stream is served in its own order, as if it were its own connection, so that
+   * one client's slow request holds none of the link's other clients; the reply carries `id` and
+   * leaves as soon as it is ready.
+   */
+  private handleForwarded(args: Buffer[], link: ClientConnectionInfo): HandlerResult {
+    const stream_text = args[1]?.toString('latin1') ?? '';
+    const id = args[2];
+    const inner = args.slice(3);
+    const inner_name = inner[0];
+    if (
+      !link.tags.has(PROXIED_TAG) ||
+      !DECIMAL_ID.test(stream_text) ||
+      id === undefined ||
+      !DECIMAL_ID.test(id.toString('latin1')) ||
+      inner_name === undefined ||
+      isCommandName(inner_name, FORWARD_COMMAND) ||
+      isCommandName(inner_name, PROXY_HELLO)
+    )
+      return { reply: encodeError(`ERR malformed ${FORWARD_COMMAND}`) };
+    let streams = this.forward_streams.get(link);
+    if (streams === undefined) {
+      streams = new Map();
+      this.forward_streams.set(link, streams);
+    }
+    let stream = streams.get(stream_text);
+    if (stream === undefined) {
+      // The link's tags (proxied, authenticated) and session (view, protocol) hold for its streams.
+      stream = { connection: { id: link.id, remote: link.remote, tags: link.tags }, unfinished: 0 };
+      this.sessions.set(stream.connection, this.sessionOf(link));
+      streams.set(stream_text, stream);
+    }
+    const active = stream;
+    const known = streams;
+    active.unfinished++;
+    // Forgotten once idle: a stream's order matters only between its unfinished requests.
+    const release = (): void => {
+      active.unfinished--;
+      if (active.unfinished === 0) known.delete(stream_text);
+    };
+    const finished = (reply: ClientReply): ClientReply => {
+      release();
+      return { reply: encodeForwardedReply(id, reply.reply), unordered: true };
+    };
+    let result: HandlerResult;
+    try {
+      result = this.handleCommand(inner, active.connection);
+    } catch (error) {
+      release();
+      throw error;
+    }
+    if (isImmediateReply(result)) return finished(result);
+    const forwarded = new DeferredReply();
+    const settle = (reply: ClientReply | null, error: unknown): void => {
+      if (reply !== null) forwarded.resolve(finished(reply));
+      else {
+        release();
+        forwarded.reject(error);
+      }
+    };
+    if (result instanceof DeferredReply) result.onSettled(settle);
+    else
+      result.then(
+        (reply) => settle(reply, null),
+        (error: unknown) => settle(null, error),
+      );
+    return forwarded;
   }
 
   private sessionOf(connection: ClientConnectionInfo): Session {
@@ -553,12 +657,16 @@ export class KvNode {
     }
     const forwarder = this.redis_forwarders[session.resp === 3 ? 1 : 0];
     const started_ms = this.metrics?.requestStarted() ?? 0;
-    return this.inConnectionOrder(request, connection, () =>
-      this.dispatch(request, args, connection, forwarder),
-    ).then((bytes) => {
-      this.metrics?.requestDone(args[0], bytes, started_ms);
-      return bytes;
-    });
+    return new Promise((resolve, reject) =>
+      this.inConnectionOrder(request, args, connection, forwarder, (result) => {
+        if (result instanceof Error) {
+          reject(result);
+          return;
+        }
+        this.metrics?.requestDone(args[0], result, started_ms);
+        resolve(result);
+      }),
+    );
   }
 
   private connectionHost(connection: ClientConnectionInfo): ConnectionHost {
@@ -587,65 +695,110 @@ export class KvNode {
     this.driver?.schedule();
   }
 
-  /** The reply as the listener takes it; counted in the metrics here, in the one continuation. */
+  /** A seed-view read or write: the listener gets a DeferredReply, settled with the reply. */
   private answered(
     name: Buffer | undefined,
-    started_ms: number,
-    reply: Promise<Buffer>,
-  ): Promise<ClientReply> {
-    return reply.then((bytes) => {
-      this.metrics?.requestDone(name, bytes, started_ms);
-      return { reply: bytes };
-    });
-  }
-
-  private inConnectionOrder(
     command: Dispatchable,
+    args: Buffer[],
     connection: ClientConnectionInfo,
-    run: () => Promise<Buffer>,
-  ): Promise<Buffer> {
-    let order = this.connection_order.get(connection);
-    if (order === undefined) {
-      order = { writes: null, reads: null };
-      this.connection_order.set(connection, order);
-    }
-    const is_read = command.kind === 'read' || command.kind === 'redis_read';
-    const barrier = is_read ? order.writes : order.reads;
-    const result = barrier === null ? run() : barrier.then(run, run);
-    const state = order;
-    const kind = is_read ? 'reads' : 'writes';
-    const pending = state[kind] === null ? result : Promise.all([state[kind], result]);
-    state[kind] = pending;
-    const clear = (): void => {
-      if (state[kind] === pending) state[kind] = null;
-    };
-    pending.then(clear, clear);
-    return result;
+  ): DeferredReply {
+    const started_ms = this.metrics?.requestStarted() ?? 0;
+    const deferred = new DeferredReply();
+    this.inConnectionOrder(command, args, connection, this.forwarder, (result) => {
+      if (result instanceof Error) {
+        deferred.reject(result);
+        return;
+      }
+      this.metrics?.requestDone(name, result, started_ms);
+      deferred.resolve({ reply: result });
+    });
+    return deferred;
   }
 
-  /**
-   * Serves a read or write wherever the leader is: here, by forwarding, or
-   * by a MOVED redirect. Waits a bounded time for a leader to be known.
-   */
-  private async dispatch(
+  /** Dispatches `command` in its connection's order (ConnectionOrder); `reply` gets the reply. */
+  private inConnectionOrder(
     command: Dispatchable,
     args: Buffer[],
     connection: ClientConnectionInfo,
     forwarder: LeaderForwarder,
-  ): Promise<Buffer> {
+    reply: (result: Buffer | Error) => void,
+  ): void {
+    let order = this.connection_order.get(connection);
+    if (order === undefined) {
+      order = new ConnectionOrder();
+      this.connection_order.set(connection, order);
+    }
+    const is_read = command.kind === 'read' || command.kind === 'redis_read';
+    // Reads dispatched after a write (this burst) must count its value in their reply estimates.
+    const uncount = is_read ? null : this.pending_writes.add(args);
+    order.run(is_read, (done) =>
+      this.dispatch(command, args, connection, forwarder, (result) => {
+        uncount?.();
+        done();
+        reply(result);
+      }),
+    );
+  }
+
+  /**
+   * The common case first, without a Promise: this node leads and nothing earlier of the
+   * connection is elsewhere, so the command is proposed (or read) here at once. Otherwise, or if
+   * leadership moved meanwhile, the general loop (dispatchInLane) takes over.
+   */
+  private dispatch(
+    command: Dispatchable,
+    args: Buffer[],
+    connection: ClientConnectionInfo,
+    forwarder: LeaderForwarder,
+    reply: (result: Buffer | Error) => void,
+  ): void {
     let lane = this.forward_lanes.get(connection);
     if (lane === undefined) {
       lane = new ForwardLane();
       this.forward_lanes.set(connection, lane);
     }
     const entry = lane.enter();
-    try {
-      return await this.dispatchInLane(command, args, connection, forwarder, lane, entry);
-    } finally {
-      lane.release(entry);
+    const in_lane = lane;
+    const finish = (result: Buffer | Error): void => {
+      in_lane.release(entry);
+      reply(result);
+    };
+    const general = (local_failed: boolean): void => {
+      this.dispatchInLane(command, args, connection, forwarder, in_lane, entry, local_failed).then(
+        finish,
+        (error: unknown) => finish(error instanceof Error ? error : new Error(String(error))),
+      );
+    };
+    const core = this.core;
+    const serve_local_reads =
+      command.kind === 'read' && this.config.test_faults.includes('serve_local_reads');
+    if (
+      !this.serving() ||
+      core === null ||
+      core.current_role !== 'leader' ||
+      serve_local_reads ||
+      !lane.mayGo(entry, LOCAL_TARGET)
+    ) {
+      general(false);
+      return;
     }
+    lane.sent(entry, LOCAL_TARGET);
+    this.executeLocal(command, Date.now() + this.config.request_timeout_ms, (local) => {
+      if (local !== null) {
+        finish(local);
+        return;
+      }
+      in_lane.retrying(entry);
+      general(true);
+    });
   }
 
+  /**
+   * Serves a read or write wherever the leader is: here, by forwarding, or
+   * by a MOVED redirect. Waits a bounded time for a leader to be known.
+   * `local_failed`: an attempt here just came back refused (leadership moved); wait before the
+   * next one.
+   */
   private async dispatchInLane(
     command: Dispatchable,
     args: Buffer[],
@@ -653,10 +806,12 @@ export class KvNode {
     forwarder: LeaderForwarder,
     lane: ForwardLane,
     entry: LaneEntry,
+    local_failed: boolean,
   ): Promise<Buffer> {
     const started_ms = Date.now();
     const deadline_ms = started_ms + this.config.request_timeout_ms;
     let no_leader_since_ms: number | null = null;
+    if (local_failed) await this.waitForLeaderChange(LEADER_RECHECK_MS);
     for (;;) {
       if (!this.serving()) return encodeError('TRYAGAIN shutting down; retry on another node');
       const core = this.requireCore();
@@ -737,54 +892,50 @@ export class KvNode {
 
   /** Runs the command on this node as leader; null means "leadership moved, dispatch again". */
   private executeLocally(command: Dispatchable, deadline_ms: number): Promise<Buffer | null> {
+    return new Promise((resolve) => this.executeLocal(command, deadline_ms, resolve));
+  }
+
+  /** executeLocally with a callback: `settle` gets the reply, or null if leadership moved. */
+  private executeLocal(
+    command: Dispatchable,
+    deadline_ms: number,
+    settle: (reply: Buffer | null) => void,
+  ): void {
     const replica = this.requireReplica();
-    return new Promise((resolve) => {
-      let settled = false;
-      let timer: NodeJS.Timeout | null = null;
-      const settle = (reply: Buffer | null): void => {
-        if (settled) return;
-        settled = true;
-        if (timer !== null) clearTimeout(timer);
-        this.step_down_waiters.delete(answerOnStepDown);
-        resolve(reply);
+    const request = new LocalRequest(deadline_ms);
+    const finish = (reply: Buffer | null): void => {
+      if (request.settled) return;
+      request.settled = true;
+      this.request_deadlines.remove(request);
+      if (request.on_step_down !== null) this.step_down_waiters.delete(request.on_step_down);
+      settle(reply);
+    };
+    const handle = this.submit(replica, command, finish);
+    if (request.settled || handle === null) return;
+    this.driver?.schedule();
+    const is_write = command.kind === 'write' || command.kind === 'redis_write';
+    // A deposed leader learns the write's fate only once it hears the new leader, which may be
+    // after a whole partition: a moved-mode client would rather know now and move on.
+    if (is_write && this.config.client_redirect === 'moved') {
+      request.on_step_down = () => {
+        replica.cancelWrite(handle);
+        finish(encodeError(STEPPED_DOWN_TEXT));
       };
-      const answerOnStepDown = (): void => {
-        if (handle !== null) replica.cancelWrite(handle);
-        settle(
-          encodeError(
-            'TIMEOUT outcome unknown: this node stopped leading before the write committed',
-          ),
-        );
-      };
-      const handle = this.submit(replica, command, settle);
-      if (settled || handle === null) return;
-      this.driver?.schedule();
-      // A deposed leader learns the write's fate only once it hears the new leader, which may be
-      // after a whole partition: a moved-mode client would rather know now and move on.
-      const is_write = command.kind === 'write' || command.kind === 'redis_write';
-      if (is_write && this.config.client_redirect === 'moved')
-        this.step_down_waiters.add(answerOnStepDown);
-      const submitted = handle;
-      timer = setTimeout(
-        () => {
-          if (command.kind === 'write' || command.kind === 'redis_write') {
-            replica.cancelWrite(submitted);
-            settle(
-              encodeError(
-                'TIMEOUT outcome unknown: the write was not confirmed within ' +
-                  `${this.config.request_timeout_ms} ms`,
-              ),
-            );
-          } else {
-            replica.cancelRead(submitted);
-            settle(
-              encodeError(`TIMEOUT read not confirmed within ${this.config.request_timeout_ms} ms`),
-            );
-          }
-        },
-        Math.max(deadline_ms - Date.now(), 1),
+      this.step_down_waiters.add(request.on_step_down);
+    }
+    request.on_expire = () => {
+      if (is_write) replica.cancelWrite(handle);
+      else replica.cancelRead(handle);
+      const timeout_ms = this.config.request_timeout_ms;
+      finish(
+        encodeError(
+          is_write
+            ? `TIMEOUT outcome unknown: the write was not confirmed within ${timeout_ms} ms`
+            : `TIMEOUT read not confirmed within ${timeout_ms} ms`,
+        ),
       );
-    });
+    };
+    this.request_deadlines.add(request);
   }
 
   /** Hands the command to the replica; its reply goes to `settle` (null: not leader any more). */
@@ -855,13 +1006,16 @@ export class KvNode {
    * everything else small. Only GET replies can be large.
    */
   private estimateReplyBytes(args: readonly Buffer[]): number {
-    const name = args[0];
-    const key = args[1];
+    // A follower's relayed request: its command starts after `RAFT.FWD stream id`.
+    const at = isCommandName(args[0], FORWARD_COMMAND) ? 3 : 0;
+    const name = args[at];
+    const key = args[at + 1];
     if (name === undefined || key === undefined || name.length !== 3) return SMALL_REPLY_BYTES;
-    if (name.toString('latin1').toUpperCase() !== 'GET') return SMALL_REPLY_BYTES;
-    const words = this.replica?.state.get(key) ?? null;
-    if (words === null) return SMALL_REPLY_BYTES;
-    let bytes = SMALL_REPLY_BYTES;
+    if (!isCommandName(name, 'GET')) return SMALL_REPLY_BYTES;
+    // lookup, not get: no copy of the word list for an estimate.
+    const words = this.replica?.state.lookup(key, 0) ?? null;
+    let bytes = SMALL_REPLY_BYTES + this.pending_writes.bytesFor(key);
+    if (words === null) return bytes;
     for (const word of words) bytes += word.length + BULK_FRAMING_BYTES;
     return bytes;
   }
@@ -926,6 +1080,7 @@ export class KvNode {
       members: describeMembers(config.nodes),
       secret,
       peer_ids: new Set(config.peers.map((peer) => peer.id)),
+      send_hello: config.peer_hello,
     };
   }
 
@@ -974,11 +1129,14 @@ function readReply(outcome: ReadOutcome): Buffer | null {
 
 /** Whether `name` is the command `upper` (given in upper case), in any case. */
 function isCommandName(name: Buffer | undefined, upper: string): boolean {
-  return (
-    name !== undefined &&
-    name.length === upper.length &&
-    name.toString('latin1').toUpperCase() === upper
-  );
+  if (name === undefined || name.length !== upper.length) return false;
+  // Byte by byte, without a string per command: this runs several times for every request.
+  for (let i = 0; i < upper.length; i++) {
+    const byte = name[i] as number;
+    const folded = byte >= 0x61 && byte <= 0x7a ? byte - 0x20 : byte;
+    if (folded !== upper.charCodeAt(i)) return false;
+  }
+  return true;
 }
 
 function isNotLeaderReply(bytes: Buffer): boolean {
@@ -1009,8 +1167,8 @@ function snapshotStorage(storage: RaftStorage): DriverSnapshotStorage {
   const asError = (error: unknown): Error =>
     error instanceof Error ? error : new Error(String(error));
   return {
-    write: (meta, state, done) =>
-      storage.snapshots.write(meta, state).then(
+    write: (meta, source, done) =>
+      storage.snapshots.writeFrom(meta, source).then(
         (written) => done(null, written.file_bytes),
         (error: unknown) => done(asError(error), 0),
       ),

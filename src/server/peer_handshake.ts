@@ -12,10 +12,11 @@
  * `members` is the sender's member list as text (describeMembers), only for the
  * log line of a mismatch; the fingerprint is what is compared.
  *
- * Open mode (no secret): the dialer sends Hello and starts sending Raft frames
- * at once. The acceptor looks at the first frame: a Hello is checked and
- * answered with its own Hello; anything else is a bare-frame (seed format) peer
- * and goes straight to the Raft decoder. The dialer likewise accepts a Hello as
+ * Open mode (no secret): the dialer sends Hello (unless `send_hello` is false:
+ * config `peer_hello off`) and starts sending Raft frames at once. The acceptor
+ * looks at the first frame: a Hello is checked and answered with its own Hello;
+ * anything else is a bare-frame (seed format) peer and goes straight to the Raft
+ * decoder. The dialer likewise accepts a Hello as
  * the first frame it receives, or none. A Hello is a claim, not a proof.
  *
  * Secret mode: dialer D sends AuthChallenge with nonce_d; acceptor A checks
@@ -55,6 +56,12 @@ export interface HandshakeSettings {
   secret: Buffer | null;
   /** Ids that may connect to us (every configured node but this one). */
   peer_ids: ReadonlySet<number>;
+  /**
+   * Open mode: whether a dialer opens with Hello (default true). false speaks bare seed frames
+   * only, for peers that would not skip an unknown first frame; Hellos received are still
+   * answered (only our own nodes send them).
+   */
+  send_hello?: boolean;
 }
 
 export type HandshakeResult =
@@ -105,11 +112,10 @@ export class PeerHandshake {
     this.peer_id = peer_id;
     if (role === 'dialer') {
       this.state = settings.secret === null ? 'first_frame' : 'auth_response';
-      this.outgoing.push(
-        settings.secret === null
-          ? this.identityFrame(HandshakeType.Hello)
-          : this.identityFrame(HandshakeType.AuthChallenge),
-      );
+      if (settings.secret !== null)
+        this.outgoing.push(this.identityFrame(HandshakeType.AuthChallenge));
+      else if (settings.send_hello !== false)
+        this.outgoing.push(this.identityFrame(HandshakeType.Hello));
     }
   }
 

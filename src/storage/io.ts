@@ -19,6 +19,18 @@ export interface LogFile {
   datasync(): Promise<void>;
   truncate(length: number): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Optional fast path for the WAL's batches: writes `chunks` one after another from `position`
+   * at once (a small write only copies into the page cache) and, with `sync`, fdatasyncs on the
+   * thread pool; `done` once durable or failed. One thread-pool job and no Promise per batch,
+   * where write() then datasync() take two jobs. Files without it get those two calls.
+   */
+  appendAndSync?(
+    chunks: readonly Buffer[],
+    position: number,
+    sync: boolean,
+    done: (error: Error | null) => void,
+  ): void;
 }
 
 export interface StorageIo {
@@ -75,6 +87,33 @@ class NodeLogFile implements LogFile {
 
   datasync(): Promise<void> {
     return this.handle.datasync();
+  }
+
+  appendAndSync(
+    chunks: readonly Buffer[],
+    position: number,
+    sync: boolean,
+    done: (error: Error | null) => void,
+  ): void {
+    const fd = this.handle.fd;
+    let at = position;
+    try {
+      for (const chunk of chunks) {
+        let written = 0;
+        while (written < chunk.length)
+          written += fs.writeSync(fd, chunk, written, chunk.length - written, at + written);
+        at += chunk.length;
+      }
+    } catch (error) {
+      // Asynchronously, as the callers of a failed write expect.
+      queueMicrotask(() => done(error instanceof Error ? error : new Error(String(error))));
+      return;
+    }
+    if (!sync) {
+      queueMicrotask(() => done(null));
+      return;
+    }
+    fs.fdatasync(fd, (error) => done(error));
   }
 
   truncate(length: number): Promise<void> {

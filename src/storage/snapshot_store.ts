@@ -19,7 +19,8 @@
  *   28+4n   4      membership length m (0: none recorded)
  *   32+4n   m      the configuration at the last included index, as a membership entry's data
  *                  (src/raft/membership.ts: voters and learners with their addresses)
- *   32+4n+m ...    state machine bytes (KvStateMachine.serialize), to the end of the file
+ *   32+4n+m ...    state machine bytes (KvStateMachine's snapshot, src/kv/kv_snapshot.ts), to
+ *                  the end of the file
  *
  * Loading tries the snapshots newest first; one that is damaged (bad magic, version, checksum,
  * or a name that disagrees with its contents) is reported and the previous one is tried. The
@@ -39,6 +40,14 @@ export interface LoadedSnapshot {
   state: Buffer;
   file: string;
   file_bytes: number;
+}
+
+/**
+ * A snapshot's state bytes, pulled chunk by chunk; null after the last chunk. A chunk may be
+ * reused by the source once `next` is called again.
+ */
+export interface SnapshotSource {
+  next(): Uint8Array | null;
 }
 
 export interface WrittenSnapshot {
@@ -77,33 +86,37 @@ export class SnapshotStore {
   /**
    * Writes a snapshot durably (see the file comment), then removes snapshots older than the
    * newest `snapshots_kept` and any temporary file. The state is written in bounded chunks, the
-   * checksum computed chunk by chunk, so a large state never blocks the event loop for long.
+   * checksum computed chunk by chunk.
    */
-  async write(meta: SnapshotMeta, state: Uint8Array): Promise<WrittenSnapshot> {
+  write(meta: SnapshotMeta, state: Uint8Array): Promise<WrittenSnapshot> {
+    let at = 0;
+    return this.writeFrom(meta, {
+      next: () => {
+        if (at >= state.length) return null;
+        const chunk = state.subarray(at, Math.min(state.length, at + LIMITS.wal_write_bytes_max));
+        at += chunk.length;
+        return chunk;
+      },
+    });
+  }
+
+  /**
+   * As `write`, with the state pulled from `source` one chunk at a time: each chunk is written
+   * (and the event loop runs) before the next is asked for, so a state machine can produce its
+   * bytes incrementally while it keeps serving.
+   */
+  async writeFrom(meta: SnapshotMeta, source: SnapshotSource): Promise<WrittenSnapshot> {
     const name = snapshotFileName(meta.index, meta.term);
     const final_path = path.join(this.dir, name);
     const temp_path = `${final_path}.tmp`;
-    const membership =
-      meta.membership === undefined ? Buffer.alloc(0) : encodeMembership(meta.membership);
-    const voters_end = FIXED_HEADER_BYTES + 4 * meta.voters.length;
-    const header = Buffer.alloc(voters_end + 4 + membership.length);
-    MAGIC.copy(header, 0);
-    header.writeUInt32LE(VERSION, 8);
-    header.writeUInt32LE(meta.index, 16);
-    header.writeUInt32LE(meta.term, 20);
-    header.writeUInt32LE(meta.voters.length, 24);
-    for (const [i, id] of meta.voters.entries())
-      header.writeUInt32LE(id, FIXED_HEADER_BYTES + 4 * i);
-    header.writeUInt32LE(membership.length, voters_end);
-    header.set(membership, voters_end + 4);
+    const header = encodeHeader(meta);
     await this.io.unlink(temp_path);
     const file = await this.io.openLog(temp_path);
+    let position = header.length;
     try {
       let crc = crc32(header.subarray(CRC_FROM));
-      let position = header.length;
-      const chunk_bytes = LIMITS.wal_write_bytes_max;
-      for (let at = 0; at < state.length; at += chunk_bytes) {
-        const chunk = state.subarray(at, Math.min(state.length, at + chunk_bytes));
+      for (let chunk = source.next(); chunk !== null; chunk = source.next()) {
+        if (chunk.length === 0) continue;
         crc = crc32(chunk, crc);
         await file.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength), position);
         position += chunk.length;
@@ -117,7 +130,7 @@ export class SnapshotStore {
     await this.io.rename(temp_path, final_path);
     if (this.fsync) await this.io.syncDirectory(this.dir);
     await this.removeOld(true);
-    return { file: final_path, file_bytes: header.length + state.length };
+    return { file: final_path, file_bytes: position };
   }
 
   /**
@@ -251,6 +264,23 @@ export class SnapshotStore {
     }
     if (removed && this.fsync) await this.io.syncDirectory(this.dir);
   }
+}
+
+/** The header with a zero checksum (filled in once the state is written). */
+function encodeHeader(meta: SnapshotMeta): Buffer {
+  const membership =
+    meta.membership === undefined ? Buffer.alloc(0) : encodeMembership(meta.membership);
+  const voters_end = FIXED_HEADER_BYTES + 4 * meta.voters.length;
+  const header = Buffer.alloc(voters_end + 4 + membership.length);
+  MAGIC.copy(header, 0);
+  header.writeUInt32LE(VERSION, 8);
+  header.writeUInt32LE(meta.index, 16);
+  header.writeUInt32LE(meta.term, 20);
+  header.writeUInt32LE(meta.voters.length, 24);
+  for (const [i, id] of meta.voters.entries()) header.writeUInt32LE(id, FIXED_HEADER_BYTES + 4 * i);
+  header.writeUInt32LE(membership.length, voters_end);
+  header.set(membership, voters_end + 4);
+  return header;
 }
 
 /** Snapshot file names among `names`, newest (highest index) first. */

@@ -24,6 +24,13 @@ export const LIMITS = {
   client_read_buffer_bytes_max: 512 * 1024 * 1024 + 64 * 1024,
   /** Requests from one client connection in flight (parsed, not yet replied). */
   client_pipeline_requests_max: 16 * 1024,
+  /**
+   * Client commands (all connections together) handed to the handler in one event-loop turn; the
+   * rest wait for the next turn (reading those connections paused meanwhile), so that a large
+   * pipelined burst (one poll can deliver megabytes of one socket) never holds the timers that
+   * keep heartbeats and elections on time.
+   */
+  client_commands_per_turn_max: 2048,
   /** Bytes queued for writing to one client before we stop reading from it. */
   client_write_queue_bytes_max: 64 * 1024 * 1024,
   /** Bytes queued for one peer link; beyond it messages to that peer are dropped (Raft retries). */
@@ -42,10 +49,12 @@ export const LIMITS = {
   /** Raft: bytes of proposed-but-uncommitted entry data a leader accepts. */
   raft_uncommitted_bytes_max: 64 * 1024 * 1024,
   /**
-   * Raft: committed entries handed to the state machine per Ready (the server yields to the event
-   * loop between Readies).
+   * Raft: committed entries handed to the state machine per Ready; at most
+   * driver_readies_per_turn_max Readies run per event-loop turn, so this times that bounds the
+   * entries applied (and client replies completed) in one turn: 8 x 8192 of them stalled a loaded
+   * leader past the election timeout under a 100k-command pipeline.
    */
-  raft_committed_entries_per_ready_max: 8192,
+  raft_committed_entries_per_ready_max: 1024,
   /**
    * Raft: highest term a frame may carry and a node may campaign in. Terms above it are refused as
    * malformed, leaving 2^20 terms of headroom below INT32_MAX so that no increment can overflow the
@@ -159,6 +168,11 @@ export const LIMITS = {
    * id), so clients on different links never wait behind each other's requests.
    */
   forward_links_per_leader_max: 16,
+  /**
+   * Replies from the leader a follower's forwarding links take in one event-loop turn (together);
+   * past it they stop reading until the next turn, like client_commands_per_turn_max.
+   */
+  forward_replies_per_turn_max: 2048,
   /** Requests a follower has relayed to the leader and not yet had answered, per leader link. */
   forward_pending_requests_max: 64 * 1024,
   /**
@@ -178,6 +192,13 @@ export const LIMITS = {
    * older than the oldest forgotten one then aborts conservatively).
    */
   watch_tombstones_max: 64 * 1024,
+  /**
+   * Snapshots: keys collected or moved by the sort in one step of taking a snapshot (the state
+   * machine keeps applying between steps; one step of this size takes a few ms).
+   */
+  snapshot_step_keys_max: 16 * 1024,
+  /** Snapshots: bytes of the state machine encoded in one step, then written to the file. */
+  snapshot_encode_chunk_bytes: 256 * 1024,
   /** Redis view: keys KEYS may scan in one call (beyond it: an error pointing at SCAN). */
   keys_scan_keys_max: 1024 * 1024,
   /** Redis view: SCAN cursors (key lists taken at SCAN 0) a node keeps; the oldest goes first. */

@@ -5,12 +5,25 @@
  * Every exit the nemesis did not ask for is recorded.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
+import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KvClient } from '../../src/client';
 import type { ClientRedirect, TestFault } from '../../src/config/config';
+import { readSyncedLength, SYNCED_SUFFIX } from '../../src/storage/test_disk';
+import type { SeededRandom } from '../../src/util/prng';
 
 const NODE_BIN = join(__dirname, '..', '..', '..', 'kvstoreraftsystem');
 /** Log lines that mean the node itself went wrong (not a peer or client). */
@@ -23,6 +36,9 @@ export interface ChaosNode {
   raft_port: number;
   config_path: string;
   log_path: string;
+  data_dir: string;
+  /** While this file exists the node's fsyncs are slow (test_fsync_delay_file). */
+  slow_disk_path: string;
   process: ChildProcess | null;
   /** Set while the nemesis is stopping it: that exit is expected. */
   exit_expected: boolean;
@@ -63,7 +79,11 @@ export class ChaosCluster {
       const lines = ['! chaos test node', `follower_info ${ip}:${client_port}`];
       for (const other of ips)
         if (other !== ip) lines.push(`follower_info ${other}:${client_port}`);
-      lines.push(`data_dir ${join(dir, `node${index + 1}`)}`, 'log_level info');
+      const data_dir = join(dir, `node${index + 1}`);
+      const slow_disk_path = join(dir, `node${index + 1}.slow_disk`);
+      lines.push(`data_dir ${data_dir}`, 'log_level info');
+      // Test-only disk hooks for the slow_disk and power_loss faults (src/storage/test_disk.ts).
+      lines.push('test_synced_lengths on', `test_fsync_delay_file ${slow_disk_path}`);
       lines.push(`client_redirect ${options.mode}`, 'request_timeout_ms 2000');
       if (options.test_faults.length > 0)
         lines.push(`test_faults ${options.test_faults.join(',')}`);
@@ -76,6 +96,8 @@ export class ChaosCluster {
         raft_port: client_port - 1000,
         config_path,
         log_path: join(dir, `node${index + 1}.log`),
+        data_dir,
+        slow_disk_path,
         process: null,
         exit_expected: false,
         paused: false,
@@ -125,6 +147,46 @@ export class ChaosCluster {
     if (node.paused) child.kill('SIGCONT');
     node.paused = false;
     await exited;
+  }
+
+  /** Every fsync of the node waits [min, max] ms from now on; null: a fast disk again. */
+  setSlowDisk(index: number, range_ms: [number, number] | null): void {
+    const node = this.nodes[index]!;
+    if (range_ms === null) rmSync(node.slow_disk_path, { force: true });
+    else writeFileSync(node.slow_disk_path, `${range_ms[0]} ${range_ms[1]}\n`);
+  }
+
+  /**
+   * After the node was killed: what a power loss may leave of its files. Each file is cut back to
+   * what its last fdatasync made durable, and sometimes keeps a torn prefix of the rest (written
+   * but not synced bytes may partly reach the disk). Returns the bytes dropped.
+   */
+  losePower(index: number, rng: SeededRandom): number {
+    const node = this.nodes[index]!;
+    assert.equal(node.process, null, 'power loss of a running node');
+    let dropped = 0;
+    let names: string[] = [];
+    try {
+      names = readdirSync(node.data_dir);
+    } catch {
+      return 0; // never started
+    }
+    for (const name of names) {
+      if (!name.endsWith(SYNCED_SUFFIX)) continue;
+      const file = join(node.data_dir, name.slice(0, -SYNCED_SUFFIX.length));
+      const synced = readSyncedLength(file);
+      let size: number;
+      try {
+        size = statSync(file).size;
+      } catch {
+        continue;
+      }
+      if (synced === null || size <= synced) continue;
+      const kept = rng.float() < 0.5 ? synced : synced + rng.int(size - synced);
+      truncateSync(file, kept);
+      dropped += size - kept;
+    }
+    return dropped;
   }
 
   pause(index: number): void {

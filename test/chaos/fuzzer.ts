@@ -13,6 +13,7 @@ import * as net from 'node:net';
 import { SeededRandom } from '../../src/util/prng';
 
 const INPUT_WAIT_MS = 100;
+const NO_TARGET_WAIT_MS = 100;
 const COMMANDS = ['GET', 'SET', 'DEL', 'PING', 'INFO', 'QUIT', 'COMMAND', 'HELLO', 'XYZ'];
 const HUGE_NUMBERS = ['2147483648', '4294967295', '99999999999', '-1', '-2147483648', '1e9', ''];
 
@@ -49,7 +50,11 @@ export class LiveFuzzer {
     while (this.running) {
       const targets = this.targets();
       const target = targets[rng.int(targets.length)];
-      if (target === undefined) return;
+      if (target === undefined) {
+        // Every node is down (kill_all, power_loss_all): wait for one, do not give up.
+        await new Promise((resolve) => setTimeout(resolve, NO_TARGET_WAIT_MS));
+        continue;
+      }
       const raft = rng.float() < 0.4;
       const input = raft ? raftInput(rng) : respInput(rng);
       await send(target.host, raft ? target.raft_port : target.client_port, input);

@@ -1,6 +1,10 @@
 /**
  * `npm run chaos -- --time SECONDS [--seed S] [--nodes 5|3] [--mode forward|moved]
- *  [--faults kind,kind] [--test-faults fault,fault] [--clients N] [--fuzz 1|0]`
+ *  [--faults kind,kind] [--test-faults fault,fault] [--clients N] [--readers N] [--fuzz 1|0]
+ *  [--keep 1]`
+ *
+ * With --test-faults and no --faults the nemesis uses the faults that expose those breakers
+ * (EXPOSING_KINDS).
  *
  * Runs real nodes under real partitions and process faults (see run_chaos.ts), prints a summary
  * and, last, exactly one line `chaos: <ops> ops (...), <faults> faults, <V> violations`. Exits 1
@@ -9,7 +13,7 @@
  */
 import { TEST_FAULTS, type TestFault } from '../../src/config/config';
 import { CHAOS_DEFAULTS, type ChaosOptions, type ChaosResources, runChaos } from './run_chaos';
-import { FAULT_KINDS, type FaultKind } from './nemesis';
+import { EXPOSING_KINDS, FAULT_KINDS, type FaultKind } from './nemesis';
 import { formatSummary } from './summary';
 
 function parseList<T extends string>(text: string, allowed: readonly T[], what: string): T[] {
@@ -29,10 +33,12 @@ export function parseChaosArgs(argv: readonly string[]): ChaosOptions {
     test_faults: [],
     kinds: CHAOS_DEFAULTS.kinds,
     clients: CHAOS_DEFAULTS.clients,
+    readers_per_node: CHAOS_DEFAULTS.readers_per_node,
     keys: CHAOS_DEFAULTS.keys,
     fuzz: CHAOS_DEFAULTS.fuzz,
     log: (line) => process.stdout.write(`${line}\n`),
   };
+  let kinds_given = false;
   for (let i = 0; i < argv.length; i += 2) {
     const flag = argv[i];
     const value = argv[i + 1];
@@ -54,11 +60,18 @@ export function parseChaosArgs(argv: readonly string[]): ChaosOptions {
       case '--clients':
         options.clients = number;
         break;
+      case '--keep':
+        options.keep_dir = value !== '0';
+        break;
+      case '--readers':
+        options.readers_per_node = number;
+        break;
       case '--mode':
         options.mode = parseList(value, ['forward', 'moved'] as const, 'mode')[0]!;
         break;
       case '--faults':
         options.kinds = parseList<FaultKind>(value, FAULT_KINDS, 'fault kind');
+        kinds_given = true;
         break;
       case '--test-faults':
         options.test_faults = parseList<TestFault>(value, TEST_FAULTS, 'test fault');
@@ -71,9 +84,12 @@ export function parseChaosArgs(argv: readonly string[]): ChaosOptions {
     time: options.time_s,
     seed: options.seed,
     clients: options.clients,
+    readers: options.readers_per_node,
   })) {
     if (!Number.isInteger(value) || value < 0) throw new Error(`--${name} must be an integer`);
   }
+  if (!kinds_given && options.test_faults.length > 0)
+    options.kinds = [...new Set(options.test_faults.flatMap((fault) => EXPOSING_KINDS[fault]))];
   if (options.nodes !== 3 && options.nodes !== 5) throw new Error('--nodes must be 3 or 5');
   return options;
 }

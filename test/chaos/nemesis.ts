@@ -1,9 +1,12 @@
 /**
  * The chaos nemesis: from a seeded schedule, one fault at a time — a real
- * network partition (iptables), kill -9, SIGSTOP, or a graceful SIGTERM
- * (leadership transfer) — held for a while, then healed. The schedule only
+ * network partition (iptables), kill -9, SIGSTOP, a graceful SIGTERM
+ * (leadership transfer), slow fsyncs, or a power loss (kill -9, then every
+ * file cut back to what its fdatasyncs made durable) — held for a while, then
+ * healed. The schedule only
  * depends on the seed and on which node leads when a fault starts.
  */
+import type { TestFault } from '../../src/config/config';
 import type { SeededRandom } from '../../src/util/prng';
 import type { ChaosCluster } from './chaos_cluster';
 import type { NetFaults } from './netfault';
@@ -22,9 +25,24 @@ export const FAULT_KINDS = [
   'kill_all',
   'pause_leader',
   'pause_minority',
+  'pause_isolate_leader',
   'sigterm_leader',
+  'slow_disk',
+  'power_loss_majority',
+  'power_loss_all',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/**
+ * The faults that expose each test-only safety breaker quickest: a run with `--test-faults` and
+ * no `--faults` uses these.
+ */
+export const EXPOSING_KINDS: Record<TestFault, readonly FaultKind[]> = {
+  serve_local_reads: ['partition_leader', 'partition_split'],
+  ack_before_fsync: ['power_loss_all', 'power_loss_majority'],
+  skip_read_index: ['pause_isolate_leader'],
+  stale_leader_reads: ['partition_leader', 'one_way_leader_out'],
+};
 
 export const PARTITION_KINDS: readonly FaultKind[] = FAULT_KINDS.filter(
   (kind) => kind.startsWith('partition') || kind.startsWith('one_way') || kind === 'cut_clients',
@@ -83,10 +101,11 @@ export class Nemesis {
     await this.healAll();
   }
 
-  /** Network whole, every process running and resumed. */
+  /** Network whole, disks fast, every process running and resumed. */
   async healAll(): Promise<void> {
     this.net.heal();
     for (const node of this.cluster.nodes) {
+      this.cluster.setSlowDisk(node.index, null);
       this.cluster.resume(node.index);
       if (node.process === null) this.cluster.start(node.index);
     }
@@ -144,9 +163,65 @@ export class Nemesis {
         for (const i of cut) this.net.cutClients(ip(i), this.cluster.nodes[i]!.client_port);
         return `clients cut from ${name(cut)}`;
       }
+      case 'pause_isolate_leader':
+        return this.pauseThenIsolate(leader, others);
+      case 'slow_disk':
+      case 'power_loss_majority':
+      case 'power_loss_all':
+        return this.injectDiskFault(kind, leader, all);
       default:
         return this.injectProcessFault(kind, leader, others, minority);
     }
+  }
+
+  /**
+   * A leader paused past an election (a GC pause, a stalled VM) wakes up cut off from its peers
+   * but not from its clients: until CheckQuorum deposes it, it still believes it leads while the
+   * new leader commits writes. Only reads confirmed by a heartbeat round keep it honest. Cut
+   * before it is paused, or it would read the new leader's messages that its socket buffered
+   * meanwhile and step down at once; the pinned readers stay with it.
+   */
+  private async pauseThenIsolate(leader: number, others: number[]): Promise<string> {
+    const ip = (i: number): string => this.cluster.nodes[i]!.ip;
+    for (const other of others) this.net.cut(ip(leader), ip(other));
+    this.cluster.pause(leader);
+    const paused_ms = this.between([2000, 3500]);
+    await sleep(paused_ms);
+    this.cluster.resume(leader);
+    return `${leader + 1} isolated, paused ${paused_ms} ms, resumed`;
+  }
+
+  /**
+   * slow_disk: some nodes' fsyncs take longer for the hold (a loaded or failing disk; a long one
+   * deposes a leader). power_loss_*: for a moment the followers' disks are slow (so acknowledged
+   * writes may be unsynced there, and only there), then the victims lose power: kill -9, every
+   * file cut back to its last fdatasync (maybe torn). After power_loss_all the old leader comes
+   * back last, at the heal: the others elect from what their disks kept.
+   */
+  private async injectDiskFault(kind: FaultKind, leader: number, all: number[]): Promise<string> {
+    const name = (indexes: number[]): string => indexes.map((i) => i + 1).join(',');
+    const ranges: [number, number][] = [
+      [5, 50],
+      [50, 250],
+      [300, 1200],
+    ];
+    if (kind === 'slow_disk') {
+      const victims = pickSome(this.rng, all, 1 + this.rng.int(all.length));
+      const range = ranges[this.rng.int(ranges.length)]!;
+      for (const victim of victims) this.cluster.setSlowDisk(victim, range);
+      return `${name(victims)} fsync ${range[0]}-${range[1]} ms`;
+    }
+    const majority = Math.floor(all.length / 2) + 1;
+    const victims = kind === 'power_loss_all' ? all : pickSome(this.rng, all, majority);
+    for (const index of all) if (index !== leader) this.cluster.setSlowDisk(index, [50, 300]);
+    await sleep(this.between([400, 1200]));
+    await Promise.all(victims.map((victim) => this.cluster.stop(victim, 'SIGKILL')));
+    let dropped = 0;
+    for (const index of all) this.cluster.setSlowDisk(index, null);
+    for (const victim of victims) dropped += this.cluster.losePower(victim, this.rng);
+    if (kind === 'power_loss_all')
+      for (const index of all) if (index !== leader) this.cluster.start(index);
+    return `${name(victims)}, ${dropped} unsynced bytes lost`;
   }
 
   private async injectProcessFault(

@@ -24,9 +24,13 @@ export interface ChaosOptions {
   test_faults: readonly TestFault[];
   kinds: readonly FaultKind[];
   clients: number;
+  /** Read-only clients pinned to each node (see Workload). */
+  readers_per_node: number;
   keys: number;
   /** Live fuzzing of both ports during the run. */
   fuzz: boolean;
+  /** Keep the node logs and data even when the run passes. */
+  keep_dir?: boolean;
   log: (line: string) => void;
 }
 
@@ -34,6 +38,7 @@ export const CHAOS_DEFAULTS = {
   nodes: 5,
   mode: 'forward' as ClientRedirect,
   clients: 12,
+  readers_per_node: 1,
   keys: 8,
   kinds: FAULT_KINDS,
   fuzz: true,
@@ -79,16 +84,19 @@ export async function runChaos(
   const log = options.log;
   log(
     `chaos seed ${options.seed}: ${options.nodes} nodes (${options.mode}), ` +
-      `${options.clients} clients, ${options.time_s} s, chain ${resources.net.chain}, dir ` +
+      `${options.clients} clients + ${options.readers_per_node} reader(s) per node, ` +
+      `${options.time_s} s, chain ${resources.net.chain}, dir ` +
       cluster.dir +
       (options.test_faults.length > 0 ? `, TEST FAULTS ${options.test_faults.join(',')}` : ''),
   );
+  /** Thrown, a violation or a failed check: the node logs are kept. */
   let failed = true;
   try {
     for (const node of cluster.nodes) cluster.start(node.index);
     await pollFor('a first leader', 20_000, async () => (await cluster.leader()) !== null);
     const workload = new Workload({
       clients: options.clients,
+      readers_per_node: options.readers_per_node,
       keys: options.keys,
       call_timeout_ms: CALL_TIMEOUT_MS,
       seed: options.seed,
@@ -114,13 +122,14 @@ export async function runChaos(
     result.rss_max_mib = rss.max_mib;
     if (fuzzer !== null)
       result.fuzz = { inputs: fuzzer.inputs, resp: fuzzer.resp_inputs, raft: fuzzer.raft_inputs };
-    failed = false;
+    failed = result.violations > 0 || result.check_failures.length > 0;
     return result;
   } finally {
     resources.net.close();
     resources.net = null;
-    await cluster.destroy(failed);
-    if (failed) log(`node logs kept in ${cluster.dir}`);
+    const keep = failed || options.keep_dir === true;
+    await cluster.destroy(keep);
+    if (keep) log(`node logs kept in ${cluster.dir}`);
     resources.cluster = null;
   }
 }
@@ -137,16 +146,23 @@ async function finish(
   if (healed_write_ms === null)
     check_failures.push(`no write committed within ${HEALED_WRITE_BOUND_MS} ms of healing`);
   await workload.stop();
-  await finalReads(cluster, options.keys, workload.history, now);
-  const divergence = await convergence(cluster);
-  if (divergence !== null) check_failures.push(divergence);
+  const unread = await finalReads(cluster, options.keys, workload.history, now);
+  if (unread !== null) check_failures.push(unread);
+  const { unconverged, diverged } = await convergence(cluster);
+  if (unconverged !== null) check_failures.push(unconverged);
   for (const exit of cluster.unexpected_exits) check_failures.push(`unexpected exit: ${exit}`);
   for (const line of cluster.internalErrors().slice(0, 20))
     check_failures.push(`internal error logged: ${line}`);
 
   const checked = checkLinearizable(workload.history, { step_budget: 200_000_000 });
   if (checked.timed_out) check_failures.push('the linearizability checker ran out of budget');
-  const violations = checked.ok || checked.timed_out ? 0 : 1;
+  const violations = (checked.ok || checked.timed_out ? 0 : 1) + (diverged === null ? 0 : 1);
+  const texts = [diverged ?? ''];
+  if (checked.failure !== undefined)
+    texts.push(
+      `not linearizable, key ${checked.failure.key} (seed ${options.seed}):\n` +
+        checked.failure.explanation,
+    );
   return {
     seed: options.seed,
     counts: workload.counts,
@@ -154,10 +170,7 @@ async function finish(
     faults,
     violations,
     check_failures,
-    violation_text:
-      checked.failure === undefined
-        ? null
-        : `key ${checked.failure.key} (seed ${options.seed}):\n${checked.failure.explanation}`,
+    violation_text: violations === 0 ? null : texts.filter((text) => text !== '').join('\n'),
     longest_unavailable: longestUnavailability(faults, workload.history),
     healed_write_ms,
     fuzz: null,
@@ -229,12 +242,13 @@ async function timeHealedWrite(
   }
 }
 
+/** Reads every key once more into the history; null, or why a read failed. */
 async function finalReads(
   cluster: ChaosCluster,
   keys: number,
   history: HistoryOperation[],
   now: () => number,
-): Promise<void> {
+): Promise<string | null> {
   const client = new KvClient({
     nodes: cluster.nodes.map((n) => cluster.address(n.index)),
     call_timeout_ms: 5000,
@@ -251,13 +265,22 @@ async function finalReads(
         return_time: now(),
       });
     }
+    return null;
+  } catch (error) {
+    return `a final read after healing failed: ${(error as Error).message}`;
   } finally {
     await client.close();
   }
 }
 
-/** Null when every node shows the same applied index and state digest within the bound. */
-async function convergence(cluster: ChaosCluster): Promise<string | null> {
+/**
+ * Whether every node shows the same applied index and state digest within the bound
+ * (`unconverged`: why not), and whether two nodes ever showed different digests at the same applied
+ * index (`diverged`): their state machines applied different entries, a safety violation.
+ */
+async function convergence(
+  cluster: ChaosCluster,
+): Promise<{ unconverged: string | null; diverged: string | null }> {
   const deadline = performance.now() + CONVERGENCE_BOUND_MS;
   let last = '';
   while (performance.now() < deadline) {
@@ -265,11 +288,25 @@ async function convergence(cluster: ChaosCluster): Promise<string | null> {
     const lines = digests.map((d) =>
       d === null ? 'no answer' : `${d.last_applied} ${d.state_digest}`,
     );
-    if (digests.every((d) => d !== null) && new Set(lines).size === 1) return null;
     last = lines.map((line, i) => `node ${i + 1}: ${line}`).join('; ');
+    const by_applied = new Map<string, string>();
+    for (const digest of digests) {
+      if (digest === null) continue;
+      const seen = by_applied.get(digest.last_applied ?? '');
+      if (seen !== undefined && seen !== digest.state_digest) {
+        const diverged = `STATE DIVERGED at applied index ${digest.last_applied}: ${last}`;
+        return { unconverged: null, diverged };
+      }
+      by_applied.set(digest.last_applied ?? '', digest.state_digest ?? '');
+    }
+    if (digests.every((d) => d !== null) && new Set(lines).size === 1)
+      return { unconverged: null, diverged: null };
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
-  return `nodes did not converge within ${CONVERGENCE_BOUND_MS} ms: ${last}`;
+  return {
+    unconverged: `nodes did not converge within ${CONVERGENCE_BOUND_MS} ms: ${last}`,
+    diverged: null,
+  };
 }
 
 export interface Unavailability {
@@ -278,13 +315,15 @@ export interface Unavailability {
   /** The part of it after the fault was healed. */
   after_heal_ms: number;
   fault: string;
+  /** Later faults that began before that write: the window may be theirs as much. */
+  later_faults: string[];
 }
 
 function longestUnavailability(faults: FaultRecord[], history: HistoryOperation[]): Unavailability {
   const ok_writes = history
     .filter((op) => op.input.kind !== 'get' && op.output.kind !== 'unknown')
     .sort((a, b) => a.call_time - b.call_time);
-  let longest: Unavailability = { ms: 0, after_heal_ms: 0, fault: 'none' };
+  let longest: Unavailability = { ms: 0, after_heal_ms: 0, fault: 'none', later_faults: [] };
   for (const fault of faults) {
     // First successful write called at or after the fault began (binary search on call_time).
     let low = 0;
@@ -303,6 +342,9 @@ function longestUnavailability(faults: FaultRecord[], history: HistoryOperation[
         ms,
         after_heal_ms: Math.max(0, first_return - fault.end_ms),
         fault: `${fault.kind} ${fault.detail} at ${Math.round(fault.start_ms)} ms`,
+        later_faults: faults
+          .filter((later) => later.start_ms > fault.start_ms && later.start_ms < first_return)
+          .map((later) => later.kind),
       };
     }
   }

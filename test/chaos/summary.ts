@@ -12,11 +12,16 @@ export function formatSummary(result: ChaosResult): { text: string; passed: bool
   lines.push(`failed operations by code: ${codes.join(', ') || 'none'}`);
   for (const [code, message] of result.counts.fail_samples)
     lines.push(`  last ${code}: ${message}`);
+  const { later_faults } = result.longest_unavailable;
   lines.push(
     `longest unavailability after a fault: ${Math.round(result.longest_unavailable.ms)} ms ` +
       `(fault start to the first successful write called after it; ` +
       `${Math.round(result.longest_unavailable.after_heal_ms)} ms of it after healing), after ` +
-      result.longest_unavailable.fault,
+      result.longest_unavailable.fault +
+      (later_faults.length === 0
+        ? ''
+        : `; ${later_faults.length} more faults began before that write: ` +
+          later_faults.join(', ')),
   );
   lines.push(
     `after healing a write committed in ${
@@ -30,9 +35,7 @@ export function formatSummary(result: ChaosResult): { text: string; passed: bool
   lines.push(`largest node RSS: ${result.rss_max_mib.toFixed(1)} MiB`);
   for (const failure of result.check_failures) lines.push(`CHECK FAILED: ${failure}`);
   if (result.violation_text !== null)
-    lines.push(
-      `LINEARIZABILITY VIOLATION (replay with --seed ${result.seed}) on ${result.violation_text}`,
-    );
+    lines.push(`VIOLATION (replay with --seed ${result.seed}): ${result.violation_text}`);
   const { ok, fail, unknown } = result.counts;
   lines.push(
     `chaos: ${result.ops} ops (${ok} ok, ${fail} fail, ${unknown} unknown), ` +

@@ -5,10 +5,16 @@
  * library does: ok, fail (certainly not executed: left out of the history),
  * unknown (a write that may have happened: its return time is +infinity and
  * the client continues as a new process id, as Jepsen's clients do).
+ * Besides, one reader per node stays on that node and only reads: a node that
+ * wrongly believes it leads (or serves reads it may not) shows it to them
+ * while the other clients' writes go to the real leader.
  */
 import { KvClient, KvClientError, OutcomeUnknownError } from '../../src/client';
 import { SeededRandom } from '../../src/util/prng';
 import type { HistoryOperation, KvInput, KvOutput } from '../sim/linearizability';
+
+/** Between a pinned reader's reads. */
+const READER_PAUSE_MS = 20;
 
 /**
  * The checked keys; distinctive, so that the fuzzer's random commands (which use other keys) cannot
@@ -20,6 +26,8 @@ export function workloadKey(index: number): string {
 
 export interface WorkloadOptions {
   clients: number;
+  /** Read-only clients per node, each connected to that node only. */
+  readers_per_node: number;
   keys: number;
   call_timeout_ms: number;
   seed: number;
@@ -52,11 +60,14 @@ export class Workload {
   private loops: Promise<void>[] = [];
 
   constructor(private readonly options: WorkloadOptions) {
-    this.next_process_id = options.clients;
+    this.next_process_id = options.clients + options.readers_per_node * options.addresses.length;
   }
 
   start(): void {
-    this.loops = Array.from({ length: this.options.clients }, (_, i) => this.clientLoop(i));
+    const { clients, readers_per_node, addresses } = this.options;
+    this.loops = Array.from({ length: clients }, (_, i) => this.clientLoop(i, false));
+    for (let i = 0; i < readers_per_node * addresses.length; i++)
+      this.loops.push(this.clientLoop(clients + i, true));
   }
 
   async stop(): Promise<void> {
@@ -64,19 +75,26 @@ export class Workload {
     await Promise.all(this.loops);
   }
 
-  private async clientLoop(client_index: number): Promise<void> {
+  private async clientLoop(client_index: number, reader: boolean): Promise<void> {
     const { addresses } = this.options;
     // Each client starts at its own node, so the connections spread over the whole cluster.
     const rotated = addresses.map((_, i) => addresses[(client_index + i) % addresses.length]!);
-    const client = new KvClient({ nodes: rotated, call_timeout_ms: this.options.call_timeout_ms });
+    const client = new KvClient({
+      nodes: reader ? rotated.slice(0, 1) : rotated,
+      call_timeout_ms: this.options.call_timeout_ms,
+    });
     const rng = new SeededRandom((this.options.seed * 7919 + client_index) >>> 0);
     let process_id = client_index;
     let counter = 0;
     try {
       while (this.running) {
-        const input = this.nextInput(rng, process_id, ++counter);
+        const input = reader
+          ? { kind: 'get' as const, key: workloadKey(rng.int(this.options.keys)) }
+          : this.nextInput(rng, process_id, ++counter);
         const call_time = this.options.now();
         const output = await this.execute(client, input);
+        // A node answering reads from memory (rightly or not) would flood the history otherwise.
+        if (reader) await new Promise((resolve) => setTimeout(resolve, READER_PAUSE_MS));
         if (output === null) continue;
         this.history.push({
           client_id: process_id,

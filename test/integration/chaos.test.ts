@@ -1,8 +1,11 @@
 /**
  * The short chaos run (test/chaos): real processes, real iptables
  * partitions, kills, pauses and graceful stops under 12 clients must end
- * linearizable and converged; and the run must be able to fail — two
- * test-only safety breakers are each caught as a violation under partitions.
+ * linearizable and converged; and the run must be able to fail — each
+ * test-only safety breaker is caught as a violation: follower local reads and
+ * an isolated leader that keeps reading under partitions, reads without the
+ * ReadIndex round on a leader paused past an election and woken up isolated,
+ * acknowledging before fsync under power loss.
  * Needs root and iptables: fails (never skips) without them. Seeds are
  * printed; replay one with `npm run chaos -- --seed S ...`.
  */
@@ -31,6 +34,7 @@ async function chaos(
   const result = await runChaos({
     nodes: 5,
     clients: 12,
+    readers_per_node: 1,
     keys: 8,
     fuzz: options.fuzz ?? false,
     mode: options.mode ?? 'forward',
@@ -92,6 +96,32 @@ test('chaos can fail: an isolated leader that keeps serving reads is caught', {
     test_faults: ['stale_leader_reads'],
   });
   assert.ok(result.violations > 0, `stale_leader_reads went unnoticed (seed ${seed})`);
+});
+
+test('chaos can fail: a leader woken up isolated that skips the ReadIndex round is caught', {
+  timeout: 90_000,
+}, async (t) => {
+  const seed = (SEED + 3) % 1_000_000;
+  const result = await chaos(t, {
+    time_s: 25,
+    seed,
+    kinds: ['pause_isolate_leader'],
+    test_faults: ['skip_read_index'],
+  });
+  assert.ok(result.violations > 0, `skip_read_index went unnoticed (seed ${seed})`);
+});
+
+test('chaos can fail: acknowledging before fsync is caught by a power loss', {
+  timeout: 120_000,
+}, async (t) => {
+  const seed = (SEED + 4) % 1_000_000;
+  const result = await chaos(t, {
+    time_s: 50,
+    seed,
+    kinds: ['power_loss_all'],
+    test_faults: ['ack_before_fsync'],
+  });
+  assert.ok(result.violations > 0, `ack_before_fsync went unnoticed (seed ${seed})`);
 });
 
 test('chaos: the startup sweep removes the chain of a run that died', () => {

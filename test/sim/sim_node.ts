@@ -316,6 +316,8 @@ export class SimNode {
       {
         readies_per_turn_max: LIMITS.driver_readies_per_turn_max,
         snapshot_entries: this.host.params.snapshot_entries ?? 0,
+        // Tiny snapshot steps: writes land between them, so copy-on-write is exercised.
+        snapshot_steps: { keys_per_step: 1 + (this.host.params.seed % 4), chunk_bytes: 64 },
         ...(this.host.params.snapshot_chunk_bytes === undefined
           ? {}
           : { snapshot_chunk_bytes: this.host.params.snapshot_chunk_bytes }),
@@ -369,8 +371,8 @@ export class SimNode {
     const asError = (error: unknown): Error =>
       error instanceof Error ? error : new Error(String(error));
     return {
-      write: (meta, state, done) =>
-        storage.snapshots.write(meta, state).then(
+      write: (meta, source, done) =>
+        storage.snapshots.writeFrom(meta, source).then(
           (written) =>
             settle(() => {
               this.host.count('snapshot_written');

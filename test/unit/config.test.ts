@@ -60,6 +60,7 @@ test('seed-style file: self is the first follower_info, defaults apply', () => {
   assert.equal(config.client_redirect, 'forward');
   assert.equal(config.log_level, 'info');
   assert.equal(config.log_format, 'text');
+  assert.equal(config.peer_hello, true);
   assert.equal(config.metrics_port, 0);
   assert.equal(config.ready_lag_entries, 1000);
   assert.equal(config.tick_ms, 50);
@@ -125,6 +126,7 @@ test('every parameter can be set; CRLF, tabs, indentation and trailing blanks ar
     'no_leader_timeout_ms 500',
     'request_timeout_ms 3000',
     'log_format json',
+    'peer_hello off',
     'metrics_port 9101',
     'ready_lag_entries 50',
     '',
@@ -135,6 +137,7 @@ test('every parameter can be set; CRLF, tabs, indentation and trailing blanks ar
   assert.equal(config.client_redirect, 'moved');
   assert.equal(config.log_level, 'debug');
   assert.equal(config.log_format, 'json');
+  assert.equal(config.peer_hello, false);
   assert.equal(config.metrics_port, 9101);
   assert.equal(config.ready_lag_entries, 50);
   assert.deepEqual(
@@ -204,6 +207,12 @@ test('errors name the file, the line and the problem', () => {
     ],
     [`${node}log_level verbose`, 2, /log_level must be one of error\|warn\|info\|debug/],
     [`${node}log_format xml`, 2, /log_format must be one of text\|json, got 'xml'/],
+    [`${node}peer_hello no`, 2, /peer_hello must be one of on\|off, got 'no'/],
+    [
+      `${node}cluster_secret_file s\npeer_hello off`,
+      3,
+      /peer_hello off needs open mode: cluster_secret_file requires the handshake/,
+    ],
     [`${node}metrics_port 7001`, 2, /metrics_port 7001 is in use by this node/],
     [`${node}metrics_port 70000`, 2, /metrics_port must be an integer in 0\.\.65535/],
     [

@@ -4,6 +4,7 @@ import * as net from 'node:net';
 import assert from 'node:assert/strict';
 import { ReplyParser } from '../../src/resp/client_codec';
 import { LeaderForwarder } from '../../src/server/forwarder';
+import { LIMITS } from '../../src/util/limits';
 import { SILENT_LOGGER } from '../../src/util/log';
 import { waitFor } from '../support/wait';
 
@@ -36,8 +37,10 @@ test('a forward to a leader that never answers settles once the leader moves on'
 });
 
 /**
- * A fake leader: answers +OK to the opening RAFT.PROXY, then each request with `+<arg1>`, in
- * order, after SLOW_MS when arg1 is `slow`; counts its connections.
+ * A fake leader: answers +OK to the opening RAFT.PROXY, then each `RAFT.FWD stream id command` with
+ * a push of its id and `+<command's arg1>`, after SLOW_MS when arg1 is `slow`, as soon as it is
+ * done (as a real leader does: one client's slow request holds no other client's reply); counts
+ * its connections.
  */
 const SLOW_MS = 1_500;
 
@@ -51,7 +54,6 @@ async function fakeLeader(): Promise<{
     sockets.push(socket);
     const parser = new ReplyParser();
     let hello = true;
-    let answered: Promise<unknown> = Promise.resolve();
     socket.on('data', (chunk: Buffer) => {
       // Requests are arrays of bulk strings, which the reply parser reads too.
       for (const request of parser.push(chunk)) {
@@ -60,15 +62,19 @@ async function fakeLeader(): Promise<{
           socket.write('+OK\r\n');
           continue;
         }
-        const argument = request.type === 'array' ? request.items?.[1] : undefined;
-        const tag = argument?.type === 'bulk' ? (argument.value?.toString() ?? '') : '';
-        // The leader answers in order, as a real one does: a slow request holds what follows it.
-        answered = answered.then(
-          () => new Promise((resolve) => setTimeout(resolve, tag === 'slow' ? SLOW_MS : 0)),
+        const text = (at: number): string => {
+          const item = request.type === 'array' ? request.items?.[at] : undefined;
+          return item?.type === 'bulk' ? (item.value?.toString() ?? '') : '';
+        };
+        assert.equal(text(0), 'RAFT.FWD');
+        const id = text(2);
+        const tag = text(4);
+        setTimeout(
+          () => {
+            if (!socket.destroyed) socket.write(`>2\r\n:${id}\r\n+${tag}\r\n`);
+          },
+          tag === 'slow' ? SLOW_MS : 0,
         );
-        void answered.then(() => {
-          if (!socket.destroyed) socket.write(`+${tag}\r\n`);
-        });
       }
     });
   });
@@ -110,7 +116,7 @@ test('one request reaching its deadline settles alone; the link keeps serving', 
   }
 });
 
-test('clients on different links are not held behind a slow request', async () => {
+test('clients sharing a link are not held behind a slow request', async () => {
   const leader = await fakeLeader();
   const forwarder = new LeaderForwarder(SILENT_LOGGER);
   try {
@@ -122,16 +128,17 @@ test('clients on different links are not held behind a slow request', async () =
       1,
     );
     const started_ms = Date.now();
+    // Clients 1 and 1 + forward_links_per_leader_max share a link.
     const other = await forwarder.forward(
       '127.0.0.1',
       leader.port,
       [Buffer.from('GET'), Buffer.from('b')],
       Date.now() + 5_000,
-      2,
+      1 + LIMITS.forward_links_per_leader_max,
     );
     assert.deepEqual(other, { kind: 'reply', bytes: Buffer.from('+b\r\n') });
     assert.ok(Date.now() - started_ms < SLOW_MS, 'not held behind the slow request');
-    assert.equal(leader.connections(), 2);
+    assert.equal(leader.connections(), 1, 'one link');
     assert.deepEqual(await slow, { kind: 'reply', bytes: Buffer.from('+slow\r\n') });
   } finally {
     forwarder.close();

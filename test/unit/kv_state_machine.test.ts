@@ -130,7 +130,7 @@ test('a committed entry that is not a command is skipped alike on every replica'
 test('empty state serializes to the documented header', () => {
   const expected = Buffer.concat([
     Buffer.from('KVSM'),
-    Buffer.from(`02${'00'.repeat(24)}0000000000000000`, 'hex'),
+    Buffer.from(`03${'00'.repeat(24)}0000000000000000`, 'hex'),
   ]);
   assert.deepEqual(new KvStateMachine().serialize(), expected);
 });
@@ -141,14 +141,15 @@ test('snapshot golden bytes for one key', () => {
   const expected = Buffer.concat([
     Buffer.from('KVSM'),
     Buffer.from(
-      '02 0200000000000000 0000000000000000 0000000000000000 01000000 01000000'.replace(/ /g, ''),
+      '03 0200000000000000 0000000000000000 0000000000000000 01000000'.replace(/ /g, ''),
       'hex',
     ),
+    // key length 1, stored length 7 + 4 + 8 + 2, no deadline
+    Buffer.from('01000000 15000000 0000000000000000'.replace(/ /g, ''), 'hex'),
     b('k'),
-    // mod_index 2, no deadline, 2 words
-    Buffer.from('0200000000000000 0000000000000000 02000000 02000000'.replace(/ /g, ''), 'hex'),
+    // stored value: mod_index 2 (u48), tag 1 (several words), 2 words of 2 and 0 bytes
+    Buffer.from('020000000000 01 02000000 02000000 00000000'.replace(/ /g, ''), 'hex'),
     b('ab'),
-    Buffer.from('00000000', 'hex'),
     Buffer.from('00000000', 'hex'), // no tombstones
   ]);
   assert.deepEqual(machine.serialize(), expected);
@@ -275,29 +276,60 @@ test('restore rejects malformed snapshots with StorageCorruptError', () => {
   const header = (key_count: number): Buffer =>
     Buffer.concat([
       Buffer.from('KVSM'),
-      Buffer.from('01' + '0300000000000000', 'hex'),
+      Buffer.from(`030300000000000000${'00'.repeat(16)}`, 'hex'),
       u32(key_count),
     ]);
-  const keyWith = (name: string, ...words: string[]): Buffer =>
-    Buffer.concat([
-      u32(name.length),
-      b(name),
-      u32(words.length),
-      ...words.flatMap((w) => [u32(w.length), b(w)]),
-    ]);
+  const oneWord = (word: string, mod_index = 1): Buffer =>
+    Buffer.concat([Buffer.from([mod_index, 0, 0, 0, 0, 0, 0]), b(word)]);
+  const keyWith = (name: string, stored: Buffer): Buffer =>
+    Buffer.concat([u32(name.length), u32(stored.length), Buffer.alloc(8), b(name), stored]);
+  const noTombstones = u32(0);
   const cases: [string, Buffer][] = [
     ['bad magic', Buffer.concat([b('KVSX'), valid.subarray(4)])],
-    ['unknown version', Buffer.concat([valid.subarray(0, 4), Buffer.from([3]), valid.subarray(5)])],
+    ['unknown version', Buffer.concat([valid.subarray(0, 4), Buffer.from([4]), valid.subarray(5)])],
+    ['old version 2', Buffer.concat([valid.subarray(0, 4), Buffer.from([2]), valid.subarray(5)])],
     ['trailing byte', Buffer.concat([valid, Buffer.from([0])])],
-    ['keys out of order', Buffer.concat([header(2), keyWith('b', 'v'), keyWith('a', 'v')])],
-    ['duplicate key', Buffer.concat([header(2), keyWith('a', 'v'), keyWith('a', 'w')])],
-    ['key with no words', Buffer.concat([header(1), keyWith('a')])],
+    [
+      'keys out of order',
+      Buffer.concat([
+        header(2),
+        keyWith('b', oneWord('v')),
+        keyWith('a', oneWord('v')),
+        noTombstones,
+      ]),
+    ],
+    [
+      'duplicate key',
+      Buffer.concat([
+        header(2),
+        keyWith('a', oneWord('v')),
+        keyWith('a', oneWord('w')),
+        noTombstones,
+      ]),
+    ],
+    ['value without header', Buffer.concat([header(1), keyWith('a', b('v')), noTombstones])],
+    [
+      'value from the future',
+      Buffer.concat([header(1), keyWith('a', oneWord('v', 4)), noTombstones]),
+    ],
+    [
+      'unknown value tag',
+      Buffer.concat([header(1), keyWith('a', Buffer.from([1, 0, 0, 0, 0, 0, 2])), noTombstones]),
+    ],
+    [
+      'word lengths too long',
+      Buffer.concat([
+        header(1),
+        keyWith('a', Buffer.concat([Buffer.from([1, 0, 0, 0, 0, 0, 1]), u32(2), u32(1), u32(5)])),
+        noTombstones,
+      ]),
+    ],
     ['huge key count', header(0xffffffff)],
     [
       'last_applied beyond 2^53',
       Buffer.concat([
         Buffer.from('KVSM'),
-        Buffer.from('01' + 'ffffffffffffffff' + '00000000', 'hex'),
+        Buffer.from(`03ffffffffffffffff${'00'.repeat(16)}00000000`, 'hex'),
       ]),
     ],
   ];

@@ -58,6 +58,7 @@ async function startNode(
   port: number,
   members: PeerAddress[],
   secret: Buffer | null,
+  send_hello = true,
 ): Promise<Node> {
   const node: Node = { transport: null as unknown as PeerTransport, received: [], log: [] };
   node.transport = new PeerTransport(
@@ -69,7 +70,7 @@ async function startNode(
       logger: capturingLogger(node.log),
       backoff_base_ms: 10,
       backoff_max_ms: 100,
-      handshake: handshakeFor(self_id, members, secret),
+      handshake: { ...handshakeFor(self_id, members, secret), send_hello },
       validate_message: (message) =>
         message.type === MessageType.AppendEntriesRequest &&
         message.entries.some((e) => e.data[0] === 0xee)
@@ -207,6 +208,65 @@ test('open mode with the handshake on: a bare-frame (seed) peer is still served'
   seed.socket.write(encodeMessage(vote(2, 3)));
   await waitFor('bare request delivered', () => a.received.length === 1);
   assert.deepEqual(a.received[0], { from: 2, message: vote(2, 3) });
+});
+
+/**
+ * A strict seed-format peer (id 2) listening on its Raft port: it closes any connection whose first
+ * frame is not a Raft message (types 1..8), and answers a Raft frame with a bare vote response on
+ * the same connection.
+ */
+const GRANTED: RaftMessage = { type: MessageType.RequestVoteResponse, term: 4, vote_granted: true };
+
+async function strictSeedPeer(port: number): Promise<{ first_types: number[] }> {
+  const seen = { first_types: [] as number[] };
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => undefined);
+    let buffered = Buffer.alloc(0);
+    let first = true;
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      if (!first || buffered.length < 4) return;
+      first = false;
+      const type = buffered.readUInt32LE(0);
+      seen.first_types.push(type);
+      if (type < 1 || type > 8) socket.destroy();
+      else socket.write(encodeMessage(GRANTED));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(port, HOST, resolve));
+  cleanups.push(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return seen;
+}
+
+test('peer_hello off: a strict bare-frame peer that would refuse a Hello is served', async () => {
+  const list = await members(2);
+  const seed = await strictSeedPeer(list[1]!.raft_port);
+  const a = await startNode(1, list[0]!.raft_port, list, null, false);
+  // A message before the link is up is dropped (Raft retries): send until one arrives.
+  await waitFor('a frame reached the seed peer', () => {
+    if (seed.first_types.length === 0) a.transport.send(2, vote(1, 4));
+    return seed.first_types.length > 0;
+  });
+  await waitFor('the seed peer answered', () => a.received.length === 1);
+  assert.deepEqual(a.received[0], { from: 2, message: GRANTED });
+  assert.deepEqual(seed.first_types, [MessageType.RequestVoteRequest], 'a bare frame came first');
+});
+
+test('peer_hello on (default): a strict seed peer gets a Hello first, refuses it', async () => {
+  const list = await members(2);
+  const seed = await strictSeedPeer(list[1]!.raft_port);
+  const a = await startNode(1, list[0]!.raft_port, list, null);
+  await waitFor('the seed peer saw a first frame', () => {
+    if (seed.first_types.length === 0) a.transport.send(2, vote(1, 4));
+    return seed.first_types.length > 0;
+  });
+  assert.equal(seed.first_types[0], 9, 'Hello (type 9) first');
+  assert.equal(a.received.length, 0);
 });
 
 test('a refused message (poison entry) closes its connection and never reaches Raft', async () => {
