@@ -186,7 +186,7 @@ export class SnapshotSender {
       }
       if (++transfer.idle_ticks < LIMITS.snapshot_stall_ticks) continue;
       transfer.idle_ticks = 0;
-      this.rewind(transfer, transfer.acked);
+      this.rewind(transfer, this.resendFrom(transfer));
       this.pump(transfer);
     }
   }
@@ -228,6 +228,18 @@ export class SnapshotSender {
       this.unacked_bytes_total += data.length;
       this.pump(transfer);
     });
+  }
+
+  /**
+   * Where a stalled transfer resends from: the last acknowledged offset, or, once every byte was
+   * acknowledged and still no install was reported, the last chunk. A follower killed between
+   * receiving and installing lost its partial file: it answers that chunk with offset 0 and the
+   * transfer starts over (resending nothing would wait forever).
+   */
+  private resendFrom(transfer: Outgoing): number {
+    const total = transfer.source?.total_bytes ?? 0;
+    if (total === 0 || transfer.acked < total) return transfer.acked;
+    return Math.floor((total - 1) / this.chunk_bytes) * this.chunk_bytes;
   }
 
   private setAcked(transfer: Outgoing, acked: number): void {

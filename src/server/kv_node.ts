@@ -267,10 +267,11 @@ export class KvNode {
     if (!test_synced_lengths && test_fsync_delay_file === null)
       return RaftStorage.open(data_dir, { node_id: this.config.self.id });
     this.logger.warn('TEST DISK HOOKS ON (synced lengths recorded, fsync delay file)');
-    return openWithTestDisk(data_dir, {
-      record_synced: test_synced_lengths,
-      fsync_delay_file: test_fsync_delay_file,
-    });
+    return openWithTestDisk(
+      data_dir,
+      { record_synced: test_synced_lengths, fsync_delay_file: test_fsync_delay_file },
+      this.config.self.id,
+    );
   }
 
   private raftConfig(): RaftConfig {

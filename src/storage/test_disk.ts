@@ -143,6 +143,11 @@ export function testDiskIo(inner: StorageIo, options: TestDiskOptions): StorageI
 }
 
 /** Opens the node's storage through the test-only disk hooks. */
-export function openWithTestDisk(dir: string, options: TestDiskOptions): Promise<OpenResult> {
-  return RaftStorage.openWithIo(dir, {}, testDiskIo(NODE_STORAGE_IO, options));
+export function openWithTestDisk(
+  dir: string,
+  options: TestDiskOptions,
+  node_id?: number,
+): Promise<OpenResult> {
+  const storage_options = node_id === undefined ? {} : { node_id };
+  return RaftStorage.openWithIo(dir, storage_options, testDiskIo(NODE_STORAGE_IO, options));
 }

@@ -7,11 +7,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import type { KvClient } from '../../src/client';
 import { pollUntil, type TestCluster, withCluster } from './cluster_harness';
 
 const TEST_TIMEOUT_MS = 240_000;
 const SNAPSHOT_CONFIG = ['snapshot_entries 1000'];
+const ROUNDS = 6;
+const ROUND_WRITES = 2_500;
 
 /** `count` SETs of distinct keys, `concurrency` at a time; every one acknowledged. */
 async function writeKeys(client: KvClient, prefix: string, count: number): Promise<void> {
@@ -88,33 +92,59 @@ test('a follower that missed 20,000 writes catches up by snapshot and serves eve
 test('kill -9 of a follower while it receives or installs a snapshot: recovers, no write lost', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
-  await withCluster({ nodes: 3, extra_config: SNAPSHOT_CONFIG }, async (cluster) => {
-    const leader = await cluster.waitForLeader();
-    const follower = (leader + 1) % 3;
-    await cluster.kill(follower);
-    const client = cluster.client([leader]);
-    await writeKeys(client, 'm', 30_000);
-    let partial_files_seen = 0;
-    const dir = cluster.nodes[follower]!.data_dir;
-    for (let round = 0; round < 8; round++) {
-      cluster.start(follower);
-      // Wait for the transfer to begin (a partial file), then kill at once or a little later.
-      await pollUntil('a transfer to the follower', 30_000, () =>
-        fs.readdirSync(dir).some((n) => n.endsWith('.recv')) ? true : null,
-      ).catch(() => undefined);
-      await new Promise((resolve) => setTimeout(resolve, 20 * round));
-      if (fs.readdirSync(dir).some((n) => n.endsWith('.recv'))) partial_files_seen++;
+  // A transfer of a few MB takes tens of ms on a quiet machine: too short to catch. While the
+  // follower restarts, every fsync waits 200-400 ms (the test-only slow disk), so its partial
+  // file lives long enough to kill it mid-transfer or mid-install.
+  const slow_dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvraft-slow-'));
+  const slow_file = path.join(slow_dir, 'fsync_delay');
+  const config = [...SNAPSHOT_CONFIG, `test_fsync_delay_file ${slow_file}`];
+  try {
+    await withCluster({ nodes: 3, extra_config: config }, async (cluster) => {
+      const leader = await cluster.waitForLeader();
+      const follower = (leader + 1) % 3;
       await cluster.kill(follower);
-      await writeKeys(client, `r${round}-`, 500); // the leader moves on meanwhile
-    }
-    await client.close();
-    assert.ok(partial_files_seen > 0, 'at least one kill hit a transfer in progress');
-    cluster.start(follower);
-    await caughtUp(cluster, leader, follower);
-    assert.equal(cluster.nodes[follower]!.exit_code, null, 'the follower is still running');
-    assert.equal(await infoField(cluster, follower, 'keys'), String(30_000 + 8 * 500));
-    assert.ok(!fs.readdirSync(dir).some((n) => n.endsWith('.recv')), 'no partial file left');
-    await assertAllServed(cluster, leader, 'm', 30_000);
-    console.log(`kills during a transfer: ${partial_files_seen} of 8`);
-  });
+      const client = cluster.client([leader]);
+      await writeKeys(client, 'm', 30_000);
+      const dir = cluster.nodes[follower]!.data_dir;
+      const hits = await killDuringTransfers(cluster, follower, dir, slow_file, client);
+      await client.close();
+      assert.ok(hits > 0, 'at least one kill hit a transfer in progress');
+      cluster.start(follower);
+      await caughtUp(cluster, leader, follower);
+      assert.equal(cluster.nodes[follower]!.exit_code, null, 'the follower is still running');
+      const keys = String(30_000 + ROUNDS * ROUND_WRITES);
+      assert.equal(await infoField(cluster, follower, 'keys'), keys);
+      assert.ok(!fs.readdirSync(dir).some((n) => n.endsWith('.recv')), 'no partial file left');
+      await assertAllServed(cluster, leader, 'm', 30_000);
+      console.log(`kills during a transfer: ${hits} of ${ROUNDS}`);
+    });
+  } finally {
+    fs.rmSync(slow_dir, { recursive: true, force: true });
+  }
 });
+
+/** Restarts `follower` ROUNDS times, killing it once a partial snapshot file shows up. */
+async function killDuringTransfers(
+  cluster: TestCluster,
+  follower: number,
+  dir: string,
+  slow_file: string,
+  client: KvClient,
+): Promise<number> {
+  const partial = (): boolean => fs.readdirSync(dir).some((n) => n.endsWith('.recv'));
+  let hits = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    fs.writeFileSync(slow_file, '200 400');
+    cluster.start(follower);
+    await pollUntil('a transfer to the follower', 20_000, () => (partial() ? true : null), 5).catch(
+      () => undefined,
+    );
+    if (partial()) hits++;
+    await cluster.kill(follower);
+    fs.rmSync(slow_file, { force: true });
+    // The leader moves on past two snapshot intervals, so it compacts past the follower again
+    // and the next restart needs a transfer too (with fewer, it catches up by log).
+    await writeKeys(client, `r${round}-`, ROUND_WRITES);
+  }
+  return hits;
+}
