@@ -146,6 +146,26 @@ export class TestCluster {
     });
   }
 
+  /** One INFO field of node `index`; throws if the node does not answer or lacks the field. */
+  async infoField(index: number, field: string): Promise<string> {
+    const value = (await this.info(index))?.[field];
+    if (value === undefined) throw new Error(`node ${index}: no INFO field ${field}`);
+    return value;
+  }
+
+  async infoNumber(index: number, field: string): Promise<number> {
+    return Number(await this.infoField(index, field));
+  }
+
+  /** Polls until `follower` has applied everything `leader` has committed. */
+  async waitCaughtUp(leader: number, follower: number, timeout_ms: number): Promise<void> {
+    await pollUntil(`node ${follower} caught up`, timeout_ms, async () => {
+      const commit = await this.infoNumber(leader, 'commit_index');
+      const applied = await this.infoNumber(follower, 'last_applied');
+      return applied >= commit ? true : null;
+    });
+  }
+
   /** INFO raft of one node, parsed; null when the node does not answer. */
   async info(index: number): Promise<Record<string, string> | null> {
     const client = new KvClient({ nodes: [this.address(index)], call_timeout_ms: 1000 });

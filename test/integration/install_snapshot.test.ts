@@ -29,20 +29,7 @@ async function writeKeys(client: KvClient, prefix: string, count: number): Promi
   await Promise.all(Array.from({ length: 64 }, worker));
 }
 
-async function infoField(cluster: TestCluster, index: number, field: string): Promise<string> {
-  const info = await cluster.info(index);
-  const value = info?.[field];
-  if (value === undefined) throw new Error(`node ${index}: no INFO field ${field}`);
-  return value;
-}
-
-async function caughtUp(cluster: TestCluster, leader: number, follower: number): Promise<void> {
-  await pollUntil(`node ${follower} caught up`, 90_000, async () => {
-    const commit = Number(await infoField(cluster, leader, 'commit_index'));
-    const applied = Number(await infoField(cluster, follower, 'last_applied'));
-    return applied >= commit ? true : null;
-  });
-}
+const CATCH_UP_TIMEOUT_MS = 90_000;
 
 /** Every key is served by the survivors of a leader kill (one of them is `follower`). */
 async function assertAllServed(
@@ -72,18 +59,18 @@ test('a follower that missed 20,000 writes catches up by snapshot and serves eve
     await writeKeys(client, 'k', 20_000);
     await client.close();
     await pollUntil('the leader compacted past the follower', 30_000, async () =>
-      Number(await infoField(cluster, leader, 'log_first_index')) > 1000 ? true : null,
+      (await cluster.infoNumber(leader, 'log_first_index')) > 1000 ? true : null,
     );
     const started = Date.now();
     cluster.start(follower);
-    await caughtUp(cluster, leader, follower);
+    await cluster.waitCaughtUp(leader, follower, CATCH_UP_TIMEOUT_MS);
     const catch_up_ms = Date.now() - started;
-    assert.ok(Number(await infoField(cluster, follower, 'snapshots_installed')) >= 1);
-    assert.ok(Number(await infoField(cluster, leader, 'snapshots_sent')) >= 1);
+    assert.ok((await cluster.infoNumber(follower, 'snapshots_installed')) >= 1);
+    assert.ok((await cluster.infoNumber(leader, 'snapshots_sent')) >= 1);
     assert.match(cluster.nodes[follower]!.stderr, /installed a snapshot from the leader/);
-    assert.equal(await infoField(cluster, follower, 'keys'), '20000');
+    assert.equal(await cluster.infoField(follower, 'keys'), '20000');
     // The follower compacts too: its log starts after the installed snapshot.
-    assert.ok(Number(await infoField(cluster, follower, 'log_first_index')) > 1000);
+    assert.ok((await cluster.infoNumber(follower, 'log_first_index')) > 1000);
     await assertAllServed(cluster, leader, 'k', 20_000);
     console.log(`follower caught up on 20,000 writes by snapshot in ${catch_up_ms} ms`);
   });
@@ -110,10 +97,10 @@ test('kill -9 of a follower while it receives or installs a snapshot: recovers, 
       await client.close();
       assert.ok(hits > 0, 'at least one kill hit a transfer in progress');
       cluster.start(follower);
-      await caughtUp(cluster, leader, follower);
+      await cluster.waitCaughtUp(leader, follower, CATCH_UP_TIMEOUT_MS);
       assert.equal(cluster.nodes[follower]!.exit_code, null, 'the follower is still running');
       const keys = String(30_000 + ROUNDS * ROUND_WRITES);
-      assert.equal(await infoField(cluster, follower, 'keys'), keys);
+      assert.equal(await cluster.infoField(follower, 'keys'), keys);
       assert.ok(!fs.readdirSync(dir).some((n) => n.endsWith('.recv')), 'no partial file left');
       await assertAllServed(cluster, leader, 'm', 30_000);
       console.log(`kills during a transfer: ${hits} of ${ROUNDS}`);

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { KvClient } from '../../src/client';
-import { pollUntil, type TestCluster, withCluster } from './cluster_harness';
+import { pollUntil, withCluster } from './cluster_harness';
 
 const TEST_TIMEOUT_MS = 180_000;
 const SNAPSHOT_CONFIG = ['snapshot_entries 400'];
@@ -49,13 +49,6 @@ async function assertServed(client: KvClient, expected: Map<string, string>): Pr
   for (const [key, value] of expected) assert.deepEqual(await client.get(key), [value], key);
 }
 
-async function infoNumber(cluster: TestCluster, index: number, field: string): Promise<number> {
-  const info = await cluster.info(index);
-  const value = info?.[field];
-  if (value === undefined) throw new Error(`node ${index}: no INFO field ${field}`);
-  return Number(value);
-}
-
 test('many overwrites of few keys keep the leader data directory under 1 MiB', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
@@ -66,7 +59,7 @@ test('many overwrites of few keys keep the leader data directory under 1 MiB', {
     await client.close();
     // Only a leader compacts its log (until InstallSnapshot exists); every node snapshots.
     const first = await pollUntil('the leader compacted', 20_000, async () => {
-      const value = await infoNumber(cluster, leader, 'log_first_index');
+      const value = await cluster.infoNumber(leader, 'log_first_index');
       return value > 10_000 ? value : null;
     });
     const bytes = dirBytes(cluster.nodes[leader]!.data_dir);
@@ -74,7 +67,7 @@ test('many overwrites of few keys keep the leader data directory under 1 MiB', {
     assert.ok(bytes < 1024 * 1024, `leader: log starts at ${first}, data directory ${bytes} bytes`);
     for (const node of cluster.nodes) {
       await pollUntil(`node ${node.index} snapshotted`, 20_000, async () =>
-        (await infoNumber(cluster, node.index, 'snapshot_index')) > 10_000 ? true : null,
+        (await cluster.infoNumber(node.index, 'snapshot_index')) > 10_000 ? true : null,
       );
     }
     for (const node of cluster.nodes) await cluster.kill(node.index);
@@ -105,13 +98,9 @@ test('kill -9 of a follower while it snapshots, again and again: no acked write 
       cluster.start(follower);
     }
     await client.close();
-    const leader_keys = await infoNumber(cluster, leader, 'keys');
-    await pollUntil('the follower caught up', 30_000, async () => {
-      const commit = await infoNumber(cluster, leader, 'commit_index');
-      const applied = await infoNumber(cluster, follower, 'last_applied');
-      return applied >= commit ? true : null;
-    });
-    assert.equal(await infoNumber(cluster, follower, 'keys'), leader_keys);
+    const leader_keys = await cluster.infoNumber(leader, 'keys');
+    await cluster.waitCaughtUp(leader, follower, 30_000);
+    assert.equal(await cluster.infoNumber(follower, 'keys'), leader_keys);
     await cluster.kill(leader);
     const survivors = [0, 1, 2].filter((i) => i !== leader);
     await cluster.waitForLeader(10_000, survivors);
@@ -133,13 +122,9 @@ test('a follower stopped during 5,000 writes catches up after its restart and se
     await client.close();
     cluster.start(follower);
     const started = Date.now();
-    await pollUntil('the follower caught up', 60_000, async () => {
-      const commit = await infoNumber(cluster, leader, 'commit_index');
-      const applied = await infoNumber(cluster, follower, 'last_applied');
-      return applied >= commit ? true : null;
-    });
+    await cluster.waitCaughtUp(leader, follower, 60_000);
     const catch_up_ms = Date.now() - started;
-    assert.equal(await infoNumber(cluster, follower, 'keys'), 5000);
+    assert.equal(await cluster.infoNumber(follower, 'keys'), 5000);
     await cluster.kill(leader);
     const survivors = [0, 1, 2].filter((i) => i !== leader);
     await cluster.waitForLeader(10_000, survivors);
