@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { drawParams } from './seed_run';
+import { drawParams, RELIABLE_NETWORK } from './seed_run';
 import { Simulation, type SimFaults, type SimParams } from './simulation';
 import { MessageType, type RaftMessage } from '../../src/raft/protocol';
 import type { NodeId } from '../../src/raft/types';
@@ -15,14 +15,8 @@ import type { NodeId } from '../../src/raft/types';
 function snapshotSim(seed: number, overrides: Partial<SimParams> = {}): Simulation {
   return new Simulation({
     ...drawParams(seed, { nodes: 3 }),
-    drop_rate: 0,
-    duplicate_rate: 0,
-    delay_min_ms: 0.5,
-    delay_max_ms: 3,
-    fsync_min_ms: 0.1,
-    fsync_max_ms: 1,
+    ...RELIABLE_NETWORK,
     disk_faults: false,
-    reorder: false,
     snapshot_entries: 10,
     snapshot_chunk_bytes: 64,
     clients: 3,

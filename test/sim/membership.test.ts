@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkLinearizable } from './linearizability';
-import { drawParams, runSeed } from './seed_run';
+import { drawParams, RELIABLE_NETWORK, runSeed } from './seed_run';
 import { SafetyViolation, Simulation, type SimNode, type SimParams } from './simulation';
 import { learnersOf, type MembershipChange, memberOf, votersOf } from '../../src/raft/membership';
 import type { NodeId } from '../../src/raft/types';
@@ -16,14 +16,8 @@ import { PROMOTE_LAG_ENTRIES_MAX } from './membership_nemesis';
 function cluster(seed: number, nodes: number, spare: number, extra: Partial<SimParams> = {}) {
   const params: SimParams = {
     ...drawParams(seed, { nodes, membership: false }),
-    drop_rate: 0,
-    duplicate_rate: 0,
-    delay_min_ms: 0.5,
-    delay_max_ms: 3,
-    fsync_min_ms: 0.1,
-    fsync_max_ms: 1,
+    ...RELIABLE_NETWORK,
     disk_faults: false,
-    reorder: false,
     spare_nodes: spare,
     membership_changes: true,
     ...extra,

@@ -48,6 +48,17 @@ export interface SeedResult {
   membership_changes: number;
 }
 
+/** A network that neither loses, duplicates nor reorders, with short delays and fast fsyncs. */
+export const RELIABLE_NETWORK: Partial<SimParams> = {
+  drop_rate: 0,
+  duplicate_rate: 0,
+  delay_min_ms: 0.5,
+  delay_max_ms: 3,
+  fsync_min_ms: 0.1,
+  fsync_max_ms: 1,
+  reorder: false,
+};
+
 export function drawParams(seed: number, options: SeedOptions = {}): SimParams {
   const rng = new SeededRandom(seed ^ 0x5eed);
   const crashy = (options.profile ?? profileForSeed(seed)) === 'crashy';

@@ -7,7 +7,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkLinearizable } from './linearizability';
-import { drawParams, runSeed, LIVENESS_BOUND_MS, type SeedOptions } from './seed_run';
+import {
+  drawParams,
+  LIVENESS_BOUND_MS,
+  RELIABLE_NETWORK,
+  runSeed,
+  type SeedOptions,
+} from './seed_run';
 import {
   SafetyViolation,
   Simulation,
@@ -27,16 +33,10 @@ function reliable(
 ): Simulation {
   const params: SimParams = {
     ...drawParams(seed, { nodes }),
-    drop_rate: 0,
-    duplicate_rate: 0,
-    delay_min_ms: 0.5,
-    delay_max_ms: 3,
-    fsync_min_ms: 0.1,
-    fsync_max_ms: 1,
+    ...RELIABLE_NETWORK,
     use_codec: true,
     message_entries_max: 64,
     inflight_messages_max: 8,
-    reorder: false,
     ...overrides,
   };
   return new Simulation(params, initial);
