@@ -128,7 +128,7 @@ test('an address a removed node used can belong to a new id', async () => {
   );
 });
 
-test('before it knows its configuration a node answers an unknown peer it cannot dial', async () => {
+test('a node that knows no configuration answers an unknown peer, never dials it', async () => {
   const joiner = await startNode(4, await freePort(), []);
   const leader = await startNode(1, await freePort(), [address(joiner)]);
   // Refused while it admits only its (empty) peer set.
