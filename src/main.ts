@@ -8,10 +8,12 @@
 import { loadConfig, type NodeConfig } from './config/config';
 import { configSummary, packageVersion, resolvedConfigText } from './ops/config_report';
 import { KvNode } from './server/kv_node';
+import { formatHostPort, parseHostPort } from './util/address';
 import { createLogger } from './util/log';
 
 const USAGE =
-  'usage: kvstoreraftsystem --config_path FILE | --check-config FILE | --version | --help';
+  'usage: kvstoreraftsystem --config_path FILE [--join host:port] | --check-config FILE | ' +
+  '--version | --help';
 
 function configPathFrom(argv: string[]): string {
   for (let i = 0; i < argv.length; i++) {
@@ -52,10 +54,21 @@ function die(message: string): never {
   process.exit(1);
 }
 
+/** `--join host:port` overrides the config file's `join` (README: Membership). */
+function withJoinFlag(config: NodeConfig, argv: string[]): NodeConfig {
+  const at = argv.indexOf('--join');
+  if (at === -1) return config;
+  const parsed = parseHostPort(argv[at + 1] ?? '');
+  if (!parsed.ok || parsed.address.port <= 1000)
+    throw new Error(`--join needs a member's client address host:port; ${USAGE}`);
+  return { ...config, join: formatHostPort(parsed.address) };
+}
+
 async function main(): Promise<void> {
   let config: NodeConfig;
   try {
-    config = loadConfig(configPathFrom(process.argv.slice(2)));
+    const argv = process.argv.slice(2);
+    config = withJoinFlag(loadConfig(configPathFrom(argv)), argv);
   } catch (error) {
     die((error as Error).message);
   }

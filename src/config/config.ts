@@ -59,6 +59,12 @@
  *   SNAPSHOT_DEFAULTS below (one switch: 'off' makes both 0).
  * - `client_idle_timeout_ms` (default 0: never, as Redis's `timeout 0`): close
  *   a client connection that sent nothing and awaits no reply for this long.
+ * - `join host:port` (optional; also `--join host:port` on the command line): the client address
+ *   of any member of a running cluster. At its first start (no node_id file in data_dir) the
+ *   node asks the cluster to add it (RAFT.NODE ADD with its own client address, the first
+ *   follower_info) instead of bootstrapping a configuration from the follower_info lines, and
+ *   stores the id and cluster fingerprint it gets. Later starts use the stored identity; keep the
+ *   line (a node without it is checked against the sorted-address ids).
  *
  * Every parameter except `follower_info` may appear at most once.
  *
@@ -69,7 +75,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseHostPort } from '../util/address';
+import { formatHostPort, parseHostPort } from '../util/address';
 import { assert } from '../util/assert';
 import { ConfigError, describeError } from '../util/errors';
 import { LIMITS } from '../util/limits';
@@ -132,6 +138,8 @@ export interface NodeConfig {
   cluster_secret_file: string | null;
   /** Absolute path, or null: clients need no AUTH (the lab protocol has none). */
   client_password_file: string | null;
+  /** `join`: a running cluster's member (client address) to join at first start; or null. */
+  join: string | null;
   /** Absolute paths, all three or none: TLS on both ports (mutual on the Raft port). */
   tls_cert_file: string | null;
   tls_key_file: string | null;
@@ -215,6 +223,7 @@ const SINGLE_PARAMETERS = [
   'test_faults',
   'test_synced_lengths',
   'test_fsync_delay_file',
+  'join',
   ...Object.keys(INTEGER_RULES),
 ];
 
@@ -305,7 +314,18 @@ export function parseConfig(
     log_format: parseChoice(single_values, 'log_format', LOG_FORMATS, 'text', fail),
     ...integers,
     ...clusterIdentity(single_values, cwd, fail),
+    join: parseJoin(single_values.get('join'), fail),
   };
+}
+
+/** `join host:port`: a member's client address (any host name; the port must be a client port). */
+function parseJoin(given: { value: string; line: number } | undefined, fail: Fail): string | null {
+  if (given === undefined) return null;
+  const parsed = parseHostPort(given.value);
+  if (!parsed.ok) return fail(given.line, `join ${parsed.problem}`);
+  if (parsed.address.port <= RAFT_PORT_OFFSET)
+    return fail(given.line, `join: client port ${parsed.address.port} must exceed 1000`);
+  return formatHostPort(parsed.address);
 }
 
 /** `peer_hello on|off`; `off` only in open mode (a secret needs the handshake's frames). */

@@ -17,6 +17,7 @@ export interface CoreOptions {
   faults?: RaftFaults;
   inflight_messages_max?: number;
   uncommitted_bytes_max?: number;
+  auto_promote_learners?: boolean;
 }
 
 export function makeCore(id: NodeId, voters: NodeId[], options: CoreOptions = {}): RaftCore {
@@ -40,6 +41,8 @@ export function makeCore(id: NodeId, voters: NodeId[], options: CoreOptions = {}
       },
       prevote: true,
       check_quorum: true,
+      // Off unless a test asks: the membership tests promote explicitly, one step at a time.
+      auto_promote_learners: options.auto_promote_learners ?? false,
       faults: options.faults ?? {},
     }),
     options.restored ?? { hard_state: { term: 0, vote: 0, commit: 0 }, entries: [] },
