@@ -3,14 +3,17 @@
  * 5-node cluster holding N keys (default 100,000) and what clients see meanwhile.
  *
  * Loads N keys (pipelined SETs), then starts two clients that write one after another through
- * the three nodes that stay, and removes a follower, then the leader (RAFT.NODE REMOVE, each
- * timed until +OK), then waits for the new leader. Prints each change's duration, the new
- * leader's election time, and the clients' latencies (median, max) and failed calls per phase.
+ * the three nodes that stay, adds a sixth node as an operator would (RAFT.NODE ADD, timed until
+ * +OK; then the node started with `join`, timed until the leader promoted it to voter), removes
+ * a follower, then the leader (RAFT.NODE REMOVE, each timed until +OK), then waits for the new
+ * leader. Prints each change's duration, the new leader's election time, and the clients'
+ * latencies (median, max) and failed calls per phase.
  * Figures go in notes, never in tests.
  */
 import { performance } from 'node:perf_hooks';
 import { KvClient } from '../src/client';
 import { TestCluster } from '../test/integration/cluster_harness';
+import { addJoiner, adminCommand, waitVoter } from '../test/integration/membership_support';
 
 interface Phase {
   name: string;
@@ -61,6 +64,24 @@ async function writer(addresses: string[], phase: () => Phase, running: () => bo
   }
 }
 
+/** RAFT.NODE ADD by the operator, then the node started with `join`; prints both durations. */
+async function add(cluster: TestCluster, leader: number): Promise<void> {
+  const joiner = await addJoiner(cluster, leader);
+  const address = cluster.address(joiner);
+  const started = performance.now();
+  const reply = await adminCommand(cluster, leader, ['RAFT.NODE', 'ADD', address]);
+  if (!reply.startsWith('OK id=')) throw new Error(`RAFT.NODE ADD ${address}: ${reply}`);
+  const ok_ms = performance.now() - started;
+  console.log(`add ${address}: +${reply} after ${ok_ms.toFixed(1)} ms`);
+  const node_started = performance.now();
+  cluster.start(joiner);
+  await waitVoter(cluster, address, 600_000);
+  console.log(
+    `  promoted to voter ${(performance.now() - node_started).toFixed(0)} ms after the node ` +
+      `started (${(performance.now() - started).toFixed(0)} ms after the ADD)`,
+  );
+}
+
 async function remove(cluster: TestCluster, leader: number, id: string): Promise<number> {
   const admin = new KvClient({ nodes: [cluster.address(leader)], call_timeout_ms: 10_000 });
   const started = performance.now();
@@ -104,6 +125,8 @@ async function main(): Promise<void> {
     begin('before');
     const writers = [0, 1].map(() => writer(cluster.addresses(keep), current, () => running));
     await new Promise((resolve) => setTimeout(resolve, 1000));
+    begin('add node');
+    await add(cluster, leader);
     begin('remove follower');
     const follower_ms = await remove(cluster, leader, idOf(follower));
     console.log(`remove follower ${idOf(follower)}: ${follower_ms.toFixed(1)} ms`);

@@ -49,6 +49,7 @@ async function attempt(client: KvClient, input: KvInput): Promise<KvOutput | nul
       const words = await client.get(input.key);
       return { kind: 'get', value: words === null ? null : words.join(' ') };
     }
+    if (input.kind !== 'set') throw new Error(`the loop makes no ${input.kind}`);
     await client.set(input.key, input.value);
     return { kind: 'set' };
   } catch (error) {
