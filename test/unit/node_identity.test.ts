@@ -40,7 +40,7 @@ test('the data directory remembers its node id and refuses another', async () =>
   }
 });
 
-test('the identity file keeps the cluster fingerprint; a one-line file reads without it', async () => {
+test('the id file keeps the cluster fingerprint; a one-line file reads without it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kvraft-id-'));
   try {
     assert.equal(await readNodeIdentity(NODE_STORAGE_IO, dir), null, 'a first start has none');
