@@ -314,7 +314,6 @@ export function parseConfig(
     log_format: parseChoice(single_values, 'log_format', LOG_FORMATS, 'text', fail),
     ...integers,
     ...clusterIdentity(single_values, cwd, fail),
-    join: parseJoin(single_values.get('join'), fail),
   };
 }
 
@@ -356,6 +355,7 @@ function clusterIdentity(
   | 'peer_hello'
   | 'test_synced_lengths'
   | 'test_fsync_delay_file'
+  | 'join'
 > {
   const file = (name: string): string | null => {
     const value = values.get(name)?.value;
@@ -373,6 +373,7 @@ function clusterIdentity(
     test_synced_lengths:
       parseChoice(values, 'test_synced_lengths', ['on', 'off'] as const, 'off', fail) === 'on',
     test_fsync_delay_file: file('test_fsync_delay_file'),
+    join: parseJoin(values.get('join'), fail),
   };
 }
 

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { buildRaftConfig } from '../../src/raft/config';
 import { RaftCore } from '../../src/raft/core';
-import type { NodeId, RaftFaults, ReadState, RestoredState } from '../../src/raft/types';
+import type { NodeId, RaftFaults, Ready, ReadState, RestoredState } from '../../src/raft/types';
 import type { RaftMessage } from '../../src/raft/protocol';
 import { SeededRandom } from '../../src/util/prng';
 
@@ -76,6 +76,9 @@ export class TestNet {
   /** Every snapshot transfer a leader asked for (the tests play the server's part). */
   snapshot_sends: Array<{ from: NodeId; to: NodeId; term: number }> = [];
 
+  /** Sees each Ready before it is advanced (a test applies one node's to a Replica). */
+  on_ready: (id: NodeId, ready: Ready) => void = () => undefined;
+
   constructor(ids: NodeId[], options: CoreOptions = {}) {
     for (const id of ids) this.cores.set(id, makeCore(id, ids, options));
   }
@@ -98,6 +101,7 @@ export class TestNet {
         this.applied.set(id, (this.applied.get(id) ?? 0) + ready.committed.length);
         this.reads.set(id, [...(this.reads.get(id) ?? []), ...ready.reads]);
         for (const send of ready.snapshot_sends) this.snapshot_sends.push({ from: id, ...send });
+        this.on_ready(id, ready);
         core.advance(ready);
         for (const { to, message } of [...ready.messages, ...ready.messages_after_persist]) {
           this.route({ from: id, to, message });
