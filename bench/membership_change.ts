@@ -80,6 +80,10 @@ async function add(cluster: TestCluster, leader: number): Promise<void> {
     `  promoted to voter ${(performance.now() - node_started).toFixed(0)} ms after the node ` +
       `started (${(performance.now() - started).toFixed(0)} ms after the ADD)`,
   );
+  // How it caught up (snapshot or log), in its own words.
+  for (const line of cluster.nodes[joiner]!.stderr.split('\n'))
+    if (/joined the cluster|installed a snapshot|loaded snapshot/.test(line))
+      console.log(`  ${line}`);
 }
 
 async function remove(cluster: TestCluster, leader: number, id: string): Promise<number> {
@@ -124,7 +128,8 @@ async function main(): Promise<void> {
     let running = true;
     begin('before');
     const writers = [0, 1].map(() => writer(cluster.addresses(keep), current, () => running));
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // Long enough for the snapshots the load triggered to finish: 'before' is the steady state.
+    await new Promise((resolve) => setTimeout(resolve, 5000));
     begin('add node');
     await add(cluster, leader);
     begin('remove follower');
