@@ -73,12 +73,15 @@ async function main(): Promise<void> {
     die((error as Error).message);
   }
   // Lines logged while starting are held back: a start that fails prints one line (its error).
-  let held: string[] | null = [];
+  // Not while joining a cluster, which may take long: the operator sees each attempt.
+  let held: string[] | null = config.join === null ? [] : null;
   const write = (line: string): void => {
     if (held === null) process.stderr.write(line);
     else held.push(line);
   };
-  const logger = createLogger(`node${config.self.id}`, config.log_level, write, {
+  // A joining node's id is the cluster's to give (it logs it once joined); its port names it.
+  const name = config.join === null ? `node${config.self.id}` : `node:${config.self.client_port}`;
+  const logger = createLogger(name, config.log_level, write, {
     format: config.log_format,
   });
   logger.info(configSummary(config));
@@ -108,7 +111,7 @@ async function main(): Promise<void> {
     }
     die(e.message);
   }
-  process.stderr.write(held.join(''));
+  if (held !== null) process.stderr.write(held.join(''));
   held = null;
   let stopping = false;
   const stop = (signal: string): void => {
