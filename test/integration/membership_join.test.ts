@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkLinearizable, type HistoryOperation } from '../sim/linearizability';
 import { pollUntil, TestCluster } from './cluster_harness';
@@ -172,11 +172,37 @@ test('a node whose data directory was lost comes back under a new id, never its 
         await client.close();
       }
     });
-    await waitSameState(
-      cluster,
-      [0, 1, 2, fresh].filter((i) => i !== lost),
-      15_000,
-    );
+    const members = [0, 1, 2, fresh].filter((i) => i !== lost);
+    await waitSameState(cluster, members, 15_000);
+
+    // A joined node restarted with its data directory just starts: no second ADD.
+    const joins = (): number => cluster.nodes[fresh]!.stderr.split('joining the cluster').length;
+    const joins_before = joins();
+    await cluster.kill(fresh);
+    cluster.start(fresh);
+    await pollUntil('the joined node back', 10_000, async () => {
+      const info = await cluster.info(fresh);
+      return info?.node_id === String(new_id) ? true : null;
+    });
+    assert.equal(joins(), joins_before, 'no second join');
+    // A node_id file from before the cluster line: the line is computed and added at start.
+    const upgraded = [0, 1, 2].find((i) => i !== lost && i !== leader)!;
+    const identity = storedIdentity(cluster, upgraded);
+    await cluster.kill(upgraded);
+    writeFileSync(join(cluster.nodes[upgraded]!.data_dir, 'node_id'), `node_id ${identity.id}\n`);
+    cluster.start(upgraded);
+    await pollUntil('the upgraded node back', 10_000, async () => {
+      const info = await cluster.info(upgraded);
+      return info?.node_id === String(identity.id) ? true : null;
+    });
+    assert.deepEqual(storedIdentity(cluster, upgraded), identity);
+    const client = cluster.client(members);
+    try {
+      await client.set('after', 'restarts');
+    } finally {
+      await client.close();
+    }
+    await waitSameState(cluster, members, 15_000);
   } catch (error) {
     throw new Error(`${error instanceof Error ? error.message : String(error)}\n${cluster.logs()}`);
   } finally {
