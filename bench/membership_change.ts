@@ -82,8 +82,7 @@ async function add(cluster: TestCluster, leader: number): Promise<void> {
   );
   // How it caught up (snapshot or log), in its own words.
   for (const line of cluster.nodes[joiner]!.stderr.split('\n'))
-    if (/joined the cluster|installed a snapshot|loaded snapshot/.test(line))
-      console.log(`  ${line}`);
+    if (/joined the cluster|snapshot/.test(line)) console.log(`  ${line}`);
 }
 
 async function remove(cluster: TestCluster, leader: number, id: string): Promise<number> {
