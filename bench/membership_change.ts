@@ -1,6 +1,8 @@
 /**
- * `node dist/bench/membership_change.js [--keys N]`: how long membership changes take on a
- * 5-node cluster holding N keys (default 100,000) and what clients see meanwhile.
+ * `node dist/bench/membership_change.js [--keys N] [--snapshot-entries M]`: how long membership
+ * changes take on a 5-node cluster holding N keys (default 100,000) and what clients see
+ * meanwhile. `--snapshot-entries` below N makes the nodes compact, so the added node catches up
+ * by InstallSnapshot rather than from the log.
  *
  * Loads N keys (pipelined SETs), then starts two clients that write one after another through
  * the three nodes that stay, adds a sixth node as an operator would (RAFT.NODE ADD, timed until
@@ -21,12 +23,13 @@ interface Phase {
   failures: number;
 }
 
-function parseKeys(argv: string[]): number {
-  const at = argv.indexOf('--keys');
-  if (at === -1) return 100_000;
-  const keys = Number(argv[at + 1]);
-  if (!Number.isInteger(keys) || keys < 1) throw new Error('--keys needs a positive integer');
-  return keys;
+/** `--name N`: a positive integer, or `fallback` when the flag is absent. */
+function parseCount(argv: string[], name: string, fallback: number | null): number | null {
+  const at = argv.indexOf(name);
+  if (at === -1) return fallback;
+  const value = Number(argv[at + 1]);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} needs a positive integer`);
+  return value;
 }
 
 async function load(cluster: TestCluster, keys: number): Promise<number> {
@@ -65,8 +68,8 @@ async function writer(addresses: string[], phase: () => Phase, running: () => bo
 }
 
 /** RAFT.NODE ADD by the operator, then the node started with `join`; prints both durations. */
-async function add(cluster: TestCluster, leader: number): Promise<void> {
-  const joiner = await addJoiner(cluster, leader);
+async function add(cluster: TestCluster, leader: number, extra_config: string[]): Promise<void> {
+  const joiner = await addJoiner(cluster, leader, { extra_config });
   const address = cluster.address(joiner);
   const started = performance.now();
   const reply = await adminCommand(cluster, leader, ['RAFT.NODE', 'ADD', address]);
@@ -109,8 +112,12 @@ function summary(phase: Phase): string {
 }
 
 async function main(): Promise<void> {
-  const keys = parseKeys(process.argv.slice(2));
-  const cluster = await TestCluster.create({ nodes: 5, log_level: 'warn' });
+  const argv = process.argv.slice(2);
+  const keys = parseCount(argv, '--keys', 100_000) ?? 100_000;
+  // Below the key count, the leader compacts its log and the new node catches up by snapshot.
+  const snapshot_entries = parseCount(argv, '--snapshot-entries', null);
+  const extra_config = snapshot_entries === null ? [] : [`snapshot_entries ${snapshot_entries}`];
+  const cluster = await TestCluster.create({ nodes: 5, log_level: 'warn', extra_config });
   try {
     cluster.startAll();
     const leader = await cluster.waitForLeader(15_000);
@@ -130,7 +137,7 @@ async function main(): Promise<void> {
     // Long enough for the snapshots the load triggered to finish: 'before' is the steady state.
     await new Promise((resolve) => setTimeout(resolve, 5000));
     begin('add node');
-    await add(cluster, leader);
+    await add(cluster, leader, extra_config);
     begin('remove follower');
     const follower_ms = await remove(cluster, leader, idOf(follower));
     console.log(`remove follower ${idOf(follower)}: ${follower_ms.toFixed(1)} ms`);
