@@ -46,7 +46,8 @@
  *   node answers GET from its own state), `ack_before_fsync` (replicate and
  *   count entries before they are on disk), `skip_read_index` (a leader reads
  *   without confirming it still leads), `stale_leader_reads` (that, and an
- *   isolated leader keeps leading).
+ *   isolated leader keeps leading), `skip_incarnation_check` (a node that lost
+ *   its data directory is not refused at the peer handshake).
  * - `test_synced_lengths on|off` and `test_fsync_delay_file PATH` (TESTS ONLY;
  *   default off, none): the node records how far each log file was
  *   fdatasync'd (`<file>.synced`), so a test can simulate a power loss; while
@@ -90,6 +91,7 @@ export const TEST_FAULTS = [
   'ack_before_fsync',
   'skip_read_index',
   'stale_leader_reads',
+  'skip_incarnation_check',
 ] as const;
 export type TestFault = (typeof TEST_FAULTS)[number];
 
