@@ -41,7 +41,8 @@
  * the incarnations. A checks mac_d, then the incarnations. Only then does
  * either side read a Raft frame; each side has proven to the other that it
  * holds the secret, for this connection's fresh nonces (no replay), in its
- * role (no reflection), and the ids it claimed are fixed for the connection. MACs are compared in constant time.
+ * role (no reflection), and the ids it claimed are fixed for the connection.
+ * MACs are compared in constant time.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { describeIncarnation, INCARNATION_BYTES, NO_INCARNATION } from '../storage/incarnation';
