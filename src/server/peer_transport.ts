@@ -702,8 +702,11 @@ export class PeerTransport {
     incarnation: Buffer | null,
     rest: Buffer,
   ): boolean {
-    const memory = this.options.handshake?.incarnation?.memory;
-    if (memory === undefined || peer_id === null || incarnation === null) return false;
+    const settings = this.options.handshake?.incarnation;
+    if (settings === undefined || peer_id === null || incarnation === null) return false;
+    const memory = settings.memory;
+    // The test fault: another incarnation is let in and the remembered one kept.
+    if (!settings.check && memory.recall(peer_id) !== null) return false;
     const durable = memory.remember(peer_id, incarnation);
     if (durable === 'durable') return false;
     const socket = connection.socket;
