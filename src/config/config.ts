@@ -27,7 +27,8 @@
  * - `peer_hello on|off` (default `on`; open mode only): whether this node opens each Raft
  *   connection it dials with the optional Hello (fingerprint) frame. `off` keeps the seed's bare
  *   frames both ways, for peers of other implementations that do not skip an unknown first frame;
- *   config mismatches are then not detected on those links.
+ *   config mismatches (and peers that lost their data directory) are then not detected on
+ *   those links.
  * - `tls_cert_file`, `tls_key_file`, `tls_ca_file PATH` (optional, all three together): TLS on
  *   both ports; the Raft port is mutual TLS (peers check each other against the CA).
  * - `client_password_file PATH` (optional): a file holding the client password (trailing line
