@@ -138,6 +138,26 @@ test('without the check (test fault) the fresh node is taken back: the test abov
   });
 });
 
+test('a bootstrap node started for the first time after the others joins them', {
+  timeout: 90_000,
+}, async () => {
+  const cluster = await TestCluster.create({ nodes: 3 });
+  try {
+    cluster.start(0);
+    cluster.start(1);
+    const leader = await cluster.waitForLeader(15_000, [0, 1]);
+    await writeKeys(cluster, [0, 1], 'early', 50, new Map());
+    cluster.start(2); // its data directory is created now: a first sighting for both peers
+    await cluster.waitCaughtUp(leader, 2, 20_000);
+    for (const node of cluster.nodes) assert.ok(!node.stderr.includes('new data directory'));
+  } catch (error) {
+    if (error instanceof Error) error.message += `\n${cluster.logs()}`;
+    throw error;
+  } finally {
+    await cluster.destroy();
+  }
+});
+
 /**
  * Why it matters: keys acknowledged while follower H was down live on the leader L and follower F
  * only. F loses its data directory and restarts; L dies; H comes back. Should F's vote count, H
