@@ -189,7 +189,7 @@ export class PeerIncarnations {
 }
 
 /** The entries of a peer_incarnations file; StorageCorruptError for anything else. */
-export function parsePeerIncarnations(text: string, file_path: string): Map<number, Buffer> {
+function parsePeerIncarnations(text: string, file_path: string): Map<number, Buffer> {
   const corrupt = (problem: string): StorageCorruptError =>
     new StorageCorruptError(
       `${file_path}: ${problem}; the node cannot tell which peer incarnations it has seen. ` +
