@@ -9,7 +9,7 @@ import { NodeMetrics } from '../ops/metrics';
 import { RaftCore } from '../raft/core';
 import { invalidEntryReason } from './entry_validation';
 import { recoverPoisonedTerm } from './term_recovery';
-import type { HandshakeSettings } from './peer_handshake';
+import type { HandshakeSettings, IncarnationSettings } from './peer_handshake';
 import { clusterFingerprint, describeMembers, loadClusterSecret } from '../config/fingerprint';
 import {
   NO_NODE,
@@ -22,6 +22,7 @@ import { type DriverSnapshotStorage, ReadyDriver } from '../driver/ready_driver'
 import { snapshotInstaller, snapshotTransferStorage } from '../driver/snapshot_files';
 import { KvStateMachine } from '../kv/state_machine';
 import type { LoadedSnapshot } from '../storage/snapshot_store';
+import { describeIncarnation, openIncarnations } from '../storage/incarnation';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../replica/replica';
 import {
   encodeBulkArray,
@@ -183,6 +184,8 @@ export class KvNode {
   >();
   /** `client_password_file`: AUTH before anything else (a hook for HELLO ... AUTH too). */
   readonly client_auth: ClientAuth;
+  /** Set at start: the handshake's incarnation check (storage/incarnation.ts). */
+  private incarnation: IncarnationSettings | null = null;
   /** `tls_*_file`: TLS on both ports, or null. */
   private readonly tls: TlsSettings | null;
   /** Called once on an error the node cannot continue from (the process should exit non-zero). */
@@ -221,6 +224,12 @@ export class KvNode {
     await this.resolveIdentity();
     const { storage, restored, recovery, snapshot } = await this.openStorage();
     this.storage = storage;
+    try {
+      this.incarnation = await this.openIncarnations();
+    } catch (error) {
+      await storage.close();
+      throw error;
+    }
     if (this.metrics !== null) storage.batch_observer = this.metrics.onWalBatch.bind(this.metrics);
     this.logRecovery(restored.entries.length, restored.hard_state, recovery);
     const recovery_of_term = recoverPoisonedTerm(restored, this.config.self.id);
@@ -1206,7 +1215,18 @@ export class KvNode {
     };
   }
 
-  /** Fingerprint and secret for the peer handshake. */
+  /** This data directory's incarnation and those of the peers it has met (incarnation.ts). */
+  private async openIncarnations(): Promise<IncarnationSettings> {
+    const { incarnation, created, peers } = await openIncarnations(this.config.data_dir);
+    this.logger.info(
+      `data directory incarnation ${describeIncarnation(incarnation)} ` +
+        `(${created ? 'new' : 'kept'}; ${peers.size} peer incarnations remembered)`,
+    );
+    const check = !this.config.test_faults.includes('skip_incarnation_check');
+    return { own: incarnation, memory: peers, check };
+  }
+
+  /** Fingerprint, secret and incarnations for the peer handshake. */
   private handshakeSettings(): HandshakeSettings {
     const { config } = this;
     const secret =
@@ -1222,6 +1242,7 @@ export class KvNode {
       secret,
       peer_ids: new Set(config.peers.map((peer) => peer.id)),
       send_hello: config.peer_hello,
+      ...(this.incarnation === null ? {} : { incarnation: this.incarnation }),
     };
   }
 
