@@ -1229,6 +1229,8 @@ export class KvNode {
   /** Fingerprint, secret and incarnations for the peer handshake. */
   private handshakeSettings(): HandshakeSettings {
     const { config } = this;
+    // Built without it, the handshake would silently skip the lost-data-directory check.
+    assert(this.incarnation !== null, 'incarnations are loaded before the peer transport starts');
     const secret =
       config.cluster_secret_file === null ? null : loadClusterSecret(config.cluster_secret_file);
     return {
@@ -1242,7 +1244,7 @@ export class KvNode {
       secret,
       peer_ids: new Set(config.peers.map((peer) => peer.id)),
       send_hello: config.peer_hello,
-      ...(this.incarnation === null ? {} : { incarnation: this.incarnation }),
+      incarnation: this.incarnation,
     };
   }
 
