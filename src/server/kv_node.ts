@@ -1093,6 +1093,8 @@ export class KvNode {
   /** Fingerprint, secret and incarnations for the peer handshake. */
   private handshakeSettings(): HandshakeSettings {
     const { config } = this;
+    // Built without it, the handshake would silently skip the lost-data-directory check.
+    assert(this.incarnation !== null, 'incarnations are loaded before the peer transport starts');
     const secret =
       config.cluster_secret_file === null ? null : loadClusterSecret(config.cluster_secret_file);
     return {
@@ -1102,7 +1104,7 @@ export class KvNode {
       secret,
       peer_ids: new Set(config.peers.map((peer) => peer.id)),
       send_hello: config.peer_hello,
-      ...(this.incarnation === null ? {} : { incarnation: this.incarnation }),
+      incarnation: this.incarnation,
     };
   }
 
