@@ -425,6 +425,8 @@ export class KvNode {
     this.transport = new PeerTransport(this.peerTransportOptions(), (from, message) =>
       this.driver?.step(from, message),
     );
+    // The log's peers (and a fresh joiner's openness) before the first connection arrives.
+    this.syncPeers();
     await this.transport.start();
     this.listener = new ClientListener(
       {
