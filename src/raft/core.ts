@@ -126,6 +126,12 @@ export class RaftCore {
   private transfer_elapsed = 0;
 
   private messages: Outbound[] = [];
+  /**
+   * Responses that wait for the rest of the unstable log to be handed out and saved (a Ready
+   * hands out at most ready_entries_max entries), from term `held_term`.
+   */
+  private held_messages: Outbound[] = [];
+  private held_term = 0;
   private persisted_hard_state: HardState;
   private last_soft_state: SoftState;
   private ready_outstanding: Ready | null = null;
@@ -330,6 +336,7 @@ export class RaftCore {
     // A leader's term and vote are durable since its campaign: what it sends now promises nothing
     // about its own unsaved entries, which it counts only after advance() (thesis §10.2.1).
     const send_now = !must_sync || (this.role === 'leader' && !term_or_vote_changed);
+    const after_persist = this.afterPersist(send_now, must_sync, install !== null);
     const soft = this.softStateChanged() ? this.softState() : null;
     if (soft !== null) this.last_soft_state = soft;
     const ready: Ready = {
@@ -337,7 +344,7 @@ export class RaftCore {
       entries,
       must_sync,
       messages: send_now ? this.messages : [],
-      messages_after_persist: send_now ? [] : this.messages,
+      messages_after_persist: after_persist,
       committed:
         install === null ? this.log.takeCommitted(limits.committed_entries_per_ready_max) : [],
       reads: this.ready_reads,
@@ -353,6 +360,31 @@ export class RaftCore {
     this.snapshot_sends = [];
     this.ready_outstanding = ready;
     return ready;
+  }
+
+  /**
+   * The messages to send once this Ready is durable. A response may acknowledge entries past the
+   * part of the unstable log this Ready hands out: it is held until the Ready that hands out the
+   * rest, else a follower would count towards a commit with entries it has not saved. Held
+   * responses of an older term, or from before a snapshot install, are dropped (a lost message).
+   */
+  private afterPersist(send_now: boolean, must_sync: boolean, installing: boolean): Outbound[] {
+    if (installing || this.held_term !== this.term) this.held_messages = [];
+    this.held_term = this.term;
+    if (send_now) {
+      if (!must_sync || this.log.hasUnstable()) return [];
+      const held = this.held_messages;
+      this.held_messages = [];
+      return held;
+    }
+    if (this.log.hasUnstable()) {
+      for (const outbound of this.messages) this.held_messages.push(outbound);
+      this.messages = [];
+      return [];
+    }
+    const released = this.held_messages.concat(this.messages);
+    this.held_messages = [];
+    return released;
   }
 
   /** The Ready's hard state and entries are durable and its messages sent. */

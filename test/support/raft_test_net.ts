@@ -18,6 +18,8 @@ export interface CoreOptions {
   inflight_messages_max?: number;
   uncommitted_bytes_max?: number;
   auto_promote_learners?: boolean;
+  /** Entries handed out per Ready (default 8192). */
+  ready_entries_max?: number;
 }
 
 export function makeCore(id: NodeId, voters: NodeId[], options: CoreOptions = {}): RaftCore {
@@ -36,7 +38,7 @@ export function makeCore(id: NodeId, voters: NodeId[], options: CoreOptions = {}
         uncommitted_bytes_max: options.uncommitted_bytes_max ?? 1000,
         pending_reads_max: 100,
         committed_entries_per_ready_max: 8192,
-        ready_entries_max: 8192,
+        ready_entries_max: options.ready_entries_max ?? 8192,
         ready_entries_bytes_max: 16 * 1024 * 1024,
       },
       prevote: true,

@@ -676,3 +676,40 @@ test('a truncation during an outstanding Ready limits what advance() proves dura
   follower.advance(r2);
   assert.equal(follower.status().stable_index, 2);
 });
+
+test('a follower acknowledges entries only once all are saved, however many Readies', () => {
+  // Sim seed 721474069: a Ready hands out at most ready_entries_max entries; the response to an
+  // append of 3 entries went out after the first one was saved, the follower's next save failed,
+  // and the leader had counted it towards committing entries it never held.
+  const follower = makeCore(2, [1, 2, 3], { ready_entries_max: 1 });
+  const entries: LogEntry[] = [1, 2, 3].map((i) => ({ term: 1, data: data(`e${i}`) }));
+  follower.step(1, {
+    type: MessageType.AppendEntriesRequest,
+    term: 1,
+    leader_id: 1,
+    prev_log_index: 0,
+    prev_log_term: 0,
+    leader_commit: 0,
+    seq: 1,
+    entries,
+  });
+  let saved = 0;
+  const acks: { match: number; saved: number }[] = [];
+  for (let round = 0; round < 10 && follower.hasReady(); round++) {
+    const ready = follower.ready();
+    assert.ok(ready !== null);
+    const saved_before = saved;
+    if (ready.entries !== null)
+      saved = ready.entries.first_index + ready.entries.entries.length - 1;
+    const sent = [
+      ...ready.messages.map(({ message }) => ({ message, saved: saved_before })),
+      ...ready.messages_after_persist.map(({ message }) => ({ message, saved })),
+    ];
+    for (const { message, saved: durable } of sent) {
+      if (message.type === MessageType.AppendEntriesResponse && message.success)
+        acks.push({ match: message.log_index, saved: durable });
+    }
+    follower.advance(ready);
+  }
+  assert.deepEqual(acks, [{ match: 3, saved: 3 }]);
+});
