@@ -199,6 +199,13 @@ export const LIMITS = {
   snapshot_step_keys_max: 16 * 1024,
   /** Snapshots: bytes of the state machine encoded in one step, then written to the file. */
   snapshot_encode_chunk_bytes: 256 * 1024,
+  /**
+   * In-memory Raft log: entry data is copied into shared blocks of this size (one allocation per
+   * block, not per entry); a block is freed once no retained entry lies in it.
+   */
+  log_block_bytes: 256 * 1024,
+  /** In-memory Raft log: an entry larger than this gets its own copy instead of block space. */
+  log_block_entry_bytes_max: 32 * 1024,
   /** Redis view: keys KEYS may scan in one call (beyond it: an error pointing at SCAN). */
   keys_scan_keys_max: 1024 * 1024,
   /** Redis view: SCAN cursors (key lists taken at SCAN 0) a node keeps; the oldest goes first. */
