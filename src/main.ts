@@ -5,9 +5,11 @@
  * Startup failures print one line and exit non-zero; SIGTERM/SIGINT stop
  * taking clients, hand leadership over, finish the disk and exit 0.
  */
+import * as v8 from 'node:v8';
 import { loadConfig, type NodeConfig } from './config/config';
 import { configSummary, packageVersion, resolvedConfigText } from './ops/config_report';
 import { KvNode } from './server/kv_node';
+import { LIMITS } from './util/limits';
 import { createLogger } from './util/log';
 
 const USAGE =
@@ -52,7 +54,17 @@ function die(message: string): never {
   process.exit(1);
 }
 
+/**
+ * Bounds V8's heap headroom (LIMITS.heap_growing_percent) unless the operator chose a growing
+ * factor on the node command line. Read by V8 at every full collection, so setting it now works.
+ */
+function boundHeapGrowth(): void {
+  if (process.execArgv.some((arg) => /^--heap[-_]growing[-_]percent/.test(arg))) return;
+  v8.setFlagsFromString(`--heap-growing-percent=${LIMITS.heap_growing_percent}`);
+}
+
 async function main(): Promise<void> {
+  boundHeapGrowth();
   let config: NodeConfig;
   try {
     config = loadConfig(configPathFrom(process.argv.slice(2)));
