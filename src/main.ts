@@ -64,7 +64,6 @@ function boundHeapGrowth(): void {
 }
 
 async function main(): Promise<void> {
-  boundHeapGrowth();
   let config: NodeConfig;
   try {
     config = loadConfig(configPathFrom(process.argv.slice(2)));
@@ -109,6 +108,9 @@ async function main(): Promise<void> {
   }
   process.stderr.write(held.join(''));
   held = null;
+  // After loading the snapshot and the log: that builds the whole state at once, and a bounded
+  // factor made it run many more full collections (restart CPU 2.3 s -> 3.6 s at 20 %).
+  boundHeapGrowth();
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
