@@ -43,13 +43,19 @@ export interface SnapshotStateParser<T> {
   finish(): T;
 }
 
-/** A parser for the `state_bytes` of the snapshot at `meta`. */
+/** A parser for the `state_bytes` bytes of a snapshot's state. */
 export type SnapshotParserFactory<T> = (state_bytes: number) => SnapshotStateParser<T>;
 
 /** The default: the state's bytes as they are (tests, tools). */
-export const STATE_BYTES: SnapshotParserFactory<Buffer> = () => {
-  const chunks: Buffer[] = [];
-  return { push: (chunk) => chunks.push(chunk), finish: () => Buffer.concat(chunks) };
+export const STATE_BYTES: SnapshotParserFactory<Buffer> = (state_bytes) => {
+  const state = Buffer.allocUnsafe(state_bytes);
+  let filled = 0;
+  return {
+    push: (chunk) => {
+      filled += chunk.copy(state, filled);
+    },
+    finish: () => state.subarray(0, filled),
+  };
 };
 
 export interface LoadedSnapshot<T = Buffer> {
