@@ -261,6 +261,11 @@ export function checkLimitRelations(limits: Limits): void {
       limits.snapshot_chunk_bytes_max * limits.snapshot_chunks_in_flight_max,
     "snapshot_send_bytes_total_max holds one follower's window of chunks",
   );
+  // An entry small enough for a log block fits an empty one.
+  assert(
+    limits.log_block_entry_bytes_max <= limits.log_block_bytes,
+    'log_block_entry_bytes_max fits in log_block_bytes',
+  );
   // A follower never has to split one AppendEntries across Readies.
   assert(
     limits.raft_ready_entries_max >= limits.raft_message_entries_max &&
