@@ -27,7 +27,8 @@
  * - `peer_hello on|off` (default `on`; open mode only): whether this node opens each Raft
  *   connection it dials with the optional Hello (fingerprint) frame. `off` keeps the seed's bare
  *   frames both ways, for peers of other implementations that do not skip an unknown first frame;
- *   config mismatches are then not detected on those links.
+ *   config mismatches (and peers that lost their data directory) are then not detected on
+ *   those links.
  * - `tls_cert_file`, `tls_key_file`, `tls_ca_file PATH` (optional, all three together): TLS on
  *   both ports; the Raft port is mutual TLS (peers check each other against the CA).
  * - `client_password_file PATH` (optional): a file holding the client password (trailing line
@@ -46,7 +47,8 @@
  *   node answers GET from its own state), `ack_before_fsync` (replicate and
  *   count entries before they are on disk), `skip_read_index` (a leader reads
  *   without confirming it still leads), `stale_leader_reads` (that, and an
- *   isolated leader keeps leading).
+ *   isolated leader keeps leading), `skip_incarnation_check` (a node that lost
+ *   its data directory is not refused at the peer handshake).
  * - `test_synced_lengths on|off` and `test_fsync_delay_file PATH` (TESTS ONLY;
  *   default off, none): the node records how far each log file was
  *   fdatasync'd (`<file>.synced`), so a test can simulate a power loss; while
@@ -90,6 +92,7 @@ export const TEST_FAULTS = [
   'ack_before_fsync',
   'skip_read_index',
   'stale_leader_reads',
+  'skip_incarnation_check',
 ] as const;
 export type TestFault = (typeof TEST_FAULTS)[number];
 

@@ -9,7 +9,7 @@ import { NodeMetrics } from '../ops/metrics';
 import { RaftCore } from '../raft/core';
 import { invalidEntryReason } from './entry_validation';
 import { recoverPoisonedTerm } from './term_recovery';
-import type { HandshakeSettings } from './peer_handshake';
+import type { HandshakeSettings, IncarnationSettings } from './peer_handshake';
 import { clusterFingerprint, describeMembers, loadClusterSecret } from '../config/fingerprint';
 import {
   NO_NODE,
@@ -22,6 +22,7 @@ import { type DriverSnapshotStorage, ReadyDriver } from '../driver/ready_driver'
 import { snapshotInstaller, snapshotTransferStorage } from '../driver/snapshot_files';
 import { KvStateMachine } from '../kv/state_machine';
 import type { LoadedSnapshot } from '../storage/snapshot_store';
+import { describeIncarnation, openIncarnations } from '../storage/incarnation';
 import { Replica, type ReadOutcome, type WriteOutcome } from '../replica/replica';
 import {
   encodeBulkArray,
@@ -172,6 +173,8 @@ export class KvNode {
   >();
   /** `client_password_file`: AUTH before anything else (a hook for HELLO ... AUTH too). */
   readonly client_auth: ClientAuth;
+  /** Set at start: the handshake's incarnation check (storage/incarnation.ts). */
+  private incarnation: IncarnationSettings | null = null;
   /** `tls_*_file`: TLS on both ports, or null. */
   private readonly tls: TlsSettings | null;
   /** Called once on an error the node cannot continue from (the process should exit non-zero). */
@@ -208,6 +211,12 @@ export class KvNode {
     this.state = 'starting';
     const { storage, restored, recovery, snapshot } = await this.openStorage();
     this.storage = storage;
+    try {
+      this.incarnation = await this.openIncarnations();
+    } catch (error) {
+      await storage.close();
+      throw error;
+    }
     if (this.metrics !== null) storage.batch_observer = this.metrics.onWalBatch.bind(this.metrics);
     this.logRecovery(restored.entries.length, restored.hard_state, recovery);
     const recovery_of_term = recoverPoisonedTerm(restored, this.config.self.id);
@@ -1073,9 +1082,22 @@ export class KvNode {
     };
   }
 
-  /** Fingerprint and secret for the peer handshake. */
+  /** This data directory's incarnation and those of the peers it has met (incarnation.ts). */
+  private async openIncarnations(): Promise<IncarnationSettings> {
+    const { incarnation, created, peers } = await openIncarnations(this.config.data_dir);
+    this.logger.info(
+      `data directory incarnation ${describeIncarnation(incarnation)} ` +
+        `(${created ? 'new' : 'kept'}; ${peers.size} peer incarnations remembered)`,
+    );
+    const check = !this.config.test_faults.includes('skip_incarnation_check');
+    return { own: incarnation, memory: peers, check };
+  }
+
+  /** Fingerprint, secret and incarnations for the peer handshake. */
   private handshakeSettings(): HandshakeSettings {
     const { config } = this;
+    // Built without it, the handshake would silently skip the lost-data-directory check.
+    assert(this.incarnation !== null, 'incarnations are loaded before the peer transport starts');
     const secret =
       config.cluster_secret_file === null ? null : loadClusterSecret(config.cluster_secret_file);
     return {
@@ -1085,6 +1107,7 @@ export class KvNode {
       secret,
       peer_ids: new Set(config.peers.map((peer) => peer.id)),
       send_hello: config.peer_hello,
+      incarnation: this.incarnation,
     };
   }
 

@@ -4,13 +4,26 @@
  * authentication. Frames use the Raft frame header `[type u32][payload_size u32]`
  * with type numbers after the Raft messages (1..8); integers little-endian.
  *
- *   Hello          9  [node_id i32][fingerprint 32][members_len u32][members]
- *   AuthChallenge 10  [node_id i32][fingerprint 32][nonce 32][members_len u32][members]
- *   AuthResponse  11  [node_id i32][fingerprint 32][nonce 32][mac 32][members_len u32][members]
+ *   Hello          9  [node_id i32][fingerprint 32][incarnation 16][peer_incarnation 16]
+ *                    [members_len u32][members]
+ *   AuthChallenge 10  [node_id i32][fingerprint 32][incarnation 16][peer_incarnation 16]
+ *                    [nonce 32][members_len u32][members]
+ *   AuthResponse  11  [node_id i32][fingerprint 32][incarnation 16][peer_incarnation 16]
+ *                    [nonce 32][mac 32][members_len u32][members]
  *   AuthConfirm   12  [mac 32]
  *
  * `members` is the sender's member list as text (describeMembers), only for the
  * log line of a mismatch; the fingerprint is what is compared.
+ *
+ * Incarnations (storage/incarnation.ts): `incarnation` is the sender's data
+ * directory's; `peer_incarnation` the one the sender remembers for the receiver
+ * (zeros: none yet). Each side refuses a peer whose incarnation differs from the
+ * one it remembers for that id (the peer lost its data directory: its log and
+ * its vote), and refuses to go on when the peer remembers it as another
+ * incarnation (this node lost its own); either way both sides log why, as for a
+ * fingerprint mismatch. A first sighting is recorded by the transport before it
+ * reads a Raft frame. A bare-frame peer (no Hello) is not checked. With a secret
+ * the checks wait for the peer's MAC, which covers both sides' incarnation fields.
  *
  * Open mode (no secret): the dialer sends Hello (unless `send_hello` is false:
  * config `peer_hello off`) and starts sending Raft frames at once. The acceptor
@@ -21,15 +34,18 @@
  *
  * Secret mode: dialer D sends AuthChallenge with nonce_d; acceptor A checks
  * D's id and fingerprint and answers AuthResponse with nonce_a and
- * mac_a = HMAC-SHA256(secret, "kvstore-peer-auth-v1" | "A" | fingerprint |
- * d_id i32 | a_id i32 | nonce_d | nonce_a); D checks A's id, fingerprint and
- * mac_a, then sends AuthConfirm with mac_d, the same HMAC with "D" for "A".
- * A checks mac_d. Only then does either side read a Raft frame; each side has
- * proven to the other that it holds the secret, for this connection's fresh
- * nonces (no replay), in its role (no reflection), and the ids it claimed are
- * fixed for the connection. MACs are compared in constant time.
+ * mac_a = HMAC-SHA256(secret, "kvstore-peer-auth-v2" | "A" | fingerprint |
+ * d_id i32 | a_id i32 | nonce_d | nonce_a | d_incarnation | d_peer_incarnation |
+ * a_incarnation | a_peer_incarnation); D checks A's id, fingerprint and mac_a,
+ * then sends AuthConfirm with mac_d, the same HMAC with "D" for "A", then checks
+ * the incarnations. A checks mac_d, then the incarnations. Only then does
+ * either side read a Raft frame; each side has proven to the other that it
+ * holds the secret, for this connection's fresh nonces (no replay), in its
+ * role (no reflection), and the ids it claimed are fixed for the connection.
+ * MACs are compared in constant time.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { describeIncarnation, INCARNATION_BYTES, NO_INCARNATION } from '../storage/incarnation';
 import { assert } from '../util/assert';
 import { LIMITS } from '../util/limits';
 
@@ -44,7 +60,23 @@ const HEADER_BYTES = 8;
 const ID_BYTES = 4;
 const DIGEST_BYTES = 32;
 const NONCE_BYTES = 32;
-const MAC_LABEL = Buffer.from('kvstore-peer-auth-v1', 'latin1');
+const MAC_LABEL = Buffer.from('kvstore-peer-auth-v2', 'latin1');
+
+/** What a node remembers of its peers' incarnations (storage/incarnation.ts PeerIncarnations). */
+export interface PeerIncarnationMemory {
+  /** The incarnation remembered for `peer_id` (durable or being written), or null. */
+  recall(peer_id: number): Buffer | null;
+  /** Records a sighting: 'durable' if it already was, else resolves once it is on disk. */
+  remember(peer_id: number, incarnation: Buffer): 'durable' | Promise<void>;
+}
+
+export interface IncarnationSettings {
+  /** This node's data directory incarnation (INCARNATION_BYTES, never all zeros). */
+  own: Buffer;
+  memory: PeerIncarnationMemory;
+  /** false: TESTS ONLY (`test_faults skip_incarnation_check`): sent, remembered, not compared. */
+  check: boolean;
+}
 
 export interface HandshakeSettings {
   self_id: number;
@@ -62,16 +94,23 @@ export interface HandshakeSettings {
    * answered (only our own nodes send them).
    */
   send_hello?: boolean;
+  /** Absent (tests of other parts): zeros are sent, and nothing is compared or remembered. */
+  incarnation?: IncarnationSettings;
 }
 
 export type HandshakeResult =
   | { kind: 'pending' }
   /**
    * `peer_id`: who the peer is (authenticated with a secret, claimed in open mode) or null for a
-   * bare-frame peer. `rest`: bytes after the handshake, for the Raft decoder.
+   * bare-frame peer. `rest`: bytes after the handshake, for the Raft decoder. `peer_incarnation`:
+   * the incarnation the peer presented, for the transport to remember before reading `rest`;
+   * null for a bare-frame peer or without IncarnationSettings.
    */
-  | { kind: 'done'; peer_id: number | null; rest: Buffer }
-  /** `mismatch`: the configs disagree (worth one loud log line rather than a debug one). */
+  | { kind: 'done'; peer_id: number | null; rest: Buffer; peer_incarnation: Buffer | null }
+  /**
+   * `mismatch`: the configs or the incarnations disagree (worth one loud log line rather than a
+   * debug one).
+   */
   | { kind: 'failed'; reason: string; mismatch: boolean };
 
 interface Frame {
@@ -98,7 +137,10 @@ export class PeerHandshake {
   /** Dialer: the node we dialled. Acceptor: the id the peer claimed, once known. */
   private peer_id: number | null;
   private readonly own_nonce = randomBytes(NONCE_BYTES);
-  private peer_nonce: Buffer | null = null;
+  /** The peer's Hello / AuthChallenge / AuthResponse, once received. */
+  private peer_identity: Identity | null = null;
+  /** Our incarnation and the one we remember for the peer, as sent (the MAC covers them). */
+  private sent_incarnations: Buffer = Buffer.alloc(2 * INCARNATION_BYTES);
   private buffered: Buffer = Buffer.alloc(0);
   private state: 'first_frame' | 'auth_response' | 'auth_confirm' | 'over' = 'first_frame';
   /** Frames to send, taken by the caller. */
@@ -111,6 +153,7 @@ export class PeerHandshake {
     this.role = role;
     this.peer_id = peer_id;
     if (role === 'dialer') {
+      this.sent_incarnations = this.incarnationFields(peer_id as number);
       this.state = settings.secret === null ? 'first_frame' : 'auth_response';
       if (settings.secret !== null)
         this.outgoing.push(this.identityFrame(HandshakeType.AuthChallenge));
@@ -179,7 +222,13 @@ export class PeerHandshake {
     this.state = 'over';
     const rest = this.buffered;
     this.buffered = Buffer.alloc(0);
-    return { kind: 'done', peer_id, rest };
+    const incarnation = this.settings.incarnation === undefined ? null : this.peer_identity;
+    return {
+      kind: 'done',
+      peer_id,
+      rest,
+      peer_incarnation: incarnation === null ? null : incarnationOf(incarnation),
+    };
   }
 
   /** The whole frame at the front of the buffer, or null if it is not all in yet. */
@@ -217,23 +266,27 @@ export class PeerHandshake {
       );
     }
     const identity = readIdentity(frame, false);
+    this.peer_identity = identity;
     if (this.role === 'acceptor') {
       // A stranger gets no answer (and no MAC computed over its nonce).
       if (!this.settings.peer_ids.has(identity.node_id))
         throw new HandshakeFailure(`claims node id ${identity.node_id}, not one of our peers`);
-      // Answer first, so that on a config mismatch the dialer learns our member list and logs too.
+      // Answer first, so that on a config or incarnation mismatch the dialer learns our member
+      // list and what we remember of it, and logs too.
+      this.sent_incarnations = this.incarnationFields(identity.node_id);
       if (open) this.outgoing.push(this.identityFrame(HandshakeType.Hello));
-      else {
-        this.peer_nonce = identity.nonce;
-        this.outgoing.push(this.authResponse(identity.node_id));
-      }
+      else this.outgoing.push(this.authResponse());
       this.checkIdentity(identity);
       this.peer_id = identity.node_id;
-      if (open) return this.finish(identity.node_id);
-      this.state = 'auth_confirm';
-      return null;
+      if (!open) {
+        this.state = 'auth_confirm';
+        return null; // incarnations once the dialer has proven the secret
+      }
+      this.checkIncarnation(identity);
+      return this.finish(identity.node_id);
     }
     this.checkIdentity(identity); // an open-mode dialer receiving the acceptor's Hello
+    this.checkIncarnation(identity);
     return this.finish(this.peer_id);
   }
 
@@ -244,27 +297,71 @@ export class PeerHandshake {
     this.checkIdentity(identity);
     const nonce = identity.nonce;
     assert(nonce !== null, 'an AuthResponse carries a nonce');
-    const dialer_id = this.settings.self_id;
-    const expected = this.mac('A', dialer_id, identity.node_id, this.own_nonce, nonce);
-    if (!macEqual(expected, identity.mac))
+    const ids = { dialer: this.settings.self_id, acceptor: identity.node_id };
+    const nonces = { dialer: this.own_nonce, acceptor: nonce };
+    const incarnations = { dialer: this.sent_incarnations, acceptor: identity.incarnations };
+    if (!macEqual(this.mac('A', ids, nonces, incarnations), identity.mac))
       throw new HandshakeFailure('authentication failed: wrong MAC (different cluster secret?)');
-    const confirm = this.mac('D', dialer_id, identity.node_id, this.own_nonce, nonce);
+    // Confirm even if the incarnations disagree, so that the acceptor, too, can trust and log them.
+    const confirm = this.mac('D', ids, nonces, incarnations);
     this.outgoing.push(frameOf(HandshakeType.AuthConfirm, confirm));
+    this.peer_identity = identity;
+    this.checkIncarnation(identity);
   }
 
   private onAuthConfirm(frame: Frame): void {
     if (frame.type !== HandshakeType.AuthConfirm || frame.payload.length !== DIGEST_BYTES)
       throw new HandshakeFailure(`sent frame type ${frame.type} instead of AuthConfirm`);
-    assert(this.peer_id !== null && this.peer_nonce !== null, 'challenge seen');
-    const expected = this.mac(
-      'D',
-      this.peer_id,
-      this.settings.self_id,
-      this.peer_nonce,
-      this.own_nonce,
-    );
-    if (!macEqual(expected, frame.payload))
+    const challenge = this.peer_identity;
+    assert(this.peer_id !== null && challenge !== null, 'challenge seen');
+    if (!macEqual(this.acceptorMac('D', challenge), frame.payload))
       throw new HandshakeFailure('authentication failed: wrong MAC (different cluster secret?)');
+    this.checkIncarnation(challenge);
+  }
+
+  /**
+   * Refuses a peer that presents another incarnation than the one remembered for its id, or that
+   * remembers this node as another incarnation. Both are config-level news: logged as errors.
+   */
+  private checkIncarnation(identity: Identity): void {
+    const settings = this.settings.incarnation;
+    if (settings === undefined || !settings.check) return;
+    const id = identity.node_id;
+    const presented = incarnationOf(identity);
+    if (presented.equals(NO_INCARNATION))
+      throw new HandshakeFailure(`node ${id} sent no incarnation (a test build?)`, true);
+    const remembered = settings.memory.recall(id);
+    if (remembered !== null && !remembered.equals(presented)) {
+      throw new HandshakeFailure(
+        `node ${id} came back with a new data directory (incarnation ` +
+          `${describeIncarnation(presented)}, was ${describeIncarnation(remembered)}): it lost ` +
+          `its log and its vote and cannot rejoin as node ${id}; replace it: on the leader ` +
+          `\`RAFT.NODE REMOVE ${id}\`, then add the machine as a new node ` +
+          '(README: Replace a failed node)',
+        true,
+      );
+    }
+    const remembers_us = identity.incarnations.subarray(INCARNATION_BYTES);
+    if (!remembers_us.equals(NO_INCARNATION) && !remembers_us.equals(settings.own)) {
+      const self = this.settings.self_id;
+      throw new HandshakeFailure(
+        `node ${id} refuses this node: it remembers node ${self} as incarnation ` +
+          `${describeIncarnation(remembers_us)}, but this data directory is incarnation ` +
+          `${describeIncarnation(settings.own)}: this node lost its data directory (its log and ` +
+          `its vote) and cannot rejoin as node ${self}; replace it: on the leader ` +
+          `\`RAFT.NODE REMOVE ${self}\`, then start this machine with an empty data directory ` +
+          'as a new node (README: Replace a failed node)',
+        true,
+      );
+    }
+  }
+
+  /** Our incarnation and the one we remember for `peer_id`, as sent in our identity frame. */
+  private incarnationFields(peer_id: number): Buffer {
+    const settings = this.settings.incarnation;
+    if (settings === undefined) return Buffer.alloc(2 * INCARNATION_BYTES);
+    assert(settings.own.length === INCARNATION_BYTES, 'an incarnation is 16 bytes');
+    return Buffer.concat([settings.own, settings.memory.recall(peer_id) ?? NO_INCARNATION]);
   }
 
   private checkIdentity(identity: Identity): void {
@@ -287,47 +384,71 @@ export class PeerHandshake {
 
   private identityFrame(type: number): Buffer {
     const nonce = type === HandshakeType.AuthChallenge ? this.own_nonce : null;
-    return frameOf(type, ...identityFields(this.settings, nonce, null));
+    return frameOf(type, ...identityFields(this.settings, this.sent_incarnations, nonce, null));
   }
 
-  private authResponse(dialer_id: number): Buffer {
-    assert(this.peer_nonce !== null, 'challenge seen');
-    const mac = this.mac('A', dialer_id, this.settings.self_id, this.peer_nonce, this.own_nonce);
+  private authResponse(): Buffer {
+    const challenge = this.peer_identity;
+    assert(challenge !== null, 'challenge seen');
+    const mac = this.acceptorMac('A', challenge);
     return frameOf(
       HandshakeType.AuthResponse,
-      ...identityFields(this.settings, this.own_nonce, mac),
+      ...identityFields(this.settings, this.sent_incarnations, this.own_nonce, mac),
+    );
+  }
+
+  /** The acceptor's mac_a or expected mac_d for the dialer's `challenge`. */
+  private acceptorMac(role: 'A' | 'D', challenge: Identity): Buffer {
+    assert(challenge.nonce !== null, 'a challenge carries a nonce');
+    return this.mac(
+      role,
+      { dialer: challenge.node_id, acceptor: this.settings.self_id },
+      { dialer: challenge.nonce, acceptor: this.own_nonce },
+      { dialer: challenge.incarnations, acceptor: this.sent_incarnations },
     );
   }
 
   private mac(
     role: 'A' | 'D',
-    dialer_id: number,
-    acceptor_id: number,
-    dialer_nonce: Buffer,
-    acceptor_nonce: Buffer,
+    ids: BySide<number>,
+    nonces: BySide<Buffer>,
+    incarnations: BySide<Buffer>,
   ): Buffer {
     const secret = this.settings.secret;
     assert(secret !== null, 'MACs need the secret');
-    const ids = Buffer.alloc(2 * ID_BYTES);
-    ids.writeInt32LE(dialer_id, 0);
-    ids.writeInt32LE(acceptor_id, ID_BYTES);
+    const id_bytes = Buffer.alloc(2 * ID_BYTES);
+    id_bytes.writeInt32LE(ids.dialer, 0);
+    id_bytes.writeInt32LE(ids.acceptor, ID_BYTES);
     return createHmac('sha256', secret)
       .update(MAC_LABEL)
       .update(role)
       .update(this.settings.fingerprint)
-      .update(ids)
-      .update(dialer_nonce)
-      .update(acceptor_nonce)
+      .update(id_bytes)
+      .update(nonces.dialer)
+      .update(nonces.acceptor)
+      .update(incarnations.dialer)
+      .update(incarnations.acceptor)
       .digest();
   }
+}
+
+interface BySide<T> {
+  dialer: T;
+  acceptor: T;
 }
 
 interface Identity {
   node_id: number;
   fingerprint: Buffer;
+  /** The sender's incarnation, then the one it remembers for the receiver (16 bytes each). */
+  incarnations: Buffer;
   nonce: Buffer | null;
   mac: Buffer;
   members: string;
+}
+
+function incarnationOf(identity: Identity): Buffer {
+  return identity.incarnations.subarray(0, INCARNATION_BYTES);
 }
 
 function isHandshakeType(type: number): boolean {
@@ -336,6 +457,7 @@ function isHandshakeType(type: number): boolean {
 
 function identityFields(
   settings: HandshakeSettings,
+  incarnations: Buffer,
   nonce: Buffer | null,
   mac: Buffer | null,
 ): Buffer[] {
@@ -347,7 +469,7 @@ function identityFields(
   );
   const members_length = Buffer.alloc(4);
   members_length.writeUInt32LE(members.length, 0);
-  const fields = [id, settings.fingerprint];
+  const fields = [id, settings.fingerprint, incarnations];
   if (nonce !== null) fields.push(nonce);
   if (mac !== null) fields.push(mac);
   fields.push(members_length, members);
@@ -359,7 +481,12 @@ function readIdentity(frame: Frame, with_mac: boolean): Identity {
   const payload = frame.payload;
   const with_nonce = frame.type !== HandshakeType.Hello;
   const fixed_bytes =
-    ID_BYTES + DIGEST_BYTES + (with_nonce ? NONCE_BYTES : 0) + (with_mac ? DIGEST_BYTES : 0) + 4;
+    ID_BYTES +
+    DIGEST_BYTES +
+    2 * INCARNATION_BYTES +
+    (with_nonce ? NONCE_BYTES : 0) +
+    (with_mac ? DIGEST_BYTES : 0) +
+    4;
   if (payload.length < fixed_bytes)
     throw new HandshakeFailure(`handshake frame type ${frame.type} is too short`);
   let at = 0;
@@ -367,6 +494,8 @@ function readIdentity(frame: Frame, with_mac: boolean): Identity {
   at += ID_BYTES;
   const fingerprint = payload.subarray(at, at + DIGEST_BYTES);
   at += DIGEST_BYTES;
+  const incarnations = Buffer.from(payload.subarray(at, at + 2 * INCARNATION_BYTES));
+  at += 2 * INCARNATION_BYTES;
   let nonce: Buffer | null = null;
   if (with_nonce) {
     nonce = Buffer.from(payload.subarray(at, at + NONCE_BYTES));
@@ -380,12 +509,14 @@ function readIdentity(frame: Frame, with_mac: boolean): Identity {
   const members_bytes = payload.readUInt32LE(at);
   at += 4;
   if (members_bytes !== payload.length - at)
-    throw new HandshakeFailure(`handshake frame type ${frame.type} has a bad members length`);
+    throw new HandshakeFailure(
+      `handshake frame type ${frame.type} has a bad members length (another version?)`,
+    );
   const members = payload
     .subarray(at)
     .toString('utf8')
     .replace(/[^\x20-\x7e]/g, '?');
-  return { node_id, fingerprint: Buffer.from(fingerprint), nonce, mac, members };
+  return { node_id, fingerprint: Buffer.from(fingerprint), incarnations, nonce, mac, members };
 }
 
 function frameOf(type: number, ...fields: Buffer[]): Buffer {

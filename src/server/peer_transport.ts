@@ -679,7 +679,52 @@ export class PeerTransport {
       const link = connection.peer_id === null ? undefined : this.links.get(connection.peer_id);
       if (link !== undefined && link.outbound === connection) this.outboundUp(link, connection);
     }
+    if (
+      this.holdUntilIncarnationDurable(
+        connection,
+        result.peer_id,
+        result.peer_incarnation,
+        result.rest,
+      )
+    )
+      return [];
     return result.rest.length === 0 ? [] : this.decode(connection, result.rest);
+  }
+
+  /**
+   * A peer's first sighting is written to peer_incarnations before any Raft frame of it is read:
+   * reading pauses, `rest` goes back in front of the socket's buffer, and reading resumes once
+   * the write is durable (a failed write closes the connection). False when nothing waits.
+   */
+  private holdUntilIncarnationDurable(
+    connection: PeerConnection,
+    peer_id: number | null,
+    incarnation: Buffer | null,
+    rest: Buffer,
+  ): boolean {
+    const settings = this.options.handshake?.incarnation;
+    if (settings === undefined || peer_id === null || incarnation === null) return false;
+    const memory = settings.memory;
+    // The test fault: another incarnation is let in and the remembered one kept.
+    if (!settings.check && memory.recall(peer_id) !== null) return false;
+    const durable = memory.remember(peer_id, incarnation);
+    if (durable === 'durable') return false;
+    const socket = connection.socket;
+    socket.pause();
+    if (rest.length > 0) socket.unshift(rest);
+    durable.then(
+      () => {
+        if (!socket.destroyed) socket.resume();
+      },
+      (error: unknown) => {
+        this.logger.error(
+          `raft ${connection.direction} ${connection.remote} closed: cannot remember the ` +
+            `incarnation of node ${peer_id}: ${describeError(error)}`,
+        );
+        connection.destroy();
+      },
+    );
+    return true;
   }
 
   /**

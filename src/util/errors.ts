@@ -16,7 +16,8 @@ export type ErrorCode =
   | 'STORAGE_IO'
   | 'KV_COMMAND_MALFORMED'
   | 'STORAGE_LOCKED'
-  | 'NODE_IDENTITY';
+  | 'NODE_IDENTITY'
+  | 'INCARNATION_MISMATCH';
 
 export class KvError extends Error {
   readonly code: ErrorCode;

@@ -67,6 +67,11 @@ export const LIMITS = {
   peer_handshake_timeout_ms: 2_000,
   /** Peer handshake: bytes of the member list a peer may describe itself with (for log lines). */
   peer_members_text_bytes_max: 2 * 1024,
+  /**
+   * Peers whose incarnation a node remembers (data_dir/peer_incarnations): every node it ever
+   * completed a handshake with, removed ones included; beyond it a new peer is refused.
+   */
+  peer_incarnations_max: 1024,
   /** Cluster secret file: shortest secret accepted (a guessable secret protects nothing). */
   cluster_secret_bytes_min: 16,
   /** Cluster secret file: largest file read. */
@@ -244,6 +249,10 @@ export function checkLimitRelations(limits: Limits): void {
     limits.client_input_bytes_total_max >=
       limits.raft_entry_bytes_max + limits.resp_inline_bytes_max,
     'client_input_bytes_total_max holds a largest proposable value and its header',
+  );
+  assert(
+    limits.peer_incarnations_max >= 4 * limits.cluster_nodes_max,
+    'peer_incarnations_max remembers a full cluster and the nodes it replaced several times over',
   );
   assert(
     limits.peer_inbound_frame_bytes_total_max >= 2 * limits.raft_frame_payload_bytes_max,

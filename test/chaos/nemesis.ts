@@ -42,6 +42,8 @@ export const EXPOSING_KINDS: Record<TestFault, readonly FaultKind[]> = {
   ack_before_fsync: ['power_loss_all', 'power_loss_majority'],
   skip_read_index: ['pause_isolate_leader'],
   stale_leader_reads: ['partition_leader', 'one_way_leader_out'],
+  // No chaos fault deletes a data directory: test/integration/lost_data_dir.test.ts exposes it.
+  skip_incarnation_check: [],
 };
 
 export const PARTITION_KINDS: readonly FaultKind[] = FAULT_KINDS.filter(

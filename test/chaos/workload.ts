@@ -9,9 +9,10 @@
  * wrongly believes it leads (or serves reads it may not) shows it to them
  * while the other clients' writes go to the real leader.
  */
-import { KvClient, KvClientError, OutcomeUnknownError } from '../../src/client';
+import { KvClient } from '../../src/client';
 import { SeededRandom } from '../../src/util/prng';
 import type { HistoryOperation, KvInput, KvOutput } from '../sim/linearizability';
+import { callKv } from '../support/kv_history';
 
 /** Between a pinned reader's reads. */
 const READER_PAUSE_MS = 20;
@@ -120,30 +121,15 @@ export class Workload {
 
   /** The operation's output for the history; null when it certainly did not happen. */
   private async execute(client: KvClient, input: KvInput): Promise<KvOutput | null> {
-    try {
-      let output: KvOutput;
-      if (input.kind === 'get') {
-        const words = await client.get(input.key);
-        output = { kind: 'get', value: words === null ? null : words.join(' ') };
-      } else if (input.kind === 'set') {
-        await client.set(input.key, input.value);
-        output = { kind: 'set' };
-      } else {
-        output = { kind: 'del', count: await client.del(input.key) };
-      }
-      this.counts.ok++;
-      return output;
-    } catch (error) {
-      if (!(error instanceof KvClientError)) throw error;
-      if (error instanceof OutcomeUnknownError && input.kind !== 'get') {
-        this.counts.unknown++;
-        return { kind: 'unknown' };
-      }
-      // A read without an answer tells nothing: as good as never issued.
-      this.counts.fail++;
-      this.counts.fail_codes.set(error.code, (this.counts.fail_codes.get(error.code) ?? 0) + 1);
-      this.counts.fail_samples.set(error.code, error.message.slice(0, 160));
-      return null;
+    const outcome = await callKv(client, input);
+    if (outcome.kind !== 'failed') {
+      this.counts[outcome.kind]++;
+      return outcome.output;
     }
+    const { error } = outcome;
+    this.counts.fail++;
+    this.counts.fail_codes.set(error.code, (this.counts.fail_codes.get(error.code) ?? 0) + 1);
+    this.counts.fail_samples.set(error.code, error.message.slice(0, 160));
+    return null;
   }
 }

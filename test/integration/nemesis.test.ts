@@ -8,14 +8,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KvClient, KvClientError, OutcomeUnknownError } from '../../src/client';
+import { KvClient } from '../../src/client';
 import { SeededRandom } from '../../src/util/prng';
-import {
-  checkLinearizable,
-  type HistoryOperation,
-  type KvInput,
-  type KvOutput,
-} from '../sim/linearizability';
+import { checkLinearizable, type HistoryOperation, type KvInput } from '../sim/linearizability';
+import { callKv } from '../support/kv_history';
 import { pollUntil, TestCluster } from './cluster_harness';
 
 const NEMESIS_MS = 12_000;
@@ -43,11 +39,12 @@ test('nemesis: kill -9, restart and pause nodes under clients; the history is li
 
     const client_loop = async (client_id: number): Promise<void> => {
       const client = new KvClient({ nodes: cluster.addresses(), call_timeout_ms: 1500 });
+      const client_rng = new SeededRandom((seed * 31 + client_id) >>> 0);
       let counter = 0;
       try {
         while (running) {
-          const key = `k${Math.floor(Math.random() * KEYS)}`;
-          const roll = Math.random();
+          const key = `k${client_rng.int(KEYS)}`;
+          const roll = client_rng.float();
           const input: KvInput =
             roll < 0.45
               ? { kind: 'get', key }
@@ -55,25 +52,8 @@ test('nemesis: kill -9, restart and pause nodes under clients; the history is li
                 ? { kind: 'set', key, value: `c${client_id}-${++counter}` }
                 : { kind: 'del', key };
           const call_time = now();
-          let output: KvOutput | null;
-          try {
-            if (input.kind === 'get') {
-              const words = await client.get(input.key);
-              output = { kind: 'get', value: words === null ? null : words.join(' ') };
-            } else if (input.kind === 'set') {
-              await client.set(input.key, input.value);
-              output = { kind: 'set' };
-            } else {
-              output = { kind: 'del', count: await client.del(input.key) };
-            }
-          } catch (error) {
-            // A write whose outcome is unknown may have taken effect at any time after its call;
-            // every other client error means it did not.
-            if (error instanceof OutcomeUnknownError)
-              output = input.kind === 'get' ? null : { kind: 'unknown' };
-            else if (error instanceof KvClientError) output = null;
-            else throw error;
-          }
+          const outcome = await callKv(client, input);
+          const output = outcome.kind === 'failed' ? null : outcome.output;
           if (output !== null) {
             history.push({
               client_id,

@@ -87,14 +87,19 @@ test('open mode: a Hello is answered, the dialer identified, trailing Raft bytes
 test('open mode: a bare-frame (seed) peer needs no Hello, in either direction', () => {
   const acceptor = new PeerHandshake(settings(2, null), 'acceptor', null);
   const result = acceptor.push(RAFT_FRAME);
-  assert.deepEqual(result, { kind: 'done', peer_id: null, rest: RAFT_FRAME });
+  assert.deepEqual(result, {
+    kind: 'done',
+    peer_id: null,
+    rest: RAFT_FRAME,
+    peer_incarnation: null,
+  });
   assert.deepEqual(acceptor.takeOutgoing(), [], 'nothing a seed decoder would choke on');
   const dialer = new PeerHandshake(settings(1, null), 'dialer', 2);
   dialer.takeOutgoing();
   const first = dialer.push(RAFT_FRAME.subarray(0, 3)); // even split inside the header
   assert.equal(first.kind, 'pending');
   const second = dialer.push(RAFT_FRAME.subarray(3));
-  assert.deepEqual(second, { kind: 'done', peer_id: 2, rest: RAFT_FRAME });
+  assert.deepEqual(second, { kind: 'done', peer_id: 2, rest: RAFT_FRAME, peer_incarnation: null });
 });
 
 test('a config mismatch fails on both sides, each naming both member lists', () => {
