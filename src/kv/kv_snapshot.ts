@@ -143,7 +143,7 @@ export class KvSnapshotCursor {
       chunk.append(this.header);
       this.header_sent = true;
     }
-    while (this.position < this.keys.length && !chunk.full) this.emitKey(chunk);
+    while (this.position < this.keys.length && this.emitKey(chunk));
     if (this.position === this.keys.length) {
       assert(
         this.emitted === this.key_count,
@@ -195,17 +195,24 @@ export class KvSnapshotCursor {
     }
   }
 
-  private emitKey(chunk: ChunkBuilder): void {
-    const key = this.keys[this.position++];
+  /**
+   * Writes the next key's record into `chunk`; false, consuming nothing, if the chunk has no room
+   * for it. A record goes whole into one chunk, so the chunk's buffer never grows (but for a record
+   * larger than a chunk, alone in its own): before, the record crossing the capacity grew the
+   * buffer and the next chunk allocated a new one, two 256 KiB allocations per chunk.
+   */
+  private emitKey(chunk: ChunkBuilder): boolean {
+    const key = this.keys[this.position];
     assert(key !== undefined, 'position within the keys');
-    if (key === this.last_emitted) return; // collected twice (deleted and re-inserted)
+    if (key === this.last_emitted) {
+      this.position++; // collected twice (deleted and re-inserted)
+      return true;
+    }
     let stored: string | undefined;
     let deadline: number | undefined;
     const pre = this.cow.get(key);
-    if (pre !== undefined) {
-      this.cow.delete(key);
-      ({ stored, deadline } = pre);
-    } else {
+    if (pre !== undefined) ({ stored, deadline } = pre);
+    else {
       stored = this.base.values.get(key);
       assert(
         stored !== undefined && storedModIndex(stored) <= this.index,
@@ -213,7 +220,11 @@ export class KvSnapshotCursor {
       );
       deadline = this.base.deadlines.get(key);
     }
-    const at = chunk.reserve(RECORD_FIXED_BYTES + key.length + stored.length);
+    const size = RECORD_FIXED_BYTES + key.length + stored.length;
+    if (!chunk.fits(size)) return false;
+    if (pre !== undefined) this.cow.delete(key);
+    this.position++;
+    const at = chunk.reserve(size);
     const out = chunk.buffer;
     out.writeUInt32LE(key.length, at);
     out.writeUInt32LE(stored.length, at + U32_BYTES);
@@ -222,6 +233,7 @@ export class KvSnapshotCursor {
     out.write(stored, at + RECORD_FIXED_BYTES + key.length, 'latin1');
     this.last_emitted = key;
     this.emitted++;
+    return true;
   }
 }
 
@@ -404,8 +416,9 @@ class ChunkBuilder {
     if (this.buffer.length > this.capacity) this.buffer = Buffer.allocUnsafeSlow(this.capacity);
   }
 
-  get full(): boolean {
-    return this.used >= this.capacity;
+  /** Whether `length` more bytes fit without growing the buffer (always, into an empty chunk). */
+  fits(length: number): boolean {
+    return this.used === 0 || this.used + length <= this.buffer.length;
   }
 
   append(bytes: Buffer): void {
