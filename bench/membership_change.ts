@@ -1,16 +1,21 @@
 /**
- * `node dist/bench/membership_change.js [--keys N]`: how long membership changes take on a
- * 5-node cluster holding N keys (default 100,000) and what clients see meanwhile.
+ * `node dist/bench/membership_change.js [--keys N] [--snapshot-entries M]`: how long membership
+ * changes take on a 5-node cluster holding N keys (default 100,000) and what clients see
+ * meanwhile. `--snapshot-entries` below N makes the nodes compact, so the added node catches up
+ * by InstallSnapshot rather than from the log.
  *
  * Loads N keys (pipelined SETs), then starts two clients that write one after another through
- * the three nodes that stay, and removes a follower, then the leader (RAFT.NODE REMOVE, each
- * timed until +OK), then waits for the new leader. Prints each change's duration, the new
- * leader's election time, and the clients' latencies (median, max) and failed calls per phase.
+ * the three nodes that stay, adds a sixth node as an operator would (RAFT.NODE ADD, timed until
+ * +OK; then the node started with `join`, timed until the leader promoted it to voter), removes
+ * a follower, then the leader (RAFT.NODE REMOVE, each timed until +OK), then waits for the new
+ * leader. Prints each change's duration, the new leader's election time, and the clients'
+ * latencies (median, max) and failed calls per phase.
  * Figures go in notes, never in tests.
  */
 import { performance } from 'node:perf_hooks';
 import { KvClient } from '../src/client';
 import { TestCluster } from '../test/integration/cluster_harness';
+import { addJoiner, adminCommand, waitVoter } from '../test/integration/membership_support';
 
 interface Phase {
   name: string;
@@ -18,12 +23,13 @@ interface Phase {
   failures: number;
 }
 
-function parseKeys(argv: string[]): number {
-  const at = argv.indexOf('--keys');
-  if (at === -1) return 100_000;
-  const keys = Number(argv[at + 1]);
-  if (!Number.isInteger(keys) || keys < 1) throw new Error('--keys needs a positive integer');
-  return keys;
+/** `--name N`: a positive integer, or `fallback` when the flag is absent. */
+function parseCount(argv: string[], name: string, fallback: number | null): number | null {
+  const at = argv.indexOf(name);
+  if (at === -1) return fallback;
+  const value = Number(argv[at + 1]);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} needs a positive integer`);
+  return value;
 }
 
 async function load(cluster: TestCluster, keys: number): Promise<number> {
@@ -61,6 +67,27 @@ async function writer(addresses: string[], phase: () => Phase, running: () => bo
   }
 }
 
+/** RAFT.NODE ADD by the operator, then the node started with `join`; prints both durations. */
+async function add(cluster: TestCluster, leader: number, extra_config: string[]): Promise<void> {
+  const joiner = await addJoiner(cluster, leader, { extra_config });
+  const address = cluster.address(joiner);
+  const started = performance.now();
+  const reply = await adminCommand(cluster, leader, ['RAFT.NODE', 'ADD', address]);
+  if (!reply.startsWith('OK id=')) throw new Error(`RAFT.NODE ADD ${address}: ${reply}`);
+  const ok_ms = performance.now() - started;
+  console.log(`add ${address}: +${reply} after ${ok_ms.toFixed(1)} ms`);
+  const node_started = performance.now();
+  cluster.start(joiner);
+  await waitVoter(cluster, address, 600_000);
+  console.log(
+    `  promoted to voter ${(performance.now() - node_started).toFixed(0)} ms after the node ` +
+      `started (${(performance.now() - started).toFixed(0)} ms after the ADD)`,
+  );
+  // How it caught up (snapshot or log), in its own words.
+  for (const line of cluster.nodes[joiner]!.stderr.split('\n'))
+    if (/joined the cluster|snapshot/.test(line)) console.log(`  ${line}`);
+}
+
 async function remove(cluster: TestCluster, leader: number, id: string): Promise<number> {
   const admin = new KvClient({ nodes: [cluster.address(leader)], call_timeout_ms: 10_000 });
   const started = performance.now();
@@ -85,8 +112,12 @@ function summary(phase: Phase): string {
 }
 
 async function main(): Promise<void> {
-  const keys = parseKeys(process.argv.slice(2));
-  const cluster = await TestCluster.create({ nodes: 5, log_level: 'warn' });
+  const argv = process.argv.slice(2);
+  const keys = parseCount(argv, '--keys', 100_000) ?? 100_000;
+  // Below the key count, the leader compacts its log and the new node catches up by snapshot.
+  const snapshot_entries = parseCount(argv, '--snapshot-entries', null);
+  const extra_config = snapshot_entries === null ? [] : [`snapshot_entries ${snapshot_entries}`];
+  const cluster = await TestCluster.create({ nodes: 5, log_level: 'warn', extra_config });
   try {
     cluster.startAll();
     const leader = await cluster.waitForLeader(15_000);
@@ -103,7 +134,10 @@ async function main(): Promise<void> {
     let running = true;
     begin('before');
     const writers = [0, 1].map(() => writer(cluster.addresses(keep), current, () => running));
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // Long enough for the snapshots the load triggered to finish: 'before' is the steady state.
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    begin('add node');
+    await add(cluster, leader, extra_config);
     begin('remove follower');
     const follower_ms = await remove(cluster, leader, idOf(follower));
     console.log(`remove follower ${idOf(follower)}: ${follower_ms.toFixed(1)} ms`);

@@ -61,6 +61,12 @@
  *   SNAPSHOT_DEFAULTS below (one switch: 'off' makes both 0).
  * - `client_idle_timeout_ms` (default 0: never, as Redis's `timeout 0`): close
  *   a client connection that sent nothing and awaits no reply for this long.
+ * - `join host:port` (optional; also `--join host:port` on the command line): the client address
+ *   of any member of a running cluster. At its first start (no node_id file in data_dir) the
+ *   node asks the cluster to add it (RAFT.NODE ADD with its own client address, the first
+ *   follower_info) instead of bootstrapping a configuration from the follower_info lines, and
+ *   stores the id and cluster fingerprint it gets. Later starts use the stored identity; keep the
+ *   line (a node without it is checked against the sorted-address ids).
  *
  * Every parameter except `follower_info` may appear at most once.
  *
@@ -71,7 +77,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseHostPort } from '../util/address';
+import { formatHostPort, parseHostPort } from '../util/address';
 import { assert } from '../util/assert';
 import { ConfigError, describeError } from '../util/errors';
 import { LIMITS } from '../util/limits';
@@ -135,6 +141,8 @@ export interface NodeConfig {
   cluster_secret_file: string | null;
   /** Absolute path, or null: clients need no AUTH (the lab protocol has none). */
   client_password_file: string | null;
+  /** `join`: a running cluster's member (client address) to join at first start; or null. */
+  join: string | null;
   /** Absolute paths, all three or none: TLS on both ports (mutual on the Raft port). */
   tls_cert_file: string | null;
   tls_key_file: string | null;
@@ -218,6 +226,7 @@ const SINGLE_PARAMETERS = [
   'test_faults',
   'test_synced_lengths',
   'test_fsync_delay_file',
+  'join',
   ...Object.keys(INTEGER_RULES),
 ];
 
@@ -311,6 +320,16 @@ export function parseConfig(
   };
 }
 
+/** `join host:port`: a member's client address (any host name; the port must be a client port). */
+function parseJoin(given: { value: string; line: number } | undefined, fail: Fail): string | null {
+  if (given === undefined) return null;
+  const parsed = parseHostPort(given.value);
+  if (!parsed.ok) return fail(given.line, `join ${parsed.problem}`);
+  if (parsed.address.port <= RAFT_PORT_OFFSET)
+    return fail(given.line, `join: client port ${parsed.address.port} must exceed 1000`);
+  return formatHostPort(parsed.address);
+}
+
 /** `peer_hello on|off`; `off` only in open mode (a secret needs the handshake's frames). */
 function parsePeerHello(values: Map<string, { value: string; line: number }>, fail: Fail): boolean {
   const hello = parseChoice(values, 'peer_hello', ON_OFF, 'on', fail) === 'on';
@@ -339,6 +358,7 @@ function clusterIdentity(
   | 'peer_hello'
   | 'test_synced_lengths'
   | 'test_fsync_delay_file'
+  | 'join'
 > {
   const file = (name: string): string | null => {
     const value = values.get(name)?.value;
@@ -356,6 +376,7 @@ function clusterIdentity(
     test_synced_lengths:
       parseChoice(values, 'test_synced_lengths', ['on', 'off'] as const, 'off', fail) === 'on',
     test_fsync_delay_file: file('test_fsync_delay_file'),
+    join: parseJoin(values.get('join'), fail),
   };
 }
 

@@ -443,7 +443,10 @@ export class ReadyDriver {
     this.applied_bytes_since_snapshot = 0;
     const membership = this.core.membershipAt(index);
     const voters = membership.members.filter((m) => m.voter).map((m) => m.id);
-    const meta: SnapshotMeta = { index, term, voters, membership };
+    // A node that joined a running cluster knows no configuration before the first membership
+    // entry in its log: such a snapshot records none (restoring falls back as for an old file).
+    const meta: SnapshotMeta =
+      membership.members.length > 0 ? { index, term, voters, membership } : { index, term, voters };
     const timed = <T>(step: () => T): T => {
       const step_started_ms = now_ms();
       const result = step();

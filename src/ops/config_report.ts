@@ -22,8 +22,12 @@ export function configSummary(config: NodeConfig): string {
   const self = config.self;
   const peers = config.peers.map((p) => `${p.id}@${p.host}:${p.client_port}`).join(' ');
   const metrics = config.metrics_port === 0 ? 'off' : String(config.metrics_port);
+  const which =
+    config.join === null
+      ? `node ${self.id} of ${config.nodes.length}`
+      : `a node that joins the cluster via ${config.join} (id from its node_id file or the leader)`;
   return (
-    `starting node ${self.id} of ${config.nodes.length} (version ${packageVersion()}): ` +
+    `starting ${which} (version ${packageVersion()}): ` +
     `client ${self.host}:${self.client_port}, raft ${self.raft_port}, metrics ${metrics}, ` +
     `peers ${peers === '' ? 'none' : peers}, data_dir ${config.data_dir}, ` +
     `tick ${config.tick_ms} ms x election ${config.election_ticks} / ` +

@@ -15,6 +15,7 @@ const RAFT_CONFIG_DEFAULTS = {
   heartbeat_ticks: 2,
   prevote: true,
   check_quorum: true,
+  auto_promote_learners: true,
 } as const;
 
 /** The server's limits, from limits.ts. */
@@ -28,6 +29,7 @@ const RAFT_LIMITS_DEFAULT: RaftLimits = {
   committed_entries_per_ready_max: LIMITS.raft_committed_entries_per_ready_max,
   ready_entries_max: LIMITS.raft_ready_entries_max,
   ready_entries_bytes_max: LIMITS.raft_ready_entries_bytes_max,
+  learner_promotion_lag_entries_max: LIMITS.learner_promotion_lag_entries_max,
 };
 
 export interface RaftConfigOptions {
@@ -54,6 +56,8 @@ export interface RaftConfigOptions {
   prevote?: boolean;
   /** CheckQuorum (thesis §6.2): a leader steps down without a live quorum. Default true. */
   check_quorum?: boolean;
+  /** The leader promotes a learner to voter once it is caught up. Default true. */
+  auto_promote_learners?: boolean;
   /** Overrides of the server's limits (RAFT_LIMITS_DEFAULT); each a positive integer. */
   limits?: Partial<RaftLimits>;
   /** Test-only rule breakers (the simulator proves its checks notice them). */
@@ -73,6 +77,8 @@ export function buildRaftConfig(options: RaftConfigOptions): RaftConfig {
     limits: { ...RAFT_LIMITS_DEFAULT, ...options.limits },
     prevote: options.prevote ?? RAFT_CONFIG_DEFAULTS.prevote,
     check_quorum: options.check_quorum ?? RAFT_CONFIG_DEFAULTS.check_quorum,
+    auto_promote_learners:
+      options.auto_promote_learners ?? RAFT_CONFIG_DEFAULTS.auto_promote_learners,
   };
   if (options.faults !== undefined) config.faults = options.faults;
   if (options.addresses !== undefined) config.addresses = options.addresses;

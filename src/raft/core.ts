@@ -19,6 +19,7 @@ import {
   encodeMembership,
   hasQuorum,
   isMembershipEntry,
+  learnersOf,
   isVoter,
   type Membership,
   type MembershipChange,
@@ -586,6 +587,7 @@ export class RaftCore {
       this.heartbeat_elapsed = 0;
       this.broadcastHeartbeat();
     }
+    this.maybePromoteLearner();
   }
 
   private quorumActive(): boolean {
@@ -1015,6 +1017,7 @@ export class RaftCore {
       if (pr.state === 'snapshot' && !this.needsSnapshot(from)) pr.onSnapshotEnded(0);
       this.maybeCommit();
       if (this.transfer_target === from) this.maybeSendTimeoutNow(from);
+      this.maybePromoteLearner();
     } else if (message.log_index < this.log.snapshot_index) {
       // Its log ends inside what we compacted: no AppendEntries can help (heartbeats below our
       // snapshot carry no real term, so they are rejected and would never free the window).
@@ -1215,6 +1218,29 @@ export class RaftCore {
       }
     }
     if (best !== NO_NODE) this.transferLeadership(best);
+  }
+
+  /**
+   * Issue 15's auto-promotion: a learner whose match index is within
+   * learner_promotion_lag_entries_max of our last index becomes a voter by a change of its own,
+   * proposed only when a change is allowed (the previous one committed, an entry of this term
+   * committed: the same rules as proposeMembershipChange) and by a leader that stays a voter.
+   * One learner at a time, lowest id first.
+   */
+  private maybePromoteLearner(): void {
+    if (!this.config.auto_promote_learners || this.role !== 'leader') return;
+    if (this.transfer_target !== NO_NODE || !this.isVoterNow(this.id)) return;
+    if (this.log.term(this.log.committed) !== this.term) return;
+    if (this.membership.current_index > this.log.committed) return;
+    const lag_max = this.config.limits.learner_promotion_lag_entries_max;
+    for (const id of learnersOf(this.membership.current)) {
+      const match = this.progress.get(id)?.match ?? 0;
+      if (match === 0 || this.log.last_index - match > lag_max) continue;
+      const next = applyChange(this.membership.current, { kind: 'promote', id });
+      if (!next.ok) continue;
+      this.appendEntry({ term: this.term, data: encodeMembership(next.membership) });
+      return;
+    }
   }
 
   /** An election timeout passed without a leader: a node that cannot campaign just forgets it. */

@@ -19,10 +19,14 @@
  * A membership entry's data starts with MEMBERSHIP_ENTRY_OPCODE, which no KV command uses (see
  * kv/command_codec.ts, which treats it as a no-op for the state machine). Integers are unsigned
  * 32-bit little-endian:
- *   `[0x80][version u8 = 1][member_count u32]` then per member, ascending by id:
+ *   `[0x80][version u8 = 2][next_id u32][member_count u32]` then per member, ascending by id:
  *   `[id u32][voter u8 0|1][address_length u32][address bytes, UTF-8 host:port of the client port]`
+ * Version 1 (still read) lacks `next_id`; it is then taken as the highest member id + 1.
  * The whole configuration is stored (not the change), so a node that sees only the latest entry
- * (or a snapshot) knows the full membership. At least one voter; ids are positive int32.
+ * (or a snapshot, which stores the same encoding) knows the full membership. At least one voter;
+ * ids are positive int32. `next_id` is the high-water mark of ids ever given out: the leader
+ * gives a new node `next_id` and the entry that adds it raises the mark, so an id is never reused,
+ * even after its node was removed (a node that lost its data must never pass for the old one).
  */
 import { assert } from '../util/assert';
 import { CommandMalformedError } from '../util/errors';
@@ -30,7 +34,8 @@ import { LIMITS } from '../util/limits';
 import { NO_NODE, type NodeId } from './types';
 
 export const MEMBERSHIP_ENTRY_OPCODE = 0x80;
-const MEMBERSHIP_VERSION = 1;
+const MEMBERSHIP_VERSION = 2;
+const MEMBERSHIP_VERSION_WITHOUT_NEXT_ID = 1;
 const INT32_MAX = 0x7fff_ffff;
 
 export interface Member {
@@ -44,6 +49,8 @@ export interface Member {
 /** One configuration: its members ascending by id. Never mutated once built. */
 export interface Membership {
   readonly members: readonly Member[];
+  /** The id the next added node gets: above every id this cluster ever gave out. */
+  readonly next_id: NodeId;
 }
 
 export type MembershipChange =
@@ -57,7 +64,22 @@ export function bootstrapMembership(
   addresses: ReadonlyMap<NodeId, string> = new Map(),
 ): Membership {
   const members = voters.map((id) => ({ id, voter: true, address: addresses.get(id) ?? '' }));
-  return { members: members.sort((a, b) => a.id - b.id) };
+  return { members: members.sort((a, b) => a.id - b.id), next_id: idAfter(members) };
+}
+
+/** One more than the highest member id (1 for none). */
+function idAfter(members: readonly Member[]): NodeId {
+  return members.reduce((high, m) => Math.max(high, m.id), 0) + 1;
+}
+
+/**
+ * The id a node added now gets (the leader's choice for RAFT.NODE ADD). Never one a member holds
+ * or held: the high-water mark only grows.
+ */
+export function allocateId(membership: Membership): NodeId {
+  const id = Math.max(membership.next_id, idAfter(membership.members));
+  assert(isValidId(id), `node ids exhausted (${id})`);
+  return id;
 }
 
 export function votersOf(membership: Membership): NodeId[] {
@@ -119,6 +141,7 @@ export function applyChange(
 ): { ok: true; membership: Membership } | { ok: false; reason: string } {
   const existing = memberOf(current, change.id);
   let members: Member[];
+  let next_id = current.next_id;
   if (change.kind === 'add_learner') {
     if (!isValidId(change.id)) return { ok: false, reason: `${change.id} is not a node id` };
     if (existing !== undefined) return { ok: false, reason: `node ${change.id} is a member` };
@@ -129,6 +152,7 @@ export function applyChange(
       return { ok: false, reason: `address longer than ${LIMITS.membership_address_bytes_max} B` };
     const added = { id: change.id, voter: false, address: change.address };
     members = [...current.members, added].sort((a, b) => a.id - b.id);
+    next_id = Math.max(next_id, change.id + 1);
   } else if (change.kind === 'promote') {
     if (existing === undefined) return { ok: false, reason: `node ${change.id} is not a member` };
     if (existing.voter) return { ok: false, reason: `node ${change.id} is already a voter` };
@@ -139,7 +163,7 @@ export function applyChange(
       return { ok: false, reason: `node ${change.id} is the last voter` };
     members = current.members.filter((m) => m.id !== change.id);
   }
-  const membership = { members };
+  const membership = { members, next_id };
   assert(voterDifference(current, membership) <= 1, 'a change moves at most one vote');
   return { ok: true, membership };
 }
@@ -156,12 +180,13 @@ export function isMembershipEntry(data: Uint8Array): boolean {
 
 export function encodeMembership(membership: Membership): Uint8Array {
   const addresses = membership.members.map((m) => Buffer.from(m.address, 'utf8'));
-  let bytes = 2 + 4;
+  let bytes = 2 + 4 + 4;
   for (const address of addresses) bytes += 4 + 1 + 4 + address.length;
   const out = Buffer.alloc(bytes);
   out[0] = MEMBERSHIP_ENTRY_OPCODE;
   out[1] = MEMBERSHIP_VERSION;
-  let offset = out.writeUInt32LE(membership.members.length, 2);
+  let offset = out.writeUInt32LE(membership.next_id, 2);
+  offset = out.writeUInt32LE(membership.members.length, offset);
   for (const [i, member] of membership.members.entries()) {
     const address = addresses[i]!;
     offset = out.writeUInt32LE(member.id, offset);
@@ -180,11 +205,20 @@ export function decodeMembership(data: Uint8Array): Membership {
     throw new CommandMalformedError(`membership entry: ${why}`);
   };
   if (bytes.length < 6 || bytes[0] !== MEMBERSHIP_ENTRY_OPCODE) fail('too short');
-  if (bytes[1] !== MEMBERSHIP_VERSION) fail(`unknown version ${bytes[1]}`);
-  const count = bytes.readUInt32LE(2);
+  const version = bytes[1];
+  if (version !== MEMBERSHIP_VERSION && version !== MEMBERSHIP_VERSION_WITHOUT_NEXT_ID)
+    fail(`unknown version ${version}`);
+  let offset = 2;
+  let stored_next_id = 0;
+  if (version === MEMBERSHIP_VERSION) {
+    if (bytes.length < 10) fail('too short');
+    stored_next_id = bytes.readUInt32LE(offset);
+    offset += 4;
+  }
+  const count = bytes.readUInt32LE(offset);
+  offset += 4;
   if (count > LIMITS.cluster_nodes_max) fail(`${count} members`);
   const members: Member[] = [];
-  let offset = 6;
   for (let i = 0; i < count; i++) {
     if (offset + 9 > bytes.length) fail('truncated member');
     const id = bytes.readUInt32LE(offset);
@@ -205,7 +239,10 @@ export function decodeMembership(data: Uint8Array): Membership {
     offset += length;
   }
   if (offset !== bytes.length) fail(`${bytes.length - offset} trailing bytes`);
-  const membership = { members };
+  const floor = idAfter(members);
+  if (version === MEMBERSHIP_VERSION && (stored_next_id < floor || stored_next_id > INT32_MAX + 1))
+    fail(`next_id ${stored_next_id} not above the member ids`);
+  const membership = { members, next_id: version === MEMBERSHIP_VERSION ? stored_next_id : floor };
   if (votersOf(membership).length === 0) fail('no voter');
   return membership;
 }

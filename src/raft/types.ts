@@ -117,6 +117,11 @@ export interface RaftLimits {
   ready_entries_max: number;
   /** Data bytes of those entries; a single larger entry still goes alone. */
   ready_entries_bytes_max: number;
+  /**
+   * A learner is promoted to voter (auto_promote_learners) once its match index is within this
+   * many entries of the leader's last index.
+   */
+  learner_promotion_lag_entries_max: number;
 }
 
 /**
@@ -160,6 +165,8 @@ export interface RaftConfig {
   limits: RaftLimits;
   prevote: boolean;
   check_quorum: boolean;
+  /** The leader promotes each learner once it is caught up (see RaftCore.maybePromoteLearner). */
+  auto_promote_learners: boolean;
   faults?: RaftFaults;
 }
 

@@ -7,6 +7,8 @@ import type { PeerStatus } from './peer_transport';
 
 export interface InfoInputs {
   config: NodeConfig;
+  /** The node's stored cluster fingerprint (node_identity.ts); null: from the config's list. */
+  cluster_fingerprint?: Buffer | null;
   status: RaftStatus;
   last_applied: number;
   key_count: number;
@@ -192,7 +194,12 @@ function raftFields(inputs: InfoInputs): InfoField[] {
     ['pending_writes', inputs.pending_writes],
     ['pending_reads', inputs.pending_reads],
     ['nodes', config.nodes.length],
-    ['cluster_fingerprint', clusterFingerprint(config.nodes, config.cluster_name).toString('hex')],
+    [
+      'cluster_fingerprint',
+      (
+        inputs.cluster_fingerprint ?? clusterFingerprint(config.nodes, config.cluster_name)
+      ).toString('hex'),
+    ],
     ['peer_auth', config.cluster_secret_file === null ? 'open' : 'secret'],
     ...config.peers.map((peer): InfoField => [`peer${peer.id}`, peerLine(inputs, peer)]),
   ];

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { NodeAddress, NodeConfig } from '../config/config';
+import { type NodeAddress, type NodeConfig, RAFT_PORT_OFFSET } from '../config/config';
 import type { ClientCommand } from '../kv/client_command';
 import { parseClientCommand } from '../kv/client_command';
 import { buildRaftConfig } from '../raft/config';
@@ -66,7 +66,12 @@ import { RedisFrontend } from './commands/redis_frontend';
 import type { RedisRequest } from './commands/request';
 import { newSession, type Session } from './commands/session';
 import { ExpirySweeper } from './commands/expiry_sweeper';
-import { PeerTransport, type PeerTransportOptions } from './peer_transport';
+import { type PeerAddress, PeerTransport, type PeerTransportOptions } from './peer_transport';
+import { requestJoin } from './join_client';
+import { memberOf, type Member } from '../raft/membership';
+import { parseHostPort } from '../util/address';
+import { type NodeIdentity, readNodeIdentity, writeNodeIdentity } from '../storage/node_identity';
+import { NODE_STORAGE_IO } from '../storage/io';
 import {
   type MembershipCommandHost,
   nodeCommand,
@@ -128,7 +133,13 @@ type NodeState =
  * shared ReadyDriver carries out each Ready in the order the core demands.
  */
 export class KvNode {
-  private readonly config: NodeConfig;
+  /** After start's identity step, `self.id` is the stored id (a joined node's comes from it). */
+  private config: NodeConfig;
+  /** The cluster fingerprint from the node_id file (node_identity.ts); set at start. */
+  private cluster_fingerprint: Buffer | null = null;
+  /** The peer set last given to the transport (syncPeers), as text to compare. */
+  private peers_key = '';
+  private readonly client_password: Buffer | null;
   private readonly logger: Logger;
   private storage: RaftStorage | null = null;
   private core: RaftCore | null = null;
@@ -185,6 +196,7 @@ export class KvNode {
     this.logger = logger;
     const client_password =
       config.client_password_file === null ? null : loadClientPassword(config.client_password_file);
+    this.client_password = client_password;
     this.client_auth = new ClientAuth(client_password, logger);
     this.tls = loadTlsSettings(config);
     const from = config.self.host;
@@ -209,6 +221,7 @@ export class KvNode {
   async start(): Promise<void> {
     assert(this.state === 'created', `start() of a node in state ${this.state}`);
     this.state = 'starting';
+    await this.resolveIdentity();
     const { storage, restored, recovery, snapshot } = await this.openStorage();
     this.storage = storage;
     try {
@@ -239,6 +252,7 @@ export class KvNode {
     }
     this.tick_timer = setInterval(() => {
       this.driver?.tick();
+      this.syncPeers();
       this.sweepExpired();
       this.request_deadlines.expireUpTo(Date.now());
     }, this.config.tick_ms);
@@ -286,11 +300,67 @@ export class KvNode {
     );
   }
 
+  /**
+   * The node's id and the cluster fingerprint, from the node_id file (node_identity.ts), created
+   * at the first start: a bootstrap node's from its config (sorted-address id, fingerprint of the
+   * follower_info list); a node with `join` asks the cluster (join_client.ts) and only then has an
+   * identity to start Raft with. A joined node's config then names only itself.
+   */
+  private async resolveIdentity(): Promise<void> {
+    const { data_dir, join, self } = this.config;
+    await NODE_STORAGE_IO.makeDirectory(data_dir);
+    const stored = await readNodeIdentity(NODE_STORAGE_IO, data_dir);
+    const from_config = (): Buffer =>
+      clusterFingerprint(this.config.nodes, this.config.cluster_name);
+    let identity: NodeIdentity;
+    if (stored === null) {
+      identity =
+        join === null
+          ? { id: self.id, cluster_fingerprint: from_config() }
+          : await this.joinCluster(join);
+      await writeNodeIdentity(NODE_STORAGE_IO, data_dir, identity, true);
+    } else if (stored.cluster_fingerprint === null && (join !== null || stored.id === self.id)) {
+      // Written by a build before the cluster line: the config's list then was the bootstrap one.
+      identity = { id: stored.id, cluster_fingerprint: from_config() };
+      await writeNodeIdentity(NODE_STORAGE_IO, data_dir, identity, true);
+    } else {
+      identity = stored; // a bootstrap node whose id changed is refused when storage opens
+    }
+    this.cluster_fingerprint = identity.cluster_fingerprint;
+    if (join === null) return;
+    const joined = { ...self, id: identity.id };
+    this.config = { ...this.config, self: joined, nodes: [joined], peers: [] };
+  }
+
+  private async joinCluster(join: string): Promise<NodeIdentity> {
+    const self = this.config.self;
+    const own_address = `${self.host}:${self.client_port}`;
+    this.logger.info(`joining the cluster through ${join} as ${own_address} (RAFT.NODE ADD)`);
+    const grant = await requestJoin({
+      join_address: join,
+      own_address,
+      client_password: this.client_password,
+      tls: this.tls,
+      logger: this.logger,
+    });
+    this.logger.info(
+      `joined the cluster as node ${grant.id} (cluster fingerprint ` +
+        `${grant.cluster_fingerprint.toString('hex').slice(0, 16)}…); the leader replicates to ` +
+        'it as a learner and promotes it once caught up',
+    );
+    return grant;
+  }
+
+  /** A joined node bootstraps no configuration: it learns the membership from the leader. */
+  private bootstrapVoters(): NodeId[] {
+    return this.config.join === null ? this.config.nodes.map((n) => n.id) : [];
+  }
+
   private raftConfig(): RaftConfig {
     const self = this.config.self;
     return buildRaftConfig({
       id: self.id,
-      voters: this.config.nodes.map((n) => n.id),
+      voters: this.bootstrapVoters(),
       addresses: new Map(this.config.nodes.map((n) => [n.id, `${n.host}:${n.client_port}`])),
       election_ticks: this.config.election_ticks,
       heartbeat_ticks: this.config.heartbeat_ticks,
@@ -358,6 +428,8 @@ export class KvNode {
     this.transport = new PeerTransport(this.peerTransportOptions(), (from, message) =>
       this.driver?.step(from, message),
     );
+    // The log's peers (and a fresh joiner's openness) before the first connection arrives.
+    this.syncPeers();
     await this.transport.start();
     this.listener = new ClientListener(
       {
@@ -456,7 +528,8 @@ export class KvNode {
   private requireSnapshot(): InfoInputs {
     const core = this.requireCore();
     return {
-      config: this.config,
+      config: this.liveConfig(),
+      cluster_fingerprint: this.cluster_fingerprint,
       status: core.status(),
       last_applied: this.requireReplica().state.last_applied,
       key_count: this.requireReplica().state.key_count,
@@ -473,9 +546,36 @@ export class KvNode {
     };
   }
 
+  /**
+   * The transport's peers follow the log (issue 15): every member of the configuration in use,
+   * the nodes the leader still replicates to (a member being removed), and the leader. Before a
+   * joined node knows any configuration it dials nobody and answers any node of its cluster.
+   */
+  private syncPeers(): void {
+    const core = this.core;
+    const transport = this.transport;
+    if (core === null || transport === null) return;
+    const status = core.status();
+    const ids = new Set(core.current_membership.members.map((m) => m.id));
+    for (const peer of status.peers) ids.add(peer.id);
+    if (status.leader_id !== NO_NODE) ids.add(status.leader_id);
+    ids.delete(this.config.self.id);
+    const peers: PeerAddress[] = [];
+    for (const id of [...ids].sort((a, b) => a - b)) {
+      const address = this.addressOf(id);
+      if (address !== null) peers.push({ id, host: address.host, raft_port: address.raft_port });
+    }
+    const accept_unknown = core.current_membership.members.length === 0;
+    const key = `${accept_unknown} ${peers.map((p) => `${p.id}@${p.host}:${p.raft_port}`)}`;
+    if (key === this.peers_key) return;
+    this.peers_key = key;
+    transport.setPeers(peers, accept_unknown);
+  }
+
   private onSoftState(soft: SoftState): void {
     const previous = this.soft;
     this.soft = soft;
+    this.syncPeers();
     this.metrics?.onSoftState(previous, soft);
     if (previous.role === 'leader' && soft.role !== 'leader')
       for (const answer of [...this.step_down_waiters]) answer();
@@ -1052,13 +1152,50 @@ export class KvNode {
         return address === null ? null : `${address.host}:${address.client_port}`;
       },
       schedule: () => this.driver?.schedule(),
+      cluster_fingerprint: this.requireFingerprint(),
     };
     return isCommandName(args[0], RAFT_NODES) ? nodesCommand(host) : nodeCommand(args, host);
   }
 
+  /**
+   * A node's addresses: from the configuration in the log (the one in use, else the committed
+   * one, which still names a member being removed), else the config file (bootstrap members whose
+   * entry has no address).
+   */
   private addressOf(id: NodeId): NodeAddress | null {
     if (id === NO_NODE) return null;
+    const core = this.core;
+    const member =
+      core === null
+        ? undefined
+        : (memberOf(core.current_membership, id) ??
+          memberOf(core.membershipAt(core.commit_index), id));
+    const parsed = member === undefined || member.address === '' ? null : parseMember(member);
+    if (parsed !== null) return parsed;
     return this.config.nodes.find((n) => n.id === id) ?? null;
+  }
+
+  /**
+   * The config as INFO, ROLE and the metrics show it: the nodes are the members of the
+   * configuration in use (config.nodes are only the bootstrap list).
+   */
+  private liveConfig(): NodeConfig {
+    const core = this.core;
+    if (core === null) return this.config;
+    const nodes: NodeAddress[] = [];
+    for (const member of core.current_membership.members) {
+      const address = this.addressOf(member.id);
+      if (address !== null) nodes.push(address);
+    }
+    const self = this.config.self;
+    if (!nodes.some((n) => n.id === self.id)) nodes.push(self);
+    nodes.sort((a, b) => a.id - b.id);
+    return { ...this.config, nodes, peers: nodes.filter((n) => n.id !== self.id) };
+  }
+
+  private requireFingerprint(): Buffer {
+    assert(this.cluster_fingerprint !== null, 'the identity is resolved before Raft starts');
+    return this.cluster_fingerprint;
   }
 
   private requireCore(): RaftCore {
@@ -1066,6 +1203,7 @@ export class KvNode {
     return this.core;
   }
 
+  /** The config file's peers to start with; syncPeers then follows the log. */
   private peerTransportOptions(): PeerTransportOptions {
     const self = this.config.self;
     return {
@@ -1102,8 +1240,12 @@ export class KvNode {
       config.cluster_secret_file === null ? null : loadClusterSecret(config.cluster_secret_file);
     return {
       self_id: config.self.id,
-      fingerprint: clusterFingerprint(config.nodes, config.cluster_name),
-      members: describeMembers(config.nodes),
+      // Fixed at bootstrap (node_identity.ts): membership changes and config edits leave it.
+      fingerprint: this.requireFingerprint(),
+      members:
+        config.join === null
+          ? describeMembers(config.nodes)
+          : `node ${config.self.id}, joined via ${config.join}`,
       secret,
       peer_ids: new Set(config.peers.map((peer) => peer.id)),
       send_hello: config.peer_hello,
@@ -1171,6 +1313,14 @@ function isNotLeaderReply(bytes: Buffer): boolean {
     bytes.length >= NOT_LEADER_PREFIX.length &&
     bytes.toString('latin1', 0, NOT_LEADER_PREFIX.length) === NOT_LEADER_PREFIX
   );
+}
+
+/** A member's client address as a NodeAddress (its Raft port 1000 below); null if malformed. */
+function parseMember(member: Member): NodeAddress | null {
+  const parsed = parseHostPort(member.address);
+  if (!parsed.ok || parsed.address.port <= RAFT_PORT_OFFSET) return null;
+  const { host, port } = parsed.address;
+  return { id: member.id, host, client_port: port, raft_port: port - RAFT_PORT_OFFSET };
 }
 
 /** The state machine a node restarts with: the snapshot's, or empty. */

@@ -182,7 +182,12 @@ class PeerConnection {
 }
 
 interface PeerLink {
-  readonly address: PeerAddress;
+  readonly id: number;
+  /**
+   * Where to dial it; null for a peer known only by its inbound connections (a fresh joiner hears
+   * from a leader before it knows the configuration): answered, never dialled.
+   */
+  address: PeerAddress | null;
   /** The socket we dialled, connecting or connected; null while backing off. */
   outbound: PeerConnection | null;
   outbound_state: PeerStatus['outbound'];
@@ -205,6 +210,19 @@ interface PeerLink {
 }
 
 /**
+ * The ids the handshake admits as peers: the current peer links, or any id while the transport
+ * accepts unknown peers (a node that does not yet know its configuration). The handshake only asks
+ * `has`; the fingerprint (and, with a secret, authentication) still has to pass.
+ */
+class AdmittedPeerIds extends Set<number> {
+  accept_unknown = false;
+
+  override has(id: number): boolean {
+    return this.accept_unknown || super.has(id);
+  }
+}
+
+/**
  * The sender id a request names; null for responses, which carry no sender id we trust for routing.
  */
 function requestSenderId(message: RaftMessage): number | null {
@@ -220,6 +238,10 @@ function requestSenderId(message: RaftMessage): number | null {
     default:
       return null;
   }
+}
+
+function sameAddress(a: PeerAddress | null, b: PeerAddress): boolean {
+  return a !== null && a.host === b.host && a.raft_port === b.raft_port;
 }
 
 function describeCloseCause(error: Error | null): string {
@@ -260,6 +282,9 @@ export class PeerTransport {
   private readonly connect_timeout_ms: number;
   private readonly frame_payload_bytes_max: number;
   private readonly links = new Map<number, PeerLink>();
+  /** The handshake's view of `links` (see AdmittedPeerIds). */
+  private readonly admitted_ids = new AdmittedPeerIds();
+  private readonly handshake: HandshakeSettings | undefined;
   private readonly inbound = new Set<PeerConnection>();
   private readonly server: net.Server;
   /**
@@ -268,6 +293,8 @@ export class PeerTransport {
    */
   private listening: Promise<void> | null = null;
   private request_order = 0;
+  /** start() is dialling (setPeers dials new peers at once from then on). */
+  private started = false;
   private closing: Promise<void> | null = null;
   /** When each handshake failure was last logged at warn/error, by connection and reason. */
   private readonly handshake_failures_logged = new Map<string, number>();
@@ -296,22 +323,92 @@ export class PeerTransport {
     for (const address of options.peers) {
       if (address.id === options.self_id) continue;
       assert(!this.links.has(address.id), `peer id ${address.id} is configured twice`);
-      this.links.set(address.id, {
-        address,
-        outbound: null,
-        outbound_state: 'backoff',
-        backoff_timer: null,
-        failed_attempts: 0,
-        dial_count: 0,
-        dropped_messages: 0,
-        queue_full: false,
-        response_route: null,
-        last_contact_ms: 0,
-      });
+      this.addLink(address.id, address);
+    }
+    if (options.handshake !== undefined) {
+      // The configured ids merged in: the peer set changes at run time (setPeers).
+      for (const id of options.handshake.peer_ids) this.admitted_ids.add(id);
+      this.handshake = { ...options.handshake, peer_ids: this.admitted_ids };
+    } else {
+      this.handshake = undefined;
     }
     this.server = createServer(options.tls ?? null, { mutual: true }, (socket) =>
       this.acceptInbound(socket),
     );
+  }
+
+  private addLink(id: number, address: PeerAddress | null): PeerLink {
+    const link: PeerLink = {
+      id,
+      address,
+      outbound: null,
+      outbound_state: 'backoff',
+      backoff_timer: null,
+      failed_attempts: 0,
+      dial_count: 0,
+      dropped_messages: 0,
+      queue_full: false,
+      response_route: null,
+      last_contact_ms: 0,
+    };
+    this.links.set(id, link);
+    this.admitted_ids.add(id);
+    return link;
+  }
+
+  /**
+   * The peer set follows the configuration in the log (issue 15): dials new members, redials one
+   * whose address changed, stops dialling removed ones and closes their connections (an address a
+   * removed node used may now belong to a new id: links are by id). `accept_unknown`: admit
+   * inbound connections from ids not in `peers` (a node that does not yet know its
+   * configuration must answer the leader that adds it); they are answered, not dialled.
+   */
+  setPeers(peers: readonly PeerAddress[], accept_unknown = false): void {
+    if (this.closing !== null) return;
+    this.admitted_ids.accept_unknown = accept_unknown;
+    const wanted = new Map<number, PeerAddress>();
+    for (const address of peers)
+      if (address.id !== this.options.self_id) wanted.set(address.id, address);
+    for (const link of [...this.links.values()]) {
+      const address = wanted.get(link.id);
+      if (address === undefined) {
+        if (!accept_unknown || link.address !== null) this.removeLink(link);
+      } else if (!sameAddress(link.address, address)) {
+        this.logger.info(`peer ${link.id} now at ${address.host}:${address.raft_port}`);
+        this.stopDialling(link);
+        link.address = address;
+        if (this.dialling) this.dial(link);
+      }
+    }
+    for (const [id, address] of wanted) {
+      if (this.links.has(id)) continue;
+      this.logger.info(`peer ${id} added (${address.host}:${address.raft_port})`);
+      const link = this.addLink(id, address);
+      if (this.dialling) this.dial(link);
+    }
+  }
+
+  /** Whether start() has begun dialling and close() has not been called. */
+  private get dialling(): boolean {
+    return this.started && this.closing === null;
+  }
+
+  private removeLink(link: PeerLink): void {
+    this.logger.info(`peer ${link.id} removed: no longer a member`);
+    this.links.delete(link.id);
+    this.admitted_ids.delete(link.id);
+    this.stopDialling(link);
+    for (const connection of this.inbound) if (connection.peer_id === link.id) connection.destroy();
+  }
+
+  /** Cancels a pending redial and closes the outbound connection (its close handler ignores it). */
+  private stopDialling(link: PeerLink): void {
+    if (link.backoff_timer !== null) clearTimeout(link.backoff_timer);
+    link.backoff_timer = null;
+    const outbound = link.outbound;
+    link.outbound = null;
+    link.outbound_state = 'backoff';
+    outbound?.destroy();
   }
 
   /** The port the Raft listener is bound to (useful when listen_port is 0). */
@@ -334,6 +431,7 @@ export class PeerTransport {
     await this.listening;
     if (this.closing !== null) return;
     this.logger.info(`raft listener on ${this.options.listen_host}:${this.bound_port}`);
+    this.started = true;
     for (const link of this.links.values()) this.dial(link);
   }
 
@@ -420,7 +518,7 @@ export class PeerTransport {
 
   private dial(link: PeerLink): void {
     link.backoff_timer = null;
-    if (this.closing !== null) return;
+    if (this.closing !== null || link.address === null || this.links.get(link.id) !== link) return;
     const { id, host, raft_port } = link.address;
     link.outbound_state = 'connecting';
     link.dial_count++;
@@ -570,12 +668,13 @@ export class PeerTransport {
     const problem =
       sender === null
         ? `sent response type ${message.type} on an inbound connection`
-        : !this.links.has(sender)
+        : !this.links.has(sender) && !this.admitted_ids.accept_unknown
           ? `request names unknown node id ${sender}`
           : connection.peer_id !== null && connection.peer_id !== sender
             ? `request names node id ${sender} on a connection from node ${connection.peer_id}`
             : null;
-    const link = sender === null ? undefined : this.links.get(sender);
+    const link =
+      sender === null ? undefined : (this.links.get(sender) ?? this.answerOnly(sender, problem));
     if (problem !== null || sender === null || link === undefined) {
       this.logger.warn(
         `raft inbound ${connection.remote} closed: ${problem ?? 'unroutable request'}`,
@@ -603,6 +702,13 @@ export class PeerTransport {
     return sender;
   }
 
+  /** While unknown peers are accepted: a link to answer `sender` on, never dialled. */
+  private answerOnly(sender: number, problem: string | null): PeerLink | undefined {
+    if (problem !== null || sender === this.options.self_id) return undefined;
+    this.logger.info(`peer ${sender} admitted before this node knows its configuration`);
+    return this.addLink(sender, null);
+  }
+
   /**
    * After the response route closes, fall back to the open inbound connection on which that peer
    * last sent a request.
@@ -620,11 +726,11 @@ export class PeerTransport {
   private outboundUp(link: PeerLink, connection: PeerConnection): void {
     link.outbound_state = 'connected';
     link.queue_full = false;
-    this.logger.info(`peer ${link.address.id} up (${connection.remote})`);
+    this.logger.info(`peer ${link.id} up (${connection.remote})`);
   }
 
   private startHandshake(connection: PeerConnection, dialled_id: number | null): void {
-    const settings = this.options.handshake;
+    const settings = this.handshake;
     if (settings === undefined) return;
     const role = connection.direction === 'outbound' ? 'dialer' : 'acceptor';
     connection.handshake = new PeerHandshake(settings, role, dialled_id);

@@ -112,6 +112,16 @@ export const LIMITS = {
   cluster_nodes_max: 64,
   /** Bytes of one member's address in a membership entry (host:port). */
   membership_address_bytes_max: 256,
+  /**
+   * The leader promotes a learner to voter once its log is within this many entries of the
+   * leader's: close enough that it will not hold up commits once it counts (a few Readies of
+   * writes under load), far enough that a steady write load cannot keep it a learner forever.
+   */
+  learner_promotion_lag_entries_max: 1000,
+  /** `join`: how long a new node keeps asking the cluster to add it before it gives up. */
+  join_wait_ms_max: 120_000,
+  /** `join`: the longest pause between two attempts (backoff from 100 ms). */
+  join_retry_delay_ms_max: 5_000,
   /** Deepest nesting of arrays in one RESP reply a client parser accepts. */
   resp_reply_nesting_depth_max: 64,
   /**

@@ -5,72 +5,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KvClient, KvClientError, OutcomeUnknownError } from '../../src/client';
-import {
-  checkLinearizable,
-  type HistoryOperation,
-  type KvInput,
-  type KvOutput,
-} from '../sim/linearizability';
+import { KvClient } from '../../src/client';
+import { checkLinearizable, type HistoryOperation } from '../sim/linearizability';
 import { pollUntil, TestCluster } from './cluster_harness';
-
-const KEYS = 4;
-
-async function clientLoop(
-  addresses: string[],
-  client_id: number,
-  history: HistoryOperation[],
-  now: () => number,
-  running: () => boolean,
-): Promise<void> {
-  const client = new KvClient({ nodes: addresses, call_timeout_ms: 3000 });
-  let counter = 0;
-  try {
-    while (running()) {
-      const key = `k${counter % KEYS}`;
-      const input: KvInput =
-        counter % 3 === 0
-          ? { kind: 'get', key }
-          : { kind: 'set', key, value: `c${client_id}-${++counter}` };
-      if (input.kind === 'get') counter++;
-      const call_time = now();
-      let output: KvOutput | null;
-      try {
-        if (input.kind === 'get') {
-          const words = await client.get(input.key);
-          output = { kind: 'get', value: words === null ? null : words.join(' ') };
-        } else {
-          await client.set(input.key, (input as { value: string }).value);
-          output = { kind: 'set' };
-        }
-      } catch (error) {
-        if (error instanceof OutcomeUnknownError)
-          output = input.kind === 'get' ? null : { kind: 'unknown' };
-        else if (error instanceof KvClientError) output = null;
-        else throw error;
-      }
-      if (output !== null) {
-        const return_time = output.kind === 'unknown' ? Infinity : now();
-        history.push({ client_id, input, output, call_time, return_time });
-      }
-    }
-  } finally {
-    await client.close();
-  }
-}
-
-/** RAFT.NODE REMOVE through the leader, retried while it says TRYAGAIN; returns the ms it took. */
-async function remove(cluster: TestCluster, leader: number, id: string): Promise<number> {
-  const started = performance.now();
-  const admin = new KvClient({ nodes: [cluster.address(leader)], call_timeout_ms: 8000 });
-  try {
-    const reply = await admin.command(['RAFT.NODE', 'REMOVE', id]);
-    assert.equal(reply.type === 'simple' ? reply.value : JSON.stringify(reply), 'OK');
-  } finally {
-    await admin.close();
-  }
-  return performance.now() - started;
-}
+import { clientLoop, removeNode } from './membership_support';
 
 test('shrink 5 → 3 under client load, removing a follower and then the leader', {
   timeout: 120_000,
@@ -84,15 +22,15 @@ test('shrink 5 → 3 under client load, removing a follower and then the leader'
     cluster.startAll();
     const leader = await cluster.waitForLeader(15_000);
     const ids = await Promise.all(cluster.nodes.map(async (n) => (await cluster.info(n.index))!));
-    const idOf = (index: number): string => ids[index]!.node_id!;
+    const idOf = (index: number): number => Number(ids[index]!.node_id);
     const follower = cluster.nodes.find((n) => n.index !== leader)!.index;
     const keep = cluster.nodes.map((n) => n.index).filter((i) => i !== leader && i !== follower);
     const clients = [0, 1, 2].map((id) =>
       clientLoop(cluster.addresses(keep), id, history, now, () => running),
     );
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    const follower_ms = await remove(cluster, leader, idOf(follower));
-    const leader_ms = await remove(cluster, leader, idOf(leader));
+    const follower_ms = await removeNode(cluster, leader, idOf(follower));
+    const leader_ms = await removeNode(cluster, leader, idOf(leader));
     t.diagnostic(
       `remove follower: ${follower_ms.toFixed(0)} ms, leader: ${leader_ms.toFixed(0)} ms`,
     );

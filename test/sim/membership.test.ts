@@ -112,6 +112,29 @@ test('grow 3 → 5, shrink 5 → 3 under client load: linearizable, all nodes ag
     assert.deepEqual(votersOf(sim.node(id).core.current_membership), [3, 4, 5], `node ${id}`);
 });
 
+test('auto-promotion: learners added under load become voters by the leader alone', async () => {
+  const sim = cluster(15, 3, 2, { snapshot_entries: 20, auto_promote_learners: true });
+  sim.startClients();
+  await leaderOf(sim);
+  sim.crash(5); // a learner that never catches up must stay one
+  await change(sim, { kind: 'add_learner', id: 4, address: 'sim:4' });
+  await change(sim, { kind: 'add_learner', id: 5, address: 'sim:5' });
+  const promoted = (): boolean => {
+    const membership = sim.leader()?.core.current_membership;
+    return membership !== undefined && votersOf(membership).includes(4);
+  };
+  assert.ok(await sim.runUntil(promoted, 5000), 'learner 4 promoted without a promote call');
+  await sim.runFor(1000);
+  const leader = await leaderOf(sim);
+  assert.deepEqual(votersOf(leader.core.current_membership), [1, 2, 3, 4]);
+  assert.deepEqual(learnersOf(leader.core.current_membership), [5], 'the dead learner waits');
+  sim.restart(5);
+  const all = (): boolean =>
+    votersOf(sim.leader()?.core.current_membership ?? { members: [], next_id: 1 }).length === 5;
+  assert.ok(await sim.runUntil(all, 5000), 'learner 5 promoted once back and caught up');
+  await finish(sim);
+});
+
 test('removing the leader under load: it hands over; the removed node never disturbs', async () => {
   const sim = cluster(12, 3, 0);
   sim.startClients();

@@ -126,6 +126,9 @@ function chooseChange(sim: Simulation, core: RaftCore, rng: SeededRandom): Membe
   const roll = rng.float();
   if (learners.length > 0 && roll < 0.45) {
     const id = learners[rng.int(learners.length)]!;
+    // With auto-promotion the leader promotes learners itself: the nemesis only removes some.
+    if (sim.params.auto_promote_learners === true)
+      return rng.float() < 0.15 ? { kind: 'remove', id } : null;
     const progress = core.status().peers.find((p) => p.id === id);
     const caught_up =
       progress !== undefined && core.last_log_index - progress.match <= PROMOTE_LAG_ENTRIES_MAX;

@@ -93,17 +93,26 @@ export function drawParams(seed: number, options: SeedOptions = {}): SimParams {
     snapshot_entries:
       options.snapshot_entries ?? [0, 5, 20, 60][new SeededRandom(seed ^ 0x54a9).int(4)]!,
     snapshot_chunk_bytes: [64, 200, 1000, 64 * 1024][new SeededRandom(seed ^ 0x1c5).int(4)]!,
-    ...membershipParams(options),
+    ...membershipParams(seed, options),
   };
 }
 
-/** Membership changes with two spare nodes to add, when asked (scripted runs: off). */
-function membershipParams(options: SeedOptions): {
+/**
+ * Membership changes with two spare nodes to add, when asked (scripted runs: off). Three in four
+ * seeds leave promotions to the leaders (auto-promotion, as the server runs); the rest promote
+ * through the nemesis (a generator of its own: other draws stay).
+ */
+function membershipParams(
+  seed: number,
+  options: SeedOptions,
+): {
   membership_changes: boolean;
   spare_nodes: number;
+  auto_promote_learners: boolean;
 } {
   const on = options.membership ?? false;
-  return { membership_changes: on, spare_nodes: on ? 2 : 0 };
+  const auto = new SeededRandom(seed ^ 0xa070).float() < 0.75;
+  return { membership_changes: on, spare_nodes: on ? 2 : 0, auto_promote_learners: on && auto };
 }
 
 /** Half the random seeds change the membership (a generator of its own: other draws stay). */

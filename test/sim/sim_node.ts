@@ -24,6 +24,7 @@ import { type OpenResult, RaftStorage } from '../../src/storage';
 import { encodeFileHeader, encodeSave } from '../../src/storage/payload';
 import { StorageCorruptError, StorageIoError } from '../../src/util/errors';
 import { LIMITS } from '../../src/util/limits';
+import { PROMOTE_LAG_ENTRIES_MAX } from './membership_nemesis';
 import { SeededRandom } from '../../src/util/prng';
 import type { LogEntry, RaftMessage } from '../../src/raft/protocol';
 import { FaultyDisk, type FaultyDiskOptions } from '../support/faulty_disk';
@@ -296,7 +297,9 @@ export class SimNode {
         committed_entries_per_ready_max: 1 + (params.seed % 64),
         ready_entries_max: 1 + (params.seed % 97),
         ready_entries_bytes_max: 16 * 1024,
+        learner_promotion_lag_entries_max: PROMOTE_LAG_ENTRIES_MAX,
       },
+      auto_promote_learners: params.auto_promote_learners ?? false,
       prevote: params.prevote,
       check_quorum: params.check_quorum,
       faults: params.faults,

@@ -67,6 +67,8 @@ export interface SimParams {
   spare_nodes?: number;
   /** The nemesis also changes the membership (see membership_nemesis.ts). */
   membership_changes?: boolean;
+  /** Leaders promote caught-up learners themselves (the server's way); the nemesis then doesn't. */
+  auto_promote_learners?: boolean;
 }
 
 interface ClientState {

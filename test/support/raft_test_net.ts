@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { buildRaftConfig } from '../../src/raft/config';
 import { RaftCore } from '../../src/raft/core';
-import type { NodeId, RaftFaults, ReadState, RestoredState } from '../../src/raft/types';
+import type { NodeId, RaftFaults, Ready, ReadState, RestoredState } from '../../src/raft/types';
 import type { RaftMessage } from '../../src/raft/protocol';
 import { SeededRandom } from '../../src/util/prng';
 
@@ -17,6 +17,7 @@ export interface CoreOptions {
   faults?: RaftFaults;
   inflight_messages_max?: number;
   uncommitted_bytes_max?: number;
+  auto_promote_learners?: boolean;
 }
 
 export function makeCore(id: NodeId, voters: NodeId[], options: CoreOptions = {}): RaftCore {
@@ -40,6 +41,8 @@ export function makeCore(id: NodeId, voters: NodeId[], options: CoreOptions = {}
       },
       prevote: true,
       check_quorum: true,
+      // Off unless a test asks: the membership tests promote explicitly, one step at a time.
+      auto_promote_learners: options.auto_promote_learners ?? false,
       faults: options.faults ?? {},
     }),
     options.restored ?? { hard_state: { term: 0, vote: 0, commit: 0 }, entries: [] },
@@ -73,6 +76,9 @@ export class TestNet {
   /** Every snapshot transfer a leader asked for (the tests play the server's part). */
   snapshot_sends: Array<{ from: NodeId; to: NodeId; term: number }> = [];
 
+  /** Sees each Ready before it is advanced (a test applies one node's to a Replica). */
+  on_ready: (id: NodeId, ready: Ready) => void = () => undefined;
+
   constructor(ids: NodeId[], options: CoreOptions = {}) {
     for (const id of ids) this.cores.set(id, makeCore(id, ids, options));
   }
@@ -95,6 +101,7 @@ export class TestNet {
         this.applied.set(id, (this.applied.get(id) ?? 0) + ready.committed.length);
         this.reads.set(id, [...(this.reads.get(id) ?? []), ...ready.reads]);
         for (const send of ready.snapshot_sends) this.snapshot_sends.push({ from: id, ...send });
+        this.on_ready(id, ready);
         core.advance(ready);
         for (const { to, message } of [...ready.messages, ...ready.messages_after_persist]) {
           this.route({ from: id, to, message });

@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  allocateId,
   applyChange,
   bootstrapMembership,
   decodeMembership,
@@ -43,21 +44,61 @@ test('membership entry: encode/decode round trip; malformed entries are typed er
       { id: 1, voter: true, address: '127.0.0.1:8001' },
       { id: 7, voter: false, address: '' },
     ],
+    next_id: 9,
   };
   const bytes = encodeMembership(membership);
   assert.deepEqual(decodeMembership(bytes), membership);
   assert.equal(decodeCommand(bytes), null, 'the state machine skips it like the no-op');
   for (let cut = 1; cut < bytes.length; cut++)
     assert.throws(() => decodeMembership(bytes.subarray(0, cut)), CommandMalformedError);
-  const learners_only = encodeMembership({ members: [{ id: 1, voter: false, address: '' }] });
+  const learners_only = encodeMembership({
+    members: [{ id: 1, voter: false, address: '' }],
+    next_id: 2,
+  });
   assert.throws(() => decodeMembership(learners_only), /no voter/);
   const descending = encodeMembership({
     members: [
       { id: 2, voter: true, address: '' },
       { id: 1, voter: true, address: '' },
     ],
+    next_id: 3,
   });
   assert.throws(() => decodeCommand(descending), CommandMalformedError);
+  const reused = encodeMembership({ members: [{ id: 5, voter: true, address: '' }], next_id: 5 });
+  assert.throws(() => decodeMembership(reused), /next_id 5 not above/);
+});
+
+test('membership entry version 1 (no next_id) still decodes: next_id is the highest id + 1', () => {
+  // As the build before next_id wrote it: [0x80][1][count] then the members.
+  const v1 = Buffer.from([
+    0x80, 1, 2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 6, 0, 0, 0, 0, 1, 0, 0, 0, 0x61,
+  ]);
+  const membership = decodeMembership(v1);
+  assert.deepEqual(membership, {
+    members: [
+      { id: 1, voter: true, address: '' },
+      { id: 6, voter: false, address: 'a' },
+    ],
+    next_id: 7,
+  });
+  assert.equal(decodeCommand(v1), null, 'still a no-op for the state machine');
+});
+
+test('ids are never reused: next_id only grows, through removals and the entry codec', () => {
+  const base = bootstrapMembership([1, 2, 3]);
+  assert.equal(allocateId(base), 4);
+  const added = applyChange(base, { kind: 'add_learner', id: allocateId(base), address: 'a' });
+  assert.ok(added.ok);
+  const removed = applyChange(added.membership, { kind: 'remove', id: 4 });
+  assert.ok(removed.ok);
+  assert.equal(allocateId(removed.membership), 5, 'the removed id 4 is not given out again');
+  const round_trip = decodeMembership(encodeMembership(removed.membership));
+  assert.equal(allocateId(round_trip), 5, 'the entry (and so a snapshot) keeps the mark');
+  const log = new MembershipLog(0, base);
+  log.onAppend(3, encodeMembership(added.membership));
+  log.onAppend(4, encodeMembership(removed.membership));
+  log.compact(4);
+  assert.equal(allocateId(log.current), 5);
 });
 
 test('changes: one server at a time; the last voter cannot go', () => {
@@ -316,4 +357,23 @@ test('InstallSnapshot: the follower takes the configuration the snapshot records
   assert.ok(follower.offerSnapshot(1, 3, { index: 5, term: 3 }, promoted.membership));
   assert.deepEqual(votersOf(follower.current_membership), [1, 2, 3, 4]);
   assert.equal(follower.membership_index, 5);
+});
+
+test('auto-promotion: the leader promotes a learner once it is caught up, never before', () => {
+  const net = new TestNet([1, 2, 3], { auto_promote_learners: true });
+  net.cores.set(4, makeCore(4, [], { auto_promote_learners: true }));
+  net.elect(1);
+  const leader = net.core(1);
+  net.isolate(4);
+  assert.ok(leader.proposeMembershipChange({ kind: 'add_learner', id: 4, address: 'h:4' }).ok);
+  net.settle();
+  net.tickAll(3);
+  net.settle();
+  assert.deepEqual(learnersOf(leader.current_membership), [4], 'unreachable: stays a learner');
+  net.heal();
+  net.tickAll(3);
+  net.settle();
+  assert.deepEqual(votersOf(leader.current_membership), [1, 2, 3, 4], 'caught up: promoted');
+  assert.deepEqual(votersOf(net.core(4).current_membership), [1, 2, 3, 4]);
+  assert.equal(leader.membership_index <= leader.status().commit_index, true, 'committed');
 });
