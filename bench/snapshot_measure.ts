@@ -297,6 +297,17 @@ async function restartAll(cluster: TestCluster): Promise<void> {
   );
 }
 
+function printRss(cluster: TestCluster, leader: number, phase: string): void {
+  for (const node of cluster.nodes) {
+    const pid = node.process?.pid;
+    console.log(
+      `${phase}: node ${node.index + 1}${node.index === leader ? ' (leader)' : ''}: peak RSS ` +
+        `${mib(procStatusKib(pid, 'VmHWM') * 1024)}, RSS now ` +
+        `${mib(procStatusKib(pid, 'VmRSS') * 1024)}, data dir ${mib(dirBytes(node.data_dir))}`,
+    );
+  }
+}
+
 async function measureLoaded(options: Options): Promise<void> {
   const { cluster } = await startCluster(options);
   const load_ms = await load(cluster, options.keys, 1_000_000_000, options.value_bytes);
@@ -308,16 +319,12 @@ async function measureLoaded(options: Options): Promise<void> {
   );
   await waitConverged(cluster, leader, 300_000);
   await snapshotPause(cluster, leader);
-  for (const node of cluster.nodes) {
-    const pid = node.process?.pid;
-    console.log(
-      `node ${node.index + 1}${node.index === leader ? ' (leader)' : ''}: peak RSS ` +
-        `${mib(procStatusKib(pid, 'VmHWM') * 1024)}, RSS now ` +
-        `${mib(procStatusKib(pid, 'VmRSS') * 1024)}, data dir ${mib(dirBytes(node.data_dir))}`,
-    );
-  }
+  printRss(cluster, leader, 'after loading and snapshots');
   await restartFollower(cluster, leader);
   await restartAll(cluster);
+  const restarted_leader = await cluster.waitForLeader(30_000);
+  await waitConverged(cluster, restarted_leader, 300_000);
+  printRss(cluster, restarted_leader, 'after the full restart (peak since restart)');
   await stopCluster(cluster);
 }
 

@@ -5,10 +5,12 @@
  * Startup failures print one line and exit non-zero; SIGTERM/SIGINT stop
  * taking clients, hand leadership over, finish the disk and exit 0.
  */
+import * as v8 from 'node:v8';
 import { loadConfig, type NodeConfig } from './config/config';
 import { configSummary, packageVersion, resolvedConfigText } from './ops/config_report';
 import { KvNode } from './server/kv_node';
 import { formatHostPort, parseHostPort } from './util/address';
+import { LIMITS } from './util/limits';
 import { createLogger } from './util/log';
 
 const USAGE =
@@ -52,6 +54,15 @@ function checkConfig(file: string | undefined): never {
 function die(message: string): never {
   process.stderr.write(`kvstoreraftsystem: ${message}\n`);
   process.exit(1);
+}
+
+/**
+ * Bounds V8's heap headroom (LIMITS.heap_growing_percent) unless the operator chose a growing
+ * factor on the node command line. Read by V8 at every full collection, so setting it now works.
+ */
+function boundHeapGrowth(): void {
+  if (process.execArgv.some((arg) => /^--heap[-_]growing[-_]percent/.test(arg))) return;
+  v8.setFlagsFromString(`--heap-growing-percent=${LIMITS.heap_growing_percent}`);
 }
 
 /** `--join host:port` overrides the config file's `join` (README: Membership). */
@@ -113,6 +124,9 @@ async function main(): Promise<void> {
   }
   if (held !== null) process.stderr.write(held.join(''));
   held = null;
+  // After loading the snapshot and the log: that builds the whole state at once, and a bounded
+  // factor made it run many more full collections (restart CPU 2.3 s -> 3.6 s at 20 %).
+  boundHeapGrowth();
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

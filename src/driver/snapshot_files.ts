@@ -77,22 +77,15 @@ export function snapshotInstaller(
   done: (error: Error | null, state: KvStateMachine | null) => void,
 ) => void {
   return (point, done) =>
-    store.loadPoint(point).then(
+    store.loadPoint(point, KvStateMachine.snapshotParser).then(
       (loaded) =>
         settle(() => {
-          let state: KvStateMachine;
-          try {
-            state = KvStateMachine.restore(loaded.state);
-          } catch (error) {
-            done(asError(error), null);
-            return;
-          }
           assert(
-            state.last_applied === point.index,
-            `snapshot ${loaded.file} holds state applied to ${state.last_applied}, ` +
+            loaded.state.last_applied === point.index,
+            `snapshot ${loaded.file} holds state applied to ${loaded.state.last_applied}, ` +
               `not ${point.index}`,
           );
-          done(null, state);
+          done(null, loaded.state);
         }),
       (error: unknown) => settle(() => done(asError(error), null)),
     );

@@ -143,7 +143,7 @@ export class KvSnapshotCursor {
       chunk.append(this.header);
       this.header_sent = true;
     }
-    while (this.position < this.keys.length && !chunk.full) this.emitKey(chunk);
+    while (this.position < this.keys.length && this.emitKey(chunk));
     if (this.position === this.keys.length) {
       assert(
         this.emitted === this.key_count,
@@ -195,17 +195,24 @@ export class KvSnapshotCursor {
     }
   }
 
-  private emitKey(chunk: ChunkBuilder): void {
-    const key = this.keys[this.position++];
+  /**
+   * Writes the next key's record into `chunk`; false, consuming nothing, if the chunk has no room
+   * for it. A record goes whole into one chunk, so the chunk's buffer never grows (but for a record
+   * larger than a chunk, alone in its own): before, the record crossing the capacity grew the
+   * buffer and the next chunk allocated a new one, two 256 KiB allocations per chunk.
+   */
+  private emitKey(chunk: ChunkBuilder): boolean {
+    const key = this.keys[this.position];
     assert(key !== undefined, 'position within the keys');
-    if (key === this.last_emitted) return; // collected twice (deleted and re-inserted)
+    if (key === this.last_emitted) {
+      this.position++; // collected twice (deleted and re-inserted)
+      return true;
+    }
     let stored: string | undefined;
     let deadline: number | undefined;
     const pre = this.cow.get(key);
-    if (pre !== undefined) {
-      this.cow.delete(key);
-      ({ stored, deadline } = pre);
-    } else {
+    if (pre !== undefined) ({ stored, deadline } = pre);
+    else {
       stored = this.base.values.get(key);
       assert(
         stored !== undefined && storedModIndex(stored) <= this.index,
@@ -213,7 +220,11 @@ export class KvSnapshotCursor {
       );
       deadline = this.base.deadlines.get(key);
     }
-    const at = chunk.reserve(RECORD_FIXED_BYTES + key.length + stored.length);
+    const size = RECORD_FIXED_BYTES + key.length + stored.length;
+    if (!chunk.fits(size)) return false;
+    if (pre !== undefined) this.cow.delete(key);
+    this.position++;
+    const at = chunk.reserve(size);
     const out = chunk.buffer;
     out.writeUInt32LE(key.length, at);
     out.writeUInt32LE(stored.length, at + U32_BYTES);
@@ -222,57 +233,150 @@ export class KvSnapshotCursor {
     out.write(stored, at + RECORD_FIXED_BYTES + key.length, 'latin1');
     this.last_emitted = key;
     this.emitted++;
+    return true;
   }
 }
 
-/** Parses a version-3 snapshot; StorageCorruptError on anything malformed. */
-export function parseKvSnapshot(bytes: Buffer): KvParts {
-  const reader = new Reader(bytes);
-  if (!reader.bytes(MAGIC.length, 'magic').equals(MAGIC))
-    throw new StorageCorruptError('kv snapshot: bad magic');
-  const version = reader.u8('version');
-  if (version === 1 || version === 2)
-    throw new StorageCorruptError(
-      `kv snapshot: version ${version} (written before per-key strings) is no longer read; ` +
-        `this build reads version ${KV_SNAPSHOT_VERSION}`,
-    );
-  if (version !== KV_SNAPSHOT_VERSION)
-    throw new StorageCorruptError(`kv snapshot: unsupported version ${version}`);
-  const parts: KvParts = {
-    applied_index: reader.u64('last_applied'),
-    clock_ms: reader.u64('clock'),
-    tombstone_floor: reader.u64('tombstone floor'),
+type ParsePhase = 'header' | 'keys' | 'tombstone_count' | 'tombstones' | 'end';
+
+/**
+ * Parses a version-3 snapshot from its bytes in order, chunk by chunk, so a restart never holds the
+ * whole file as well as the state built from it (a 1M-key snapshot is ~130 MB). Keys and values are
+ * copied into their own strings: nothing keeps a chunk alive. `total_bytes` (the state's size)
+ * bounds the counts it reads, as when parsing a whole buffer. Throws StorageCorruptError on
+ * anything malformed, at the latest in `finish`.
+ */
+export class KvSnapshotParser {
+  private phase: ParsePhase = 'header';
+  /** Bytes received and not yet parsed: less than the next unit (a record, a header, ...). */
+  private waiting: Buffer[] = [];
+  private waiting_bytes = 0;
+  /** Bytes the next unit needs, when known (0: parse at the next push). */
+  private needed_bytes = 0;
+  /** Offset in the snapshot of the first waiting byte. */
+  private input_at = 0;
+  private readonly parts: KvParts = {
+    applied_index: 0,
+    clock_ms: 0,
+    tombstone_floor: 0,
     values: new Map(),
     deadlines: new Map(),
     tombstones: new Map(),
     stored_bytes: 0,
   };
-  const key_count = reader.count('key count', RECORD_FIXED_BYTES);
-  let previous: string | null = null;
-  for (let i = 0; i < key_count; i++) {
+  private left = 0;
+  private parsed = 0;
+  private previous_key: string | null = null;
+
+  constructor(private readonly total_bytes: number) {}
+
+  /**
+   * The next bytes of the snapshot. The parser may keep `chunk` (until what it holds is parsed):
+   * the caller must not change it afterwards.
+   */
+  push(chunk: Buffer): void {
+    this.waiting.push(chunk);
+    this.waiting_bytes += chunk.length;
+    // A large record spans many chunks: they are joined once, when it is complete.
+    if (this.waiting_bytes < this.needed_bytes) return;
+    const input = this.waiting.length === 1 ? chunk : Buffer.concat(this.waiting);
+    const reader = new Reader(input, this.input_at, this.total_bytes);
+    for (;;) {
+      const unit = this.unitBytes(reader);
+      if (unit === null || reader.available < unit) break;
+      this.parseUnit(reader);
+    }
+    if (this.phase === 'end') reader.expectEnd();
+    const rest = input.subarray(reader.position);
+    this.waiting = rest.length === 0 ? [] : [rest];
+    this.waiting_bytes = rest.length;
+    this.input_at += reader.position;
+    this.needed_bytes = this.unitBytes(reader) ?? 0;
+  }
+
+  /** The parsed state, once every byte was pushed. */
+  finish(): KvParts {
+    const input = Buffer.concat(this.waiting);
+    const reader = new Reader(input, this.input_at, this.total_bytes);
+    // Whatever is incomplete fails here with the reader's "truncated ..." error.
+    while (this.phase !== 'end') this.parseUnit(reader);
+    reader.expectEnd();
+    return this.parts;
+  }
+
+  /** Bytes the next unit needs, or null if that is not known until more bytes arrive. */
+  private unitBytes(peek: Reader): number | null {
+    switch (this.phase) {
+      case 'header':
+        return HEADER_BYTES;
+      case 'keys':
+        if (peek.available < 2 * U32_BYTES) return null;
+        return RECORD_FIXED_BYTES + peek.peekU32(0) + peek.peekU32(U32_BYTES);
+      case 'tombstone_count':
+        return U32_BYTES;
+      case 'tombstones':
+        if (peek.available < U32_BYTES) return null;
+        return U32_BYTES + peek.peekU32(0) + U64_BYTES;
+      case 'end':
+        return null;
+    }
+  }
+
+  private parseUnit(reader: Reader): void {
+    if (this.phase === 'header') this.parseHeader(reader);
+    else if (this.phase === 'keys') this.parseRecord(reader);
+    else if (this.phase === 'tombstone_count') {
+      this.left = reader.count('tombstone count', U32_BYTES + U64_BYTES);
+      this.parsed = 0;
+      this.phase = this.left === 0 ? 'end' : 'tombstones';
+    } else if (this.phase === 'tombstones') this.parseTombstone(reader);
+  }
+
+  private parseHeader(reader: Reader): void {
+    if (!reader.bytes(MAGIC.length, 'magic').equals(MAGIC))
+      throw new StorageCorruptError('kv snapshot: bad magic');
+    const version = reader.u8('version');
+    if (version === 1 || version === 2)
+      throw new StorageCorruptError(
+        `kv snapshot: version ${version} (written before per-key strings) is no longer read; ` +
+          `this build reads version ${KV_SNAPSHOT_VERSION}`,
+      );
+    if (version !== KV_SNAPSHOT_VERSION)
+      throw new StorageCorruptError(`kv snapshot: unsupported version ${version}`);
+    this.parts.applied_index = reader.u64('last_applied');
+    this.parts.clock_ms = reader.u64('clock');
+    this.parts.tombstone_floor = reader.u64('tombstone floor');
+    this.left = reader.count('key count', RECORD_FIXED_BYTES);
+    this.phase = this.left === 0 ? 'tombstone_count' : 'keys';
+  }
+
+  private parseRecord(reader: Reader): void {
+    const parts = this.parts;
     const key_length = reader.u32('key length');
     const stored_length = reader.u32('value length');
     const deadline = reader.u64('deadline');
     const key = reader.latin1(key_length, 'key');
     const stored = reader.latin1(stored_length, 'value');
-    if (previous !== null && !(previous < key))
+    const i = this.parsed++;
+    if (this.previous_key !== null && !(this.previous_key < key))
       throw new StorageCorruptError(`kv snapshot: key #${i} is not in strictly ascending order`);
-    previous = key;
+    this.previous_key = key;
     const problem = storedProblem(stored, parts.applied_index);
     if (problem !== null) throw new StorageCorruptError(`kv snapshot: key #${i}: ${problem}`);
     parts.values.set(key, stored);
     if (deadline !== 0) parts.deadlines.set(key, deadline);
     parts.stored_bytes += key.length + storedValueBytes(stored);
+    if (--this.left === 0) this.phase = 'tombstone_count';
   }
-  const tombstone_count = reader.count('tombstone count', U32_BYTES + U64_BYTES);
-  for (let i = 0; i < tombstone_count; i++) {
+
+  private parseTombstone(reader: Reader): void {
     const key = reader.latin1(reader.u32('tombstone key length'), 'tombstone key');
-    if (parts.values.has(key) || parts.tombstones.has(key))
+    const i = this.parsed++;
+    if (this.parts.values.has(key) || this.parts.tombstones.has(key))
       throw new StorageCorruptError(`kv snapshot: tombstone #${i} duplicates a key`);
-    parts.tombstones.set(key, reader.u64('tombstone index'));
+    this.parts.tombstones.set(key, reader.u64('tombstone index'));
+    if (--this.left === 0) this.phase = 'end';
   }
-  reader.expectEnd();
-  return parts;
 }
 
 function encodeTombstones(tombstones: Map<string, number>): Buffer {
@@ -312,8 +416,9 @@ class ChunkBuilder {
     if (this.buffer.length > this.capacity) this.buffer = Buffer.allocUnsafeSlow(this.capacity);
   }
 
-  get full(): boolean {
-    return this.used >= this.capacity;
+  /** Whether `length` more bytes fit without growing the buffer (always, into an empty chunk). */
+  fits(length: number): boolean {
+    return this.used === 0 || this.used + length <= this.buffer.length;
   }
 
   append(bytes: Buffer): void {
@@ -425,10 +530,31 @@ export class MergeSorter {
   }
 }
 
+/**
+ * Reads a window of the snapshot (`input` starts at byte `base` of it, which is `total_bytes`
+ * long): errors name offsets in the whole snapshot.
+ */
 class Reader {
   private offset = 0;
 
-  constructor(private readonly input: Buffer) {}
+  constructor(
+    private readonly input: Buffer,
+    private readonly base = 0,
+    private readonly total_bytes = input.length,
+  ) {}
+
+  get position(): number {
+    return this.offset;
+  }
+
+  get available(): number {
+    return this.input.length - this.offset;
+  }
+
+  /** The u32 `ahead` bytes from here, without consuming it (the caller checked it is there). */
+  peekU32(ahead: number): number {
+    return this.input.readUInt32LE(this.offset + ahead);
+  }
 
   bytes(length: number, what: string): Buffer {
     this.need(length, what);
@@ -469,9 +595,9 @@ class Reader {
   /** A u32 count whose items need at least `item_bytes_min` each and must fit the rest. */
   count(what: string, item_bytes_min: number): number {
     const value = this.u32(what);
-    if (value > (this.input.length - this.offset) / item_bytes_min) {
+    if (value > (this.total_bytes - this.base - this.offset) / item_bytes_min) {
       throw new StorageCorruptError(
-        `kv snapshot: ${what} ${value} at offset ${this.offset - U32_BYTES} exceeds the input`,
+        `kv snapshot: ${what} ${value} at offset ${this.at(-U32_BYTES)} exceeds the input`,
       );
     }
     return value;
@@ -480,11 +606,16 @@ class Reader {
   expectEnd(): void {
     const left = this.input.length - this.offset;
     if (left !== 0)
-      throw new StorageCorruptError(`kv snapshot: ${left} trailing bytes at offset ${this.offset}`);
+      throw new StorageCorruptError(`kv snapshot: ${left} trailing bytes at offset ${this.at(0)}`);
   }
 
   private need(length: number, what: string): void {
     if (length > this.input.length - this.offset)
-      throw new StorageCorruptError(`kv snapshot: truncated ${what} at offset ${this.offset}`);
+      throw new StorageCorruptError(`kv snapshot: truncated ${what} at offset ${this.at(0)}`);
+  }
+
+  /** The offset in the whole snapshot of `delta` bytes from here. */
+  private at(delta: number): number {
+    return this.base + this.offset + delta;
   }
 }

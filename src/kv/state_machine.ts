@@ -27,7 +27,8 @@ import { CommandMalformedError } from '../util/errors';
 import { LIMITS } from '../util/limits';
 import type { RedisValue } from '../resp/redis_value';
 import { decodeCommand, type KvCommand } from './command_codec';
-import { KvSnapshotCursor, parseKvSnapshot, type SnapshotSteps } from './kv_snapshot';
+import { KvSnapshotCursor, KvSnapshotParser, type SnapshotSteps } from './kv_snapshot';
+import type { SnapshotStateParser } from '../storage/snapshot_store';
 import {
   encodeStored,
   storedModIndex,
@@ -287,15 +288,31 @@ export class KvStateMachine {
 
   /** Rebuilds a state machine from snapshot bytes; StorageCorruptError on malformed input. */
   static restore(bytes: Uint8Array): KvStateMachine {
-    const parts = parseKvSnapshot(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-    const machine = new KvStateMachine();
-    machine.values = parts.values;
-    machine.deadlines = parts.deadlines;
-    machine.tombstones = parts.tombstones;
-    machine.tombstone_floor = parts.tombstone_floor;
-    machine.applied_index = parts.applied_index;
-    machine.clock = parts.clock_ms;
-    machine.stored_bytes = parts.stored_bytes;
-    return machine;
+    const parser = KvStateMachine.snapshotParser(bytes.length);
+    parser.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    return parser.finish();
+  }
+
+  /**
+   * Rebuilds a state machine from the `total_bytes` of a snapshot pushed in order, chunk by chunk
+   * (a restart reads the file in chunks: it never holds the whole file and the state at once).
+   */
+  static snapshotParser(total_bytes: number): SnapshotStateParser<KvStateMachine> {
+    const parser = new KvSnapshotParser(total_bytes);
+    return {
+      push: (chunk) => parser.push(chunk),
+      finish: () => {
+        const parts = parser.finish();
+        const machine = new KvStateMachine();
+        machine.values = parts.values;
+        machine.deadlines = parts.deadlines;
+        machine.tombstones = parts.tombstones;
+        machine.tombstone_floor = parts.tombstone_floor;
+        machine.applied_index = parts.applied_index;
+        machine.clock = parts.clock_ms;
+        machine.stored_bytes = parts.stored_bytes;
+        return machine;
+      },
+    };
   }
 }

@@ -1,6 +1,7 @@
 import { LOG_ENTRY_HEADER_BYTES, type LogEntry } from './protocol';
 import type { CommittedEntry } from './types';
 import { assert } from '../util/assert';
+import { EntryStore } from './entry_store';
 
 /**
  * The in-memory Raft log plus the bookkeeping that ties it to the disk:
@@ -17,7 +18,7 @@ import { assert } from '../util/assert';
  * nothing commits that is not in the log.
  */
 export class RaftLog {
-  private entries: LogEntry[];
+  private readonly entries = new EntryStore();
   /** Last index covered by the snapshot (0: none); entries[0] is index snapshot_index + 1. */
   private snapshot_index_: number;
   private snapshot_term_: number;
@@ -48,7 +49,7 @@ export class RaftLog {
     snapshot: { index: number; term: number } = { index: 0, term: 0 },
     applied: number = snapshot.index,
   ) {
-    this.entries = restored_entries.slice();
+    for (const entry of restored_entries) this.entries.push(entry);
     this.snapshot_index_ = snapshot.index;
     this.snapshot_term_ = snapshot.term;
     const last = this.last_index;
@@ -63,7 +64,7 @@ export class RaftLog {
     // applied (snapshots hold only committed state) is committed.
     this.committed_index = Math.max(applied, Math.min(committed, last));
     for (let index = this.committed_index + 1; index <= last; index++)
-      this.uncommitted_bytes_total += this.entry(index).data.length;
+      this.uncommitted_bytes_total += this.dataLength(index);
     this.checkInvariant();
   }
 
@@ -94,7 +95,7 @@ export class RaftLog {
     assert(index <= this.stable_index, `compact ${index} beyond stable ${this.stable_index}`);
     if (index <= this.snapshot_index_) return;
     const term = this.term(index);
-    this.entries = this.entries.slice(index - this.snapshot_index_);
+    this.entries.dropFront(index - this.snapshot_index_);
     this.snapshot_index_ = index;
     this.snapshot_term_ = term;
     this.checkInvariant();
@@ -109,9 +110,9 @@ export class RaftLog {
   restoreSnapshot(point: { index: number; term: number }): void {
     const keep_suffix = point.index <= this.last_index && this.term(point.index) === point.term;
     if (keep_suffix && point.index >= this.snapshot_index_) {
-      this.entries = this.entries.slice(point.index - this.snapshot_index_);
+      this.entries.dropFront(point.index - this.snapshot_index_);
     } else {
-      this.entries = [];
+      this.entries.truncate(0);
       this.truncation_pending = false;
       this.truncated_since_ready = Infinity;
     }
@@ -124,7 +125,7 @@ export class RaftLog {
     if (this.unstable_from <= point.index || !keep_suffix) this.unstable_from = point.index + 1;
     this.uncommitted_bytes_total = 0;
     for (let index = this.committed_index + 1; index <= this.last_index; index++)
-      this.uncommitted_bytes_total += this.entry(index).data.length;
+      this.uncommitted_bytes_total += this.dataLength(index);
     this.checkInvariant();
   }
 
@@ -156,12 +157,12 @@ export class RaftLog {
   term(index: number): number {
     if (index === this.snapshot_index_) return this.snapshot_term_;
     if (index < this.snapshot_index_) return -1;
-    const entry = this.entries[index - this.snapshot_index_ - 1];
-    return entry === undefined ? -1 : entry.term;
+    return this.entries.term(index - this.snapshot_index_ - 1);
   }
 
+  /** The entry at `index`: a fresh object whose data is a view the caller must not change. */
   entry(index: number): LogEntry {
-    const entry = this.entries[index - this.snapshot_index_ - 1];
+    const entry = this.entries.get(index - this.snapshot_index_ - 1);
     assert(
       entry !== undefined,
       `log entry ${index} exists (first ${this.first_index}, last ${this.last_index})`,
@@ -172,7 +173,7 @@ export class RaftLog {
   /** Retained entries [from, to] inclusive (from >= first_index). */
   slice(from: number, to: number): LogEntry[] {
     assert(from >= this.first_index, `slice from ${from} below first index ${this.first_index}`);
-    return this.entries.slice(from - this.first_index, to - this.snapshot_index_);
+    return this.entries.range(from - this.first_index, to - this.snapshot_index_);
   }
 
   /** Entries from `from` limited by count and bytes; always at least one entry if any exists. */
@@ -181,10 +182,9 @@ export class RaftLog {
     let bytes = 0;
     assert(from >= this.first_index, `entries from ${from} are compacted`);
     for (let index = from; index <= this.last_index && out.length < count_max; index++) {
-      const entry = this.entry(index);
-      const size = LOG_ENTRY_HEADER_BYTES + entry.data.length;
+      const size = LOG_ENTRY_HEADER_BYTES + this.dataLength(index);
       if (out.length > 0 && bytes + size > bytes_max) break;
-      out.push(entry);
+      out.push(this.entry(index));
       bytes += size;
     }
     return out;
@@ -205,8 +205,8 @@ export class RaftLog {
     );
     if (from > this.last_index) return;
     for (let index = from; index <= this.last_index; index++)
-      this.uncommitted_bytes_total -= this.entry(index).data.length;
-    this.entries.length = from - this.first_index;
+      this.uncommitted_bytes_total -= this.dataLength(index);
+    this.entries.truncate(from - this.first_index);
     if (this.stable_index >= from) this.stable_index = from - 1;
     if (this.unstable_from > from) this.unstable_from = from;
     if (from < this.truncated_since_ready) this.truncated_since_ready = from;
@@ -218,7 +218,7 @@ export class RaftLog {
     assert(index <= this.last_index, `commit ${index} beyond last index ${this.last_index}`);
     if (index <= this.committed_index) return;
     for (let i = this.committed_index + 1; i <= index; i++)
-      this.uncommitted_bytes_total -= this.entry(i).data.length;
+      this.uncommitted_bytes_total -= this.dataLength(i);
     this.committed_index = index;
     this.checkInvariant();
   }
@@ -266,10 +266,10 @@ export class RaftLog {
     const entries: LogEntry[] = [];
     let bytes = 0;
     for (let index = first_index; index <= this.last_index && entries.length < count_max; index++) {
-      const entry = this.entry(index);
-      if (entries.length > 0 && bytes + entry.data.length > bytes_max) break;
-      entries.push(entry);
-      bytes += entry.data.length;
+      const length = this.dataLength(index);
+      if (entries.length > 0 && bytes + length > bytes_max) break;
+      entries.push(this.entry(index));
+      bytes += length;
     }
     this.unstable_from = first_index + entries.length;
     return { first_index, entries };
@@ -282,6 +282,10 @@ export class RaftLog {
   markStable(last_persisted: number): void {
     const proven = Math.min(last_persisted, this.truncated_since_ready - 1, this.last_index);
     if (proven > this.stable_index) this.stable_index = proven;
+  }
+
+  private dataLength(index: number): number {
+    return this.entries.dataLength(index - this.snapshot_index_ - 1);
   }
 
   private checkInvariant(): void {

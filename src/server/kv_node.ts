@@ -33,7 +33,7 @@ import {
   REPLY_OK,
   REPLY_PONG,
 } from '../resp/reply';
-import { openWithTestDisk, RaftStorage, type RecoveryReport } from '../storage';
+import { type OpenResult, openWithTestDisk, RaftStorage, type RecoveryReport } from '../storage';
 import { assert } from '../util/assert';
 import { LIMITS } from '../util/limits';
 import type { Logger } from '../util/log';
@@ -285,15 +285,18 @@ export class KvNode {
   }
 
   /** Through the test-only disk hooks (chaos test's power loss and slow disk) if configured. */
-  private openStorage(): ReturnType<typeof RaftStorage.open> {
+  private openStorage(): Promise<OpenResult<KvStateMachine>> {
     const { data_dir, test_synced_lengths, test_fsync_delay_file } = this.config;
+    // The state machine is built as the snapshot file is read, never holding the whole file.
+    const snapshot_parser = KvStateMachine.snapshotParser;
     if (!test_synced_lengths && test_fsync_delay_file === null)
-      return RaftStorage.open(data_dir, { node_id: this.config.self.id });
+      return RaftStorage.open(data_dir, { node_id: this.config.self.id, snapshot_parser });
     this.logger.warn('TEST DISK HOOKS ON (synced lengths recorded, fsync delay file)');
     return openWithTestDisk(
       data_dir,
       { record_synced: test_synced_lengths, fsync_delay_file: test_fsync_delay_file },
       this.config.self.id,
+      snapshot_parser,
     );
   }
 
@@ -1321,9 +1324,12 @@ function parseMember(member: Member): NodeAddress | null {
 }
 
 /** The state machine a node restarts with: the snapshot's, or empty. */
-function stateFromSnapshot(snapshot: LoadedSnapshot | null, logger: Logger): KvStateMachine {
+function stateFromSnapshot(
+  snapshot: LoadedSnapshot<KvStateMachine> | null,
+  logger: Logger,
+): KvStateMachine {
   if (snapshot === null) return new KvStateMachine();
-  const state = KvStateMachine.restore(snapshot.state);
+  const state = snapshot.state;
   assert(
     state.last_applied === snapshot.meta.index,
     `snapshot ${snapshot.file} holds state applied to ${state.last_applied}, ` +

@@ -118,13 +118,18 @@ import type { LogFile, StorageIo } from './io';
 import { NODE_STORAGE_IO } from './io';
 import type { DirLock } from './lock';
 import { encodeBase, encodeFileHeader, encodeSave, savePayloadBytes } from './payload';
-import { type LoadedSnapshot, SnapshotStore } from './snapshot_store';
+import {
+  type LoadedSnapshot,
+  STATE_BYTES,
+  type SnapshotParserFactory,
+  SnapshotStore,
+} from './snapshot_store';
 import { checkNodeIdentity } from './node_identity';
 import { type ReplayOutcome, replayLog } from './replay';
 
 export const LOG_FILE_NAME = 'raft.wal';
 
-export interface StorageOptions {
+export interface StorageOptions<S = Buffer> {
   /** Default true. Only tests of logic turn it off: without fsync nothing is durable. */
   fsync?: boolean;
   /**
@@ -132,6 +137,11 @@ export interface StorageOptions {
    * open (node_identity.ts). Absent: not checked (tests of the log alone, the simulator).
    */
   node_id?: number;
+  /**
+   * Builds the state from the newest valid snapshot's bytes while the file is read in chunks
+   * (KvStateMachine.snapshotParser). Absent: OpenResult.snapshot.state is the bytes (S = Buffer).
+   */
+  snapshot_parser?: SnapshotParserFactory<S>;
 }
 
 export interface RecoveryReport {
@@ -149,14 +159,14 @@ export interface RecoveryReport {
   damaged_snapshots: string[];
 }
 
-export interface OpenResult {
+export interface OpenResult<S = Buffer> {
   storage: RaftStorage;
   /**
    * Log and hard state; the state machine restarts from `snapshot`, at restored.applied_index.
    */
   restored: RestoredState;
   /** The newest valid snapshot: the state machine restarts from its state. */
-  snapshot: LoadedSnapshot | null;
+  snapshot: LoadedSnapshot<S> | null;
   recovery: RecoveryReport;
 }
 
@@ -225,7 +235,7 @@ export class RaftStorage {
    * Opens (creating the directory and files if needed) and replays the log; see the file comment
    * for the recovery rule.
    */
-  static open(dir: string, options: StorageOptions = {}): Promise<OpenResult> {
+  static open<S = Buffer>(dir: string, options: StorageOptions<S> = {}): Promise<OpenResult<S>> {
     return RaftStorage.openWithIo(dir, options, NODE_STORAGE_IO);
   }
 
@@ -233,11 +243,11 @@ export class RaftStorage {
    * Internal: open with an injected file layer, through which every file-system operation goes
    * (tests observe or fail writes and fsyncs through it; the simulator runs on an in-memory disk).
    */
-  static async openWithIo(
+  static async openWithIo<S = Buffer>(
     dir: string,
-    options: StorageOptions,
+    options: StorageOptions<S>,
     io: StorageIo,
-  ): Promise<OpenResult> {
+  ): Promise<OpenResult<S>> {
     const fsync = options.fsync ?? true;
     const data_dir = path.resolve(dir);
     const log_file = path.join(data_dir, LOG_FILE_NAME);
@@ -264,8 +274,11 @@ export class RaftStorage {
       }
       const snapshots = new SnapshotStore(io, data_dir, fsync);
       const damaged_snapshots: string[] = [];
-      const snapshot = await snapshots.loadNewest((file, reason) =>
-        damaged_snapshots.push(`${file}: ${reason}`),
+      // Without a parser S is Buffer (the default type argument): the state is the bytes.
+      const parser = options.snapshot_parser ?? (STATE_BYTES as SnapshotParserFactory<unknown>);
+      const snapshot = await snapshots.loadNewestWith(
+        (file, reason) => damaged_snapshots.push(`${file}: ${reason}`),
+        parser as SnapshotParserFactory<S>,
       );
       const restored = startAfterSnapshot(replay.restored, snapshot, log_file, damaged_snapshots);
       const wal_base = replay.restored.snapshot?.index ?? 0;
@@ -624,7 +637,7 @@ async function prepareForAppend(
  */
 function startAfterSnapshot(
   wal: RestoredState,
-  snapshot: LoadedSnapshot | null,
+  snapshot: LoadedSnapshot<unknown> | null,
   log_file: string,
   damaged: string[],
 ): RestoredState {

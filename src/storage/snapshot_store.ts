@@ -34,10 +34,34 @@ import { LIMITS } from '../util/limits';
 import { crc32 } from './frame';
 import type { LogFile, StorageIo } from './io';
 
-export interface LoadedSnapshot {
+/**
+ * Builds a state from a snapshot's state bytes, pushed in order chunk by chunk (the parser may keep
+ * a chunk; nobody changes it afterwards); StorageCorruptError from `push` or `finish` if malformed.
+ */
+export interface SnapshotStateParser<T> {
+  push(chunk: Buffer): void;
+  finish(): T;
+}
+
+/** A parser for the `state_bytes` bytes of a snapshot's state. */
+export type SnapshotParserFactory<T> = (state_bytes: number) => SnapshotStateParser<T>;
+
+/** The default: the state's bytes as they are (tests, tools). */
+export const STATE_BYTES: SnapshotParserFactory<Buffer> = (state_bytes) => {
+  const state = Buffer.allocUnsafe(state_bytes);
+  let filled = 0;
+  return {
+    push: (chunk) => {
+      filled += chunk.copy(state, filled);
+    },
+    finish: () => state.subarray(0, filled),
+  };
+};
+
+export interface LoadedSnapshot<T = Buffer> {
   meta: SnapshotMeta;
-  /** The state machine's bytes (a view into the file's buffer). */
-  state: Buffer;
+  /** The state, as the parser built it from the state bytes (default: the bytes). */
+  state: T;
   file: string;
   file_bytes: number;
 }
@@ -67,6 +91,8 @@ const HEADER_BYTES_MAX =
   6 +
   LIMITS.cluster_nodes_max * (9 + LIMITS.membership_address_bytes_max);
 const CRC_FROM = 16;
+/** Loading reads a snapshot file in chunks of this size. */
+const LOAD_CHUNK_BYTES = LIMITS.wal_replay_chunk_bytes;
 const NAME_PATTERN = /^snapshot-(\d{10})-(\d{10})\.snap$/;
 /** A snapshot being received from the leader (InstallSnapshot); never loaded, removed at open. */
 const RECEIVE_SUFFIX = '.recv';
@@ -138,15 +164,26 @@ export class SnapshotStore {
    * `onDamaged` (for a log line) and skipped. Partial received snapshots are removed (a restart
    * never resumes one), from the same directory listing.
    */
-  async loadNewest(
+  loadNewest(
     onDamaged: (file: string, reason: string) => void,
-  ): Promise<LoadedSnapshot | null> {
+  ): Promise<LoadedSnapshot<Buffer> | null> {
+    return this.loadNewestWith(onDamaged, STATE_BYTES);
+  }
+
+  /**
+   * As `loadNewest`, the state built by `parser` while the file is read in chunks (never the whole
+   * file at once); a file whose state does not parse counts as damaged.
+   */
+  async loadNewestWith<T>(
+    onDamaged: (file: string, reason: string) => void,
+    parser: SnapshotParserFactory<T>,
+  ): Promise<LoadedSnapshot<T> | null> {
     const listing = await this.io.listDirectory(this.dir);
     await this.removePartialReceives(listing);
     for (const name of newestFirst(listing)) {
       const file = path.join(this.dir, name);
       try {
-        return await this.load(file, name);
+        return await this.load(file, name, parser);
       } catch (error) {
         if (!(error instanceof StorageCorruptError)) throw error;
         onDamaged(file, error.message);
@@ -194,9 +231,15 @@ export class SnapshotStore {
   }
 
   /** Loads the snapshot file for `point` (a received one, once installed); throws if damaged. */
-  loadPoint(point: SnapshotPoint): Promise<LoadedSnapshot> {
+  loadPoint(point: SnapshotPoint): Promise<LoadedSnapshot<Buffer>>;
+  loadPoint<T>(point: SnapshotPoint, parser: SnapshotParserFactory<T>): Promise<LoadedSnapshot<T>>;
+  loadPoint<T>(
+    point: SnapshotPoint,
+    parser?: SnapshotParserFactory<T>,
+  ): Promise<LoadedSnapshot<T | Buffer>> {
     const name = snapshotFileName(point.index, point.term);
-    return this.load(path.join(this.dir, name), name);
+    const factory: SnapshotParserFactory<T | Buffer> = parser ?? STATE_BYTES;
+    return this.load(path.join(this.dir, name), name, factory);
   }
 
   /** Internal (SnapshotFileWriter): a received file is complete and verified; make it durable. */
@@ -221,32 +264,53 @@ export class SnapshotStore {
     return newestFirst(await this.io.listDirectory(this.dir));
   }
 
-  private async load(file: string, name: string): Promise<LoadedSnapshot> {
+  /**
+   * Reads the file in chunks: the header first, then the state bytes into `parser`, the checksum
+   * computed as they pass; the parsed state is returned only if the checksum matches. Damage is
+   * reported as a checksum mismatch, as when the whole file was checked first: another problem
+   * (a header field, the state) is reported only if the checksum matches.
+   */
+  private async load<T>(
+    file: string,
+    name: string,
+    parser: SnapshotParserFactory<T>,
+  ): Promise<LoadedSnapshot<T>> {
     const handle = await this.io.openLog(file);
-    let bytes: Buffer;
     try {
       const size = await handle.size();
-      bytes = Buffer.allocUnsafe(size);
-      let read = 0;
-      while (read < size) {
-        const got = await handle.read(bytes, read, Math.min(size - read, 1 << 24), read);
-        if (got === 0) break;
-        read += got;
+      const read = (at: number, length: number): Promise<Buffer> =>
+        readFully(handle, at, length, `${file} (${size} bytes)`);
+      const first = await read(0, Math.min(size, Math.max(HEADER_BYTES_MAX, LOAD_CHUNK_BYTES)));
+      checkPrefix(first, file);
+      const started = guard(() => {
+        const { meta, header_bytes } = decodeHeader(first, file);
+        checkName(meta, name, file);
+        const state = parser(size - header_bytes);
+        state.push(first.subarray(header_bytes));
+        return { meta, state };
+      });
+      let problem = started instanceof StorageCorruptError ? started : null;
+      let crc = crc32(first.subarray(CRC_FROM));
+      for (let at = first.length; at < size; ) {
+        const chunk = await read(at, Math.min(LOAD_CHUNK_BYTES, size - at));
+        crc = crc32(chunk, crc);
+        at += chunk.length;
+        if (problem !== null || started instanceof StorageCorruptError) continue;
+        problem = guard(() => {
+          started.state.push(chunk);
+          return null;
+        });
       }
-      bytes = bytes.subarray(0, read);
+      if (crc !== first.readUInt32LE(12))
+        throw new StorageCorruptError(`${file}: checksum mismatch`);
+      if (problem !== null) throw problem;
+      if (started instanceof StorageCorruptError) throw started;
+      const state = guard(() => started.state.finish());
+      if (state instanceof StorageCorruptError) throw state;
+      return { meta: started.meta, state, file, file_bytes: size };
     } finally {
       await handle.close();
     }
-    const { meta, header_bytes } = decodeHeader(bytes, file);
-    const expected = NAME_PATTERN.exec(name);
-    if (
-      expected === null ||
-      Number(expected[1]) !== meta.index ||
-      Number(expected[2]) !== meta.term
-    )
-      throw new StorageCorruptError(`${file}: contents (index ${meta.index}) disagree with name`);
-    const state = bytes.subarray(header_bytes);
-    return { meta, state, file, file_bytes: bytes.length };
   }
 
   /** `remove_temps`: also temporary files of local writes (only one local write runs at once). */
@@ -292,11 +356,30 @@ function newestFirst(names: string[]): string[] {
     .reverse();
 }
 
-function decodeHeader(
-  bytes: Buffer,
-  file: string,
-  check_crc = true,
-): { meta: SnapshotMeta; header_bytes: number } {
+/** `run`'s result, or the StorageCorruptError it threw (any other error is thrown on). */
+function guard<R>(run: () => R): R | StorageCorruptError {
+  try {
+    return run();
+  } catch (error) {
+    if (error instanceof StorageCorruptError) return error;
+    throw error;
+  }
+}
+
+/** `length` bytes of `handle` from `at` into a fresh buffer; StorageCorruptError if it ends. */
+async function readFully(handle: LogFile, at: number, length: number, what: string) {
+  const chunk = Buffer.allocUnsafeSlow(length);
+  let got = 0;
+  while (got < length) {
+    const n = await handle.read(chunk, got, length - got, at + got);
+    if (n === 0) throw new StorageCorruptError(`${what}: ends at ${at + got}`);
+    got += n;
+  }
+  return chunk;
+}
+
+/** The fixed start of a snapshot file: long enough, magic, a version this build reads. */
+function checkPrefix(bytes: Buffer, file: string): void {
   if (bytes.length < FIXED_HEADER_BYTES)
     throw new StorageCorruptError(`${file}: ${bytes.length} bytes, shorter than a header`);
   if (!bytes.subarray(0, MAGIC.length).equals(MAGIC))
@@ -304,8 +387,18 @@ function decodeHeader(
   const version = bytes.readUInt32LE(8);
   if (version !== VERSION && version !== VERSION_WITHOUT_MEMBERSHIP)
     throw new StorageCorruptError(`${file}: unknown version ${version}`);
-  if (check_crc && crc32(bytes.subarray(CRC_FROM)) !== bytes.readUInt32LE(12))
-    throw new StorageCorruptError(`${file}: checksum mismatch`);
+}
+
+function checkName(meta: SnapshotMeta, name: string, file: string): void {
+  const expected = NAME_PATTERN.exec(name);
+  if (expected === null || Number(expected[1]) !== meta.index || Number(expected[2]) !== meta.term)
+    throw new StorageCorruptError(`${file}: contents (index ${meta.index}) disagree with name`);
+}
+
+/** The header at the start of `bytes` (its checksum is the caller's to check). */
+function decodeHeader(bytes: Buffer, file: string): { meta: SnapshotMeta; header_bytes: number } {
+  checkPrefix(bytes, file);
+  const version = bytes.readUInt32LE(8);
   const voter_count = bytes.readUInt32LE(24);
   if (FIXED_HEADER_BYTES + 4 * voter_count > bytes.length)
     throw new StorageCorruptError(`${file}: ${voter_count} voters do not fit`);
@@ -414,7 +507,7 @@ export class SnapshotFileWriter {
     await this.store.commitReceived(this.file, this.temp_path, this.final_path);
     // The checksum over the whole file was verified: the header decodes as written.
     const length = Math.min(this.total_bytes, HEADER_BYTES_MAX);
-    const { meta } = decodeHeader(this.header.subarray(0, length), this.final_path, false);
+    const { meta } = decodeHeader(this.header.subarray(0, length), this.final_path);
     return meta;
   }
 

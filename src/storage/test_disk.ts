@@ -16,6 +16,7 @@
 import * as fs from 'node:fs';
 import { type LogFile, NODE_STORAGE_IO, type StorageIo } from './io';
 import { type OpenResult, RaftStorage } from './raft_storage';
+import type { SnapshotParserFactory } from './snapshot_store';
 
 export const SYNCED_SUFFIX = '.synced';
 /** The sidecar holds the synced length as fixed-width decimal, rewritten in place. */
@@ -143,11 +144,15 @@ export function testDiskIo(inner: StorageIo, options: TestDiskOptions): StorageI
 }
 
 /** Opens the node's storage through the test-only disk hooks. */
-export function openWithTestDisk(
+export function openWithTestDisk<S = Buffer>(
   dir: string,
   options: TestDiskOptions,
   node_id?: number,
-): Promise<OpenResult> {
-  const storage_options = node_id === undefined ? {} : { node_id };
+  snapshot_parser?: SnapshotParserFactory<S>,
+): Promise<OpenResult<S>> {
+  const storage_options = {
+    ...(node_id === undefined ? {} : { node_id }),
+    ...(snapshot_parser === undefined ? {} : { snapshot_parser }),
+  };
   return RaftStorage.openWithIo(dir, storage_options, testDiskIo(NODE_STORAGE_IO, options));
 }

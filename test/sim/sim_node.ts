@@ -155,7 +155,11 @@ export class SimNode {
         }),
       ),
     );
-    RaftStorage.openWithIo(SIM_DATA_DIR, {}, io).then(
+    RaftStorage.openWithIo(
+      SIM_DATA_DIR,
+      { snapshot_parser: KvStateMachine.snapshotParser },
+      io,
+    ).then(
       (opened) => this.guard(() => this.boot(incarnation, opened)),
       (error: unknown) => this.guard(() => this.recoveryFailed(incarnation, error)),
     );
@@ -208,7 +212,7 @@ export class SimNode {
     }
   }
 
-  private boot(incarnation: number, opened: OpenResult): void {
+  private boot(incarnation: number, opened: OpenResult<KvStateMachine>): void {
     if (this.incarnation !== incarnation) return;
     if (this.expect_refusal) {
       this.host.reportFailure(
@@ -228,7 +232,7 @@ export class SimNode {
     this.durable_base = log_base;
     let state = new KvStateMachine();
     if (opened.snapshot !== null) {
-      state = KvStateMachine.restore(opened.snapshot.state);
+      state = opened.snapshot.state;
       this.host.checkSnapshotState(this, state, applied_index);
       this.host.count('restart_from_snapshot');
     }

@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { encodeCommand } from '../../src/kv/command_codec';
 import { MergeSorter } from '../../src/kv/kv_snapshot';
 import { KvStateMachine } from '../../src/kv/state_machine';
+import { StorageCorruptError } from '../../src/util/errors';
 import { fcRuns } from '../support/fast_check';
 
 const FC_PARAMETERS = fcRuns(300);
@@ -142,5 +143,37 @@ test('MergeSorter sorts like Array.prototype.sort in any step size (fast-check)'
       },
     ),
     fcRuns(100),
+  );
+});
+
+test('a snapshot pushed in chunks of any sizes restores as the whole (fast-check)', () => {
+  fc.assert(
+    fc.property(
+      fc.array(entry, { maxLength: 30 }),
+      fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 20 }),
+      fc.integer({ min: 0, max: 10 }),
+      (entries, sizes, cut) => {
+        const machine = new KvStateMachine();
+        applyAll(machine, entries);
+        const whole = machine.serialize();
+        const pushChunks = (bytes: Buffer): KvStateMachine => {
+          const parser = KvStateMachine.snapshotParser(bytes.length);
+          for (let at = 0, i = 0; at < bytes.length; i++) {
+            const size = Math.max(1, sizes[i % sizes.length] as number);
+            // Fresh copies: the parser may keep a chunk, never a view of the caller's buffer.
+            parser.push(Buffer.from(bytes.subarray(at, at + size)));
+            at += size;
+          }
+          return parser.finish();
+        };
+        assert.deepEqual(pushChunks(whole).serialize(), whole);
+        // A truncated snapshot fails whatever the chunking (at push or at finish).
+        if (cut > 0 && cut <= whole.length) {
+          const truncated = whole.subarray(0, whole.length - cut);
+          assert.throws(() => pushChunks(truncated), StorageCorruptError);
+        }
+      },
+    ),
+    FC_PARAMETERS,
   );
 });

@@ -22,6 +22,11 @@ const CHECKS: [string, (limits: Limits) => void, Partial<Record<keyof Limits, nu
     { client_read_buffer_bytes_max: LIMITS.resp_bulk_bytes_max + LIMITS.resp_inline_bytes_max - 1 },
   ],
   [
+    'a log block smaller than an entry that goes into one',
+    checkLimitRelations,
+    { log_block_bytes: LIMITS.log_block_entry_bytes_max - 1 },
+  ],
+  [
     'inbound connections below 4 per peer of the largest cluster',
     checkLimitRelations,
     { cluster_nodes_max: LIMITS.peer_inbound_connections_max / 4 + 2 },
