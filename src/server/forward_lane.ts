@@ -98,8 +98,9 @@ export class ForwardLane {
   private count(target: string | null, delta: number): void {
     const next = (this.per_target.get(target) ?? 0) + delta;
     assert(next >= 0, 'ForwardLane target count below zero');
-    if (next === 0) this.per_target.delete(target);
-    else this.per_target.set(target, next);
+    // A zero count stays (targets are few: local and the leaders' addresses): deleting the last
+    // key shrank and regrew the map's table on every request.
+    this.per_target.set(target, next);
   }
 
   private wakeEarliest(): void {
