@@ -64,8 +64,7 @@ export class ForwardLane {
   mayGo(entry: LaneEntry, target: string): boolean {
     assert(entry.in_lane, 'ForwardLane.mayGo for an entry not in the lane');
     if (entry === this.newest) {
-      const others_on_target =
-        this.countOf(target) - (entry.target === target ? 1 : 0);
+      const others_on_target = this.countOf(target) - (entry.target === target ? 1 : 0);
       return others_on_target === this.size - 1;
     }
     for (let earlier = this.head; earlier !== null; earlier = earlier.next) {
