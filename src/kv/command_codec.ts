@@ -275,7 +275,8 @@ class CommandReader {
   private need(length: number, what: string, suffix = ''): void {
     if (length > this.remaining()) {
       throw new CommandMalformedError(
-        `${what}${suffix} needs ${length} bytes at offset ${this.offset}, only ${this.remaining()} left`,
+        `${what}${suffix} needs ${length} bytes at offset ${this.offset},` +
+          ` only ${this.remaining()} left`,
       );
     }
   }
