@@ -213,15 +213,16 @@ class CommandReader {
     return value;
   }
 
-  u32(what: string): number {
-    this.need(U32_BYTES, what);
+  /** `what` + `suffix` name the field in an error; joined only then, not for every field read. */
+  u32(what: string, suffix = ''): number {
+    this.need(U32_BYTES, what, suffix);
     const value = this.bytes.readUInt32LE(this.offset);
     this.offset += U32_BYTES;
     return value;
   }
 
   lengthPrefixed(what: string): Buffer {
-    const length = this.u32(`${what} length`);
+    const length = this.u32(what, ' length');
     this.need(length, what);
     const value = this.bytes.subarray(this.offset, this.offset + length);
     this.offset += length;
@@ -238,20 +239,20 @@ class CommandReader {
   }
 
   /** A u32 count of items that need at least a u32 each; a forged count cannot allocate. */
-  count(what: string): number {
-    const count = this.u32(what);
+  count(what: string, suffix = ''): number {
+    const count = this.u32(what, suffix);
     // Each item needs at least its length prefix; checking this first keeps a
     // forged count from making us allocate a huge array.
     if (count > this.remaining() / U32_BYTES) {
       throw new CommandMalformedError(
-        `${what} ${count} cannot fit in the ${this.remaining()} bytes left`,
+        `${what}${suffix} ${count} cannot fit in the ${this.remaining()} bytes left`,
       );
     }
     return count;
   }
 
   lengthPrefixedList(what: string, empty_allowed = false): Buffer[] {
-    const count = this.count(`${what} count`);
+    const count = this.count(what, ' count');
     if (count === 0 && !empty_allowed)
       throw new CommandMalformedError(`${what} count is 0 at offset ${this.offset - U32_BYTES}`);
     const items: Buffer[] = [];
@@ -271,10 +272,11 @@ class CommandReader {
     return this.bytes.length - this.offset;
   }
 
-  private need(length: number, what: string): void {
+  private need(length: number, what: string, suffix = ''): void {
     if (length > this.remaining()) {
       throw new CommandMalformedError(
-        `${what} needs ${length} bytes at offset ${this.offset}, only ${this.remaining()} left`,
+        `${what}${suffix} needs ${length} bytes at offset ${this.offset},` +
+          ` only ${this.remaining()} left`,
       );
     }
   }

@@ -1134,8 +1134,7 @@ export class RaftCore {
   }
 
   private registerRead(request_id: number): void {
-    const alone = this.voterPeers().length === 0 && this.isVoterNow(this.id);
-    if (alone || this.config.faults?.read_without_heartbeat === true) {
+    if (this.soleVoter() || this.config.faults?.read_without_heartbeat === true) {
       this.ready_reads.push({ request_id, index: this.log.committed });
       return;
     }
@@ -1153,19 +1152,42 @@ export class RaftCore {
   }
 
   private confirmReads(): void {
+    const first = this.pending_reads[0];
+    if (first === undefined || first.seq === null) return;
+    // Once per call, not per read: GETs arrive in batches of tens per heartbeat round.
+    const confirmed_seq = this.quorumAckedSeq();
     while (this.pending_reads.length > 0) {
       const read = this.pending_reads[0]!;
-      if (read.seq === null) return;
-      const seq = read.seq;
-      const acked = (id: NodeId): boolean => {
-        if (id === this.id) return true;
-        const max_ack = this.progress.get(id)?.max_ack ?? null;
-        return max_ack !== null && seq <= max_ack;
-      };
-      if (!hasQuorum(this.membership.current, acked)) return;
+      if (read.seq === null || read.seq > confirmed_seq) return;
       this.pending_reads.shift();
       this.ready_reads.push({ request_id: read.request_id, index: read.index });
     }
+  }
+
+  /**
+   * The highest heartbeat seq that a majority of the voters acknowledged (this node counts for
+   * every seq): a read whose round seq is at or below it is confirmed (-Infinity with no voters).
+   */
+  private quorumAckedSeq(): number {
+    const acks: number[] = [];
+    for (const member of this.membership.current.members) {
+      if (!member.voter) continue;
+      const max_ack = this.progress.get(member.id)?.max_ack ?? null;
+      acks.push(member.id === this.id ? Infinity : (max_ack ?? -Infinity));
+    }
+    acks.sort((a, b) => b - a);
+    return acks[Math.floor(acks.length / 2)] ?? -Infinity;
+  }
+
+  /** This node is the configuration's only voter (checked per read: no arrays built). */
+  private soleVoter(): boolean {
+    let self_voter = false;
+    for (const member of this.membership.current.members) {
+      if (!member.voter) continue;
+      if (member.id !== this.id) return false;
+      self_voter = true;
+    }
+    return self_voter;
   }
 
   // ---------------------------------------------------------------- membership (membership.ts)

@@ -272,6 +272,13 @@ export class ClientListener {
   private reply_wake_scheduled = false;
   /** Commands handed to the handler in this event-loop turn (client_commands_per_turn_max). */
   private commands_this_turn = 0;
+  /**
+   * Connections with replies to flush, in the order they were scheduled: one microtask flushes
+   * them all (a microtask and its closure per connection and turn was a visible share of the
+   * allocation per request).
+   */
+  private flush_queue: ClientConnection[] = [];
+  private flush_queued = false;
   /** Connections that stopped dispatching at the per-turn bound; resumed next turn, in order. */
   private readonly turn_waiters = new Set<ClientConnection>();
   /** Connections that have not sent a full command yet, oldest first. */
@@ -665,11 +672,21 @@ export class ClientListener {
   private scheduleFlush(connection: ClientConnection): void {
     if (connection.flush_scheduled) return;
     connection.flush_scheduled = true;
-    queueMicrotask(() => {
+    this.flush_queue.push(connection);
+    if (this.flush_queued) return;
+    this.flush_queued = true;
+    queueMicrotask(this.flushQueued);
+  }
+
+  private readonly flushQueued = (): void => {
+    this.flush_queued = false;
+    const queue = this.flush_queue;
+    this.flush_queue = [];
+    for (const connection of queue) {
       connection.flush_scheduled = false;
       this.flush(connection);
-    });
-  }
+    }
+  };
 
   /** Writes every ready reply at the head of the FIFO, in order. */
   private flush(connection: ClientConnection): void {

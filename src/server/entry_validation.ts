@@ -1,4 +1,4 @@
-import { decodeCommand } from '../kv/command_codec';
+import { decodeCommand, OPCODE_SET } from '../kv/command_codec';
 import { CommandMalformedError } from '../util/errors';
 import { MessageType, type RaftMessage } from '../raft/protocol';
 
@@ -18,6 +18,7 @@ export function invalidEntryReason(message: RaftMessage): string | null {
     if (entry.term > message.term || entry.term < previous_term)
       return `entry ${index} has term ${entry.term} outside [${previous_term}, ${message.term}]`;
     previous_term = entry.term;
+    if (isWellFormedSet(entry.data)) continue;
     try {
       decodeCommand(entry.data);
     } catch (error) {
@@ -26,4 +27,42 @@ export function invalidEntryReason(message: RaftMessage): string | null {
     }
   }
   return null;
+}
+
+const U32_BYTES = 4;
+
+/**
+ * True only for a SET entry that decodeCommand accepts (opcode, length-prefixed key, a non-zero
+ * count of length-prefixed words, nothing after): walks the lengths without decoding, so a
+ * follower does not build a command per entry twice (here and at apply). False means "not
+ * known good": the caller decodes it fully, which names the fault or accepts another kind.
+ */
+export function isWellFormedSet(data: Uint8Array): boolean {
+  const end = data.length;
+  if (end < 1 + 2 * U32_BYTES || data[0] !== OPCODE_SET) return false;
+  let at = 1;
+  const key_bytes = u32At(data, at);
+  at += U32_BYTES;
+  if (key_bytes > end - at) return false;
+  at += key_bytes;
+  if (end - at < U32_BYTES) return false;
+  const words = u32At(data, at);
+  at += U32_BYTES;
+  if (words === 0 || words > (end - at) / U32_BYTES) return false;
+  for (let i = 0; i < words; i++) {
+    if (end - at < U32_BYTES) return false;
+    const word_bytes = u32At(data, at);
+    at += U32_BYTES;
+    if (word_bytes > end - at) return false;
+    at += word_bytes;
+  }
+  return at === end;
+}
+
+/** The little-endian u32 at `at` (the caller checked that four bytes are there). */
+function u32At(data: Uint8Array, at: number): number {
+  return (
+    ((data[at] ?? 0) | ((data[at + 1] ?? 0) << 8) | ((data[at + 2] ?? 0) << 16)) +
+    (data[at + 3] ?? 0) * 0x1000000
+  );
 }

@@ -6,6 +6,10 @@ export interface LaneEntry {
   target: string | null;
   /** Set while it waits for its turn. */
   wake: (() => void) | null;
+  /** Links of the lane's list, in connection order (null at either end or once released). */
+  prev: LaneEntry | null;
+  next: LaneEntry | null;
+  in_lane: boolean;
 }
 
 /** The target of a request this node executes itself as leader. */
@@ -23,17 +27,34 @@ export const LOCAL_TARGET = 'local';
  * by a change: every later waiting one is behind it (it has no target), so it could not go anyway.
  */
 export class ForwardLane {
-  /** Unfinished requests in connection order. */
-  private readonly entries = new Set<LaneEntry>();
-  private readonly per_target = new Map<string | null, number>();
+  /**
+   * Unfinished requests in connection order: an intrusive list, not a Set (emptying a Set
+   * reallocates its table, once per request for a connection that waits for each reply).
+   */
+  private head: LaneEntry | null = null;
+  private tail: LaneEntry | null = null;
+  private size = 0;
+  /** Counts per target: the two the common case uses are fields, not Map lookups. */
+  private untargeted = 0;
+  private local = 0;
+  private readonly per_remote_target = new Map<string, number>();
   private newest: LaneEntry | null = null;
   /** Entries waiting in waitTurn: with none (the common case) a change has nobody to wake. */
   private waiting = 0;
 
   /** Registers a request in connection order; release() it when its reply is final. */
   enter(): LaneEntry {
-    const entry: LaneEntry = { target: null, wake: null };
-    this.entries.add(entry);
+    const entry: LaneEntry = {
+      target: null,
+      wake: null,
+      prev: this.tail,
+      next: null,
+      in_lane: true,
+    };
+    if (this.tail === null) this.head = entry;
+    else this.tail.next = entry;
+    this.tail = entry;
+    this.size++;
     this.count(null, 1);
     this.newest = entry;
     return entry;
@@ -41,13 +62,12 @@ export class ForwardLane {
 
   /** Whether `entry` may go to `target` now. */
   mayGo(entry: LaneEntry, target: string): boolean {
-    assert(this.entries.has(entry), 'ForwardLane.mayGo for an entry not in the lane');
+    assert(entry.in_lane, 'ForwardLane.mayGo for an entry not in the lane');
     if (entry === this.newest) {
-      const others_on_target =
-        (this.per_target.get(target) ?? 0) - (entry.target === target ? 1 : 0);
-      return others_on_target === this.entries.size - 1;
+      const others_on_target = this.countOf(target) - (entry.target === target ? 1 : 0);
+      return others_on_target === this.size - 1;
     }
-    for (const earlier of this.entries) {
+    for (let earlier = this.head; earlier !== null; earlier = earlier.next) {
       if (earlier === entry) return true;
       if (earlier.target !== target) return false;
     }
@@ -65,7 +85,8 @@ export class ForwardLane {
   }
 
   release(entry: LaneEntry): void {
-    assert(this.entries.delete(entry), 'ForwardLane.release of an unknown entry');
+    assert(entry.in_lane, 'ForwardLane.release of an unknown entry');
+    this.unlink(entry);
     this.count(entry.target, -1);
     if (this.newest === entry) this.newest = null;
     this.wakeEarliest();
@@ -88,6 +109,17 @@ export class ForwardLane {
     });
   }
 
+  private unlink(entry: LaneEntry): void {
+    if (entry.prev === null) this.head = entry.next;
+    else entry.prev.next = entry.next;
+    if (entry.next === null) this.tail = entry.prev;
+    else entry.next.prev = entry.prev;
+    entry.prev = null;
+    entry.next = null;
+    entry.in_lane = false;
+    this.size--;
+  }
+
   private retarget(entry: LaneEntry, target: string | null): void {
     this.count(entry.target, -1);
     entry.target = target;
@@ -95,18 +127,27 @@ export class ForwardLane {
     if (target !== null) this.wakeEarliest();
   }
 
+  private countOf(target: string | null): number {
+    if (target === null) return this.untargeted;
+    if (target === LOCAL_TARGET) return this.local;
+    return this.per_remote_target.get(target) ?? 0;
+  }
+
   private count(target: string | null, delta: number): void {
-    const next = (this.per_target.get(target) ?? 0) + delta;
+    const next = this.countOf(target) + delta;
     assert(next >= 0, 'ForwardLane target count below zero');
-    if (next === 0) this.per_target.delete(target);
-    else this.per_target.set(target, next);
+    if (target === null) this.untargeted = next;
+    else if (target === LOCAL_TARGET) this.local = next;
+    // A zero count stays (targets are few: the leaders' addresses): deleting the last key shrank
+    // and regrew the map's table on every request.
+    else this.per_remote_target.set(target, next);
   }
 
   private wakeEarliest(): void {
     // Without this check every send and release scanned the whole lane: O(n^2) for a pipeline of
     // n requests in flight (16k of them stalled a leader's event loop for seconds).
     if (this.waiting === 0) return;
-    for (const entry of this.entries) {
+    for (let entry = this.head; entry !== null; entry = entry.next) {
       if (entry.wake !== null) {
         entry.wake();
         return;
