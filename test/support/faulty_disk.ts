@@ -16,7 +16,8 @@
  *     have flushed some of them, in order), and the operation after that prefix,
  *     if it is a write, may be torn: a whole number of its sectors persisted as
  *     written, the next sector zeros, garbage or absent, nothing after. A file
- *     created since the last syncDirectory of its directory may vanish.
+ *     created since the last syncDirectory of its directory may vanish, unless a
+ *     kept rename put it over an existing name (then that name holds it).
  *     Operations in flight never complete: their promises stay pending forever,
  *     as in a dead process (the simulator discards the old incarnation). Every
  *     lock is released.
@@ -134,7 +135,7 @@ export class FaultyDisk {
    * Renames and unlinks not yet made durable by a syncDirectory, in order, each with how to undo
    * it: a crash keeps a random prefix of them and undoes the rest, newest first.
    */
-  private unsynced_names: Array<{ directory: string; undo: () => void }> = [];
+  private unsynced_names: Array<{ directory: string; undo: () => void; keep?: () => void }> = [];
   /** Locked directory -> the incarnation holding it. */
   private readonly locks = new Map<string, number>();
   /** Incarnations numbered from 1; those below `first_live` are dead. */
@@ -336,6 +337,11 @@ export class FaultyDisk {
         if (replaced === undefined) this.files.delete(to);
         else this.files.set(to, replaced);
       },
+      // Renamed over a name that was there: a file system's journal makes `to` name the old file
+      // or the new one after a crash, never neither (the atomic replace every WAL relies on).
+      keep: () => {
+        if (replaced !== undefined) file.entry_durable = true;
+      },
     });
   }
 
@@ -365,6 +371,7 @@ export class FaultyDisk {
     if (ops.length > 0 && this.chance(this.options.crash_keep_unsynced_probability))
       kept = this.random.int(ops.length + 1);
     for (let i = ops.length - 1; i >= kept; i--) ops[i]!.undo();
+    for (let i = 0; i < kept; i++) ops[i]!.keep?.();
   }
 
   lock(directory: string, incarnation: number): void {
