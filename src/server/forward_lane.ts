@@ -1,15 +1,12 @@
 import { assert } from '../util/assert';
+import { IntrusiveList, type ListLinks } from '../util/intrusive_list';
 
-/** One request of a connection between dispatch and its final reply. */
-export interface LaneEntry {
+/** One request of a connection between dispatch and its final reply (links: connection order). */
+export interface LaneEntry extends ListLinks<LaneEntry> {
   /** Where its current attempt went: a leader's client address, or LOCAL_TARGET; null if none. */
   target: string | null;
   /** Set while it waits for its turn. */
   wake: (() => void) | null;
-  /** Links of the lane's list, in connection order (null at either end or once released). */
-  prev: LaneEntry | null;
-  next: LaneEntry | null;
-  in_lane: boolean;
 }
 
 /** The target of a request this node executes itself as leader. */
@@ -27,13 +24,8 @@ export const LOCAL_TARGET = 'local';
  * by a change: every later waiting one is behind it (it has no target), so it could not go anyway.
  */
 export class ForwardLane {
-  /**
-   * Unfinished requests in connection order: an intrusive list, not a Set (emptying a Set
-   * reallocates its table, once per request for a connection that waits for each reply).
-   */
-  private head: LaneEntry | null = null;
-  private tail: LaneEntry | null = null;
-  private size = 0;
+  /** Unfinished requests in connection order. */
+  private readonly entries = new IntrusiveList<LaneEntry>();
   /** Counts per target: the two the common case uses are fields, not Map lookups. */
   private untargeted = 0;
   private local = 0;
@@ -44,17 +36,8 @@ export class ForwardLane {
 
   /** Registers a request in connection order; release() it when its reply is final. */
   enter(): LaneEntry {
-    const entry: LaneEntry = {
-      target: null,
-      wake: null,
-      prev: this.tail,
-      next: null,
-      in_lane: true,
-    };
-    if (this.tail === null) this.head = entry;
-    else this.tail.next = entry;
-    this.tail = entry;
-    this.size++;
+    const entry: LaneEntry = { target: null, wake: null, prev: null, next: null, in_list: false };
+    this.entries.append(entry);
     this.count(null, 1);
     this.newest = entry;
     return entry;
@@ -62,12 +45,12 @@ export class ForwardLane {
 
   /** Whether `entry` may go to `target` now. */
   mayGo(entry: LaneEntry, target: string): boolean {
-    assert(entry.in_lane, 'ForwardLane.mayGo for an entry not in the lane');
+    assert(entry.in_list, 'ForwardLane.mayGo for an entry not in the lane');
     if (entry === this.newest) {
       const others_on_target = this.countOf(target) - (entry.target === target ? 1 : 0);
-      return others_on_target === this.size - 1;
+      return others_on_target === this.entries.size - 1;
     }
-    for (let earlier = this.head; earlier !== null; earlier = earlier.next) {
+    for (let earlier = this.entries.head; earlier !== null; earlier = earlier.next) {
       if (earlier === entry) return true;
       if (earlier.target !== target) return false;
     }
@@ -85,8 +68,8 @@ export class ForwardLane {
   }
 
   release(entry: LaneEntry): void {
-    assert(entry.in_lane, 'ForwardLane.release of an unknown entry');
-    this.unlink(entry);
+    assert(entry.in_list, 'ForwardLane.release of an unknown entry');
+    this.entries.remove(entry);
     this.count(entry.target, -1);
     if (this.newest === entry) this.newest = null;
     this.wakeEarliest();
@@ -107,17 +90,6 @@ export class ForwardLane {
         done();
       };
     });
-  }
-
-  private unlink(entry: LaneEntry): void {
-    if (entry.prev === null) this.head = entry.next;
-    else entry.prev.next = entry.next;
-    if (entry.next === null) this.tail = entry.prev;
-    else entry.next.prev = entry.prev;
-    entry.prev = null;
-    entry.next = null;
-    entry.in_lane = false;
-    this.size--;
   }
 
   private retarget(entry: LaneEntry, target: string | null): void {
@@ -147,7 +119,7 @@ export class ForwardLane {
     // Without this check every send and release scanned the whole lane: O(n^2) for a pipeline of
     // n requests in flight (16k of them stalled a leader's event loop for seconds).
     if (this.waiting === 0) return;
-    for (let entry = this.head; entry !== null; entry = entry.next) {
+    for (let entry = this.entries.head; entry !== null; entry = entry.next) {
       if (entry.wake !== null) {
         entry.wake();
         return;

@@ -3,55 +3,37 @@
  * setTimeout per request (a timer per SET or GET was a visible share of the leader's CPU).
  * A deadline fires at most one tick late.
  */
-export interface DeadlineEntry {
+import { IntrusiveList, type ListLinks } from '../util/intrusive_list';
+
+export interface DeadlineEntry extends ListLinks<DeadlineEntry> {
   deadline_ms: number;
-  /** Links of the list, kept in deadline order; null when not in a list. */
-  prev: DeadlineEntry | null;
-  next: DeadlineEntry | null;
-  in_list: boolean;
   expire(): void;
 }
 
-/** An intrusive list sorted by deadline: O(1) removal, insertion O(1) in the usual case. */
+/** Entries sorted by deadline: O(1) removal, insertion O(1) in the usual case. */
 export class DeadlineList {
-  private head: DeadlineEntry | null = null;
-  private tail: DeadlineEntry | null = null;
-  private count = 0;
+  private readonly list = new IntrusiveList<DeadlineEntry>();
 
   get size(): number {
-    return this.count;
+    return this.list.size;
   }
 
   add(entry: DeadlineEntry): void {
     // Deadlines mostly grow with arrival time: walk back from the tail.
-    let after = this.tail;
+    let after = this.list.tail;
     while (after !== null && after.deadline_ms > entry.deadline_ms) after = after.prev;
-    entry.prev = after;
-    entry.next = after === null ? this.head : after.next;
-    if (entry.next === null) this.tail = entry;
-    else entry.next.prev = entry;
-    if (after === null) this.head = entry;
-    else after.next = entry;
-    entry.in_list = true;
-    this.count++;
+    this.list.insertAfter(after, entry);
   }
 
   remove(entry: DeadlineEntry): void {
-    if (!entry.in_list) return;
-    if (entry.prev === null) this.head = entry.next;
-    else entry.prev.next = entry.next;
-    if (entry.next === null) this.tail = entry.prev;
-    else entry.next.prev = entry.prev;
-    entry.prev = null;
-    entry.next = null;
-    entry.in_list = false;
-    this.count--;
+    this.list.remove(entry);
   }
 
   /** Removes every entry whose deadline is at or before `now_ms` and calls its expire(). */
   expireUpTo(now_ms: number): void {
-    for (let entry = this.head; entry !== null && entry.deadline_ms <= now_ms; entry = this.head) {
-      this.remove(entry);
+    for (let entry = this.list.head; entry !== null; entry = this.list.head) {
+      if (entry.deadline_ms > now_ms) return;
+      this.list.remove(entry);
       entry.expire();
     }
   }
