@@ -5,8 +5,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KvClient, KvClientError, OutcomeUnknownError } from '../../src/client';
-import type { HistoryOperation, KvInput, KvOutput } from '../sim/linearizability';
+import { KvClient } from '../../src/client';
+import type { HistoryOperation, KvInput } from '../sim/linearizability';
+import { callKv } from '../support/kv_history';
 import { freePortPairs } from '../support/ports';
 import { pollUntil, type TestCluster } from './cluster_harness';
 
@@ -31,32 +32,15 @@ export async function clientLoop(
           : { kind: 'set', key, value: `c${client_id}-${++counter}` };
       if (input.kind === 'get') counter++;
       const call_time = now();
-      const output = await attempt(client, input);
-      if (output !== null) {
+      const outcome = await callKv(client, input);
+      if (outcome.kind !== 'failed') {
+        const { output } = outcome;
         const return_time = output.kind === 'unknown' ? Infinity : now();
         history.push({ client_id, input, output, call_time, return_time });
       }
     }
   } finally {
     await client.close();
-  }
-}
-
-/** One operation; null when it certainly did not happen (a refused or failed read). */
-async function attempt(client: KvClient, input: KvInput): Promise<KvOutput | null> {
-  try {
-    if (input.kind === 'get') {
-      const words = await client.get(input.key);
-      return { kind: 'get', value: words === null ? null : words.join(' ') };
-    }
-    if (input.kind !== 'set') throw new Error(`the loop makes no ${input.kind}`);
-    await client.set(input.key, input.value);
-    return { kind: 'set' };
-  } catch (error) {
-    if (error instanceof OutcomeUnknownError)
-      return input.kind === 'get' ? null : { kind: 'unknown' };
-    if (error instanceof KvClientError) return null;
-    throw error;
   }
 }
 
