@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { pollUntil, TestCluster } from './cluster_harness';
+import { pollUntil, TestCluster, withCluster } from './cluster_harness';
 
 /** Longer than several election timeouts (default 10-20 ticks of 50 ms). */
 const WATCH_MS = 4_000;
@@ -164,9 +164,7 @@ test('a bootstrap node started for the first time after the others joins them', 
  * (which never had those keys) is elected by H and F, and acknowledged writes are gone.
  */
 async function forgottenVote(extra_config: string[], check: boolean): Promise<void> {
-  const cluster = await TestCluster.create({ nodes: 3, extra_config });
-  try {
-    cluster.startAll();
+  await withCluster({ nodes: 3, extra_config }, async (cluster) => {
     const leader = await cluster.waitForLeader(15_000);
     const [behind, fresh] = [0, 1, 2].filter((index) => index !== leader) as [number, number];
     const written = new Map<string, string>();
@@ -213,12 +211,7 @@ async function forgottenVote(extra_config: string[], check: boolean): Promise<vo
     } finally {
       await client.close();
     }
-  } catch (error) {
-    if (error instanceof Error) error.message += `\n${cluster.logs()}`;
-    throw error;
-  } finally {
-    await cluster.destroy();
-  }
+  });
 }
 
 test('a node that forgot its vote cannot elect a leader missing acknowledged writes', {
