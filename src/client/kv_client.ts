@@ -16,6 +16,7 @@ import { Connection, type OutboundRequest, type RequestOutcome } from './connect
 import { classifyErrorReply } from './error_reply';
 import {
   ClientClosedError,
+  ConnectionError,
   InvalidArgumentError,
   type KvClientError,
   NoLeaderError,
@@ -402,10 +403,14 @@ export class KvClient {
         return;
       }
     }
-    if (call.last_error instanceof NoLeaderError) {
-      // Unsent when time ran out, and every node said there is no leader: that is the more useful
-      // answer.
-      this.fail(call, call.last_error);
+    const last_error = call.last_error;
+    const unsent = request === null || !request.written;
+    if (last_error instanceof NoLeaderError || (unsent && last_error instanceof ConnectionError)) {
+      // Unsent when time ran out, and every node said there is no leader, or the last attempt
+      // could not connect (a refusal that arrives after the deadline timer on a busy machine):
+      // that is the more useful answer, the one retry() gives when the next backoff would pass
+      // the deadline.
+      this.fail(call, last_error);
       this.closeIfUseless(connection);
       return;
     }
