@@ -72,6 +72,7 @@ import { memberOf, type Member } from '../raft/membership';
 import { parseHostPort } from '../util/address';
 import { type NodeIdentity, readNodeIdentity, writeNodeIdentity } from '../storage/node_identity';
 import { NODE_STORAGE_IO } from '../storage/io';
+import type { DirLock } from '../storage/lock';
 import {
   type MembershipCommandHost,
   nodeCommand,
@@ -221,8 +222,18 @@ export class KvNode {
   async start(): Promise<void> {
     assert(this.state === 'created', `start() of a node in state ${this.state}`);
     this.state = 'starting';
-    await this.resolveIdentity();
-    const { storage, restored, recovery, snapshot } = await this.openStorage();
+    // The lock first: a second process on this directory must fail before it writes node_id
+    // (two joining processes would each be granted an id, and the loser's would be stored).
+    await NODE_STORAGE_IO.makeDirectory(this.config.data_dir);
+    const lock = await NODE_STORAGE_IO.lockDirectory(this.config.data_dir);
+    try {
+      await this.resolveIdentity();
+    } catch (error) {
+      await lock.release().catch(() => undefined);
+      throw error;
+    }
+    // From here the storage owns the lock, and releases it if the open fails.
+    const { storage, restored, recovery, snapshot } = await this.openStorage(lock);
     this.storage = storage;
     try {
       this.incarnation = await this.openIncarnations();
@@ -285,18 +296,20 @@ export class KvNode {
   }
 
   /** Through the test-only disk hooks (chaos test's power loss and slow disk) if configured. */
-  private openStorage(): Promise<OpenResult<KvStateMachine>> {
+  private openStorage(held_lock: DirLock): Promise<OpenResult<KvStateMachine>> {
     const { data_dir, test_synced_lengths, test_fsync_delay_file } = this.config;
     // The state machine is built as the snapshot file is read, never holding the whole file.
     const snapshot_parser = KvStateMachine.snapshotParser;
+    const node_id = this.config.self.id;
     if (!test_synced_lengths && test_fsync_delay_file === null)
-      return RaftStorage.open(data_dir, { node_id: this.config.self.id, snapshot_parser });
+      return RaftStorage.open(data_dir, { node_id, snapshot_parser, held_lock });
     this.logger.warn('TEST DISK HOOKS ON (synced lengths recorded, fsync delay file)');
     return openWithTestDisk(
       data_dir,
       { record_synced: test_synced_lengths, fsync_delay_file: test_fsync_delay_file },
-      this.config.self.id,
+      node_id,
       snapshot_parser,
+      held_lock,
     );
   }
 
@@ -308,7 +321,6 @@ export class KvNode {
    */
   private async resolveIdentity(): Promise<void> {
     const { data_dir, join, self } = this.config;
-    await NODE_STORAGE_IO.makeDirectory(data_dir);
     const stored = await readNodeIdentity(NODE_STORAGE_IO, data_dir);
     const from_config = (): Buffer =>
       clusterFingerprint(this.config.nodes, this.config.cluster_name);

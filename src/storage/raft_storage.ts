@@ -116,7 +116,7 @@ import { LIMITS } from '../util/limits';
 import { RECORD_HEADER_BYTES } from './frame';
 import type { LogFile, StorageIo } from './io';
 import { NODE_STORAGE_IO } from './io';
-import type { DirLock } from './lock';
+import { type DirLock, LOCK_FILE_NAME } from './lock';
 import { encodeBase, encodeFileHeader, encodeSave, savePayloadBytes } from './payload';
 import {
   type LoadedSnapshot,
@@ -142,6 +142,12 @@ export interface StorageOptions<S = Buffer> {
    * (KvStateMachine.snapshotParser). Absent: OpenResult.snapshot.state is the bytes (S = Buffer).
    */
   snapshot_parser?: SnapshotParserFactory<S>;
+  /**
+   * The directory's lock, already taken by the caller because it writes there before opening
+   * (the node_id file of a joining node). The storage then owns it: released on close, or when
+   * the open fails.
+   */
+  held_lock?: DirLock;
 }
 
 export interface RecoveryReport {
@@ -254,7 +260,12 @@ export class RaftStorage {
     const created_dir = await withContext(`cannot create data directory ${data_dir}`, () =>
       io.makeDirectory(data_dir),
     );
-    const lock = await io.lockDirectory(data_dir);
+    const held = options.held_lock;
+    assert(
+      held === undefined || held.lock_path === path.join(data_dir, LOCK_FILE_NAME),
+      `the held lock ${held?.lock_path} is not the lock of ${data_dir}`,
+    );
+    const lock = held ?? (await io.lockDirectory(data_dir));
     let file: LogFile | null = null;
     try {
       if (options.node_id !== undefined)

@@ -17,6 +17,7 @@ import * as fs from 'node:fs';
 import { type LogFile, NODE_STORAGE_IO, type StorageIo } from './io';
 import { type OpenResult, RaftStorage } from './raft_storage';
 import type { SnapshotParserFactory } from './snapshot_store';
+import type { DirLock } from './lock';
 
 export const SYNCED_SUFFIX = '.synced';
 /** The sidecar holds the synced length as fixed-width decimal, rewritten in place. */
@@ -149,10 +150,12 @@ export function openWithTestDisk<S = Buffer>(
   options: TestDiskOptions,
   node_id?: number,
   snapshot_parser?: SnapshotParserFactory<S>,
+  held_lock?: DirLock,
 ): Promise<OpenResult<S>> {
   const storage_options = {
     ...(node_id === undefined ? {} : { node_id }),
     ...(snapshot_parser === undefined ? {} : { snapshot_parser }),
+    ...(held_lock === undefined ? {} : { held_lock }),
   };
   return RaftStorage.openWithIo(dir, storage_options, testDiskIo(NODE_STORAGE_IO, options));
 }
