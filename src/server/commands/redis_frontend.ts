@@ -25,6 +25,8 @@ import type { RedisRequest } from './request';
 import { ScanCursors } from './scan';
 import type { Session } from './session';
 
+type ReadRun = Extract<RedisRequest, { kind: 'redis_read' }>['run'];
+
 /** Internal commands, sent by a follower that forwards a WATCH or an EXEC. */
 export const APPLIED_COMMAND = 'RAFT.APPLIED';
 export const EXEC_COMMAND = 'RAFT.EXEC';
@@ -83,6 +85,21 @@ export class RedisFrontend {
     return this.host
       .dispatch(request, args, connection, session)
       .then((bytes) => ({ reply: bytes }));
+  }
+
+  /** A read of no particular key (slot 0), served through ReadIndex like a data read. */
+  private servedRead(
+    run: ReadRun,
+    args: Buffer[],
+    connection: ClientConnectionInfo,
+    session: Session,
+  ): Promise<ClientReply> {
+    return this.served(
+      { kind: 'redis_read', run, resp: session.resp, slot: 0 },
+      args,
+      connection,
+      session,
+    );
   }
 
   private dataRequest(args: Buffer[], kind: 'write' | 'read', session: Session): RedisRequest {
@@ -227,29 +244,14 @@ export class RedisFrontend {
       case 'scan':
         if (args.length < 2)
           return reply(error("ERR wrong number of arguments for 'scan' command"));
-        return this.served(
-          {
-            kind: 'redis_read',
-            run: (state, now_ms) => this.scans.scan(state, now_ms, args),
-            resp: session.resp,
-            slot: 0,
-          },
+        return this.servedRead(
+          (state, now_ms) => this.scans.scan(state, now_ms, args),
           args,
           connection,
           session,
         );
       case APPLIED_COMMAND.toLowerCase():
-        return this.served(
-          {
-            kind: 'redis_read',
-            run: (state) => int(state.last_applied),
-            resp: session.resp,
-            slot: 0,
-          },
-          args,
-          connection,
-          session,
-        );
+        return this.servedRead((state) => int(state.last_applied), args, connection, session);
       case EXEC_COMMAND.toLowerCase():
         return this.execForwarded(args, connection, session);
       default:
