@@ -1137,12 +1137,9 @@ export class KvNode {
     const key = args[at + 1];
     if (name === undefined || key === undefined || name.length !== 3) return SMALL_REPLY_BYTES;
     if (!isCommandName(name, 'GET')) return SMALL_REPLY_BYTES;
-    // lookup, not get: no copy of the word list for an estimate.
-    const words = this.replica?.state.lookup(key, 0) ?? null;
-    let bytes = SMALL_REPLY_BYTES + this.pending_writes.bytesFor(key);
-    if (words === null) return bytes;
-    for (const word of words) bytes += word.length + BULK_FRAMING_BYTES;
-    return bytes;
+    // lookupBytes: no copy of the word list for an estimate.
+    const held = this.replica?.state.lookupBytes(key, 0, BULK_FRAMING_BYTES) ?? null;
+    return SMALL_REPLY_BYTES + this.pending_writes.bytesFor(key) + (held ?? 0);
   }
 
   /** Whether requests may still be executed or forwarded (not draining, stopped or failed). */
