@@ -856,13 +856,38 @@ export class KvNode {
     const is_read = command.kind === 'read' || command.kind === 'redis_read';
     // Reads dispatched after a write (this burst) must count its value in their reply estimates.
     const uncount = is_read ? null : this.pending_writes.add(args);
-    order.run(is_read, (done) =>
-      this.dispatch(command, args, connection, forwarder, (result) => {
-        uncount?.();
-        done();
-        reply(result);
-      }),
+    const run = new CommandRun(
+      command,
+      args,
+      connection,
+      forwarder,
+      uncount,
+      reply,
+      this.run_hooks,
     );
+    order.run(is_read, (done) => {
+      run.order_done = done;
+      this.dispatch(run);
+    });
+  }
+
+  /** Shared by every CommandRun: no closure per request. */
+  private readonly run_hooks: CommandRunHooks = {
+    localSettled: (run, reply) => {
+      if (reply !== null) this.finishRun(run, reply);
+      else {
+        run.requireLane().retrying(run.requireEntry());
+        this.dispatchGeneral(run, true);
+      }
+    },
+  };
+
+  /** The final reply: the command leaves its lane and its connection's order, then is answered. */
+  private finishRun(run: CommandRun, result: Buffer | Error): void {
+    run.requireLane().release(run.requireEntry());
+    run.uncount?.();
+    run.order_done?.();
+    run.reply(result);
   }
 
   /**
@@ -870,33 +895,18 @@ export class KvNode {
    * connection is elsewhere, so the command is proposed (or read) here at once. Otherwise, or if
    * leadership moved meanwhile, the general loop (dispatchInLane) takes over.
    */
-  private dispatch(
-    command: Dispatchable,
-    args: Buffer[],
-    connection: ClientConnectionInfo,
-    forwarder: LeaderForwarder,
-    reply: (result: Buffer | Error) => void,
-  ): void {
-    let lane = this.forward_lanes.get(connection);
+  private dispatch(run: CommandRun): void {
+    let lane = this.forward_lanes.get(run.connection);
     if (lane === undefined) {
       lane = new ForwardLane();
-      this.forward_lanes.set(connection, lane);
+      this.forward_lanes.set(run.connection, lane);
     }
     const entry = lane.enter();
-    const in_lane = lane;
-    const finish = (result: Buffer | Error): void => {
-      in_lane.release(entry);
-      reply(result);
-    };
-    const general = (local_failed: boolean): void => {
-      this.dispatchInLane(command, args, connection, forwarder, in_lane, entry, local_failed).then(
-        finish,
-        (error: unknown) => finish(error instanceof Error ? error : new Error(String(error))),
-      );
-    };
+    run.lane = lane;
+    run.entry = entry;
     const core = this.core;
     const serve_local_reads =
-      command.kind === 'read' && this.config.test_faults.includes('serve_local_reads');
+      run.command.kind === 'read' && this.config.test_faults.includes('serve_local_reads');
     if (
       !this.serving() ||
       core === null ||
@@ -904,18 +914,29 @@ export class KvNode {
       serve_local_reads ||
       !lane.mayGo(entry, LOCAL_TARGET)
     ) {
-      general(false);
+      this.dispatchGeneral(run, false);
       return;
     }
     lane.sent(entry, LOCAL_TARGET);
-    this.executeLocal(command, Date.now() + this.config.request_timeout_ms, (local) => {
-      if (local !== null) {
-        finish(local);
-        return;
-      }
-      in_lane.retrying(entry);
-      general(true);
-    });
+    this.executeLocal(run.command, Date.now() + this.config.request_timeout_ms, run);
+  }
+
+  private dispatchGeneral(run: CommandRun, local_failed: boolean): void {
+    const { command, args, connection, forwarder } = run;
+    const lane = run.requireLane();
+    this.dispatchInLane(
+      command,
+      args,
+      connection,
+      forwarder,
+      lane,
+      run.requireEntry(),
+      local_failed,
+    ).then(
+      (result) => this.finishRun(run, result),
+      (error: unknown) =>
+        this.finishRun(run, error instanceof Error ? error : new Error(String(error))),
+    );
   }
 
   /**
@@ -1017,58 +1038,62 @@ export class KvNode {
 
   /** Runs the command on this node as leader; null means "leadership moved, dispatch again". */
   private executeLocally(command: Dispatchable, deadline_ms: number): Promise<Buffer | null> {
-    return new Promise((resolve) => this.executeLocal(command, deadline_ms, resolve));
+    return new Promise((resolve) => this.executeLocal(command, deadline_ms, { onLocal: resolve }));
   }
 
-  /** executeLocally with a callback: `settle` gets the reply, or null if leadership moved. */
-  private executeLocal(
-    command: Dispatchable,
-    deadline_ms: number,
-    settle: (reply: Buffer | null) => void,
-  ): void {
+  /** executeLocally with a callback: `waiter` gets the reply, or null if leadership moved. */
+  private executeLocal(command: Dispatchable, deadline_ms: number, waiter: LocalWaiter): void {
     const replica = this.requireReplica();
-    const request = new LocalRequest(deadline_ms);
-    const finish = (reply: Buffer | null): void => {
-      if (request.settled) return;
-      request.settled = true;
-      this.request_deadlines.remove(request);
-      if (request.on_step_down !== null) this.step_down_waiters.delete(request.on_step_down);
-      settle(reply);
-    };
-    const handle = this.submit(replica, command, finish);
-    if (request.settled || handle === null) return;
-    this.driver?.schedule();
     const is_write = command.kind === 'write' || command.kind === 'redis_write';
+    const request = new LocalCommand(deadline_ms, is_write, waiter, this.local_hooks);
+    const handle = this.submit(replica, command, request);
+    if (request.settled || handle === null) return;
+    request.handle = handle;
+    this.driver?.schedule();
     // A deposed leader learns the write's fate only once it hears the new leader, which may be
     // after a whole partition: a moved-mode client would rather know now and move on.
     if (is_write && this.config.client_redirect === 'moved') {
       request.on_step_down = () => {
         replica.cancelWrite(handle);
-        finish(encodeError(STEPPED_DOWN_TEXT));
+        this.finishLocal(request, encodeError(STEPPED_DOWN_TEXT));
       };
       this.step_down_waiters.add(request.on_step_down);
     }
-    request.on_expire = () => {
-      if (is_write) replica.cancelWrite(handle);
-      else replica.cancelRead(handle);
+    this.request_deadlines.add(request);
+  }
+
+  private readonly local_hooks: LocalCommandHooks = {
+    expired: (request) => {
+      const replica = this.requireReplica();
+      const handle = request.handle;
+      if (handle !== null) {
+        if (request.is_write) replica.cancelWrite(handle);
+        else replica.cancelRead(handle);
+      }
       const timeout_ms = this.config.request_timeout_ms;
-      finish(
+      this.finishLocal(
+        request,
         encodeError(
-          is_write
+          request.is_write
             ? `TIMEOUT outcome unknown: the write was not confirmed within ${timeout_ms} ms`
             : `TIMEOUT read not confirmed within ${timeout_ms} ms`,
         ),
       );
-    };
-    this.request_deadlines.add(request);
+    },
+  };
+
+  /** The local attempt's outcome, once: it leaves the deadline list and goes to its waiter. */
+  private finishLocal(request: LocalCommand, reply: Buffer | null): void {
+    if (request.settled) return;
+    request.settled = true;
+    this.request_deadlines.remove(request);
+    if (request.on_step_down !== null) this.step_down_waiters.delete(request.on_step_down);
+    request.waiter.onLocal(reply);
   }
 
-  /** Hands the command to the replica; its reply goes to `settle` (null: not leader any more). */
-  private submit(
-    replica: Replica,
-    command: Dispatchable,
-    settle: (reply: Buffer | null) => void,
-  ): number | null {
+  /** Hands the command to the replica; its reply settles `request` (null: not leader any more). */
+  private submit(replica: Replica, command: Dispatchable, request: LocalCommand): number | null {
+    const settle = (reply: Buffer | null): void => this.finishLocal(request, reply);
     switch (command.kind) {
       case 'write':
         return replica.write(command.command, (outcome) => {
@@ -1369,4 +1394,71 @@ function snapshotStorage(storage: RaftStorage): DriverSnapshotStorage {
     transfer: snapshotTransferStorage(storage.snapshots),
     install: snapshotInstaller(storage.snapshots),
   };
+}
+
+/** Who waits for a local attempt's reply (null: this node stopped leading, dispatch again). */
+interface LocalWaiter {
+  onLocal(reply: Buffer | null): void;
+}
+
+interface CommandRunHooks {
+  localSettled(run: CommandRun, reply: Buffer | null): void;
+}
+
+/**
+ * One data command between its connection's order and its reply. Fields rather than a closure per
+ * step (order, lane, local attempt): those closures were a good part of the garbage per request.
+ */
+class CommandRun implements LocalWaiter {
+  lane: ForwardLane | null = null;
+  entry: LaneEntry | null = null;
+  /** Releases the command's place in its connection's order (ConnectionOrder). */
+  order_done: (() => void) | null = null;
+
+  constructor(
+    readonly command: Dispatchable,
+    readonly args: Buffer[],
+    readonly connection: ClientConnectionInfo,
+    readonly forwarder: LeaderForwarder,
+    readonly uncount: (() => void) | null,
+    readonly reply: (result: Buffer | Error) => void,
+    private readonly hooks: CommandRunHooks,
+  ) {}
+
+  onLocal(reply: Buffer | null): void {
+    this.hooks.localSettled(this, reply);
+  }
+
+  requireLane(): ForwardLane {
+    assert(this.lane !== null, 'a dispatched command has a lane');
+    return this.lane;
+  }
+
+  requireEntry(): LaneEntry {
+    assert(this.entry !== null, 'a dispatched command has a lane entry');
+    return this.entry;
+  }
+}
+
+interface LocalCommandHooks {
+  expired(request: LocalCommand): void;
+}
+
+/** One attempt to run a command here as leader; its deadline answers through the shared hooks. */
+class LocalCommand extends LocalRequest {
+  /** The replica's handle (log index or read id) once submitted. */
+  handle: number | null = null;
+
+  constructor(
+    deadline_ms: number,
+    readonly is_write: boolean,
+    readonly waiter: LocalWaiter,
+    private readonly hooks: LocalCommandHooks,
+  ) {
+    super(deadline_ms);
+  }
+
+  override expire(): void {
+    this.hooks.expired(this);
+  }
 }
