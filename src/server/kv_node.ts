@@ -683,7 +683,7 @@ export class KvNode {
               : encodeError('TRYAGAIN shutting down; retry on another node'),
           };
         }
-        return this.answered(name, command, args, connection);
+        return this.answered(command, args, connection);
     }
   }
 
@@ -822,21 +822,13 @@ export class KvNode {
 
   /** A seed-view read or write: the listener gets a DeferredReply, settled with the reply. */
   private answered(
-    name: Buffer | undefined,
     command: Dispatchable,
     args: Buffer[],
     connection: ClientConnectionInfo,
   ): DeferredReply {
     const started_ms = this.metrics?.requestStarted() ?? 0;
     const deferred = new DeferredReply();
-    this.inConnectionOrder(command, args, connection, this.forwarder, (result) => {
-      if (result instanceof Error) {
-        deferred.reject(result);
-        return;
-      }
-      this.metrics?.requestDone(name, result, started_ms);
-      deferred.resolve({ reply: result });
-    });
+    this.inConnectionOrder(command, args, connection, this.forwarder, deferred, started_ms);
     return deferred;
   }
 
@@ -846,7 +838,8 @@ export class KvNode {
     args: Buffer[],
     connection: ClientConnectionInfo,
     forwarder: LeaderForwarder,
-    reply: (result: Buffer | Error) => void,
+    reply: RunReply,
+    started_ms = 0,
   ): void {
     let order = this.connection_order.get(connection);
     if (order === undefined) {
@@ -865,6 +858,7 @@ export class KvNode {
       reply,
       this.run_hooks,
     );
+    run.started_ms = started_ms;
     order.run(is_read, (done) => {
       run.order_done = done;
       this.dispatch(run);
@@ -887,7 +881,13 @@ export class KvNode {
     run.requireLane().release(run.requireEntry());
     run.uncount?.();
     run.order_done?.();
-    run.reply(result);
+    const reply = run.reply;
+    if (!(reply instanceof DeferredReply)) reply(result);
+    else if (result instanceof Error) reply.reject(result);
+    else {
+      this.metrics?.requestDone(run.args[0], result, run.started_ms);
+      reply.resolve({ reply: result });
+    }
   }
 
   /**
@@ -1401,6 +1401,9 @@ interface LocalWaiter {
   onLocal(reply: Buffer | null): void;
 }
 
+/** Where a reply goes: a seed-view command's DeferredReply (no closure), or a callback. */
+type RunReply = DeferredReply | ((result: Buffer | Error) => void);
+
 interface CommandRunHooks {
   localSettled(run: CommandRun, reply: Buffer | null): void;
 }
@@ -1412,6 +1415,8 @@ interface CommandRunHooks {
 class CommandRun implements LocalWaiter {
   lane: ForwardLane | null = null;
   entry: LaneEntry | null = null;
+  /** When a seed-view command started, for its metrics. */
+  started_ms = 0;
   /** Releases the command's place in its connection's order (ConnectionOrder). */
   order_done: (() => void) | null = null;
 
@@ -1421,7 +1426,7 @@ class CommandRun implements LocalWaiter {
     readonly connection: ClientConnectionInfo,
     readonly forwarder: LeaderForwarder,
     readonly uncount: (() => void) | null,
-    readonly reply: (result: Buffer | Error) => void,
+    readonly reply: RunReply,
     private readonly hooks: CommandRunHooks,
   ) {}
 
