@@ -33,6 +33,7 @@ import {
   encodeStored,
   storedModIndex,
   storedValueBytes,
+  storedWordCount,
   storedWords,
   withModIndex,
 } from './stored_value';
@@ -137,9 +138,23 @@ export class KvStateMachine {
     const key_string = typeof key === 'string' ? key : key.toString('latin1');
     const stored = this.values.get(key_string);
     if (stored === undefined) return null;
-    const deadline = this.deadlines.get(key_string);
+    const deadline = this.deadlines.size === 0 ? undefined : this.deadlines.get(key_string);
     if (deadline !== undefined && deadline <= Math.max(now_ms, this.clock)) return null;
     return storedWords(stored);
+  }
+
+  /**
+   * What `lookup(key, now_ms)` would return, measured without building it: the words' total bytes
+   * plus `per_word_bytes` for each word, or null if the key is absent or expired. A reply's size
+   * is estimated for every GET before it runs; decoding the value for that doubled the GET's cost.
+   */
+  lookupBytes(key: Buffer, now_ms: number, per_word_bytes: number): number | null {
+    const key_string = key.toString('latin1');
+    const stored = this.values.get(key_string);
+    if (stored === undefined) return null;
+    const deadline = this.deadlines.size === 0 ? undefined : this.deadlines.get(key_string);
+    if (deadline !== undefined && deadline <= Math.max(now_ms, this.clock)) return null;
+    return storedValueBytes(stored) + per_word_bytes * storedWordCount(stored);
   }
 
   /** The deadline of a live key, or null when it has none. */

@@ -89,6 +89,12 @@ export function storedValueBytes(stored: string): number {
   return stored.length - STORED_HEADER_BYTES - U32_BYTES * (1 + count);
 }
 
+/** How many words the value holds. */
+export function storedWordCount(stored: string): number {
+  if (stored.charCodeAt(MOD_INDEX_BYTES) === TAG_ONE_WORD) return 1;
+  return readU32(stored, STORED_HEADER_BYTES);
+}
+
 /**
  * Why `stored` (read from a snapshot) is not a well-formed value no newer than `applied_index`,
  * or null when it is.

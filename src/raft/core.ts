@@ -25,6 +25,7 @@ import {
   type MembershipChange,
   MembershipLog,
   quorumMatch,
+  sortDescending,
   votersOf,
 } from './membership';
 import { Progress } from './progress';
@@ -1175,7 +1176,7 @@ export class RaftCore {
       const max_ack = this.progress.get(member.id)?.max_ack ?? null;
       acks.push(member.id === this.id ? Infinity : (max_ack ?? -Infinity));
     }
-    acks.sort((a, b) => b - a);
+    sortDescending(acks);
     return acks[Math.floor(acks.length / 2)] ?? -Infinity;
   }
 

@@ -31,12 +31,18 @@ export type QueryOutcome<T> =
   | { ok: true; value: T }
   | { ok: false; error: ReadError; leader_id: NodeId };
 
+/**
+ * A read waiting for its ReadIndex round: fields, not a closure per read (a GET's garbage). Either
+ * `key` (a plain GET, served by lookup) or `run` (any other query) is set.
+ */
 interface PendingRead {
   /** Set once the core has confirmed leadership for this read. */
   index: number | null;
-  /** Runs the read against the state machine and settles its caller. */
-  serve: () => void;
-  fail: (outcome: { ok: false; error: ReadError; leader_id: NodeId }) => void;
+  /** The key of a plain read, as the state machine's map keys it (latin1). */
+  key: string | null;
+  run: ((state: KvStateMachine, now_ms: number) => unknown) | null;
+  /** Settles the caller; its outcome type is the one `run` (or the lookup) returns. */
+  done: (outcome: QueryOutcome<unknown>) => void;
 }
 
 /**
@@ -126,8 +132,8 @@ export class Replica {
    * called).
    */
   read(key: Buffer, done: (outcome: ReadOutcome) => void): number | null {
-    const copy = Buffer.from(key);
-    return this.query((state, now_ms) => state.get(copy, now_ms), done);
+    // The key as a string: a copy that does not alias the request's buffer, and the map's key.
+    return this.startRead(key.toString('latin1'), null, done as PendingRead['done']);
   }
 
   /**
@@ -139,18 +145,33 @@ export class Replica {
     run: (state: KvStateMachine, now_ms: number) => T,
     done: (outcome: QueryOutcome<T>) => void,
   ): number | null {
+    // `done` only ever gets what `run` returned (serveRead), so widening its type is sound.
+    return this.startRead(null, run, done as PendingRead['done']);
+  }
+
+  private startRead(
+    key: string | null,
+    run: PendingRead['run'],
+    done: PendingRead['done'],
+  ): number | null {
     const id = this.next_read_id++;
     const started = this.core.readIndex(id);
     if (!started.ok) {
       done({ ok: false, error: started.reason, leader_id: started.leader_id });
       return null;
     }
-    this.reads.set(id, {
-      index: null,
-      serve: () => done({ ok: true, value: run(this.state, this.stampNow()) }),
-      fail: done,
-    });
+    this.reads.set(id, { index: null, key, run, done });
     return id;
+  }
+
+  private serveRead(read: PendingRead): void {
+    const now_ms = this.stampNow();
+    if (read.key !== null) {
+      read.done({ ok: true, value: this.state.lookup(read.key, now_ms) });
+      return;
+    }
+    assert(read.run !== null, 'a pending read has a key or a query');
+    read.done({ ok: true, value: read.run(this.state, now_ms) });
   }
 
   /**
@@ -207,7 +228,7 @@ export class Replica {
       const read = this.reads.get(request_id);
       if (read === undefined) continue;
       this.reads.delete(request_id);
-      read.fail({ ok: false, error: 'leadership_lost', leader_id: this.core.status().leader_id });
+      read.done({ ok: false, error: 'leadership_lost', leader_id: this.core.status().leader_id });
     }
     for (const { request_id, index } of ready.reads) {
       const read = this.reads.get(request_id);
@@ -229,7 +250,7 @@ export class Replica {
       if (read.index > this.state.last_applied) break;
       served++;
       this.reads.delete(request_id);
-      read.serve();
+      this.serveRead(read);
     }
     if (served > 0) this.confirmed_reads.splice(0, served);
   }

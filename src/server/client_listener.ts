@@ -168,6 +168,13 @@ class ClientConnection {
   reply_pending_bytes = 0;
   /** Reply bytes handed to the socket whose write has not completed. */
   reply_written_bytes = 0;
+  /**
+   * One entry per socket write not yet completed, in write order (a socket completes its writes
+   * in order): its bytes times 2, plus 1 if the pipeline is re-checked after it.
+   */
+  readonly writes_in_flight = new Fifo<number>();
+  /** The write callback, one per connection rather than a closure per write. */
+  on_written: () => void = () => undefined;
 
   constructor(id: number, remote: string, socket: net.Socket, parser: RequestParser) {
     this.socket = socket;
@@ -408,6 +415,7 @@ export class ClientListener {
       socket,
       new RequestParser(this.options.parser_options),
     );
+    connection.on_written = () => this.written(connection);
     this.connections.add(connection);
     this.admitBeforeFirstCommand(connection);
     this.logger.debug(`client ${connection.info.id} connected from ${remote}`);
@@ -646,7 +654,7 @@ export class ClientListener {
       // Charged as written until the kernel takes it, like an ordered reply once flushed.
       this.reply_budget.charge(result.reply.length);
       connection.reply_written_bytes += result.reply.length;
-      this.write(connection, [result.reply]);
+      this.writeOne(connection, result.reply);
       slot.reserved = 0;
       slot.reply = WRITTEN_OUT_OF_ORDER;
     } else {
@@ -691,7 +699,9 @@ export class ClientListener {
   /** Writes every ready reply at the head of the FIFO, in order. */
   private flush(connection: ClientConnection): void {
     if (connection.state === 'closed') return;
-    const ready: Buffer[] = [];
+    // The usual flush writes one reply: no array for it.
+    let first: Buffer | null = null;
+    let ready: Buffer[] | null = null;
     let close_after = false;
     for (
       let slot = connection.slots.peek();
@@ -701,13 +711,18 @@ export class ClientListener {
       connection.slots.shift();
       connection.reply_pending_bytes -= slot.reserved;
       connection.reply_written_bytes += slot.reserved;
-      if (slot.reply.length > 0) ready.push(slot.reply);
+      if (slot.reply.length > 0) {
+        if (first === null) first = slot.reply;
+        else if (ready === null) ready = [first, slot.reply];
+        else ready.push(slot.reply);
+      }
       if (slot.close_after) {
         close_after = true;
         break;
       }
     }
-    if (ready.length > 0) this.write(connection, ready);
+    if (ready !== null) this.write(connection, ready);
+    else if (first !== null) this.writeOne(connection, first);
     if (close_after) {
       this.finish(connection);
       return;
@@ -720,7 +735,7 @@ export class ClientListener {
       this.finish(connection);
       return;
     }
-    if (ready.length > 0) this.dispatch(connection);
+    if (first !== null) this.dispatch(connection);
   }
 
   /** Ends the connection after what is written so far; later replies are dropped. */
@@ -735,25 +750,17 @@ export class ClientListener {
   private write(connection: ClientConnection, replies: Buffer[]): void {
     const socket = connection.socket;
     if (socket.destroyed || !socket.writable) return; // the charge goes back at 'close'
-    // Re-check the pipeline whenever a write reaches the kernel: 'drain' alone is not enough
-    // when write_queue_bytes_max is below the socket's high-water mark.
-    const written = (bytes: number, last: boolean) => (): void => {
-      this.releaseWritten(connection, bytes);
-      if (last) this.dispatch(connection);
-    };
-    const only = replies[0];
-    if (replies.length === 1 && only !== undefined) {
-      socket.write(only, written(only.length, true));
-      return;
-    }
     socket.cork();
     let group: Buffer[] = [];
     let group_bytes = 0;
     const writeGroup = (last: boolean): void => {
       const first = group[0];
       if (first === undefined) return;
-      const bytes = group_bytes;
-      socket.write(group.length === 1 ? first : Buffer.concat(group, bytes), written(bytes, last));
+      this.writeBytes(
+        connection,
+        group.length === 1 ? first : Buffer.concat(group, group_bytes),
+        last,
+      );
       group = [];
       group_bytes = 0;
     };
@@ -764,6 +771,29 @@ export class ClientListener {
     }
     writeGroup(true);
     socket.uncork();
+  }
+
+  private writeOne(connection: ClientConnection, reply: Buffer): void {
+    const socket = connection.socket;
+    if (socket.destroyed || !socket.writable) return; // the charge goes back at 'close'
+    this.writeBytes(connection, reply, true);
+  }
+
+  /**
+   * Re-checks the pipeline (when `last`) once the write reaches the kernel: 'drain' alone is not
+   * enough when write_queue_bytes_max is below the socket's high-water mark.
+   */
+  private writeBytes(connection: ClientConnection, bytes: Buffer, last: boolean): void {
+    connection.writes_in_flight.push(bytes.length * 2 + (last ? 1 : 0));
+    connection.socket.write(bytes, connection.on_written);
+  }
+
+  /** A write of `connection` completed (or failed): the oldest one, as writes complete in order. */
+  private written(connection: ClientConnection): void {
+    const entry = connection.writes_in_flight.shift();
+    if (entry === undefined) return;
+    this.releaseWritten(connection, Math.floor(entry / 2));
+    if (entry % 2 === 1) this.dispatch(connection);
   }
 
   /**

@@ -688,7 +688,7 @@ export class KvNode {
               : encodeError('TRYAGAIN shutting down; retry on another node'),
           };
         }
-        return this.answered(name, command, args, connection);
+        return this.answered(command, args, connection);
     }
   }
 
@@ -827,21 +827,13 @@ export class KvNode {
 
   /** A seed-view read or write: the listener gets a DeferredReply, settled with the reply. */
   private answered(
-    name: Buffer | undefined,
     command: Dispatchable,
     args: Buffer[],
     connection: ClientConnectionInfo,
   ): DeferredReply {
     const started_ms = this.metrics?.requestStarted() ?? 0;
     const deferred = new DeferredReply();
-    this.inConnectionOrder(command, args, connection, this.forwarder, (result) => {
-      if (result instanceof Error) {
-        deferred.reject(result);
-        return;
-      }
-      this.metrics?.requestDone(name, result, started_ms);
-      deferred.resolve({ reply: result });
-    });
+    this.inConnectionOrder(command, args, connection, this.forwarder, deferred, started_ms);
     return deferred;
   }
 
@@ -851,7 +843,8 @@ export class KvNode {
     args: Buffer[],
     connection: ClientConnectionInfo,
     forwarder: LeaderForwarder,
-    reply: (result: Buffer | Error) => void,
+    reply: RunReply,
+    started_ms = 0,
   ): void {
     let order = this.connection_order.get(connection);
     if (order === undefined) {
@@ -861,13 +854,45 @@ export class KvNode {
     const is_read = command.kind === 'read' || command.kind === 'redis_read';
     // Reads dispatched after a write (this burst) must count its value in their reply estimates.
     const uncount = is_read ? null : this.pending_writes.add(args);
-    order.run(is_read, (done) =>
-      this.dispatch(command, args, connection, forwarder, (result) => {
-        uncount?.();
-        done();
-        reply(result);
-      }),
+    const run = new CommandRun(
+      command,
+      args,
+      connection,
+      forwarder,
+      uncount,
+      reply,
+      this.run_hooks,
     );
+    run.started_ms = started_ms;
+    order.run(is_read, (done) => {
+      run.order_done = done;
+      this.dispatch(run);
+    });
+  }
+
+  /** Shared by every CommandRun: no closure per request. */
+  private readonly run_hooks: CommandRunHooks = {
+    localSettled: (run, reply) => {
+      if (reply !== null) this.finishRun(run, reply);
+      else {
+        run.requireLane().retrying(run.requireEntry());
+        this.dispatchGeneral(run, true);
+      }
+    },
+  };
+
+  /** The final reply: the command leaves its lane and its connection's order, then is answered. */
+  private finishRun(run: CommandRun, result: Buffer | Error): void {
+    run.requireLane().release(run.requireEntry());
+    run.uncount?.();
+    run.order_done?.();
+    const reply = run.reply;
+    if (!(reply instanceof DeferredReply)) reply(result);
+    else if (result instanceof Error) reply.reject(result);
+    else {
+      this.metrics?.requestDone(run.args[0], result, run.started_ms);
+      reply.resolve({ reply: result });
+    }
   }
 
   /**
@@ -875,33 +900,18 @@ export class KvNode {
    * connection is elsewhere, so the command is proposed (or read) here at once. Otherwise, or if
    * leadership moved meanwhile, the general loop (dispatchInLane) takes over.
    */
-  private dispatch(
-    command: Dispatchable,
-    args: Buffer[],
-    connection: ClientConnectionInfo,
-    forwarder: LeaderForwarder,
-    reply: (result: Buffer | Error) => void,
-  ): void {
-    let lane = this.forward_lanes.get(connection);
+  private dispatch(run: CommandRun): void {
+    let lane = this.forward_lanes.get(run.connection);
     if (lane === undefined) {
       lane = new ForwardLane();
-      this.forward_lanes.set(connection, lane);
+      this.forward_lanes.set(run.connection, lane);
     }
     const entry = lane.enter();
-    const in_lane = lane;
-    const finish = (result: Buffer | Error): void => {
-      in_lane.release(entry);
-      reply(result);
-    };
-    const general = (local_failed: boolean): void => {
-      this.dispatchInLane(command, args, connection, forwarder, in_lane, entry, local_failed).then(
-        finish,
-        (error: unknown) => finish(error instanceof Error ? error : new Error(String(error))),
-      );
-    };
+    run.lane = lane;
+    run.entry = entry;
     const core = this.core;
     const serve_local_reads =
-      command.kind === 'read' && this.config.test_faults.includes('serve_local_reads');
+      run.command.kind === 'read' && this.config.test_faults.includes('serve_local_reads');
     if (
       !this.serving() ||
       core === null ||
@@ -909,18 +919,29 @@ export class KvNode {
       serve_local_reads ||
       !lane.mayGo(entry, LOCAL_TARGET)
     ) {
-      general(false);
+      this.dispatchGeneral(run, false);
       return;
     }
     lane.sent(entry, LOCAL_TARGET);
-    this.executeLocal(command, Date.now() + this.config.request_timeout_ms, (local) => {
-      if (local !== null) {
-        finish(local);
-        return;
-      }
-      in_lane.retrying(entry);
-      general(true);
-    });
+    this.executeLocal(run.command, Date.now() + this.config.request_timeout_ms, run);
+  }
+
+  private dispatchGeneral(run: CommandRun, local_failed: boolean): void {
+    const { command, args, connection, forwarder } = run;
+    const lane = run.requireLane();
+    this.dispatchInLane(
+      command,
+      args,
+      connection,
+      forwarder,
+      lane,
+      run.requireEntry(),
+      local_failed,
+    ).then(
+      (result) => this.finishRun(run, result),
+      (error: unknown) =>
+        this.finishRun(run, error instanceof Error ? error : new Error(String(error))),
+    );
   }
 
   /**
@@ -1022,58 +1043,62 @@ export class KvNode {
 
   /** Runs the command on this node as leader; null means "leadership moved, dispatch again". */
   private executeLocally(command: Dispatchable, deadline_ms: number): Promise<Buffer | null> {
-    return new Promise((resolve) => this.executeLocal(command, deadline_ms, resolve));
+    return new Promise((resolve) => this.executeLocal(command, deadline_ms, { onLocal: resolve }));
   }
 
-  /** executeLocally with a callback: `settle` gets the reply, or null if leadership moved. */
-  private executeLocal(
-    command: Dispatchable,
-    deadline_ms: number,
-    settle: (reply: Buffer | null) => void,
-  ): void {
+  /** executeLocally with a callback: `waiter` gets the reply, or null if leadership moved. */
+  private executeLocal(command: Dispatchable, deadline_ms: number, waiter: LocalWaiter): void {
     const replica = this.requireReplica();
-    const request = new LocalRequest(deadline_ms);
-    const finish = (reply: Buffer | null): void => {
-      if (request.settled) return;
-      request.settled = true;
-      this.request_deadlines.remove(request);
-      if (request.on_step_down !== null) this.step_down_waiters.delete(request.on_step_down);
-      settle(reply);
-    };
-    const handle = this.submit(replica, command, finish);
-    if (request.settled || handle === null) return;
-    this.driver?.schedule();
     const is_write = command.kind === 'write' || command.kind === 'redis_write';
+    const request = new LocalCommand(deadline_ms, is_write, waiter, this.local_hooks);
+    const handle = this.submit(replica, command, request);
+    if (request.settled || handle === null) return;
+    request.handle = handle;
+    this.driver?.schedule();
     // A deposed leader learns the write's fate only once it hears the new leader, which may be
     // after a whole partition: a moved-mode client would rather know now and move on.
     if (is_write && this.config.client_redirect === 'moved') {
       request.on_step_down = () => {
         replica.cancelWrite(handle);
-        finish(encodeError(STEPPED_DOWN_TEXT));
+        this.finishLocal(request, encodeError(STEPPED_DOWN_TEXT));
       };
       this.step_down_waiters.add(request.on_step_down);
     }
-    request.on_expire = () => {
-      if (is_write) replica.cancelWrite(handle);
-      else replica.cancelRead(handle);
+    this.request_deadlines.add(request);
+  }
+
+  private readonly local_hooks: LocalCommandHooks = {
+    expired: (request) => {
+      const replica = this.requireReplica();
+      const handle = request.handle;
+      if (handle !== null) {
+        if (request.is_write) replica.cancelWrite(handle);
+        else replica.cancelRead(handle);
+      }
       const timeout_ms = this.config.request_timeout_ms;
-      finish(
+      this.finishLocal(
+        request,
         encodeError(
-          is_write
+          request.is_write
             ? `TIMEOUT outcome unknown: the write was not confirmed within ${timeout_ms} ms`
             : `TIMEOUT read not confirmed within ${timeout_ms} ms`,
         ),
       );
-    };
-    this.request_deadlines.add(request);
+    },
+  };
+
+  /** The local attempt's outcome, once: it leaves the deadline list and goes to its waiter. */
+  private finishLocal(request: LocalCommand, reply: Buffer | null): void {
+    if (request.settled) return;
+    request.settled = true;
+    this.request_deadlines.remove(request);
+    if (request.on_step_down !== null) this.step_down_waiters.delete(request.on_step_down);
+    request.waiter.onLocal(reply);
   }
 
-  /** Hands the command to the replica; its reply goes to `settle` (null: not leader any more). */
-  private submit(
-    replica: Replica,
-    command: Dispatchable,
-    settle: (reply: Buffer | null) => void,
-  ): number | null {
+  /** Hands the command to the replica; its reply settles `request` (null: not leader any more). */
+  private submit(replica: Replica, command: Dispatchable, request: LocalCommand): number | null {
+    const settle = (reply: Buffer | null): void => this.finishLocal(request, reply);
     switch (command.kind) {
       case 'write':
         return replica.write(command.command, (outcome) => {
@@ -1142,12 +1167,9 @@ export class KvNode {
     const key = args[at + 1];
     if (name === undefined || key === undefined || name.length !== 3) return SMALL_REPLY_BYTES;
     if (!isCommandName(name, 'GET')) return SMALL_REPLY_BYTES;
-    // lookup, not get: no copy of the word list for an estimate.
-    const words = this.replica?.state.lookup(key, 0) ?? null;
-    let bytes = SMALL_REPLY_BYTES + this.pending_writes.bytesFor(key);
-    if (words === null) return bytes;
-    for (const word of words) bytes += word.length + BULK_FRAMING_BYTES;
-    return bytes;
+    // lookupBytes: no copy of the word list for an estimate.
+    const held = this.replica?.state.lookupBytes(key, 0, BULK_FRAMING_BYTES) ?? null;
+    return SMALL_REPLY_BYTES + this.pending_writes.bytesFor(key) + (held ?? 0);
   }
 
   /** Whether requests may still be executed or forwarded (not draining, stopped or failed). */
@@ -1377,4 +1399,76 @@ function snapshotStorage(storage: RaftStorage): DriverSnapshotStorage {
     transfer: snapshotTransferStorage(storage.snapshots),
     install: snapshotInstaller(storage.snapshots),
   };
+}
+
+/** Who waits for a local attempt's reply (null: this node stopped leading, dispatch again). */
+interface LocalWaiter {
+  onLocal(reply: Buffer | null): void;
+}
+
+/** Where a reply goes: a seed-view command's DeferredReply (no closure), or a callback. */
+type RunReply = DeferredReply | ((result: Buffer | Error) => void);
+
+interface CommandRunHooks {
+  localSettled(run: CommandRun, reply: Buffer | null): void;
+}
+
+/**
+ * One data command between its connection's order and its reply. Fields rather than a closure per
+ * step (order, lane, local attempt): those closures were a good part of the garbage per request.
+ */
+class CommandRun implements LocalWaiter {
+  lane: ForwardLane | null = null;
+  entry: LaneEntry | null = null;
+  /** When a seed-view command started, for its metrics. */
+  started_ms = 0;
+  /** Releases the command's place in its connection's order (ConnectionOrder). */
+  order_done: (() => void) | null = null;
+
+  constructor(
+    readonly command: Dispatchable,
+    readonly args: Buffer[],
+    readonly connection: ClientConnectionInfo,
+    readonly forwarder: LeaderForwarder,
+    readonly uncount: (() => void) | null,
+    readonly reply: RunReply,
+    private readonly hooks: CommandRunHooks,
+  ) {}
+
+  onLocal(reply: Buffer | null): void {
+    this.hooks.localSettled(this, reply);
+  }
+
+  requireLane(): ForwardLane {
+    assert(this.lane !== null, 'a dispatched command has a lane');
+    return this.lane;
+  }
+
+  requireEntry(): LaneEntry {
+    assert(this.entry !== null, 'a dispatched command has a lane entry');
+    return this.entry;
+  }
+}
+
+interface LocalCommandHooks {
+  expired(request: LocalCommand): void;
+}
+
+/** One attempt to run a command here as leader; its deadline answers through the shared hooks. */
+class LocalCommand extends LocalRequest {
+  /** The replica's handle (log index or read id) once submitted. */
+  handle: number | null = null;
+
+  constructor(
+    deadline_ms: number,
+    readonly is_write: boolean,
+    readonly waiter: LocalWaiter,
+    private readonly hooks: LocalCommandHooks,
+  ) {
+    super(deadline_ms);
+  }
+
+  override expire(): void {
+    this.hooks.expired(this);
+  }
 }

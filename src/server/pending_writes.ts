@@ -18,6 +18,11 @@ export class PendingWriteBytes {
    * (null: nothing was counted).
    */
   add(args: readonly Buffer[]): (() => void) | null {
+    // No value can reach the threshold when all arguments together stay below it: the usual small
+    // SET then costs no strings (the command name lowered, the key) and no arrays.
+    let bytes_total = 0;
+    for (let i = 1; i < args.length; i++) bytes_total += args[i]?.length ?? 0;
+    if (bytes_total < TRACKED_VALUE_BYTES_MIN) return null;
     const charges = valueBytesByKey(args);
     if (charges.length === 0) return null;
     for (const [key, bytes] of charges) this.by_key.set(key, (this.by_key.get(key) ?? 0) + bytes);

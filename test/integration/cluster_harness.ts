@@ -2,6 +2,7 @@
  * Real processes on free loopback ports with temporary data directories.
  * Every wait polls with a deadline; every process is killed at the end.
  */
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
@@ -223,6 +224,27 @@ export async function withCluster(
     throw error;
   } finally {
     await cluster.destroy();
+  }
+}
+
+/**
+ * Kills the leader (node `leader`), waits for a new one among the others, and reads every
+ * `expected` key back through them: what a majority acknowledged survives losing the node that
+ * acknowledged it (and a follower that caught up serves it).
+ */
+export async function assertServedWithoutLeader(
+  cluster: TestCluster,
+  leader: number,
+  expected: Iterable<[key: string, value: string]>,
+): Promise<void> {
+  await cluster.kill(leader);
+  const survivors = cluster.nodes.map((n) => n.index).filter((i) => i !== leader);
+  await cluster.waitForLeader(15_000, survivors);
+  const reader = cluster.client(survivors);
+  try {
+    for (const [key, value] of expected) assert.deepEqual(await reader.get(key), [value], key);
+  } finally {
+    await reader.close();
   }
 }
 

@@ -159,45 +159,55 @@ export async function missingWrites(
   return missing;
 }
 
+/**
+ * Runs `round` with every node's view (null: no answer) every `period_ms` until `duration_ms`
+ * passed: a storm of frames the round sends.
+ */
+async function storm(
+  cluster: TestCluster,
+  duration_ms: number,
+  period_ms: number,
+  round: (views: (RaftView | null)[]) => Promise<unknown>,
+): Promise<void> {
+  const until_ms = performance.now() + duration_ms;
+  while (performance.now() < until_ms) {
+    await round(await Promise.all(cluster.nodes.map((n) => raftView(cluster, n.index))));
+    await new Promise((resolve) => setTimeout(resolve, period_ms));
+  }
+}
+
 /** The election attack of the issue: every `period_ms`, a vote request at term+1 to each node. */
-export async function voteStorm(
+export function voteStorm(
   cluster: TestCluster,
   duration_ms: number,
   period_ms: number,
 ): Promise<void> {
-  const until_ms = performance.now() + duration_ms;
-  while (performance.now() < until_ms) {
-    const views = await Promise.all(cluster.nodes.map((n) => raftView(cluster, n.index)));
+  return storm(cluster, duration_ms, period_ms, (views) => {
     const term = Math.max(0, ...views.map((v) => v?.term ?? 0));
-    await Promise.all(
+    return Promise.all(
       cluster.nodes.map((node, i) => {
         const candidate = ((i + 1) % cluster.nodes.length) + 1; // a member other than the target
         return sendRaw(node.raft_port, voteFrame(term + 1, candidate), 50);
       }),
     );
-    await new Promise((resolve) => setTimeout(resolve, period_ms));
-  }
+  });
 }
 
 /** TimeoutNow naming the current leader, at its term, to every follower, every `period_ms`. */
-export async function timeoutNowStorm(
+export function timeoutNowStorm(
   cluster: TestCluster,
   duration_ms: number,
   period_ms: number,
 ): Promise<void> {
-  const until_ms = performance.now() + duration_ms;
-  while (performance.now() < until_ms) {
-    const views = await Promise.all(cluster.nodes.map((n) => raftView(cluster, n.index)));
+  return storm(cluster, duration_ms, period_ms, async (views) => {
     const leader = views.find((v) => v?.role === 'leader');
-    if (leader !== undefined && leader !== null) {
-      await Promise.all(
-        cluster.nodes.map((node, i) =>
-          views[i]?.role === 'follower'
-            ? sendRaw(node.raft_port, timeoutNowFrame(leader.term, leader.leader_id), 50)
-            : Promise.resolve(),
-        ),
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, period_ms));
-  }
+    if (leader === undefined || leader === null) return;
+    await Promise.all(
+      cluster.nodes.map((node, i) =>
+        views[i]?.role === 'follower'
+          ? sendRaw(node.raft_port, timeoutNowFrame(leader.term, leader.leader_id), 50)
+          : Promise.resolve(),
+      ),
+    );
+  });
 }

@@ -10,12 +10,19 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { KvClient } from '../../src/client';
-import { pollUntil, type TestCluster, withCluster } from './cluster_harness';
+import {
+  assertServedWithoutLeader,
+  pollUntil,
+  type TestCluster,
+  withCluster,
+} from './cluster_harness';
 
 const TEST_TIMEOUT_MS = 240_000;
 const SNAPSHOT_CONFIG = ['snapshot_entries 1000'];
 const ROUNDS = 6;
 const ROUND_WRITES = 2_500;
+
+const writtenValue = (i: number): string => `value-${i}-${'x'.repeat(40)}`;
 
 /** `count` SETs of distinct keys, `concurrency` at a time; every one acknowledged. */
 async function writeKeys(client: KvClient, prefix: string, count: number): Promise<void> {
@@ -23,7 +30,7 @@ async function writeKeys(client: KvClient, prefix: string, count: number): Promi
   const worker = async (): Promise<void> => {
     while (next < count) {
       const i = next++;
-      await client.set(`${prefix}${i}`, `value-${i}-${'x'.repeat(40)}`);
+      await client.set(`${prefix}${i}`, writtenValue(i));
     }
   };
   await Promise.all(Array.from({ length: 64 }, worker));
@@ -31,21 +38,9 @@ async function writeKeys(client: KvClient, prefix: string, count: number): Promi
 
 const CATCH_UP_TIMEOUT_MS = 90_000;
 
-/** Every key is served by the survivors of a leader kill (one of them is `follower`). */
-async function assertAllServed(
-  cluster: TestCluster,
-  leader: number,
-  prefix: string,
-  count: number,
-): Promise<void> {
-  await cluster.kill(leader);
-  const survivors = [0, 1, 2].filter((i) => i !== leader);
-  await cluster.waitForLeader(15_000, survivors);
-  const reader = cluster.client(survivors);
-  for (let i = 0; i < count; i += 1) {
-    assert.deepEqual(await reader.get(`${prefix}${i}`), [`value-${i}-${'x'.repeat(40)}`]);
-  }
-  await reader.close();
+/** The keys and values writeKeys(client, prefix, count) wrote. */
+function* writtenKeys(prefix: string, count: number): Generator<[string, string]> {
+  for (let i = 0; i < count; i += 1) yield [`${prefix}${i}`, writtenValue(i)];
 }
 
 test('a follower that missed 20,000 writes catches up by snapshot and serves every key', {
@@ -71,7 +66,7 @@ test('a follower that missed 20,000 writes catches up by snapshot and serves eve
     assert.equal(await cluster.infoField(follower, 'keys'), '20000');
     // The follower compacts too: its log starts after the installed snapshot.
     assert.ok((await cluster.infoNumber(follower, 'log_first_index')) > 1000);
-    await assertAllServed(cluster, leader, 'k', 20_000);
+    await assertServedWithoutLeader(cluster, leader, writtenKeys('k', 20_000));
     console.log(`follower caught up on 20,000 writes by snapshot in ${catch_up_ms} ms`);
   });
 });
@@ -102,7 +97,7 @@ test('kill -9 of a follower while it receives or installs a snapshot: recovers, 
       const keys = String(30_000 + ROUNDS * ROUND_WRITES);
       assert.equal(await cluster.infoField(follower, 'keys'), keys);
       assert.ok(!fs.readdirSync(dir).some((n) => n.endsWith('.recv')), 'no partial file left');
-      await assertAllServed(cluster, leader, 'm', 30_000);
+      await assertServedWithoutLeader(cluster, leader, writtenKeys('m', 30_000));
       console.log(`kills during a transfer: ${hits} of ${ROUNDS}`);
     });
   } finally {

@@ -78,6 +78,8 @@ export interface NodeLine {
   id: number;
   address: string;
   member: string;
+  /** The leader's match index for it (`?` on a follower). */
+  match: string;
 }
 
 /** RAFT.NODES of node `index`, parsed. */
@@ -89,7 +91,12 @@ export async function listNodes(cluster: TestCluster, index: number): Promise<No
     .filter((line) => line !== '')
     .map((line) => {
       const field = (name: string): string => new RegExp(`${name}=(\\S+)`).exec(line)?.[1] ?? '';
-      return { id: Number(field('id')), address: field('address'), member: field('member') };
+      return {
+        id: Number(field('id')),
+        address: field('address'),
+        member: field('member'),
+        match: field('match'),
+      };
     });
 }
 

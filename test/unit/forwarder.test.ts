@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import * as net from 'node:net';
 import assert from 'node:assert/strict';
 import { ReplyParser } from '../../src/resp/client_codec';
-import { LeaderForwarder } from '../../src/server/forwarder';
+import { type ForwardResult, LeaderForwarder } from '../../src/server/forwarder';
 import { LIMITS } from '../../src/util/limits';
 import { SILENT_LOGGER } from '../../src/util/log';
 import { waitFor } from '../support/wait';
@@ -44,11 +44,12 @@ test('a forward to a leader that never answers settles once the leader moves on'
  */
 const SLOW_MS = 1_500;
 
-async function fakeLeader(): Promise<{
+interface FakeLeader {
   port: number;
   connections: () => number;
-  close: () => Promise<void>;
-}> {
+}
+
+async function fakeLeader(): Promise<FakeLeader & { close: () => Promise<void> }> {
   const sockets: net.Socket[] = [];
   const server = net.createServer((socket) => {
     sockets.push(socket);
@@ -89,59 +90,54 @@ async function fakeLeader(): Promise<{
   };
 }
 
-test('one request reaching its deadline settles alone; the link keeps serving', async () => {
+/**
+ * Runs `body` with a forwarder and a fake leader, closed after it; `send` forwards `words` from
+ * client `client_id` (default 1) with a deadline `deadline_in_ms` from now.
+ */
+async function withFakeLeader(
+  body: (
+    send: (words: string[], deadline_in_ms: number, client_id?: number) => Promise<ForwardResult>,
+    leader: FakeLeader,
+  ) => Promise<void>,
+): Promise<void> {
   const leader = await fakeLeader();
   const forwarder = new LeaderForwarder(SILENT_LOGGER);
   try {
-    const slow = forwarder.forward(
-      '127.0.0.1',
-      leader.port,
-      [Buffer.from('GET'), Buffer.from('slow')],
-      Date.now() + 300,
-      1,
+    await body(
+      (words, deadline_in_ms, client_id = 1) =>
+        forwarder.forward(
+          '127.0.0.1',
+          leader.port,
+          words.map((word) => Buffer.from(word)),
+          Date.now() + deadline_in_ms,
+          client_id,
+        ),
+      leader,
     );
-    assert.deepEqual(await slow, { kind: 'unknown' });
-    const next = await forwarder.forward(
-      '127.0.0.1',
-      leader.port,
-      [Buffer.from('GET'), Buffer.from('a')],
-      Date.now() + 5_000,
-      1,
-    );
-    assert.deepEqual(next, { kind: 'reply', bytes: Buffer.from('+a\r\n') });
-    assert.equal(leader.connections(), 1, 'the link was not replaced');
   } finally {
     forwarder.close();
     await leader.close();
   }
+}
+
+test('one request reaching its deadline settles alone; the link keeps serving', async () => {
+  await withFakeLeader(async (send, leader) => {
+    assert.deepEqual(await send(['GET', 'slow'], 300), { kind: 'unknown' });
+    const next = await send(['GET', 'a'], 5_000);
+    assert.deepEqual(next, { kind: 'reply', bytes: Buffer.from('+a\r\n') });
+    assert.equal(leader.connections(), 1, 'the link was not replaced');
+  });
 });
 
 test('clients sharing a link are not held behind a slow request', async () => {
-  const leader = await fakeLeader();
-  const forwarder = new LeaderForwarder(SILENT_LOGGER);
-  try {
-    const slow = forwarder.forward(
-      '127.0.0.1',
-      leader.port,
-      [Buffer.from('SET'), Buffer.from('slow')],
-      Date.now() + 60_000,
-      1,
-    );
+  await withFakeLeader(async (send, leader) => {
+    const slow = send(['SET', 'slow'], 60_000);
     const started_ms = Date.now();
     // Clients 1 and 1 + forward_links_per_leader_max share a link.
-    const other = await forwarder.forward(
-      '127.0.0.1',
-      leader.port,
-      [Buffer.from('GET'), Buffer.from('b')],
-      Date.now() + 5_000,
-      1 + LIMITS.forward_links_per_leader_max,
-    );
+    const other = await send(['GET', 'b'], 5_000, 1 + LIMITS.forward_links_per_leader_max);
     assert.deepEqual(other, { kind: 'reply', bytes: Buffer.from('+b\r\n') });
     assert.ok(Date.now() - started_ms < SLOW_MS, 'not held behind the slow request');
     assert.equal(leader.connections(), 1, 'one link');
     assert.deepEqual(await slow, { kind: 'reply', bytes: Buffer.from('+slow\r\n') });
-  } finally {
-    forwarder.close();
-    await leader.close();
-  }
+  });
 });

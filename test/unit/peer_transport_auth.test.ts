@@ -5,118 +5,48 @@
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { clusterFingerprint, describeMembers } from '../../src/config/fingerprint';
-import { PeerHandshake, type HandshakeSettings } from '../../src/server/peer_handshake';
-import { PeerTransport, type PeerAddress } from '../../src/server/peer_transport';
+import { describeMembers } from '../../src/config/fingerprint';
+import { PeerHandshake } from '../../src/server/peer_handshake';
+import type { PeerAddress } from '../../src/server/peer_transport';
 import { LIMITS } from '../../src/util/limits';
-import type { Logger } from '../../src/util/log';
 import { encodeMessage } from '../../src/wire/codec';
-import { freePort } from '../support/ports';
 import { MessageType, type RaftMessage } from '../../src/raft/protocol';
-import { leakedHandles, waitFor } from '../support/wait';
+import {
+  closeAll,
+  HOST,
+  handshakeFor,
+  members,
+  onCleanup,
+  type PeerNode as Node,
+  RawSocket,
+  SECRET,
+  startPeerNode,
+  vote,
+} from '../support/peer_nodes';
+import { waitFor } from '../support/wait';
 
-const HOST = '127.0.0.1';
-const SECRET = Buffer.from('a cluster secret for the tests');
+afterEach(closeAll);
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-  await waitFor('no sockets, servers or timers left', () => leakedHandles().length === 0);
-});
-
-function capturingLogger(lines: string[]): Logger {
-  const push = (level: string) => (message: string) => lines.push(`${level} ${message}`);
-  return {
-    error: push('ERROR'),
-    warn: push('WARN'),
-    info: push('INFO'),
-    debug: () => undefined,
-    enabled: () => true,
-  };
-}
-
-interface Node {
-  transport: PeerTransport;
-  received: { from: number; message: RaftMessage }[];
-  log: string[];
-}
-
-function handshakeFor(self_id: number, members: PeerAddress[], secret: Buffer | null) {
-  const nodes = members.map((m) => ({ ...m, client_port: m.raft_port + 1000 }));
-  const settings: HandshakeSettings = {
-    self_id,
-    fingerprint: clusterFingerprint(nodes, ''),
-    members: describeMembers(nodes),
-    secret,
-    peer_ids: new Set(members.map((m) => m.id).filter((id) => id !== self_id)),
-  };
-  return settings;
-}
-
-async function startNode(
+/** Node `self_id` of `list`; it refuses AppendEntries carrying an entry that starts with 0xee. */
+function startNode(
   self_id: number,
-  port: number,
-  members: PeerAddress[],
+  list: PeerAddress[],
   secret: Buffer | null,
   send_hello = true,
 ): Promise<Node> {
-  const node: Node = { transport: null as unknown as PeerTransport, received: [], log: [] };
-  node.transport = new PeerTransport(
+  return startPeerNode(
+    self_id,
+    list,
+    { ...handshakeFor(self_id, list, secret), send_hello },
     {
-      self_id,
-      listen_host: HOST,
-      listen_port: port,
-      peers: members,
-      logger: capturingLogger(node.log),
-      backoff_base_ms: 10,
-      backoff_max_ms: 100,
-      handshake: { ...handshakeFor(self_id, members, secret), send_hello },
       validate_message: (message) =>
         message.type === MessageType.AppendEntriesRequest &&
         message.entries.some((e) => e.data[0] === 0xee)
           ? 'poison entry'
           : null,
     },
-    (from, message) => node.received.push({ from, message }),
   );
-  cleanups.push(() => node.transport.close());
-  await node.transport.start();
-  return node;
 }
-
-async function members(count: number): Promise<PeerAddress[]> {
-  const list: PeerAddress[] = [];
-  for (let id = 1; id <= count; id++) list.push({ id, host: HOST, raft_port: await freePort() });
-  return list;
-}
-
-class RawSocket {
-  readonly socket: net.Socket;
-  closed = false;
-  constructor(port: number) {
-    this.socket = net.connect({ host: HOST, port });
-    this.socket.on('error', () => undefined);
-    this.socket.on('close', () => {
-      this.closed = true;
-    });
-    cleanups.push(async () => {
-      this.socket.destroy();
-      await waitFor('raw socket closed', () => this.closed);
-    });
-  }
-  async connected(): Promise<void> {
-    if (!this.socket.connecting) return;
-    await new Promise<void>((resolve) => this.socket.once('connect', () => resolve()));
-  }
-}
-
-const vote = (candidate_id: number, term = 1): RaftMessage => ({
-  type: MessageType.RequestVoteRequest,
-  term,
-  candidate_id,
-  last_log_index: 0,
-  last_log_term: 0,
-});
 
 function linksUp(nodes: Node[]): boolean {
   return nodes.every((n) => n.transport.status().every((s) => s.outbound === 'connected'));
@@ -124,8 +54,8 @@ function linksUp(nodes: Node[]): boolean {
 
 test('with a secret: peers authenticate and talk; a stranger naming a member is not', async () => {
   const list = await members(2);
-  const a = await startNode(1, list[0]!.raft_port, list, SECRET);
-  const b = await startNode(2, list[1]!.raft_port, list, SECRET);
+  const a = await startNode(1, list, SECRET);
+  const b = await startNode(2, list, SECRET);
   await waitFor('authenticated links up', () => linksUp([a, b]));
   assert.ok(a.transport.send(2, vote(1)));
   await waitFor('request delivered', () => b.received.length === 1);
@@ -147,7 +77,7 @@ test('with a secret: peers authenticate and talk; a stranger naming a member is 
 
 test('with a secret: a silent connection is closed at the handshake deadline', async () => {
   const list = await members(2);
-  const a = await startNode(1, list[0]!.raft_port, list, SECRET);
+  const a = await startNode(1, list, SECRET);
   const silent = new RawSocket(list[0]!.raft_port);
   await silent.connected();
   const started_ms = Date.now();
@@ -159,8 +89,8 @@ test('with a secret: a silent connection is closed at the handshake deadline', a
 
 test('a node without the secret cannot join a cluster that has one', async () => {
   const list = await members(2);
-  const a = await startNode(1, list[0]!.raft_port, list, SECRET);
-  const b = await startNode(2, list[1]!.raft_port, list, null);
+  const a = await startNode(1, list, SECRET);
+  const b = await startNode(2, list, null);
   await waitFor(
     'both sides logged the refusal',
     () =>
@@ -178,9 +108,9 @@ for (const secret of [null, SECRET]) {
   const mode = secret === null ? 'open' : 'secret';
   test(`config mismatch (${mode} mode): refused and logged on both sides`, async () => {
     const list = await members(3);
-    const a = await startNode(1, list[0]!.raft_port, list, secret);
+    const a = await startNode(1, list, secret);
     // Node 2's file lists only two members.
-    const b = await startNode(2, list[1]!.raft_port, list.slice(0, 2), secret);
+    const b = await startNode(2, list.slice(0, 2), secret);
     const mismatch = (log: string[]) =>
       log.some(
         (line) =>
@@ -202,7 +132,7 @@ for (const secret of [null, SECRET]) {
 
 test('open mode with the handshake on: a bare-frame (seed) peer is still served', async () => {
   const list = await members(2);
-  const a = await startNode(1, list[0]!.raft_port, list, null);
+  const a = await startNode(1, list, null);
   const seed = new RawSocket(list[0]!.raft_port);
   await seed.connected();
   seed.socket.write(encodeMessage(vote(2, 3)));
@@ -236,7 +166,7 @@ async function strictSeedPeer(port: number): Promise<{ first_types: number[] }> 
     });
   });
   await new Promise<void>((resolve) => server.listen(port, HOST, resolve));
-  cleanups.push(async () => {
+  onCleanup(async () => {
     for (const socket of sockets) socket.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   });
@@ -246,7 +176,7 @@ async function strictSeedPeer(port: number): Promise<{ first_types: number[] }> 
 test('peer_hello off: a strict bare-frame peer that would refuse a Hello is served', async () => {
   const list = await members(2);
   const seed = await strictSeedPeer(list[1]!.raft_port);
-  const a = await startNode(1, list[0]!.raft_port, list, null, false);
+  const a = await startNode(1, list, null, false);
   // A message before the link is up is dropped (Raft retries): send until one arrives.
   await waitFor('a frame reached the seed peer', () => {
     if (seed.first_types.length === 0) a.transport.send(2, vote(1, 4));
@@ -260,7 +190,7 @@ test('peer_hello off: a strict bare-frame peer that would refuse a Hello is serv
 test('peer_hello on (default): a strict seed peer gets a Hello first, refuses it', async () => {
   const list = await members(2);
   const seed = await strictSeedPeer(list[1]!.raft_port);
-  const a = await startNode(1, list[0]!.raft_port, list, null);
+  const a = await startNode(1, list, null);
   await waitFor('the seed peer saw a first frame', () => {
     if (seed.first_types.length === 0) a.transport.send(2, vote(1, 4));
     return seed.first_types.length > 0;
@@ -271,7 +201,7 @@ test('peer_hello on (default): a strict seed peer gets a Hello first, refuses it
 
 test('a refused message (poison entry) closes its connection and never reaches Raft', async () => {
   const list = await members(2);
-  const a = await startNode(1, list[0]!.raft_port, list, null);
+  const a = await startNode(1, list, null);
   const peer = new RawSocket(list[0]!.raft_port);
   await peer.connected();
   peer.socket.write(
@@ -293,7 +223,7 @@ test('a refused message (poison entry) closes its connection and never reaches R
 
 test('with a secret: a frame naming another id than the handshake proved is refused', async () => {
   const list = await members(3);
-  const a = await startNode(1, list[0]!.raft_port, list, SECRET);
+  const a = await startNode(1, list, SECRET);
   // A real member (node 2, it holds the secret) authenticates, then names node 3 in a request.
   const handshake = new PeerHandshake(handshakeFor(2, list, SECRET), 'dialer', 1);
   const socket = new RawSocket(list[0]!.raft_port);
@@ -318,8 +248,8 @@ test('with a secret: a frame naming another id than the handshake proved is refu
 
 test('a TransferVoteRequest travels as a request and its answer comes back', async () => {
   const list = await members(2);
-  const a = await startNode(1, list[0]!.raft_port, list, SECRET);
-  const b = await startNode(2, list[1]!.raft_port, list, SECRET);
+  const a = await startNode(1, list, SECRET);
+  const b = await startNode(2, list, SECRET);
   await waitFor('authenticated links up', () => linksUp([a, b]));
   const transfer_vote: RaftMessage = {
     type: MessageType.TransferVoteRequest,

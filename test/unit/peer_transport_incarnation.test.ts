@@ -5,42 +5,24 @@
  */
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as net from 'node:net';
-import { clusterFingerprint, describeMembers } from '../../src/config/fingerprint';
-import {
-  PeerHandshake,
-  type HandshakeSettings,
-  type PeerIncarnationMemory,
-} from '../../src/server/peer_handshake';
-import { PeerTransport, type PeerAddress } from '../../src/server/peer_transport';
-import type { Logger } from '../../src/util/log';
+import { PeerHandshake, type PeerIncarnationMemory } from '../../src/server/peer_handshake';
 import { encodeMessage } from '../../src/wire/codec';
-import { freePort } from '../support/ports';
-import { MessageType, type RaftMessage } from '../../src/raft/protocol';
-import { leakedHandles, waitFor } from '../support/wait';
+import {
+  closeAll,
+  handshakeFor,
+  members,
+  RawSocket,
+  SECRET,
+  startPeerNode,
+  vote,
+} from '../support/peer_nodes';
+import { waitFor } from '../support/wait';
 
-const HOST = '127.0.0.1';
-const SECRET = Buffer.from('a cluster secret for the tests');
 const OLD_1 = Buffer.alloc(16, 0x11);
 const NEW_1 = Buffer.alloc(16, 0x1f);
 const INC_2 = Buffer.alloc(16, 0x22);
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-  await waitFor('no sockets, servers or timers left', () => leakedHandles().length === 0);
-});
-
-function capturingLogger(lines: string[]): Logger {
-  const push = (level: string) => (message: string) => lines.push(`${level} ${message}`);
-  return {
-    error: push('ERROR'),
-    warn: push('WARN'),
-    info: push('INFO'),
-    debug: () => undefined,
-    enabled: () => true,
-  };
-}
+afterEach(closeAll);
 
 /** A memory whose first sightings become durable only when the test says so. */
 class GatedMemory implements PeerIncarnationMemory {
@@ -81,99 +63,22 @@ class GatedMemory implements PeerIncarnationMemory {
   }
 }
 
-function handshakeFor(
-  self_id: number,
-  list: PeerAddress[],
-  secret: Buffer | null,
-  own: Buffer,
-  memory: PeerIncarnationMemory,
-): HandshakeSettings {
-  const nodes = list.map((m) => ({ ...m, client_port: m.raft_port + 1000 }));
-  return {
-    self_id,
-    fingerprint: clusterFingerprint(nodes, ''),
-    members: describeMembers(nodes),
-    secret,
-    peer_ids: new Set(list.map((m) => m.id).filter((id) => id !== self_id)),
-    incarnation: { own, memory, check: true },
-  };
-}
-
-interface Node {
-  transport: PeerTransport;
-  received: { from: number; message: RaftMessage }[];
-  log: string[];
-}
-
-async function startNode(
-  self_id: number,
-  list: PeerAddress[],
-  handshake: HandshakeSettings,
-  on_message: (node: Node) => void = () => undefined,
-): Promise<Node> {
-  const node: Node = { transport: null as unknown as PeerTransport, received: [], log: [] };
-  const self = list.find((m) => m.id === self_id);
-  assert.ok(self !== undefined);
-  node.transport = new PeerTransport(
-    {
-      self_id,
-      listen_host: HOST,
-      listen_port: self.raft_port,
-      peers: list,
-      logger: capturingLogger(node.log),
-      backoff_base_ms: 10,
-      backoff_max_ms: 100,
-      handshake,
-    },
-    (from, message) => {
-      node.received.push({ from, message });
-      on_message(node);
-    },
-  );
-  cleanups.push(() => node.transport.close());
-  await node.transport.start();
-  return node;
-}
-
-async function members(count: number): Promise<PeerAddress[]> {
-  const list: PeerAddress[] = [];
-  for (let id = 1; id <= count; id++) list.push({ id, host: HOST, raft_port: await freePort() });
-  return list;
-}
-
-const vote = (candidate_id: number, term = 1): RaftMessage => ({
-  type: MessageType.RequestVoteRequest,
-  term,
-  candidate_id,
-  last_log_index: 0,
-  last_log_term: 0,
-});
-
 test('a first sighting is durable before a Raft frame of that peer is read', async () => {
   const list = await members(2);
   const memory = new GatedMemory([], true);
   const delivered_before_durable: boolean[] = [];
-  const two = await startNode(2, list, handshakeFor(2, list, null, INC_2, memory), () =>
-    delivered_before_durable.push(!memory.durable),
-  );
+  const two = await startPeerNode(2, list, handshakeFor(2, list, null, { own: INC_2, memory }), {
+    on_message: () => delivered_before_durable.push(!memory.durable),
+  });
   // Node 1's Hello and a vote request in one write: the vote arrives with the Hello.
   const hello = new PeerHandshake(
-    handshakeFor(1, list, null, NEW_1, new GatedMemory([], false)),
+    handshakeFor(1, list, null, { own: NEW_1, memory: new GatedMemory([], false) }),
     'dialer',
     2,
   ).takeOutgoing();
-  const socket = net.connect({ host: HOST, port: list[1]?.raft_port ?? 0 });
-  let closed = false;
-  socket.on('error', () => undefined);
-  socket.on('close', () => {
-    closed = true;
-  });
-  socket.on('data', () => undefined); // node 2's answering Hello
-  cleanups.push(async () => {
-    socket.destroy();
-    await waitFor('raw socket closed', () => closed);
-  });
-  socket.write(Buffer.concat([...hello, encodeMessage(vote(1))]));
+  const raw = new RawSocket(list[1]?.raft_port ?? 0);
+  raw.socket.on('data', () => undefined); // node 2's answering Hello
+  raw.socket.write(Buffer.concat([...hello, encodeMessage(vote(1))]));
   await waitFor('node 2 saw node 1 for the first time', () => memory.remember_calls.includes(1));
   // Nothing to wait for but time: the vote is in node 2's socket buffer and must stay there.
   await new Promise((resolve) => setTimeout(resolve, 200));
@@ -190,15 +95,15 @@ for (const secret of [null, SECRET]) {
   test(`${mode} mode: a node back with a new data directory is refused by both sides`, async () => {
     const list = await members(2);
     // Node 1 lost its data directory: a new incarnation, no memory of node 2.
-    const one = await startNode(
+    const one = await startPeerNode(
       1,
       list,
-      handshakeFor(1, list, secret, NEW_1, new GatedMemory([], false)),
+      handshakeFor(1, list, secret, { own: NEW_1, memory: new GatedMemory([], false) }),
     );
-    const two = await startNode(
+    const two = await startPeerNode(
       2,
       list,
-      handshakeFor(2, list, secret, INC_2, new GatedMemory([[1, OLD_1]], false)),
+      handshakeFor(2, list, secret, { own: INC_2, memory: new GatedMemory([[1, OLD_1]], false) }),
     );
     const refused = (log: string[], pattern: RegExp) =>
       log.some((line) => line.startsWith('ERROR') && pattern.test(line));

@@ -154,6 +154,25 @@ test('a learner is replicated to but never counted: commits need the voters', ()
   assert.equal(net.core(4).current_term, leader.current_term);
 });
 
+test('a learner does not raise the quorum: 2 of 3 voters commit with the learner down', () => {
+  const net = clusterWithSpare();
+  const leader = net.core(1);
+  net.isolate(4); // added while unreachable: a learner that never catches up
+  assert.ok(leader.proposeMembershipChange({ kind: 'add_learner', id: 4, address: 'h:4' }).ok);
+  net.settle();
+  assert.deepEqual(learnersOf(leader.current_membership), [4]);
+  assert.equal(leader.membership_index <= leader.commit_index, true, 'the addition committed');
+  net.isolate(3);
+  const commit = leader.commit_index;
+  assert.ok(leader.propose(data('w')).ok);
+  net.settle();
+  assert.equal(leader.commit_index, commit + 1, 'leader and node 2 are a majority of 3 voters');
+  // Nor does it count for CheckQuorum: the leader keeps leading past an election timeout.
+  net.tick(1, 30);
+  net.settle();
+  assert.equal(leader.current_role, 'leader');
+});
+
 test('promotion: the new voter counts, and the quorum grows with it (4 voters need 3)', () => {
   const net = clusterWithSpare();
   addAndPromote(net, 4);
