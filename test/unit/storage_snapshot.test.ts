@@ -170,7 +170,7 @@ test('InstallSnapshot: partial received files are removed at open', async () => 
   assert.deepEqual(fs.readdirSync(dir), []);
 });
 
-test('the snapshot reader fails the last chunk of a file that rotted, on every pass from 0', async () => {
+test('the snapshot reader fails the last chunk of a rotted file, each pass from 0', async () => {
   const dir = tempDir();
   const store = new SnapshotStore(NODE_STORAGE_IO, dir, true);
   const written = await store.write({ index: 30, term: 3, voters: [1] }, state(5, 1000));
