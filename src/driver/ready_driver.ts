@@ -46,6 +46,7 @@ import type { Replica } from '../replica/replica';
 import { MessageType, type RaftMessage } from '../raft/protocol';
 import type { KvStateMachine } from '../kv/state_machine';
 import { assert } from '../util/assert';
+import { LIMITS } from '../util/limits';
 import {
   SnapshotReceiver,
   SnapshotSender,
@@ -135,6 +136,11 @@ export interface DriverEvents {
   onFatal?(error: Error): void;
   /** A snapshot received from the leader now is the state machine (before its log is rewritten). */
   onSnapshotInstalled?(point: SnapshotPoint): void;
+  /**
+   * Leader: the snapshot file at `point` failed its checksum while being sent (rotted on disk).
+   * `retaking`: a fresh snapshot replaces it; false: snapshot_damaged_retakes_max was reached.
+   */
+  onSnapshotDamaged?(point: SnapshotPoint, reason: string, retaking: boolean): void;
 }
 
 /**
@@ -186,6 +192,8 @@ export class ReadyDriver {
   private snapshot_waiters: Array<(error: Error | null) => void> = [];
   private readonly sender: SnapshotSender | null = null;
   private readonly receiver: SnapshotReceiver | null = null;
+  /** Snapshots retaken for damaged files since a file last read back intact. */
+  private damaged_retakes = 0;
 
   constructor(
     private readonly core: RaftCore,
@@ -243,6 +251,10 @@ export class ReadyDriver {
         core.reportSnapshotFailed(to);
         this.schedule();
       },
+      sourceDamaged: (point, reason) => this.retakeDamagedSnapshot(point, reason),
+      sourceVerified: () => {
+        this.damaged_retakes = 0;
+      },
       received: (from, term, point, membership) => {
         if (this.state_ !== 'running') return;
         core.offerSnapshot(from, term, point, membership);
@@ -266,6 +278,27 @@ export class ReadyDriver {
     this.snapshot_waiters.push(done);
     this.takeSnapshot(this.storage.snapshots);
     return true;
+  }
+
+  /**
+   * The snapshot file being sent rotted on disk: the state machine in memory is intact, so a fresh
+   * snapshot of it replaces the file (a threshold snapshot already running does as well). The
+   * log is not compacted further meanwhile: the previous snapshot and the log after it stay the
+   * restart fallback.
+   */
+  private retakeDamagedSnapshot(point: SnapshotPoint, reason: string): void {
+    const snapshots = this.storage.snapshots;
+    if (this.state_ !== 'running' || snapshots === undefined) return;
+    const retaking =
+      this.snapshotting || this.damaged_retakes < LIMITS.snapshot_damaged_retakes_max;
+    this.events.onSnapshotDamaged?.(point, reason, retaking);
+    if (this.snapshotting || !retaking) return;
+    this.damaged_retakes++;
+    this.previous_snapshot_index = Math.min(
+      this.previous_snapshot_index,
+      this.core.first_log_index - 1,
+    );
+    this.takeSnapshot(snapshots);
   }
 
   get state(): DriverState {
@@ -465,6 +498,7 @@ export class ReadyDriver {
         this.fail(error);
         return;
       }
+      this.sender?.sourceReplaced(); // a new file, or the damaged one rewritten at its index
       // A snapshot installed from the leader meanwhile is newer: this one changes nothing.
       if (index <= this.snapshot_point.index) return;
       Object.assign(this.snapshot_stats, {

@@ -26,6 +26,7 @@ import type { NodeId, SnapshotPoint } from '../raft/types';
 import type { Membership } from '../raft/membership';
 import { crc32 } from '../storage/frame';
 import { assert } from '../util/assert';
+import { StorageCorruptError } from '../util/errors';
 import { LIMITS } from '../util/limits';
 
 /** The leader's newest snapshot file, read in chunks. */
@@ -73,6 +74,10 @@ export interface SnapshotTransferHost {
   awaitingSnapshot(to: NodeId): boolean;
   /** Leader: no snapshot could be sent to `to`. */
   sendFailed(to: NodeId): void;
+  /** Leader: the snapshot file at `point` failed its checksum as it was read: it is not sent. */
+  sourceDamaged(point: SnapshotPoint, reason: string): void;
+  /** Leader: a whole snapshot file was read and its checksum matched. */
+  sourceVerified(): void;
   /** Follower: a complete, durable snapshot from `from` (leader of `term`). */
   received(from: NodeId, term: number, point: SnapshotPoint, membership?: Membership): void;
 }
@@ -109,6 +114,8 @@ interface Incoming {
 export class SnapshotSender {
   private readonly outgoing = new Map<NodeId, Outgoing>();
   private unacked_bytes_total = 0;
+  /** A file found damaged: never offered again (until sourceReplaced), no follower could use it. */
+  private damaged: SnapshotPoint | null = null;
 
   /** `chunk_bytes`: at most snapshot_chunk_bytes_max (the simulator uses small chunks). */
   constructor(
@@ -145,6 +152,13 @@ export class SnapshotSender {
         source?.close();
         return;
       }
+      const damaged = this.damaged;
+      if (source !== null && damaged?.index === source.index && damaged.term === source.term) {
+        source.close();
+        this.close(transfer);
+        this.host.sendFailed(to);
+        return;
+      }
       if (error !== null || source === null) {
         this.close(transfer);
         this.host.sendFailed(to);
@@ -165,12 +179,20 @@ export class SnapshotSender {
       return;
     }
     const next = message.next_offset;
-    if (next > transfer.sent) return; // acknowledges bytes never sent: not ours
+    if (next > transfer.source.total_bytes) return; // not a file of this size: not ours
     transfer.idle_ticks = 0;
-    // Behind what was acknowledged: the follower lost its partial file; resend from there.
-    if (next < transfer.acked) this.rewind(transfer, next);
+    // Behind what was acknowledged: the follower lost its partial file; resend from there. Past
+    // what was sent: it kept a partial file of an earlier transfer of this snapshot (one closed
+    // when its file was found damaged); go on from there, its checksum at the end still decides
+    // (a mismatch answers 0 and the transfer starts over, re-verifying our file).
+    if (next < transfer.acked || next > transfer.sent) this.rewind(transfer, next);
     else this.setAcked(transfer, next);
     this.pump(transfer);
+  }
+
+  /** A newer snapshot file was written (or the damaged one rewritten): offer files again. */
+  sourceReplaced(): void {
+    this.damaged = null;
   }
 
   /** Stall detection and the end of transfers the core no longer waits for. */
@@ -209,9 +231,14 @@ export class SnapshotSender {
       }
       if (error !== null || data.length === 0) {
         this.close(transfer);
+        if (error instanceof StorageCorruptError) {
+          this.damaged = { index: source.index, term: source.term };
+          this.host.sourceDamaged(this.damaged, error.message);
+        }
         this.host.sendFailed(transfer.to);
         return;
       }
+      if (offset + data.length === source.total_bytes) this.host.sourceVerified();
       this.host.send(transfer.to, {
         type: MessageType.InstallSnapshotRequest,
         term: transfer.term,

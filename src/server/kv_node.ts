@@ -431,6 +431,11 @@ export class KvNode {
           this.logger.info(
             `installed a snapshot from the leader (index ${point.index}, term ${point.term})`,
           ),
+        onSnapshotDamaged: (point, reason, retaking) =>
+          this.logger.error(
+            `snapshot file (index ${point.index}, term ${point.term}) is damaged: ${reason}; ` +
+              (retaking ? 'taking a fresh snapshot' : 'not retaking: the disk keeps damaging them'),
+          ),
       },
     );
   }

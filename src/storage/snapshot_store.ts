@@ -427,8 +427,19 @@ function decodeHeader(bytes: Buffer, file: string): { meta: SnapshotMeta; header
   return { meta, header_bytes };
 }
 
-/** Reads a snapshot file in chunks for InstallSnapshot (never the whole file at once). */
+/**
+ * Reads a snapshot file in chunks for InstallSnapshot (never the whole file at once). Each
+ * sequential pass (from offset 0) verifies the file's checksum as the bytes go by: a file that
+ * rotted on disk after it was written fails the read of its last chunk (StorageCorruptError), so
+ * the leader learns that its file is damaged instead of having every follower reject it forever.
+ */
 export class SnapshotFileReader {
+  /** The file's bytes [0, CRC_FROM): the stored checksum, as read. */
+  private readonly head = Buffer.alloc(CRC_FROM);
+  /** Bytes the running checksum covers: the next offset that continues the sequential pass. */
+  private verified_to = 0;
+  private crc = 0;
+
   constructor(
     private readonly handle: LogFile,
     readonly index: number,
@@ -446,7 +457,27 @@ export class SnapshotFileReader {
       if (got === 0) throw new StorageCorruptError(`snapshot ${this.index} ends before ${offset}`);
       read += got;
     }
+    // Every pass from the start verifies anew: bytes that rotted after an earlier pass (a follower
+    // that rejected the whole file answers with offset 0) are found as well.
+    if (offset === 0) {
+      this.verified_to = 0;
+      this.crc = 0;
+    }
+    if (offset === this.verified_to) this.verify(offset, chunk);
     return chunk;
+  }
+
+  private verify(offset: number, chunk: Buffer): void {
+    if (offset < CRC_FROM)
+      chunk.copy(this.head, offset, 0, Math.min(chunk.length, CRC_FROM - offset));
+    if (offset + chunk.length > CRC_FROM)
+      this.crc = crc32(chunk.subarray(Math.max(0, CRC_FROM - offset)), this.crc);
+    this.verified_to = offset + chunk.length;
+    if (this.verified_to < this.total_bytes) return;
+    if (this.total_bytes < CRC_FROM || this.head.readUInt32LE(12) !== this.crc)
+      throw new StorageCorruptError(
+        `snapshot ${this.index} (term ${this.term}): checksum mismatch`,
+      );
   }
 
   close(): Promise<void> {

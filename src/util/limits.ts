@@ -106,6 +106,11 @@ export const LIMITS = {
    * offset (a lost chunk or a reconnect).
    */
   snapshot_stall_ticks: 10,
+  /**
+   * Fresh snapshots a leader takes because its snapshot file was found damaged, before a file
+   * reads back intact; past it the leader logs that it gives up (the disk is failing).
+   */
+  snapshot_damaged_retakes_max: 3,
   /** Config file size. */
   config_file_bytes_max: 1024 * 1024,
   /** Largest cluster (members of one configuration, learners included). */

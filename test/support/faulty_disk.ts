@@ -267,6 +267,11 @@ export class FaultyDisk {
     });
   }
 
+  /** The paths of the files on the disk now. */
+  paths(): string[] {
+    return [...this.files.keys()];
+  }
+
   /** A copy of a file image, or null if the file does not exist. */
   image(file_path: string, which: 'durable' | 'current'): Buffer | null {
     const file = this.files.get(file_path);

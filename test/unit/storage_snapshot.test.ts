@@ -169,3 +169,28 @@ test('InstallSnapshot: partial received files are removed at open', async () => 
   assert.equal(await store.loadNewest(() => undefined), null);
   assert.deepEqual(fs.readdirSync(dir), []);
 });
+
+test('the snapshot reader fails the last chunk of a rotted file, each pass from 0', async () => {
+  const dir = tempDir();
+  const store = new SnapshotStore(NODE_STORAGE_IO, dir, true);
+  const written = await store.write({ index: 30, term: 3, voters: [1] }, state(5, 1000));
+  const readAll = async (reader: { read(o: number, n: number): Promise<Buffer> }) => {
+    for (let at = 0; at < written.file_bytes; at += 100) await reader.read(at, 100);
+  };
+  const reader = await store.openNewestReader();
+  assert.ok(reader);
+  await readAll(reader); // intact: the whole pass reads
+  const bytes = fs.readFileSync(written.file);
+  bytes.writeUInt8(bytes.readUInt8(500) ^ 0x10, 500); // rots after the first pass
+  fs.writeFileSync(written.file, bytes);
+  await assert.rejects(readAll(reader), /checksum mismatch/, 'the next pass from 0 finds it');
+  await reader.close();
+  const fresh = await store.openNewestReader();
+  assert.ok(fresh);
+  await assert.rejects(readAll(fresh), /checksum mismatch/);
+  // Only the last chunk fails: a follower never receives a complete damaged file.
+  await fresh.read(0, 100);
+  await fresh.read(100, written.file_bytes - 200);
+  await assert.rejects(fresh.read(written.file_bytes - 100, 100), /checksum mismatch/);
+  await fresh.close();
+});
