@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KvClient } from '../../src/client';
-import type { HistoryOperation, KvInput } from '../sim/linearizability';
+import { checkLinearizable, type HistoryOperation, type KvInput } from '../sim/linearizability';
 import { callKv } from '../support/kv_history';
 import { freePortPairs } from '../support/ports';
 import { pollUntil, type TestCluster } from './cluster_harness';
@@ -42,6 +42,21 @@ export async function clientLoop(
   } finally {
     await client.close();
   }
+}
+
+/**
+ * The clients' history is linearizable and holds more than 50 operations with a known outcome;
+ * `diagnostic` gets the counts.
+ */
+export function assertHistory(
+  history: HistoryOperation[],
+  diagnostic: (line: string) => void,
+): void {
+  const result = checkLinearizable(history);
+  assert.ok(result.ok, `history not linearizable: ${result.failure?.explanation ?? ''}`);
+  const known = history.filter((op) => op.output.kind !== 'unknown').length;
+  diagnostic(`${history.length} operations, ${known} with a known outcome`);
+  assert.ok(known > 50, `${known} completed operations`);
 }
 
 /** One admin command to node `index`; the reply as text (`-` first for an error). */
