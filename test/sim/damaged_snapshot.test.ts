@@ -6,28 +6,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { drawParams, RELIABLE_NETWORK } from './seed_run';
-import { Simulation } from './simulation';
+import type { Simulation } from './simulation';
+import { snapshotSim, startWithNode3Following } from './snapshot_sim';
 import { MessageType } from '../../src/raft/protocol';
 
 /** Node 3 cut off while the others compact past it; clients stopped; the leader's file rotted. */
 async function damagedLeaderSnapshot(seed: number): Promise<Simulation> {
-  const sim = new Simulation({
-    ...drawParams(seed, { nodes: 3 }),
-    ...RELIABLE_NETWORK,
-    disk_faults: false,
-    snapshot_entries: 10,
-    snapshot_chunk_bytes: 64,
-    clients: 3,
-    keys: 40,
-  });
-  sim.startClients();
-  await sim.runUntil(() => sim.leader() !== null && sim.leader()?.id !== 3, 4000);
-  if (sim.leader()?.id === 3) {
-    sim.crash(3); // node 3 must be the follower left behind
-    sim.restart(3);
-    await sim.runUntil(() => sim.leader() !== null && sim.leader()?.id !== 3, 4000);
-  }
+  const sim = snapshotSim(seed);
+  await startWithNode3Following(sim);
   sim.crash(3);
   const compacted = await sim.runUntil(() => {
     const l = sim.leader();

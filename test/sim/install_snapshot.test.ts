@@ -7,23 +7,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { drawParams, RELIABLE_NETWORK } from './seed_run';
-import { Simulation, type SimFaults, type SimParams } from './simulation';
+import type { Simulation, SimFaults } from './simulation';
+import { snapshotSim, startWithNode3Following } from './snapshot_sim';
 import { MessageType, type RaftMessage } from '../../src/raft/protocol';
 import type { NodeId } from '../../src/raft/types';
-
-function snapshotSim(seed: number, overrides: Partial<SimParams> = {}): Simulation {
-  return new Simulation({
-    ...drawParams(seed, { nodes: 3 }),
-    ...RELIABLE_NETWORK,
-    disk_faults: false,
-    snapshot_entries: 10,
-    snapshot_chunk_bytes: 64,
-    clients: 3,
-    keys: 40,
-    ...overrides,
-  });
-}
 
 interface Tap {
   /** Messages the simulator was asked to carry, in order. */
@@ -47,15 +34,7 @@ function tap(
 
 /** Node 3 is cut off while the others write and compact past it; then the network heals. */
 async function leaveBehind(sim: Simulation): Promise<void> {
-  sim.startClients();
-  await sim.runUntil(() => sim.leader() !== null, 4000);
-  const leader = sim.leader();
-  assert.ok(leader, `a leader (seed ${sim.params.seed})`);
-  if (leader.id === 3) {
-    sim.crash(3); // node 3 must be the follower left behind
-    sim.restart(3);
-    await sim.runUntil(() => sim.leader() !== null && sim.leader()?.id !== 3, 4000);
-  }
+  await startWithNode3Following(sim);
   sim.isolate(3);
   await sim.runUntil(() => {
     const l = sim.leader();
