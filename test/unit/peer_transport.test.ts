@@ -14,6 +14,7 @@ import { createLogger, SILENT_LOGGER, type Logger } from '../../src/util/log';
 import { leakedHandles, waitFor } from '../support/wait';
 import { countSocketWrites } from '../support/socket_writes';
 import { freePort } from '../support/ports';
+import { appendEntriesRequest } from '../support/raft_messages';
 
 const HOST = '127.0.0.1';
 const WAIT_MS = 10_000;
@@ -87,16 +88,7 @@ function voteResponse(term = 1, vote_granted = true): RaftMessage {
 
 function appendRequest(leader_id: number, data_bytes = 0, seq = 1): AppendEntriesRequest {
   const entries = data_bytes === 0 ? [] : [{ term: 1, data: new Uint8Array(data_bytes) }];
-  return {
-    type: MessageType.AppendEntriesRequest,
-    term: 1,
-    leader_id,
-    prev_log_index: 0,
-    prev_log_term: 0,
-    leader_commit: 0,
-    seq,
-    entries,
-  };
+  return appendEntriesRequest({ leader_id, seq, entries });
 }
 
 function appendResponse(follower_id: number, ack: number): RaftMessage {

@@ -9,6 +9,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MessageType, type LogEntry } from '../../src/raft/protocol';
 import { ELECTION_TICKS, makeCore, termAt, TestNet, type Envelope } from '../support/raft_test_net';
+import { appendEntriesRequest } from '../support/raft_messages';
 
 const data = (text: string): Uint8Array => Buffer.from(text);
 const isAppend = (e: Envelope): boolean => e.message.type === MessageType.AppendEntriesRequest;
@@ -396,16 +397,16 @@ test('a follower never truncates committed entries; it keeps Log Matching on con
       ],
     },
   });
-  follower.step(1, {
-    type: MessageType.AppendEntriesRequest,
-    term: 3,
-    leader_id: 1,
-    prev_log_index: 1,
-    prev_log_term: 1,
-    leader_commit: 2,
-    seq: 1,
-    entries: [{ term: 3, data: data('c') }],
-  });
+  follower.step(
+    1,
+    appendEntriesRequest({
+      term: 3,
+      prev_log_index: 1,
+      prev_log_term: 1,
+      leader_commit: 2,
+      entries: [{ term: 3, data: data('c') }],
+    }),
+  );
   const ready = follower.ready()!;
   assert.deepEqual(
     ready.entries?.first_index,
@@ -641,33 +642,31 @@ test('probe state: a follower that was down for 2^31 messages is still caught up
 
 test('a truncation during an outstanding Ready limits what advance() proves durable', () => {
   const follower = makeCore(2, [1, 2, 3]);
-  follower.step(1, {
-    type: MessageType.AppendEntriesRequest,
-    term: 1,
-    leader_id: 1,
-    prev_log_index: 0,
-    prev_log_term: 0,
-    leader_commit: 1,
-    seq: 1,
-    entries: [
-      { term: 1, data: data('a') },
-      { term: 1, data: data('b') },
-      { term: 1, data: data('c') },
-    ],
-  });
+  follower.step(
+    1,
+    appendEntriesRequest({
+      leader_commit: 1,
+      entries: [
+        { term: 1, data: data('a') },
+        { term: 1, data: data('b') },
+        { term: 1, data: data('c') },
+      ],
+    }),
+  );
   const r1 = follower.ready()!;
   assert.deepEqual([r1.entries?.first_index, r1.entries?.entries.length], [1, 3]);
   // While r1 is being written, a leader of term 2 replaces index 2 onwards.
-  follower.step(3, {
-    type: MessageType.AppendEntriesRequest,
-    term: 2,
-    leader_id: 3,
-    prev_log_index: 1,
-    prev_log_term: 1,
-    leader_commit: 1,
-    seq: 1,
-    entries: [{ term: 2, data: data('B') }],
-  });
+  follower.step(
+    3,
+    appendEntriesRequest({
+      term: 2,
+      leader_id: 3,
+      prev_log_index: 1,
+      prev_log_term: 1,
+      leader_commit: 1,
+      entries: [{ term: 2, data: data('B') }],
+    }),
+  );
   follower.advance(r1);
   assert.equal(follower.status().stable_index, 1, 'only index 1 of r1 is still in the log');
   const r2 = follower.ready()!;
@@ -683,16 +682,7 @@ test('a follower acknowledges entries only once all are saved, however many Read
   // and the leader had counted it towards committing entries it never held.
   const follower = makeCore(2, [1, 2, 3], { ready_entries_max: 1 });
   const entries: LogEntry[] = [1, 2, 3].map((i) => ({ term: 1, data: data(`e${i}`) }));
-  follower.step(1, {
-    type: MessageType.AppendEntriesRequest,
-    term: 1,
-    leader_id: 1,
-    prev_log_index: 0,
-    prev_log_term: 0,
-    leader_commit: 0,
-    seq: 1,
-    entries,
-  });
+  follower.step(1, appendEntriesRequest({ entries }));
   let saved = 0;
   const acks: { match: number; saved: number }[] = [];
   for (let round = 0; round < 10 && follower.hasReady(); round++) {

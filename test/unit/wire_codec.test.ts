@@ -16,6 +16,7 @@ import { WireError, type ErrorCode } from '../../src/util/errors';
 import { LIMITS } from '../../src/util/limits';
 import { splitAt } from '../support/chunks';
 import { fcRuns } from '../support/fast_check';
+import { appendEntriesRequest } from '../support/raft_messages';
 
 /** Hex with spaces and line breaks allowed, so the golden frames can be laid out field by field. */
 function hex(text: string): Buffer {
@@ -299,19 +300,6 @@ const raftMessage: fc.Arbitrary<RaftMessage> = fc.oneof(
   }),
 );
 
-function appendEntries(entries: LogEntry[]): RaftMessage {
-  return {
-    type: MessageType.AppendEntriesRequest,
-    term: 1,
-    leader_id: 1,
-    prev_log_index: 0,
-    prev_log_term: 0,
-    leader_commit: 0,
-    seq: 1,
-    entries,
-  };
-}
-
 describe('wire codec golden frames', () => {
   for (const golden of GOLDEN) {
     it(`encodes ${golden.name} byte for byte`, () => {
@@ -338,7 +326,7 @@ describe('wire codec term bounds', () => {
     { name: 'RequestVoteRequest', message: GOLDEN[0]!.message, offsets: [8, 20] },
     {
       name: 'AppendEntriesRequest',
-      message: appendEntries([{ term: 1, data: bytes('x') }]),
+      message: appendEntriesRequest({ entries: [{ term: 1, data: bytes('x') }] }),
       offsets: [8, 20, 36],
     },
     {
@@ -372,8 +360,10 @@ describe('wire codec term bounds', () => {
 describe('wire codec sizes', () => {
   it('each entry adds LOG_ENTRY_HEADER_BYTES (8) plus its data to an AppendEntriesRequest', () => {
     assert.equal(LOG_ENTRY_HEADER_BYTES, 8);
-    const empty = encodeMessage(appendEntries([])).length;
-    const one = encodeMessage(appendEntries([{ term: 1, data: new Uint8Array(40) }])).length;
+    const empty = encodeMessage(appendEntriesRequest()).length;
+    const one = encodeMessage(
+      appendEntriesRequest({ entries: [{ term: 1, data: new Uint8Array(40) }] }),
+    ).length;
     assert.equal(one - empty, LOG_ENTRY_HEADER_BYTES + 40);
   });
 
@@ -534,7 +524,7 @@ describe('wire codec round trips', () => {
     for (let index = 0; index < 300; index++) {
       entries.push({ term: index, data: new Uint8Array(1000 + index).fill(index & 0xff) });
     }
-    const message = appendEntries(entries);
+    const message = appendEntriesRequest({ entries });
     const stream = Buffer.concat([encodeMessage(message), encodeMessage(message)]);
     const chunks: Buffer[] = [];
     for (let at = 0; at < stream.length; at += 64 * 1024)
@@ -557,7 +547,9 @@ describe('wire codec round trips', () => {
   });
 
   it('decoded entry data is a copy with its own memory, not a view into the chunk', () => {
-    const frame = encodeMessage(appendEntries([{ term: 2, data: bytes('SET key value') }]));
+    const frame = encodeMessage(
+      appendEntriesRequest({ entries: [{ term: 2, data: bytes('SET key value') }] }),
+    );
     const chunk = Buffer.concat([frame, Buffer.alloc(64 * 1024 - frame.length)]).subarray(
       0,
       frame.length,
@@ -837,14 +829,20 @@ describe('wire codec encoding checks', () => {
 
   it('refuses an entry term that does not fit an int32', () => {
     assert.throws(
-      () => encodeMessage(appendEntries([{ term: 2 ** 31, data: new Uint8Array(1) }])),
+      () =>
+        encodeMessage(
+          appendEntriesRequest({ entries: [{ term: 2 ** 31, data: new Uint8Array(1) }] }),
+        ),
       AssertionFailure,
     );
   });
 
   it('refuses a message whose payload exceeds raft_frame_payload_bytes_max', () => {
     const data = new Uint8Array(LIMITS.raft_frame_payload_bytes_max);
-    assert.throws(() => encodeMessage(appendEntries([{ term: 1, data }])), AssertionFailure);
+    assert.throws(
+      () => encodeMessage(appendEntriesRequest({ entries: [{ term: 1, data }] })),
+      AssertionFailure,
+    );
   });
 
   it('refuses an unknown message type', () => {
