@@ -90,12 +90,20 @@ const HEADER_BYTES_MAX =
   4 +
   6 +
   LIMITS.cluster_nodes_max * (9 + LIMITS.membership_address_bytes_max);
+/** The stored checksum (u32 at CRC_AT) covers the file's bytes from CRC_FROM to its end. */
+const CRC_AT = 12;
 const CRC_FROM = 16;
 /** Loading reads a snapshot file in chunks of this size. */
 const LOAD_CHUNK_BYTES = LIMITS.wal_replay_chunk_bytes;
 const NAME_PATTERN = /^snapshot-(\d{10})-(\d{10})\.snap$/;
 /** A snapshot being received from the leader (InstallSnapshot); never loaded, removed at open. */
 const RECEIVE_SUFFIX = '.recv';
+
+/** The running checksum `crc` of a file read in order, extended by `bytes` at `offset`. */
+function extendChecksum(crc: number, offset: number, bytes: Buffer): number {
+  if (offset + bytes.length <= CRC_FROM) return crc;
+  return crc32(bytes.subarray(Math.max(0, CRC_FROM - offset)), crc);
+}
 
 export function snapshotFileName(index: number, term: number): string {
   return `snapshot-${String(index).padStart(10, '0')}-${String(term).padStart(10, '0')}.snap`;
@@ -147,7 +155,7 @@ export class SnapshotStore {
         await file.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength), position);
         position += chunk.length;
       }
-      header.writeUInt32LE(crc, 12);
+      header.writeUInt32LE(crc, CRC_AT);
       await file.write(header, 0);
       if (this.fsync) await file.datasync();
     } finally {
@@ -301,7 +309,7 @@ export class SnapshotStore {
           return null;
         });
       }
-      if (crc !== first.readUInt32LE(12))
+      if (crc !== first.readUInt32LE(CRC_AT))
         throw new StorageCorruptError(`${file}: checksum mismatch`);
       if (problem !== null) throw problem;
       if (started instanceof StorageCorruptError) throw started;
@@ -470,11 +478,10 @@ export class SnapshotFileReader {
   private verify(offset: number, chunk: Buffer): void {
     if (offset < CRC_FROM)
       chunk.copy(this.head, offset, 0, Math.min(chunk.length, CRC_FROM - offset));
-    if (offset + chunk.length > CRC_FROM)
-      this.crc = crc32(chunk.subarray(Math.max(0, CRC_FROM - offset)), this.crc);
+    this.crc = extendChecksum(this.crc, offset, chunk);
     this.verified_to = offset + chunk.length;
     if (this.verified_to < this.total_bytes) return;
-    if (this.total_bytes < CRC_FROM || this.head.readUInt32LE(12) !== this.crc)
+    if (this.total_bytes < CRC_FROM || this.head.readUInt32LE(CRC_AT) !== this.crc)
       throw new StorageCorruptError(
         `snapshot ${this.index} (term ${this.term}): checksum mismatch`,
       );
@@ -521,8 +528,7 @@ export class SnapshotFileWriter {
       bytes.copy(this.head, offset, 0, Math.min(bytes.length, FIXED_HEADER_BYTES - offset));
     if (offset < HEADER_BYTES_MAX)
       bytes.copy(this.header, offset, 0, Math.min(bytes.length, HEADER_BYTES_MAX - offset));
-    if (offset + bytes.length > CRC_FROM)
-      this.crc = crc32(bytes.subarray(Math.max(0, CRC_FROM - offset)), this.crc);
+    this.crc = extendChecksum(this.crc, offset, bytes);
     await this.file.write(bytes, offset);
     this.written += bytes.length;
   }
@@ -557,7 +563,7 @@ export class SnapshotFileWriter {
     if (this.total_bytes < FIXED_HEADER_BYTES) return 'shorter than a header';
     if (!head.subarray(0, MAGIC.length).equals(MAGIC)) return 'bad magic';
     if (head.readUInt32LE(8) !== VERSION) return `unknown version ${head.readUInt32LE(8)}`;
-    if (head.readUInt32LE(12) !== this.crc) return 'checksum mismatch';
+    if (head.readUInt32LE(CRC_AT) !== this.crc) return 'checksum mismatch';
     if (head.readUInt32LE(16) !== this.point.index || head.readUInt32LE(20) !== this.point.term)
       return `holds index ${head.readUInt32LE(16)} term ${head.readUInt32LE(20)}`;
     return null;
